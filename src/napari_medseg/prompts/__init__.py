@@ -1,0 +1,1 @@
+"""Promptable (click/box) 3D segmentation sessions; see :mod:`.base`."""

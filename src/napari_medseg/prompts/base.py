@@ -1,0 +1,235 @@
+"""The promptable-segmentation session shared by every interactive backend.
+
+A session holds one volume and one object being segmented. The user adds positive
+or negative points (voxel indices z, y, x), a box, or an initial mask; after each
+prompt the backend returns the object's mask for a region of the volume, and the
+session reports the bounding box that changed so the viewer refreshes only that.
+
+Backends subclass :class:`PromptSession` and implement two methods:
+
+* :meth:`PromptSession._prepare` - the expensive, per-volume work (statistics,
+  gradient maps, an image encoder's embedding of a crop...), done once and cached;
+* :meth:`PromptSession._predict` - the light per-interaction part.
+
+The base class owns the prompt list, the undo stack and the full-grid result, so
+every backend behaves the same in the widget and on the command line.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..io.volume import Volume
+from ..progress import CancelLike, ProgressCallback
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Everything the user has said about the current object."""
+
+    points: tuple = ()  # tuple of (z, y, x) float tuples, voxel indices
+    labels: tuple = ()  # tuple of bool: True = positive (inside), False = negative
+    box: Optional[tuple] = None  # ((z0, y0, x0), (z1, y1, x1)) inclusive voxel corners
+    initial_mask: Optional[np.ndarray] = field(default=None, compare=False)
+
+    @property
+    def positive_points(self) -> list:
+        return [p for p, lab in zip(self.points, self.labels) if lab]
+
+    @property
+    def negative_points(self) -> list:
+        return [p for p, lab in zip(self.points, self.labels) if not lab]
+
+
+@dataclass
+class Prediction:
+    """A backend's answer: a boolean mask for ``region`` (slices into the full grid).
+
+    ``state`` is anything the backend wants back at the next interaction (e.g. SAM's
+    low-resolution logits, fed back as the mask prompt).
+    """
+
+    mask: np.ndarray
+    region: tuple  # tuple of 3 slices
+    state: Any = None
+
+
+@dataclass(frozen=True)
+class Update:
+    """What changed after an interaction.
+
+    ``mask`` is the full-grid boolean mask of the current object, ``changed`` the
+    bounding box (tuple of 3 slices) whose voxels may differ from before.
+    """
+
+    mask: np.ndarray
+    changed: tuple
+    timing_s: float = 0.0
+
+
+def _union_region(a: Optional[tuple], b: Optional[tuple]) -> Optional[tuple]:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _nonzero_region(mask: np.ndarray) -> Optional[tuple]:
+    if not mask.any():
+        return None
+    out = []
+    for axis in range(3):
+        other = tuple(i for i in range(3) if i != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
+
+
+class PromptSession(ABC):
+    """Base class of interactive 3D segmentation sessions.
+
+    Use::
+
+        session = SomeBackend(...)
+        session.set_volume(volume)            # expensive work, cached
+        update = session.add_point((z, y, x)) # light: returns the new mask + changed box
+        update = session.add_point((z, y, x), positive=False)
+        session.undo(); session.reset()
+    """
+
+    #: human-readable backend name (shown in the widget and CLI)
+    name: str = "base"
+
+    def __init__(self) -> None:
+        self._volume: Optional[Volume] = None
+        self._prompts = Prompts()
+        self._history: list = []  # (Prompts, mask, state) before each interaction
+        self._mask: Optional[np.ndarray] = None
+        self._state: Any = None
+
+    # ----------------------------------------------------------- to implement
+    @abstractmethod
+    def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
+        """Do (and cache) the per-volume work."""
+
+    @abstractmethod
+    def _predict(self, prompts: Prompts, previous_state: Any) -> Prediction:
+        """Segment the object described by ``prompts``; light per-click work only."""
+
+    # ----------------------------------------------------------- public API
+    @property
+    def volume(self) -> Volume:
+        if self._volume is None:
+            raise InvalidInputError("no volume set: call set_volume(volume) first")
+        return self._volume
+
+    @property
+    def prompts(self) -> Prompts:
+        return self._prompts
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Current object's mask on the full volume grid (bool, z, y, x)."""
+        if self._mask is None:
+            return np.zeros(self.volume.shape, dtype=bool)
+        return self._mask
+
+    def set_volume(
+        self,
+        volume: Volume,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelLike] = None,
+    ) -> None:
+        """Set the volume and run the expensive per-volume preparation once."""
+        if not isinstance(volume, Volume):
+            raise InvalidInputError(f"set_volume needs a Volume, got {type(volume).__name__}")
+        self._prepare(volume, progress, cancel)
+        self._volume = volume
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every prompt of the current object (the volume stays prepared)."""
+        self._prompts = Prompts()
+        self._history.clear()
+        self._mask = None
+        self._state = None
+
+    def _check_point(self, zyx: Sequence[float]) -> tuple:
+        point = tuple(float(c) for c in zyx)
+        shape = self.volume.shape
+        if len(point) != 3:
+            raise InvalidInputError(f"a point is 3 voxel indices (z, y, x), got {zyx!r}")
+        if not all(0 <= c <= s - 1 for c, s in zip(point, shape)):
+            raise InvalidInputError(
+                f"point {point} (z, y, x) lies outside the volume of shape {shape}"
+            )
+        return point
+
+    def add_point(self, zyx: Sequence[float], positive: bool = True) -> Update:
+        """Add a positive (inside) or negative (outside) click and re-segment."""
+        point = self._check_point(zyx)
+        p = self._prompts
+        new = Prompts(p.points + (point,), p.labels + (bool(positive),), p.box, p.initial_mask)
+        return self._apply(new)
+
+    def add_box(self, zyx0: Sequence[float], zyx1: Sequence[float]) -> Update:
+        """Set the bounding box (two opposite corners, voxel indices) and re-segment."""
+        a, b = self._check_point(zyx0), self._check_point(zyx1)
+        box = (tuple(min(u, v) for u, v in zip(a, b)), tuple(max(u, v) for u, v in zip(a, b)))
+        p = self._prompts
+        return self._apply(Prompts(p.points, p.labels, box, p.initial_mask))
+
+    def set_initial_mask(self, mask: np.ndarray) -> Update:
+        """Start from an existing segmentation (e.g. to refine a model's label)."""
+        mask = np.asarray(mask).astype(bool)
+        if mask.shape != self.volume.shape:
+            raise InvalidInputError(
+                f"initial mask shape {mask.shape} does not match the volume {self.volume.shape}"
+            )
+        p = self._prompts
+        previous = self._mask
+        self._history.append((self._prompts, self._mask, self._state))
+        self._prompts = Prompts(p.points, p.labels, p.box, mask)
+        self._mask = mask.copy()
+        changed = _union_region(_nonzero_region(mask), _nonzero_region(previous) if previous is not None else None)
+        return Update(self.mask, changed or (slice(0, 0),) * 3)
+
+    def undo(self) -> Update:
+        """Revert the last interaction; returns the restored mask."""
+        if not self._history:
+            return Update(self.mask, (slice(0, 0),) * 3)
+        before = self._mask
+        self._prompts, self._mask, self._state = self._history.pop()
+        changed = _union_region(
+            _nonzero_region(before) if before is not None else None,
+            _nonzero_region(self._mask) if self._mask is not None else None,
+        )
+        return Update(self.mask, changed or (slice(0, 0),) * 3)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    def _apply(self, prompts: Prompts) -> Update:
+        import time
+
+        t0 = time.perf_counter()
+        prediction = self._predict(prompts, self._state)
+        previous = self._mask
+        full = np.zeros(self.volume.shape, dtype=bool) if previous is None else previous.copy()
+        old_region = _nonzero_region(previous) if previous is not None else None
+        # Voxels of the previous mask outside the predicted region belong to the object
+        # only if the backend says so; the prediction's region replaces the old mask there.
+        if old_region is not None:
+            full[old_region] = False
+        full[prediction.region] = np.asarray(prediction.mask, dtype=bool)
+        self._history.append((self._prompts, self._mask, self._state))
+        self._prompts, self._mask, self._state = prompts, full, prediction.state
+        changed = _union_region(old_region, prediction.region)
+        return Update(full, changed, time.perf_counter() - t0)
