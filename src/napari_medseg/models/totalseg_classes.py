@@ -1,0 +1,198 @@
+"""Class maps published by TotalSegmentator v2 (ids and names exactly as it writes them).
+
+Sources: TotalSegmentator's ``totalsegmentator/map_to_binary.py`` (``class_map["total"]``,
+``class_map_5_parts``, ``class_map["liver_vessels"]``) and its task registry
+(``liver_lesions``). The ``total`` map is also what TotalSegmentator stores in the XML
+NIfTI header extension of its multi-label output; a test checks the two agree.
+
+The ``total`` task runs five part models (datasets 291-295); each predicts its own local
+ids 1..n, mapped to the global ``total`` ids by name (:func:`part_to_global`). The fast
+(3 mm, dataset 297) and fastest (6 mm, dataset 298) models predict the global ``total``
+ids directly.
+"""
+
+from __future__ import annotations
+
+#: TotalSegmentator v2 ``total`` task: 117 classes (also used by total-fast/-fastest).
+TOTAL: dict[int, str] = {
+    1: "spleen",
+    2: "kidney_right",
+    3: "kidney_left",
+    4: "gallbladder",
+    5: "liver",
+    6: "stomach",
+    7: "pancreas",
+    8: "adrenal_gland_right",
+    9: "adrenal_gland_left",
+    10: "lung_upper_lobe_left",
+    11: "lung_lower_lobe_left",
+    12: "lung_upper_lobe_right",
+    13: "lung_middle_lobe_right",
+    14: "lung_lower_lobe_right",
+    15: "esophagus",
+    16: "trachea",
+    17: "thyroid_gland",
+    18: "small_bowel",
+    19: "duodenum",
+    20: "colon",
+    21: "urinary_bladder",
+    22: "prostate",
+    23: "kidney_cyst_left",
+    24: "kidney_cyst_right",
+    25: "sacrum",
+    26: "vertebrae_S1",
+    27: "vertebrae_L5",
+    28: "vertebrae_L4",
+    29: "vertebrae_L3",
+    30: "vertebrae_L2",
+    31: "vertebrae_L1",
+    32: "vertebrae_T12",
+    33: "vertebrae_T11",
+    34: "vertebrae_T10",
+    35: "vertebrae_T9",
+    36: "vertebrae_T8",
+    37: "vertebrae_T7",
+    38: "vertebrae_T6",
+    39: "vertebrae_T5",
+    40: "vertebrae_T4",
+    41: "vertebrae_T3",
+    42: "vertebrae_T2",
+    43: "vertebrae_T1",
+    44: "vertebrae_C7",
+    45: "vertebrae_C6",
+    46: "vertebrae_C5",
+    47: "vertebrae_C4",
+    48: "vertebrae_C3",
+    49: "vertebrae_C2",
+    50: "vertebrae_C1",
+    51: "heart",
+    52: "aorta",
+    53: "pulmonary_vein",
+    54: "brachiocephalic_trunk",
+    55: "subclavian_artery_right",
+    56: "subclavian_artery_left",
+    57: "common_carotid_artery_right",
+    58: "common_carotid_artery_left",
+    59: "brachiocephalic_vein_left",
+    60: "brachiocephalic_vein_right",
+    61: "atrial_appendage_left",
+    62: "superior_vena_cava",
+    63: "inferior_vena_cava",
+    64: "portal_vein_and_splenic_vein",
+    65: "iliac_artery_left",
+    66: "iliac_artery_right",
+    67: "iliac_vena_left",
+    68: "iliac_vena_right",
+    69: "humerus_left",
+    70: "humerus_right",
+    71: "scapula_left",
+    72: "scapula_right",
+    73: "clavicula_left",
+    74: "clavicula_right",
+    75: "femur_left",
+    76: "femur_right",
+    77: "hip_left",
+    78: "hip_right",
+    79: "spinal_cord",
+    80: "gluteus_maximus_left",
+    81: "gluteus_maximus_right",
+    82: "gluteus_medius_left",
+    83: "gluteus_medius_right",
+    84: "gluteus_minimus_left",
+    85: "gluteus_minimus_right",
+    86: "autochthon_left",
+    87: "autochthon_right",
+    88: "iliopsoas_left",
+    89: "iliopsoas_right",
+    90: "brain",
+    91: "skull",
+    92: "rib_left_1",
+    93: "rib_left_2",
+    94: "rib_left_3",
+    95: "rib_left_4",
+    96: "rib_left_5",
+    97: "rib_left_6",
+    98: "rib_left_7",
+    99: "rib_left_8",
+    100: "rib_left_9",
+    101: "rib_left_10",
+    102: "rib_left_11",
+    103: "rib_left_12",
+    104: "rib_right_1",
+    105: "rib_right_2",
+    106: "rib_right_3",
+    107: "rib_right_4",
+    108: "rib_right_5",
+    109: "rib_right_6",
+    110: "rib_right_7",
+    111: "rib_right_8",
+    112: "rib_right_9",
+    113: "rib_right_10",
+    114: "rib_right_11",
+    115: "rib_right_12",
+    116: "sternum",
+    117: "costal_cartilages",
+}
+
+#: The five part models of ``total`` at 1.5 mm: dataset id -> (part name, local classes).
+#: Local ids are 1..n in the order listed (TotalSegmentator's ``class_map_5_parts``).
+_PART_ORGANS = [
+    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas",
+    "adrenal_gland_right", "adrenal_gland_left", "lung_upper_lobe_left", "lung_lower_lobe_left",
+    "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right", "esophagus",
+    "trachea", "thyroid_gland", "small_bowel", "duodenum", "colon", "urinary_bladder",
+    "prostate", "kidney_cyst_left", "kidney_cyst_right",
+]
+_PART_VERTEBRAE = ["sacrum", "vertebrae_S1"] + [f"vertebrae_L{i}" for i in range(5, 0, -1)] + [
+    f"vertebrae_T{i}" for i in range(12, 0, -1)] + [f"vertebrae_C{i}" for i in range(7, 0, -1)]
+_PART_CARDIAC = [
+    "heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
+    "subclavian_artery_left", "common_carotid_artery_right", "common_carotid_artery_left",
+    "brachiocephalic_vein_left", "brachiocephalic_vein_right", "atrial_appendage_left",
+    "superior_vena_cava", "inferior_vena_cava", "portal_vein_and_splenic_vein",
+    "iliac_artery_left", "iliac_artery_right", "iliac_vena_left", "iliac_vena_right",
+]
+_PART_MUSCLES = [
+    "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
+    "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right", "spinal_cord",
+    "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
+    "gluteus_medius_right", "gluteus_minimus_left", "gluteus_minimus_right", "autochthon_left",
+    "autochthon_right", "iliopsoas_left", "iliopsoas_right", "brain", "skull",
+]
+_PART_RIBS = [f"rib_left_{i}" for i in range(1, 13)] + [f"rib_right_{i}" for i in range(1, 13)] + [
+    "sternum", "costal_cartilages"]
+
+TOTAL_PARTS: dict[int, tuple[str, dict[int, str]]] = {
+    291: ("organs", {i + 1: n for i, n in enumerate(_PART_ORGANS)}),
+    292: ("vertebrae", {i + 1: n for i, n in enumerate(_PART_VERTEBRAE)}),
+    293: ("cardiac", {i + 1: n for i, n in enumerate(_PART_CARDIAC)}),
+    294: ("muscles", {i + 1: n for i, n in enumerate(_PART_MUSCLES)}),
+    295: ("ribs", {i + 1: n for i, n in enumerate(_PART_RIBS)}),
+}
+
+#: ``liver_vessels`` (dataset 8, MSD Task08 hepatic vessels): note id 2 is the tumour class.
+LIVER_VESSELS: dict[int, str] = {1: "liver_vessels", 2: "liver_tumor"}
+
+#: ``liver_lesions`` (dataset 591, TotalSegmentator >= 2.5 weights release).
+LIVER_LESIONS: dict[int, str] = {1: "liver_lesions"}
+
+_TOTAL_BY_NAME = {name: idx for idx, name in TOTAL.items()}
+
+
+def global_id(name: str) -> int:
+    """The ``total`` id of a class name (KeyError if it is not a ``total`` class)."""
+    return _TOTAL_BY_NAME[name]
+
+
+def part_to_global(dataset_id: int) -> dict[int, int]:
+    """Map one part model's local ids to the global ``total`` ids (by name)."""
+    _, classes = TOTAL_PARTS[dataset_id]
+    return {local: _TOTAL_BY_NAME[name] for local, name in classes.items()}
+
+
+def part_of(name: str) -> int:
+    """The dataset id of the part model that predicts ``name``."""
+    for dataset_id, (_, classes) in TOTAL_PARTS.items():
+        if name in classes.values():
+            return dataset_id
+    raise KeyError(name)
