@@ -1,0 +1,244 @@
+"""Validation and region helpers shared by the editing operations.
+
+Every editing operation is a pure function ``op(labels, spacing_zyx, ...) -> new array``.
+This module holds what they all need: checking the inputs (integer 3D label map,
+positive spacing, labels that exist), choosing the labels an operation applies to,
+restricting work to one slice, and bounding boxes so that the expensive
+:mod:`scipy.ndimage` calls only ever see the region that matters.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+#: The largest label id we hand out when adding labels (fits any signed 32-bit map).
+MAX_LABEL_ID = 2**31 - 1
+
+
+def check_labels(labels: np.ndarray, what: str = "label map") -> np.ndarray:
+    """Return ``labels`` as an ndarray after checking it is a 3D integer label map.
+
+    Raises
+    ------
+    InvalidInputError
+        When the array is not 3D, not integer-typed (floats and bools are refused so
+        that a probability map is never silently truncated) or holds negative ids.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise InvalidInputError(
+            f"the {what} must be 3D (z, y, x); got an array of shape {arr.shape}"
+        )
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(
+            f"the {what} must hold integer label ids, got dtype {arr.dtype}; "
+            "convert it (e.g. threshold a probability map) before editing"
+        )
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise InvalidInputError(
+            f"the {what} holds negative ids (min {int(arr.min())}); label ids are >= 0"
+        )
+    return arr
+
+
+def check_spacing(spacing_zyx: Sequence[float]) -> tuple:
+    """Return spacing (z, y, x) as a float tuple, checking three positive finite values."""
+    try:
+        sp = tuple(float(s) for s in spacing_zyx)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"spacing must be three numbers (z, y, x mm), got {spacing_zyx!r}") from None
+    if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
+        raise InvalidInputError(
+            f"spacing must be three positive finite numbers (z, y, x mm), got {spacing_zyx!r}"
+        )
+    return sp
+
+
+def check_size(value: float, what: str, *, allow_zero: bool = True) -> float:
+    """Check a size (mm, mL) is a finite number >= 0 (or > 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidInputError(f"{what} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_label_id(value, what: str = "label") -> int:
+    """Check ``value`` is a positive integer label id (0 is the background)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise InvalidInputError(f"{what} must be an integer id, got {value!r}")
+    value = int(value)
+    if value <= 0 or value > MAX_LABEL_ID:
+        raise InvalidInputError(
+            f"{what} must be a positive id (0 is the background), got {value}"
+        )
+    return value
+
+
+def present_ids(labels: np.ndarray) -> list:
+    """Sorted non-zero label ids present in ``labels``."""
+    if labels.size == 0:
+        return []
+    if labels.dtype.itemsize <= 2 and np.issubdtype(labels.dtype, np.unsignedinteger):
+        counts = np.bincount(labels.ravel(), minlength=1)
+        return [int(i) for i in np.flatnonzero(counts) if i != 0]
+    return [int(i) for i in np.unique(labels) if i != 0]
+
+
+def select_ids(labels: np.ndarray, label: Optional[int | Iterable[int]]) -> list:
+    """Labels an operation applies to: ``None`` means every label present.
+
+    Raises
+    ------
+    InvalidInputError
+        When a requested label does not occur in the map (so that a typo never turns
+        into a silent no-op).
+    """
+    if label is None:
+        return present_ids(labels)
+    wanted = [label] if isinstance(label, (int, np.integer, float, bool, np.bool_)) else list(label)
+    ids = [check_label_id(v) for v in wanted]
+    present = set(present_ids(labels))
+    missing = [i for i in ids if i not in present]
+    if missing:
+        shown = sorted(present)[:20]
+        raise InvalidInputError(
+            f"label {missing[0] if len(missing) == 1 else missing} is not present in the label map "
+            f"(present: {shown}{' ...' if len(present) > 20 else ''})"
+        )
+    return ids
+
+
+def plane(axis: Optional[int], index: Optional[int], shape: Sequence[int]) -> Optional[tuple]:
+    """The index tuple of one slice ``(axis, index)`` or ``None`` for the whole volume."""
+    if axis is None and index is None:
+        return None
+    if axis is None or index is None:
+        raise InvalidInputError("a single-slice edit needs both axis and index")
+    if isinstance(axis, bool) or int(axis) != axis or not 0 <= int(axis) < 3:
+        raise InvalidInputError(f"axis must be 0, 1 or 2 (z, y, x), got {axis!r}")
+    axis = int(axis)
+    if isinstance(index, bool) or int(index) != index or not 0 <= int(index) < shape[axis]:
+        raise InvalidInputError(
+            f"slice index {index!r} is outside 0..{shape[axis] - 1} along axis {axis}"
+        )
+    key = [slice(None)] * 3
+    key[axis] = slice(int(index), int(index) + 1)
+    return tuple(key)
+
+
+def bbox(mask: np.ndarray, pad: Sequence[int] | int = 0) -> Optional[tuple]:
+    """Bounding box of ``mask`` as a tuple of slices, grown by ``pad`` voxels and clipped.
+
+    Returns ``None`` for an empty mask. Uses projections along each axis (three
+    ``any`` reductions) rather than ``argwhere``, which would allocate the
+    coordinates of every voxel.
+    """
+    if np.isscalar(pad):
+        pad = [int(pad)] * mask.ndim
+    out = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        proj = mask.any(axis=other) if other else mask
+        idx = np.flatnonzero(proj)
+        if idx.size == 0:
+            return None
+        lo = max(0, int(idx[0]) - int(pad[ax]))
+        hi = min(mask.shape[ax], int(idx[-1]) + 1 + int(pad[ax]))
+        out.append(slice(lo, hi))
+    return tuple(out)
+
+
+def label_bboxes(labels: np.ndarray, ids: Sequence[int]) -> dict:
+    """Bounding boxes of several labels in one pass (``scipy.ndimage.find_objects``)."""
+    from scipy import ndimage
+
+    if not ids:
+        return {}
+    top = max(ids)
+    # find_objects needs a non-negative int map; it returns one entry per id up to max.
+    objs = ndimage.find_objects(labels, max_label=top)
+    return {i: objs[i - 1] for i in ids if objs[i - 1] is not None}
+
+
+def grow_box(box: tuple, pad: Sequence[int], shape: Sequence[int]) -> tuple:
+    """Grow a tuple of slices by ``pad`` voxels per axis, clipped to ``shape``."""
+    return tuple(
+        slice(max(0, s.start - int(p)), min(n, s.stop + int(p)))
+        for s, p, n in zip(box, pad, shape)
+    )
+
+
+def mm_to_voxels(radius_mm: float, spacing: Sequence[float]) -> tuple:
+    """Per-axis radius in whole voxels covering ``radius_mm`` (ceil, at least 0)."""
+    return tuple(int(np.ceil(radius_mm / s - 1e-9)) for s in spacing)
+
+
+def ellipsoid(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
+    """Boolean ellipsoidal structuring element of physical radius ``radius_mm``.
+
+    A voxel offset ``d`` (in voxels) is inside when ``sum((d * spacing)^2) <= r^2``,
+    so the element is round in millimetres even for anisotropic voxels. An axis whose
+    spacing exceeds the radius gets extent 1 (no smoothing across thick slices).
+    """
+    rad = [int(np.floor(radius_mm / s + 1e-9)) for s in spacing]
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in rad)]
+    dist2 = sum((g * s) ** 2 for g, s in zip(grids, spacing))
+    return dist2 <= radius_mm**2 + 1e-9
+
+
+def voxel_volume_ml(spacing: Sequence[float]) -> float:
+    """Volume of one voxel in millilitres (mm^3 / 1000)."""
+    return float(np.prod(spacing)) / 1000.0
+
+
+def result_dtype(labels: np.ndarray, max_id: int) -> np.dtype:
+    """The label map's dtype, or a wider unsigned/signed one if ``max_id`` does not fit."""
+    info = np.iinfo(labels.dtype)
+    if max_id <= info.max:
+        return labels.dtype
+    for cand in (np.uint16, np.int32, np.int64) if info.min == 0 else (np.int32, np.int64):
+        if max_id <= np.iinfo(cand).max:
+            return np.dtype(cand)
+    return np.dtype(np.int64)  # pragma: no cover
+
+
+def work_region(out: np.ndarray, spacing: Sequence[float], axis: Optional[int], index: Optional[int]):
+    """A writable view of ``out`` that an edit works on, and the matching spacing.
+
+    The whole volume, or (``axis``, ``index`` given) one slice as a 2D view with the
+    in-plane spacing. Working in 2D on a slice matters: a 1-voxel-thick 3D slab would
+    make every voxel touch the array border (no hole could ever be filled).
+    """
+    key = plane(axis, index, out.shape)
+    if key is None:
+        return out, tuple(spacing)
+    axis = int(axis)
+    view_key = [slice(None)] * 3
+    view_key[axis] = int(index)
+    sp = tuple(s for a, s in enumerate(spacing) if a != axis)
+    return out[tuple(view_key)], sp
+
+
+def prepare(labels, spacing_zyx, label, axis=None, index=None):
+    """Common start of an edit: validate, copy, pick the region and the label ids.
+
+    Returns ``(out, view, spacing_view, ids)`` where ``out`` is a fresh copy of the
+    labels (the result) and ``view`` is the part of it the edit may touch.
+    """
+    arr = check_labels(labels)
+    sp = check_spacing(spacing_zyx)
+    ids = select_ids(arr, label)
+    out = arr.copy()
+    view, sp_view = work_region(out, sp, axis, index)
+    return out, view, sp_view, ids

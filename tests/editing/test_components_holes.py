@@ -1,0 +1,130 @@
+"""Connected components and hole filling against hand-computed results."""
+
+import numpy as np
+import pytest
+
+from napari_medseg.editing import (
+    fill_holes,
+    keep_largest_component,
+    remove_small_islands,
+    split_components,
+)
+
+SP = (2.0, 1.0, 1.0)  # anisotropic: one voxel = 2 mm^3 = 0.002 mL
+
+
+def _islands():
+    a = np.zeros((6, 12, 12), np.uint8)
+    a[1:3, 1:4, 1:3] = 1  # 12 voxels = 0.024 mL
+    a[4, 8, 8:11] = 1  # 3 voxels = 0.006 mL
+    a[4, 1, 10] = 1  # 1 voxel = 0.002 mL
+    a[1, 8:10, 8:10] = 2  # 4 voxels of another label = 0.008 mL
+    return a
+
+
+def test_remove_small_islands_uses_physical_volume():
+    a = _islands()
+    out = remove_small_islands(a, SP, 0.007, label=1)
+    expected = a.copy()
+    expected[4, 8, 8:11] = 0
+    expected[4, 1, 10] = 0
+    np.testing.assert_array_equal(out, expected)
+    # the threshold is strict: a 0.006 mL island survives a 0.006 mL minimum
+    out2 = remove_small_islands(a, SP, 0.006, label=1)
+    assert out2[4, 8, 8:11].tolist() == [1, 1, 1] and out2[4, 1, 10] == 0
+    # with isotropic 1 mm voxels the same islands are half as big
+    out3 = remove_small_islands(a, (1, 1, 1), 0.007, label=1)
+    assert out3[1:3, 1:4, 1:3].sum() == 12 and out3[4].sum() == 0
+
+
+def test_remove_small_islands_all_labels_and_input_untouched():
+    a = _islands()
+    before = a.copy()
+    out = remove_small_islands(a, SP, 0.01)
+    np.testing.assert_array_equal(a, before)
+    assert out is not a
+    assert (out == 2).sum() == 0  # label 2 (0.008 mL) removed too
+    assert (out == 1).sum() == 12
+
+
+def test_connectivity_faces_vs_corners():
+    a = np.zeros((3, 3, 3), np.uint8)
+    a[0, 0, 0] = a[1, 1, 1] = 1
+    a[2, 2, 2] = 1
+    assert keep_largest_component(a, (1, 1, 1), connectivity=1).sum() == 1
+    assert keep_largest_component(a, (1, 1, 1), connectivity=3).sum() == 3
+
+
+def test_keep_largest_component():
+    a = _islands()
+    out = keep_largest_component(a, SP, label=1)
+    assert (out == 1).sum() == 12 and (out == 2).sum() == 4
+    assert out[4].sum() == 0
+
+
+def test_split_components_new_ids_by_size():
+    a = _islands()
+    out, new_ids = split_components(a, SP, 1)
+    assert new_ids == [3, 4]  # above the largest id (2), largest piece keeps id 1
+    assert (out == 1).sum() == 12
+    assert (out == 3).sum() == 3 and (out[4, 8, 8:11] == 3).all()
+    assert (out == 4).sum() == 1 and out[4, 1, 10] == 4
+    assert (out == 2).sum() == 4
+    out_b, ids_b = split_components(a, SP, 2)
+    assert ids_b == [] and np.array_equal(out_b, a)
+
+
+def test_split_widens_dtype_when_needed():
+    a = np.zeros((1, 3, 5), np.uint8)
+    a[0, 1, 0] = a[0, 1, 2] = a[0, 1, 4] = 255
+    out, ids = split_components(a, (1, 1, 1), 255)
+    assert ids == [256, 257] and out.dtype == np.uint16
+
+
+def test_single_slice_only_touches_that_slice():
+    a = _islands()
+    out = remove_small_islands(a, SP, 0.01, label=1, axis=0, index=4)
+    assert out[4].sum() == 0
+    np.testing.assert_array_equal(out[:4], a[:4])
+
+
+def _hollow():
+    a = np.zeros((7, 7, 7), np.uint8)
+    a[1:6, 1:6, 1:6] = 1
+    a[2:5, 2:5, 2:5] = 0  # 27-voxel cavity
+    return a
+
+
+def test_fill_holes_3d():
+    a = _hollow()
+    out = fill_holes(a, SP)
+    assert (out[1:6, 1:6, 1:6] == 1).all() and out.sum() == 125
+
+
+def test_fill_holes_keeps_other_labels_unless_overwrite():
+    a = _hollow()
+    a[3, 3, 3] = 2
+    out = fill_holes(a, SP, label=1)
+    assert out[3, 3, 3] == 2 and (out == 1).sum() == 124
+    out2 = fill_holes(a, SP, label=1, overwrite=True)
+    assert (out2 == 1).sum() == 125
+
+
+def test_fill_holes_max_volume():
+    a = _hollow()  # cavity 27 voxels * 0.002 = 0.054 mL
+    assert (fill_holes(a, SP, max_hole_ml=0.05) == a).all()
+    assert fill_holes(a, SP, max_hole_ml=0.06).sum() == 125
+
+
+def test_fill_holes_slice_by_slice_tube():
+    a = np.zeros((5, 7, 7), np.uint8)
+    a[:, 1:6, 1:6] = 1
+    a[:, 3, 3] = 0  # a channel open at both ends: no 3D hole, a 2D hole on every slice
+    assert np.array_equal(fill_holes(a, SP), a)
+    out = fill_holes(a, SP, slice_by_slice=True, slice_axis=0)
+    assert (out[:, 3, 3] == 1).all()
+    # along the tube axis' perpendicular (sagittal) slices there is no enclosed hole
+    assert np.array_equal(fill_holes(a, SP, slice_by_slice=True, slice_axis=2), a)
+    # one slice only
+    out1 = fill_holes(a, SP, axis=0, index=2)
+    assert out1[2, 3, 3] == 1 and out1[[0, 1, 3, 4], 3, 3].sum() == 0

@@ -1,0 +1,139 @@
+"""Smoothing and margins in millimetres, with anisotropic voxels."""
+
+import numpy as np
+import pytest
+
+from napari_medseg.editing import grow, margin, shrink, smooth
+from napari_medseg.editing._common import ellipsoid
+
+
+def test_ellipsoid_is_round_in_mm():
+    assert ellipsoid(1.5, (3.0, 1.0, 1.0)).shape == (1, 3, 3)
+    fp = ellipsoid(2.0, (1.0, 0.5, 0.5))
+    assert fp.shape == (5, 9, 9)
+    assert fp[2, 4, 0] and fp[0, 4, 4] and not fp[0, 4, 3]  # reaches 2 mm on each axis only
+
+
+def _cube_with_spike():
+    a = np.zeros((11, 11, 11), np.uint8)
+    a[3:8, 3:8, 3:8] = 1
+    a[5, 5, 8:10] = 1  # a thin 2-voxel spike
+    return a
+
+
+@pytest.mark.parametrize("method", ["median", "opening"])
+def test_smoothing_removes_spike(method):
+    a = _cube_with_spike()
+    # radius 1.5 mm: faces and edges, not corners (a face-only cross would keep the
+    # spike's root, which lies on a face voxel that survives the erosion)
+    out = smooth(a, (1, 1, 1), 1.5, method)
+    assert out[5, 5, 8:10].sum() == 0
+    assert out[5, 5, 5] == 1
+
+
+def test_opening_radius_1_on_cube_removes_edges_and_corners():
+    a = np.zeros((9, 9, 9), np.uint8)
+    a[2:7, 2:7, 2:7] = 1
+    out = smooth(a, (1, 1, 1), 1.0, "opening")
+    # opening with a 6-neighbour cross: erosion leaves the inner 3^3 cube, dilation
+    # adds back the 6 face centres (3x3 each) -> 27 + 54 = 81; the 12 edges (3 voxels
+    # each) and 8 corners are gone
+    assert out.sum() == 81
+    assert out[2, 2, 2] == 0 and out[2, 2, 3] == 0 and out[2, 3, 3] == 1
+
+
+def test_closing_fills_narrow_dent_and_keeps_other_label():
+    a = np.zeros((7, 9, 9), np.uint8)
+    a[1:6, 2:7, 2:7] = 1
+    a[3, 4, 6] = 0  # a one-voxel dent at the surface
+    out = smooth(a, (1, 1, 1), 1.5, "closing")
+    assert out[3, 4, 6] == 1
+    b = a.copy()
+    b[3, 4, 6] = 2
+    out_b = smooth(b, (1, 1, 1), 1.5, "closing", label=1)
+    assert out_b[3, 4, 6] == 2  # never overwrites another label
+
+
+def test_smoothing_does_not_cross_thick_slices():
+    a = np.zeros((5, 9, 9), np.uint8)
+    a[2, 2:7, 2:7] = 1  # a single axial slice
+    # 3 mm slices, radius 1.5 mm: the kernel is 2D, so the slab survives a median
+    out = smooth(a, (3.0, 1.0, 1.0), 1.5, "median")
+    assert out[2, 3:6, 3:6].all() and out[[1, 3]].sum() == 0
+    # with 1 mm slices the same slab is thinner than the kernel and vanishes
+    assert smooth(a, (1.0, 1.0, 1.0), 1.5, "median").sum() == 0
+
+
+def _brute_grow(a, sp, d):
+    pts = np.argwhere(a == 1) * np.asarray(sp)
+    grid = np.stack(np.indices(a.shape), -1) * np.asarray(sp)
+    dist = np.min(np.linalg.norm(grid[..., None, :] - pts[None, None, None], axis=-1), axis=-1)
+    return dist <= d + 1e-9
+
+
+def test_grow_single_voxel_anisotropic_hand_count():
+    a = np.zeros((5, 7, 7), np.uint8)
+    a[2, 3, 3] = 1
+    out = grow(a, (2.0, 1.0, 1.0), 2.0)
+    # in-plane: |(dy, dx)| <= 2 -> 13 voxels; along z: +-1 slice (2 mm) at the centre -> 2
+    assert (out == 1).sum() == 15
+    assert out[1, 3, 3] == 1 and out[1, 3, 4] == 0 and out[2, 3, 5] == 1
+
+
+def test_grow_matches_brute_force():
+    rng = np.random.default_rng(1)
+    a = np.zeros((6, 8, 8), np.uint8)
+    a[rng.integers(0, 6, 5), rng.integers(0, 8, 5), rng.integers(0, 8, 5)] = 1
+    sp = (2.5, 0.7, 0.9)
+    out = grow(a, sp, 2.6)
+    np.testing.assert_array_equal(out == 1, _brute_grow(a, sp, 2.6))
+
+
+def test_grow_respects_other_labels_and_nearest_wins():
+    a = np.zeros((1, 1, 11), np.uint8)
+    a[0, 0, 0] = 1
+    a[0, 0, 10] = 2
+    out = grow(a, (1, 1, 1), 6.0)  # both grow; each background voxel goes to the nearest
+    # voxel 5 is equidistant: it goes to the label processed first (1)
+    assert out[0, 0].tolist() == [1] * 6 + [2] * 5
+    assert out[0, 0, 4] == 1 and out[0, 0, 6] == 2
+    b = np.zeros((1, 1, 7), np.uint8)
+    b[0, 0, 0] = 1
+    b[0, 0, 2] = 2
+    # distances are straight-line (not geodesic): label 1 reaches past label 2
+    # without overwriting it
+    assert grow(b, (1, 1, 1), 3.0, label=1)[0, 0].tolist() == [1, 1, 2, 1, 0, 0, 0]
+    assert grow(b, (1, 1, 1), 3.0, label=1, overwrite=True)[0, 0].tolist() == [1, 1, 1, 1, 0, 0, 0]
+
+
+def test_shrink_anisotropic_cube():
+    a = np.zeros((7, 7, 7), np.uint8)
+    a[1:6, 1:6, 1:6] = 1
+    out = shrink(a, (1, 1, 1), 1.0)
+    assert (out == 1).sum() == 27 and out[2:5, 2:5, 2:5].all()
+    # 2 mm slices: the nearest background along z is 2 mm away, so z is not eroded by 1 mm
+    out2 = shrink(a, (2.0, 1.0, 1.0), 1.0)
+    assert (out2 == 1).sum() == 5 * 3 * 3 and out2[1:6, 2:5, 2:5].all()
+    np.testing.assert_array_equal(margin(a, (2.0, 1.0, 1.0), -1.0), out2)
+
+
+def test_shrink_against_other_label_surface():
+    a = np.zeros((1, 1, 8), np.uint8)
+    a[0, 0, 1:7] = 1
+    a[0, 0, 7] = 2
+    out = shrink(a, (1, 1, 1), 1.0, label=1)
+    assert out[0, 0].tolist() == [0, 0, 1, 1, 1, 1, 0, 2]
+
+
+def test_margin_zero_is_identity_copy():
+    a = np.zeros((3, 3, 3), np.uint8)
+    a[1, 1, 1] = 1
+    out = margin(a, (1, 1, 1), 0)
+    assert out is not a and np.array_equal(out, a)
+
+
+def test_grow_on_one_slice():
+    a = np.zeros((3, 5, 5), np.uint8)
+    a[:, 2, 2] = 1
+    out = grow(a, (1, 1, 1), 1.0, axis=0, index=1)
+    assert (out[1] == 1).sum() == 5 and (out[0] == 1).sum() == 1 and (out[2] == 1).sum() == 1
