@@ -1,0 +1,407 @@
+"""Liver + liver-lesion segmentation: the two-stage hybrid cascade, or an nnU-Net model.
+
+Stage 1 segments the whole liver (lesions included) on a coarse grid (default 2.5 mm), the
+probability map is resampled back to the image grid, thresholded and reduced to its largest
+connected component. Stage 2 segments lesions in the liver's bounding box plus a margin at a
+fine grid (default 1 x 1 x 2.5 mm); lesions outside the liver mask are dropped. Result: one
+label map, 1 = liver, 2 = liver_lesion, with a :class:`~napari_medseg.io.label_table.LabelTable`.
+
+The preprocessing helpers here (:func:`canonical_flips`, :func:`resample_to_spacing`,
+:func:`window`, :func:`slabs`) are the single definition shared with training
+(:mod:`napari_medseg.training.data`), so a trained checkpoint sees at inference exactly what it
+saw in training.
+
+``model`` may also name an nnU-Net model (a registry name routed through
+:func:`napari_medseg.inference.segment.segment`, or a trained-model folder); its classes are
+mapped to liver / lesion by name (see :func:`map_nnunet_labels`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import InsufficientMemoryError, InvalidInputError, MedsegError
+from ..io.volume import Volume
+from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
+
+log = logging.getLogger(__name__)
+
+HYBRID = "hybrid-liver"
+LIVER, LESION = 1, 2
+NAMES = {LIVER: "liver", LESION: "liver_lesion"}
+
+#: Class names (lower case) mapped to the liver label when an nnU-Net model is used.
+LIVER_NAMES = ("liver",)
+#: Substrings of class names mapped to the lesion label.
+LESION_WORDS = ("tumor", "tumour", "lesion", "cancer", "metasta", "hcc", "cyst")
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def canonical_flips(volume: Volume) -> tuple:
+    """Array axes (z, y, x) to flip so that the direction matrix has a positive diagonal.
+
+    Scans stored with flipped axes (e.g. NIfTI in RAS read as LPS) then look the same to the
+    network; flips are undone on the output. Axis permutations (sagittal/coronal acquisitions)
+    are not changed: the network works on the array's slice axis.
+    """
+    diag = np.diag(volume.direction_zyx)
+    return tuple(int(a) for a in range(3) if diag[a] < 0)
+
+
+def apply_flips(array: np.ndarray, flips: Sequence[int]) -> np.ndarray:
+    """Flip ``array`` along ``flips`` (its own inverse)."""
+    return np.flip(array, axis=tuple(flips)) if flips else array
+
+
+def target_shape(shape: Sequence[int], spacing_zyx: Sequence[float], target_zyx: Sequence[float]) -> tuple:
+    """Shape of the grid of the same physical extent at ``target_zyx`` spacing (at least 1)."""
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing_zyx, target_zyx))
+
+
+def resample_to_shape(array: np.ndarray, shape: Sequence[int], mode: str = "linear") -> np.ndarray:
+    """Resample a 3D (or channels-first 4D) array to ``shape`` keeping its physical extent.
+
+    ``mode`` "linear" (trilinear, float32 out) or "nearest" (labels, dtype kept). Voxel
+    centres follow the half-pixel convention (``align_corners=False``), i.e. the grids share
+    their outer boundary.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    shape = tuple(int(s) for s in shape)
+    arr = np.asarray(array)
+    if arr.shape[-3:] == shape:
+        return arr.astype(np.float32) if mode == "linear" else arr
+    channels_first = arr.ndim == 4
+    t = torch.from_numpy(np.ascontiguousarray(arr if channels_first else arr[None]))
+    if mode == "nearest":
+        out = F.interpolate(t[None].float(), size=shape, mode="nearest-exact")[0]
+        out = out.numpy().astype(arr.dtype)
+    else:
+        out = F.interpolate(t[None].float(), size=shape, mode="trilinear", align_corners=False)[0].numpy()
+    return out if channels_first else out[0]
+
+
+def resample_to_spacing(array: np.ndarray, spacing_zyx, target_zyx, mode: str = "linear") -> np.ndarray:
+    """Resample ``array`` (z, y, x) from ``spacing_zyx`` to ``target_zyx`` (mm)."""
+    return resample_to_shape(array, target_shape(np.shape(array)[-3:], spacing_zyx, target_zyx), mode)
+
+
+def window(array: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
+    """Clip to the HU window and scale to [0, 1] (MONAI ``ScaleIntensityRange``), float32."""
+    from monai.transforms import ScaleIntensityRange
+
+    lo, hi = (float(v) for v in hu_window)
+    out = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)(
+        np.asarray(array, dtype=np.float32)
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+def slabs(volume01: np.ndarray, indices: Sequence[int], context: int) -> np.ndarray:
+    """2.5D inputs: for each slice index, the ``2 * context + 1`` neighbours (edge-clamped).
+
+    Returns ``(len(indices), 2 * context + 1, Y, X)`` float32.
+    """
+    nz = volume01.shape[0]
+    offsets = np.arange(-context, context + 1)
+    idx = np.clip(np.asarray(indices)[:, None] + offsets[None, :], 0, nz - 1)
+    return np.ascontiguousarray(volume01[idx], dtype=np.float32)
+
+
+def bbox_with_margin(mask: np.ndarray, spacing_zyx, margin_mm: float) -> Optional[tuple]:
+    """Bounding box of ``mask`` grown by ``margin_mm`` (clipped), as slices; None if empty."""
+    nz = np.nonzero(mask)
+    if len(nz[0]) == 0:
+        return None
+    out = []
+    for axis, coords in enumerate(nz):
+        pad = int(np.ceil(margin_mm / float(spacing_zyx[axis])))
+        out.append(slice(max(int(coords.min()) - pad, 0), min(int(coords.max()) + 1 + pad, mask.shape[axis])))
+    return tuple(out)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of ``mask`` (empty stays empty)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+# ----------------------------------------------------------------------------- checks
+def check_volume_for_model(volume: Volume, *, bytes_per_voxel: float = 24.0,
+                           available_bytes: Optional[int] = None, what: str = "the liver cascade") -> None:
+    """Refuse, before any work, volumes the cascade cannot process.
+
+    Checks: a 3D scalar numeric array, at least 8 x 8 voxels per slice, finite values, and an
+    estimated memory need (``bytes_per_voxel`` per voxel: float copies, probabilities and the
+    output) below the available memory.
+
+    Raises
+    ------
+    InvalidInputError
+        Non-numeric, NaN/Inf voxels, or slices too small.
+    InsufficientMemoryError
+        The estimate exceeds the available memory (the message says how much is needed).
+    """
+    arr = volume.array
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InvalidInputError(f"{what} needs a numeric image, got dtype {arr.dtype}")
+    if arr.shape[1] < 8 or arr.shape[2] < 8:
+        raise InvalidInputError(
+            f"{what} needs slices of at least 8 x 8 voxels, got {arr.shape[1]} x {arr.shape[2]} "
+            "(is this a 1D/2D image?)"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InvalidInputError(
+            f"the image has {bad} NaN/Inf voxel(s); {what} needs finite values "
+            "(replace them, e.g. with the minimum, before running)"
+        )
+    need = float(arr.size) * bytes_per_voxel
+    if available_bytes is None:
+        available_bytes = _available_memory()
+    if available_bytes is not None and need > available_bytes:
+        raise InsufficientMemoryError(
+            f"{what} would need about {need / 2**30:.1f} GiB for a {arr.shape} volume but only "
+            f"{available_bytes / 2**30:.1f} GiB is available; crop the image to the abdomen first"
+        )
+
+
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # not Linux
+        pass
+    try:
+        import psutil  # type: ignore
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover
+        return None
+
+
+# ----------------------------------------------------------------------------- stage runner
+def predict_probability(net, volume01: np.ndarray, *, device, batch_size: int = 8,
+                        progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
+                        amp: bool = False) -> np.ndarray:
+    """Foreground probability (class 1 softmax) for every slice of a preprocessed volume.
+
+    ``volume01`` is (z, y, x) in [0, 1]; runs the 2.5D network slice by slice in batches,
+    checking ``cancel`` between batches. Returns float32 (z, y, x).
+    """
+    import torch
+
+    context = int(net.config["context"])
+    nz = volume01.shape[0]
+    out = np.zeros(volume01.shape, dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, nz, batch_size):
+            check_cancel(cancel)
+            idx = list(range(start, min(start + batch_size, nz)))
+            x = torch.from_numpy(slabs(volume01, idx, context)).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+                logits = net(x)
+            prob = torch.softmax(logits.float(), dim=1)[:, 1]
+            if not torch.isfinite(prob).all():
+                raise MedsegError(
+                    "the hybrid-liver network produced NaN/Inf probabilities; the checkpoint may be "
+                    "corrupt or the image far outside the training intensity range"
+                )
+            out[idx[0]:idx[-1] + 1] = prob.cpu().numpy()
+            report(progress, (start + len(idx)) / nz, f"slice {idx[-1] + 1}/{nz}")
+    return out
+
+
+def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=None,
+               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
+               threshold: float = 0.5) -> np.ndarray:
+    """Run the two-stage cascade with already-loaded networks; returns uint8 labels (z, y, x)."""
+    import torch
+
+    if device is None:
+        device = next(stage1.parameters()).device
+    device = torch.device(device)
+    flips = canonical_flips(volume)
+    image = apply_flips(volume.array, flips)
+    spacing = np.asarray(volume.spacing_zyx, dtype=float)
+    hu = preprocessing["hu_window"]
+    s1 = tuple(reversed([float(v) for v in preprocessing["stage1_spacing_xyz"]]))
+    s2 = tuple(reversed([float(v) for v in preprocessing["stage2_spacing_xyz"]]))
+    margin = float(preprocessing.get("stage2_margin_mm", 10.0))
+
+    # ---- stage 1: liver on the coarse grid
+    report(progress, 0.0, "liver: resampling")
+    coarse = window(resample_to_spacing(image, spacing, s1), hu)
+    check_cancel(cancel)
+    prob = predict_probability(stage1, coarse, device=device, progress=sub_progress(progress, 0.05, 0.45, "liver: "),
+                               cancel=cancel, amp=True)
+    prob = resample_to_shape(prob, image.shape, "linear")
+    liver = largest_component(prob >= threshold)
+    check_cancel(cancel)
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    box = bbox_with_margin(liver, spacing, margin)
+    if box is None:
+        log.info("stage 1 found no liver; no lesions searched")
+        report(progress, 1.0, "no liver found")
+        return apply_flips(labels, flips).copy()
+    labels[liver] = LIVER
+
+    # ---- stage 2: lesions inside the liver box at the fine grid
+    report(progress, 0.5, "lesions: resampling")
+    crop = image[box]
+    fine = window(resample_to_spacing(crop, spacing, s2), hu)
+    check_cancel(cancel)
+    lprob = predict_probability(stage2, fine, device=device, progress=sub_progress(progress, 0.55, 0.95, "lesions: "),
+                                cancel=cancel, amp=True)
+    lprob = resample_to_shape(lprob, crop.shape, "linear")
+    lesion = (lprob >= threshold) & liver[box]
+    sub = labels[box]
+    sub[lesion] = LESION
+    check_cancel(cancel)
+    report(progress, 1.0, "done")
+    return apply_flips(labels, flips).copy()
+
+
+# ----------------------------------------------------------------------------- nnU-Net route
+def map_nnunet_labels(labels: np.ndarray, names: dict) -> tuple:
+    """Map an nnU-Net/TotalSegmentator label map to 1 liver / 2 lesion by class names.
+
+    ``liver`` -> 1; any name containing one of :data:`LESION_WORDS` (``liver_tumor``,
+    ``lesion``, ``tumour`` ...) -> 2; everything else (vessels, other organs) -> 0.
+
+    Returns ``(mapped uint8 array, {source id: target id})``.
+
+    Raises
+    ------
+    InvalidInputError
+        Neither a liver nor a lesion class among ``names``.
+    """
+    mapping = {}
+    for idx, name in names.items():
+        key = str(name).lower().strip()
+        if int(idx) == 0:
+            continue
+        if key in LIVER_NAMES:
+            mapping[int(idx)] = LIVER
+        elif any(word in key for word in LESION_WORDS):
+            mapping[int(idx)] = LESION
+    if not mapping:
+        raise InvalidInputError(
+            "the model has no class named 'liver' nor a lesion/tumour class (classes: "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(names.items()))
+            + "); pick a liver or liver-tumour model"
+        )
+    lut = np.zeros(int(max(max(names), labels.max() if labels.size else 0)) + 1, dtype=np.uint8)
+    for src, dst in mapping.items():
+        if src < len(lut):
+            lut[src] = dst
+    return lut[np.asarray(labels, dtype=np.int64)], mapping
+
+
+def _is_nnunet_folder(model) -> bool:
+    path = Path(str(model))
+    return path.is_dir() and ((path / "dataset.json").is_file() or any(path.glob("*/dataset.json")))
+
+
+def run_nnunet(volume: Volume, model, *, weights=None, device="auto",
+               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None) -> np.ndarray:
+    """Liver/lesion labels from an nnU-Net model (folder or registry name), mapped to 1/2."""
+    if _is_nnunet_folder(model):
+        from ..models.nnunet import NnUNetModel, find_model_folder
+
+        folder = Path(str(model))
+        if not (folder / "dataset.json").is_file():
+            folder = find_model_folder(folder)
+        net = NnUNetModel.from_folder(folder, device=device)
+        raw = net.predict(volume, progress=progress, cancel=cancel)
+        names = net.labels
+    else:
+        from .segment import segment
+
+        raw, table = segment(volume, model=str(model), weights=weights, device=device,
+                             progress=progress, cancel=cancel)
+        names = table.names
+    check_cancel(cancel)
+    mapped, _ = map_nnunet_labels(raw, names)
+    return mapped
+
+
+# ----------------------------------------------------------------------------- public entry
+def label_table():
+    """The output's :class:`LabelTable` (1 liver, 2 liver_lesion)."""
+    from ..io.label_table import LabelTable
+
+    return LabelTable.from_names(dict(NAMES))
+
+
+def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="auto",
+                  progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None) -> tuple:
+    """Segment the liver and its lesions.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT (HU) volume.
+    model : str
+        ``"hybrid-liver"`` (the cascade; ``weights`` = checkpoint file, else the registry's
+        installed weights), an nnU-Net trained-model folder, or an nnU-Net/TotalSegmentator
+        registry name handled by :func:`napari_medseg.inference.segment.segment`.
+    weights : path, optional
+        Checkpoint (hybrid) or weights folder (registry models).
+    device : str
+        "auto", "cpu", "cuda" or "mps".
+    progress, cancel
+        Progress callback ``(fraction, text)`` and cancel flag (``is_set()``).
+
+    Returns
+    -------
+    labels : ndarray of uint8
+        On ``volume``'s grid: 0 background, 1 liver, 2 liver_lesion.
+    table : LabelTable
+
+    Raises
+    ------
+    Cancelled
+        ``cancel`` was set; nothing was modified.
+    WeightsNotFoundError, CheckpointMismatchError, UnsafeCheckpointError, InvalidInputError
+    """
+    check_volume_for_model(volume)
+    check_cancel(cancel)
+    if str(model) == HYBRID or str(model).endswith((".pt", ".pth")):
+        # a checkpoint file given as the model is the hybrid cascade with those weights
+        ckpt = weights if str(model) == HYBRID else model
+        labels = run_hybrid_from_weights(volume, weights=ckpt, device=device, progress=progress, cancel=cancel)
+    else:
+        labels = run_nnunet(volume, model, weights=weights, device=device, progress=progress, cancel=cancel)
+    return labels, label_table()
+
+
+def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
+                            progress: Optional[ProgressCallback] = None,
+                            cancel: Optional[CancelLike] = None) -> np.ndarray:
+    """Load a hybrid-liver checkpoint (path, or the registry's installed one) and run it."""
+    from ..models.hybrid_liver import load_cascade
+    from .device import choose_device
+
+    if weights is None:
+        from ..models.weights import resolve_weights
+
+        weights = resolve_weights(HYBRID)
+    dev = choose_device(device)
+    report(progress, 0.0, "loading checkpoint")
+    stage1, stage2, ckpt = load_cascade(weights, device=dev)
+    return run_hybrid(volume, stage1, stage2, ckpt["preprocessing"], device=dev,
+                      progress=sub_progress(progress, 0.02, 1.0), cancel=cancel)
