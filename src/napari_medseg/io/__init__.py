@@ -1,5 +1,25 @@
 """Reading and writing volumes and label maps with exact scanner geometry."""
 
+from .atomic import atomic_write
+from .label_table import LabelTable, default_color, read_sidecar, sidecar_path
+from .readers import MultiChannelError, detect_format, read_labels, read_volume
+from .validation import check_volume_for_model
 from .volume import Volume, volume_from_layer_data
+from .writers import write_labels, write_volume
 
-__all__ = ["Volume", "volume_from_layer_data"]
+__all__ = [
+    "Volume",
+    "volume_from_layer_data",
+    "read_volume",
+    "read_labels",
+    "write_volume",
+    "write_labels",
+    "atomic_write",
+    "LabelTable",
+    "default_color",
+    "sidecar_path",
+    "read_sidecar",
+    "detect_format",
+    "MultiChannelError",
+    "check_volume_for_model",
+]

@@ -1,0 +1,173 @@
+"""npe2 reader: CT/MRI volumes and label maps into napari layers (thin adapter over io/).
+
+``napari_get_reader`` returns ``None`` for anything it does not handle (never raises),
+so napari can try other readers. For files it handles but cannot read, the reader
+function raises a :class:`~napari_medseg.errors.MedsegError` whose message names the
+file and the problem.
+
+Integer files open as a Labels layer when they carry class names (JSON sidecar,
+3D Slicer ``.seg.nrrd``, TotalSegmentator XML) or when their name says so
+(``seg``/``label``/``mask``) and they hold few distinct non-negative values;
+everything else opens as an Image layer placed in physical millimetres.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Union
+
+from .errors import InvalidInputError, MedsegError
+
+_LABEL_WORDS = re.compile(r"(seg|label|mask|annot)", re.I)
+MAX_LABEL_VALUES = 1024  # more distinct values than this is an image, not a label map
+MAX_AUTO_CHANNELS = 8  # a 4D/multi-channel file with up to this many opens as one layer each
+
+
+def _strip_ext(name: str) -> str:
+    lowered = name.lower()
+    for suffix in (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".ima", ".dicom"):
+        if lowered.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _folder_has_dicom(folder: Path, max_checked: int = 200) -> bool:
+    from .io.dicom import is_dicom_file
+
+    checked = 0
+    try:
+        for p in sorted(folder.rglob("*")):
+            if checked >= max_checked:
+                break
+            if p.is_file() and not p.name.startswith("."):
+                checked += 1
+                if p.suffix.lower() in (".dcm", ".ima") or is_dicom_file(p):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def handles(path: Union[str, Path]) -> bool:
+    """True when this plugin reads ``path`` (a supported file or a DICOM folder)."""
+    try:
+        p = Path(path)
+        if p.is_dir():
+            return _folder_has_dicom(p)
+        if not p.is_file():
+            return False
+        from .io.readers import detect_format
+
+        return detect_format(p) is not None
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def napari_get_reader(path: Union[str, Sequence[str]]) -> Optional[Callable]:
+    """Return a reader function for ``path``, or ``None`` when not handled."""
+    try:
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+    except TypeError:
+        return None
+    if not paths or not all(handles(p) for p in paths):
+        return None
+    return read_layers
+
+
+def _dedupe_dicom(paths: List[Path]) -> List[Path]:
+    """A list of DICOM files of one folder is one series: read the folder once."""
+    from .io.readers import detect_format
+
+    out: List[Path] = []
+    seen_folders = set()
+    for p in paths:
+        if p.is_file() and detect_format(p) == "dicom":
+            if p.parent in seen_folders:
+                continue
+            seen_folders.add(p.parent)
+        out.append(p)
+    return out
+
+
+def read_layers(path: Union[str, Sequence[str]]) -> List[tuple]:
+    """Read ``path`` (or several) into napari layer data tuples."""
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    layers: List[tuple] = []
+    for p in _dedupe_dicom(paths):
+        layers.extend(_read_one(p))
+    return layers
+
+
+def _names_available(p: Path, header_keys: Sequence[str]) -> bool:
+    from .io.label_names import label_table_from_nifti
+    from .io.label_table import read_sidecar, sidecar_path
+
+    try:
+        if read_sidecar(sidecar_path(p)) is not None:
+            return True
+    except InvalidInputError:
+        return True  # a broken sidecar of ours: read_labels will say what is wrong
+    if any(k.startswith("Segment") and k.endswith("_Name") for k in header_keys):
+        return True
+    if p.name.lower().endswith((".nii", ".nii.gz")):
+        return label_table_from_nifti(p) is not None
+    return False
+
+
+def _label_candidate(p: Path, fmt: str) -> bool:
+    """Cheap decision from the header only: could this be a label map?"""
+    import SimpleITK as sitk
+
+    from .io.readers import _read_image_file
+
+    reader, header = _read_image_file(p, fmt, read_pixels=False)
+    integer = reader.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
+                                      sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+    if not integer:
+        return False
+    return _names_available(p, list(header)) or bool(_LABEL_WORDS.search(_strip_ext(p.name)))
+
+
+def _read_one(p: Path) -> List[tuple]:
+    from .io.layer_data import image_layer_tuple, labels_layer_tuple
+    from .io.readers import MultiChannelError, detect_format, present_ids, read_labels, read_volume
+
+    fmt = detect_format(p)
+    name = _strip_ext(p.name) if p.is_file() else p.name
+    if fmt not in (None, "dicom") and _label_candidate(p, fmt):
+        try:
+            labels, table = read_labels(p)
+        except InvalidInputError:
+            labels = None  # negative or fractional values: an image after all
+        if labels is not None:
+            named = labels.metadata.get("label_names_source")
+            if named or len(present_ids(labels.array)) <= MAX_LABEL_VALUES:
+                return [labels_layer_tuple(labels.array, labels, table, name)]
+    try:
+        volume = read_volume(p)
+    except MultiChannelError as exc:
+        n = _channel_count(p)
+        if not n or n > MAX_AUTO_CHANNELS:
+            raise
+        warnings.warn(f"{p.name}: {exc}; opening each of its {n} channels as its own layer", stacklevel=2)
+        return [image_layer_tuple(read_volume(p, channel=c), f"{name} [{c}]") for c in range(n)]
+    return [image_layer_tuple(volume, name)]
+
+
+def _channel_count(p: Path) -> int:
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(p))
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    if reader.GetDimension() == 4:
+        return int(reader.GetSize()[3])
+    return int(reader.GetNumberOfComponents())
+
+
+__all__ = ["napari_get_reader", "read_layers", "handles", "MedsegError"]

@@ -1,0 +1,73 @@
+"""Dock widget: CT window presets (soft tissue, lung, bone, liver, brain, full range).
+
+Thin: the numbers live in :mod:`napari_medseg.io.windows`; this widget only applies
+them to the selected (or first) Image layer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ..errors import InvalidInputError
+from ..io.windows import PRESETS, contrast_limits_to_window, preset_contrast_limits
+
+
+class WindowPresetsWidget(QWidget):
+    """Buttons that set the contrast limits of an Image layer to a CT window."""
+
+    def __init__(self, napari_viewer, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        layout = QVBoxLayout(self)
+        grid = QGridLayout()
+        self.buttons = {}
+        for i, name in enumerate(PRESETS):
+            window = PRESETS[name]
+            button = QPushButton(name.title() if name != "full range" else "Full range")
+            button.setToolTip("min .. max of the data" if window is None else f"level {window[0]:g} HU, width {window[1]:g} HU")
+            button.clicked.connect(lambda _checked=False, n=name: self.apply_preset(n))
+            grid.addWidget(button, i // 3, i % 3)
+            self.buttons[name] = button
+        layout.addLayout(grid)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    def target_layer(self):
+        """The active Image layer, else the top-most Image layer, else None."""
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image):
+            return active
+        for layer in reversed(list(self.viewer.layers)):
+            if isinstance(layer, Image):
+                return layer
+        return None
+
+    def apply_preset(self, name: str, layer=None) -> Optional[tuple]:
+        """Apply preset ``name`` to ``layer`` (default: :meth:`target_layer`).
+
+        Returns the contrast limits set, or None (with a message in the widget) when
+        there is no image layer or the preset is unknown.
+        """
+        layer = layer if layer is not None else self.target_layer()
+        if layer is None:
+            self.status.setText("Open an image first: there is no image layer to window.")
+            return None
+        try:
+            limits = preset_contrast_limits(name, layer.data if PRESETS.get(name.lower(), 0) is None else None)
+        except InvalidInputError as exc:
+            self.status.setText(str(exc))
+            return None
+        lo, hi = limits
+        rng = layer.contrast_limits_range
+        # Widen the slider range so windows beyond the data range (e.g. bone on MR) still apply.
+        layer.contrast_limits_range = (min(float(rng[0]), lo), max(float(rng[1]), hi))
+        layer.contrast_limits = [lo, hi]
+        level, width = contrast_limits_to_window(limits)
+        self.status.setText(f"{layer.name}: {name} (L {level:g}, W {width:g})")
+        return (lo, hi)

@@ -1,0 +1,165 @@
+"""Writing volumes and label maps with exactly their scanner geometry, atomically.
+
+Formats by extension: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``),
+MetaImage (``.mha``, ``.mhd`` + ``.zraw``) and, for labels, 3D Slicer ``.seg.nrrd``.
+NRRD and MetaImage store spacing/origin/direction as decimal doubles (exact round
+trip); NIfTI stores them as float32 (round trip to ~1e-7 relative), and has no
+modality field (NRRD/MetaImage keep it in a ``medseg_modality`` key).
+
+Every write goes through :func:`~napari_medseg.io.atomic.atomic_write`: a failure
+leaves any existing file untouched and no partial file behind. Label maps are stored
+in the smallest unsigned integer type that holds their largest id, with a JSON
+sidecar (``labels.nii.gz`` -> ``labels.json``) holding ids, names, colours and the
+geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import ImageReadError, InvalidInputError, UnsupportedFormatError
+from .atomic import atomic_write
+from .label_table import LabelTable, sidecar_dict, sidecar_path
+from .readers import EXTENSIONS, _itk_message, label_dtype_for, present_ids
+from .volume import Volume
+
+PathLike = Union[str, os.PathLike]
+
+WRITABLE = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+WRITABLE_LABELS = (".seg.nrrd",) + WRITABLE
+
+
+def _format_for(path: Path, allowed: tuple) -> str:
+    name = path.name.lower()
+    for suffix in allowed:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    known = ", ".join(allowed)
+    if any(name.endswith(s) for s in EXTENSIONS):
+        raise UnsupportedFormatError(f"cannot write {path}: writing this format is not supported (use {known})")
+    raise UnsupportedFormatError(f"cannot write {path}: unknown extension; use one of {known}")
+
+
+def to_label_array(array: np.ndarray, what: str = "labels") -> np.ndarray:
+    """``array`` as non-negative integers in the smallest unsigned dtype.
+
+    Booleans become uint8; floats are accepted only when every value is a whole
+    number. Raises :class:`InvalidInputError` otherwise (naming ``what``).
+    """
+    arr = np.asarray(array)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise InvalidInputError(f"{what} must hold whole numbers; got non-integer or NaN values")
+    elif arr.dtype.kind not in "ui":
+        raise InvalidInputError(f"{what} must be an integer array, got dtype {arr.dtype}")
+    if arr.size == 0:
+        return arr.astype(np.uint8)
+    lo, hi = arr.min(), arr.max()
+    if lo < 0:
+        raise InvalidInputError(f"{what} hold negative values (min {lo}); label ids must be >= 0")
+    dtype = label_dtype_for(int(hi))
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
+    import SimpleITK as sitk
+
+    compress = suffix != ".nii"
+    try:
+        sitk.WriteImage(image, str(tmp), compress)
+    except RuntimeError as exc:
+        raise ImageReadError(f"could not write {path}: {_itk_message(exc)}") from None
+
+
+def write_volume(volume: Volume, path: PathLike) -> Path:
+    """Write an image volume with its exact geometry (atomically).
+
+    Parameters
+    ----------
+    volume : Volume
+        The image; its dtype is kept (booleans become uint8).
+    path : path-like
+        ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha`` or ``.mhd``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        Unknown or read-only extension (e.g. DICOM, ``.seg.nrrd``: use
+        :func:`write_labels`).
+    ImageReadError
+        The file could not be written (folder not writable, disk full); any old
+        file at ``path`` is left as it was.
+    """
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd"):
+        raise UnsupportedFormatError(f"cannot write {path}: .seg.nrrd holds segmentations; use write_labels")
+    suffix = _format_for(path, WRITABLE)
+    arr = volume.array
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"cannot write {path}: complex voxels are not supported")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)  # no file format here stores half floats
+    image = volume.to_sitk(arr)
+    if volume.modality and suffix not in (".nii", ".nii.gz"):
+        image.SetMetaData("medseg_modality", str(volume.modality))
+    with atomic_write(path) as tmp:
+        _write_sitk(image, path, tmp, suffix)
+    return path
+
+
+def write_labels(labels: Volume, path: PathLike, table: Optional[LabelTable] = None) -> Path:
+    """Write a label map with its exact geometry plus a JSON sidecar (atomically).
+
+    Parameters
+    ----------
+    labels : Volume
+        Integer label map (0 = background), on the grid of its image.
+    path : path-like
+        ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``, or ``.seg.nrrd``
+        (a 3D Slicer segmentation with named, coloured segments).
+    table : LabelTable, optional
+        Names and colours; default: ids present named ``label <id>``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. The sidecar is written to :func:`sidecar_path` (``path`` with its
+        image extension replaced by ``.json``).
+
+    Raises
+    ------
+    InvalidInputError
+        Non-integer or negative labels.
+    UnsupportedFormatError, ImageReadError
+        As :func:`write_volume`.
+    """
+    path = Path(path)
+    suffix = _format_for(path, WRITABLE_LABELS)
+    array = to_label_array(labels.array, what=f"labels for {path}")
+    if table is None:
+        table = LabelTable.from_ids(present_ids(array))
+    image = labels.to_sitk(array)
+    if suffix == ".seg.nrrd":
+        from .slicer_seg import slicer_metadata
+
+        for key, value in slicer_metadata(array, table).items():
+            image.SetMetaData(key, value)
+    side = sidecar_path(path)
+    doc = sidecar_dict(table, labels.geometry_dict())
+    with atomic_write(path) as tmp:
+        _write_sitk(image, path, tmp, suffix)
+        # The sidecar is staged beside the image and moved in with it.
+        (tmp.parent / side.name).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
