@@ -7,7 +7,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .common import MLP, LayerNorm3d
+from .common import MLP, LayerNorm3d, run_sequential
 from .transformer import TwoWayTransformer3D
 
 
@@ -71,7 +71,7 @@ class MaskDecoder3D(nn.Module):
         hs, src = self.transformer(src, pos, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, d, h, w))
+        upscaled = run_sequential(self.output_upscaling, src.transpose(1, 2).reshape(b, c, d, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .common import LayerNorm3d
+from .common import LayerNorm3d, run_sequential
 
 
 class PositionEmbeddingRandom3D(nn.Module):
@@ -130,7 +130,7 @@ class PromptEncoder3D(nn.Module):
         else:
             sparse = torch.empty((bs, 0, self.embed_dim), device=device)
         if masks is not None:
-            dense = self.mask_downscaling(masks)
+            dense = run_sequential(self.mask_downscaling, masks)
         else:
             dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1, 1).expand(bs, -1, *self.image_embedding_size)
         return sparse, dense
