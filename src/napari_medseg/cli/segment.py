@@ -1,0 +1,92 @@
+"""``medseg segment IMAGE -o OUT [--model NAME] ...``: automatic segmentation, headless.
+
+Writes the label map on the image's grid (same spacing, origin and direction) with the
+names sidecar, atomically; ``--json`` prints what was written, the structures present with
+their voxel counts and volumes, and the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment an image automatically (weights-free tissue model, TotalSegmentator tasks, "
+             "any nnU-Net v2 model folder)",
+        description=(
+            "Run an automatic model on a CT/MR volume and write the label map with the source "
+            "geometry and a JSON sidecar of names and colours. Models: `medseg weights list`. "
+            "The default, hu-tissue, needs no weights."
+        ),
+    )
+    parser.add_argument("image", help="image file (NIfTI, NRRD, MetaImage) or DICOM folder")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output label file (.nii.gz, .nrrd, .seg.nrrd, .mha)")
+    parser.add_argument("--model", default="hu-tissue",
+                        help="registry name (default: hu-tissue) or an nnU-Net v2 model folder")
+    parser.add_argument("--weights", default=None,
+                        help="folder (or checkpoint) holding the model's weights, if not in the "
+                             "cache or TotalSegmentator's folder")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where the network runs (default: auto = CUDA, MPS, then CPU)")
+    parser.add_argument("--roi-subset", default=None,
+                        help="comma-separated structure names to keep (e.g. liver,spleen); "
+                             "for 'total' only the part models holding them run")
+    parser.add_argument("--channel", type=int, default=None,
+                        help="for 4D / multi-channel images: which volume to use")
+    parser.add_argument("--json", action="store_true",
+                        help="print output, model, labels present (voxels, ml) and timings as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from ..inference.segment import segment_with_info
+    from ..io import read_volume, write_labels
+    from ._common import TqdmProgress, print_json
+
+    t0 = time.perf_counter()
+    volume = read_volume(args.image, channel=args.channel)
+    t_read = time.perf_counter() - t0
+    roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
+    with TqdmProgress(desc=f"medseg segment ({args.model})") as bar:
+        result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
+                                   roi_subset=roi, progress=bar)
+    t1 = time.perf_counter()
+    path = write_labels(volume.with_array(result.labels), args.output, result.table)
+    t_write = time.perf_counter() - t1
+
+    counts = np.bincount(result.labels.ravel())
+    present = []
+    for idx in np.flatnonzero(counts):
+        if idx == 0:
+            continue
+        present.append({
+            "id": int(idx),
+            "name": result.table.names.get(int(idx), f"label {int(idx)}"),
+            "voxels": int(counts[idx]),
+            "volume_ml": round(float(counts[idx]) * volume.voxel_volume_ml, 3),
+        })
+    timings = {"read_s": round(t_read, 3), "write_s": round(t_write, 3)}
+    timings.update({k: round(v, 3) for k, v in result.timings.items()})
+    if args.json:
+        print_json({
+            "output": str(path),
+            "model": result.model,
+            "labels": present,
+            "timings": timings,
+            "notes": result.notes,
+        })
+    else:
+        print(f"wrote {path} ({len(present)} structures, model {result.model}, "
+              f"{timings.get('total_s', 0):.1f} s)")
+        for note in result.notes:
+            print(f"note: {note}")
+        for item in present:
+            print(f"  {item['id']:>4}  {item['name']:<32} {item['volume_ml']:>10.1f} ml")
+    return 0

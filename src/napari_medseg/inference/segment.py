@@ -1,0 +1,393 @@
+"""Automatic segmentation: one entry point for every automatic model.
+
+:func:`segment` takes a :class:`~napari_medseg.io.volume.Volume` and a model name from the
+registry (``"hu-tissue"``, ``"total"``, ``"total-fast"``, ``"liver-vessels"``, ...) or the
+path of any nnU-Net v2 trained-model folder, and returns a label array on the volume's
+grid with a :class:`~napari_medseg.io.label_table.LabelTable`.
+
+TotalSegmentator tasks are run the way TotalSegmentator runs them:
+
+- ``total``: the five part models (organs, vertebrae, cardiac, muscles, ribs) each predict
+  their own ids, mapped to the global 117-class ids by name and merged in part order;
+- ``roi_subset``: only the part models holding the requested structures run, only those
+  structures are kept, and when ``total-fastest`` (6 mm) is installed the part models run
+  only inside the box that model finds for the structures (plus 20 voxels), as
+  TotalSegmentator does; without it they run on the whole image (same result, slower);
+- cropped tasks (``liver-vessels``, ``liver-lesions``): the rough model
+  (``total-fastest`` / ``total-fast``) finds the liver first, the task model runs inside its
+  box (plus 20 voxels) and the result is pasted back.
+
+The input is checked (3D, finite, numeric) and the memory estimated before any work
+starts. Nothing the caller owns is modified, so a cancelled run leaves no trace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import InvalidInputError, WeightsNotFoundError
+from ..io.label_table import LabelTable
+from ..io.volume import Volume
+from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
+
+ModelLike = Union[str, Path, "ModelCard"]  # noqa: F821
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment_with_info` returns: labels, names, timings and remarks."""
+
+    labels: np.ndarray
+    table: LabelTable
+    model: str
+    timings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------- model lookup
+def _is_model_folder(path: Path) -> bool:
+    return path.is_dir() and ((path / "plans.json").is_file()
+                              or any(path.glob("*__*__*/plans.json")))
+
+
+def resolve_model(model: ModelLike):
+    """Return ``("card", ModelCard)`` or ``("folder", Path)`` for ``model``."""
+    from ..models.registry import ModelCard, get_card
+
+    if isinstance(model, ModelCard):
+        return "card", model
+    text = str(model)
+    path = Path(text).expanduser()
+    if isinstance(model, Path) or "/" in text or "\\" in text or path.is_dir():
+        if _is_model_folder(path):
+            return "folder", path
+        if not path.exists():
+            raise InvalidInputError(
+                f"model folder {path} does not exist; give a registry name (see "
+                "`medseg weights list`) or the path of an nnU-Net v2 trained-model folder")
+        raise InvalidInputError(
+            f"{path} is not an nnU-Net v2 model folder: it needs plans.json, dataset.json and "
+            "fold_N/checkpoint_final.pth (or one {trainer}__{plans}__{configuration} subfolder "
+            "holding them)")
+    return "card", get_card(text)
+
+
+def trained_model_folder(path: Path) -> Path:
+    """The trained-model folder inside ``path`` (``path`` itself if it has plans.json)."""
+    path = Path(path)
+    if (path / "plans.json").is_file():
+        return path
+    candidates = sorted(p.parent for p in path.glob("*__*__*/plans.json"))
+    if len(candidates) == 1:
+        return candidates[0]
+    preferred = [c for c in candidates if c.name == "nnUNetTrainer__nnUNetPlans__3d_fullres"]
+    if preferred:
+        return preferred[0]
+    raise InvalidInputError(
+        f"{path} holds several trained models ({', '.join(c.name for c in candidates)}); "
+        "pass the one to use")
+
+
+def validate_roi_subset(roi_subset: Optional[Sequence[str]], classes: dict, model: str) -> Optional[list]:
+    """Check requested structure names against a model's classes; return them (canonical).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming every unknown structure with its closest matches.
+    """
+    if roi_subset is None:
+        return None
+    if isinstance(roi_subset, str):
+        roi_subset = [s for s in roi_subset.split(",")]
+    names = [str(s).strip() for s in roi_subset if str(s).strip()]
+    if not names:
+        raise InvalidInputError("roi_subset is empty; name at least one structure or leave it out")
+    from ..models.registry import suggest
+
+    known = {n.lower(): n for n in classes.values()}
+    out, problems = [], []
+    for name in names:
+        canonical = known.get(name.lower().replace(" ", "_").replace("-", "_"))
+        if canonical is None:
+            problems.append(f"{name!r}{suggest(name.lower(), list(known.values()))}")
+        elif canonical not in out:
+            out.append(canonical)
+    if problems:
+        raise InvalidInputError(
+            f"unknown structure(s) for model {model!r}: " + "; ".join(problems)
+            + f". The model knows {len(classes)} structures (see the widget's list or the "
+            "model card)")
+    return out
+
+
+# ------------------------------------------------------------------------ helpers
+def _output_dtype(max_id: int):
+    return np.uint8 if max_id <= 255 else np.uint16
+
+
+def _memory_check_nnunet(volume: Volume, folder: Path, what: str) -> None:
+    """Estimate an nnU-Net run from the plans and refuse it if it cannot fit."""
+    from ..inference.memory import check_memory, estimate_nnunet_bytes
+    from ..models.nnunet.plans import label_names, load_plans, read_json
+
+    try:
+        plans_json = read_json(folder / "plans.json", "plans.json")
+        dataset_json = read_json(folder / "dataset.json", "dataset.json")
+        configuration = folder.name.split("__")[-1] if "__" in folder.name else "3d_fullres"
+        plans = load_plans(plans_json, configuration, str(folder / "plans.json"))
+        spacing_net = [float(v) for v in plans.spacing]
+        patch = [int(v) for v in plans.patch_size]
+        order = [int(v) for v in plans.transpose_forward]
+        n_classes = len(label_names(dataset_json))
+    except Exception:  # noqa: BLE001 - the engine reports broken plans properly later
+        return
+    # nnU-Net works on the image axes permuted by transpose_forward, at the plans' spacing.
+    phys = np.asarray(volume.shape, float) * np.asarray(volume.spacing_zyx, float)
+    net_shape = tuple(int(np.ceil(phys[order[i]] / spacing_net[i])) for i in range(3))
+    needed = estimate_nnunet_bytes(volume.shape, net_shape, max(2, n_classes), patch)
+    check_memory(needed, what)
+
+
+def _crop_box(mask: np.ndarray, margin: int) -> Optional[tuple]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels (clipped); None if empty."""
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        lo = max(0, int(idx[0]) - margin)
+        hi = min(mask.shape[axis], int(idx[-1]) + margin + 1)
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def sub_volume(volume: Volume, box: tuple) -> Volume:
+    """The part of ``volume`` inside ``box`` (index slices), with its geometry."""
+    start = [s.start for s in box]
+    origin = volume.index_to_physical(start)
+    return Volume(array=volume.array[box], spacing=volume.spacing, origin=tuple(origin),
+                  direction=volume.direction, modality=volume.modality,
+                  metadata=dict(volume.metadata))
+
+
+def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirroring: bool,
+                    progress, cancel) -> tuple:
+    """Run one nnU-Net trained-model folder; return (labels, {id: name})."""
+    from ..models.nnunet import NnUNetModel
+
+    model = NnUNetModel.from_folder(folder, folds=folds, device=device)
+    labels = model.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring)
+    return np.asarray(labels), dict(model.labels)
+
+
+# ---------------------------------------------------------------------------- runs
+def _run_hu(card, volume: Volume, roi: Optional[list], progress, cancel, result: SegmentResult):
+    from ..inference.memory import check_memory
+    from ..models.hu_tissue import segment_hu_tissue
+
+    # int16/float input + ~8 boolean masks + uint8/int32 label scratch at full resolution.
+    check_memory(volume.array.size * (volume.array.itemsize + 14) + 200 * 2**20,
+                 f"the HU tissue model on a {'x'.join(map(str, volume.shape))} image")
+    t0 = time.perf_counter()
+    labels = segment_hu_tissue(volume, progress=progress, cancel=cancel)
+    result.timings["hu_tissue_s"] = time.perf_counter() - t0
+    return labels, dict(card.classes)
+
+
+def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, progress,
+                  cancel, result: SegmentResult):
+    from ..models import weights as wm
+    from ..models.registry import get_card
+
+    root = wm.resolve_weights(card, weights)
+    units = []  # (label, folder, to_global or None)
+    if card.parts:
+        wanted_parts = card.parts
+        if roi is not None:
+            wanted_parts = [p for p in card.parts if set(roi) & set(p.classes.values())]
+        for p in wanted_parts:
+            units.append((f"{p.name} ({p.dataset_id})", root / p.folder / card.model_folder_name,
+                          p.to_global))
+    else:
+        folder = root / card.remote_files[0].target / card.model_folder_name
+        units.append((card.name, folder, None))
+
+    # ---- region of interest from the rough model (TotalSegmentator's crop pre-pass)
+    crop_names = list(card.crop) or (roi if roi is not None and card.crop_model else [])
+    box = None
+    work = volume
+    if crop_names and card.crop_model:
+        crop_card = get_card(card.crop_model)
+        try:
+            crop_root = wm.resolve_weights(crop_card)
+        except WeightsNotFoundError as exc:
+            if card.crop:  # the task model was trained on crops: it needs them
+                raise WeightsNotFoundError(
+                    f"{card.name!r} first finds {', '.join(card.crop)} with {crop_card.name!r}, "
+                    f"whose weights are missing: run `medseg weights download {crop_card.name}`"
+                ) from exc
+            result.notes.append(f"{crop_card.name!r} is not installed: ran on the whole image "
+                                "instead of the region of interest (same result, slower)")
+            crop_root = None
+        if crop_root is not None:
+            t0 = time.perf_counter()
+            crop_folder = Path(crop_root) / crop_card.remote_files[0].target / crop_card.model_folder_name
+            _memory_check_nnunet(volume, crop_folder, f"{crop_card.name} (region of interest)")
+            rough, _ = _predict_folder(
+                crop_folder, volume, device=device, folds=crop_card.folds, use_mirroring=False,
+                progress=sub_progress(progress, 0.0, 0.15, f"{crop_card.name}: "), cancel=cancel)
+            ids = [k for k, n in crop_card.classes.items() if n in crop_names]
+            box = _crop_box(np.isin(rough, ids), card.crop_margin_vox)
+            result.timings["roi_s"] = time.perf_counter() - t0
+            del rough
+            if box is None:
+                result.notes.append(f"{', '.join(crop_names)} not found by {crop_card.name}: "
+                                    "empty result")
+                return np.zeros(volume.shape, _output_dtype(max(card.classes, default=1))), \
+                    dict(card.classes)
+            work = sub_volume(volume, box)
+            result.notes.append("ran inside the region of interest "
+                                + "x".join(str(s.stop - s.start) for s in box) + " (z, y, x)")
+    check_cancel(cancel)
+
+    max_id = max(card.classes, default=1)
+    out = np.zeros(work.shape, _output_dtype(max_id))
+    start = 0.15 if box is not None else 0.0
+    span = (1.0 - start) / max(1, len(units))
+    for i, (label, folder, to_global) in enumerate(units):
+        check_cancel(cancel)
+        t0 = time.perf_counter()
+        _memory_check_nnunet(work, folder, f"{card.name}: {label}")
+        step = sub_progress(progress, start + i * span, start + (i + 1) * span,
+                            f"{card.name} {label} [{i + 1}/{len(units)}]: " if len(units) > 1
+                            else f"{card.name}: ")
+        pred, _names = _predict_folder(folder, work, device=device, folds=card.folds,
+                                       use_mirroring=False, progress=step, cancel=cancel)
+        if to_global is not None:
+            lut = np.zeros(max(max(to_global), int(pred.max(initial=0))) + 1, out.dtype)
+            for local, glob in to_global.items():
+                lut[local] = glob
+            pred = lut[pred]
+        pred = pred.astype(out.dtype, copy=False)
+        np.copyto(out, pred, where=pred > 0)  # later parts win where parts overlap
+        result.timings[f"{label}_s"] = time.perf_counter() - t0
+        del pred
+    if box is not None:
+        full = np.zeros(volume.shape, out.dtype)
+        full[box] = out
+        out = full
+    return out, dict(card.classes)
+
+
+def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: SegmentResult):
+    folder = trained_model_folder(path)
+    _memory_check_nnunet(volume, folder, f"nnU-Net model {folder.name}")
+    t0 = time.perf_counter()
+    labels, names = _predict_folder(folder, volume, device=device, folds=None, use_mirroring=True,
+                                    progress=progress, cancel=cancel)
+    result.timings["predict_s"] = time.perf_counter() - t0
+    names = {int(k): v for k, v in names.items() if int(k) != 0}
+    return labels, names
+
+
+# ---------------------------------------------------------------------- entry points
+def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
+                      weights: Optional[Union[str, Path]] = None, device: str = "auto",
+                      roi_subset: Optional[Sequence[str]] = None,
+                      progress: Optional[ProgressCallback] = None,
+                      cancel: Optional[CancelLike] = None) -> SegmentResult:
+    """Like :func:`segment`, returning a :class:`SegmentResult` (with timings and notes)."""
+    from ..io.validation import check_volume_for_model
+
+    t_start = time.perf_counter()
+    kind, target = resolve_model(model)
+    label = target.name if kind == "card" else str(target)
+    check_volume_for_model(volume, what=f"model {label!r}")
+    if kind == "card" and target.kind not in ("hu-tissue", "totalseg", "nnunet"):
+        raise InvalidInputError(
+            f"{target.name!r} is a promptable ({target.kind}) model: use it from the "
+            "Interactive segmentation widget or `medseg interactive`, not automatic segmentation")
+    if kind == "folder" and roi_subset is not None:
+        raise InvalidInputError("roi_subset works with registry models (TotalSegmentator tasks, "
+                                "hu-tissue), not with a custom model folder")
+    if device not in (None, "auto") and not (kind == "card" and target.kind == "hu-tissue"):
+        from .device import choose_device
+
+        choose_device(device)  # a forced device that is missing fails here, before any work
+    roi = validate_roi_subset(roi_subset, target.classes, target.name) if kind == "card" else None
+    result = SegmentResult(labels=np.zeros(0, np.uint8), table=LabelTable(), model=label)
+    report(progress, 0.0, f"{label}: starting")
+    check_cancel(cancel)
+    if kind == "folder":
+        labels, names = _run_folder(target, volume, device, progress, cancel, result)
+    elif target.kind == "hu-tissue":
+        labels, names = _run_hu(target, volume, roi, progress, cancel, result)
+    else:
+        labels, names = _run_totalseg(target, volume, roi, weights, device, progress, cancel,
+                                      result)
+    check_cancel(cancel)
+    if roi is not None:
+        keep_ids = [k for k, n in names.items() if n in roi]
+        labels = np.where(np.isin(labels, keep_ids), labels, 0).astype(labels.dtype)
+        names = {k: names[k] for k in keep_ids}
+    max_id = max(max(names, default=0), int(labels.max(initial=0)))
+    labels = np.ascontiguousarray(labels.astype(_output_dtype(max_id), copy=False))
+    result.labels = labels
+    result.table = LabelTable.from_names(names)
+    result.timings["total_s"] = time.perf_counter() - t_start
+    report(progress, 1.0, f"{label}: done")
+    return result
+
+
+def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
+            weights: Optional[Union[str, Path]] = None, device: str = "auto",
+            roi_subset: Optional[Sequence[str]] = None,
+            progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelLike] = None) -> tuple:
+    """Segment ``volume`` automatically.
+
+    Parameters
+    ----------
+    volume : Volume
+        A 3D image (CT in HU for the CT models).
+    model : str, Path or ModelCard
+        Registry name (``medseg weights list``) or an nnU-Net v2 model folder.
+    weights : str or Path, optional
+        Where the model's weights are (default: cache, then TotalSegmentator's folder).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the network runs ("auto": CUDA, then MPS, then CPU).
+    roi_subset : list of str, optional
+        Structure names to keep (and, for ``total``, the part models to run).
+    progress : callable, optional
+        ``(fraction, text)``.
+    cancel : CancelToken-like, optional
+        Checked between stages; raises :class:`~napari_medseg.errors.Cancelled`.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        Integer ids on ``volume``'s grid (uint8, or uint16 beyond 255 classes).
+    table : LabelTable
+        Names and colours of the model's classes.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown model or structure names, 2D/NaN input, promptable model.
+    WeightsNotFoundError
+        Weights missing (the message says what to run).
+    InsufficientMemoryError
+        The estimate exceeds the available memory (nothing was started).
+    Cancelled
+        ``cancel`` was set; nothing was modified.
+    """
+    res = segment_with_info(volume, model, weights=weights, device=device,
+                            roi_subset=roi_subset, progress=progress, cancel=cancel)
+    return res.labels, res.table
