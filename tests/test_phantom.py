@@ -204,3 +204,58 @@ def test_memory_stays_below_twice_a_float32_volume():
     float32_bytes = 4 * int(np.prod(shape))
     assert peak < 2.0 * float32_bytes, f"peak {peak / float32_bytes:.2f}x the float32 volume"
     assert p.ct.array.nbytes + p.labels.nbytes == 0.75 * float32_bytes
+
+
+# ------------------------------------------------------------ medseg sample CLI
+def test_medseg_sample_writes_ct_labels_and_names(tmp_path, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.io import read_labels, read_volume
+
+    out = tmp_path / "sample"
+    rc = main(["sample", str(out), "--seed", "4", "--shape", "40,96,96", "--spacing", "3,1.2,1.2"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    for name in ("ct.nii.gz", "labels.nii.gz", "labels.json", "lesions.json"):
+        assert (out / name).is_file()
+        assert name in printed
+    expected = make_phantom(seed=4, shape=(40, 96, 96), spacing_zyx=(3, 1.2, 1.2))
+    ct = read_volume(out / "ct.nii.gz")
+    assert np.array_equal(ct.array, expected.ct.array)
+    np.testing.assert_allclose(ct.spacing, (1.2, 1.2, 3.0))
+    np.testing.assert_allclose(ct.origin, expected.ct.origin, atol=1e-4)
+    labels, table = read_labels(out / "labels.nii.gz", reference=ct)
+    assert np.array_equal(labels.array, expected.labels)
+    assert table.names == expected.names
+    import json
+
+    lesions = json.loads((out / "lesions.json").read_text())["lesions"]
+    np.testing.assert_allclose([l["semi_axes_xyz_mm"] for l in lesions],
+                               [l.semi_axes_xyz_mm for l in expected.lesions])
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--shape", "10,20"], "--shape"),
+        (["--shape", "10,20.5,30"], "whole numbers"),
+        (["--spacing", "1,0,1"], "positive"),
+        (["--lesions", "12"], "between 0 and 8"),
+    ],
+)
+def test_medseg_sample_bad_arguments(tmp_path, capsys, argv, message):
+    from napari_medseg.cli import main
+
+    out = tmp_path / "sample"
+    assert main(["sample", str(out)] + argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "ct.nii.gz").exists()
+
+
+def test_medseg_sample_refuses_a_file_as_outdir(tmp_path, capsys):
+    from napari_medseg.cli import main
+
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    assert main(["sample", str(target), "--shape", "40,96,96"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me"

@@ -44,6 +44,7 @@ from .io.volume import Volume
 __all__ = [
     "LABEL_NAMES",
     "LABEL_IDS",
+    "LABEL_COLORS",
     "LesionSpec",
     "Phantom",
     "make_phantom",
@@ -68,6 +69,15 @@ LABEL_NAMES: dict[int, str] = {
     13: "bowel",
     14: "intervertebral_disc",
     15: "spinal_canal",
+}
+
+#: Display colour (r, g, b, 0-255) of each label: anatomical conventions, lesions in
+#: a high-contrast yellow.
+LABEL_COLORS: dict[int, tuple] = {
+    1: (221, 130, 101), 2: (255, 235, 40), 3: (157, 108, 162), 4: (240, 160, 60),
+    5: (200, 120, 40), 6: (224, 30, 40), 7: (241, 214, 145), 8: (110, 185, 235),
+    9: (250, 210, 180), 10: (225, 205, 130), 11: (190, 60, 60), 12: (200, 190, 110),
+    13: (120, 200, 120), 14: (100, 140, 220), 15: (90, 220, 200),
 }
 
 #: Name -> label id (inverse of :data:`LABEL_NAMES`).
@@ -146,6 +156,19 @@ class LesionSpec:
     center_zyx_vox: tuple
     semi_axes_xyz_mm: tuple
     hu: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (centre, semi-axes, HU, volume and diameters)."""
+        return {
+            "index": self.index,
+            "center_xyz_mm": list(self.center_xyz_mm),
+            "center_zyx_vox": list(self.center_zyx_vox),
+            "semi_axes_xyz_mm": list(self.semi_axes_xyz_mm),
+            "hu": self.hu,
+            "volume_ml": self.volume_ml,
+            "longest_axial_diameter_mm": self.longest_axial_diameter_mm,
+            "short_axial_diameter_mm": self.short_axial_diameter_mm,
+        }
 
     @property
     def semi_axes_zyx_mm(self) -> tuple:
