@@ -1,0 +1,374 @@
+"""DICOM Segmentation objects (DICOM-SEG): write with highdicom, read with pydicom.
+
+Writing needs the source image series: a SEG references the SOP instances it was
+derived from, shares their Study and Frame of Reference, and places each frame at the
+position of a source slice. The source files are found from the image Volume's
+``metadata["dicom"]["files"]`` (recorded by the DICOM reader, in slice order), or
+given directly as a folder, a list of files or a list of pydicom datasets.
+
+Each label id becomes one segment (segment numbers 1..K in id order) with the label's
+name, its colour (as the recommended CIELab display value) and generic SNOMED CT
+codes (category "Tissue", type "Tissue": we do not guess an anatomical code from a
+free-text name). The original label id is kept in the segment's Tracking ID
+(``"napari-medseg label <id>"``), so reading our own SEG restores the same ids.
+
+Reading accepts BINARY, FRACTIONAL (thresholded at 0.5) and LABELMAP segmentations,
+onto a reference image grid (``reference``) or onto a grid built from the frames'
+own positions.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import GeometryMismatchError, ImageReadError, InvalidInputError, UnsupportedFormatError
+from .label_table import LabelTable
+from .volume import Volume
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+_TRACKING_RE = re.compile(r"^napari-medseg label (\d+)$")
+_POS_TOL_MM = 0.05
+
+
+# ----------------------------------------------------------------- sources
+def _source_files(source: Any) -> list:
+    """The source image datasets (headers only), in the labels' slice order."""
+    import pydicom
+
+    if isinstance(source, Volume):
+        info = (source.metadata or {}).get("dicom") or {}
+        files = info.get("files")
+        if not files:
+            raise InvalidInputError(
+                "the reference image did not come from DICOM (no source files recorded); "
+                "DICOM-SEG needs the original DICOM series: open the image from its DICOM folder"
+            )
+        source = files
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if folder.is_dir():
+            from .readers import read_volume
+
+            return _source_files(read_volume(folder))
+        source = [folder]
+    datasets = []
+    for item in source:
+        if isinstance(item, pydicom.Dataset):
+            datasets.append(item)
+            continue
+        path = Path(item)
+        try:
+            datasets.append(pydicom.dcmread(str(path), stop_before_pixels=True))
+        except FileNotFoundError:
+            raise ImageReadError(f"source DICOM file {path} is missing; DICOM-SEG needs the original series") from None
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types
+            raise ImageReadError(f"cannot read source DICOM file {path}: {exc}") from None
+    if not datasets:
+        raise InvalidInputError("no source DICOM images given for the DICOM-SEG")
+    return datasets
+
+
+def _frame_geometry(ds) -> tuple:
+    pos = np.array([float(v) for v in ds.ImagePositionPatient])
+    ori = np.array([float(v) for v in ds.ImageOrientationPatient])
+    spacing = np.array([float(v) for v in ds.PixelSpacing])  # row spacing (y), column spacing (x)
+    return pos, ori, spacing
+
+
+def _order_sources(labels: Volume, datasets: list) -> list:
+    """Match each label slice z to the source dataset at the same physical position."""
+    rows, cols = labels.shape[1], labels.shape[2]
+    by_pos = []
+    for ds in datasets:
+        try:
+            pos, ori, spacing = _frame_geometry(ds)
+        except (AttributeError, TypeError, ValueError):
+            raise InvalidInputError(
+                f"source image {getattr(ds, 'SOPInstanceUID', '?')} has no usable position/orientation"
+            ) from None
+        if int(ds.Rows) != rows or int(ds.Columns) != cols:
+            raise GeometryMismatchError(
+                f"the labels are {rows}x{cols} per slice but the source DICOM images are "
+                f"{int(ds.Rows)}x{int(ds.Columns)}; export onto the image the labels were drawn on"
+            )
+        by_pos.append((pos, ori, spacing, ds))
+    ordered = []
+    for z in range(labels.shape[0]):
+        want = labels.index_to_physical([z, 0, 0])
+        dists = [np.linalg.norm(p - want) for p, _, _, _ in by_pos]
+        k = int(np.argmin(dists))
+        if dists[k] > _POS_TOL_MM:
+            raise GeometryMismatchError(
+                f"label slice {z} lies at {np.round(want, 2).tolist()} mm but no source DICOM slice "
+                f"is there (nearest {dists[k]:.2f} mm away); the labels are not on the source series' grid"
+            )
+        pos, ori, spacing, ds = by_pos[k]
+        d = labels.direction_matrix
+        if not (np.allclose(ori[:3], d[:, 0], atol=1e-4) and np.allclose(ori[3:], d[:, 1], atol=1e-4)):
+            raise GeometryMismatchError("the labels' orientation differs from the source DICOM images'")
+        if not np.allclose(spacing[::-1], labels.spacing[:2], atol=1e-4):
+            raise GeometryMismatchError(
+                f"the labels' pixel spacing {labels.spacing[:2]} differs from the source images' "
+                f"{tuple(spacing[::-1])} (x, y mm)"
+            )
+        ordered.append(ds)
+    return ordered
+
+
+# ----------------------------------------------------------------- writing
+def _sanitised(ds):
+    """A copy of a source header with values highdicom rejects but DICOM tolerates fixed."""
+    ds = copy.deepcopy(ds)
+    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        del ds.SpecificCharacterSet  # empty = default repertoire
+    return ds
+
+
+def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
+                    path: Union[str, os.PathLike], *, series_description: str = "napari-medseg segmentation",
+                    content_creator: Optional[str] = None) -> Path:
+    """Write a label map as a DICOM-SEG referencing its source series (atomic).
+
+    Parameters
+    ----------
+    labels : Volume
+        Integer label map on the source series' grid.
+    table : LabelTable, optional
+        Segment names and colours (unnamed ids become ``"label <id>"``).
+    source : Volume, path or sequence
+        The image Volume read from DICOM (its recorded files are used), the DICOM
+        folder, a list of files or a list of pydicom datasets of the source series.
+    path : path-like
+        Output file (``.dcm``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from .. import __version__
+    from .atomic import atomic_write
+
+    if not isinstance(labels, Volume):
+        raise InvalidInputError(f"labels must be a Volume, got {type(labels).__name__}")
+    arr = labels.array
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"labels must hold integer ids, got dtype {arr.dtype}")
+    ids = [int(i) for i in np.unique(arr) if i > 0]
+    if not ids:
+        raise InvalidInputError("the label map is empty: a DICOM-SEG needs at least one labelled voxel")
+    table = table or LabelTable.from_ids(ids)
+    datasets = [_sanitised(ds) for ds in _order_sources(labels, _source_files(source))]
+
+    stacked = np.zeros(arr.shape + (len(ids),), dtype=np.uint8)
+    descriptions = []
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="napari-medseg", family=codes.DCM.ArtificialIntelligence, version=str(__version__))
+    for k, label_id in enumerate(ids, start=1):
+        stacked[..., k - 1] = arr == label_id
+        r, g, b, _ = table.color_of(label_id)
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=table.name_of(label_id)[:64],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_id=f"napari-medseg label {label_id}",
+            tracking_uid=hd.UID(),
+            display_color=hd.color.CIELabColor.from_rgb(int(round(r * 255)), int(round(g * 255)), int(round(b * 255))),
+        ))
+    try:
+        with warnings.catch_warnings():
+            # highdicom warns about oddities of the *source* headers (e.g. one-component
+            # patient names); they are copied as they are and are not ours to fix.
+            warnings.simplefilter("ignore", UserWarning)
+            seg = hd.seg.Segmentation(
+                source_images=datasets,
+                pixel_array=stacked,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=int(getattr(datasets[0], "SeriesNumber", 0) or 0) + 1000,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer="napari-medseg",
+                manufacturer_model_name="napari-medseg",
+                software_versions=str(__version__),
+                device_serial_number="0",
+                series_description=series_description,
+                content_creator_name=content_creator,
+                omit_empty_frames=True,
+            )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot build the DICOM-SEG for {path}: {exc}") from None
+    out = Path(path)
+    with atomic_write(out) as tmp:
+        seg.save_as(str(tmp))
+    return out
+
+
+# ----------------------------------------------------------------- reading
+def _seq_item(group, name):
+    seq = getattr(group, name, None)
+    return seq[0] if seq else None
+
+
+def _frame_info(ds) -> list:
+    """(position, orientation, pixel spacing, segment number) of every frame."""
+    shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
+    n = int(getattr(ds, "NumberOfFrames", 1))
+    if len(per_frame) != n:
+        raise ImageReadError(f"the SEG lists {len(per_frame)} frame descriptions for {n} frames")
+
+    def _get(frame, seq_name, attr):
+        for group in (frame, shared):
+            item = _seq_item(group, seq_name) if group is not None else None
+            if item is not None and hasattr(item, attr):
+                return getattr(item, attr)
+        return None
+
+    infos = []
+    for i, frame in enumerate(per_frame):
+        pos = _get(frame, "PlanePositionSequence", "ImagePositionPatient")
+        ori = _get(frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+        sp = _get(frame, "PixelMeasuresSequence", "PixelSpacing")
+        seg_no = _get(frame, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
+        if pos is None or ori is None or sp is None:
+            raise ImageReadError(f"frame {i + 1} of the SEG has no position/orientation/pixel spacing")
+        infos.append((np.array([float(v) for v in pos]), np.array([float(v) for v in ori]),
+                      np.array([float(v) for v in sp]), None if seg_no is None else int(seg_no)))
+    return infos
+
+
+def _grid_from_frames(ds, infos) -> Volume:
+    ori = infos[0][1]
+    row, col = ori[:3], ori[3:]
+    normal = np.cross(row, col)
+    dists = sorted({round(float(p @ normal), 4) for p, _, _, _ in infos})
+    if len(dists) > 1:
+        gaps = np.diff(dists)
+        dz = float(np.min(gaps))
+        shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+        pm = _seq_item(shared, "PixelMeasuresSequence") if shared is not None else None
+        sbs = getattr(pm, "SpacingBetweenSlices", None) if pm is not None else None
+        if sbs is not None and float(sbs) > 0 and np.allclose(gaps / float(sbs), np.round(gaps / float(sbs)), atol=1e-3):
+            dz = float(sbs)
+    else:
+        shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+        pm = _seq_item(shared, "PixelMeasuresSequence") if shared is not None else None
+        dz = float(getattr(pm, "SpacingBetweenSlices", 0) or getattr(pm, "SliceThickness", 1) or 1)
+    first = min(infos, key=lambda f: f[0] @ normal)[0]
+    nz = int(round((dists[-1] - dists[0]) / dz)) + 1
+    sp = infos[0][2]
+    direction = np.column_stack([row, col, normal]).ravel()
+    return Volume(np.zeros((nz, int(ds.Rows), int(ds.Columns)), np.uint8),
+                  spacing=(float(sp[1]), float(sp[0]), dz), origin=tuple(first), direction=tuple(direction))
+
+
+def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = None) -> tuple:
+    """Read a DICOM-SEG into a label map.
+
+    Parameters
+    ----------
+    path : path-like
+        The SEG file.
+    reference : Volume, optional
+        The image to put the labels on (its grid must contain every frame). Without
+        it the grid is built from the frames' positions.
+
+    Returns
+    -------
+    (Volume, LabelTable)
+        Integer labels (ids from our Tracking IDs, else the segment numbers) and
+        segment names/colours. Where segments overlap, the higher segment wins.
+    """
+    import pydicom
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path} does not exist")
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(f"{path} is not a readable DICOM file: {exc}") from None
+    if str(getattr(ds, "SOPClassUID", "")) != SEG_SOP_CLASS and getattr(ds, "Modality", "") != "SEG":
+        raise UnsupportedFormatError(f"{path} is not a DICOM Segmentation (Modality {getattr(ds, 'Modality', '?')})")
+    seg_type = str(getattr(ds, "SegmentationType", "BINARY")).upper()
+    try:
+        frames = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(f"{path}: cannot decode the SEG frames: {exc}") from None
+    if frames.ndim == 2:
+        frames = frames[None]
+    infos = _frame_info(ds)
+
+    seg_to_id, entries = {}, {}
+    for item in getattr(ds, "SegmentSequence", []):
+        number = int(item.SegmentNumber)
+        match = _TRACKING_RE.match(str(getattr(item, "TrackingID", "")))
+        label_id = int(match.group(1)) if match else number
+        seg_to_id[number] = label_id
+        color = None
+        lab = getattr(item, "RecommendedDisplayCIELabValue", None)
+        if lab is not None:
+            import highdicom as hd
+
+            color = tuple(c / 255.0 for c in hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in lab)).to_rgb())
+        entries[label_id] = (str(getattr(item, "SegmentLabel", f"segment {number}")), color)
+    if not seg_to_id:
+        raise ImageReadError(f"{path} describes no segments")
+
+    grid = reference if reference is not None else _grid_from_frames(ds, infos)
+    top = max(seg_to_id.values())
+    dtype = np.uint8 if top < 256 else (np.uint16 if top < 65536 else np.uint32)
+    out = np.zeros(grid.shape, dtype=dtype)
+    dmat = grid.direction_matrix
+    for i, (pos, ori, sp, seg_no) in enumerate(infos):
+        if not (np.allclose(ori[:3], dmat[:, 0], atol=1e-4) and np.allclose(ori[3:], dmat[:, 1], atol=1e-4)):
+            raise GeometryMismatchError(f"{path}: frame {i + 1} is not oriented like the reference image")
+        if frames.shape[1:] != grid.shape[1:] or not np.allclose(sp[::-1], grid.spacing[:2], atol=1e-4):
+            raise GeometryMismatchError(
+                f"{path}: frames are {frames.shape[1]}x{frames.shape[2]} at {tuple(sp[::-1])} mm but the "
+                f"reference slices are {grid.shape[1]}x{grid.shape[2]} at {grid.spacing[:2]} mm"
+            )
+        zyx = grid.physical_to_index(pos)
+        z = int(round(float(zyx[0])))
+        if abs(zyx[0] - z) * grid.spacing[2] > _POS_TOL_MM or np.abs(zyx[1:]).max() > 1e-2 or not 0 <= z < grid.shape[0]:
+            raise GeometryMismatchError(
+                f"{path}: frame {i + 1} at {np.round(pos, 2).tolist()} mm does not fall on a slice of the reference"
+            )
+        frame = frames[i]
+        if seg_type == "LABELMAP":
+            for number, label_id in seg_to_id.items():
+                out[z][frame == number] = label_id
+            continue
+        if seg_type == "FRACTIONAL":
+            maxv = float(getattr(ds, "MaximumFractionalValue", 255) or 255)
+            mask = frame.astype(np.float32) / maxv >= 0.5
+        else:
+            mask = frame > 0
+        if seg_no is None or seg_no not in seg_to_id:
+            raise ImageReadError(f"{path}: frame {i + 1} refers to an undefined segment {seg_no}")
+        out[z][mask] = seg_to_id[seg_no]
+    meta = {"source_path": str(path), "format": "dicom-seg",
+            "dicom_seg": {"SeriesInstanceUID": str(getattr(ds, "SeriesInstanceUID", "")),
+                          "ReferencedSeriesInstanceUID": _referenced_series(ds)}}
+    labels = Volume(out, spacing=grid.spacing, origin=grid.origin, direction=grid.direction, metadata=meta)
+    table = LabelTable({k: v for k, v in sorted(entries.items())})
+    return labels, table
+
+
+def _referenced_series(ds) -> Optional[str]:
+    seq = getattr(ds, "ReferencedSeriesSequence", None)
+    return str(seq[0].SeriesInstanceUID) if seq else None

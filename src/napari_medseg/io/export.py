@@ -1,0 +1,124 @@
+"""Export a label map in the format its file name asks for.
+
+=====================  ==========================  =====================================
+extension              format                      written by
+=====================  ==========================  =====================================
+``.nii.gz`` ``.nii``   NIfTI + JSON names sidecar  :func:`~napari_medseg.io.write_labels`
+``.nrrd`` ``.nhdr``    NRRD + JSON names sidecar   :func:`~napari_medseg.io.write_labels`
+``.mha`` ``.mhd``      MetaImage + JSON sidecar    :func:`~napari_medseg.io.write_labels`
+``.seg.nrrd``          3D Slicer segmentation      :func:`~napari_medseg.io.slicer_seg.write_seg_nrrd`
+``.dcm``               DICOM-SEG                   :func:`~napari_medseg.io.dicom_seg.write_dicom_seg`
+=====================  ==========================  =====================================
+
+Every writer is atomic: a failed export leaves any existing file untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import InvalidInputError, UnsupportedFormatError
+from .label_table import LabelTable
+from .volume import Volume
+
+#: Formats offered by the Export widget: display name -> file extension.
+EXPORT_FORMATS = {
+    "NIfTI (.nii.gz)": ".nii.gz",
+    "NRRD (.nrrd)": ".nrrd",
+    "MetaImage (.mha)": ".mha",
+    "3D Slicer segmentation (.seg.nrrd)": ".seg.nrrd",
+    "DICOM-SEG (.dcm)": ".dcm",
+}
+
+_PLAIN = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def format_of(path: Union[str, os.PathLike]) -> str:
+    """The export format key of ``path``: ``"seg.nrrd"``, ``"dicom-seg"`` or ``"image"``.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        For any other extension (the message lists the supported ones).
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".seg.nrrd") and len(name) > len(".seg.nrrd"):
+        return "seg.nrrd"
+    if name.endswith(".dcm") and len(name) > 4:
+        return "dicom-seg"
+    if any(name.endswith(s) and len(name) > len(s) for s in _PLAIN):
+        return "image"
+    raise UnsupportedFormatError(
+        f"cannot export labels to {path}: unknown extension; use one of "
+        + ", ".join(EXTENSIONS_HELP)
+    )
+
+
+EXTENSIONS_HELP = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".seg.nrrd", ".dcm (DICOM-SEG)")
+
+
+def is_dicom_reference(reference: Optional[Volume]) -> bool:
+    """Whether ``reference`` came from a DICOM series (DICOM-SEG export possible)."""
+    return bool(reference is not None and ((reference.metadata or {}).get("dicom") or {}).get("files"))
+
+
+def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable],
+                  path: Union[str, os.PathLike], reference: Optional[Volume] = None) -> Path:
+    """Write ``labels`` to ``path``, choosing the writer from the extension.
+
+    Parameters
+    ----------
+    labels : Volume or numpy.ndarray
+        The label map. A bare array takes its geometry from ``reference``.
+    table : LabelTable, optional
+        Names and colours (default: ids present named ``label <id>``).
+    path : path-like
+        Output file; see the module table for extensions.
+    reference : Volume, optional
+        The image the labels were drawn on: checked to share the labels' grid, and
+        for DICOM-SEG the source of the referenced DICOM series.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        Unknown extension.
+    GeometryMismatchError
+        ``labels`` and ``reference`` are not on the same voxel grid.
+    InvalidInputError
+        Non-integer labels; DICOM-SEG without a DICOM reference image.
+    """
+    from .slicer_seg import write_seg_nrrd
+    from .writers import write_labels
+
+    kind = format_of(path)
+    if not isinstance(labels, Volume):
+        if reference is None:
+            raise InvalidInputError("a bare label array needs a reference image for its geometry")
+        labels = reference.with_array(np.asarray(labels), metadata={})
+    elif reference is not None:
+        reference.check_same_grid(labels, "labels")
+    arr = labels.array
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"labels must hold integer ids, got dtype {arr.dtype}")
+    path = Path(path)
+    if kind == "seg.nrrd":
+        return write_seg_nrrd(labels, path, table)
+    if kind == "dicom-seg":
+        if not is_dicom_reference(reference):
+            raise InvalidInputError(
+                f"cannot write DICOM-SEG {path}: it must reference the DICOM series the labels were "
+                "drawn on; give that image (opened from its DICOM folder) as the reference"
+            )
+        from .dicom_seg import write_dicom_seg
+
+        return write_dicom_seg(labels, table, reference, path)
+    return write_labels(labels, path, table)
