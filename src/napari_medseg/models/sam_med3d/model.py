@@ -84,27 +84,41 @@ class SamMed3D(nn.Module):
         )
 
 
-def build_sam_med3d() -> SamMed3D:
-    """The SAM-Med3D (turbo) architecture with untrained weights (ViT-B, 128^3 crops)."""
+def build_sam_med3d(
+    *,
+    embed_dim: int = 768,
+    depth: int = 12,
+    num_heads: int = 12,
+    global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11),
+    prompt_dim: int = 384,
+) -> SamMed3D:
+    """The SAM-Med3D (turbo) architecture with untrained weights (ViT-B, 128^3 crops).
+
+    The defaults are the released model's; the keyword arguments only exist to build
+    small variants of the same architecture for fast tests (the crop stays 128^3 and
+    the low-resolution logits 32^3).
+    """
     model = SamMed3D(
         image_encoder=ImageEncoderViT3D(
             img_size=CROP_SIZE,
             patch_size=16,
-            embed_dim=768,
-            depth=12,
-            num_heads=12,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
             mlp_ratio=4.0,
-            out_chans=384,
+            out_chans=prompt_dim,
             window_size=14,
-            global_attn_indexes=(2, 5, 8, 11),
+            global_attn_indexes=global_attn_indexes,
         ),
         prompt_encoder=PromptEncoder3D(
-            embed_dim=384,
+            embed_dim=prompt_dim,
             image_embedding_size=(CROP_SIZE // 16,) * 3,
             input_image_size=(CROP_SIZE,) * 3,
             mask_in_chans=16,
         ),
-        mask_decoder=MaskDecoder3D(transformer_dim=384, num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256),
+        mask_decoder=MaskDecoder3D(
+            transformer_dim=prompt_dim, num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256
+        ),
     )
     return model.eval()
 
