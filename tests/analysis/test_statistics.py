@@ -102,3 +102,35 @@ def test_real_ct_matches_direct_numpy(shared_data):
         np.testing.assert_allclose(s["centroid_xyz_mm"], ct.index_to_physical(zyx.mean(0)), atol=1e-6)
     # liver is in HU soft-tissue range: a sanity check that the image is really CT
     assert 0 < by_id[5]["median"] < 200
+
+
+def test_cli_stats_json_and_csv_match_the_function(shared_data, tmp_path, capsys):
+    import json
+
+    from napari_medseg.cli import main
+    from napari_medseg.io import read_labels, read_volume
+
+    ct_path = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
+    seg_path = shared_data / "totalseg_example" / "example_seg.nii.gz"
+    assert main(["stats", str(ct_path), str(seg_path), "--json", "--csv", str(tmp_path / "s.csv")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    ct = read_volume(ct_path)
+    labels, table = read_labels(seg_path, reference=ct)
+    direct = label_statistics(ct, labels, table)
+    assert len(printed) == len(direct) == 41
+    for a, b in zip(printed, direct):
+        assert {k: a[k] for k in ("label", "name", "voxels")} == {k: b[k] for k in ("label", "name", "voxels")}
+        assert a["volume_ml"] == pytest.approx(b["volume_ml"]) and a["mean"] == pytest.approx(b["mean"])
+        assert a["std"] == pytest.approx(b["std"])
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [int(r["label"]) for r in rows] == [s["label"] for s in direct]
+
+
+def test_cli_stats_mismatched_grid_is_a_clean_error(shared_data, tmp_path, capsys):
+    from napari_medseg.cli import main
+
+    ct_path = shared_data / "totalseg_example" / "example_ct.nii.gz"  # 112 slices, labels have 30
+    seg_path = shared_data / "totalseg_example" / "example_seg.nii.gz"
+    assert main(["stats", str(ct_path), str(seg_path)]) == 2
+    err = capsys.readouterr().err
+    assert "medseg stats: error:" in err and "shape" in err

@@ -122,3 +122,20 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
 
         return write_dicom_seg(labels, table, reference, path)
     return write_labels(labels, path, table)
+
+
+def read_labels_any(path: Union[str, os.PathLike], reference: Optional[Volume] = None) -> tuple:
+    """Read labels from any format :func:`export_labels` writes, DICOM-SEG included.
+
+    Returns ``(labels Volume, LabelTable)``; a DICOM-SEG is placed on ``reference``'s
+    grid when given.
+    """
+    from .dicom import is_dicom_file
+    from .readers import read_labels
+
+    p = Path(path)
+    if p.is_file() and is_dicom_file(p):
+        from .dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(p, reference=reference)
+    return read_labels(p, reference=reference)
