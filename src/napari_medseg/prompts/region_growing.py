@@ -245,6 +245,7 @@ class RegionGrowingSession(PromptSession):
         self.negative_radius_mm = float(negative_radius_mm)
         self.margin_mm = float(margin_mm)
         self.max_work_voxels = int(max_work_voxels)
+        self.max_split_voxels = 400_000
         self.min_tolerance = float(min(min_tolerance, tolerance))
         self.leak_ratio = float(leak_ratio)
         self.edge_factor = float(edge_factor)
@@ -410,10 +411,22 @@ class RegionGrowingSession(PromptSession):
         return np.ascontiguousarray(out[: shape[0], : shape[1], : shape[2]])
 
     def _seed_stats(self, crop: _Crop, seeds: list, offsets: np.ndarray) -> list:
+        """(centre, spread, upper-quartile gradient) of the neighbourhood of each click.
+
+        Only neighbourhood voxels that look like the click itself (within 4 noise
+        levels) count, so a click near an edge or on a thin part does not mix in the
+        neighbour; the spread is kept between 1 and 4 noise levels.
+        """
         stats = []
+        reach = np.abs(offsets).max(axis=0)
         for s in seeds:
+            patch = crop.smoothed[tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))]
+            noise = max(_noise_level(patch), self._noise_floor)
             values = _ball_values(crop.smoothed, s, offsets)
-            med, sd = _robust_stats(values)
+            v0 = float(crop.smoothed[s])
+            near = values[np.abs(values - v0) <= 4.0 * noise]
+            med, sd = _robust_stats(near if near.size >= 3 else np.array([v0]))
+            sd = min(max(sd, noise), 4.0 * noise)
             grad = _ball_values(crop.gradient, s, offsets)
             stats.append((med, sd, float(np.percentile(grad, 75)) if grad.size else 0.0))
         return stats
@@ -476,14 +489,18 @@ class RegionGrowingSession(PromptSession):
         h = float(np.mean(spacing))
         kint = kmap
         kmap = np.maximum(kint, grad * np.float32(h / (sd_ref * self.edge_factor)))
-        # Negative clicks with a different intensity: voxels closer (in robust units)
-        # to the negative click's intensity than to the object's are excluded.
+        # A negative click whose intensity is clearly different from every positive
+        # click's moves the interval's edge half-way towards it (only then: with
+        # similar intensities a global cut would carve the object itself, and the
+        # local split in _cut_negatives is the right tool).
         if neg:
-            for med, sd, _ in self._seed_stats(crop, neg, seed_ball):
-                sd = max(sd, self._noise_floor)
-                dn = np.abs(img - np.float32(med)) / np.float32(sd)
-                kmap = np.where(dn < kint, np.float32(np.inf), kmap)
-                kint = np.where(dn < kint, np.float32(np.inf), kint)
+            for med_n, sd_n, _ in self._seed_stats(crop, neg, seed_ball):
+                for med_p, sd_p, _ in stats:
+                    sd = max(sd_p, sd_n, self._noise_floor)
+                    if abs(med_n - med_p) > 2.5 * sd:
+                        closer = np.abs(img - np.float32(med_n)) < np.abs(img - np.float32(med_p))
+                        kmap = np.where(closer, np.float32(np.inf), kmap)
+                        kint = np.where(closer, np.float32(np.inf), kint)
         if box_mask is not None:
             kmap[~box_mask] = np.inf
             kint = np.where(box_mask, kint, np.float32(np.inf))
@@ -564,29 +581,77 @@ class RegionGrowingSession(PromptSession):
         box = _bbox(region, pad=1)
         sub = region[box]
         cost = crop.gradient[box]
-        scale = float(np.percentile(cost[sub], 99)) if sub.any() else 1.0
-        levels = np.clip(cost / max(scale, 1e-12) * 254.0, 0, 254).astype(np.uint8)
-        markers = np.zeros(sub.shape, dtype=np.int16)
-        markers[~sub] = 3  # outside: already decided, never flooded into the object
+        markers = np.zeros(sub.shape, dtype=np.uint8)
+        ball = neg_ball if len(neg_ball) else np.zeros((1, 3), int)
         for s in markers_pos:
             local = tuple(c - b.start for c, b in zip(s, box))
             if all(0 <= c < n for c, n in zip(local, sub.shape)):
-                markers[local] = 1
+                _set_ball(markers, local, ball, 1)
+        markers[~sub] = 0
         for s in neg:
             local = tuple(c - b.start for c, b in zip(s, box))
             if all(0 <= c < n for c, n in zip(local, sub.shape)):
-                _set_ball(markers, local, neg_ball if len(neg_ball) else np.zeros((1, 3), int), 2)
+                _set_ball(markers, local, ball, 2)
+        # Few levels, starting above the gradient found around the positive clicks:
+        # texture and noise become one flat plateau where the split falls half-way
+        # between the clicks (breadth-first fronts); real edges stay barriers.
+        inner = cost[markers == 1]
+        floor = float(np.percentile(inner, 75)) if inner.size else 0.0
+        scale = float(np.percentile(cost[sub], 99)) if sub.any() else 1.0
+        levels = np.clip(np.floor((cost - floor) / max(scale - floor, 1e-12) * 12.0), 0, 12).astype(np.uint8)
         if not (markers == 1).any():
             out = result.copy()
             out[box] &= False
             return out
-        levels[~sub] = 0
-        ws = ndi.watershed_ift(levels, markers, structure=ndi.generate_binary_structure(3, 1))
+        levels[~sub] = 255  # outside the object: a wall (reached last, ignored)
+        ws = _marker_watershed(levels, markers, self.max_split_voxels)
         keep = (ws == 1) & result[box]
         keep = _components_at(keep, [tuple(c - b.start for c, b in zip(s, box)) for s in markers_pos])
         out = np.zeros(result.shape, dtype=bool)
         out[box] = keep
         return out
+
+
+def _noise_level(image: np.ndarray) -> float:
+    """Robust noise standard deviation from neighbour differences (edges are outliers)."""
+    diffs = [np.diff(image, axis=a).ravel() for a in range(3) if image.shape[a] > 1]
+    if not diffs:
+        return 0.0
+    d = np.abs(np.concatenate(diffs))
+    # The lower quartile of |difference| (0.3186 sigma for Gaussian noise) stays
+    # right while up to three quarters of the differences straddle edges.
+    return float(np.percentile(d, 25) / 0.3186 / math.sqrt(2.0))
+
+
+def _marker_watershed(levels: np.ndarray, markers: np.ndarray, max_voxels: int) -> np.ndarray:
+    """Marker watershed (SimpleITK, face connectivity) with breadth-first plateaus.
+
+    On a flat plateau the fronts meet half-way between the markers (SciPy's
+    ``watershed_ift`` does not guarantee that). Large arrays are split on a grid
+    coarsened by 2 per axis (markers kept), which bounds the cost of a click.
+    """
+    import SimpleITK as sitk
+
+    factors = (1, 1, 1)
+    if levels.size > max_voxels:
+        factors = tuple(2 if n >= 4 else 1 for n in levels.shape)
+    if factors != (1, 1, 1):
+        small_levels = np.ceil(_block_mean(levels, factors)).astype(np.uint8)
+        pad = [(0, (-n) % f) for n, f in zip(markers.shape, factors)]
+        m = np.pad(markers, pad)
+        z, y, x = (n // f for n, f in zip(m.shape, factors))
+        small_markers = m.reshape(z, factors[0], y, factors[1], x, factors[2]).max(axis=(1, 3, 5))
+        ws = _marker_watershed(small_levels, small_markers, max(max_voxels, small_levels.size))
+        for axis, f in enumerate(factors):
+            ws = np.repeat(ws, f, axis=axis)
+        return ws[: markers.shape[0], : markers.shape[1], : markers.shape[2]]
+    out = sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(np.ascontiguousarray(levels, dtype=np.uint8)),
+        sitk.GetImageFromArray(np.ascontiguousarray(markers, dtype=np.uint8)),
+        markWatershedLine=False,
+        fullyConnected=False,
+    )
+    return sitk.GetArrayFromImage(out)
 
 
 def _seed_neighbourhood(shape: tuple, s: tuple) -> np.ndarray:
