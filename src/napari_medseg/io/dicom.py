@@ -385,6 +385,11 @@ def read_dicom(path: Union[str, Path]) -> tuple:
         own = _read_header(path)
         if own is None:
             raise ImageReadError(f"{path} is not a DICOM file")
+        if own.rows <= 0 or own.columns <= 0:
+            raise ImageReadError(
+                f"{path} is a DICOM file without an image (no pixel matrix: Rows/Columns missing); "
+                "it is damaged or a non-image object"
+            )
         if own.non_image_kind:
             raise UnsupportedFormatError(
                 f"{path} is a {own.non_image_kind}, not an image; open the image series it refers "
