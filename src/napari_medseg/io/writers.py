@@ -40,6 +40,8 @@ def _format_for(path: Path, allowed: tuple) -> str:
         if name.endswith(suffix) and len(name) > len(suffix):
             return suffix
     known = ", ".join(allowed)
+    if name in allowed:
+        raise UnsupportedFormatError(f"cannot write {path}: the file name is only an extension; give a name")
     if any(name.endswith(s) for s in EXTENSIONS):
         raise UnsupportedFormatError(f"cannot write {path}: writing this format is not supported (use {known})")
     raise UnsupportedFormatError(f"cannot write {path}: unknown extension; use one of {known}")
