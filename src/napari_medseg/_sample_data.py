@@ -30,6 +30,9 @@ def phantom_layer_tuples(phantom: Any, name: str = "CT phantom") -> list:
     data, kwargs, kind = labels_layer_tuple(phantom.labels, phantom.ct, phantom_label_table(phantom),
                                             name=f"{name} labels")
     kwargs["opacity"] = 0.5
+    # World coordinates are millimetres: say so, so that napari's scale bar reads mm.
+    for layer_kwargs in (image[1], kwargs):
+        layer_kwargs.setdefault("units", ("mm", "mm", "mm"))
     # Ground truth of the lesions (analytic ellipsoids), for validation against it.
     kwargs["metadata"]["medseg_phantom"] = {
         "seed": phantom.seed,
