@@ -172,7 +172,17 @@ def test_explicit_weights_folder(ct, monkeypatch, tmp_path):
     assert fake.calls[0][0].startswith("Dataset297")
 
 
-def test_custom_nnunet_folder_end_to_end(tmp_path):
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine: one intra-op thread avoids spin contention."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_custom_nnunet_folder_end_to_end(tmp_path, one_torch_thread):
     from napari_medseg.models.nnunet.synthetic import make_random_model_folder
 
     folder = make_random_model_folder(
