@@ -89,3 +89,10 @@ def test_rgb_dicom_needs_channel(tmp_path):
 def test_nested_folders_are_searched(tmp_path):
     write_dicom_series(tmp_path / "patient" / "study" / "series", n=3)
     assert read_volume(tmp_path).shape[0] == 3
+
+
+def test_duplicate_copies_of_an_instance_are_one_slice(tmp_path):
+    info = write_dicom_series(tmp_path, n=3)
+    (tmp_path / "copy.dcm").write_bytes(info["files"][0].read_bytes())
+    with pytest.warns(DicomWarning, match="ignoring 1 duplicate file"):
+        assert read_volume(tmp_path).shape[0] == 3

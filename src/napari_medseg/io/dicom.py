@@ -426,6 +426,16 @@ def read_dicom(path: Union[str, Path]) -> tuple:
                 DicomWarning, stacklevel=3,
             )
     series = groups[chosen_uid]
+    # The same instance copied twice (a common export accident) is one slice.
+    unique: dict = {}
+    for h in series:
+        unique.setdefault(h.sop_instance or str(h.path), h)
+    if len(unique) < len(series):
+        warnings.warn(
+            f"{path}: ignoring {len(series) - len(unique)} duplicate file(s) of the same DICOM instance",
+            DicomWarning, stacklevel=3,
+        )
+        series = list(unique.values())
     first = series[0]
     meta: dict = {
         "source_path": str(path),
