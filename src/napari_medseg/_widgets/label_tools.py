@@ -1,0 +1,692 @@
+"""Dock widget "Label tools": clean-up operations, class list and autosave for a Labels layer.
+
+Thin by design: every operation is :func:`napari_medseg.editing.operations.apply_edit`
+run in a worker thread; this widget only gathers parameters, hands the result to
+the layer through napari's undoable path (:func:`apply_to_layer`: one
+``data_setitem`` over the changed voxels inside ``block_history``, so one Ctrl+Z
+reverts one operation), edits names/colours/visibility, and drives the
+:class:`~napari_medseg.editing.autosave.Autosaver`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QColorDialog,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..editing import classes as class_ops
+from ..editing.autosave import Autosaver, list_recoverable, restore
+from ..editing.operations import OPERATIONS, EditRequest, apply_edit
+from ..errors import InvalidInputError, MedsegError
+from ..io.label_table import LabelTable
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ layer glue
+def layer_volume(layer):
+    """The layer's data as a :class:`~napari_medseg.io.volume.Volume` (exact geometry)."""
+    from ..io.layer_data import volume_from_layer
+
+    affine = getattr(layer, "affine", None)
+    meta = {
+        "metadata": dict(layer.metadata or {}),
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "affine": None if affine is None else np.asarray(affine.affine_matrix),
+    }
+    return volume_from_layer(np.asarray(layer.data), meta)
+
+
+def layer_table(layer) -> LabelTable:
+    """Names and colours of a Labels layer: recorded table, else features, else ids."""
+    recorded = (layer.metadata or {}).get("medseg_label_table")
+    if recorded:
+        try:
+            return LabelTable.from_dict(recorded)
+        except MedsegError:
+            log.warning("layer %s has a broken label table in its metadata", layer.name)
+    from_features = LabelTable.from_features(layer.features, layer.colormap)
+    if from_features is not None:
+        return from_features
+    from ..io.readers import present_ids
+
+    return LabelTable.from_ids(present_ids(np.asarray(layer.data)))
+
+
+def hidden_labels(layer) -> set:
+    """Ids hidden with the class list's visibility boxes."""
+    return {int(i) for i in (layer.metadata or {}).get("medseg_hidden_labels", [])}
+
+
+def set_layer_table(layer, table: LabelTable, hidden: Optional[set] = None) -> None:
+    """Store ``table`` on the layer: metadata, ``features`` and colormap (hidden ids transparent)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    hidden = hidden_labels(layer) if hidden is None else {int(i) for i in hidden}
+    hidden &= set(table.ids)
+    meta = dict(layer.metadata or {})
+    meta["medseg_label_table"] = table.to_dict()
+    meta["medseg_hidden_labels"] = sorted(hidden)
+    layer.metadata = meta
+    colors = table.color_dict()
+    for i in hidden:
+        r, g, b, _ = colors[i]
+        colors[i] = (r, g, b, 0.0)
+    layer.colormap = DirectLabelColormap(color_dict=colors)
+    layer.features = table.features()
+
+
+def apply_to_layer(layer, new: np.ndarray) -> int:
+    """Write ``new`` into a Labels layer as ONE undoable step; returns voxels changed.
+
+    Only the changed voxels are written, with :meth:`Labels.data_setitem` inside
+    :meth:`Labels.block_history`, which records them in the layer's undo history
+    (``layer.undo()`` / Ctrl+Z restores the previous values).
+    """
+    data = layer.data
+    new = np.asarray(new)
+    if new.shape != data.shape:
+        raise InvalidInputError(f"edit result has shape {new.shape}, the layer {data.shape}")
+    changed = np.nonzero(new != data)
+    n = int(changed[0].size)
+    if n == 0:
+        return 0
+    info = np.iinfo(data.dtype)
+    values = new[changed]
+    if values.max() > info.max:
+        # The layer's dtype cannot hold the new ids: the array must be replaced, which
+        # napari cannot undo. Say so instead of silently wrapping ids around.
+        layer.data = new.astype(np.result_type(data.dtype, new.dtype))
+        raise InvalidInputError(
+            f"new label ids exceed {data.dtype}; the layer was widened to {layer.data.dtype} "
+            "(this change cannot be undone with Ctrl+Z)"
+        )
+    with layer.block_history():
+        layer.data_setitem(changed, values.astype(data.dtype, copy=False))
+    return n
+
+
+def current_slice(viewer, layer) -> tuple:
+    """(axis, index) of the slice shown in a 2D view, in the layer's data indices."""
+    dims = viewer.dims
+    not_displayed = [d for d in range(dims.ndim) if d not in dims.displayed]
+    if len(not_displayed) != 1:
+        raise InvalidInputError("current-slice editing needs a 2D view of a 3D layer (switch off 3D view)")
+    world_axis = not_displayed[0]
+    offset = dims.ndim - layer.ndim
+    axis = world_axis - offset
+    idx = int(np.round(layer.world_to_data(dims.point)[axis]))
+    idx = min(max(idx, 0), layer.data.shape[axis] - 1)
+    return axis, idx
+
+
+class LayerCombo(QComboBox):
+    """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
+
+    def __init__(self, viewer, layer_type, allow_none: bool = False, parent=None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer_type = layer_type
+        self.allow_none = allow_none
+        self.refresh()
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+
+    def refresh(self, event=None) -> None:
+        current = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        if self.allow_none:
+            self.addItem("(none)")
+        for layer in self.viewer.layers:
+            if isinstance(layer, self.layer_type):
+                self.addItem(layer.name)
+        idx = self.findText(current)
+        if idx >= 0:
+            self.setCurrentIndex(idx)
+        self.blockSignals(False)
+        if idx < 0:
+            self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self):
+        name = self.currentText()
+        if not name or name == "(none)" or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def set_layer(self, layer) -> None:
+        self.refresh()
+        self.setCurrentIndex(self.findText(layer.name))
+
+
+# ------------------------------------------------------------------ the widget
+class LabelToolsWidget(QWidget):
+    """Clean-up operations, class list and autosave for a Labels layer.
+
+    Public API (for tests and scripts): :meth:`set_operation`, :meth:`run`,
+    :meth:`rename_class`, :meth:`set_class_color`, :meth:`set_class_visible`,
+    :meth:`relabel_class`, :meth:`delete_class`, :meth:`set_autosave`,
+    :meth:`autosave_now`, :meth:`restore_snapshot`; the ``finished`` signal carries
+    a status message after each operation (success or error).
+    """
+
+    finished = Signal(str)
+
+    def __init__(self, napari_viewer, parent: Optional[QWidget] = None, autosaver: Optional[Autosaver] = None) -> None:
+        from napari.layers import Image, Labels
+
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.autosaver = autosaver
+        self._worker = None
+        self._versions: dict = {}
+        self._watched: set = set()
+        self._saved_versions: dict = {}
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.labels_combo.currentIndexChanged.connect(self._on_layer_changed)
+        form.addRow("Labels layer", self.labels_combo)
+        self.operation_combo = QComboBox()
+        self.operation_combo.addItems(list(OPERATIONS))
+        self.operation_combo.currentTextChanged.connect(self._on_operation_changed)
+        form.addRow("Operation", self.operation_combo)
+        row = QHBoxLayout()
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(1, 2**31 - 1)
+        self.all_labels = QCheckBox("all labels")
+        row.addWidget(self.label_spin)
+        row.addWidget(self.all_labels)
+        form.addRow("Label", row)
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(["3D", "current slice"])
+        form.addRow("Scope", self.scope_combo)
+        self.size_spin = QDoubleSpinBox()
+        self.size_spin.setDecimals(3)
+        self.size_spin.setRange(0.0, 1e6)
+        self.size_spin.setValue(1.0)
+        self.size_label = QLabel("Size")
+        form.addRow(self.size_label, self.size_spin)
+        self.target_spin = QSpinBox()
+        self.target_spin.setRange(1, 2**31 - 1)
+        form.addRow("Target label", self.target_spin)
+        self.overwrite = QCheckBox("may overwrite other labels")
+        form.addRow("", self.overwrite)
+        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        form.addRow("Image (intensities)", self.image_combo)
+        hu = QHBoxLayout()
+        self.low_spin = QDoubleSpinBox()
+        self.high_spin = QDoubleSpinBox()
+        for spin, value in ((self.low_spin, -100.0), (self.high_spin, 300.0)):
+            spin.setRange(-1e6, 1e6)
+            spin.setDecimals(1)
+            spin.setValue(value)
+            hu.addWidget(spin)
+        form.addRow("Intensity range (HU)", hu)
+        self.restrict = QCheckBox("restrict changes to the intensity range")
+        form.addRow("", self.restrict)
+        self.operand_combo = LayerCombo(napari_viewer, Labels, allow_none=True)
+        form.addRow("Operand layer", self.operand_combo)
+        self.operand_label = QSpinBox()
+        self.operand_label.setRange(1, 2**31 - 1)
+        form.addRow("Operand label", self.operand_label)
+        layout.addLayout(form)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.clicked.connect(lambda: self.run())
+        layout.addWidget(self.apply_button)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        # class list
+        box = QGroupBox("Classes")
+        box_layout = QVBoxLayout(box)
+        self.class_table = QTableWidget(0, 4)
+        self.class_table.setHorizontalHeaderLabels(["id", "name", "colour", "visible"])
+        self.class_table.itemChanged.connect(self._on_class_item_changed)
+        self.class_table.cellDoubleClicked.connect(self._on_class_double_clicked)
+        box_layout.addWidget(self.class_table)
+        buttons = QHBoxLayout()
+        for text, slot in (("Relabel...", self._ask_relabel), ("Delete", self._ask_delete), ("Refresh", self.refresh_classes)):
+            b = QPushButton(text)
+            b.clicked.connect(lambda _=False, s=slot: s())
+            buttons.addWidget(b)
+        box_layout.addLayout(buttons)
+        layout.addWidget(box)
+
+        # autosave
+        auto = QHBoxLayout()
+        self.autosave_box = QCheckBox("Autosave every")
+        self.autosave_interval = QSpinBox()
+        self.autosave_interval.setRange(5, 3600)
+        self.autosave_interval.setValue(60)
+        self.autosave_interval.setSuffix(" s")
+        self.autosave_box.toggled.connect(lambda on: self.set_autosave(on))
+        restore_button = QPushButton("Restore...")
+        restore_button.clicked.connect(self._ask_restore)
+        auto.addWidget(self.autosave_box)
+        auto.addWidget(self.autosave_interval)
+        auto.addWidget(restore_button)
+        layout.addLayout(auto)
+        layout.addStretch(1)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.autosave_now)
+
+        self._on_operation_changed(self.operation_combo.currentText())
+        self._on_layer_changed()
+
+    # ---------------------------------------------------------------- helpers
+    def labels_layer(self):
+        return self.labels_combo.layer()
+
+    def _on_layer_changed(self, *_):
+        layer = self.labels_layer()
+        if layer is not None:
+            self._watch(layer)
+        self.refresh_classes()
+
+    def _watch(self, layer) -> None:
+        if id(layer) in self._watched:
+            return
+        self._watched.add(id(layer))
+        self._versions.setdefault(id(layer), 0)
+
+        def bump(event=None, key=id(layer)):
+            self._versions[key] = self._versions.get(key, 0) + 1
+
+        layer.events.paint.connect(bump)
+        layer.events.data.connect(bump)
+
+    def _on_operation_changed(self, name: str) -> None:
+        unit = OPERATIONS.get(name, (None,))[0]
+        self.size_spin.setEnabled(unit is not None)
+        self.size_label.setText({"mm": "Size (mm)", "mL": "Min. volume (mL)"}.get(unit, "Size"))
+
+    def set_operation(self, name: str, **params) -> None:
+        """Select operation ``name`` and set fields: label, all_labels, scope ("3D" or
+        "current slice"), size, target, overwrite, low, high, restrict, image (layer),
+        operand (layer), operand_label."""
+        if name not in OPERATIONS:
+            raise InvalidInputError(f"unknown operation {name!r}")
+        self.operation_combo.setCurrentText(name)
+        if "label" in params:
+            self.label_spin.setValue(int(params["label"]))
+        if "all_labels" in params:
+            self.all_labels.setChecked(bool(params["all_labels"]))
+        if "scope" in params:
+            self.scope_combo.setCurrentText(params["scope"])
+        if "size" in params:
+            self.size_spin.setValue(float(params["size"]))
+        if "target" in params:
+            self.target_spin.setValue(int(params["target"]))
+        if "overwrite" in params:
+            self.overwrite.setChecked(bool(params["overwrite"]))
+        if "low" in params:
+            self.low_spin.setValue(float(params["low"]))
+        if "high" in params:
+            self.high_spin.setValue(float(params["high"]))
+        if "restrict" in params:
+            self.restrict.setChecked(bool(params["restrict"]))
+        if params.get("image") is not None:
+            self.image_combo.set_layer(params["image"])
+        if params.get("operand") is not None:
+            self.operand_combo.set_layer(params["operand"])
+        if "operand_label" in params:
+            self.operand_label.setValue(int(params["operand_label"]))
+
+    def request(self) -> EditRequest:
+        """The :class:`EditRequest` for the current field values."""
+        layer = self.labels_layer()
+        axis = index = None
+        slice_axis = 0
+        try:
+            slice_axis = current_slice(self.viewer, layer)[0] if layer is not None else 0
+        except InvalidInputError:
+            slice_axis = 0
+        if self.scope_combo.currentText() == "current slice":
+            axis, index = current_slice(self.viewer, layer)
+        return EditRequest(
+            label=None if self.all_labels.isChecked() else self.label_spin.value(),
+            size=self.size_spin.value(), axis=axis, index=index, slice_axis=slice_axis,
+            overwrite=self.overwrite.isChecked(), target=self.target_spin.value(),
+            low=self.low_spin.value(), high=self.high_spin.value(), restrict=self.restrict.isChecked(),
+            other_label=self.operand_label.value(),
+        )
+
+    def _message(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        if error:
+            log.warning("label tools: %s", text)
+        self.finished.emit(text)
+
+    # ---------------------------------------------------------------- running
+    def run(self):
+        """Run the selected operation on the selected Labels layer (in a worker).
+
+        Returns the worker (or None when the input is refused; the reason is shown).
+        The result is written on the main thread as one undoable step.
+        """
+        from napari.qt.threading import thread_worker
+
+        layer = self.labels_layer()
+        if layer is None:
+            self._message("No Labels layer: add or open labels first.", error=True)
+            return None
+        name = self.operation_combo.currentText()
+        try:
+            req = self.request()
+            volume = layer_volume(layer)
+            image = None
+            img_layer = self.image_combo.layer()
+            if img_layer is not None:
+                image = np.asarray(img_layer.data)
+                if image.shape != volume.shape:
+                    raise InvalidInputError(
+                        f"image layer {img_layer.name!r} has shape {image.shape}, the labels {volume.shape}")
+            other_layer = self.operand_combo.layer()
+            other = None if other_layer is None else np.asarray(other_layer.data)
+        except MedsegError as exc:
+            self._message(str(exc), error=True)
+            return None
+        data = volume.array
+        spacing = volume.spacing_zyx
+        before = data.copy()  # the worker reads a snapshot, the user may keep painting
+
+        # errors are shown in the widget (``failed``), not re-raised into the event loop
+        @thread_worker(ignore_errors=True)
+        def work():
+            return apply_edit(name, before, spacing, req, image=image, other=other)
+
+        worker = work()
+        self.apply_button.setEnabled(False)
+        self.status.setText(f"{name}: running...")
+
+        def done(result):
+            try:
+                if layer.data.shape != before.shape:
+                    raise InvalidInputError("the layer changed shape while the edit ran; nothing was applied")
+                # apply only what the operation changed, on top of any edits made meanwhile
+                changed = result != before
+                new = np.array(layer.data, copy=True)
+                new[changed] = result[changed]
+                n = apply_to_layer(layer, new)
+                if name == "Erase label" and req.label is not None:
+                    table = layer_table(layer)
+                    if req.label in table:
+                        set_layer_table(layer, table.without(req.label))
+                self.refresh_classes()
+                self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo)")
+            except MedsegError as exc:
+                self._message(str(exc), error=True)
+
+        def failed(exc):
+            if isinstance(exc, MedsegError):
+                self._message(str(exc), error=True)
+            else:
+                log.exception("label tools: %s failed", name, exc_info=exc)
+                self._message(f"{name} failed: {exc}", error=True)
+
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(lambda: self.apply_button.setEnabled(True))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    # ---------------------------------------------------------------- classes
+    def refresh_classes(self) -> None:
+        """Fill the class list from the layer's table (plus ids present but unnamed)."""
+        layer = self.labels_layer()
+        self.class_table.blockSignals(True)
+        self.class_table.setRowCount(0)
+        if layer is not None:
+            table = layer_table(layer)
+            hidden = hidden_labels(layer)
+            for row, label_id in enumerate(table.ids):
+                self.class_table.insertRow(row)
+                id_item = QTableWidgetItem(str(label_id))
+                id_item.setFlags(id_item.flags() & ~_editable())
+                self.class_table.setItem(row, 0, id_item)
+                self.class_table.setItem(row, 1, QTableWidgetItem(table.name_of(label_id)))
+                r, g, b, _ = table.color_of(label_id)
+                color_item = QTableWidgetItem("")
+                color_item.setFlags(color_item.flags() & ~_editable())
+                from qtpy.QtGui import QColor
+
+                color_item.setBackground(QColor(int(r * 255), int(g * 255), int(b * 255)))
+                self.class_table.setItem(row, 2, color_item)
+                vis = QTableWidgetItem("")
+                vis.setFlags((vis.flags() | _checkable()) & ~_editable())
+                vis.setCheckState(_unchecked() if label_id in hidden else _checked())
+                self.class_table.setItem(row, 3, vis)
+        self.class_table.blockSignals(False)
+
+    def _row_id(self, row: int) -> int:
+        return int(self.class_table.item(row, 0).text())
+
+    def _on_class_item_changed(self, item) -> None:
+        label_id = self._row_id(item.row())
+        try:
+            if item.column() == 1:
+                self.rename_class(label_id, item.text())
+            elif item.column() == 3:
+                self.set_class_visible(label_id, item.checkState() == _checked())
+        except MedsegError as exc:
+            self._message(str(exc), error=True)
+            self.refresh_classes()
+
+    def _on_class_double_clicked(self, row: int, column: int) -> None:
+        if column != 2:
+            return
+        from qtpy.QtGui import QColor
+
+        color = QColorDialog.getColor(parent=self)
+        if color.isValid():
+            self.set_class_color(self._row_id(row), (color.redF(), color.greenF(), color.blueF(), 1.0))
+
+    def _layer_or_raise(self):
+        layer = self.labels_layer()
+        if layer is None:
+            raise InvalidInputError("no Labels layer selected")
+        return layer
+
+    def rename_class(self, label_id: int, name: str) -> None:
+        """Rename a class (updates features, metadata and the list)."""
+        layer = self._layer_or_raise()
+        set_layer_table(layer, class_ops.rename_class(layer_table(layer), label_id, name))
+        self.refresh_classes()
+
+    def set_class_color(self, label_id: int, color) -> None:
+        """Set a class colour (RGB(A) in 0..1)."""
+        layer = self._layer_or_raise()
+        set_layer_table(layer, class_ops.recolor_class(layer_table(layer), label_id, color))
+        self.refresh_classes()
+
+    def set_class_visible(self, label_id: int, visible: bool) -> None:
+        """Show or hide one class (its colour becomes transparent; data untouched)."""
+        layer = self._layer_or_raise()
+        hidden = hidden_labels(layer)
+        (hidden.discard if visible else hidden.add)(int(label_id))
+        set_layer_table(layer, layer_table(layer), hidden)
+        self.refresh_classes()
+
+    def relabel_class(self, old: int, new: int, merge: bool = False) -> int:
+        """Give class ``old`` the id ``new`` (undoable voxels; name and colour move too)."""
+        layer = self._layer_or_raise()
+        table = layer_table(layer)
+        out, table = class_ops.relabel(np.asarray(layer.data), old, new, table, merge=merge)
+        n = apply_to_layer(layer, out)
+        set_layer_table(layer, table)
+        self.refresh_classes()
+        self._message(f"label {old} -> {new}: {n} voxel(s) (Ctrl+Z restores the voxels)")
+        return n
+
+    def delete_class(self, label_id: int) -> int:
+        """Erase a class: voxels to background (undoable) and remove it from the list."""
+        layer = self._layer_or_raise()
+        out, table = class_ops.delete_class(np.asarray(layer.data), label_id, layer_table(layer))
+        n = apply_to_layer(layer, out)
+        set_layer_table(layer, table)
+        self.refresh_classes()
+        self._message(f"deleted label {label_id}: {n} voxel(s) erased (Ctrl+Z restores the voxels)")
+        return n
+
+    def add_class(self, label_id: int, name: str, color=None) -> None:
+        """Add a named class to the list (e.g. before painting it)."""
+        layer = self._layer_or_raise()
+        set_layer_table(layer, layer_table(layer).with_label(int(label_id), name, color))
+        self.refresh_classes()
+
+    def _ask_relabel(self) -> None:
+        row = self.class_table.currentRow()
+        if row < 0:
+            return
+        old = self._row_id(row)
+        new, ok = QInputDialog.getInt(self, "Relabel", f"New id for label {old}:", old, 1, 2**31 - 1)
+        if ok:
+            try:
+                self.relabel_class(old, new)
+            except MedsegError as exc:
+                self._message(str(exc), error=True)
+
+    def _ask_delete(self) -> None:
+        row = self.class_table.currentRow()
+        if row >= 0:
+            try:
+                self.delete_class(self._row_id(row))
+            except MedsegError as exc:
+                self._message(str(exc), error=True)
+
+    # ---------------------------------------------------------------- autosave
+    def set_autosave(self, enabled: bool, interval_s: Optional[float] = None) -> None:
+        """Switch periodic autosave of every Labels layer on or off."""
+        if interval_s is not None:
+            self.autosave_interval.setValue(int(max(5, interval_s)))
+        if enabled:
+            if self.autosaver is None:
+                self.autosaver = Autosaver()
+            self._timer.start(int(self.autosave_interval.value() * 1000))
+        else:
+            self._timer.stop()
+        if self.autosave_box.isChecked() != bool(enabled):
+            self.autosave_box.blockSignals(True)
+            self.autosave_box.setChecked(bool(enabled))
+            self.autosave_box.blockSignals(False)
+
+    def autosave_now(self, blocking: bool = False) -> list:
+        """Snapshot every Labels layer changed since its last snapshot.
+
+        The arrays are copied here (main thread) and written by a worker thread
+        (``blocking=True`` writes before returning). Returns the snapshots written
+        when blocking, else ``[]``.
+        """
+        from napari.layers import Labels
+        from napari.qt.threading import thread_worker
+
+        if self.autosaver is None:
+            self.autosaver = Autosaver()
+        jobs = []
+        for layer in self.viewer.layers:
+            if not isinstance(layer, Labels) or np.asarray(layer.data).ndim != 3:
+                continue
+            self._watch(layer)
+            version = self._versions.get(id(layer), 0)
+            key = (id(layer), layer.name)
+            if self._saved_versions.get(key) == version:
+                continue
+            try:
+                geometry = layer_volume(layer).geometry_dict()
+            except MedsegError:
+                geometry = None
+            jobs.append((key, version, layer.name, np.array(layer.data, copy=True), geometry,
+                         layer_table(layer)))
+        if not jobs:
+            return []
+        saver = self.autosaver
+
+        def write():
+            written = []
+            for key, version, name, arr, geometry, table in jobs:
+                snap = saver.save(name, arr, geometry, table)
+                self._saved_versions[key] = version
+                if snap is not None:
+                    written.append(snap)
+            return written
+
+        if blocking:
+            return write()
+        worker = thread_worker(write, ignore_errors=True)()
+        worker.errored.connect(lambda exc: self._message(f"autosave failed: {exc}", error=True))
+        worker.start()
+        return []
+
+    def restore_snapshot(self, snapshot_id: str, directory=None):
+        """Add a Labels layer from a recovery snapshot; returns the new layer."""
+        from ..io.layer_data import labels_layer_tuple
+
+        directory = directory if directory is not None else (self.autosaver.directory if self.autosaver else None)
+        volume, table, name = restore(snapshot_id, directory)
+        data, kwargs, _ = labels_layer_tuple(volume.array, volume, table, name=f"{name} (recovered)")
+        layer = self.viewer.add_labels(data, **kwargs)
+        self.labels_combo.set_layer(layer)
+        self._message(f"restored {name} from snapshot {snapshot_id}")
+        return layer
+
+    def _ask_restore(self) -> None:
+        directory = self.autosaver.directory if self.autosaver else None
+        snaps = list_recoverable(directory)
+        if not snaps:
+            self._message("nothing to restore: the recovery folder holds no complete snapshot")
+            return
+        items = [s.describe() for s in snaps]
+        choice, ok = QInputDialog.getItem(self, "Restore labels", "Snapshot:", items, 0, False)
+        if ok:
+            try:
+                self.restore_snapshot(snaps[items.index(choice)].id, directory)
+            except MedsegError as exc:
+                self._message(str(exc), error=True)
+
+
+def _editable():
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemFlag.ItemIsEditable
+
+
+def _checkable():
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemFlag.ItemIsUserCheckable
+
+
+def _checked():
+    from qtpy.QtCore import Qt
+
+    return Qt.CheckState.Checked
+
+
+def _unchecked():
+    from qtpy.QtCore import Qt
+
+    return Qt.CheckState.Unchecked
