@@ -6,6 +6,6 @@ format and ``docs/sam.md`` for the inference recipe. Importing this package impo
 torch; import it lazily.
 """
 
-from .model import CROP_SIZE, LOW_RES_SIZE, SamMed3D, build_sam_med3d, extract_state_dict, load_sam_med3d
+from .model import CROP_SIZE, LOW_RES_SIZE, SamMed3D, build_sam_med3d, extract_state_dict, load_sam_med3d, sam_med3d_from_state_dict
 
-__all__ = ["CROP_SIZE", "LOW_RES_SIZE", "SamMed3D", "build_sam_med3d", "extract_state_dict", "load_sam_med3d"]
+__all__ = ["CROP_SIZE", "LOW_RES_SIZE", "SamMed3D", "build_sam_med3d", "extract_state_dict", "load_sam_med3d", "sam_med3d_from_state_dict"]

@@ -151,9 +151,50 @@ def extract_state_dict(checkpoint: object, source: str = "checkpoint") -> dict:
     return state
 
 
-def load_sam_med3d(
-    path: Union[str, Path], device: Union[str, torch.device] = "cpu"
+def sam_med3d_from_state_dict(
+    state: dict, source: str = "checkpoint", device: Union[str, torch.device] = "cpu"
 ) -> SamMed3D:
+    """Build SAM-Med3D around ``state`` (the weights), checking keys and shapes strictly.
+
+    The network is built on the ``meta`` device and the checkpoint's tensors are assigned
+    to it, so no time is spent initialising 100 M parameters that are overwritten anyway.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        Missing, unexpected or mis-shaped keys (listed), with what to do.
+    """
+    import warnings
+
+    from ...errors import CheckpointMismatchError
+    from ..safe_load import load_state_dict_strict
+
+    with torch.device("meta"):
+        model = build_sam_med3d()
+    try:
+        with warnings.catch_warnings():
+            # copying into meta tensors is a no-op; the check is what we want here
+            warnings.simplefilter("ignore")
+            load_state_dict_strict(model, state, what=f"SAM-Med3D checkpoint {source}")
+    except CheckpointMismatchError as exc:
+        # keep the key listing, replace the generic advice with SAM-Med3D's
+        detail = str(exc).split(" The checkpoint belongs", 1)[0]
+        detail = detail.replace("the network built from the plans", "the SAM-Med3D architecture")
+        raise CheckpointMismatchError(
+            f"{detail}. {source} is not a SAM-Med3D (turbo) checkpoint: expected the released "
+            "sam_med3d_turbo.pth / sam_med3d.pth (324 tensors under 'model_state_dict'); "
+            "re-download it with `medseg weights download sam-med3d-turbo`."
+        ) from None
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
+    # the non-persistent buffers are not in the file: give them real values
+    model.register_buffer("pixel_mean", torch.tensor([123.675]).view(-1, 1, 1), persistent=False)
+    model.register_buffer("pixel_std", torch.tensor([58.395]).view(-1, 1, 1), persistent=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device=torch.device(device)).eval()
+
+
+def load_sam_med3d(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> SamMed3D:
     """Build SAM-Med3D and load a released checkpoint strictly.
 
     Parameters
@@ -172,11 +213,9 @@ def load_sam_med3d(
     UnsafeCheckpointError, ImageReadError
         From the safe loader: the file asks to run code or cannot be read.
     """
-    from ..safe_load import load_checkpoint, load_state_dict_strict
+    from ..safe_load import load_checkpoint
 
     path = Path(path)
     checkpoint = load_checkpoint(path, map_location="cpu")
     state = extract_state_dict(checkpoint, source=str(path))
-    model = build_sam_med3d()
-    load_state_dict_strict(model, state, what=f"SAM-Med3D checkpoint {path}")
-    return model.to(device=torch.device(device), dtype=torch.float32).eval()
+    return sam_med3d_from_state_dict(state, source=str(path), device=device)
