@@ -227,7 +227,8 @@ class RegionGrowingSession(PromptSession):
         opening_mm: float = 4.0,
         negative_radius_mm: float = 3.0,
         margin_mm: float = 50.0,
-        max_work_voxels: int = 2_500_000,
+        max_work_voxels: int = 1_200_000,
+        overview_voxels: int = 1_000_000,
         cache_size: int = 2,
         min_tolerance: float = 1.5,
         leak_ratio: float = 2.0,
@@ -246,6 +247,7 @@ class RegionGrowingSession(PromptSession):
         self.margin_mm = float(margin_mm)
         self.max_work_voxels = int(max_work_voxels)
         self.max_split_voxels = 400_000
+        self.overview_voxels = int(overview_voxels)
         self.min_tolerance = float(min(min_tolerance, tolerance))
         self.leak_ratio = float(leak_ratio)
         self.edge_factor = float(edge_factor)
@@ -257,6 +259,7 @@ class RegionGrowingSession(PromptSession):
         self._spacing = np.ones(3)
         self._noise_floor = 1.0
         self._array: Optional[np.ndarray] = None
+        self._overview: Optional[_Crop] = None
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -284,10 +287,19 @@ class RegionGrowingSession(PromptSession):
         self._spacing = np.asarray(volume.spacing_zyx, dtype=float)
         self._array = array
         self._cache.clear()
+        self._overview = None
+        if array.size > max(self.max_work_voxels, self.overview_voxels):
+            # A coarse overview of the whole volume (block means, smoothed, gradient),
+            # computed once: each click first finds the object's extent on it, so the
+            # fine crop is right the first time instead of growing step by step.
+            report(progress, 0.1, "computing the overview")
+            self._overview = self._compute_crop(
+                tuple(slice(0, n) for n in array.shape), cancel, budget=self.overview_voxels, subsample=True
+            )
         report(progress, 1.0, "ready")
 
     # ------------------------------------------------------------------ crops
-    def _factors_for(self, shape: tuple) -> tuple:
+    def _factors_for(self, shape: tuple, budget: int) -> tuple:
         """Integer block sizes so that the working grid stays below max_work_voxels.
 
         The finest axis (in mm on the working grid) is coarsened first, so an
@@ -295,7 +307,7 @@ class RegionGrowingSession(PromptSession):
         """
         f = [1, 1, 1]
         n = lambda: np.prod([math.ceil(s / k) for s, k in zip(shape, f)])  # noqa: E731
-        while n() > self.max_work_voxels:
+        while n() > budget:
             work = [self._spacing[a] * f[a] if shape[a] > f[a] else np.inf for a in range(3)]
             axis = int(np.argmin(work))
             if not np.isfinite(work[axis]):
@@ -309,9 +321,29 @@ class RegionGrowingSession(PromptSession):
         if crop is not None:
             self._cache.move_to_end(key)
             return crop
+        crop = self._compute_crop(region)
+        self._cache[key] = crop
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return crop
+
+    def _compute_crop(
+        self, region: tuple, cancel: Optional[CancelLike] = None, budget: Optional[int] = None, subsample: bool = False
+    ) -> _Crop:
         shape = tuple(s.stop - s.start for s in region)
-        factors = self._factors_for(shape)
-        work = _block_mean(self._array[region], factors)
+        factors = self._factors_for(shape, budget or self.max_work_voxels)
+        if subsample:
+            # The overview only has to find the object's extent: strided sampling
+            # (then smoothing) is ~20 x faster than block means on a 512 x 512 x 300 CT.
+            # Sample block centres so the grid matches the block-mean convention.
+            sl = tuple(slice(r.start + f // 2, r.stop, f) for r, f in zip(region, factors))
+            work = np.asarray(self._array[sl], dtype=np.float32)
+            want = tuple(-(-n // f) for n, f in zip(shape, factors))
+            if work.shape != want:
+                work = np.pad(work, [(0, w - n) for w, n in zip(want, work.shape)], mode="edge")
+        else:
+            work = _block_mean(self._array[region], factors)
+        check_cancel(cancel)
         spacing = self._spacing * np.asarray(factors)
         sigma = [max(0.5, self.smoothing_mm / s) if self.smoothing_mm > 0 else 0 for s in spacing]
         # Block means already average f voxels; smooth less on coarsened axes.
@@ -323,11 +355,7 @@ class RegionGrowingSession(PromptSession):
             for a, s in enumerate(spacing)
         ]
         gradient = np.sqrt(sum(g.astype(np.float32) ** 2 for g in grads)).astype(np.float32)
-        crop = _Crop(region, factors, spacing, smoothed, gradient)
-        self._cache[key] = crop
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return crop
+        return _Crop(region, factors, spacing, smoothed, gradient)
 
     def _initial_region(self, prompts: Prompts) -> tuple:
         shape = self.volume.shape
@@ -388,7 +416,13 @@ class RegionGrowingSession(PromptSession):
     def _predict(self, prompts: Prompts, previous_state: Any) -> Prediction:
         if self._array is None:
             raise InvalidInputError("no volume set: call set_volume(volume) first")
-        region = self._initial_region(prompts)
+        if self._overview is None:
+            # Small volume: work on all of it at once (no crop growth needed).
+            region = tuple(slice(0, n) for n in self.volume.shape)
+        else:
+            region = self._initial_region(prompts)
+            if prompts.box is None:
+                region = self._region_from_overview(prompts, region)
         for _ in range(12):
             crop = self._get_crop(region)
             work_mask = self._segment(crop, prompts)
@@ -399,6 +433,32 @@ class RegionGrowingSession(PromptSession):
                 break
             region = bigger
         return Prediction(mask=self._to_full(work_mask, crop), region=crop.region, state=None)
+
+    def _region_from_overview(self, prompts: Prompts, fallback: tuple) -> tuple:
+        """The fine crop: the object's extent on the overview, plus a margin.
+
+        Boundaries are rounded to multiples of 16 voxels so that nearby clicks reuse
+        the cached crop. Objects too small for the overview keep ``fallback``.
+        """
+        ov = self._overview
+        coarse = self._segment(ov, prompts, light=True)
+        box = _bbox(coarse)
+        if box is None or coarse.sum() < 8:
+            return fallback
+        shape = self.volume.shape
+        out = []
+        for a in range(3):
+            f = ov.factors[a]
+            margin = f + int(math.ceil(8.0 / self._spacing[a]))
+            lo = min(box[a].start * f - margin, fallback[a].start if fallback[a].stop - fallback[a].start < 4 * f else box[a].start * f - margin)
+            hi = box[a].stop * f + margin
+            for p in prompts.points:
+                lo = min(lo, int(p[a]) - margin)
+                hi = max(hi, int(p[a]) + 1 + margin)
+            lo = max(0, (lo // 16) * 16)
+            hi = min(shape[a], -(-hi // 16) * 16)
+            out.append(slice(lo, hi))
+        return tuple(out)
 
     def _to_full(self, work_mask: np.ndarray, crop: _Crop) -> np.ndarray:
         shape = tuple(s.stop - s.start for s in crop.region)
@@ -431,7 +491,7 @@ class RegionGrowingSession(PromptSession):
             stats.append((med, sd, float(np.percentile(grad, 75)) if grad.size else 0.0))
         return stats
 
-    def _segment(self, crop: _Crop, prompts: Prompts) -> np.ndarray:
+    def _segment(self, crop: _Crop, prompts: Prompts, light: bool = False) -> np.ndarray:
         """The object's mask on the crop's working grid."""
         img, grad, spacing = crop.smoothed, crop.gradient, crop.spacing
         shape = img.shape
@@ -455,11 +515,11 @@ class RegionGrowingSession(PromptSession):
 
         grown = np.zeros(shape, dtype=bool)
         if pos:
-            grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask)
+            grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
-        if neg and result.any():
+        if neg and result.any() and not light:
             result = self._cut_negatives(crop, result, pos, neg, neg_ball, initial)
         return result
 
@@ -469,7 +529,7 @@ class RegionGrowingSession(PromptSession):
             return sub > 0.5
         return _block_mean(sub, crop.factors) >= 0.5
 
-    def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask) -> np.ndarray:
+    def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask, light: bool = False) -> np.ndarray:
         img, grad, spacing = crop.smoothed, crop.gradient, crop.spacing
         shape = img.shape
         stats = self._seed_stats(crop, pos, seed_ball)
@@ -513,6 +573,8 @@ class RegionGrowingSession(PromptSession):
         # neighbourhoods (at low tolerance it is still filling in the object itself).
         min_voxels = 4 * len(pos) * len(seed_ball)
         grown, k = self._adaptive_component(kmap, pos, min_voxels)
+        if light:
+            return grown
         inside = kint <= k + 0.5
         seeds = list(pos)
         if not grown.any():
