@@ -260,6 +260,8 @@ class RegionGrowingSession(PromptSession):
         self._noise_floor = 1.0
         self._array: Optional[np.ndarray] = None
         self._overview: Optional[_Crop] = None
+        self._components: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._click_values: dict = {}
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -287,6 +289,7 @@ class RegionGrowingSession(PromptSession):
         self._spacing = np.asarray(volume.spacing_zyx, dtype=float)
         self._array = array
         self._cache.clear()
+        self._components.clear()
         self._overview = None
         if array.size > max(self.max_work_voxels, self.overview_voxels):
             # A coarse overview of the whole volume (block means, smoothed, gradient),
@@ -470,6 +473,23 @@ class RegionGrowingSession(PromptSession):
                 out = np.repeat(out, f, axis=axis)
         return np.ascontiguousarray(out[: shape[0], : shape[1], : shape[2]])
 
+    def _relocate(self, crop: _Crop, s: tuple) -> tuple:
+        """The most homogeneous voxel (lowest gradient) next to a click (3 x 3 x 3).
+
+        A click on a partial-volume voxel at the object's border would otherwise
+        learn the intensity of the border (which matches every border in the image).
+        """
+        r = 1
+        box = tuple(slice(max(0, c - r), min(n, c + r + 1)) for c, n in zip(s, crop.shape))
+        # Low gradient, and an intensity like the clicked voxel's own: never move a
+        # click on the edge of an organ into the fat beside it.
+        score = crop.gradient[box] * np.float32(float(crop.spacing.mean()))
+        raw = self._click_values.get(s)
+        if raw is not None:
+            score = score + np.abs(crop.smoothed[box] - np.float32(raw))
+        j = np.unravel_index(int(np.argmin(score)), score.shape)
+        return tuple(int(b.start + v) for b, v in zip(box, j))
+
     def _seed_stats(self, crop: _Crop, seeds: list, offsets: np.ndarray) -> list:
         """(centre, spread, upper-quartile gradient) of the neighbourhood of each click.
 
@@ -480,6 +500,7 @@ class RegionGrowingSession(PromptSession):
         stats = []
         reach = np.abs(offsets).max(axis=0)
         for s in seeds:
+            s = self._relocate(crop, s)
             patch = crop.smoothed[tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))]
             noise = max(_noise_level(patch), self._noise_floor)
             values = _ball_values(crop.smoothed, s, offsets)
@@ -497,6 +518,9 @@ class RegionGrowingSession(PromptSession):
         shape = img.shape
         pos = [crop.to_work(p) for p in prompts.positive_points]
         neg = [crop.to_work(p) for p in prompts.negative_points]
+        # The clicked voxels' own (unsmoothed) values guide the click relocation.
+        for p, w in zip(prompts.points, [crop.to_work(p) for p in prompts.points]):
+            self._click_values[w] = float(self._array[tuple(int(round(c)) for c in p)])
         seed_ball = _ball_offsets(max(self.seed_radius_mm, 1.01 * float(spacing.min())), spacing)
         neg_ball = _ball_offsets(max(self.negative_radius_mm, 0.0), spacing)
 
@@ -530,53 +554,29 @@ class RegionGrowingSession(PromptSession):
         return _block_mean(sub, crop.factors) >= 0.5
 
     def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask, light: bool = False) -> np.ndarray:
-        img, grad, spacing = crop.smoothed, crop.gradient, crop.spacing
-        shape = img.shape
+        spacing = crop.spacing
+        shape = crop.shape
         stats = self._seed_stats(crop, pos, seed_ball)
-        # Per voxel, how many robust standard deviations it lies from the nearest
-        # click's intensity model ("k-map"), worsened by strong edges: the object at
-        # tolerance k is the connected part of {kmap <= k} that holds the clicks.
-        kmap = None
-        for med, sd, g75 in stats:
-            sd = max(sd, self._noise_floor)
-            d = np.abs(img - np.float32(med)) / np.float32(sd)
-            kmap = d if kmap is None else np.minimum(kmap, d)
-        # Edges: the intensity change across one voxel, in the same robust units. A
-        # voxel where the image changes by more than k standard deviations per voxel
-        # lies on an edge and is not crossed at tolerance k (partial-volume rims
-        # between fat and soft tissue would otherwise connect everything).
-        sd_ref = max(max(float(s[1]) for s in stats), self._noise_floor)
-        h = float(np.mean(spacing))
-        kint = kmap
-        kmap = np.maximum(kint, grad * np.float32(h / (sd_ref * self.edge_factor)))
-        # A negative click whose intensity is clearly different from every positive
-        # click's moves the interval's edge half-way towards it (only then: with
-        # similar intensities a global cut would carve the object itself, and the
-        # local split in _cut_negatives is the right tool).
-        if neg:
-            for med_n, sd_n, _ in self._seed_stats(crop, neg, seed_ball):
-                for med_p, sd_p, _ in stats:
-                    sd = max(sd_p, sd_n, self._noise_floor)
-                    if abs(med_n - med_p) > 2.5 * sd:
-                        closer = np.abs(img - np.float32(med_n)) < np.abs(img - np.float32(med_p))
-                        kmap = np.where(closer, np.float32(np.inf), kmap)
-                        kint = np.where(closer, np.float32(np.inf), kint)
-        if box_mask is not None:
-            kmap[~box_mask] = np.inf
-            kint = np.where(box_mask, kint, np.float32(np.inf))
-        for s in neg:
-            _set_ball(kmap, s, neg_ball, np.inf)
-            _set_ball(kint, s, neg_ball, np.inf)
-        for s in pos:
-            kmap[s] = 0.0  # a click is inside even on a noisy voxel
-        # A jump in volume means a leak only once the region has filled the click
-        # neighbourhoods (at low tolerance it is still filling in the object itself).
-        min_voxels = 4 * len(pos) * len(seed_ball)
-        grown, k = self._adaptive_component(kmap, pos, min_voxels)
+        neg_stats = self._seed_stats(crop, neg, seed_ball) if neg else []
+        # Each positive click grows with its own intensity model and its own
+        # leak-safe tolerance; the object is the union. So a further positive click
+        # can only add to the object, never make an earlier click's part leak.
+        grown = np.zeros(shape, dtype=bool)
+        inside = np.zeros(shape, dtype=bool)
+        box_key = None if box_mask is None else (tuple(np.argwhere(box_mask)[0]), int(box_mask.sum()))
+        for s, st in zip(pos, stats):
+            key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light)
+            cached = self._components.get(key)
+            if cached is None:
+                cached = self._click_component(crop, s, st, neg, neg_stats, neg_ball, box_mask, len(seed_ball))
+                self._components[key] = cached
+                while len(self._components) > 16:
+                    self._components.popitem(last=False)
+            grown |= cached[0]
+            inside |= cached[1]
+        seeds = list(pos)
         if light:
             return grown
-        inside = kint <= k + 0.5
-        seeds = list(pos)
         if not grown.any():
             return grown
         box = _bbox(grown, pad=max(1, int(math.ceil(self.opening_mm / float(spacing.min())))) + 1)
@@ -586,7 +586,12 @@ class RegionGrowingSession(PromptSession):
         # inside the original region. Bridges thinner than 2 x opening_mm are cut.
         if self.opening_mm > 0:
             core = _erode_mm(sub, self.opening_mm, spacing)
-            core = _components_at(core, [s for s in local_seeds if core[s]] or _deepest(core, sub, local_seeds))
+            # Every click keeps its part: a click on a thin spot (gone after erosion)
+            # is represented by the nearest surviving core voxel.
+            core_seeds = [s for s in local_seeds if core[s]]
+            core_seeds += _deepest(core, [s for s in local_seeds if not core[s]],
+                                   (self.opening_mm + 2.0 * float(spacing.max())), spacing)
+            core = _components_at(core, core_seeds)
             if core.any():
                 sub = _dilate_mm(core, self.opening_mm + float(spacing.max()), spacing, within=sub)
         # Edge voxels (high gradient, intensity in range) on the object's boundary.
@@ -597,6 +602,49 @@ class RegionGrowingSession(PromptSession):
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         return out
+
+    def _click_component(self, crop: _Crop, s: tuple, st: tuple, neg: list, neg_stats: list, neg_ball,
+                         box_mask, ball_voxels: int) -> tuple:
+        """The region grown from one positive click, and its in-range voxels.
+
+        Per voxel, how many robust standard deviations it lies from the click's
+        intensity ("k-map"), worsened by strong edges: the region at tolerance k is
+        the connected part of ``kmap <= k`` holding the click.
+        """
+        img, grad, spacing = crop.smoothed, crop.gradient, crop.spacing
+        med, sd, _ = st
+        sd = max(sd, self._noise_floor)
+        kint = np.abs(img - np.float32(med)) * np.float32(1.0 / sd)
+        # Edges: the intensity change across one voxel, in the same robust units. A
+        # voxel where the image changes by more than k standard deviations per voxel
+        # lies on an edge and is not crossed at tolerance k (partial-volume rims
+        # between fat and soft tissue would otherwise connect everything).
+        h = float(np.mean(spacing))
+        kmap = np.maximum(kint, grad * np.float32(h / (sd * self.edge_factor)))
+        # A negative click whose intensity is clearly different moves the interval's
+        # edge half-way towards it (only then: with similar intensities a global cut
+        # would carve the object itself, and the local split in _cut_negatives is the
+        # right tool).
+        for med_n, sd_n, _ in neg_stats:
+            if abs(med_n - med) > 2.5 * max(sd, sd_n, self._noise_floor):
+                closer = np.abs(img - np.float32(med_n)) < np.abs(img - np.float32(med))
+                kmap[closer] = np.inf
+                kint[closer] = np.inf
+        if box_mask is not None:
+            kmap[~box_mask] = np.inf
+            kint[~box_mask] = np.inf
+        for n in neg:
+            _set_ball(kmap, n, neg_ball, np.inf)
+            _set_ball(kint, n, neg_ball, np.inf)
+        kmap[s] = 0.0  # the click is inside even on a noisy voxel
+        moved = self._relocate(crop, s)
+        if kmap[moved] <= self.tolerance:
+            kmap[moved] = 0.0
+        # A jump in volume means a leak only once the region has filled the click
+        # neighbourhood (at low tolerance it is still filling in the object itself).
+        seeds = [s] if moved == s or not np.isfinite(kmap[moved]) else [s, moved]
+        comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
+        return comp, kint <= k + 0.5
 
     def _adaptive_component(self, kmap: np.ndarray, seeds: list, min_voxels: int = 27) -> tuple:
         """Grow at increasing tolerances; stop before the volume jumps (a leak).
@@ -722,15 +770,15 @@ def _seed_neighbourhood(shape: tuple, s: tuple) -> np.ndarray:
     return m
 
 
-def _deepest(core: np.ndarray, region: np.ndarray, seeds: list) -> list:
-    """Seeds moved to the nearest core voxel (a click near the object's edge)."""
-    if not core.any():
+def _deepest(core: np.ndarray, seeds: list, max_mm: float, spacing: np.ndarray) -> list:
+    """Each seed moved to the nearest ``core`` voxel, if one lies within ``max_mm``."""
+    if not seeds or not core.any():
         return []
     idx = np.argwhere(core)
     out = []
     for s in seeds:
-        d = ((idx - np.asarray(s)[None, :]) ** 2).sum(axis=1)
+        d = (((idx - np.asarray(s)[None, :]) * spacing[None, :]) ** 2).sum(axis=1)
         j = int(np.argmin(d))
-        # Only if the core voxel is in the same connected part as the click.
-        out.append(tuple(int(v) for v in idx[j]))
+        if d[j] <= max_mm ** 2:
+            out.append(tuple(int(v) for v in idx[j]))
     return out
