@@ -23,6 +23,8 @@ PLUGIN = "napari-medseg"
 SAMPLE = "abdominal_ct_phantom"
 # Dock widgets (display names in napari.yaml), tabbed on the right, first one on top.
 WIDGETS = ("Liver & lesions", "Automatic segmentation", "Interactive segmentation", "Statistics")
+# The tab shown in front: the label table lists every phantom structure with its volume.
+FRONT = "Statistics"
 MAX_BYTES = 500_000
 
 
@@ -90,20 +92,17 @@ def main(argv=None) -> int:
     labels.opacity = 0.5
     viewer.layers.selection.active = labels
 
-    added = []
+    added = {}
     if not args.no_widgets:
         for name in WIDGETS:
             try:
-                viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=bool(added))
-                added.append(name)
+                dock, _ = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=bool(added))
+                added[name] = dock
             except Exception as exc:  # a widget not built yet must not stop the screenshot
                 print(f"note: dock widget {name!r} not shown ({type(exc).__name__}: {exc})", file=sys.stderr)
-        if added:
-            # Bring the first widget's tab to the front.
-            try:
-                viewer.window.add_plugin_dock_widget(PLUGIN, added[0])
-            except Exception:
-                pass
+        front = FRONT if FRONT in added else next(iter(added), None)
+        if front is not None:
+            added[front].raise_()  # bring its tab to the front
 
     z = best_lesion_slice(np.asarray(labels.data))
     viewer.dims.set_point(0, float(image.data_to_world((z, 0, 0))[0]))

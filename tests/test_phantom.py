@@ -157,8 +157,9 @@ def test_noise_level(default):
     std = float(np.std(default.ct.array[core]))
     assert 8 <= std <= 18
     quiet = make_phantom(seed=1, shape=SMALL, noise_hu=0.0, blur_mm=0.0)
-    core = ndimage.binary_erosion(quiet.labels == 1, iterations=2)
-    assert np.ptp(quiet.ct.array[core]) == 0  # no noise, no blur: a flat organ
+    core = ndimage.binary_erosion(quiet.lesion_mask(0), iterations=1)
+    assert np.ptp(quiet.ct.array[core]) == 0  # no noise, no blur: a flat lesion
+    assert quiet.ct.array[core][0] == round(quiet.lesions[0].hu)
 
 
 def test_no_lesions_and_many_lesions():

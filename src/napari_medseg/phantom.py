@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Label id -> name of the ground-truth map. Ids 1-11 are the project-wide agreed
-#: ids; 12-15 are extra structures of the phantom. Never renumber.
+#: ids; 12-17 are extra structures of the phantom. Never renumber.
 LABEL_NAMES: dict[int, str] = {
     1: "liver",
     2: "liver_lesion",
@@ -69,6 +69,8 @@ LABEL_NAMES: dict[int, str] = {
     13: "bowel",
     14: "intervertebral_disc",
     15: "spinal_canal",
+    16: "inferior_vena_cava",
+    17: "ribs",
 }
 
 #: Display colour (r, g, b, 0-255) of each label: anatomical conventions, lesions in
@@ -78,6 +80,7 @@ LABEL_COLORS: dict[int, tuple] = {
     5: (200, 120, 40), 6: (224, 30, 40), 7: (241, 214, 145), 8: (110, 185, 235),
     9: (250, 210, 180), 10: (225, 205, 130), 11: (190, 60, 60), 12: (200, 190, 110),
     13: (120, 200, 120), 14: (100, 140, 220), 15: (90, 220, 200),
+    16: (70, 90, 220), 17: (255, 250, 220),
 }
 
 #: Name -> label id (inverse of :data:`LABEL_NAMES`).
@@ -102,6 +105,8 @@ HU_RANGES: dict[str, tuple[float, float]] = {
     "bowel": (-1000.0, 50.0),
     "intervertebral_disc": (60.0, 120.0),
     "spinal_canal": (0.0, 40.0),
+    "inferior_vena_cava": (110.0, 160.0),
+    "ribs": (250.0, 1000.0),
 }
 
 # The reference layout: anatomy coordinates are millimetres in this frame.
@@ -115,13 +120,19 @@ _T_AIR, _T_SKIN, _T_SUBQ, _T_MUSCLE, _T_VFAT = 0, 1, 2, 3, 4
 _T_BOWEL, _T_GAS, _T_LIVER, _T_SPLEEN = 5, 6, 7, 8
 _T_KR_CORTEX, _T_KR_MEDULLA, _T_KL_CORTEX, _T_KL_MEDULLA = 9, 10, 11, 12
 _T_AORTA, _T_CORTICAL, _T_CANCELLOUS, _T_DISC, _T_CANAL, _T_LUNG = 13, 14, 15, 16, 17, 18
-_T_LESION0 = 32  # lesion i has tissue class _T_LESION0 + i
+_T_HEPATIC_VESSEL, _T_IVC, _T_RIB = 19, 20, 21
+_T_LESION0 = 32
+# Tissues labelled liver (a lesion may grow over an intrahepatic vessel: it displaces it).
+_LIVER_TISSUES = np.array([7, 19], dtype=np.uint8)  # lesion i has tissue class _T_LESION0 + i
 
 _TISSUE_LABEL = {
     _T_AIR: 0, _T_SKIN: 9, _T_SUBQ: 10, _T_MUSCLE: 11, _T_VFAT: 12, _T_BOWEL: 13,
     _T_GAS: 13, _T_LIVER: 1, _T_SPLEEN: 3, _T_KR_CORTEX: 4, _T_KR_MEDULLA: 4,
     _T_KL_CORTEX: 5, _T_KL_MEDULLA: 5, _T_AORTA: 6, _T_CORTICAL: 7, _T_CANCELLOUS: 7,
     _T_DISC: 14, _T_CANAL: 15, _T_LUNG: 8,
+    # Intrahepatic portal/hepatic vein branches belong to the liver, as in the usual
+    # liver ground truths (LiTS, TotalSegmentator).
+    _T_HEPATIC_VESSEL: 1, _T_IVC: 16, _T_RIB: 17,
 }
 
 # Tissues an abdominal organ may grow into (the peritoneal/retroperitoneal cavity).
@@ -358,6 +369,24 @@ def _random_bumps(rng: np.random.Generator, n: int = 3, amp: float = 0.05) -> tu
     return tuple(out)
 
 
+def _capsule(a: Sequence[float], b: Sequence[float], r0: float, r1: float):
+    """(extent, inside) of a tapered tube from ``a`` (radius r0) to ``b`` (radius r1), mm."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    d = b - a
+    dd = float(np.dot(d, d)) or 1.0
+    r = max(r0, r1)
+    extent = tuple((min(a[i], b[i]) - r, max(a[i], b[i]) + r) for i in range(3))
+
+    def inside(X, Y, Z):
+        t = np.clip(((X - a[0]) * d[0] + (Y - a[1]) * d[1] + (Z - a[2]) * d[2]) / np.float32(dd), 0, 1)
+        dist2 = (X - a[0] - t * d[0]) ** 2 + (Y - a[1] - t * d[1]) ** 2 + (Z - a[2] - t * d[2]) ** 2
+        rad = np.float32(r0) + np.float32(r1 - r0) * t
+        return dist2 <= rad * rad
+
+    return extent, inside
+
+
 def _smooth_min(a, b, k: float = 0.12):
     """Polynomial smooth minimum: a union of two fields without a crease."""
     h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
@@ -372,6 +401,7 @@ class _Builder:
         self.grid = grid
         self.k = tuple(np.float32(s) for s in scale_xyz)  # anatomy mm -> physical mm
         self.rng = rng
+        self.seed = 0
         self.tissue = np.zeros(grid.shape, dtype=np.uint8)
 
     def _anatomy_box(self, ext_xyz):
@@ -557,6 +587,44 @@ def _build_anatomy(b: _Builder) -> dict:
 
     b.paint(((ax0 - 20, ax0 + 20), (ay0 - ar, ay0 + ar), (-big, big)), aorta, _T_AORTA)
 
+    # Structures added later draw from their own stream, so that the shapes above stay
+    # the same for a given seed.
+    rng2 = np.random.default_rng([int(b.seed), 2])
+
+    # ---- inferior vena cava: right of the aorta, flattened, through the liver.
+    ivc_rx, ivc_ry = _uniform(rng2, 8, 10), _uniform(rng2, 6, 7.5)
+    ivc_x, ivc_y = -(vb_a + _uniform(rng2, 5, 8)), vb_y - vb_b - ivc_ry + _uniform(rng2, 0, 3)
+
+    def ivc(X, Y, Z):
+        return ((X - f32(ivc_x)) / f32(ivc_rx)) ** 2 + ((Y - f32(ivc_y)) / f32(ivc_ry)) ** 2 <= 1
+
+    b.paint(((ivc_x - ivc_rx, ivc_x + ivc_rx), (ivc_y - ivc_ry, ivc_y + ivc_ry), (-big, big)), ivc, _T_IVC,
+            allowed=_CAVITY + (_T_LIVER, _T_MUSCLE))
+
+    # ---- intrahepatic vessels: portal vein branches from the hilum, hepatic veins
+    # converging on the IVC at the top of the liver. Painted only inside the liver.
+    cx, cy, cz = right.center
+    lax, lay, laz = right.axes
+    porta = (cx + 0.5 * lax, cy + 0.1 * lay, cz - 0.35 * laz)
+    hub = (cx + 0.1 * lax, cy, cz - 0.05 * laz)
+    tubes = [(porta, hub, 4.5, 3.5), (porta, left.center, 3.5, 1.5)]
+    for _ in range(6):
+        u = rng2.normal(size=3)
+        u /= np.linalg.norm(u)
+        end = tuple(c + 0.75 * a * ui for c, a, ui in zip(right.center, right.axes, u))
+        tubes.append((hub, end, 3.0, 1.2))
+        mid = tuple(0.5 * (h + e) for h, e in zip(hub, end))
+        v = rng2.normal(size=3)
+        v /= np.linalg.norm(v)
+        tubes.append((mid, tuple(m + 0.35 * a * vi for m, a, vi in zip(mid, right.axes, v)), 2.0, 1.0))
+    top = (ivc_x, ivc_y, cz + 0.75 * laz)
+    for end in ((cx - 0.6 * lax, cy - 0.1 * lay, cz + 0.1 * laz),
+                (cx + 0.25 * lax, cy - 0.5 * lay, cz + 0.25 * laz), left.center):
+        tubes.append((top, end, 4.0, 1.5))
+    for a, e, r0, r1 in tubes:
+        extent, inside = _capsule(a, e, r0, r1)
+        b.paint(extent, inside, _T_HEPATIC_VESSEL, allowed=(_T_LIVER,))
+
     # ---- lung bases above the diaphragm domes (right dome higher, over the liver);
     # lowest at the periphery and posteriorly (costophrenic recesses).
     domes = ((-1.0, _uniform(rng, 92, 100)), (1.0, _uniform(rng, 84, 94)))
@@ -572,7 +640,44 @@ def _build_anatomy(b: _Builder) -> dict:
         return out
 
     b.paint(((-big, big), (-big, big), (40.0, big)), lung, _T_LUNG,
-            allowed=_CAVITY + (_T_LIVER, _T_SPLEEN))
+            allowed=_CAVITY + (_T_LIVER, _T_SPLEEN, _T_HEPATIC_VESSEL))
+
+    # ---- lower ribs: flat bony bands inside the body wall, from beside the spine
+    # around the flank, descending anteriorly; the lowest ribs are the shortest.
+    rib_a = A - skin - fat_lat - 0.5 * mus_lat
+    rib_ba, rib_bp = Ba - skin - fat_ant - 0.5 * mus_ant, Bp - skin - fat_post - 0.5 * mus_post
+    rib_gap = _uniform(rng2, 26, 32)
+    rib_z0 = _uniform(rng2, -40, -25)
+    rib_slope = _uniform(rng2, 0.8, 1.1)  # mm of descent per degree around the body
+    rib_h, rib_t = _uniform(rng2, 7, 9), _uniform(rng2, 4.5, 6)
+    rib_levels = [(rib_z0 + k * rib_gap, min(150.0, 75.0 + 20.0 * k)) for k in range(10)]
+
+    def ribs(X, Y, Z):
+        # The wall geometry is the same on every slice: work on the thin 2D shell of
+        # pixels near the rib line, then test z per rib level on those pixels only.
+        yy = Y[0] - f32(cy)
+        xx = X[0]
+        e = np.sqrt((xx / f32(rib_a)) ** 2 + (yy / np.where(yy < 0, f32(rib_ba), f32(rib_bp))) ** 2)
+        radial = np.sqrt(xx * xx + yy * yy) * (f32(1.0) - f32(1.0) / np.maximum(e, f32(1e-3)))
+        near = np.abs(radial) <= f32(0.5 * rib_t)
+        out = np.zeros((Z.shape[0],) + near.shape, dtype=bool)
+        if not near.any():
+            return out
+        iy, ix = np.nonzero(near)
+        rad = radial[iy, ix]
+        phi = np.degrees(np.arctan2(np.abs(xx[0, ix]), yy[iy, 0]))  # 0 posterior, 180 anterior
+        zz = Z[:, 0, 0][:, None]
+        hit = np.zeros((Z.shape[0], iy.size), dtype=bool)
+        base = (rad / f32(0.5 * rib_t)) ** 2
+        for z0, phi_max in rib_levels:
+            on = (phi >= f32(30.0)) & (phi <= f32(phi_max))
+            zc = f32(z0) - f32(rib_slope) * (phi - f32(30.0))
+            hit |= on & (base + ((zz - zc) / f32(0.5 * rib_h)) ** 2 <= 1)
+        out[:, iy, ix] = hit
+        return out
+
+    b.paint(((-big, big), (-big, big), (rib_z0 - 80.0, big)), ribs, _T_RIB,
+            allowed=(_T_MUSCLE, _T_SUBQ, _T_VFAT, _T_LUNG, _T_BOWEL))
 
     # ---- per-case attenuation (portal-venous phase).
     return {
@@ -583,6 +688,8 @@ def _build_anatomy(b: _Builder) -> dict:
         _T_KR_MEDULLA: _uniform(rng, 125, 145), _T_AORTA: _uniform(rng, 185, 215),
         _T_CORTICAL: _uniform(rng, 750, 950), _T_CANCELLOUS: _uniform(rng, 380, 440),
         _T_DISC: _uniform(rng, 80, 100), _T_CANAL: _uniform(rng, 10, 25), _T_LUNG: _uniform(rng, -870, -830),
+        _T_HEPATIC_VESSEL: _uniform(rng2, 150, 175), _T_IVC: _uniform(rng2, 125, 150),
+        _T_RIB: _uniform(rng2, 550, 750),
     }
 
 
@@ -622,7 +729,7 @@ def _place_lesions(b: _Builder, grid: _Grid, n: int, hu_liver: float, scale: flo
             center_zyx = [_uniform(rng, lo[a] + reach[a], hi[a] - reach[a]) for a in range(3)]
             center_xyz = tuple(reversed(center_zyx))
             sl, inside = _ellipsoid_in_box(grid, center_xyz, tuple(s + m for s, m in zip(semi, margin)))
-            if sl is None or not np.all(b.tissue[sl][inside] == _T_LIVER):
+            if sl is None or not np.all(np.isin(b.tissue[sl][inside], _LIVER_TISSUES)):
                 continue
             if not _fits_with_rim(b.tissue, grid, center_xyz, semi, spacing_xyz):
                 continue
@@ -658,7 +765,7 @@ def _fits_with_rim(tissue: np.ndarray, grid: _Grid, center_xyz, semi_xyz, spacin
     if inside[[0, -1]].any() or inside[:, [0, -1]].any() or inside[:, :, [0, -1]].any():
         return False
     grown = binary_dilation(inside, structure=np.ones((3, 3, 3), dtype=bool))
-    return bool(np.all(tissue[sl][grown] == _T_LIVER))
+    return bool(np.all(np.isin(tissue[sl][grown], _LIVER_TISSUES)))
 
 
 def _kernel_gain(sigma: float) -> float:
@@ -761,6 +868,7 @@ def make_phantom(seed: int = 0, shape: Sequence[int] = (100, 256, 256),
 
     rng = np.random.default_rng(seed)
     builder = _Builder(grid, scale_xyz, rng)
+    builder.seed = seed
     hu = _build_anatomy(builder)
     hu[_T_KL_CORTEX] = hu[_T_KR_CORTEX] + _uniform(rng, -5, 5)
     hu[_T_KL_MEDULLA] = hu[_T_KR_MEDULLA] + _uniform(rng, -5, 5)
