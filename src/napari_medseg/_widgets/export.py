@@ -1,0 +1,181 @@
+"""Dock widget "Export labels": a Labels layer to NIfTI / NRRD / MetaImage / .seg.nrrd / DICOM-SEG.
+
+Thin: :func:`napari_medseg.io.export.export_labels` does the work (atomic writes);
+the widget picks the layers, the format and the file, and offers DICOM-SEG only when
+the reference image came from a DICOM series.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InvalidInputError, MedsegError
+from ..io.export import EXPORT_FORMATS, is_dicom_reference
+from .label_tools import LayerCombo, layer_table, layer_volume
+
+log = logging.getLogger(__name__)
+
+DICOM_FORMAT = "DICOM-SEG (.dcm)"
+
+
+class ExportWidget(QWidget):
+    """Export the selected Labels layer with its geometry and class names.
+
+    Public API: :meth:`set_format`, :meth:`available_formats`, :meth:`export`
+    (returns the worker), the ``exported`` signal (status text, success or error).
+    """
+
+    exported = Signal(str)
+
+    def __init__(self, napari_viewer, parent: Optional[QWidget] = None) -> None:
+        from napari.layers import Image, Labels
+
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._worker = None
+        self.last_path: Optional[str] = None
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        self.image_combo.currentIndexChanged.connect(self._update_formats)
+        self.format_combo = QComboBox()
+        self.format_combo.currentTextChanged.connect(self._fix_extension)
+        form.addRow("Labels layer", self.labels_combo)
+        form.addRow("Reference image", self.image_combo)
+        form.addRow("Format", self.format_combo)
+        row = QHBoxLayout()
+        self.path_edit = QLineEdit()
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path_edit)
+        row.addWidget(browse)
+        form.addRow("File", row)
+        layout.addLayout(form)
+        self.export_button = QPushButton("Export")
+        self.export_button.clicked.connect(lambda: self.export())
+        layout.addWidget(self.export_button)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self._update_formats()
+
+    def _reference(self):
+        layer = self.image_combo.layer()
+        return None if layer is None else layer_volume(layer)
+
+    def available_formats(self) -> list:
+        """Format names offered now (DICOM-SEG only with a DICOM reference image)."""
+        try:
+            dicom = is_dicom_reference(self._reference())
+        except MedsegError:
+            dicom = False
+        return [name for name in EXPORT_FORMATS if name != DICOM_FORMAT or dicom]
+
+    def _update_formats(self, *_):
+        current = self.format_combo.currentText()
+        self.format_combo.blockSignals(True)
+        self.format_combo.clear()
+        self.format_combo.addItems(self.available_formats())
+        idx = self.format_combo.findText(current)
+        self.format_combo.setCurrentIndex(max(idx, 0))
+        self.format_combo.blockSignals(False)
+
+    def set_format(self, name: str) -> None:
+        """Pick a format by its display name (see :data:`EXPORT_FORMATS`)."""
+        self._update_formats()
+        idx = self.format_combo.findText(name)
+        if idx < 0:
+            raise InvalidInputError(
+                f"format {name!r} is not available now"
+                + (" (DICOM-SEG needs a reference image opened from DICOM)" if name == DICOM_FORMAT else "")
+            )
+        self.format_combo.setCurrentIndex(idx)
+
+    def _fix_extension(self, name: str) -> None:
+        text = self.path_edit.text().strip()
+        ext = EXPORT_FORMATS.get(name)
+        if not text or not ext:
+            return
+        p = Path(text)
+        base = p.name
+        for known in sorted(EXPORT_FORMATS.values(), key=len, reverse=True) + [".nii", ".mhd", ".nhdr"]:
+            if base.lower().endswith(known):
+                base = base[: -len(known)]
+                break
+        self.path_edit.setText(str(p.with_name(base + ext)))
+
+    def _browse(self) -> None:
+        ext = EXPORT_FORMATS.get(self.format_combo.currentText(), ".nii.gz")
+        path, _ = QFileDialog.getSaveFileName(self, "Export labels", f"labels{ext}", f"*{ext}")
+        if path:
+            self.path_edit.setText(path)
+
+    def export(self, path=None):
+        """Export in a worker; returns the worker (None when refused, reason shown)."""
+        from napari.qt.threading import thread_worker
+
+        from ..io.export import export_labels, format_of
+
+        if path is not None:
+            self.path_edit.setText(str(path))
+        text = self.path_edit.text().strip()
+        layer = self.labels_combo.layer()
+        try:
+            if layer is None:
+                raise InvalidInputError("no Labels layer to export")
+            if not text:
+                raise InvalidInputError("choose a file to export to")
+            ext = EXPORT_FORMATS.get(self.format_combo.currentText())
+            if ext and not text.lower().endswith(ext):
+                if ext == ".nii.gz" and text.lower().endswith(".nii"):
+                    pass
+                else:
+                    text = text + ext
+                    self.path_edit.setText(text)
+            format_of(text)
+            labels = layer_volume(layer)
+            labels = labels.with_array(labels.array.copy())
+            table = layer_table(layer)
+            reference = self._reference()
+        except MedsegError as exc:
+            self._done_message(str(exc), error=True)
+            return None
+
+        @thread_worker(ignore_errors=True)
+        def work():
+            return export_labels(labels, table, text, reference=reference)
+
+        worker = work()
+        worker.returned.connect(lambda out: self._done_message(f"wrote {out}", path=str(out)))
+        worker.errored.connect(lambda exc: self._done_message(str(exc), error=True))
+        worker.finished.connect(lambda: self.export_button.setEnabled(True))
+        self.export_button.setEnabled(False)
+        self.status.setText("exporting...")
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _done_message(self, text: str, error: bool = False, path: Optional[str] = None) -> None:
+        if path:
+            self.last_path = path
+        if error:
+            log.warning("export: %s", text)
+        self.status.setText(text)
+        self.exported.emit(text)

@@ -1,0 +1,229 @@
+"""Dock widget "Statistics": per-label table for a Labels layer over an image, CSV export.
+
+The numbers come from :func:`napari_medseg.analysis.statistics.label_statistics` (the
+same as ``medseg stats``). The table refreshes after edits: paint/data events of the
+Labels layer start a short single-shot timer (debounce), so a brush stroke triggers
+one computation, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InvalidInputError, MedsegError
+from .label_tools import LayerCombo, layer_table, layer_volume
+
+log = logging.getLogger(__name__)
+
+#: Columns shown: (header, key in the statistics dict, format)
+COLUMNS = (
+    ("id", "label", "{}"), ("name", "name", "{}"), ("voxels", "voxels", "{}"),
+    ("volume (mL)", "volume_ml", "{:.3f}"), ("mean", "mean", "{:.1f}"), ("std", "std", "{:.1f}"),
+    ("min", "min", "{:.0f}"), ("max", "max", "{:.0f}"), ("median", "median", "{:.1f}"),
+    ("bbox z", "bbox", 0), ("bbox y", "bbox", 1), ("bbox x", "bbox", 2),
+    ("centroid x,y,z (mm)", "centroid_xyz_mm", "xyz"),
+)
+
+
+class StatisticsWidget(QWidget):
+    """Table of label statistics that follows the edits of a Labels layer.
+
+    Public API: :meth:`refresh` (returns the worker), :attr:`stats` (last result),
+    :meth:`export_csv`, the ``updated`` signal (emitted with a status text after each
+    refresh, success or error) and :attr:`debounce_ms`.
+    """
+
+    updated = Signal(str)
+
+    def __init__(self, napari_viewer, parent: Optional[QWidget] = None) -> None:
+        from napari.layers import Image, Labels
+
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.stats: list = []
+        self.debounce_ms = 400
+        self._watched = None
+        self._worker = None
+        self._pending = False
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        form.addRow("Labels layer", self.labels_combo)
+        form.addRow("Image layer", self.image_combo)
+        layout.addLayout(form)
+        self.auto = QCheckBox("refresh after edits")
+        self.auto.setChecked(True)
+        layout.addWidget(self.auto)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        self.table.setSortingEnabled(False)
+        layout.addWidget(self.table)
+        buttons = QHBoxLayout()
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(lambda: self.refresh())
+        export = QPushButton("Export CSV...")
+        export.clicked.connect(self._ask_export)
+        buttons.addWidget(refresh)
+        buttons.addWidget(export)
+        layout.addLayout(buttons)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(lambda: self.refresh(force=False))
+        self._last_key = None
+        self.labels_combo.currentIndexChanged.connect(self._on_layers_changed)
+        self.image_combo.currentIndexChanged.connect(self._on_layers_changed)
+        self._on_layers_changed()
+
+    # ----------------------------------------------------------------- events
+    def _on_layers_changed(self, *_):
+        layer = self.labels_combo.layer()
+        if self._watched is not None and self._watched is not layer:
+            for ev in (self._watched.events.paint, self._watched.events.data, self._watched.events.set_data):
+                try:
+                    ev.disconnect(self.schedule_refresh)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        if layer is not None and self._watched is not layer:
+            layer.events.paint.connect(self.schedule_refresh)
+            layer.events.data.connect(self.schedule_refresh)
+            # undo/redo only emit set_data (also emitted when the slice changes: the
+            # worker skips the computation when the data digest is unchanged)
+            layer.events.set_data.connect(self.schedule_refresh)
+        self._watched = layer
+        self.schedule_refresh()
+
+    def schedule_refresh(self, event=None) -> None:
+        """Refresh after :attr:`debounce_ms` without further edits (if auto-refresh is on)."""
+        if self.auto.isChecked():
+            self._timer.start(self.debounce_ms)
+
+    # ----------------------------------------------------------------- compute
+    def refresh(self, force: bool = True):
+        """Recompute the statistics in a worker; returns the worker (None if refused).
+
+        With ``force=False`` (automatic refreshes) nothing is recomputed when the
+        labels, the image and the names are unchanged since the last result.
+        """
+        from napari.qt.threading import thread_worker
+
+        if self._worker is not None:
+            self._pending = True  # one more run when the current one ends
+            return self._worker
+        labels_layer = self.labels_combo.layer()
+        if labels_layer is None:
+            self._show_error("No Labels layer to measure.")
+            return None
+        try:
+            labels = layer_volume(labels_layer)
+            labels = labels.with_array(np.array(labels.array, copy=True))
+            table = layer_table(labels_layer)
+            image = None
+            image_layer = self.image_combo.layer()
+            if image_layer is not None:
+                image = layer_volume(image_layer)
+                if image.shape != labels.shape:
+                    raise InvalidInputError(
+                        f"image {image_layer.name!r} has shape {image.shape}, the labels {labels.shape}; "
+                        "pick the image the labels were drawn on")
+        except MedsegError as exc:
+            self._show_error(str(exc))
+            return None
+
+        from ..analysis.statistics import label_statistics
+
+        from ..editing.autosave import fingerprint
+
+        image_id = None if image is None else (id(image_layer.data), image.shape)
+        last_key = self._last_key
+
+        @thread_worker(ignore_errors=True)
+        def work():
+            key = (fingerprint(labels.array), image_id, repr(table.to_dict()))
+            if not force and key == last_key and self.stats:
+                return None
+            return key, label_statistics(image, labels, table)
+
+        worker = work()
+        worker.returned.connect(self._show)
+        worker.errored.connect(lambda exc: self._show_error(str(exc)))
+        worker.finished.connect(self._worker_done)
+        self._worker = worker
+        self.status.setText("computing...")
+        worker.start()
+        return worker
+
+    def _worker_done(self) -> None:
+        self._worker = None
+        if self._pending:
+            self._pending = False
+            self.refresh(force=False)
+
+    def _show(self, result) -> None:
+        if result is None:  # unchanged
+            self.updated.emit(self.status.text())
+            return
+        self._last_key, stats = result
+        self.stats = stats
+        self.table.setRowCount(len(stats))
+        for row, s in enumerate(stats):
+            for col, (_, key, fmt) in enumerate(COLUMNS):
+                value = s.get(key)
+                if value is None:
+                    text = "-"
+                elif isinstance(fmt, int):
+                    text = f"{value[fmt][0]}..{value[fmt][1] - 1}"
+                elif fmt == "xyz":
+                    text = ", ".join(f"{v:.1f}" for v in value)
+                else:
+                    text = fmt.format(value)
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        total = sum(s["volume_ml"] for s in stats)
+        msg = f"{len(stats)} label(s), {total:.2f} mL in total"
+        self.status.setText(msg)
+        self.updated.emit(msg)
+
+    def _show_error(self, text: str) -> None:
+        log.warning("statistics: %s", text)
+        self.status.setText(text)
+        self.updated.emit(text)
+
+    # ----------------------------------------------------------------- export
+    def export_csv(self, path) -> str:
+        """Write the current statistics to ``path`` as CSV (atomic); returns the path."""
+        from ..analysis.statistics import to_csv
+
+        if not self.stats:
+            raise InvalidInputError("no statistics to export yet: refresh first")
+        out = to_csv(self.stats, path)
+        self.status.setText(f"wrote {out}")
+        return str(out)
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export statistics", "statistics.csv", "CSV (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except MedsegError as exc:
+                self._show_error(str(exc))
