@@ -426,3 +426,38 @@ def test_random_metaimage_headers(tmp_path, lines, payload):
 
 def test_every_reader_error_is_a_medseg_error():
     assert issubclass(ImageReadError, MedsegError) and issubclass(MultiChannelError, ImageReadError)
+
+
+finite_or_not = st.one_of(st.floats(-1e4, 1e4), st.sampled_from([0.0, float("nan"), float("inf"), -1e30]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    orientations=st.lists(st.lists(finite_or_not, min_size=6, max_size=6), min_size=1, max_size=3),
+    positions=st.lists(st.lists(finite_or_not, min_size=3, max_size=3), min_size=1, max_size=4),
+    spacing=st.lists(finite_or_not, min_size=2, max_size=2),
+    slope=finite_or_not,
+)
+def test_random_dicom_geometry_headers(tmp_path_factory, orientations, positions, spacing, slope):
+    """Random ImageOrientation/Position/PixelSpacing/RescaleSlope values (incl. NaN, 0, inf)."""
+    folder = tmp_path_factory.mktemp("rnd")
+    for k, pos in enumerate(positions):
+        orient = orientations[k % len(orientations)]
+        try:
+            write_dicom_slice(folder / f"{k}.dcm", np.full((3, 4), k, np.int16), position=pos, orientation=orient,
+                              pixel_spacing=spacing, series_uid="1.2.3.4.5", slope=slope, intercept=0.0)
+        except (ValueError, OverflowError):
+            return  # pydicom refuses to encode this value at all; nothing to read
+    _must_fail_cleanly_or_read(folder)
+
+
+def test_reader_does_not_import_torch(tmp_path):
+    """Opening a file through the plugin reader stays light (no torch/monai/napari import)."""
+    import subprocess
+
+    write_volume(oblique_volume(), tmp_path / "ct.nii.gz")
+    code = ("import sys; from napari_medseg._reader import napari_get_reader; "
+            f"napari_get_reader({str(tmp_path / 'ct.nii.gz')!r})({str(tmp_path / 'ct.nii.gz')!r}); "
+            "print(sorted(m for m in ('torch', 'monai', 'napari') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

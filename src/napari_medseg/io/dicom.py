@@ -101,11 +101,12 @@ class _Header:
 
 
 def _float_list(value: Any, n: int) -> Optional[np.ndarray]:
+    """``n`` floats (NaN/inf kept, so they can be reported), or None when absent/unparseable."""
     try:
         arr = np.array([float(v) for v in value], dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return arr if arr.shape == (n,) and np.all(np.isfinite(arr)) else None
+    return arr if arr.shape == (n,) else None
 
 
 def _read_header(path: Path) -> Optional[_Header]:
@@ -254,6 +255,12 @@ def _slice_geometry(where: Path, series: list) -> tuple:
             f"{where}: {label}: {len(missing)} file(s) lack ImagePositionPatient/"
             f"ImageOrientationPatient (e.g. {missing[0]}), so their place in the volume is unknown"
         )
+    for h in series:
+        if not (np.all(np.isfinite(h.position)) and np.all(np.isfinite(h.orientation))):
+            raise ImageReadError(
+                f"{where}: {h.path.name} has a non-numeric ImagePositionPatient/ImageOrientationPatient "
+                f"({h.position.tolist()}, {h.orientation.tolist()}); its place in the volume is unknown"
+            )
     ref = series[0].orientation
     bad = [h for h in series if not np.allclose(h.orientation, ref, atol=1e-3)]
     if bad:
@@ -267,11 +274,16 @@ def _slice_geometry(where: Path, series: list) -> tuple:
     if len(sizes) > 1:
         raise ImageReadError(f"{where}: {label} mixes image sizes {sorted(sizes)}; it is not one volume")
     row, col = ref[:3], ref[3:]
+    if np.linalg.norm(row) < 0.5 or np.linalg.norm(col) < 0.5:
+        raise ImageReadError(f"{where}: {label} has a degenerate ImageOrientationPatient {ref.tolist()}")
     row = row / np.linalg.norm(row)
     col = col / np.linalg.norm(col)
+    if abs(float(np.dot(row, col))) > 0.01:
+        raise ImageReadError(
+            f"{where}: {label} has an ImageOrientationPatient whose row and column directions are not "
+            f"perpendicular ({ref.tolist()}); the header is broken"
+        )
     normal = np.cross(row, col)
-    if np.linalg.norm(normal) < 0.5:
-        raise ImageReadError(f"{where}: {label} has a degenerate ImageOrientationPatient {ref.tolist()}")
     normal /= np.linalg.norm(normal)
     positions = np.array([float(np.dot(h.position, normal)) for h in series])
     order = np.argsort(positions, kind="stable")
@@ -280,6 +292,18 @@ def _slice_geometry(where: Path, series: list) -> tuple:
     pixel_spacing = series[0].pixel_spacing or (1.0, 1.0)
     if series[0].pixel_spacing is None:
         warnings.warn(f"{where}: {label} has no PixelSpacing; assuming 1 mm", DicomWarning, stacklevel=4)
+    elif not all(np.isfinite(v) and v > 0 for v in pixel_spacing):
+        raise ImageReadError(
+            f"{where}: {label} has PixelSpacing {list(pixel_spacing)}, which is not a positive size in mm; "
+            "the header is broken"
+        )
+    bad_rescale = [h for h in series if not (np.isfinite(h.slope) and np.isfinite(h.intercept) and h.slope != 0)]
+    if bad_rescale:
+        h = bad_rescale[0]
+        raise ImageReadError(
+            f"{where}: {h.path.name} has RescaleSlope {h.slope} / RescaleIntercept {h.intercept}; "
+            "intensities (e.g. Hounsfield units) cannot be computed"
+        )
     if len(series) > 1:
         gaps = np.diff(positions)
         dup = np.flatnonzero(gaps < 1e-3)
@@ -320,7 +344,7 @@ def _slice_geometry(where: Path, series: list) -> tuple:
             )
     else:
         dz = series[0].spacing_between_slices or series[0].slice_thickness or 1.0
-        if not dz or dz <= 0:
+        if not np.isfinite(dz) or dz <= 0:
             dz = 1.0
     spacing = (float(pixel_spacing[1]), float(pixel_spacing[0]), float(dz))
     direction = tuple(float(v) for v in np.column_stack([row, col, normal]).ravel())
@@ -467,9 +491,14 @@ def read_dicom(path: Union[str, Path]) -> tuple:
     series, spacing, origin, direction, positions = _slice_geometry(path, series)
     image = _read_pixels(path, series)
     if image.GetDimension() == 3 and image.GetSize()[2] == len(series):
-        image.SetSpacing(spacing)
-        image.SetOrigin(origin)
-        image.SetDirection(direction)
+        try:
+            image.SetSpacing(spacing)
+            image.SetOrigin(origin)
+            image.SetDirection(direction)
+        except RuntimeError:
+            raise ImageReadError(
+                f"{path}: the DICOM geometry (spacing {spacing}, direction {direction}) is invalid"
+            ) from None
     meta["dicom"].update({
         "SOPInstanceUIDs": [h.sop_instance for h in series],
         "files": [str(h.path) for h in series],
