@@ -192,7 +192,9 @@ class NnInteractiveSession(PromptSession):
         result = self._backend.target_buffer
         result = result.cpu().numpy() if hasattr(result, "cpu") else np.asarray(result)
         new = result.astype(bool)
-        region = _union(_bbox(new), _bbox(self._mask) if self._mask is not None else None)
+        previous = getattr(self, "_mask_box", None)
+        previous = tuple((sl.start, sl.stop) for sl in previous) if previous is not None else None
+        region = _union(_bbox(new), previous)
         if region is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, None)
         return Prediction(new[_slices(region)].copy(), _slices(region), None)

@@ -32,7 +32,7 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .base import Prediction, PromptSession, Prompts
-from .sam_med3d_session import _bbox, _slices, _union, resample_volume, resampled_shape, to_resampled
+from .sam_med3d_session import SamMed3DSession, _bbox, _slices, _union, resample_volume, resampled_shape, to_resampled
 
 TARGET_SPACING_MM = 1.0
 #: clicks closer than this to the crop face trigger a re-crop (voxels at 1 mm)
@@ -195,8 +195,6 @@ class Sam3DAdapterSession(PromptSession):
         if mask is not None:
             mask = self._apply_negatives(bounds, mask, [p for p, lab in zip(points, labels) if not lab])
             if prompts.box is not None:
-                from .sam_med3d_session import SamMed3DSession
-
                 bounds, mask = SamMed3DSession._clip_to_box(bounds, mask, prompts.box)
         crop_bounds = self._crop_bounds(start)
         self.message = ""
@@ -244,7 +242,7 @@ class Sam3DAdapterSession(PromptSession):
 
     def _merge(self, new_bounds, new_mask, crop_bounds, state) -> Prediction:
         prev = self._mask
-        prev_bounds = _bbox(prev) if prev is not None else None
+        prev_bounds = SamMed3DSession._previous_bounds(self) if prev is not None else None
         region = _union(prev_bounds, new_bounds)
         if region is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state)

@@ -372,7 +372,7 @@ class SamMed3DSession(PromptSession):
 
     def _keep_previous(self, state: dict) -> Prediction:
         prev = self._mask
-        bounds = _bbox(prev) if prev is not None else None
+        bounds = self._previous_bounds() if prev is not None else None
         if bounds is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state or None)
         return Prediction(prev[_slices(bounds)].copy(), _slices(bounds), state or None)
@@ -441,12 +441,9 @@ class SamMed3DSession(PromptSession):
         """Prediction region = new mask's box plus the previous object's box, so that the
         part of the object outside this crop is kept and the crop's part is replaced."""
         prev = self._mask
-        prev_bounds = None
-        if prev is not None:
-            prev_bounds = self._bounds_of_previous(prev)
+        prev_bounds = self._previous_bounds() if prev is not None else None
         region = _union(prev_bounds, new_bounds)
         if region is None:
-            state["bounds"] = None
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state)
         sl = _slices(region)
         if prev_bounds is not None:
@@ -459,23 +456,14 @@ class SamMed3DSession(PromptSession):
             out = np.zeros(tuple(b - a for a, b in region), dtype=bool)
         if new_bounds is not None:
             out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))] |= new_mask
-        tight = _bbox(out)
-        state["bounds"] = None if tight is None else tuple((region[i][0] + a, region[i][0] + b) for i, (a, b) in enumerate(tight))
         return Prediction(out, sl, state)
 
-    def _bounds_of_previous(self, prev: np.ndarray) -> Optional[tuple]:
-        # The previous prediction's region is a superset of the object's box as long as
-        # the mask is the one this session produced (not an undo/initial mask).
-        if self._state and self._state.get("bounds") is not None and self._bounds_owner is prev:
-            return self._state["bounds"]
-        return _bbox(prev)
-
-    _bounds_owner = None
-
-    def _apply(self, prompts: Prompts):
-        update = super()._apply(prompts)
-        self._bounds_owner = self._mask
-        return update
+    def _previous_bounds(self) -> Optional[tuple]:
+        """Bounding box of the current object mask (kept by the base class)."""
+        box = getattr(self, "_mask_box", None)
+        if box is not None:
+            return tuple((int(sl.start), int(sl.stop)) for sl in box)
+        return _bbox(self._mask) if self._mask is not None else None
 
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
         pos = logits > 0
