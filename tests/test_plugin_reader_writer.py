@@ -153,3 +153,15 @@ def test_window_presets_widget(make_napari_viewer, qtbot):
     assert list(layer.contrast_limits) == [-500.0, 1300.0]
     assert widget.apply_preset("full range") == (-1000.0, 1000.0)
     assert widget.apply_preset("nonsense") is None and "unknown window preset" in widget.status.text()
+
+
+def test_dicom_seg_opens_as_labels_on_the_ct_grid(shared_data):
+    folder = shared_data / "dcmqi_ct3slice"
+    data, kwargs, kind = read_layers(str(folder / "liver.dcm"))[0]
+    ct = read_volume(folder)
+    assert kind == "labels" and data.shape == ct.shape
+    assert kwargs["metadata"]["medseg_geometry"]["origin_xyz"] == list(ct.origin)
+    assert "liver" in " ".join(kwargs["features"]["name"]).lower()
+    # the same liver as the NRRD export of this SEG
+    nrrd, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
+    np.testing.assert_array_equal(data > 0, nrrd.array > 0)

@@ -136,6 +136,8 @@ def _read_one(p: Path) -> List[tuple]:
 
     fmt = detect_format(p)
     name = _strip_ext(p.name) if p.is_file() else p.name
+    if fmt == "dicom" and p.is_file() and _is_dicom_seg(p):
+        return [_read_dicom_seg_layer(p, name)]
     if fmt not in (None, "dicom") and _label_candidate(p, fmt):
         try:
             labels, table = read_labels(p)
@@ -154,6 +156,39 @@ def _read_one(p: Path) -> List[tuple]:
         warnings.warn(f"{p.name}: {exc}; opening each of its {n} channels as its own layer", stacklevel=2)
         return [image_layer_tuple(read_volume(p, channel=c), f"{name} [{c}]") for c in range(n)]
     return [image_layer_tuple(volume, name)]
+
+
+def _is_dicom_seg(p: Path) -> bool:
+    from .io.dicom import _read_header
+
+    try:
+        header = _read_header(p)
+    except MedsegError:
+        return False
+    return header is not None and header.sop_class == "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _read_dicom_seg_layer(p: Path, name: str) -> tuple:
+    """A DICOM-SEG as a Labels layer, on the grid of its image series when that sits beside it."""
+    from .io.layer_data import labels_layer_tuple
+    from .io.readers import read_labels, read_volume
+
+    reference = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            candidate = read_volume(p.parent)
+    except MedsegError:
+        candidate = None
+    if candidate is not None:
+        reference = candidate
+    try:
+        labels, table = read_labels(p, reference=reference)
+    except MedsegError:
+        if reference is None:
+            raise
+        labels, table = read_labels(p)  # the series beside it is another one: use the SEG's own grid
+    return labels_layer_tuple(labels.array, labels, table, name)
 
 
 def _channel_count(p: Path) -> int:

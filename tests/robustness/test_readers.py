@@ -331,9 +331,11 @@ def test_broken_sidecar_is_reported(tmp_path):
         read_labels(tmp_path / "l.nii.gz")
 
 
-def test_dicom_seg_path_refused_by_read_labels(shared_data):
-    with pytest.raises(UnsupportedFormatError, match="DICOM segmentations \\(SEG\\) have their own reader"):
-        read_labels(shared_data / "dcmqi_ct3slice" / "liver.dcm")
+def test_dicom_image_refused_by_read_labels(shared_data):
+    with pytest.raises(UnsupportedFormatError, match="this is a DICOM image \\(series\\), not a segmentation"):
+        read_labels(shared_data / "dcmqi_ct3slice" / "ct-3slice_01.dcm")
+    with pytest.raises(UnsupportedFormatError, match="dcmqi_ct3slice: read_labels reads label maps"):
+        read_labels(shared_data / "dcmqi_ct3slice")
 
 
 # ------------------------------------------------------------- property tests

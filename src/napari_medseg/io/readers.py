@@ -587,7 +587,8 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
     Parameters
     ----------
     path : path-like
-        NIfTI / NRRD (incl. 3D Slicer ``.seg.nrrd``) / MetaImage label file.
+        NIfTI / NRRD (incl. 3D Slicer ``.seg.nrrd``) / MetaImage label file, or a
+        DICOM-SEG file (read by :func:`napari_medseg.io.dicom_seg.read_dicom_seg`).
     reference : Volume, optional
         The image the labels belong to; their voxel grids must match.
 
@@ -616,9 +617,20 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
     if fmt is None:
         raise UnsupportedFormatError(f"{p} is not in a format napari-medseg reads ({SUPPORTED_TEXT})")
     if fmt == "dicom":
+        if p.is_file():
+            from .dicom import NON_IMAGE_SOP_CLASSES, _read_header
+
+            header = _read_header(p)
+            if header is not None and NON_IMAGE_SOP_CLASSES.get(header.sop_class, "").startswith("DICOM Segmentation"):
+                try:
+                    from .dicom_seg import read_dicom_seg
+                except ImportError:  # pragma: no cover - the DICOM-SEG module ships with the package
+                    read_dicom_seg = None
+                if read_dicom_seg is not None:
+                    return read_dicom_seg(p, reference=reference)
         raise UnsupportedFormatError(
-            f"{p}: read_labels reads label maps in NIfTI, NRRD or MetaImage files; "
-            "DICOM segmentations (SEG) have their own reader"
+            f"{p}: read_labels reads label maps in NIfTI, NRRD, MetaImage or DICOM-SEG files; "
+            "this is a DICOM image (series), not a segmentation"
         )
     image, header = _read_image_file(p, fmt)
     if any(k.startswith("Segment") and k.endswith("_Name") for k in header):
