@@ -53,7 +53,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 
-__all__ = ["Lesion", "LesionReport", "measure_lesions", "axial_axes", "longest_diameter"]
+__all__ = ["Lesion", "LesionReport", "measure_lesions", "liver_lesion_ids", "axial_axes", "longest_diameter"]
 
 #: The CSV/table columns, in order (a subset of each row's keys, flattened).
 TABLE_COLUMNS = (
@@ -367,6 +367,25 @@ def axial_axes(mask3d: np.ndarray, spacing_zyx: Sequence[float]) -> dict:
         "long_vox": [to_vox(p), to_vox(q)],
         "short_vox": [to_vox(a), to_vox(b)],
     }
+
+
+def liver_lesion_ids(names: Optional[dict], default: tuple = (1, 2)) -> tuple:
+    """``(liver_id, lesion_id)`` from class names (``{id: name}``), else ``default``.
+
+    ``liver`` names the liver; the first name containing tumor/tumour/lesion/metasta names
+    the lesions (e.g. ``liver_lesion``, ``liver_tumor``). Missing names keep the default id.
+    """
+    liver, lesion = default
+    found_liver = found_lesion = False
+    for idx, name in sorted((names or {}).items()):
+        key = str(name).lower().strip()
+        if int(idx) == 0:
+            continue
+        if key == "liver" and not found_liver:
+            liver, found_liver = int(idx), True
+        elif not found_lesion and any(w in key for w in ("tumor", "tumour", "lesion", "metasta")):
+            lesion, found_lesion = int(idx), True
+    return liver, lesion
 
 
 # ---------------------------------------------------------------------------- main entry

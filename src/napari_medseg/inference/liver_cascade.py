@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import InsufficientMemoryError, InvalidInputError, MedsegError
+from ..errors import InvalidInputError, MedsegError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
 
@@ -142,9 +142,10 @@ def check_volume_for_model(volume: Volume, *, bytes_per_voxel: float = 24.0,
                            available_bytes: Optional[int] = None, what: str = "the liver cascade") -> None:
     """Refuse, before any work, volumes the cascade cannot process.
 
-    Checks: a 3D scalar numeric array, at least 8 x 8 voxels per slice, finite values, and an
-    estimated memory need (``bytes_per_voxel`` per voxel: float copies, probabilities and the
-    output) below the available memory.
+    Delegates to the shared :func:`napari_medseg.io.check_volume_for_model` (3D numeric,
+    finite values; at least 1 slice, since the 2.5D network also runs on a single slice, and
+    8 x 8 voxels in-plane) and :func:`napari_medseg.inference.memory.check_memory` with an
+    estimate of ``bytes_per_voxel`` per voxel (float copies, probabilities, output).
 
     Raises
     ------
@@ -153,44 +154,12 @@ def check_volume_for_model(volume: Volume, *, bytes_per_voxel: float = 24.0,
     InsufficientMemoryError
         The estimate exceeds the available memory (the message says how much is needed).
     """
-    arr = volume.array
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InvalidInputError(f"{what} needs a numeric image, got dtype {arr.dtype}")
-    if arr.shape[1] < 8 or arr.shape[2] < 8:
-        raise InvalidInputError(
-            f"{what} needs slices of at least 8 x 8 voxels, got {arr.shape[1]} x {arr.shape[2]} "
-            "(is this a 1D/2D image?)"
-        )
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise InvalidInputError(
-            f"the image has {bad} NaN/Inf voxel(s); {what} needs finite values "
-            "(replace them, e.g. with the minimum, before running)"
-        )
-    need = float(arr.size) * bytes_per_voxel
-    if available_bytes is None:
-        available_bytes = _available_memory()
-    if available_bytes is not None and need > available_bytes:
-        raise InsufficientMemoryError(
-            f"{what} would need about {need / 2**30:.1f} GiB for a {arr.shape} volume but only "
-            f"{available_bytes / 2**30:.1f} GiB is available; crop the image to the abdomen first"
-        )
+    from ..io import check_volume_for_model as _check
+    from .memory import check_memory
 
-
-def _available_memory() -> Optional[int]:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # not Linux
-        pass
-    try:
-        import psutil  # type: ignore
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover
-        return None
+    _check(volume, min_slices=1, min_size=8, what=what)
+    check_memory(float(volume.array.size) * bytes_per_voxel,
+                 f"{what} on a {'x'.join(str(n) for n in volume.shape)} volume", available=available_bytes)
 
 
 # ----------------------------------------------------------------------------- stage runner

@@ -16,6 +16,7 @@ rotated by 90 degrees and intensity-jittered with MONAI transforms.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -201,7 +202,11 @@ class PatchSampler:
             z = int(self.rng.integers(img.shape[0]))
         x = lc.slabs(img, [z], self.context)[0]
         y = lab[z][None].astype(np.float32)
-        out = self.transform({"image": x, "label": y})
+        with warnings.catch_warnings():
+            # a background-only slice cannot give a foreground-centred crop: MONAI warns and
+            # falls back to a background centre, which is what we want
+            warnings.filterwarnings("ignore", message="Num foregrounds 0")
+            out = self.transform({"image": x, "label": y})
         if isinstance(out, list):
             out = out[0]
         image = np.asarray(out["image"], dtype=np.float32)

