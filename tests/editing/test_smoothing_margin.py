@@ -137,3 +137,42 @@ def test_grow_on_one_slice():
     a[:, 2, 2] = 1
     out = grow(a, (1, 1, 1), 1.0, axis=0, index=1)
     assert (out[1] == 1).sum() == 5 and (out[0] == 1).sum() == 1 and (out[2] == 1).sum() == 1
+
+
+@pytest.mark.parametrize("op", ["grow", "grow_all", "shrink", "median", "opening", "closing"])
+def test_island_boxes_give_the_same_result_as_one_box(monkeypatch, op):
+    """Processing scattered islands box by box is exact (same as one bounding box)."""
+    from napari_medseg.editing import _common
+
+    rng = np.random.default_rng(3)
+    a = np.zeros((30, 120, 120), np.uint8)
+    a[5:12, 10:25, 8:20] = 1
+    idx = rng.integers(0, [30, 120, 120], size=(25, 3))
+    a[tuple(idx.T)] = 1
+    a[tuple(rng.integers(0, [30, 120, 120], size=(15, 3)).T)] = 2
+    a[15:18, 30:36, 30:37] = 1
+    a[16, 33, 38:40] = 1  # two islands close enough to be merged into one box
+    sp = (2.0, 0.9, 0.7)
+    run = {
+        "grow": lambda: grow(a, sp, 2.5, label=1),
+        "grow_all": lambda: grow(a, sp, 1.9),
+        "shrink": lambda: shrink(a, sp, 1.0, label=1),
+        "median": lambda: smooth(a, sp, 1.6, "median", label=1),
+        "opening": lambda: smooth(a, sp, 1.6, "opening"),
+        "closing": lambda: smooth(a, sp, 1.6, "closing", label=1),
+    }[op]
+    monkeypatch.setattr(_common, "CLUSTER_MIN_VOXELS", 10**12)
+    one_box = run()
+    monkeypatch.setattr(_common, "CLUSTER_MIN_VOXELS", 0)
+    calls = []
+    real = _common.clustered_boxes
+
+    def spy(mask, pad):
+        out = real(mask, pad)
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(_common, "clustered_boxes", spy)
+    pieces = run()
+    assert max(calls) > 1  # really split into several boxes
+    np.testing.assert_array_equal(pieces, one_box)

@@ -242,3 +242,113 @@ def prepare(labels, spacing_zyx, label, axis=None, index=None):
     out = arr.copy()
     view, sp_view = work_region(out, sp, axis, index)
     return out, view, sp_view, ids
+
+
+def distance_to(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Euclidean distance (mm, float32) from every voxel to the nearest voxel of ``mask``.
+
+    Exact (Maurer's linear-time algorithm, SimpleITK, multi-threaded; ~5x faster than
+    :func:`scipy.ndimage.distance_transform_edt`, which builds the full feature
+    transform). Voxels of ``mask`` get 0; an empty mask gives ``inf`` everywhere.
+    Works for 2D and 3D arrays; ``spacing`` in array order.
+    """
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return np.full(mask.shape, np.inf, dtype=np.float32)
+    if mask.all():
+        return np.zeros(mask.shape, dtype=np.float32)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+    image.SetSpacing(tuple(float(s) for s in reversed(tuple(spacing))))
+    dist = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False,
+                                        useImageSpacing=True, backgroundValue=0)
+    out = sitk.GetArrayFromImage(dist).astype(np.float32, copy=False)
+    np.maximum(out, 0.0, out=out)
+    return out
+
+
+#: Below this many voxels a label's bounding box is processed in one piece.
+CLUSTER_MIN_VOXELS = 2_000_000
+
+
+def clustered_boxes(mask: np.ndarray, pad: Sequence[int]) -> list:
+    """Boxes covering ``mask`` that can be processed independently by a radius-``pad`` op.
+
+    Each connected component's bounding box is grown by ``pad`` voxels; boxes that
+    overlap are merged (repeatedly) into their common bounding box. Two final boxes
+    are then farther apart than ``pad`` along some axis, so an operation whose reach
+    is at most ``pad`` voxels (a margin, a smoothing kernel) gives the same result
+    box by box as on the whole array. Scattered islands thus cost their own small
+    boxes instead of the whole volume. Falls back to the one grown bounding box when
+    the pieces would not be much smaller.
+    """
+    from scipy import ndimage
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    whole = bbox(mask, pad)
+    if whole is None:
+        return []
+    whole_size = int(np.prod([s.stop - s.start for s in whole]))
+    if whole_size < CLUSTER_MIN_VOXELS:
+        return [whole]
+    comp, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, bool))
+    if n <= 1:
+        return [whole]
+    objs = ndimage.find_objects(comp)
+    del comp
+    pad = np.asarray(pad, dtype=np.int64)
+    shape = np.asarray(mask.shape)
+    lo = np.array([[s.start for s in o] for o in objs]) - pad
+    hi = np.array([[s.stop for s in o] for o in objs]) + pad
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, shape)
+    while True:
+        overlap = np.all((lo[:, None, :] < hi[None, :, :]) & (lo[None, :, :] < hi[:, None, :]), axis=2)
+        k, groups = connected_components(csr_matrix(overlap), directed=False)
+        if k == len(lo):
+            break
+        new_lo = np.full((k, mask.ndim), np.iinfo(np.int64).max)
+        new_hi = np.zeros((k, mask.ndim), dtype=np.int64)
+        np.minimum.at(new_lo, groups, lo)
+        np.maximum.at(new_hi, groups, hi)
+        lo, hi = new_lo, new_hi
+        if k == 1:
+            break
+    sizes = np.prod(hi - lo, axis=1)
+    if sizes.sum() > 0.7 * whole_size:
+        return [whole]
+    return [tuple(slice(int(a), int(b)) for a, b in zip(l, h)) for l, h in zip(lo, hi)]
+
+
+def fill_enclosed(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its enclosed holes filled (like ``scipy.ndimage.binary_fill_holes``).
+
+    One connected-component labelling of the background instead of the iterative
+    dilation ``binary_fill_holes`` does: background components touching the array
+    border are outside, the others are holes (face connectivity).
+    """
+    from scipy import ndimage
+
+    bg = ~mask
+    comp, n = ndimage.label(bg)
+    if n == 0:
+        return mask.copy()
+    border = np.zeros(n + 1, bool)
+    for ax in range(mask.ndim):
+        for end in (0, -1):
+            face = np.take(comp, end, axis=ax)
+            border[np.unique(face)] = True
+    border[0] = True  # the mask itself
+    return mask | ~border[comp]
+
+
+def label_pieces(original: np.ndarray, lab_id: int, box: tuple, pad: Sequence[int]) -> list:
+    """Independent boxes (in ``original``'s indices) to process label ``lab_id`` in.
+
+    ``box`` is the label's bounding box; the result covers it grown by ``pad`` voxels,
+    split by :func:`clustered_boxes` so that distant islands are processed apart.
+    """
+    outer = grow_box(box, pad, original.shape)
+    pieces = clustered_boxes(original[outer] == lab_id, pad)
+    return [tuple(slice(o.start + p.start, o.start + p.stop) for o, p in zip(outer, piece)) for piece in pieces]

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidInputError
-from ._common import check_size, check_spacing, label_bboxes, prepare, voxel_volume_ml
+from ._common import check_size, check_spacing, fill_enclosed, label_bboxes, prepare, voxel_volume_ml
 
 
 def fill_holes(
@@ -67,9 +67,9 @@ def fill_holes(
             for k in range(mask.shape[slice_axis]):
                 key = [slice(None)] * 3
                 key[slice_axis] = k
-                filled[tuple(key)] = ndimage.binary_fill_holes(mask[tuple(key)])
+                filled[tuple(key)] = fill_enclosed(mask[tuple(key)])
         else:
-            filled = ndimage.binary_fill_holes(mask)
+            filled = fill_enclosed(mask)
         holes = filled & ~mask
         if max_ml is not None and holes.any():
             comp, n = ndimage.label(holes)

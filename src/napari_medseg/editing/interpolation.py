@@ -13,19 +13,17 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
-
 from ..errors import InvalidInputError
-from ._common import bbox, check_labels, check_spacing, label_bboxes, select_ids
+from ._common import bbox, check_labels, check_spacing, distance_to, label_bboxes, select_ids
 
 
 def _signed_distance(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
     """Signed distance (mm) to the outline: negative inside, positive outside."""
     if not mask.any():
         return np.full(mask.shape, np.inf, dtype=np.float32)
-    outside = ndimage.distance_transform_edt(~mask, sampling=sampling)
-    inside = ndimage.distance_transform_edt(mask, sampling=sampling)
-    return (outside - inside).astype(np.float32)
+    outside = distance_to(mask, sampling)
+    inside = distance_to(~mask, sampling)
+    return outside - inside
 
 
 def fill_between_slices(

@@ -1,8 +1,9 @@
 """Grow or shrink labels by a margin in millimetres (exact Euclidean distances).
 
-Distances are between voxel centres, computed with
-:func:`scipy.ndimage.distance_transform_edt` and ``sampling`` = spacing, so a margin
-of 5 mm is 5 mm along every axis of an anisotropic scan. Growing adds every voxel
+Distances are exact Euclidean distances between voxel centres in millimetres (the
+voxel spacing is used, so a margin of 5 mm is 5 mm along every axis of an anisotropic
+scan), computed with Maurer's linear-time transform (SimpleITK), box by box around
+the label (scattered islands each in their own small box). Growing adds every voxel
 whose centre lies within the margin of a voxel of the label; shrinking removes every
 voxel of the label whose centre lies within the margin of a voxel outside it (the
 two are exact duals).
@@ -13,9 +14,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
-
-from ._common import check_size, grow_box, label_bboxes, mm_to_voxels, prepare
+from ._common import check_size, distance_to, label_bboxes, label_pieces, mm_to_voxels, prepare
 
 
 def grow(
@@ -60,22 +59,30 @@ def grow(
     best = None
     if len(ids) > 1:
         best = np.full(view.shape, np.inf, dtype=np.float32)
+    tol = 1e-4 + 1e-5 * d  # float32 distances
     for lab_id, box in label_bboxes(original, ids).items():
-        box = grow_box(box, pad, view.shape)
-        src = original[box]
-        mask = src == lab_id
-        dist = ndimage.distance_transform_edt(~mask, sampling=sp).astype(np.float32)
-        cand = (dist <= d + 1e-6) & ~mask
-        if overwrite:
-            cand &= ~growing[box] if growing is not None else True
-        else:
-            cand &= src == 0
-        if best is not None:
-            bsub = best[box]
-            cand &= dist < bsub
-            bsub[cand] = dist[cand]
-        view[box][cand] = lab_id
+        for box in label_pieces(original, lab_id, box, pad):
+            _grow_box(view, original, lab_id, box, sp, d + tol, overwrite, growing, best)
     return out
+
+
+def _grow_box(view, original, lab_id, box, sp, limit, overwrite, growing, best):
+    src = original[box]
+    mask = src == lab_id
+    if not mask.any():
+        return
+    dist = distance_to(mask, sp)
+    cand = (dist <= limit) & ~mask
+    if overwrite:
+        if growing is not None:
+            cand &= ~growing[box]
+    else:
+        cand &= src == 0
+    if best is not None:
+        bsub = best[box]
+        cand &= dist < bsub
+        bsub[cand] = dist[cand]
+    view[box][cand] = lab_id
 
 
 def shrink(
@@ -98,13 +105,14 @@ def shrink(
     if d == 0:
         return out
     original = view.copy()
+    pad = [p + 1 for p in mm_to_voxels(d, sp)]
+    tol = 1e-4 + 1e-5 * d
     for lab_id, box in label_bboxes(original, ids).items():
-        box = grow_box(box, [1] * view.ndim, view.shape)
-        mask = original[box] == lab_id
-        if mask.all():  # fills the whole volume: no surface to shrink from
-            continue
-        dist = ndimage.distance_transform_edt(mask, sampling=sp)
-        view[box][mask & (dist <= d + 1e-6)] = 0
+        for piece in label_pieces(original, lab_id, box, pad):
+            mask = original[piece] == lab_id
+            # distance of each label voxel to the nearest voxel outside the label
+            dist = distance_to(~mask, sp)
+            view[piece][mask & (dist <= d + tol)] = 0
     return out
 
 

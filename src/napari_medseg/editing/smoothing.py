@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidInputError
-from ._common import check_size, ellipsoid, grow_box, label_bboxes, prepare
+from ._common import check_size, ellipsoid, label_bboxes, label_pieces, prepare
 
 METHODS = ("median", "opening", "closing")
 
@@ -94,15 +94,16 @@ def smooth(
         return out  # kernel smaller than a voxel on every axis: nothing to do
     half = [s // 2 for s in footprint.shape]
     original = view.copy()  # decisions use the input, so label order does not matter
-    for lab_id, box in label_bboxes(original, ids).items():
-        box = grow_box(box, [h + 1 for h in half], view.shape)
-        src = original[box]
-        mask = src == lab_id
-        if method == "median":
-            new = _majority(mask, footprint)
-        else:
-            new = _pad_op(mask, footprint, method)
-        sub = view[box]
-        sub[mask & ~new] = 0
-        sub[new & ~mask & (src == 0) & (sub == 0)] = lab_id
+    pad = [h + 1 for h in half]
+    for lab_id, whole in label_bboxes(original, ids).items():
+        for box in label_pieces(original, lab_id, whole, pad):
+            src = original[box]
+            mask = src == lab_id
+            if method == "median":
+                new = _majority(mask, footprint)
+            else:
+                new = _pad_op(mask, footprint, method)
+            sub = view[box]
+            sub[mask & ~new] = 0
+            sub[new & ~mask & (src == 0) & (sub == 0)] = lab_id
     return out
