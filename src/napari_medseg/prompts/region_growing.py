@@ -60,6 +60,7 @@ class _Crop:
     factors: tuple  # integer block size of the working grid per axis
     spacing: np.ndarray  # working-grid spacing, mm (z, y, x)
     smoothed: np.ndarray  # float32, working grid
+    raw: np.ndarray  # float32, working grid before smoothing (block means)
     gradient: np.ndarray  # float32, |grad| per mm, working grid
 
     @property
@@ -358,7 +359,7 @@ class RegionGrowingSession(PromptSession):
             for a, s in enumerate(spacing)
         ]
         gradient = np.sqrt(sum(g.astype(np.float32) ** 2 for g in grads)).astype(np.float32)
-        return _Crop(region, factors, spacing, smoothed, gradient)
+        return _Crop(region, factors, spacing, smoothed=smoothed, raw=work, gradient=gradient)
 
     def _initial_region(self, prompts: Prompts) -> tuple:
         shape = self.volume.shape
@@ -594,9 +595,23 @@ class RegionGrowingSession(PromptSession):
             core = _components_at(core, core_seeds)
             if core.any():
                 sub = _dilate_mm(core, self.opening_mm + float(spacing.max()), spacing, within=sub)
-        # Edge voxels (high gradient, intensity in range) on the object's boundary.
-        ring = _dilate_mm(sub, float(spacing.max()) * 1.01, spacing) & ~sub & inside[box]
-        sub = sub | ring
+        # Boundary: growth stops a voxel or two inside a border (smoothing and the
+        # scanner's blur spread it). Voxels next to the object join it while their own
+        # value is closer to the object's than to the most different value just
+        # outside (the half-way / 50 % partial-volume rule), over up to ~4 mm.
+        raw = crop.raw[box]
+        centre = np.float32(np.median(raw[sub])) if sub.any() else np.float32(0)
+        size = tuple(5 if n >= 5 else max(1, n) for n in raw.shape)
+        lo = ndi.minimum_filter(raw, size=size, mode="nearest")
+        hi = ndi.maximum_filter(raw, size=size, mode="nearest")
+        out = np.where(np.abs(lo - centre) > np.abs(hi - centre), lo, hi)
+        closer = (np.abs(raw - centre) < np.abs(raw - out)) | inside[box]
+        cross = ndi.generate_binary_structure(3, 1)
+        for _ in range(min(6, max(2, int(round(4.0 / float(spacing.min())))))):
+            grown_more = ndi.binary_dilation(sub, structure=cross, mask=closer | sub)
+            if np.array_equal(grown_more, sub):
+                break
+            sub = grown_more
         sub = ndi.binary_fill_holes(sub)
         sub = _components_at(sub, [s for s in local_seeds if sub[s]] or local_seeds)
         out = np.zeros(grown.shape, dtype=bool)
@@ -644,7 +659,12 @@ class RegionGrowingSession(PromptSession):
         # neighbourhood (at low tolerance it is still filling in the object itself).
         seeds = [s] if moved == s or not np.isfinite(kmap[moved]) else [s, moved]
         comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
-        return comp, kint <= k + 0.5
+        # In range on the smoothed or on the unsmoothed image (a sharp border voxel
+        # keeps its value only before smoothing).
+        inside = kint <= k + 0.5
+        raw_ok = np.abs(crop.raw - np.float32(med)) <= np.float32((k + 0.5) * sd)
+        raw_ok &= np.isfinite(kint)  # barriers (negative clicks, box) still hold
+        return comp, inside | raw_ok
 
     def _adaptive_component(self, kmap: np.ndarray, seeds: list, min_voxels: int = 27) -> tuple:
         """Grow at increasing tolerances; stop before the volume jumps (a leak).
