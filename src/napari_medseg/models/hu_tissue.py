@@ -24,7 +24,8 @@ Method, per step (all sizes in mm, converted with the volume's spacing):
    parenchyma, unlike bowel gas (mostly pure air). Vessels inside the lung are filled in
    per slice. Airway is pure air next to the lungs, medial in the body (trachea, main
    bronchi); other gas stays ``body_other``.
-3. **Bone**: above ``bone_hu``, holes up to ``bone_hole_cm2`` per slice filled (marrow),
+3. **Bone**: above ``bone_hu``, holes up to ``bone_hole_cm2`` per slice whose mean is at
+   least ``marrow_min_hu`` filled (marrow; the spinal canal's fluid stays out),
    components under ``min_bone_ml`` removed.
 4. **Muscle wall**: on an in-plane grid of about 2 mm, the soft tissue and bone inside the
    body (skin peeled off), opened to drop fat septa, closed
@@ -81,6 +82,7 @@ class HUTissueParams:
     muscle_band_mm: float = 10.0
     paraspinal_half_width: float = 0.15
     bone_hole_cm2: float = 12.0
+    marrow_min_hu: float = 60.0
     min_bone_ml: float = 0.3
     min_lung_ml: float = 5.0
     lung_max_pure_fraction: float = 0.3
@@ -89,12 +91,40 @@ class HUTissueParams:
 
 
 # --------------------------------------------------------------------- structuring
-def _disk(radius_vox: tuple) -> np.ndarray:
-    """An in-plane (1, ny, nx) elliptical footprint with radii (ry, rx) in voxels."""
-    ry, rx = (max(0, int(round(r))) for r in radius_vox)
-    y, x = np.ogrid[-ry:ry + 1, -rx:rx + 1]
-    fp = (y / max(ry, 0.5)) ** 2 + (x / max(rx, 0.5)) ** 2 <= 1.0 + 1e-9
-    return fp[None, :, :]
+def _steps(radius_mm: float, wy: float, wx: float) -> tuple:
+    """Iterations (square, cross) of 3x3 in-plane steps approximating a disk of radius_mm.
+
+    Alternating the 8-neighbour square and the 4-neighbour cross gives an octagon whose
+    axis reach is ``a + b`` and diagonal reach about ``1.06 (a + b)``: close to a disk, at
+    a cost linear (not quadratic) in the radius.
+    """
+    r = radius_mm / (0.5 * (wy + wx))
+    n = max(0, int(round(r)))
+    return n // 2, n - n // 2
+
+
+def _dilate(mask: np.ndarray, radius_mm: float, wy: float, wx: float) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    a, b = _steps(radius_mm, wy, wx)
+    out = mask
+    if a:
+        out = ndi.binary_dilation(out, structure=_PLANE8, iterations=a)
+    if b:
+        out = ndi.binary_dilation(out, structure=_PLANE4, iterations=b)
+    return out
+
+
+def _erode(mask: np.ndarray, radius_mm: float, wy: float, wx: float) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    a, b = _steps(radius_mm, wy, wx)
+    out = mask
+    if a:
+        out = ndi.binary_erosion(out, structure=_PLANE8, iterations=a)
+    if b:
+        out = ndi.binary_erosion(out, structure=_PLANE4, iterations=b)
+    return out
 
 
 _PLANE4 = np.zeros((3, 3, 3), bool)
@@ -122,8 +152,13 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     return ~edge[lab] | mask
 
 
-def _fill_small_holes(mask: np.ndarray, max_area_vox: float) -> np.ndarray:
-    """Fill per-slice holes no larger than ``max_area_vox`` voxels."""
+def _fill_small_holes(mask: np.ndarray, max_area_vox: float, hu: Optional[np.ndarray] = None,
+                      min_mean_hu: Optional[float] = None) -> np.ndarray:
+    """Fill per-slice holes no larger than ``max_area_vox`` voxels.
+
+    With ``hu`` and ``min_mean_hu``, only holes whose mean HU reaches ``min_mean_hu`` are
+    filled (marrow inside cortex, not the spinal canal's fluid inside the vertebral arch).
+    """
     from scipy import ndimage as ndi
 
     holes = _fill_slices(mask) & ~mask
@@ -131,9 +166,12 @@ def _fill_small_holes(mask: np.ndarray, max_area_vox: float) -> np.ndarray:
         return mask
     lab, n = ndi.label(holes, structure=_PLANE4)
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    small = sizes <= max_area_vox
-    small[0] = False
-    return mask | small[lab]
+    fill = sizes <= max_area_vox
+    if hu is not None and min_mean_hu is not None:
+        sums = np.bincount(lab.ravel(), weights=hu.ravel().astype(np.float64), minlength=n + 1)
+        fill &= sums >= min_mean_hu * sizes
+    fill[0] = False
+    return mask | fill[lab]
 
 
 def _largest_per_slice(mask: np.ndarray) -> np.ndarray:
@@ -197,7 +235,7 @@ def body_mask(hu: np.ndarray, spacing_zyx: tuple, params: HUTissueParams = HUTis
     mask = _downsample(thr, f)
     r = params.table_opening_mm
     if r > 0:
-        mask = ndi.binary_opening(mask, structure=_disk((r / wy, r / wx)))
+        mask = _dilate(_erode(mask, r, wy, wx), r, wy, wx)
     lab, n = ndi.label(mask)
     if n == 0:
         return np.zeros(hu.shape, bool)
@@ -213,7 +251,8 @@ def body_mask(hu: np.ndarray, spacing_zyx: tuple, params: HUTissueParams = HUTis
 
 
 def _work_factor(p: HUTissueParams, sy: float, sx: float) -> tuple:
-    return (max(1, int(round(p.work_mm / sy))), max(1, int(round(p.work_mm / sx))))
+    """In-plane reduction factors giving a working grid of about ``work_mm`` (rounded up)."""
+    return (max(1, int(p.work_mm / sy + 0.25 + 0.5)), max(1, int(p.work_mm / sx + 0.25 + 0.5)))
 
 
 def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
@@ -303,7 +342,7 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     # ---------------------------------------------------------------------- bone
     report(progress, 0.45, "bone")
     bone = body & (hu > _bone_threshold(p, (sz, sy, sx))) & ~lung
-    bone = _fill_small_holes(bone, p.bone_hole_cm2 * 100.0 / (sy * sx))
+    bone = _fill_small_holes(bone, p.bone_hole_cm2 * 100.0 / (sy * sx), hu, p.marrow_min_hu)
     lab, n = ndi.label(bone)
     if n:
         counts = np.bincount(lab.ravel(), minlength=n + 1)
@@ -320,21 +359,20 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     fat = body & (hu >= p.fat_range[0]) & (hu <= p.fat_range[1]) & ~lung & ~airway
     soft = body & (hu >= p.muscle_range[0]) & (hu <= p.muscle_range[1])
     body_w = _downsample(body, f)
-    inner_w = ndi.binary_erosion(body_w, structure=_disk((p.skin_mm / wy, p.skin_mm / wx)))
+    inner_w = _erode(body_w, p.skin_mm, wy, wx)
     core_w = _downsample(soft | bone | lung | airway, f) & inner_w
-    core_w = ndi.binary_opening(core_w, structure=_disk((p.septa_opening_mm / wy,
-                                                         p.septa_opening_mm / wx)))
+    core_w = _dilate(_erode(core_w, p.septa_opening_mm, wy, wx), p.septa_opening_mm, wy, wx)
     rc = p.wall_closing_mm
-    pad = int(np.ceil(rc / min(wy, wx))) + 1
+    pad = sum(_steps(rc, wy, wx)) + 1
     core_p = np.pad(core_w, ((0, 0), (pad, pad), (pad, pad)))
-    core_p = ndi.binary_closing(core_p, structure=_disk((rc / wy, rc / wx)))
+    core_p = _erode(_dilate(core_p, rc, wy, wx), rc, wy, wx)
     # Close first (bridges gaps between muscles and between organs), then keep the trunk:
     # the largest piece of each slice (arms and legs stay outside it).
     core_p = _largest_per_slice(core_p[:, pad:-pad, pad:-pad])
     trunk_w = _fill_slices(core_p) & body_w
     check_cancel(cancel)
     band = p.muscle_band_mm
-    deep_w = ndi.binary_erosion(trunk_w, structure=_disk((band / wy, band / wx)))
+    deep_w = _erode(trunk_w, band, wy, wx)
     trunk = _upsample(trunk_w, f, shape)
     inner = _upsample(inner_w, f, shape)
     deep = _upsample(deep_w, f, shape)
