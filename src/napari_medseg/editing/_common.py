@@ -269,6 +269,8 @@ def distance_to(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 #: Below this many voxels a label's bounding box is processed in one piece.
 CLUSTER_MIN_VOXELS = 2_000_000
+#: At most this many independent boxes per label (each box has a fixed overhead).
+MAX_PIECES = 64
 
 
 def clustered_boxes(mask: np.ndarray, pad: Sequence[int]) -> list:
@@ -303,6 +305,20 @@ def clustered_boxes(mask: np.ndarray, pad: Sequence[int]) -> list:
     hi = np.array([[s.stop for s in o] for o in objs]) + pad
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, shape)
+    if len(lo) > MAX_PIECES:
+        # Many islands: per-box overhead would dominate. Group them by a coarse grid
+        # cell (of the box centres) first; the overlap merge below keeps it exact.
+        cells = max(1, int(round(MAX_PIECES ** (1.0 / mask.ndim))))
+        centre = (lo + hi) / 2.0
+        cell = np.minimum((centre / shape * cells).astype(np.int64), cells - 1)
+        key = np.ravel_multi_index(cell.T, (cells,) * mask.ndim)
+        _, groups = np.unique(key, return_inverse=True)
+        k = int(groups.max()) + 1
+        new_lo = np.full((k, mask.ndim), np.iinfo(np.int64).max)
+        new_hi = np.zeros((k, mask.ndim), dtype=np.int64)
+        np.minimum.at(new_lo, groups, lo)
+        np.maximum.at(new_hi, groups, hi)
+        lo, hi = new_lo, new_hi
     while True:
         overlap = np.all((lo[:, None, :] < hi[None, :, :]) & (lo[None, :, :] < hi[:, None, :]), axis=2)
         k, groups = connected_components(csr_matrix(overlap), directed=False)
