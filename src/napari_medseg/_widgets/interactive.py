@@ -300,7 +300,10 @@ class InteractiveSegmentationWidget(QWidget):
         self.positive_btn.setChecked(bool(positive))
         self.negative_btn.setChecked(not positive)
         if PROMPTS_LAYER in self.viewer.layers:
-            self.viewer.layers[PROMPTS_LAYER].current_face_color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
+            layer = self.viewer.layers[PROMPTS_LAYER]
+            # current_face_color also recolours selected points: deselect first
+            layer.selected_data = set()
+            layer.current_face_color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
 
     def toggle_mode(self) -> None:
         """Switch between positive and negative clicks (key ``T``)."""
@@ -354,10 +357,12 @@ class InteractiveSegmentationWidget(QWidget):
         layer = self._prompts_layer()
         self._adding = True
         try:
+            layer.selected_data = set()
             layer.current_face_color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
             layer.add(np.asarray(world, dtype=float)[-3:])
         finally:
             self._adding = False
+            layer.selected_data = set()
             layer.current_face_color = POSITIVE_COLOR if self.positive else NEGATIVE_COLOR
         self._records.append((zyx, positive))
         self._enqueue(("point", zyx, positive))
@@ -472,6 +477,7 @@ class InteractiveSegmentationWidget(QWidget):
             layer = self.viewer.layers[PROMPTS_LAYER]
             self._adding = True
             try:
+                layer.selected_data = set()
                 layer.data = np.empty((0, 3))
             finally:
                 self._adding = False
@@ -482,6 +488,7 @@ class InteractiveSegmentationWidget(QWidget):
         layer = self.viewer.layers[PROMPTS_LAYER]
         self._adding = True
         try:
+            layer.selected_data = set()
             layer.data = np.asarray(layer.data)[: max(0, len(layer.data) - n)]
         finally:
             self._adding = False
