@@ -200,6 +200,10 @@ class SamMed3DSession(PromptSession):
     """
 
     name = "sam-med3d"
+    #: torch CPU threads for the per-click decoder (None: leave torch's setting). The
+    #: decoder's matrices are small: one thread is nearly as fast on an idle machine and
+    #: avoids the large slow-downs of oversubscribed thread pools on a busy one.
+    decoder_threads: Optional[int] = 1
 
     def __init__(
         self,
@@ -221,6 +225,7 @@ class SamMed3DSession(PromptSession):
         self._resampled = None  # torch float32 (rz, ry, rx)
         self._res_shape: tuple = ()
         self._embeddings: dict = {}  # crop start -> embedding (LRU order)
+        self._maps_cache: dict = {}
         self.message: str = ""
         self.last_iou: Optional[float] = None
 
@@ -265,6 +270,7 @@ class SamMed3DSession(PromptSession):
         self._resampled = resampled
         self._res_shape = shape
         self._embeddings.clear()
+        self._maps_cache.clear()
         self.message = ""
         report(progress, 1.0, "ready: the first click encodes a 128³ crop")
 
@@ -307,7 +313,14 @@ class SamMed3DSession(PromptSession):
         return tuple(to_resampled(c, n, r) for c, n, r in zip(zyx, self.volume.shape, self._res_shape))
 
     def _axis_maps(self, start: tuple) -> list:
-        return [_AxisMap(n, r, s) for n, r, s in zip(self.volume.shape, self._res_shape, start)]
+        key = (start, self._res_shape)
+        maps = self._maps_cache.get(key)
+        if maps is None:
+            maps = [_AxisMap(n, r, s) for n, r, s in zip(self.volume.shape, self._res_shape, start)]
+            if len(self._maps_cache) > 16:
+                self._maps_cache.clear()
+            self._maps_cache[key] = maps
+        return maps
 
     @staticmethod
     def _in_crop(maps: list, zyx: Sequence[float]) -> bool:
@@ -357,11 +370,11 @@ class SamMed3DSession(PromptSession):
             mask_prompt = self._binary_prompt(maps, prompts).to(device)
         c = torch.tensor([coords], dtype=torch.float32, device=device)
         lt = torch.tensor([lab], dtype=torch.int64, device=device)
-        low_res, iou = self._model().decode(emb, c, lt, mask_prompt)
-        self.last_iou = float(iou.reshape(-1)[0])
-        logits = low_res[0, 0].float().cpu().numpy()
-
-        new_bounds, new_mask = self._map_back(maps, logits)
+        with _torch_threads(self.decoder_threads if device.type == "cpu" else None):
+            low_res, iou = self._model().decode(emb, c, lt, mask_prompt)
+            self.last_iou = float(iou.reshape(-1)[0])
+            logits = low_res[0, 0].float().cpu().numpy()
+            new_bounds, new_mask = self._map_back(maps, logits)
         crop_bounds = tuple((m.lo, m.hi) for m in maps)
         if prompts.box is not None and new_mask is not None:
             new_bounds, new_mask = self._clip_to_box(new_bounds, new_mask, prompts.box)
@@ -410,12 +423,17 @@ class SamMed3DSession(PromptSession):
             clo, chi = max(lo - 1, 0), min(hi + 1, LOW)  # neighbours of the positive cells
             rows.append(m.rows[a:b, clo:chi])
             ranges.append((clo, chi, m.lo + a, m.lo + b))
-        block = logits[ranges[0][0] : ranges[0][1], ranges[1][0] : ranges[1][1], ranges[2][0] : ranges[2][1]]
-        # separable trilinear interpolation: contract z, then y, then x
-        t = np.tensordot(rows[0], block, axes=(1, 0))  # (Z, y, x)
-        t = np.tensordot(rows[1], t, axes=(1, 1))  # (Y, Z, x)
-        t = np.tensordot(rows[2], t, axes=(1, 2))  # (X, Y, Z)
-        mask = np.ascontiguousarray(t.transpose(2, 1, 0) > 0)
+        import torch
+
+        block = torch.from_numpy(
+            np.ascontiguousarray(logits[ranges[0][0] : ranges[0][1], ranges[1][0] : ranges[1][1], ranges[2][0] : ranges[2][1]])
+        )
+        r0, r1, r2 = (torch.from_numpy(np.ascontiguousarray(r)) for r in rows)
+        # separable trilinear interpolation: contract z, then y, then x (small matmuls)
+        t = (r0 @ block.reshape(block.shape[0], -1)).reshape(r0.shape[0], block.shape[1], block.shape[2])
+        t = torch.matmul(r1, t)  # (Z, Y, x)
+        t = torch.matmul(t, r2.t())  # (Z, Y, X)
+        mask = (t > 0).numpy()
         bounds = tuple((r[2], r[3]) for r in ranges)
         tight = _bbox(mask)
         if tight is None:
@@ -487,6 +505,29 @@ class SamMed3DSession(PromptSession):
         super().reset()
         self.message = ""
         self.last_iou = None
+
+
+class _torch_threads:
+    """Temporarily set torch's intra-op CPU threads (process-wide; restored on exit)."""
+
+    def __init__(self, n: Optional[int]) -> None:
+        self.n = n
+        self.before = None
+
+    def __enter__(self):
+        if self.n:
+            import torch
+
+            self.before = torch.get_num_threads()
+            if self.before != self.n:
+                torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.n and self.before and self.before != self.n:
+            import torch
+
+            torch.set_num_threads(self.before)
 
 
 def torch_isfinite_all(t) -> bool:

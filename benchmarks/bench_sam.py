@@ -1,0 +1,180 @@
+"""Benchmark of the SAM-Med3D prompt session on the CPU.
+
+Measures, for the real CT (``../shared/data/totalseg_example/example_ct.nii.gz``) and a
+synthetic 512 x 512 x 300 CT (0.7 x 0.7 x 1.0 mm):
+
+* set-up: resampling the volume to 1.5 mm (``set_volume``) and encoding one 128^3 crop
+  (the ViT, once per crop);
+* per click once the crop is encoded: the full ``add_point`` (prompt encoder + mask
+  decoder + upsampling + map back + paste into the full-grid mask) and its backend part
+  (``_predict``), for several positive/negative clicks inside the crop;
+* the reference map-back (upsample the logits to 128^3, threshold, paste into the
+  resampled volume, nearest-neighbour back to the *whole* original grid, as the
+  published ``data_postprocess`` does) against ours (only the object's region), same run.
+
+Weights are the deterministic ones of the parity fixture (timing does not depend on
+the weights' values). Target: <= 50 ms per click once the crop is encoded.
+
+Run: ``python benchmarks/bench_sam.py [--quick] [--threads N]``. The machine may be
+shared: timings are noisy; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TARGET_MS = 50.0
+
+
+def _net():
+    import torch
+
+    from napari_medseg.models.sam_med3d import build_sam_med3d
+    from napari_medseg.models.sam_med3d.testing import deterministic_state_dict
+
+    shapes_file = SHARED / "fixtures" / "sam_med3d_state_dict.json"
+    net = build_sam_med3d()
+    if shapes_file.is_file():
+        shapes = json.loads(shapes_file.read_text())["state_dict_shapes"]
+        net.load_state_dict(deterministic_state_dict(shapes))
+    else:  # no fixture: seeded random init, same cost
+        torch.manual_seed(0)
+    return net.eval()
+
+
+def synthetic_ct(shape=(300, 512, 512), spacing_xyz=(0.7, 0.7, 1.0), seed=0):
+    from napari_medseg.io.volume import Volume
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    body = ((y - shape[1] / 2) / (0.42 * shape[1])) ** 2 + ((x - shape[2] / 2) / (0.46 * shape[2])) ** 2 < 1
+    arr = np.where(np.broadcast_to(body, shape), 40, -1000).astype(np.int16)
+    organ = ((z - 150) / 60.0) ** 2 + ((y - 230) / 90.0) ** 2 + ((x - 180) / 80.0) ** 2 < 1
+    arr[organ] = 110
+    arr += rng.integers(-15, 16, size=shape, dtype=np.int16)
+    return Volume(arr, spacing=spacing_xyz, modality="CT"), (150, 230, 180)
+
+
+def real_ct():
+    path = SHARED / "data" / "totalseg_example" / "example_ct.nii.gz"
+    if not path.is_file():
+        return None
+    from napari_medseg.io import read_volume
+
+    vol = read_volume(path)
+    centre = tuple(s // 2 for s in vol.shape)
+    return vol, centre
+
+
+def reference_map_back(session, logits_low, start, res_shape, orig_shape):
+    """The published post-processing, on the whole grid (for the ratio)."""
+    import torch
+    import torch.nn.functional as F
+
+    up = F.interpolate(logits_low, size=(128,) * 3, mode="trilinear", align_corners=False)
+    crop_mask = (torch.sigmoid(up[0, 0]) > 0.5).numpy()
+    full = np.zeros(res_shape, bool)
+    dst = tuple(slice(max(s, 0), min(s + 128, r)) for s, r in zip(start, res_shape))
+    src = tuple(slice(d.start - s, d.stop - s) for d, s in zip(dst, start))
+    full[dst] = crop_mask[src]
+    back = F.interpolate(torch.from_numpy(full)[None, None].float(), size=orig_shape, mode="nearest")[0, 0] > 0
+    return back.numpy()
+
+
+def bench_volume(name, vol, centre, net, n_clicks):
+    import torch
+
+    from napari_medseg.prompts.sam_med3d_session import SamMed3DSession
+
+    s = SamMed3DSession(network=net, device="cpu")
+    t0 = time.perf_counter()
+    s.set_volume(vol)
+    t_prepare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    s.encode_around(centre)
+    t_encode = time.perf_counter() - t0
+
+    rng = np.random.default_rng(1)
+    totals, backend = [], []
+    orig_predict = s._predict
+
+    def timed_predict(prompts, state):
+        t = time.perf_counter()
+        out = orig_predict(prompts, state)
+        backend.append(time.perf_counter() - t)
+        return out
+
+    s._predict = timed_predict
+    for i in range(n_clicks):
+        offset = rng.integers(-6, 7, size=3) if i else np.zeros(3, int)
+        p = tuple(int(np.clip(c + o, 0, n - 1)) for c, o, n in zip(centre, offset, vol.shape))
+        t = time.perf_counter()
+        s.add_point(p, positive=(i % 3 != 2))
+        totals.append(time.perf_counter() - t)
+    assert len(s._embeddings) == 1, "clicks inside the crop must not re-encode"
+
+    # reference post-processing vs ours on the last click's logits
+    low = s._state["low_res"]
+    start = s._state["start"]
+    t = time.perf_counter()
+    reference_map_back(s, low, start, s._res_shape, vol.shape)
+    t_ref = time.perf_counter() - t
+    from napari_medseg.prompts.sam_med3d_session import _AxisMap
+
+    maps = [_AxisMap(n, r, st) for n, r, st in zip(vol.shape, s._res_shape, start)]
+    t = time.perf_counter()
+    s._map_back(maps, low[0, 0].numpy())
+    t_ours = time.perf_counter() - t
+
+    med_total = statistics.median(totals[1:]) * 1000
+    med_backend = statistics.median(backend[1:]) * 1000
+    print(f"\n== {name}: shape {vol.shape} (z, y, x), spacing {tuple(round(v, 2) for v in vol.spacing_zyx)} mm (z, y, x)")
+    print(f"  set-up: resample to 1.5 mm {t_prepare:6.2f} s -> {s._res_shape}; encode one 128^3 crop {t_encode:6.2f} s")
+    print(f"  per click ({len(totals) - 1} clicks after the first, torch threads {torch.get_num_threads()}):")
+    print(f"    add_point (decoder + upsample + map back + paste): median {med_total:6.1f} ms, max {max(totals[1:]) * 1000:6.1f} ms"
+          f"  -> {med_total / TARGET_MS:4.2f} x the 50 ms target")
+    print(f"    backend part only (_predict):                     median {med_backend:6.1f} ms")
+    print(f"  map back: reference (whole grid) {t_ref * 1000:7.1f} ms vs ours (object region) {t_ours * 1000:6.1f} ms"
+          f"  -> ours is {t_ref / max(t_ours, 1e-9):5.1f}x faster")
+    return {"volume": name, "prepare_s": t_prepare, "encode_s": t_encode, "click_ms": med_total,
+            "backend_ms": med_backend, "ref_mapback_ms": t_ref * 1000, "mapback_ms": t_ours * 1000}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer clicks, smaller synthetic CT")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clicks", type=int, default=0)
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_clicks = args.clicks or (4 if args.quick else 8)
+    net = _net()
+    results = []
+    real = real_ct()
+    if real is not None:
+        results.append(bench_volume("real CT (example_ct)", real[0], real[1], net, n_clicks))
+    else:
+        print("real CT not found under ../shared/data: skipped")
+    shape = (150, 256, 256) if args.quick else (300, 512, 512)
+    vol, centre = synthetic_ct(shape=shape)
+    if args.quick:
+        centre = (75, 115, 90)
+    results.append(bench_volume(f"synthetic CT {shape[2]}x{shape[1]}x{shape[0]}", vol, centre, net, n_clicks))
+    print("\nsummary (JSON):")
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
