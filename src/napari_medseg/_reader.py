@@ -33,18 +33,29 @@ def _strip_ext(name: str) -> str:
     return name
 
 
-def _folder_has_dicom(folder: Path, max_checked: int = 200) -> bool:
+def _folder_has_dicom(folder: Path, max_checked: int = 200, max_dirs: int = 50) -> bool:
+    """True when one of the first files under ``folder`` is DICOM (bounded work: a home
+    folder opened by mistake is not walked completely)."""
+    import os
+
     from .io.dicom import is_dicom_file
 
-    checked = 0
+    checked = dirs = 0
     try:
-        for p in sorted(folder.rglob("*")):
-            if checked >= max_checked:
-                break
-            if p.is_file() and not p.name.startswith("."):
+        for root, subdirs, files in os.walk(folder):
+            dirs += 1
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                p = Path(root) / name
                 checked += 1
                 if p.suffix.lower() in (".dcm", ".ima") or is_dicom_file(p):
                     return True
+                if checked >= max_checked:
+                    return False
+            if dirs >= max_dirs:
+                return False
     except OSError:
         return False
     return False
