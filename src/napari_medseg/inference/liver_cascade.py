@@ -280,31 +280,19 @@ def map_nnunet_labels(labels: np.ndarray, names: dict) -> tuple:
     return lut[np.asarray(labels, dtype=np.int64)], mapping
 
 
-def _is_nnunet_folder(model) -> bool:
-    path = Path(str(model))
-    return path.is_dir() and ((path / "dataset.json").is_file() or any(path.glob("*/dataset.json")))
-
-
 def run_nnunet(volume: Volume, model, *, weights=None, device="auto",
                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None) -> np.ndarray:
-    """Liver/lesion labels from an nnU-Net model (folder or registry name), mapped to 1/2."""
-    if _is_nnunet_folder(model):
-        from ..models.nnunet import NnUNetModel, find_model_folder
+    """Liver/lesion labels from an nnU-Net model (trained-model folder or registry name).
 
-        folder = Path(str(model))
-        if not (folder / "dataset.json").is_file():
-            folder = find_model_folder(folder)
-        net = NnUNetModel.from_folder(folder, device=device)
-        raw = net.predict(volume, progress=progress, cancel=cancel)
-        names = net.labels
-    else:
-        from .segment import segment
+    Runs :func:`napari_medseg.inference.segment.segment` (the automatic-segmentation engine)
+    and maps its classes to 1 liver / 2 lesion with :func:`map_nnunet_labels`.
+    """
+    from .segment import segment
 
-        raw, table = segment(volume, model=str(model), weights=weights, device=device,
-                             progress=progress, cancel=cancel)
-        names = table.names
+    raw, table = segment(volume, model=model, weights=weights, device=device,
+                         progress=progress, cancel=cancel)
     check_cancel(cancel)
-    mapped, _ = map_nnunet_labels(raw, names)
+    mapped, _ = map_nnunet_labels(raw, table.names)
     return mapped
 
 

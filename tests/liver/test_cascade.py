@@ -1,0 +1,145 @@
+"""The cascade's plumbing (resampling, largest component, lesions inside the liver, flips),
+the nnU-Net route and label mapping, and the `medseg lesions` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medseg.errors import InvalidInputError
+from napari_medseg.inference import liver_cascade as lc
+from napari_medseg.io.volume import Volume
+
+from .conftest import COARSE, small_phantom
+
+
+class ThresholdNet(torch.nn.Module):
+    """A stand-in 'network': foreground where the centre slice is inside an intensity band."""
+
+    def __init__(self, lo01, hi01):
+        super().__init__()
+        self.config = {"context": 1}
+        self.lo, self.hi = lo01, hi01
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        c = x[:, 1]
+        fg = ((c >= self.lo) & (c <= self.hi)).float() * 20 - 10
+        return torch.stack([torch.zeros_like(fg), fg], dim=1)
+
+
+def hu01(hu):  # position of an HU value in the default window [-200, 300]
+    return (hu + 200) / 500
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from napari_medseg.phantom import make_phantom
+
+    return make_phantom(seed=5, shape=(40, 96, 96), spacing_zyx=(2.5, 2.0, 2.0), n_lesions=2)
+
+
+def test_cascade_logic_with_threshold_nets(phantom, one_thread):
+    from napari_medseg.models.hybrid_liver import DEFAULT_PREPROCESSING
+
+    pre = dict(DEFAULT_PREPROCESSING, stage2_spacing_xyz=[1.5, 1.5, 2.5])
+    stage1 = ThresholdNet(hu01(0), hu01(140))  # liver + lesions + other soft tissue
+    stage2 = ThresholdNet(hu01(-5), hu01(70))  # lesions (and fat-free soft tissue outside the liver)
+    image = phantom.ct.array.copy()
+    seen = []
+    labels = lc.run_hybrid(phantom.ct, stage1, stage2, pre, device="cpu",
+                           progress=lambda f, t: seen.append(f))
+    assert np.array_equal(phantom.ct.array, image)  # input untouched
+    assert labels.shape == phantom.ct.shape and labels.dtype == np.uint8
+    assert seen[-1] == 1.0 and all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))
+    # lesions only inside the liver mask; liver is one connected component
+    from scipy import ndimage
+
+    assert ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))[1] == 1
+    truth = np.isin(phantom.labels, (1, 2))
+    assert (labels == 2).sum() > 0 and ((labels == 2) & ~(labels > 0)).sum() == 0
+
+    # flipped storage: the same anatomy stored with x and y reversed gives the flipped result
+    flipped = Volume(phantom.ct.array[:, ::-1, ::-1].copy(), spacing=phantom.ct.spacing,
+                     origin=phantom.ct.origin, direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    assert lc.canonical_flips(flipped) == (1, 2)
+    labels_f = lc.run_hybrid(flipped, stage1, stage2, pre, device="cpu")
+    assert np.array_equal(labels_f[:, ::-1, ::-1], labels)
+    del truth
+
+
+def test_cancel_raises_and_changes_nothing(phantom):
+    from napari_medseg.errors import Cancelled
+    from napari_medseg.models.hybrid_liver import DEFAULT_PREPROCESSING
+    from napari_medseg.progress import CancelToken
+
+    token = CancelToken()
+    calls = []
+
+    def progress(f, t):
+        calls.append(f)
+        if len(calls) == 3:
+            token.cancel()
+
+    before = phantom.ct.array.copy()
+    with pytest.raises(Cancelled):
+        lc.run_hybrid(phantom.ct, ThresholdNet(0, 1), ThresholdNet(0, 1), DEFAULT_PREPROCESSING,
+                      device="cpu", progress=progress, cancel=token)
+    assert np.array_equal(before, phantom.ct.array)
+
+
+def test_map_nnunet_labels():
+    raw = np.array([[[0, 1, 2, 3, 4]]])
+    mapped, mapping = lc.map_nnunet_labels(raw, {0: "background", 1: "liver", 2: "liver_tumor",
+                                                 3: "liver_vessel", 4: "spleen"})
+    assert mapped.tolist() == [[[0, 1, 2, 0, 0]]] and mapping == {1: 1, 2: 2}
+    mapped, _ = lc.map_nnunet_labels(raw, {0: "background", 3: "Lesion", 4: "Liver"})
+    assert mapped.tolist() == [[[0, 0, 0, 2, 1]]]
+    with pytest.raises(InvalidInputError, match="no class named 'liver'"):
+        lc.map_nnunet_labels(raw, {1: "spleen", 2: "kidney"})
+
+
+def test_nnunet_folder_route(tmp_path, one_thread):
+    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+
+    folder = make_random_model_folder(tmp_path / "m", n_classes=3, patch_size=(16, 16, 16),
+                                      spacing=(4.0, 4.0, 4.0),
+                                      label_names={"background": 0, "liver": 1, "liver_tumor": 2})
+    ph = small_phantom(3)
+    labels, table = lc.segment_liver(ph.ct, str(folder), device="cpu")
+    assert labels.shape == ph.ct.shape and set(np.unique(labels)) <= {0, 1, 2}
+    assert table.names == {1: "liver", 2: "liver_lesion"}
+
+
+def test_lesions_cli_measure_and_run(tmp_path, one_thread, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.io import write_labels, write_volume
+    from napari_medseg.io.label_table import LabelTable
+    from napari_medseg.models.hybrid_liver import DEFAULT_PREPROCESSING, build_model, make_checkpoint, save_checkpoint
+
+    ph = small_phantom(7)
+    write_volume(ph.ct, tmp_path / "ct.nii.gz")
+    write_labels(ph.ct.with_array(ph.labels), tmp_path / "truth.nii.gz", LabelTable.from_names(ph.names))
+    out = tmp_path / "measured"
+    assert main(["lesions", str(tmp_path / "ct.nii.gz"), "-o", str(out), "--labels",
+                 str(tmp_path / "truth.nii.gz")]) == 0
+    assert f"{len(ph.lesions)} lesion(s)" in capsys.readouterr().out
+    data = json.loads((out / "lesions.json").read_text())
+    assert data["n_lesions"] == len(ph.lesions)
+    assert (out / "lesions.csv").read_text().count("\n") == len(ph.lesions) + 1
+    assert not (out / "liver_lesions.nii.gz").exists()
+
+    cfg = {"features": 4, "levels": 3, "transformer_layers": 1, "heads": 2}
+    pre = dict(DEFAULT_PREPROCESSING, **COARSE)
+    save_checkpoint(make_checkpoint(build_model(cfg), build_model(cfg), preprocessing=pre), tmp_path / "tiny.pt")
+    out2 = tmp_path / "run"
+    assert main(["lesions", str(tmp_path / "ct.nii.gz"), "-o", str(out2), "--weights",
+                 str(tmp_path / "tiny.pt"), "--device", "cpu"]) == 0
+    from napari_medseg.io import read_labels
+
+    labels, table = read_labels(out2 / "liver_lesions.nii.gz")
+    assert labels.shape == ph.ct.shape and table.names[1] == "liver"
+    assert (out2 / "lesions.csv").is_file() and (out2 / "lesions.json").is_file()
