@@ -165,3 +165,21 @@ def test_dicom_seg_opens_as_labels_on_the_ct_grid(shared_data):
     # the same liver as the NRRD export of this SEG
     nrrd, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
     np.testing.assert_array_equal(data > 0, nrrd.array > 0)
+
+
+@pytest.mark.gui
+def test_open_real_ct_nifti_in_viewer(make_napari_viewer, shared_data):
+    """The TotalSegmentator CT (LPS flip diag(-1, -1, 1)) and its labels line up in napari."""
+    path = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
+    vol = read_volume(path)
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(path), plugin="napari-medseg")
+    [seg] = viewer.open(str(shared_data / "totalseg_example" / "example_seg.nii.gz"), plugin="napari-medseg")
+    assert type(seg).__name__ == "Labels" and seg.features["name"].tolist()[5] == "liver"
+    np.testing.assert_allclose(image.scale, (3.0, 3.0, 3.0))
+    np.testing.assert_allclose(image.affine.affine_matrix[:3, :3], np.diag([1.0, -1.0, -1.0]))  # zyx order
+    assert list(image.contrast_limits) == [-160.0, 240.0]  # HU-like values: soft-tissue window
+    assert image.metadata["medseg_geometry"]["origin_xyz"] == list(vol.origin)
+    corner = (29, 100, 121)
+    np.testing.assert_allclose(image.data_to_world(corner), vol.index_to_physical(corner)[::-1], atol=1e-6)
+    np.testing.assert_allclose(seg.data_to_world(corner), image.data_to_world(corner), atol=1e-6)
