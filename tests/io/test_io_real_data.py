@@ -106,3 +106,26 @@ def test_liver_nrrd_lies_on_the_dicom_grid(shared_data):
     ct = read_volume(shared_data / "dcmqi_ct3slice")
     labels, table = read_labels(shared_data / "dcmqi_ct3slice" / "liver_seg.nrrd", reference=ct)
     assert table.ids == [1] and labels.array.sum() > 1000
+
+
+def test_enhanced_multiframe_ct_matches_the_classic_series(shared_data, tmp_path):
+    """The same CT as one enhanced multi-frame object (highdicom's legacy conversion)."""
+    import pydicom
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+    from pydicom.uid import generate_uid
+
+    folder = shared_data / "dcmqi_ct3slice"
+    legacy = [pydicom.dcmread(f) for f in _ct_series_files(folder)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # highdicom's person-name style warning
+        enhanced = LegacyConvertedEnhancedCTImage(legacy_datasets=legacy, series_instance_uid=generate_uid(),
+                                                  series_number=99, sop_instance_uid=generate_uid(), instance_number=1)
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    classic = read_volume(folder)
+    multi = read_volume(tmp_path)
+    assert multi.metadata["dicom"]["multiframe"] is True and multi.modality == "CT"
+    np.testing.assert_array_equal(multi.array, classic.array)
+    assert multi.array.dtype == np.int16
+    np.testing.assert_allclose(multi.origin, classic.origin, atol=1e-5)
+    np.testing.assert_allclose(multi.direction, classic.direction, atol=1e-6)
+    np.testing.assert_allclose(multi.spacing, classic.spacing, atol=1e-5)

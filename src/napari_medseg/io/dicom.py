@@ -367,13 +367,45 @@ def _read_pixels(where: Path, series: list) -> Any:
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise ImageReadError(f"{where}: cannot decode the pixels of the DICOM series: {msg}") from None
+    return _narrow_int32(image)
+
+
+def _narrow_int32(image: Any) -> Any:
+    """GDCM widens rescaled 12/16-bit CT to int32; HU fit int16 (half the memory)."""
+    import SimpleITK as sitk
+
     if image.GetPixelID() == sitk.sitkInt32:
-        # GDCM widens rescaled 12/16-bit CT to int32; HU always fit int16 (half the memory).
         stats = sitk.MinimumMaximumImageFilter()
         stats.Execute(image)
         if -32768 <= stats.GetMinimum() and stats.GetMaximum() <= 32767:
             image = sitk.Cast(image, sitk.sitkInt16)
     return image
+
+
+def _normalise_multiframe(image: Any) -> Any:
+    """Give a multi-frame image the same layout as a classic series read.
+
+    GDCM keeps frames in file order, so the slice axis may point against the slice
+    normal (row x column). Reverse the frames in that case so the direction is
+    right-handed and slice 0 is the lowest position, as for single-frame series.
+    """
+    import SimpleITK as sitk
+
+    image = _narrow_int32(image)
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        return image
+    d = np.reshape(image.GetDirection(), (3, 3))
+    if float(np.dot(d[:, 2], np.cross(d[:, 0], d[:, 1]))) >= 0:
+        return image
+    n = image.GetSize()[2]
+    origin = image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, float(n - 1)))
+    arr = sitk.GetArrayFromImage(image)[::-1]
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    d[:, 2] *= -1
+    out.SetSpacing(image.GetSpacing())
+    out.SetOrigin(origin)
+    out.SetDirection(tuple(float(v) for v in d.ravel()))
+    return out
 
 
 def read_dicom(path: Union[str, Path]) -> tuple:
@@ -487,7 +519,7 @@ def read_dicom(path: Union[str, Path]) -> tuple:
             raise ImageReadError(f"{first.path}: cannot read the multi-frame DICOM image: {exc}") from None
         meta["dicom"].update({"SOPInstanceUIDs": [first.sop_instance], "files": [str(first.path)],
                               "multiframe": True})
-        return image, modality, meta
+        return _normalise_multiframe(image), modality, meta
     series, spacing, origin, direction, positions = _slice_geometry(path, series)
     image = _read_pixels(path, series)
     if image.GetDimension() == 3 and image.GetSize()[2] == len(series):
