@@ -1,0 +1,230 @@
+"""Weights-free region growing: accuracy on real CT and the phantom, prompts, undo, memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_medseg.io.volume import Volume
+from napari_medseg.prompts.region_growing import RegionGrowingSession
+
+from ._clicker import deepest_point, dice, simulate
+
+# TotalSegmentator v2 ids in example_seg.nii.gz
+ORGANS = {"liver": 5, "spleen": 1, "kidney_right": 2, "kidney_left": 3}
+
+
+@pytest.fixture(scope="module")
+def real_ct(shared_data):
+    import SimpleITK as sitk
+
+    folder = shared_data / "totalseg_example"
+    volume = Volume.from_sitk(sitk.ReadImage(str(folder / "example_ct_sm.nii.gz")), modality="CT")
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
+    return volume, seg
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from napari_medseg.phantom import make_phantom
+
+    return make_phantom(seed=0, shape=(60, 128, 128), spacing_zyx=(2.5, 1.6, 1.6))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("organ", list(ORGANS))
+def test_real_ct_organ_dice(real_ct, organ):
+    """One to three clicks (simulated user) inside an organ of real CT: Dice >= 0.85.
+
+    The reference is TotalSegmentator's output on this 3 mm, 30-slice, non-enhanced
+    CT. Measured (this implementation): liver 0.91/0.87/0.91, spleen 0.91/0.79/0.90,
+    kidney R 0.89/0.66/0.87, kidney L 0.93/0.93/0.93 after clicks 1/2/3.
+    """
+    volume, seg = real_ct
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    scores = simulate(session, seg == ORGANS[organ], n_clicks=3)
+    assert scores[0] >= 0.85, scores
+    assert max(scores) >= 0.85, scores
+    assert min(scores) >= 0.6, f"a corrective click made things much worse: {scores}"
+
+
+@pytest.mark.shared_data
+def test_real_ct_three_positive_clicks(real_ct):
+    """Three positive clicks spread over the liver keep Dice >= 0.85 (clicks never shrink it)."""
+    volume, seg = real_ct
+    ref = seg == ORGANS["liver"]
+    dist = ndi.distance_transform_edt(ref, sampling=volume.spacing_zyx)
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    previous = 0
+    for _ in range(3):
+        p = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        mask = session.add_point(p).mask
+        assert dice(mask, ref) >= 0.85
+        assert mask.sum() >= previous * 0.98
+        previous = mask.sum()
+        z, y, x = np.ogrid[: ref.shape[0], : ref.shape[1], : ref.shape[2]]
+        dist[((z - p[0]) * 3) ** 2 + ((y - p[1]) * 3) ** 2 + ((x - p[2]) * 3) ** 2 < 40 ** 2] = 0
+
+
+@pytest.mark.shared_data
+def test_negative_click_removes_leak_into_neighbour(real_ct):
+    """With leak control loosened, the spleen leaks into the liver; one negative click
+    inside the leak removes (almost) all of it."""
+    volume, seg = real_ct
+    ref = seg == ORGANS["spleen"]
+    session = RegionGrowingSession(leak_ratio=1000, opening_mm=0, tolerance=3.5)
+    session.set_volume(volume)
+    before = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask
+    leak = before & (seg == ORGANS["liver"])
+    assert leak.sum() > 10000, "the test needs a leak into the liver"
+    labelled, _ = ndi.label(leak)
+    largest = labelled == (np.argmax(np.bincount(labelled.ravel())[1:]) + 1)
+    after = session.add_point(deepest_point(largest, volume.spacing_zyx), positive=False).mask
+    assert (after & largest).sum() < 0.2 * largest.sum()
+    assert dice(after, ref) > dice(before, ref) + 0.3
+    assert (after & ref).sum() > 0.8 * (before & ref).sum(), "the spleen itself was cut away"
+
+
+@pytest.mark.parametrize("name", ["liver", "spleen", "kidney_right", "kidney_left"])
+def test_phantom_organs(phantom, name):
+    ref = phantom.labels == phantom.label_ids[name]
+    session = RegionGrowingSession()
+    session.set_volume(phantom.ct)
+    scores = simulate(session, ref, n_clicks=3)
+    assert max(scores) >= 0.85, scores
+
+
+def test_phantom_lesions_one_click(phantom):
+    lesions, n = ndi.label(phantom.labels == phantom.label_ids["liver_lesion"])
+    assert n >= 1
+    session = RegionGrowingSession()
+    session.set_volume(phantom.ct)
+    for i in range(1, n + 1):
+        ref = lesions == i
+        session.reset()
+        mask = session.add_point(deepest_point(ref, phantom.ct.spacing_zyx)).mask
+        assert dice(mask, ref) >= 0.8, (i, int(ref.sum()), dice(mask, ref))
+
+
+def _sphere_volume(spacing_xyz=(0.8, 0.8, 3.0), shape=(30, 80, 80), radius_mm=15.0, seed=0):
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    c = np.asarray(shape) / 2.0
+    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
+    ref = ((z - c[0]) * sz) ** 2 + ((y - c[1]) * sy) ** 2 + ((x - c[2]) * sx) ** 2 < radius_mm ** 2
+    arr = ndi.gaussian_filter(ref * 120.0, 0.7) + rng.normal(0, 10, shape)
+    return Volume(arr.astype(np.float32), spacing=spacing_xyz, modality="CT"), ref, tuple(int(v) for v in c)
+
+
+def test_anisotropic_spacing_is_respected():
+    """A sphere of 15 mm on 0.8 x 0.8 x 3 mm voxels is found as a sphere (mm, not voxels)."""
+    volume, ref, centre = _sphere_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    mask = session.add_point(centre).mask
+    assert dice(mask, ref) >= 0.9
+    ml = mask.sum() * volume.voxel_volume_ml
+    assert abs(ml - 4 / 3 * np.pi * 1.5 ** 3) / (4 / 3 * np.pi * 1.5 ** 3) < 0.15
+
+
+def test_box_restricts_and_alone_defines_object():
+    volume, ref, centre = _sphere_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    # a box covering only the upper half of the sphere in y
+    lo = (0, 0, 0)
+    hi = (volume.shape[0] - 1, centre[1], volume.shape[2] - 1)
+    session.add_point(centre)
+    mask = session.add_box(lo, hi).mask
+    assert mask.any()
+    assert not mask[:, centre[1] + 1:, :].any()
+    # a box alone (no click): the object at the box centre
+    session.reset()
+    box_lo = tuple(c - 8 for c in (centre[0] - 2, centre[1] - 15, centre[2] - 15))
+    box_hi = (centre[0] + 6, centre[1] + 23, centre[2] + 23)
+    mask = session.add_box(tuple(max(0, v) for v in box_lo), box_hi).mask
+    assert dice(mask, ref) >= 0.8
+
+
+def test_initial_mask_refinement():
+    volume, ref, centre = _sphere_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    # an existing mask that leaked: the sphere plus a slab beside it
+    leaky = ref.copy()
+    leaky[:, :, : centre[2] - 25] = True
+    update = session.set_initial_mask(leaky)
+    assert np.array_equal(update.mask, leaky)
+    # a positive click keeps the mask, a negative click in the slab removes the slab
+    mask = session.add_point((centre[0], centre[1], 5), positive=False).mask
+    assert mask[:, :, :5].sum() < 0.1 * leaky[:, :, :5].sum()
+    assert (mask & ref).sum() > 0.9 * ref.sum()
+
+
+def test_undo_and_reset():
+    volume, ref, centre = _sphere_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    first = session.add_point(centre).mask.copy()
+    second = session.add_point((centre[0], centre[1], centre[2] + 10), positive=False)
+    assert not np.array_equal(second.mask, first)
+    back = session.undo()
+    assert np.array_equal(back.mask, first)
+    changed = back.changed
+    assert all(s.stop > s.start for s in changed)
+    session.reset()
+    assert not session.mask.any() and not session.can_undo
+
+
+def test_changed_box_covers_every_change():
+    volume, ref, centre = _sphere_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    before = session.mask.copy()
+    update = session.add_point(centre)
+    diff = update.mask != before
+    outside = diff.copy()
+    outside[update.changed] = False
+    assert diff.any() and not outside.any()
+
+
+def test_click_cost_does_not_scale_with_volume():
+    """A small object in a big volume is segmented in a crop (via the overview)."""
+    volume, ref, centre = _sphere_volume(shape=(30, 80, 80))
+    big = np.zeros((120, 320, 320), dtype=np.float32) + np.random.default_rng(1).normal(0, 10, (120, 320, 320)).astype(np.float32)
+    big[40:70, 100:180, 120:200] = volume.array
+    big_volume = Volume(big, spacing=volume.spacing, modality="CT")
+    big_ref = np.zeros(big.shape, bool)
+    big_ref[40:70, 100:180, 120:200] = ref
+    session = RegionGrowingSession()
+    session.set_volume(big_volume)
+    update = session.add_point((40 + centre[0], 100 + centre[1], 120 + centre[2]))
+    assert dice(update.mask, big_ref) >= 0.85
+    region_voxels = np.prod([s.stop - s.start for s in update.changed])
+    assert region_voxels < 0.2 * big.size
+
+
+def test_memory_bounded_across_50_clicks():
+    """50 clicks on one small object: memory grows only by the undo history, which
+    keeps bounding-box copies (not one full-volume mask per click); caches are bounded."""
+    volume, ref, centre = _sphere_volume(radius_mm=9.0)
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    rng = np.random.default_rng(0)
+    inside = np.argwhere(ndi.binary_erosion(ref, iterations=1))
+    tracemalloc.start()
+    for i in range(20):  # warm-up: caches fill to their bounds
+        session.add_point(tuple(inside[rng.integers(len(inside))]))
+    at20, _ = tracemalloc.get_traced_memory()
+    for i in range(30):
+        session.add_point(tuple(inside[rng.integers(len(inside))]))
+    at50, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    per_click = (at50 - at20) / 30
+    full_mask = ref.size  # bytes of one bool full-grid mask
+    assert per_click < 0.25 * full_mask, f"{per_click / full_mask:.2f} full masks per click"
