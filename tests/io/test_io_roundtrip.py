@@ -108,9 +108,10 @@ def test_slicer_seg_names_without_sidecar(tmp_path):
     assert keys["Segment1_Name"] == "tumour" and keys["Segment1_LabelValue"] == "2"
     assert keys["Segment1_Color"] == "1 0 0" and keys["Segment0_Layer"] == "0"
     assert keys["Segmentation_MasterRepresentation"] == "Binary labelmap"
-    # Extent is the IJK bounding box of the segment (x0 x1 y0 y1 z0 z1).
-    z, y, x = np.nonzero(labels.array == 2)
-    assert keys["Segment1_Extent"] == f"{x.min()} {x.max()} {y.min()} {y.max()} {z.min()} {z.max()}"
+    # Every segment of the (single) layer carries the layer's extent, x0 x1 y0 y1 z0 z1:
+    # Slicer crops the shared labelmap to the first segment's extent.
+    z, y, x = labels.shape
+    assert {keys[f"Segment{i}_Extent"] for i in range(3)} == {f"0 {x - 1} 0 {y - 1} 0 {z - 1}"}
     back, back_table = read_labels(path)
     assert back.metadata["label_names_source"] == "slicer"
     assert back_table.names == {1: "liver", 2: "tumour", 5: "kidney"}

@@ -93,16 +93,17 @@ def check_single_layer(path: Union[str, Path], metadata: dict, n_components: int
         )
 
 
-def _extent(mask: np.ndarray) -> str:
-    """Bounding box "i0 i1 j0 j1 k0 k1" (x, y, z index, inclusive) as Slicer writes it."""
-    if not mask.any():
-        return "0 -1 0 -1 0 -1"
-    bounds = []
-    for axis in (2, 1, 0):  # x, y, z index from a z, y, x array
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        bounds.extend([int(nz[0]), int(nz[-1])])
-    return " ".join(str(b) for b in bounds)
+def _layer_extent(labels: np.ndarray) -> str:
+    """Extent "i0 i1 j0 j1 k0 k1" (x, y, z index, inclusive) of the whole label map.
+
+    Slicer builds the shared labelmap of a layer from the ``_Extent`` of the *first*
+    segment listed in that layer and reads every other segment of the layer from it, so
+    all segments must carry the layer's extent, not their own bounding boxes (a segment
+    outside the first one's box would be cropped away, and an empty first segment would
+    empty the layer). The full image extent is always safe.
+    """
+    z, y, x = labels.shape
+    return f"0 {x - 1} 0 {y - 1} 0 {z - 1}"
 
 
 def slicer_metadata(labels: np.ndarray, table: LabelTable) -> dict:
@@ -111,7 +112,9 @@ def slicer_metadata(labels: np.ndarray, table: LabelTable) -> dict:
     Every id listed in ``table`` and every id present in ``labels`` gets a segment
     (unlisted ids are named ``label <id>``), in increasing id order.
     """
-    present = [int(v) for v in np.unique(labels) if v != 0]
+    from .readers import present_ids
+
+    present = present_ids(labels)
     ids = sorted(set(present) | set(table.ids))
     meta = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
@@ -119,11 +122,10 @@ def slicer_metadata(labels: np.ndarray, table: LabelTable) -> dict:
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
     }
-    present_set = set(present)
+    extent = _layer_extent(labels)
     for n, label_id in enumerate(ids):
         name = table.name_of(label_id)
         r, g, b, _a = table.color_of(label_id)
-        extent = _extent(labels == label_id) if label_id in present_set else "0 -1 0 -1 0 -1"
         meta.update({
             f"Segment{n}_ID": f"Segment_{label_id}",
             f"Segment{n}_Name": name,
