@@ -304,6 +304,8 @@ class LabelToolsWidget(QWidget):
         layer = self.labels_layer()
         if layer is not None:
             self._watch(layer)
+            if int(layer.selected_label) > 0:
+                self.label_spin.setValue(int(layer.selected_label))
         self.refresh_classes()
 
     def _watch(self, layer) -> None:
