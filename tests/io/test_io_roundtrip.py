@@ -172,3 +172,25 @@ def test_4d_and_rgb_pick_channel(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (3, 4, 5, 3)).astype(np.uint8)
     sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "rgb.mha"))
     np.testing.assert_array_equal(read_volume(tmp_path / "rgb.mha", channel=2).array, rgb[..., 2])
+
+
+def test_cropped_labels_are_placed_back_on_the_reference_grid(tmp_path):
+    """A label map saved cropped to its extent (as Slicer can) lands on the right voxels."""
+    from napari_medseg.errors import GeometryMismatchError
+    from napari_medseg.io import Volume
+
+    image = oblique_volume(shape=(6, 7, 8))
+    full = np.zeros(image.shape, np.uint8)
+    full[2:5, 1:4, 3:8] = 3
+    crop_origin = image.index_to_physical((2, 1, 3))
+    crop = Volume(full[2:5, 1:4, 3:8], spacing=image.spacing, origin=crop_origin, direction=image.direction)
+    write_labels(crop, tmp_path / "crop.seg.nrrd", LabelTable.from_names({3: "tumour"}))
+    labels, table = read_labels(tmp_path / "crop.seg.nrrd", reference=image)
+    np.testing.assert_array_equal(labels.array, full)
+    assert labels.same_grid(image) and labels.metadata["embedded_offset_zyx"] == [2, 1, 3]
+    # a crop sticking out of the image is still a mismatch
+    outside = Volume(full[2:5, 1:4, 3:8], spacing=image.spacing, origin=image.index_to_physical((4, 1, 3)),
+                     direction=image.direction)
+    write_labels(outside, tmp_path / "out.nrrd")
+    with pytest.raises(GeometryMismatchError, match="shape"):
+        read_labels(tmp_path / "out.nrrd", reference=image)

@@ -648,6 +648,34 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
                 table = table.with_label(label_id, f"label {label_id}")
     meta["label_names_source"] = source
     labels = volume.with_array(array, metadata=meta)
-    if reference is not None:
+    if reference is not None and not reference.same_grid(labels):
+        labels = _embed_in_reference(labels, reference) or labels
         reference.check_same_grid(labels, what=f"labels in {p.name}")
     return labels, table
+
+
+def _embed_in_reference(labels: Volume, reference: Volume) -> Optional[Volume]:
+    """Place a label map cropped from ``reference``'s grid back onto that grid.
+
+    Tools such as 3D Slicer may save a segmentation cropped to its extent. When the
+    spacing and direction match and the crop sits at a whole-voxel offset inside the
+    reference, padding with background is exact; otherwise return None.
+    """
+    if not (np.allclose(labels.spacing, reference.spacing, atol=1e-4)
+            and np.allclose(labels.direction, reference.direction, atol=1e-5)):
+        return None
+    offset = reference.physical_to_index(labels.origin)  # z, y, x (fractional)
+    rounded = np.round(offset)
+    if not np.allclose(offset, rounded, atol=1e-3):
+        return None
+    start = rounded.astype(int)
+    stop = start + np.asarray(labels.shape)
+    if np.any(start < 0) or np.any(stop > np.asarray(reference.shape)):
+        return None
+    if labels.shape == reference.shape:
+        return None  # same size but shifted: a real mismatch, reported by the caller
+    full = np.zeros(reference.shape, dtype=labels.array.dtype)
+    full[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]] = labels.array
+    meta = dict(labels.metadata, embedded_offset_zyx=[int(v) for v in start])
+    return Volume(full, spacing=reference.spacing, origin=reference.origin, direction=reference.direction,
+                  modality=labels.modality, metadata=meta)
