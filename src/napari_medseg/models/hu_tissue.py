@@ -133,13 +133,24 @@ _PLANE8 = np.zeros((3, 3, 3), bool)
 _PLANE8[1] = True
 
 
+_SLAB = 32  # slices per chunk for in-plane work: bounds the int32 label scratch
+
+
 def _fill_slices(mask: np.ndarray) -> np.ndarray:
     """Fill holes in every axial slice (in-plane connectivity only).
 
     Labels the background in-plane (one fast pass) and keeps as background only the pieces
     that touch a slice's edge; ``ndimage.binary_fill_holes`` (iterated dilation) is an order
-    of magnitude slower on large CTs.
+    of magnitude slower on large CTs. Works in slabs of slices (exact: slices are
+    independent) to keep the label scratch small.
     """
+    out = np.empty_like(mask, dtype=bool)
+    for z0 in range(0, mask.shape[0], _SLAB):
+        out[z0:z0 + _SLAB] = _fill_slab(mask[z0:z0 + _SLAB])
+    return out
+
+
+def _fill_slab(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
     lab, n = ndi.label(~mask, structure=_PLANE4)
@@ -158,21 +169,27 @@ def _fill_small_holes(mask: np.ndarray, max_area_vox: float, hu: Optional[np.nda
 
     With ``hu`` and ``min_mean_hu``, only holes whose mean HU reaches ``min_mean_hu`` are
     filled (marrow inside cortex, not the spinal canal's fluid inside the vertebral arch).
+    Works in slabs of slices (holes are per slice, so this is exact).
     """
     from scipy import ndimage as ndi
 
-    holes = _fill_slices(mask) & ~mask
-    if not holes.any():
-        return mask
-    lab, n = ndi.label(holes, structure=_PLANE4)
-    ids = lab[holes]  # only hole voxels: far fewer than the volume
-    sizes = np.bincount(ids, minlength=n + 1)
-    fill = sizes <= max_area_vox
-    if hu is not None and min_mean_hu is not None:
-        sums = np.bincount(ids, weights=hu[holes].astype(np.float64), minlength=n + 1)
-        fill &= sums >= min_mean_hu * sizes
-    fill[0] = False
-    return mask | fill[lab]
+    out = mask.copy()
+    for z0 in range(0, mask.shape[0], _SLAB):
+        m = mask[z0:z0 + _SLAB]
+        holes = _fill_slab(m) & ~m
+        if not holes.any():
+            continue
+        lab, n = ndi.label(holes, structure=_PLANE4)
+        ids = lab[holes]  # only hole voxels: far fewer than the slab
+        sizes = np.bincount(ids, minlength=n + 1)
+        fill = sizes <= max_area_vox
+        if hu is not None and min_mean_hu is not None:
+            sums = np.bincount(ids, weights=hu[z0:z0 + _SLAB][holes].astype(np.float64),
+                               minlength=n + 1)
+            fill &= sums >= min_mean_hu * sizes
+        fill[0] = False
+        out[z0:z0 + _SLAB] |= fill[lab]
+    return out
 
 
 def _largest_per_slice(mask: np.ndarray) -> np.ndarray:
@@ -347,61 +364,65 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     report(progress, 0.45, "bone")
     bone = body & (hu > _bone_threshold(p, (sz, sy, sx))) & ~lung
     bone = _fill_small_holes(bone, p.bone_hole_cm2 * 100.0 / (sy * sx), hu, p.marrow_min_hu)
-    lab, n = ndi.label(bone)
-    if n:
-        counts = np.bincount(lab.ravel(), minlength=n + 1)
-        keep = counts * voxel_ml >= p.min_bone_ml
-        keep[0] = False
-        bone = keep[lab]
-    del lab
+    # Specks (< min_bone_ml) judged on the working grid: a fraction of the labelling cost.
+    fb = _work_factor(p, sy, sx)
+    bone &= _upsample(_clean_small(_downsample(bone, fb, any_=True),
+                                   p.min_bone_ml / (voxel_ml * fb[0] * fb[1])), fb, shape)
     check_cancel(cancel)
 
     # --------------------------------------------------- muscle wall / trunk hull
     report(progress, 0.6, "muscle wall")
     f = _work_factor(p, sy, sx)
     wy, wx = sy * f[0], sx * f[1]
-    fat = body & (hu >= p.fat_range[0]) & (hu <= p.fat_range[1]) & ~lung & ~airway
-    soft = body & (hu >= p.muscle_range[0]) & (hu <= p.muscle_range[1])
     body_w = _downsample(body, f)
     inner_w = _erode(body_w, p.skin_mm, wy, wx)
-    core_w = _downsample(soft | bone | lung | airway, f) & inner_w
+    # Lungs, airways and bone are written into ``out`` now; "taken" is then out in (4, 5, 6).
+    out[body] = IDS["body_other"]
+    out[bone] = IDS["bone"]
+    out[lung] = IDS["lung"]
+    out[airway] = IDS["airway"]
+    del lung, airway
+    soft = body & (hu >= p.muscle_range[0]) & (hu <= p.muscle_range[1])
+    core_w = _downsample(soft | (out >= IDS["bone"]) & (out <= IDS["airway"]), f) & inner_w
     core_w = _dilate(_erode(core_w, p.septa_opening_mm, wy, wx), p.septa_opening_mm, wy, wx)
     rc = p.wall_closing_mm
     pad = sum(_steps(rc, wy, wx)) + 1
     core_p = np.pad(core_w, ((0, 0), (pad, pad), (pad, pad)))
+    del core_w
     core_p = _erode(_dilate(core_p, rc, wy, wx), rc, wy, wx)
     # Close first (bridges gaps between muscles and between organs), then keep the trunk:
     # the largest piece of each slice (arms and legs stay outside it).
     core_p = _largest_per_slice(core_p[:, pad:-pad, pad:-pad])
     trunk_w = _fill_slices(core_p) & body_w
+    del core_p
     check_cancel(cancel)
-    band = p.muscle_band_mm
-    deep_w = _erode(trunk_w, band, wy, wx)
-    trunk = _upsample(trunk_w, f, shape)
-    inner = _upsample(inner_w, f, shape)
-    deep = _upsample(deep_w, f, shape)
-    del core_w, core_p, trunk_w, deep_w, body_w, inner_w
+    deep_w = _erode(trunk_w, p.muscle_band_mm, wy, wx)
     check_cancel(cancel)
 
     # ---------------------------------------------------------------- assemble
     report(progress, 0.85, "fat and muscle")
-    taken = lung | airway | bone
-    out[body] = IDS["body_other"]
-    sub_fat = fat & ~trunk & ~taken
-    vis_fat = fat & trunk & ~taken
-    muscle = soft & ~taken & (~trunk | ~deep | _paraspinal(bone, body, volume))
-    # Skin (outermost millimetres) is not muscle.
-    muscle &= inner
-    # Drop specks (< 0.5 ml), judged on the working grid: 1/f^2 of the labelling cost.
-    muscle_w = _downsample(muscle, f, any_=True)
-    muscle &= _upsample(_clean_small(muscle_w, 0.5 / (voxel_ml * f[0] * f[1])), f, shape)
-    del muscle_w
-    out[sub_fat] = IDS["subcutaneous_fat"]
-    out[vis_fat] = IDS["visceral_fat"]
-    out[muscle] = IDS["skeletal_muscle"]
-    out[bone] = IDS["bone"]
-    out[lung] = IDS["lung"]
-    out[airway] = IDS["airway"]
+    free = out == IDS["body_other"]  # not lung, airway or bone
+    trunk = _upsample(trunk_w, f, shape)
+    fat = free & (hu >= p.fat_range[0]) & (hu <= p.fat_range[1])
+    out[fat & trunk] = IDS["visceral_fat"]
+    fat &= ~trunk
+    out[fat] = IDS["subcutaneous_fat"]
+    del fat
+    # Muscle: soft tissue outside the trunk, in its outer band, or behind the spine; never
+    # the skin (outermost millimetres); specks (< 0.5 ml) dropped on the working grid.
+    soft &= free
+    del free
+    wall = ~trunk
+    del trunk
+    wall |= ~_upsample(deep_w, f, shape)
+    wall |= _paraspinal(bone, body, volume)
+    soft &= wall
+    del wall
+    soft &= _upsample(inner_w, f, shape)
+    muscle_w = _downsample(soft, f, any_=True)
+    soft &= _upsample(_clean_small(muscle_w, 0.5 / (voxel_ml * f[0] * f[1])), f, shape)
+    del muscle_w, deep_w, trunk_w, inner_w, body_w
+    out[soft] = IDS["skeletal_muscle"]
     report(progress, 1.0, "done")
     return out
 
