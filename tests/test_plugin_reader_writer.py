@@ -59,6 +59,17 @@ def test_reader_image_vs_labels_heuristic(tmp_path):
     assert kwargs["features"]["name"] == ["background", "liver", "tumour"] and kwargs["name"] == "case"
 
 
+def test_float_label_map_with_sidecar_opens_as_labels(tmp_path):
+    from napari_medseg.io.label_table import sidecar_dict
+
+    import json
+
+    write_volume(Volume(np.array([[[0.0, 1.0], [2.0, 1.0]]], np.float32)), tmp_path / "pred.nii.gz")
+    (tmp_path / "pred.json").write_text(json.dumps(sidecar_dict(LabelTable.from_names({1: "liver", 2: "tumour"}))))
+    data, kwargs, kind = read_layers(str(tmp_path / "pred.nii.gz"))[0]
+    assert kind == "labels" and data.dtype == np.uint8 and kwargs["features"]["name"][2] == "tumour"
+
+
 def test_reader_opens_multichannel_as_layers(tmp_path):
     import SimpleITK as sitk
 
@@ -153,6 +164,13 @@ def test_window_presets_widget(make_napari_viewer, qtbot):
     assert list(layer.contrast_limits) == [-500.0, 1300.0]
     assert widget.apply_preset("full range") == (-1000.0, 1000.0)
     assert widget.apply_preset("nonsense") is None and "unknown window preset" in widget.status.text()
+    widget.apply_preset("liver")
+    assert (widget.level.value(), widget.width.value()) == (60.0, 160.0)  # shows the preset's L/W
+    widget.level.setValue(50)
+    widget.width.setValue(350)
+    widget.apply_button.click()
+    assert list(layer.contrast_limits) == [-125.0, 225.0]
+    assert widget.apply_window(0, 0) is None and "positive width" in widget.status.text()
 
 
 def test_dicom_seg_opens_as_labels_on_the_ct_grid(shared_data):

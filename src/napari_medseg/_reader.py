@@ -136,9 +136,12 @@ def _label_candidate(p: Path, fmt: str) -> bool:
     reader, header = _read_image_file(p, fmt, read_pixels=False)
     integer = reader.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
                                       sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+    named = _names_available(p, list(header))
     if not integer:
-        return False
-    return _names_available(p, list(header)) or bool(_LABEL_WORDS.search(_strip_ext(p.name)))
+        # Some tools save label maps as float; with names attached, try them as labels
+        # (read_labels refuses fractional values, and the file then opens as an image).
+        return named and reader.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
+    return named or bool(_LABEL_WORDS.search(_strip_ext(p.name)))
 
 
 def _read_one(p: Path) -> List[tuple]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..errors import InvalidInputError
-from ..io.windows import PRESETS, contrast_limits_to_window, preset_contrast_limits
+from ..io.windows import PRESETS, contrast_limits_to_window, preset_contrast_limits, window_to_contrast_limits
 
 
 class WindowPresetsWidget(QWidget):
@@ -31,6 +31,20 @@ class WindowPresetsWidget(QWidget):
             grid.addWidget(button, i // 3, i % 3)
             self.buttons[name] = button
         layout.addLayout(grid)
+        custom = QHBoxLayout()
+        self.level = QDoubleSpinBox()
+        self.width = QDoubleSpinBox()
+        for box, label, value, lo in ((self.level, "L", 40.0, -5000.0), (self.width, "W", 400.0, 1.0)):
+            box.setRange(lo, 10000.0)
+            box.setDecimals(0)
+            box.setValue(value)
+            custom.addWidget(QLabel(label))
+            custom.addWidget(box)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("apply this level / width (HU)")
+        self.apply_button.clicked.connect(lambda _checked=False: self.apply_window(self.level.value(), self.width.value()))
+        custom.addWidget(self.apply_button)
+        layout.addLayout(custom)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -48,6 +62,28 @@ class WindowPresetsWidget(QWidget):
                 return layer
         return None
 
+    def apply_window(self, level: float, width: float, layer=None) -> Optional[tuple]:
+        """Apply a custom window (level, width in HU); returns the contrast limits or None."""
+        layer = layer if layer is not None else self.target_layer()
+        if layer is None:
+            self.status.setText("Open an image first: there is no image layer to window.")
+            return None
+        try:
+            limits = window_to_contrast_limits(level, width)
+        except InvalidInputError as exc:
+            self.status.setText(str(exc))
+            return None
+        self._set_limits(layer, limits)
+        self.status.setText(f"{layer.name}: L {level:g}, W {width:g}")
+        return limits
+
+    def _set_limits(self, layer, limits: tuple) -> None:
+        lo, hi = limits
+        rng = layer.contrast_limits_range
+        # Widen the slider range so windows beyond the data range (e.g. bone on MR) still apply.
+        layer.contrast_limits_range = (min(float(rng[0]), lo), max(float(rng[1]), hi))
+        layer.contrast_limits = [lo, hi]
+
     def apply_preset(self, name: str, layer=None) -> Optional[tuple]:
         """Apply preset ``name`` to ``layer`` (default: :meth:`target_layer`).
 
@@ -64,10 +100,9 @@ class WindowPresetsWidget(QWidget):
             self.status.setText(str(exc))
             return None
         lo, hi = limits
-        rng = layer.contrast_limits_range
-        # Widen the slider range so windows beyond the data range (e.g. bone on MR) still apply.
-        layer.contrast_limits_range = (min(float(rng[0]), lo), max(float(rng[1]), hi))
-        layer.contrast_limits = [lo, hi]
+        self._set_limits(layer, limits)
         level, width = contrast_limits_to_window(limits)
+        self.level.setValue(level)
+        self.width.setValue(width)
         self.status.setText(f"{layer.name}: {name} (L {level:g}, W {width:g})")
         return (lo, hi)
