@@ -134,3 +134,27 @@ def test_autosave_and_restore(qtbot, setup, tmp_path):
     assert widget._timer.isActive() and widget.autosave_box.isChecked()
     widget.set_autosave(False)
     assert not widget._timer.isActive()
+
+
+def test_split_beyond_dtype_widens_with_message(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    arr = np.zeros((1, 3, 5), np.uint8)
+    arr[0, 1, 0] = arr[0, 1, 2] = arr[0, 1, 4] = 255
+    labels = viewer.add_labels(arr)
+    widget = LabelToolsWidget(viewer)
+    widget.labels_combo.set_layer(labels)
+    widget.set_operation("Split into components", label=255)
+    msg = _run(qtbot, widget)
+    assert "cannot be undone" in msg
+    assert labels.data.dtype == np.uint16 and sorted(np.unique(labels.data)) == [0, 255, 256, 257]
+
+
+def test_manifest_widgets_construct(make_napari_viewer):
+    from napari_medseg._widgets.export import ExportWidget
+    from napari_medseg._widgets.statistics import StatisticsWidget
+
+    viewer = make_napari_viewer()
+    for cls in (LabelToolsWidget, StatisticsWidget, ExportWidget):
+        w = cls(viewer)
+        viewer.window.add_dock_widget(w)
+        assert w.status.text() is not None

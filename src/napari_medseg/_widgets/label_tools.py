@@ -430,7 +430,7 @@ class LabelToolsWidget(QWidget):
                     raise InvalidInputError("the layer changed shape while the edit ran; nothing was applied")
                 # apply only what the operation changed, on top of any edits made meanwhile
                 changed = result != before
-                new = np.array(layer.data, copy=True)
+                new = np.asarray(layer.data).astype(np.result_type(layer.data.dtype, result.dtype), copy=True)
                 new[changed] = result[changed]
                 n = apply_to_layer(layer, new)
                 if name == "Erase label" and req.label is not None:
