@@ -41,19 +41,27 @@ def test_few_steps_reduce_loss(one_thread):
     assert min(losses[-5:]) < 0.8 * first
 
 
-def test_train_cli_checkpoint_reloads_identically(msd_dataset, tmp_path, one_thread, capsys):
+def test_train_cli_checkpoint_reloads_identically(msd_dataset, tmp_path, one_thread, capsys, monkeypatch):
     from napari_medseg.cli import main
     from napari_medseg.inference.liver_cascade import slabs
     from napari_medseg.models.safe_load import load_checkpoint
 
+    monkeypatch.setenv("MEDSEG_WEIGHTS_DIR", str(tmp_path / "weights"))
     out = tmp_path / "run"
-    rc = main(["train", "liver-lesion", "--data", str(msd_dataset), "--out", str(out), "--epochs", "2",
+    rc = main(["train", "liver-lesion", "--data", str(msd_dataset), "--out", str(out), "--epochs", "2", "--install",
                "--steps-per-epoch", "2", "--batch-size", "2", "--features", "4", "--patch-size", "32",
                "--transformer-layers", "1", "--device", "cpu"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "val Dice liver" in text and "best checkpoint" in text
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file() and (out / "history.json").is_file()
+    # --install puts best.pt where the registry's 'hybrid-liver' weights are looked for
+    from napari_medseg.inference.liver_cascade import checkpoint_file
+    from napari_medseg.models.weights import resolve_weights
+
+    installed = checkpoint_file(resolve_weights("hybrid-liver"))
+    assert installed == tmp_path / "weights" / "hybrid-liver" / "model.pth"
+    assert installed.read_bytes() == (out / "best.pt").read_bytes()
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["format"] == hl.CHECKPOINT_FORMAT and ckpt["labels"][2] == "liver_lesion"
     assert ckpt["preprocessing"]["hu_window"] == [-200.0, 300.0]

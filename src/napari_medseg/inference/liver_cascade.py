@@ -346,6 +346,33 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
     return labels, label_table()
 
 
+#: Checkpoint names looked for when a folder is given (install folder, `medseg train` output).
+CHECKPOINT_NAMES = ("model.pth", "best.pt", "last.pt")
+
+
+def checkpoint_file(path) -> Path:
+    """The checkpoint file for ``path``: the file itself, or the first of
+    :data:`CHECKPOINT_NAMES` inside a folder.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        A folder without any of those files.
+    """
+    from ..errors import WeightsNotFoundError
+
+    path = Path(path)
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise WeightsNotFoundError(
+            f"no hybrid-liver checkpoint ({', '.join(CHECKPOINT_NAMES)}) in {path}; train one with "
+            "`medseg train liver-lesion --data DIR --out DIR --install` or pass the .pt file"
+        )
+    return path
+
+
 def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
                             progress: Optional[ProgressCallback] = None,
                             cancel: Optional[CancelLike] = None) -> np.ndarray:
@@ -356,7 +383,8 @@ def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
     if weights is None:
         from ..models.weights import resolve_weights
 
-        weights = resolve_weights(HYBRID)
+        weights = resolve_weights(HYBRID)  # the install folder (raises with what to run)
+    weights = checkpoint_file(weights)
     dev = choose_device(device)
     report(progress, 0.0, "loading checkpoint")
     stage1, stage2, ckpt = load_cascade(weights, device=dev)

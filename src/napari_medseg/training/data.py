@@ -108,6 +108,7 @@ class PreparedCase:
     stage1_label: np.ndarray  # (z, y, x) uint8, 1 = liver incl. lesions
     stage2_image: Optional[np.ndarray]  # liver box (+ margin) at the fine grid
     stage2_label: Optional[np.ndarray]  # 1 = lesion
+    stage2_liver: Optional[np.ndarray] = None  # 1 = liver (incl. lesions) on the stage 2 grid
 
 
 def prepare_case(name: str, image: Volume, labels: np.ndarray, preprocessing: dict) -> PreparedCase:
@@ -126,13 +127,14 @@ def prepare_case(name: str, image: Volume, labels: np.ndarray, preprocessing: di
     img1 = lc.window(lc.resample_to_spacing(arr, spacing, s1), hu)
     lab1 = (lc.resample_to_shape(liver.astype(np.float32), img1.shape, "linear") >= 0.5).astype(np.uint8)
     box = lc.bbox_with_margin(liver, spacing, float(preprocessing.get("stage2_margin_mm", 10.0)))
-    img2 = lab2 = None
+    img2 = lab2 = liver2 = None
     if box is not None:
         crop = arr[box]
         img2 = lc.window(lc.resample_to_spacing(crop, spacing, s2), hu)
         lesion = (lab[box] == 2).astype(np.float32)
         lab2 = (lc.resample_to_shape(lesion, img2.shape, "linear") >= 0.5).astype(np.uint8)
-    return PreparedCase(name, img1, lab1, img2, lab2)
+        liver2 = (lc.resample_to_shape(liver[box].astype(np.float32), img2.shape, "linear") >= 0.5)
+    return PreparedCase(name, img1, lab1, img2, lab2, liver2)
 
 
 class PatchSampler:

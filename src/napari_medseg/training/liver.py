@@ -118,7 +118,7 @@ class Trainer:
         return float(loss.item())
 
     def validate(self, cases) -> dict:
-        """Liver Dice (stage 1, coarse grid) and lesion Dice (stage 2, liver box) per case, averaged.
+        """Liver Dice (stage 1, coarse grid) and lesion Dice (stage 2, inside the true liver).
 
         The lesion Dice is pooled over all validation voxels (one empty case does not count
         as a perfect 1.0 in the mean).
@@ -133,6 +133,8 @@ class Trainer:
             if case.stage2_image is not None:
                 self.nets[2].eval()
                 p2 = predict_probability(self.nets[2], case.stage2_image, device=self.device) >= 0.5
+                if case.stage2_liver is not None:  # as at inference: lesions only inside the liver
+                    p2 &= case.stage2_liver
                 t2 = case.stage2_label.astype(bool)
                 inter += float(np.logical_and(p2, t2).sum())
                 denom += float(p2.sum() + t2.sum())
