@@ -258,11 +258,14 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
                               new_spacing: Sequence[float], *, order: int = 1, order_z: int = 0,
                               force_separate_z: Optional[bool] = None,
                               separate_z_anisotropy_threshold: float = ANISO_THRESHOLD,
-                              out_dtype=np.uint8, progress=None, cancel=None) -> np.ndarray:
+                              out_dtype=np.uint8, round_fp16: bool = False, progress=None,
+                              cancel=None) -> np.ndarray:
     """Resample class scores (C, Z, Y, X) to ``new_shape`` and take the argmax, slab by slab.
 
     Equivalent to nnU-Net's ``resampling_fn_probabilities`` followed by
     ``argmax(0)``, without holding the full-resolution class scores.
+    ``round_fp16`` rounds the resampled scores to float16 before the argmax, as
+    nnU-Net stores them (so ties are broken the same way: lowest class id).
     """
     import torch
 
@@ -287,6 +290,8 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
         y = _resample_channel_block(x, new_shape, order, sep_axis, order_z, slice(r0, r1))
         if sep_axis is None:
             y = torch.maximum(torch.minimum(y, hi), lo)
+        if round_fp16:
+            y = y.half()
         out[r0:r1] = y.argmax(0).numpy()
         report(progress, (k + 1) / len(chunks), "resampling to the original grid")
     return out

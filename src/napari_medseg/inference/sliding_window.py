@@ -108,12 +108,16 @@ def _predict_window(network, x, combos: list, mirror_batch: int):
     import torch
 
     if not combos:
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         return network(x)
     variants = [None] + combos
     total = None
     for i in range(0, len(variants), max(1, mirror_batch)):
         group = variants[i:i + max(1, mirror_batch)]
         batch = torch.cat([x if axes is None else torch.flip(x, axes) for axes in group], 0)
+        if batch.device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last_3d)
         out = network(batch)
         for k, axes in enumerate(group):
             pred = out[k:k + 1] if axes is None else torch.flip(out[k:k + 1], axes)
@@ -138,6 +142,7 @@ def sliding_window_logits(
     cancel=None,
     n_folds: int = 1,
     set_fold: Optional[Callable[[int], None]] = None,
+    emulate_fp16: bool = True,
 ):
     """Average class scores of every window (and fold), Gaussian-weighted.
 
@@ -164,6 +169,13 @@ def sliding_window_logits(
     set_fold : callable, optional
         Called with the fold index before each pass, to load that fold's weights
         into ``network``. All folds add into one accumulator.
+    emulate_fp16 : bool
+        Reproduce nnU-Net's float16 accumulators exactly (each addition rounded to
+        float16, also the division and the fold average), computing in float32.
+        This is what makes the output voxel-identical to nnU-Net's: near the image
+        border, where a single window's Gaussian weight is tiny, nnU-Net's float16
+        sums underflow and the scores there are quantised. ``False`` keeps full
+        float32 precision (better-defined borders, not nnU-Net-identical).
 
     Returns
     -------
@@ -203,6 +215,9 @@ def sliding_window_logits(
             weights[sl] += gauss_acc
         else:
             weights[sl] += 1
+        if emulate_fp16:
+            weights[sl] = weights[sl].half().float()
+    total_folds = None
 
     amp = (torch.autocast(device_type="cuda", dtype=torch.float16) if (autocast and device.type == "cuda")
            else contextlib.nullcontext())
@@ -224,7 +239,11 @@ def sliding_window_logits(
                         pred = pred.float()
                         if gauss_dev is not None:
                             pred *= gauss_dev
-                        logits[(slice(None),) + sl] += pred.to(acc_dev)
+                        region = (slice(None),) + sl
+                        if emulate_fp16:
+                            logits[region] = (logits[region] + pred.to(acc_dev)).half().float()
+                        else:
+                            logits[region] += pred.to(acc_dev)
                         break
                     except torch.cuda.OutOfMemoryError as exc:
                         del exc
@@ -246,11 +265,22 @@ def sliding_window_logits(
                         ) from None
                 done += 1
                 report(progress, done / total, f"window {done}/{total}")
-    logits = logits.cpu() if logits.device.type != "cpu" else logits
-    weights = weights.cpu() if weights.device.type != "cpu" else weights
-    if n_folds > 1:
-        weights *= n_folds
-    logits /= weights
+            if emulate_fp16 and n_folds > 1:
+                # nnU-Net: each fold's scores are normalised (float16), then summed and averaged
+                fold_scores = (logits / weights).half().float().cpu()
+                total_folds = fold_scores if total_folds is None else (total_folds + fold_scores).half().float()
+                if fold < n_folds - 1:
+                    logits.zero_()
+    if total_folds is not None:
+        logits = (total_folds / n_folds).half().float()
+    else:
+        logits = logits.cpu() if logits.device.type != "cpu" else logits
+        weights = weights.cpu() if weights.device.type != "cpu" else weights
+        if n_folds > 1:
+            weights *= n_folds
+        logits /= weights
+        if emulate_fp16:
+            logits = logits.half().float()
     if torch.isinf(logits).any() or torch.isnan(logits).any():
         raise InvalidInputError(
             "the network produced non-finite scores (NaN/Inf); the weights or the input are broken"

@@ -79,13 +79,12 @@ def allowed_numpy_globals() -> list:
 
 
 def _unsupported_global(message: str) -> str | None:
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    """The global the restricted unpickler refused, from torch's message (None if not a refusal)."""
+    match = re.search(r"GLOBAL ([\w.]+)", message)
     if match:
         return match.group(1)
-    match = re.search(r"Unsupported operand|Unsupported class ([\w.]+)", message)
-    if match:
-        return match.group(1) or "an unsupported pickle operation"
-    return None
+    match = re.search(r"Unsupported class ([\w.]+)", message)
+    return match.group(1) if match else None
 
 
 def load_checkpoint(path: Union[str, Path], *, map_location: Any = "cpu") -> dict:

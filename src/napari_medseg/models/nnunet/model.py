@@ -115,8 +115,14 @@ class NnUNetModel:
         self.trainer_name = trainer_name
         self.labels: dict = label_names(dataset_json, str(self.folder / "dataset.json"))
         self._loaded_fold: Optional[int] = 0
-        #: Mirrored variants per forward pass (1 = nnU-Net's order, lowest memory).
-        self.mirror_batch = 1
+        #: Mirrored variants per forward pass; None = as many as fit in
+        #: :attr:`activation_budget` bytes (1 = nnU-Net's way, lowest memory).
+        self.mirror_batch: Optional[int] = None
+        #: Bytes of network activations allowed for one batched forward pass.
+        self.activation_budget = 1.5 * 2**30
+        #: "nnunet": reproduce nnU-Net's float16 score accumulation and export rounding
+        #: (voxel-identical output); "float32": full precision throughout.
+        self.precision = "nnunet"
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -309,7 +315,6 @@ class NnUNetModel:
         from ...inference.preprocessing import preprocess_case
         from ...inference.resample import resample_logits_to_labels
         from ...inference.sliding_window import sliding_window_logits
-        from ...inference.device import autocast_enabled
 
         data = np.asarray(data)
         if data.ndim != 4:
@@ -324,23 +329,20 @@ class NnUNetModel:
         check_cancel(cancel)
         report(progress, 0.08, "predicting")
         mirror = self.mirror_axes if use_mirroring else None
-        logits = sliding_window_logits(
-            self.network, torch.from_numpy(pre), patch_size=self.plans.patch_size,
-            num_classes=self.num_classes, tile_step_size=tile_step_size, mirror_axes=mirror,
-            device=self.device, autocast=autocast_enabled(self.device), mirror_batch=self.mirror_batch,
-            progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
-            n_folds=len(self._fold_state_dicts), set_fold=self._set_fold,
-        )
+        logits = self._sliding_window(sliding_window_logits, torch.from_numpy(pre), mirror,
+                                      tile_step_size, progress, cancel)
         del pre
         check_cancel(cancel)
         kw = self.plans.probabilities_resampling_kwargs
+
         out_dtype = np.uint8 if self.num_classes - 1 < 255 else np.uint16
         seg = resample_logits_to_labels(
             logits, geom.shape_after_cropping, geom.target_spacing, geom.original_spacing,
             order=int(kw.get("order", 1)), order_z=int(kw.get("order_z", 0)),
             force_separate_z=kw.get("force_separate_z"),
             separate_z_anisotropy_threshold=float(kw.get("separate_z_anisotropy_threshold", 3)),
-            out_dtype=out_dtype, progress=sub_progress(progress, 0.9, 0.99), cancel=cancel,
+            out_dtype=out_dtype, round_fp16=self.precision == "nnunet",
+            progress=sub_progress(progress, 0.9, 0.99), cancel=cancel,
         )
         del logits
         full = np.zeros(geom.shape_before_cropping, dtype=out_dtype)
@@ -348,6 +350,42 @@ class NnUNetModel:
         full = np.ascontiguousarray(full.transpose(self.plans.transpose_backward))
         report(progress, 1.0, "done")
         return full
+
+    def activation_bytes_per_sample(self) -> int:
+        """Rough activation memory of one forward pass of one patch (float32)."""
+        feats = self.plans.architecture["arch_kwargs"].get("features_per_stage", [32])
+        first = int(np.atleast_1d(feats)[0])
+        return int(np.prod(self.plans.patch_size)) * first * 4 * 8
+
+    def _choose_mirror_batch(self, n_variants: int) -> int:
+        if self.mirror_batch is not None:
+            return max(1, int(self.mirror_batch))
+        per = max(1, self.activation_bytes_per_sample())
+        fit = int(self.activation_budget // per)
+        for b in (8, 4, 2):
+            if b <= fit and b <= n_variants:
+                return b
+        return 1
+
+    def _sliding_window(self, fn, data, mirror, tile_step_size, progress, cancel):
+        import torch
+
+        from ...inference.device import autocast_enabled
+        from ...inference.sliding_window import mirror_combinations
+
+        n_variants = len(mirror_combinations(mirror)) + 1
+        batch = self._choose_mirror_batch(n_variants)
+        # CPU convolutions (oneDNN) are faster on channels-last tensors; same maths
+        if self.device.type == "cpu":
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
+        return fn(
+            self.network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
+            tile_step_size=tile_step_size, mirror_axes=mirror, device=self.device,
+            autocast=autocast_enabled(self.device), mirror_batch=batch,
+            progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
+            n_folds=len(self._fold_state_dicts), set_fold=self._set_fold,
+            emulate_fp16=self.precision == "nnunet",
+        )
 
     def __repr__(self) -> str:
         return (f"NnUNetModel({self.folder.name!r}, configuration={self.configuration!r}, "

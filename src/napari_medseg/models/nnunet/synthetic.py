@@ -244,7 +244,7 @@ def make_random_model_folder(
     for k, fold in enumerate(folds):
         torch.manual_seed(seed * 1000 + k)
         net = build_network(arch, 1, n_out)
-        _structure_weights(net, seed * 1000 + k)
+        _structure_weights(net, seed * 1000 + k, patch_size)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True,
                                     weight_decay=3e-5)
         checkpoint = {
@@ -280,22 +280,36 @@ def make_random_model_folder(
     return folder
 
 
-def _structure_weights(net, seed: int) -> None:
-    """Make a random network's output spatially varied and not dominated by one class.
+def _structure_weights(net, seed: int, patch_size: Sequence[int]) -> None:
+    """Make a random network's output spatially varied, with every class winning somewhere.
 
-    Norm layers get unit scale and small random shifts; the final 1x1 layer gets
-    weights large enough that class scores follow the features (not the bias) and
-    zero bias, so that every class wins somewhere.
+    Norm layers get unit-ish scales and small shifts. The final 1x1 layer gets
+    random class directions of equal norm and a bias that centres each class score
+    on a smooth random calibration image (``b_c = -w_c . mean(features)``), so that
+    no class dominates through the mean of the (post-ReLU, positive) features.
     """
     import torch
+    from scipy.ndimage import gaussian_filter
 
     gen = torch.Generator().manual_seed(seed + 17)
     with torch.no_grad():
-        for name, module in net.named_modules():
+        for module in net.modules():
             if isinstance(module, (torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d)) and module.affine:
                 module.weight.copy_(1.0 + 0.1 * torch.randn(module.weight.shape, generator=gen))
                 module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
         seg = net.decoder.seg_layers[-1]
-        fan_in = seg.weight.shape[1]
-        seg.weight.copy_(torch.randn(seg.weight.shape, generator=gen) * (2.0 / fan_in**0.5))
+        w = torch.randn(seg.weight.shape[:2], generator=gen)
+        w = w - w.mean(0, keepdim=True)
+        w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-6) * 3.0
+        seg.weight.copy_(w.reshape(seg.weight.shape))
         seg.bias.zero_()
+        rng = np.random.default_rng(seed + 29)
+        calib = gaussian_filter(rng.normal(size=tuple(int(p) for p in patch_size)), 2.0)
+        calib = (calib - calib.mean()) / (calib.std() + 1e-8) * 2.0
+        feats = {}
+        hook = seg.register_forward_hook(lambda m, inp, out: feats.setdefault("x", inp[0]))
+        net.eval()
+        net(torch.from_numpy(calib[None, None].astype(np.float32)))
+        hook.remove()
+        mean = feats["x"].mean(dim=tuple(range(2, feats["x"].dim())))[0]
+        seg.bias.copy_(-(w @ mean))
