@@ -222,3 +222,32 @@ def test_small_real_network_end_to_end(tiny_net, sphere):
     assert len(s._embeddings) == 1
     s.reset()
     assert not s.mask.any()
+
+
+def test_real_ct_click_reaches_the_model_at_the_clicked_voxel(shared_data):
+    """On the real CT: the crop the encoder sees is centred on the clicked voxel (same
+    intensity after normalisation), and the returned mask contains the click."""
+    from napari_medseg.io import read_volume
+
+    vol = read_volume(shared_data / "totalseg_example" / "example_ct_sm.nii.gz")
+    seg = read_volume(shared_data / "totalseg_example" / "example_seg.nii.gz").array
+    liver = np.argwhere(seg == 5)  # TotalSegmentator id 5: liver
+    click = tuple(int(v) for v in liver[len(liver) // 2])
+    net = ThresholdNet(level=-1.5)
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    up = s.add_point(click)
+    crop = net.crops[0][0, 0].numpy()
+    from scipy.ndimage import map_coordinates
+
+    start = s._state["start"]
+    raw = s._crop_image(start)
+    fg = raw[raw > 0]
+    # original (continuous) coordinates of the crop centre voxel, interpolated linearly
+    orig = [(st + 64 + 0.5) * n / r - 0.5 for st, n, r in zip(start, vol.shape, s._res_shape)]
+    assert np.allclose(orig, click, atol=0.75)  # the crop centre is the clicked voxel
+    value = map_coordinates(vol.array.astype(np.float64), np.array(orig)[:, None], order=1, mode="nearest")[0]
+    expected = (value - fg.mean()) / fg.std()
+    assert abs(float(crop[64, 64, 64]) - expected) < 1e-3
+    assert up.mask[click]
+    assert up.mask[seg == 5].mean() > 0.5  # most of the liver is in the intensity band
