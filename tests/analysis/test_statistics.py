@@ -129,8 +129,8 @@ def test_cli_stats_json_and_csv_match_the_function(shared_data, tmp_path, capsys
 def test_cli_stats_mismatched_grid_is_a_clean_error(shared_data, tmp_path, capsys):
     from napari_medseg.cli import main
 
-    ct_path = shared_data / "totalseg_example" / "example_ct.nii.gz"  # 112 slices, labels have 30
+    ct_path = shared_data / "dcmqi_ct3slice"  # 3 slices of 512 x 512 at 0.81 mm: another grid
     seg_path = shared_data / "totalseg_example" / "example_seg.nii.gz"
     assert main(["stats", str(ct_path), str(seg_path)]) == 2
     err = capsys.readouterr().err
-    assert "medseg stats: error:" in err and "shape" in err
+    assert "medseg stats: error:" in err and "grid" in err

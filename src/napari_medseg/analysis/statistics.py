@@ -32,6 +32,8 @@ CSV_COLUMNS = (
 
 # Above this id a bincount would allocate more than it saves: compact the ids first.
 _DENSE_MAX_ID = 1 << 20
+# Voxels per chunk for the intensity sums (8M voxels = 64 MB of float64).
+_CHUNK = 1 << 23
 
 
 def _check_inputs(image, labels):
@@ -112,9 +114,16 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
     wanted = present_ids if ids is None else [int(i) for i in ids]
     sums = sq = None
     if img_flat is not None:
-        values = img_flat.astype(np.float64, copy=False)
-        sums = np.bincount(cflat, weights=values, minlength=n_bins)
-        sq = np.bincount(cflat, weights=values * values, minlength=n_bins)
+        # Sums and sums of squares in float64, chunk by chunk: a float64 copy of a
+        # 512x512x300 image (and of its squares) would cost 1.2 GB at once.
+        sums = np.zeros(n_bins)
+        sq = np.zeros(n_bins)
+        for start in range(0, cflat.size, _CHUNK):
+            values = img_flat[start:start + _CHUNK].astype(np.float64)
+            keys = cflat[start:start + _CHUNK]
+            sums += np.bincount(keys, weights=values, minlength=n_bins)
+            values *= values
+            sq += np.bincount(keys, weights=values, minlength=n_bins)
     boxes = ndimage.find_objects(compact)
 
     vox_ml = labels.voxel_volume_ml
