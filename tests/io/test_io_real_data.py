@@ -42,8 +42,14 @@ def test_totalsegmentator_xml_names(shared_data):
 
 def test_labels_on_wrong_grid_are_refused(shared_data):
     big = read_volume(shared_data / "totalseg_example" / "example_ct.nii.gz")
+    # example_ct_sm holds slices 82..111 of example_ct but kept example_ct's origin (its
+    # header was not updated when it was cut), so its labels must not be padded onto
+    # the full scan by geometry: refuse and say why.
     with pytest.raises(GeometryMismatchError, match=r"labels in example_seg.nii.gz .*shape \(30, 101, 122\) vs \(112, 101, 122\)"):
         read_labels(shared_data / "totalseg_example" / "example_seg.nii.gz", reference=big)
+    dicom_ct = read_volume(shared_data / "dcmqi_ct3slice")
+    with pytest.raises(GeometryMismatchError, match=r"shape \(30, 101, 122\) vs \(3, 512, 512\).*spacing .*origin .*direction matrices differ"):
+        read_labels(shared_data / "totalseg_example" / "example_seg.nii.gz", reference=dicom_ct)
 
 
 def _ct_series_files(folder):

@@ -188,9 +188,15 @@ def test_cropped_labels_are_placed_back_on_the_reference_grid(tmp_path):
     labels, table = read_labels(tmp_path / "crop.seg.nrrd", reference=image)
     np.testing.assert_array_equal(labels.array, full)
     assert labels.same_grid(image) and labels.metadata["embedded_offset_zyx"] == [2, 1, 3]
+    # other formats pad only when asked (a crop cannot be told from a file cut without
+    # updating its origin)
+    write_labels(crop, tmp_path / "crop.nii.gz")
+    with pytest.raises(GeometryMismatchError, match="shape"):
+        read_labels(tmp_path / "crop.nii.gz", reference=image)
+    np.testing.assert_array_equal(read_labels(tmp_path / "crop.nii.gz", reference=image, allow_crop=True)[0].array, full)
     # a crop sticking out of the image is still a mismatch
     outside = Volume(full[2:5, 1:4, 3:8], spacing=image.spacing, origin=image.index_to_physical((4, 1, 3)),
                      direction=image.direction)
     write_labels(outside, tmp_path / "out.nrrd")
     with pytest.raises(GeometryMismatchError, match="shape"):
-        read_labels(tmp_path / "out.nrrd", reference=image)
+        read_labels(tmp_path / "out.nrrd", reference=image, allow_crop=True)

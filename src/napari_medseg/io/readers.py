@@ -581,7 +581,7 @@ def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
-def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
+def read_labels(path: PathLike, reference: Optional[Volume] = None, *, allow_crop: Optional[bool] = None) -> tuple:
     """Read a label map and the names of its classes.
 
     Parameters
@@ -591,6 +591,12 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
         DICOM-SEG file (read by :func:`napari_medseg.io.dicom_seg.read_dicom_seg`).
     reference : Volume, optional
         The image the labels belong to; their voxel grids must match.
+    allow_crop : bool, optional
+        Accept a label map that is a whole-voxel crop of ``reference``'s grid (same
+        spacing and direction) and pad it back onto that grid. Default (None): only for
+        3D Slicer segmentations, which Slicer may save cropped to their extent; other
+        files must match exactly, because a crop cannot be told from a file whose
+        origin was not updated when it was cut.
 
     Returns
     -------
@@ -649,7 +655,9 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None) -> tuple:
     meta["label_names_source"] = source
     labels = volume.with_array(array, metadata=meta)
     if reference is not None and not reference.same_grid(labels):
-        labels = _embed_in_reference(labels, reference) or labels
+        from_slicer = any(k.startswith("Segmentation_") for k in header) or source == "slicer"
+        if allow_crop or (allow_crop is None and from_slicer):
+            labels = _embed_in_reference(labels, reference) or labels
         reference.check_same_grid(labels, what=f"labels in {p.name}")
     return labels, table
 
