@@ -134,3 +134,22 @@ def test_cli_stats_mismatched_grid_is_a_clean_error(shared_data, tmp_path, capsy
     assert main(["stats", str(ct_path), str(seg_path)]) == 2
     err = capsys.readouterr().err
     assert "medseg stats: error:" in err and "grid" in err
+
+
+def test_phantom_lesions_split_and_measured_in_scanner_coordinates():
+    """Split the phantom's lesion label into lesions; volumes and centroids match the analytic ellipsoids."""
+    from napari_medseg.editing import split_components
+    from napari_medseg.phantom import make_phantom
+
+    ph = make_phantom(seed=0, shape=(40, 96, 96), spacing_zyx=(2.5, 1.6, 1.6), n_lesions=2)
+    lesion_id = ph.label_ids["liver_lesion"]
+    split, new_ids = split_components(ph.labels, ph.ct.spacing_zyx, lesion_id)
+    assert len(new_ids) == len(ph.lesions) - 1
+    stats = label_statistics(ph.ct, ph.ct.with_array(split, metadata={}), ids=[lesion_id] + new_ids)
+    for spec in ph.lesions:
+        # the measured lesion whose centroid is nearest to the analytic centre
+        s = min(stats, key=lambda r: np.linalg.norm(np.subtract(r["centroid_xyz_mm"], spec.center_xyz_mm)))
+        assert np.linalg.norm(np.subtract(s["centroid_xyz_mm"], spec.center_xyz_mm)) < 2.0
+        a, b, c = spec.semi_axes_xyz_mm
+        assert s["volume_ml"] == pytest.approx(4 / 3 * np.pi * a * b * c / 1000, rel=0.15)
+        assert abs(s["median"] - spec.hu) < 15
