@@ -552,6 +552,21 @@ class InteractiveSegmentationWidget(QWidget):
         session = self._session if not needs_volume else None
 
         def work():
+            # superqt drops a RuntimeError raised in a worker (no errored/finished
+            # signal), and torch reports CUDA out-of-memory as one: turn every
+            # unexpected failure into a MedsegError the widget can show.
+            try:
+                return (yield from steps())
+            except MedsegError:
+                raise
+            except Exception as exc:
+                log.exception("interactive segmentation (%s) failed", backend)
+                raise MedsegError(
+                    f"the '{backend}' backend failed ({type(exc).__name__}: {exc}); "
+                    "see the log for details"
+                ) from exc
+
+        def steps():
             nonlocal session
             from ..prompts.factory import make_session
 
@@ -585,7 +600,7 @@ class InteractiveSegmentationWidget(QWidget):
                 raise Cancelled("cancelled by the user; nothing was changed")
             return session, update
 
-        worker = create_worker(work, _start_thread=False)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         self._worker = worker
         self._set_busy(True, "segmenting..." if not needs_volume else f"preparing {backend}...")
         worker.yielded.connect(lambda value: self._show(value[1]))
