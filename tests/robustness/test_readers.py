@@ -463,3 +463,43 @@ def test_reader_does_not_import_torch(tmp_path):
             "print(sorted(m for m in ('torch', 'monai', 'napari') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["labels", "id", "name", "color", "geometry", "x"]), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(doc=json_values)
+def test_random_sidecars(tmp_path, doc):
+    """A random JSON document as a sidecar: ignored (not ours) or a clear InvalidInputError."""
+    import json as _json
+
+    from napari_medseg.io import read_sidecar
+
+    path = tmp_path / "x.json"
+    path.write_text(_json.dumps(doc))
+    try:
+        found = read_sidecar(path)
+    except InvalidInputError as exc:
+        assert "x.json" in str(exc)
+        return
+    assert found is None or found[0].names is not None
+
+
+@SETTINGS
+@given(xml=st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda key, r, name: f'<LabelTable><Label Key="{key}" Red="{r}" Green="0" Blue="1">{name}</Label></LabelTable>'.encode(),
+              st.text(max_size=4), st.text(max_size=4), st.text(max_size=10)),
+))
+def test_random_xml_label_tables(xml):
+    from napari_medseg.io.label_names import parse_label_table_xml
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = parse_label_table_xml(xml)
+    assert table is None or all(isinstance(n, str) for n in table.names.values())
