@@ -53,3 +53,22 @@ def test_predict_refuses_before_starting_when_memory_is_short(model_factory, mon
         model.predict(Volume(np.zeros((40, 64, 64), np.int16), spacing=(0.8, 0.8, 1.0)),
                       progress=lambda f, t: calls.append(t))
     assert calls == []  # refused before any work
+
+
+def test_out_of_memory_in_a_window_becomes_a_clear_error(model_factory, synthetic_ct, monkeypatch):
+    """A window that cannot fit (simulated CUDA OOM) ends in InsufficientMemoryError, after
+    first retrying with one mirrored variant per pass."""
+    from napari_medseg.inference import sliding_window as sw
+    from napari_medseg.models.nnunet import NnUNetModel
+
+    model = NnUNetModel.from_folder(model_factory(n_classes=3), device="cpu")
+    batches = []
+
+    def oom(network, x, combos, mirror_batch):
+        batches.append(mirror_batch)
+        raise torch.cuda.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(sw, "_predict_window", oom)
+    with pytest.raises(InsufficientMemoryError, match="does not fit in the memory of cpu.*device='cpu'"):
+        model.predict(synthetic_ct)
+    assert batches[0] > 1 and batches[-1] == 1

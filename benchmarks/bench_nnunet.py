@@ -1,0 +1,217 @@
+"""Benchmark: napari-medseg's nnU-Net engine vs nnunetv2's nnUNetPredictor on the CPU.
+
+Same model folder (random weights from ``make_random_model_folder``), same image,
+same settings (tile step 0.5, mirroring on), same torch thread count, same run.
+Each engine runs end to end (read the image file, predict, write the label file)
+in a fresh Python process, alternating engines, so that the peak resident memory
+(``ru_maxrss``) of each is its own. Reported: median wall time (process, and the
+predict call alone), median peak RSS, ratios ours / nnU-Net, and parity (per-class
+Dice, % identical voxels) between the two outputs.
+
+Scenarios
+---------
+a) ``3mm``: a TotalSegmentator-"fast"-like model (118 classes, 3 mm) on the real
+   CT ``../shared/data/totalseg_example/example_ct.nii.gz`` (no resampling needed).
+b) ``1.5mm``: a 1.5 mm model (25 classes, like one TotalSegmentator part) on a
+   synthetic 512 x 512 x 300 CT (``napari_medseg.phantom``, 0.78 x 0.78 x 1.5 mm).
+
+``--quick`` shrinks the networks (not the images or class counts): on this
+shared 2-core machine a full-size TotalSegmentator network costs minutes per
+window. The network compute is the same work in both engines, so a smaller
+network *understates* nothing about the rest of the pipeline but gives the
+non-network parts (resampling, accumulation, export) more weight.
+
+Usage::
+
+    python benchmarks/bench_nnunet.py --quick            # ~15 min here
+    python benchmarks/bench_nnunet.py --scenario 3mm --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDSEG_SHARED_DIR", REPO.parent / "shared"))
+
+SCENARIOS = {
+    # name: (classes, spacing, full network, quick network)
+    "3mm": dict(n_classes=118, spacing=(3.0, 3.0, 3.0),
+                full=dict(patch_size=(112, 112, 128), base_features=32, max_features=320),
+                quick=dict(patch_size=(64, 64, 64), base_features=8, max_features=64)),
+    "1.5mm": dict(n_classes=25, spacing=(1.5, 1.5, 1.5),
+                  full=dict(patch_size=(128, 128, 128), base_features=32, max_features=320),
+                  quick=dict(patch_size=(128, 128, 128), base_features=4, max_features=32)),
+}
+
+
+# --------------------------------------------------------------------------- workers
+def _worker(args) -> None:
+    """Run one engine end to end in this (fresh) process and print a JSON line."""
+    import resource
+
+    t0 = time.perf_counter()
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_import = time.perf_counter() - t0
+    if args.worker == "ours":
+        from napari_medseg.io.volume import Volume
+        from napari_medseg.models.nnunet import NnUNetModel
+
+        t1 = time.perf_counter()
+        model = NnUNetModel.from_folder(args.model, device="cpu")
+        t2 = time.perf_counter()
+        vol = Volume.from_sitk(sitk.ReadImage(args.image))
+        labels = model.predict(vol, use_mirroring=not args.no_mirroring, check_memory=False)
+        sitk.WriteImage(vol.to_sitk(labels), args.out, True)
+        t3 = t4 = time.perf_counter()
+    else:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        t1 = time.perf_counter()
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=not args.no_mirroring,
+                                    perform_everything_on_device=False, device=torch.device("cpu"),
+                                    verbose=False, allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(args.model, use_folds=(0,))
+        t2 = time.perf_counter()
+        out_trunc = args.out[: -len(".nii.gz")]
+        predictor.predict_from_files_sequential([[args.image]], [out_trunc], save_probabilities=False,
+                                                overwrite=True)
+        t3 = t4 = time.perf_counter()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("RESULT " + json.dumps({
+        "import_s": t_import, "load_s": t2 - t1, "predict_s": t3 - t2, "write_s": t4 - t3,
+        "total_in_process_s": t4 - t0, "peak_mb": peak_kib / 1024.0,
+    }), flush=True)
+
+
+# --------------------------------------------------------------------------- driver
+def _make_image(scenario: str, workdir: Path) -> Path:
+    if scenario == "3mm":
+        path = SHARED / "data" / "totalseg_example" / "example_ct.nii.gz"
+        if not path.is_file():
+            sys.exit(f"real CT not found at {path} (set MEDSEG_SHARED_DIR)")
+        return path
+    import SimpleITK as sitk
+
+    path = workdir / "synthetic_512x512x300.nii.gz"
+    if not path.is_file():
+        from napari_medseg.phantom import make_phantom
+
+        ph = make_phantom(seed=0, shape=(300, 512, 512), spacing_zyx=(1.5, 0.78, 0.78), n_lesions=3)
+        sitk.WriteImage(ph.ct.to_sitk(), str(path), True)
+    return path
+
+
+def _make_model(scenario: str, quick: bool, workdir: Path) -> Path:
+    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+
+    spec = SCENARIOS[scenario]
+    net = spec["quick" if quick else "full"]
+    return make_random_model_folder(workdir / f"model_{scenario}_{'quick' if quick else 'full'}",
+                                    n_classes=spec["n_classes"], spacing=spec["spacing"], seed=7, **net)
+
+
+def _run(engine: str, model: Path, image: Path, out: Path, threads: int, no_mirroring: bool) -> dict:
+    cmd = [sys.executable, __file__, "--worker", engine, "--model", str(model), "--image", str(image),
+           "--out", str(out), "--threads", str(threads)]
+    if no_mirroring:
+        cmd.append("--no-mirroring")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), nnUNet_def_n_proc=str(threads),
+               nnUNet_raw="/tmp", nnUNet_preprocessed="/tmp", nnUNet_results="/tmp")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"{engine} failed (exit {proc.returncode})")
+    res = json.loads(lines[-1][len("RESULT "):])
+    res["process_wall_s"] = wall
+    return res
+
+
+def _parity(a_path: Path, b_path: Path) -> tuple:
+    import numpy as np
+    import SimpleITK as sitk
+
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(a_path)))
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(b_path)))
+    identical = float((a == b).mean())
+    dices = []
+    for c in np.union1d(np.unique(a), np.unique(b)):
+        if c == 0:
+            continue
+        sa, sb = a == c, b == c
+        dices.append(2.0 * np.logical_and(sa, sb).sum() / (sa.sum() + sb.sum()))
+    return identical, (min(dices) if dices else float("nan")), (float(np.mean(dices)) if dices else float("nan")), len(dices)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small networks (same images and classes)")
+    ap.add_argument("--scenario", choices=["3mm", "1.5mm", "all"], default="all")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per engine (medians reported)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both engines")
+    ap.add_argument("--no-mirroring", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None)
+    # internal: worker mode
+    ap.add_argument("--worker", choices=["ours", "nnunet"], help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--image", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return 0
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nnunet_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenarios = ["3mm", "1.5mm"] if args.scenario == "all" else [args.scenario]
+    print(f"# nnU-Net engine benchmark ({'quick' if args.quick else 'full'} networks), CPU, "
+          f"{args.threads} torch thread(s), {args.repeats} run(s) per engine, interleaved; "
+          f"load average at start {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
+    for scenario in scenarios:
+        image = _make_image(scenario, workdir)
+        model = _make_model(scenario, args.quick, workdir)
+        spec = SCENARIOS[scenario]
+        net = spec["quick" if args.quick else "full"]
+        print(f"\n## {scenario}: {spec['n_classes']} classes, {net}, image {image.name}")
+        results = {"ours": [], "nnunet": []}
+        outs = {}
+        for r in range(args.repeats):
+            for engine in (("nnunet", "ours") if r % 2 == 0 else ("ours", "nnunet")):
+                out = workdir / f"{scenario}_{engine}.nii.gz"
+                res = _run(engine, model, image, out, args.threads, args.no_mirroring)
+                results[engine].append(res)
+                outs[engine] = out
+                print(f"  run {r + 1} {engine:7s} process {res['process_wall_s']:7.1f} s, read+predict+write "
+                      f"{res['predict_s']:7.1f} s, peak {res['peak_mb']:7.0f} MB", flush=True)
+        med = {e: {k: statistics.median(x[k] for x in v) for k in v[0]} for e, v in results.items()}
+        identical, dmin, dmean, ncls = _parity(outs["ours"], outs["nnunet"])
+        o, n = med["ours"], med["nnunet"]
+        print(f"  median ours   : process {o['process_wall_s']:.1f} s (read+predict+write {o['predict_s']:.1f} s), "
+              f"peak {o['peak_mb']:.0f} MB")
+        print(f"  median nnU-Net: process {n['process_wall_s']:.1f} s (read+predict+write {n['predict_s']:.1f} s), "
+              f"peak {n['peak_mb']:.0f} MB")
+        print(f"  ratio ours/nnU-Net: time {o['process_wall_s'] / n['process_wall_s']:.2f}x (process), "
+              f"{o['predict_s'] / n['predict_s']:.2f}x (read+predict+write), "
+              f"peak memory {o['peak_mb'] / n['peak_mb']:.2f}x")
+        print(f"  parity: {identical * 100:.4f} % identical voxels, Dice min {dmin:.4f} / mean "
+              f"{dmean:.4f} over {ncls} classes present")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
