@@ -176,3 +176,21 @@ def test_island_boxes_give_the_same_result_as_one_box(monkeypatch, op):
     pieces = run()
     assert max(calls) > 1  # really split into several boxes
     np.testing.assert_array_equal(pieces, one_box)
+
+
+@pytest.mark.parametrize("radius,sp", [(1.0, (1, 1, 1)), (3.0, (2.5, 0.8, 0.8)), (2.2, (0.7, 1.3, 0.9))])
+def test_footprint_count_equals_convolution(radius, sp):
+    from scipy import ndimage
+
+    from napari_medseg.editing.smoothing import footprint_count
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((9, 17, 15)) < 0.4
+    fp = ellipsoid(radius, sp)
+    ref = ndimage.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="constant")
+    np.testing.assert_array_equal(footprint_count(mask, fp), ref)
+    np.testing.assert_array_equal(footprint_count(mask[3], fp[fp.shape[0] // 2]), ndimage.correlate(
+        mask[3].astype(np.int32), fp[fp.shape[0] // 2].astype(np.int32), mode="constant"))
+    # and the binary median equals scipy's median filter on the same footprint
+    med = ndimage.median_filter(mask.astype(np.uint8), footprint=fp, mode="constant")
+    np.testing.assert_array_equal(smooth(mask.astype(np.uint8), sp, radius, "median") == 1, med == 1)

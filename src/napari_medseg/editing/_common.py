@@ -92,6 +92,11 @@ def present_ids(labels: np.ndarray) -> list:
     if labels.dtype.itemsize <= 2 and np.issubdtype(labels.dtype, np.unsignedinteger):
         counts = np.bincount(labels.ravel(), minlength=1)
         return [int(i) for i in np.flatnonzero(counts) if i != 0]
+    top = int(labels.max())
+    if 0 <= top <= 1 << 20 and labels.min() >= 0:
+        # small non-negative ids in a wide dtype: still a bincount, not a sort
+        counts = np.bincount(labels.ravel().astype(np.intp, copy=False), minlength=1)
+        return [int(i) for i in np.flatnonzero(counts) if i != 0]
     return [int(i) for i in np.unique(labels) if i != 0]
 
 

@@ -17,6 +17,7 @@ from ._common import (
     check_size,
     check_spacing,
     label_bboxes,
+    present_ids,
     prepare,
     result_dtype,
     voxel_volume_ml,
@@ -146,7 +147,7 @@ def split_components(
     if n <= 1:
         return out, []
     order = [int(c) for c in np.argsort(-sizes[1:], kind="stable") + 1]
-    used = set(np.unique(np.asarray(labels)).tolist())
+    used = set(present_ids(np.asarray(labels)))  # bincount for 8/16-bit maps: no full sort
     nxt = int(first_new_id) if first_new_id is not None else int(max(used)) + 1
     if nxt <= 0:
         raise InvalidInputError(f"first_new_id must be a positive id, got {first_new_id}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import InvalidInputError
 from ._common import check_size, ellipsoid, label_bboxes, label_pieces, prepare
@@ -20,35 +19,61 @@ from ._common import check_size, ellipsoid, label_bboxes, label_pieces, prepare
 METHODS = ("median", "opening", "closing")
 
 
+def footprint_count(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """For every voxel, how many voxels of ``mask`` lie under the (centred) footprint.
+
+    Exact, in O(voxels x footprint rows): every row of a convex footprint (an
+    ellipsoid) along the last axis is a contiguous run, whose sum is a difference of
+    two prefix sums along that axis. A 3 x 9 x 9 mm kernel costs ~20 array additions,
+    instead of a multiply per footprint element (convolution) or an FFT of the box.
+    Outside the array counts as empty.
+    """
+    half = [n // 2 for n in footprint.shape]
+    padded = np.pad(mask, [(h, h) for h in half])
+    # prefix sums along the last axis with a leading zero: run [a, b] = C[b + 1] - C[a]
+    csum = np.zeros(padded.shape[:-1] + (padded.shape[-1] + 1,), dtype=np.int32)
+    np.cumsum(padded, axis=-1, dtype=np.int32, out=csum[..., 1:])
+    counts = np.zeros(mask.shape, dtype=np.int32)
+    n_last = mask.shape[-1]
+    for lead in np.ndindex(*footprint.shape[:-1]):
+        row = np.flatnonzero(footprint[lead])
+        if row.size == 0:
+            continue
+        a, b = int(row[0]), int(row[-1])
+        if row.size != b - a + 1:
+            raise ValueError("footprint rows must be contiguous (convex footprint)")
+        key = tuple(slice(o, o + n) for o, n in zip(lead, mask.shape[:-1]))
+        counts += csum[key + (slice(b + 1, b + 1 + n_last),)]
+        counts -= csum[key + (slice(a, a + n_last),)]
+    return counts
+
+
 def _majority(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Binary median: a voxel is on when more than half of its footprint is.
 
-    Computed as a convolution (FFT for big boxes) instead of a sorting median
-    filter: for a binary mask the two agree and the convolution is far faster.
+    For a binary mask this is exactly what a median filter computes; counting with
+    :func:`footprint_count` is far faster than sorting. The footprint is symmetric
+    with an odd number of elements, so there are no ties.
     """
     n = int(footprint.sum())
     if n == 1:
         return mask.copy()
-    if mask.size * n < 2e7:
-        counts = ndimage.correlate(mask.astype(np.uint16), footprint.astype(np.uint16), mode="constant")
-        return counts * 2 > n
-    from scipy.signal import fftconvolve
-
-    counts = fftconvolve(mask.astype(np.float32), footprint[::-1, ::-1, ::-1].astype(np.float32)
-                         if footprint.ndim == 3 else footprint[::-1, ::-1].astype(np.float32), mode="same")
-    # counts are integers up to float error; n is odd (symmetric footprint), so
-    # "more than half" is counts > n / 2 with a margin of 0.5 either side.
-    return counts > n / 2.0
+    return footprint_count(mask, footprint) * 2 > n
 
 
 def _pad_op(mask: np.ndarray, footprint: np.ndarray, op: str) -> np.ndarray:
     """Opening/closing with the outside of the box treated as background."""
     pad = [(r // 2, r // 2) for r in footprint.shape]
     pm = np.pad(mask, pad)
-    if op == "opening":
-        res = ndimage.binary_dilation(ndimage.binary_erosion(pm, footprint), footprint)
-    else:
-        res = ndimage.binary_erosion(ndimage.binary_dilation(pm, footprint), footprint)
+    n = int(footprint.sum())
+
+    def erode(m):
+        return footprint_count(m, footprint) == n
+
+    def dilate(m):  # the footprint is symmetric, so correlation == convolution
+        return footprint_count(m, footprint) > 0
+
+    res = dilate(erode(pm)) if op == "opening" else erode(dilate(pm))
     return res[tuple(slice(p[0], p[0] + n) for p, n in zip(pad, mask.shape))]
 
 
