@@ -131,3 +131,35 @@ def test_plugin_writer_refuses_non_3d_layers(tmp_path):
     with pytest.raises(InvalidInputError, match=r"shape \(2, 3, 4, 5\)"):
         plugin_write_labels(str(tmp_path / "x.nii.gz"), np.zeros((2, 3, 4, 5), np.uint8), {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replacing_mhd_never_pairs_old_header_with_new_data(tmp_path, monkeypatch):
+    """The new .mhd header is moved in last and names a data file no earlier write used."""
+    import os
+
+    import napari_medseg.io.atomic as atomic
+
+    path = tmp_path / "ct.mhd"
+    first, second = oblique_volume(seed=1), oblique_volume(seed=2)
+    write_volume(first, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.mhd", "ct.zraw"]
+    # Simulate a crash right after the data file was moved in, before the header.
+    real_replace = os.replace
+    calls = []
+
+    def crash_on_header(src, dst):
+        calls.append(Path(dst).name)
+        if Path(dst).name == "ct.mhd":
+            raise KeyboardInterrupt("killed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", crash_on_header)
+    with pytest.raises(KeyboardInterrupt):
+        write_volume(second, path)
+    monkeypatch.undo()
+    assert calls[0].startswith("ct.") and calls[0].endswith(".zraw") and calls[0] != "ct.zraw"
+    np.testing.assert_array_equal(read_volume(path).array, first.array)  # old pair still consistent
+    write_volume(second, path)
+    np.testing.assert_array_equal(read_volume(path).array, second.array)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "ct.zraw" not in names and "ct.mhd" in names  # the old data file was removed

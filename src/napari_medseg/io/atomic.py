@@ -11,7 +11,8 @@ staging folder is removed.
 
 A multi-file result (``.mhd`` + ``.raw``) cannot be replaced in one atomic step; the
 data file is moved before the header that references it, so a reader never sees a
-new header pointing at missing data.
+new header pointing at missing data (the MetaImage writer also gives a replacing data
+file a fresh name, so an old header never meets new data).
 """
 
 from __future__ import annotations

@@ -15,8 +15,11 @@ geometry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Optional, Union
 
@@ -70,6 +73,39 @@ def to_label_array(array: np.ndarray, what: str = "labels") -> np.ndarray:
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
+_DATA_FILE = re.compile(r"^(ElementDataFile\s*=\s*)(.+?)\s*$", re.M)
+
+
+def _mhd_data_file(header: Path) -> Optional[str]:
+    """The ElementDataFile named by a MetaImage header (None if unreadable or LOCAL)."""
+    try:
+        text = header.read_text(encoding="latin-1")
+    except OSError:
+        return None
+    m = _DATA_FILE.search(text)
+    if not m or m.group(2).upper() == "LOCAL" or m.group(2).upper().startswith("LIST") or "/" in m.group(2):
+        return None
+    return m.group(2)
+
+
+def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
+    """Give the staged ``.mhd``'s data file a name no earlier write used.
+
+    The header is then replaced in one atomic step after its data file is in place, so
+    at every moment the header on disk references a complete data file (with a fixed
+    name, a crash between the two moves would pair the old header with new data).
+    """
+    name = _mhd_data_file(tmp)
+    if name is None:
+        return
+    data = tmp.parent / name
+    stem, ext = os.path.splitext(name)
+    unique = f"{stem}.{uuid.uuid4().hex[:8]}{ext}"
+    os.replace(data, tmp.parent / unique)
+    text = tmp.read_text(encoding="latin-1")
+    tmp.write_text(_DATA_FILE.sub(lambda m: m.group(1) + unique, text, count=1), encoding="latin-1")
+
+
 def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
     import SimpleITK as sitk
 
@@ -78,6 +114,22 @@ def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
         sitk.WriteImage(image, str(tmp), compress)
     except RuntimeError as exc:
         raise ImageReadError(f"could not write {path}: {_itk_message(exc)}") from None
+    if suffix == ".mhd" and path.is_file():
+        # Replacing an existing pair: never overwrite the data file its header uses.
+        _unique_mhd_data_file(path, tmp)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """Atomic write of ``path``; afterwards remove a MetaImage data file it no longer uses."""
+    old_data = _mhd_data_file(path) if path.name.lower().endswith(".mhd") and path.is_file() else None
+    with atomic_write(path) as tmp:
+        yield tmp
+    if old_data and _mhd_data_file(path) != old_data:
+        try:
+            (path.parent / old_data).unlink()
+        except OSError:
+            pass  # a stale data file is harmless; the header no longer points at it
 
 
 def write_volume(volume: Volume, path: PathLike) -> Path:
@@ -116,7 +168,7 @@ def write_volume(volume: Volume, path: PathLike) -> Path:
     image = volume.to_sitk(arr)
     if volume.modality and suffix not in (".nii", ".nii.gz"):
         image.SetMetaData("medseg_modality", str(volume.modality))
-    with atomic_write(path) as tmp:
+    with _replacing(path) as tmp:
         _write_sitk(image, path, tmp, suffix)
     return path
 
@@ -160,7 +212,7 @@ def write_labels(labels: Volume, path: PathLike, table: Optional[LabelTable] = N
             image.SetMetaData(key, value)
     side = sidecar_path(path)
     doc = sidecar_dict(table, labels.geometry_dict())
-    with atomic_write(path) as tmp:
+    with _replacing(path) as tmp:
         _write_sitk(image, path, tmp, suffix)
         # The sidecar is staged beside the image and moved in with it.
         (tmp.parent / side.name).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
