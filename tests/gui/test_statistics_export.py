@@ -112,3 +112,24 @@ def test_export_widget_dicom_seg(qtbot, make_napari_viewer, shared_data, tmp_pat
     back, table = read_dicom_seg(tmp_path / "liver.dcm", reference=ct)
     np.testing.assert_array_equal(back.array, ref.array)
     assert table.names == {1: "liver"}
+
+
+def test_closed_widgets_do_not_break_the_viewer(qtbot, scene):
+    viewer, ct, image, labels, table = scene
+    stats = StatisticsWidget(viewer)
+    export = ExportWidget(viewer)
+    stats.labels_combo.set_layer(labels)
+    stats.close()
+    stats.deleteLater()
+    export.deleteLater()
+    qtbot.wait(50)
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    # layer list changes and edits after the widgets are gone must not raise
+    viewer.add_labels(np.zeros(ct.shape, np.uint8), name="another")
+    new = np.array(labels.data)
+    new[0, 0, 0] = 1
+    apply_to_layer(labels, new)
+    labels.undo()
+    viewer.layers.remove("another")

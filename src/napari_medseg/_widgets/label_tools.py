@@ -153,7 +153,13 @@ class LayerCombo(QComboBox):
             ev.connect(self.refresh)
 
     def refresh(self, event=None) -> None:
-        current = self.currentText()
+        try:
+            current = self.currentText()
+        except RuntimeError:  # the widget was closed: stop following the layer list
+            for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                       self.viewer.layers.events.reordered):
+                ev.disconnect(self.refresh)
+            return
         self.blockSignals(True)
         self.clear()
         if self.allow_none:

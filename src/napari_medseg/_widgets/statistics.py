@@ -116,8 +116,11 @@ class StatisticsWidget(QWidget):
 
     def schedule_refresh(self, event=None) -> None:
         """Refresh after :attr:`debounce_ms` without further edits (if auto-refresh is on)."""
-        if self.auto.isChecked():
-            self._timer.start(self.debounce_ms)
+        try:
+            if self.auto.isChecked():
+                self._timer.start(self.debounce_ms)
+        except RuntimeError:  # the widget was closed
+            pass
 
     # ----------------------------------------------------------------- compute
     def refresh(self, force: bool = True):
