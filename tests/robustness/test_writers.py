@@ -163,3 +163,13 @@ def test_replacing_mhd_never_pairs_old_header_with_new_data(tmp_path, monkeypatc
     np.testing.assert_array_equal(read_volume(path).array, second.array)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "ct.zraw" not in names and "ct.mhd" in names  # the old data file was removed
+
+
+def test_replacing_nhdr_keeps_a_consistent_pair(tmp_path):
+    path = tmp_path / "ct.nhdr"
+    write_volume(oblique_volume(seed=1), path)
+    second = oblique_volume(seed=2)
+    write_volume(second, path)
+    np.testing.assert_array_equal(read_volume(path).array, second.array)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and "ct.raw.gz" not in names and names[0].endswith(".raw.gz")

@@ -73,13 +73,16 @@ def to_label_array(array: np.ndarray, what: str = "labels") -> np.ndarray:
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
-_DATA_FILE = re.compile(r"^(ElementDataFile\s*=\s*)(.+?)\s*$", re.M)
+# Detached-header formats: MetaImage "ElementDataFile = x.zraw", NRRD "data file: x.raw.gz".
+_DATA_FILE = re.compile(r"^(ElementDataFile\s*=\s*|data ?file:\s*)(.+?)\s*$", re.M)
+_DETACHED = (".mhd", ".nhdr")
 
 
 def _mhd_data_file(header: Path) -> Optional[str]:
-    """The ElementDataFile named by a MetaImage header (None if unreadable or LOCAL)."""
+    """The data file named by a ``.mhd``/``.nhdr`` header (None if unreadable or attached)."""
     try:
-        text = header.read_text(encoding="latin-1")
+        with open(header, "rb") as fh:
+            text = fh.read(65536).decode("latin-1")
     except OSError:
         return None
     m = _DATA_FILE.search(text)
@@ -89,7 +92,7 @@ def _mhd_data_file(header: Path) -> Optional[str]:
 
 
 def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
-    """Give the staged ``.mhd``'s data file a name no earlier write used.
+    """Give the staged ``.mhd``/``.nhdr``'s data file a name no earlier write used.
 
     The header is then replaced in one atomic step after its data file is in place, so
     at every moment the header on disk references a complete data file (with a fixed
@@ -99,8 +102,8 @@ def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
     if name is None:
         return
     data = tmp.parent / name
-    stem, ext = os.path.splitext(name)
-    unique = f"{stem}.{uuid.uuid4().hex[:8]}{ext}"
+    stem, _, ext = name.partition(".")
+    unique = f"{stem}.{uuid.uuid4().hex[:8]}.{ext}" if ext else f"{stem}.{uuid.uuid4().hex[:8]}"
     os.replace(data, tmp.parent / unique)
     text = tmp.read_text(encoding="latin-1")
     tmp.write_text(_DATA_FILE.sub(lambda m: m.group(1) + unique, text, count=1), encoding="latin-1")
@@ -114,7 +117,7 @@ def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
         sitk.WriteImage(image, str(tmp), compress)
     except RuntimeError as exc:
         raise ImageReadError(f"could not write {path}: {_itk_message(exc)}") from None
-    if suffix == ".mhd" and path.is_file():
+    if suffix in _DETACHED and path.is_file():
         # Replacing an existing pair: never overwrite the data file its header uses.
         _unique_mhd_data_file(path, tmp)
 
@@ -122,10 +125,12 @@ def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
 @contextlib.contextmanager
 def _replacing(path: Path):
     """Atomic write of ``path``; afterwards remove a MetaImage data file it no longer uses."""
-    old_data = _mhd_data_file(path) if path.name.lower().endswith(".mhd") and path.is_file() else None
+    old_data = _mhd_data_file(path) if path.name.lower().endswith(_DETACHED) and path.is_file() else None
     with atomic_write(path) as tmp:
         yield tmp
-    if old_data and _mhd_data_file(path) != old_data:
+    stem = path.name.rsplit(".", 1)[0]
+    # Only a data file of this header's own name family is ours to remove.
+    if old_data and old_data.startswith(stem + ".") and _mhd_data_file(path) != old_data:
         try:
             (path.parent / old_data).unlink()
         except OSError:
