@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 from .errors import InvalidInputError, MedsegError
 
@@ -219,4 +219,4 @@ def _channel_count(p: Path) -> int:
     return int(reader.GetNumberOfComponents())
 
 
-__all__ = ["napari_get_reader", "read_layers", "handles", "MedsegError"]
+__all__ = ["napari_get_reader", "read_layers", "handles"]
