@@ -94,13 +94,15 @@ class MaskDecoder3D(nn.Module):
         d, h, w = grid
         c1, c2 = conv1.out_channels, conv2.out_channels
         # transposed conv 1: (B, dhw, C) @ (C, c1*8) -> (B, d, h, w, c1, 2, 2, 2)
-        y = tokens @ conv1.weight.reshape(conv1.in_channels, -1)
-        y = y.reshape(b, d, h, w, c1, 2, 2, 2) + conv1.bias[:, None, None, None]
+        bias1 = conv1.bias.repeat_interleave(8)  # one bias per (channel, sub-voxel) column
+        y = torch.addmm(bias1, tokens.reshape(-1, tokens.shape[-1]), conv1.weight.reshape(conv1.in_channels, -1))
+        y = y.reshape(b, d, h, w, c1, 2, 2, 2)
         y = y.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, 2 * d, 2 * h, 2 * w, c1)
         y = F.gelu(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
         # transposed conv 2 and GELU, still per coarse voxel: (B, 8dhw, c2, 8)
-        z = y.reshape(b, -1, c1) @ conv2.weight.reshape(c1, -1)
-        z = F.gelu(z.reshape(b, -1, c2, 8) + conv2.bias[:, None])
+        bias2 = conv2.bias.repeat_interleave(8)
+        z = torch.addmm(bias2, y.reshape(-1, c1), conv2.weight.reshape(c1, -1))
+        z = F.gelu(z.reshape(b, -1, c2, 8))
         m = torch.einsum("bnck,bmc->bmnk", z, hyper_in)  # (B, M, 8dhw, 8)
         n_masks = hyper_in.shape[1]
         m = m.reshape(b, n_masks, 2 * d, 2 * h, 2 * w, 2, 2, 2).permute(0, 1, 2, 5, 3, 6, 4, 7)
