@@ -200,6 +200,35 @@ def test_custom_nnunet_folder_end_to_end(tmp_path, one_torch_thread):
     assert steps[-1] == 1.0
 
 
+def test_inference_never_loads_triton(tmp_path, one_torch_thread):
+    """triton bundles its own LLVM; loaded next to napari's OpenGL (Mesa's LLVM) it segfaults.
+
+    A fresh interpreter runs a model folder through segment() and reports whether anything
+    imported triton (torch.optim / torch._dynamo would).
+    """
+    import subprocess
+    import sys
+
+    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+
+    folder = make_random_model_folder(tmp_path / "D", n_classes=2, patch_size=(16, 16, 16),
+                                      spacing=(4.0, 4.0, 4.0), base_features=4, max_features=8)
+    code = (
+        "import sys, numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from napari_medseg.inference.segment import segment\n"
+        "from napari_medseg.io.volume import Volume\n"
+        "v = Volume(np.zeros((8, 16, 16), np.float32), spacing=(4, 4, 4), modality='CT')\n"
+        f"segment(v, {str(folder)!r}, device='cpu')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton'"
+        " or m.startswith('torch._dynamo')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_custom_folder_refuses_roi_subset(tmp_path, ct):
     (tmp_path / "plans.json").write_text("{}")
     with pytest.raises(InvalidInputError, match="roi_subset works with registry models"):
