@@ -217,3 +217,33 @@ def test_new_image_layers_appear_in_picker(make_napari_viewer, qtbot, phantom):
     add_image(viewer, phantom.ct, "CT")
     viewer.add_labels(np.zeros((2, 2, 2), np.uint8), name="not an image")
     assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == ["CT"]
+
+
+def test_download_button_runs_in_background_and_refreshes(make_napari_viewer, qtbot, monkeypatch,
+                                                          tmp_path):
+    import napari_medseg.models.weights as wm
+    from napari_medseg.models.registry import get_card
+
+    calls = []
+
+    def fake_download(name, progress=None, cancel=None):
+        calls.append(name)
+        card = get_card(name)
+        d = wm.install_root(card) / card.files[0].target / card.model_folder_name
+        (d / "fold_0").mkdir(parents=True)
+        for f in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth"):
+            (d / f).write_text("{}")
+        progress(0.5, "half way")
+        return wm.install_root(card)
+
+    monkeypatch.setattr(wm, "download", fake_download)
+    viewer = make_napari_viewer()
+    widget = AutoSegmentationWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.set_model("total-fastest")
+    assert "not installed" in widget.model_combo.currentText()
+    with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:
+        widget.download_btn.click()
+    assert blocker.args[0] == "done" and calls == ["total-fastest"]
+    assert widget.model_combo.currentText() == "total-fastest (installed)"
+    assert "installed" in widget.status.text() and widget.run_btn.isEnabled()
