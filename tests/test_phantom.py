@@ -260,3 +260,21 @@ def test_medseg_sample_refuses_a_file_as_outdir(tmp_path, capsys):
     assert main(["sample", str(target), "--shape", "40,96,96"]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def test_sample_data_layer_tuples_without_napari():
+    from napari_medseg._sample_data import SAMPLE_SEED, make_sample_ct
+    from napari_medseg.phantom import LABEL_COLORS
+
+    (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = make_sample_ct()
+    assert (img_kind, lab_kind) == ("image", "labels")
+    assert img.dtype == np.int16 and lab.dtype == np.uint8 and img.shape == lab.shape
+    assert tuple(img_kw["scale"]) == tuple(lab_kw["scale"]) == (2.5, 0.8, 0.8)
+    assert tuple(img_kw["translate"]) == tuple(lab_kw["translate"])
+    assert img_kw["units"] == lab_kw["units"] == ("mm", "mm", "mm")
+    assert lab_kw["colormap"][None] is not None and lab_kw["colormap"][0][3] == 0
+    np.testing.assert_allclose(lab_kw["colormap"][2][:3], np.asarray(LABEL_COLORS[2]) / 255)
+    assert dict(zip(lab_kw["features"]["index"], lab_kw["features"]["name"]))[2] == "liver_lesion"
+    truth = lab_kw["metadata"]["medseg_phantom"]
+    assert truth["seed"] == SAMPLE_SEED and len(truth["lesions"]) == 3
+    assert lab_kw["metadata"]["medseg_label_table"]["labels"][0]["name"] == "liver"
