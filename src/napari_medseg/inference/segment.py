@@ -63,7 +63,14 @@ def resolve_model(model: ModelLike):
         return "card", model
     text = str(model)
     path = Path(text).expanduser()
-    if isinstance(model, Path) or "/" in text or "\\" in text or path.is_dir():
+    has_sep = "/" in text or "\\" in text
+    if not isinstance(model, Path) and not has_sep:
+        from ..models.registry import list_cards
+
+        names = {c.name for c in list_cards()}
+        if text in names or text.replace("_", "-").lower() in names:
+            return "card", get_card(text)  # a registry name wins over a same-named folder
+    if isinstance(model, Path) or has_sep or path.is_dir():
         if _is_model_folder(path):
             return "folder", path
         if not path.exists():
