@@ -201,3 +201,14 @@ def test_open_real_ct_nifti_in_viewer(make_napari_viewer, shared_data):
     corner = (29, 100, 121)
     np.testing.assert_allclose(image.data_to_world(corner), vol.index_to_physical(corner)[::-1], atol=1e-6)
     np.testing.assert_allclose(seg.data_to_world(corner), image.data_to_world(corner), atol=1e-6)
+
+
+@pytest.mark.gui
+def test_open_dicom_folder_in_viewer(make_napari_viewer, shared_data):
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(shared_data / "dcmqi_ct3slice"), plugin="napari-medseg")
+    assert image.data.shape == (3, 512, 512) and image.name == "dcmqi_ct3slice"
+    np.testing.assert_allclose(image.scale, (1.0, 0.810547, 0.810547))
+    np.testing.assert_allclose(image.translate, (-128.690002, -226.800003, -235.199997))
+    assert image.metadata["dicom"]["Modality"] == "CT" and len(image.metadata["dicom"]["SOPInstanceUIDs"]) == 3
+    assert list(image.contrast_limits) == [-160.0, 240.0]
