@@ -73,12 +73,13 @@ LABEL_NAMES: dict[int, str] = {
     17: "ribs",
 }
 
-#: Display colour (r, g, b, 0-255) of each label: anatomical conventions, lesions in
-#: a high-contrast yellow.
+#: Display colour (r, g, b 0-255[, alpha 0-1]) of each label: anatomical conventions,
+#: lesions in a high-contrast yellow; the two fat classes half transparent, so that
+#: the large fat areas do not veil the image under a filled overlay.
 LABEL_COLORS: dict[int, tuple] = {
     1: (221, 130, 101), 2: (255, 235, 40), 3: (157, 108, 162), 4: (240, 160, 60),
     5: (200, 120, 40), 6: (224, 30, 40), 7: (241, 214, 145), 8: (110, 185, 235),
-    9: (250, 210, 180), 10: (225, 205, 130), 11: (190, 60, 60), 12: (200, 190, 110),
+    9: (250, 210, 180), 10: (225, 205, 130, 0.4), 11: (190, 60, 60), 12: (200, 190, 110, 0.4),
     13: (120, 200, 120), 14: (100, 140, 220), 15: (90, 220, 200),
     16: (70, 90, 220), 17: (255, 250, 220),
 }
