@@ -119,3 +119,15 @@ def test_session_end_to_end_on_volume_grid(tiny_model):
     empty.set_volume(vol)
     assert not empty.add_point((7, 15, 13), positive=False).mask.any()
     assert "positive" in empty.message
+
+
+def test_full_size_forward_shapes_on_meta_device():
+    """The published configuration runs end to end (shapes only: the 'meta' device
+    propagates shapes without computing; the real full-size forward is in the GPU check)."""
+    with torch.device("meta"):
+        model = Sam3DAdapter().eval()
+    cache = model.encode(torch.empty(128, 128, 128, device="meta"))
+    assert tuple(cache["deepest"].shape) == (1, 256, 32, 32, 32)
+    assert tuple(cache["partial"].shape) == (1, 128, 64, 64, 64)
+    prob = model.decode(cache, torch.tensor([[[64.0, 60.0, 70.0]]], device="meta"))
+    assert tuple(prob.shape) == (128, 128, 128)
