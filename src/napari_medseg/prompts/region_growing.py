@@ -592,7 +592,14 @@ class RegionGrowingSession(PromptSession):
             core_seeds = [s for s in local_seeds if core[s]]
             core_seeds += _deepest(core, [s for s in local_seeds if not core[s]],
                                    (self.opening_mm + 2.0 * float(spacing.max())), spacing)
-            core = _components_at(core, core_seeds)
+            kept = _components_at(core, core_seeds)
+            # Keep the cut only when it removes the smaller part: if the clicks' part
+            # of the core is a small fraction of it, the object itself is made of
+            # thin-linked pieces (a kidney's cortex and medulla), not a leak.
+            if kept.sum() >= 0.3 * core.sum():
+                core = kept
+            else:
+                core = np.zeros_like(core)
             if core.any():
                 sub = _dilate_mm(core, self.opening_mm + float(spacing.max()), spacing, within=sub)
         # Boundary: growth stops a voxel or two inside a border (smoothing and the
