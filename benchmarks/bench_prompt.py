@@ -44,14 +44,19 @@ def deepest(mask: np.ndarray, spacing) -> tuple:
 
 
 def clicks_in(mask: np.ndarray, spacing, n: int, seed: int = 0) -> list:
-    """The deepest point, then points well inside the object (distance > 3 mm)."""
-    d = ndi.distance_transform_edt(mask, sampling=spacing)
+    """The deepest point, then points well inside the object (distance > 3 mm).
+
+    Computed on a 2x subsampled mask for big volumes (choosing clicks is not what
+    is measured)."""
+    step = 2 if mask.size > 20_000_000 else 1
+    small = mask[::step, ::step, ::step]
+    d = ndi.distance_transform_edt(small, sampling=np.asarray(spacing) * step)
     inside = np.argwhere(d > min(3.0, 0.5 * d.max()))
     rng = np.random.default_rng(seed)
-    out = [deepest(mask, spacing)]
+    out = [tuple(int(v) * step for v in np.unravel_index(int(np.argmax(d)), d.shape))]
     for i in rng.integers(0, len(inside), size=n - 1):
-        out.append(tuple(int(v) for v in inside[i]))
-    return out
+        out.append(tuple(int(v) * step for v in inside[i]))
+    return [p for p in out if mask[p]] or out
 
 
 def load_real():
