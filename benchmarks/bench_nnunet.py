@@ -46,7 +46,7 @@ SCENARIOS = {
     # name: (classes, spacing, full network, quick network)
     "3mm": dict(n_classes=118, spacing=(3.0, 3.0, 3.0),
                 full=dict(patch_size=(112, 112, 128), base_features=32, max_features=320),
-                quick=dict(patch_size=(64, 64, 64), base_features=8, max_features=64)),
+                quick=dict(patch_size=(112, 112, 128), base_features=8, max_features=64)),
     "1.5mm": dict(n_classes=25, spacing=(1.5, 1.5, 1.5),
                   full=dict(patch_size=(128, 128, 128), base_features=32, max_features=320),
                   quick=dict(patch_size=(128, 128, 128), base_features=4, max_features=32)),
@@ -89,8 +89,10 @@ def _worker(args) -> None:
         predictor.predict_from_files_sequential([[args.image]], [out_trunc], save_probabilities=False,
                                                 overwrite=True)
         t3 = t4 = time.perf_counter()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kib = usage.ru_maxrss
     print("RESULT " + json.dumps({
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "import_s": t_import, "load_s": t2 - t1, "predict_s": t3 - t2, "write_s": t4 - t3,
         "total_in_process_s": t4 - t0, "peak_mb": peak_kib / 1024.0,
     }), flush=True)
@@ -181,7 +183,8 @@ def main(argv=None) -> int:
     scenarios = ["3mm", "1.5mm"] if args.scenario == "all" else [args.scenario]
     print(f"# nnU-Net engine benchmark ({'quick' if args.quick else 'full'} networks), CPU, "
           f"{args.threads} torch thread(s), {args.repeats} run(s) per engine, interleaved; "
-          f"load average at start {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
+          f"{'no ' if args.no_mirroring else ''}mirroring; load average at start "
+          f"{os.getloadavg()[0]:.1f} (shared machine: wall times are noisy, CPU times less so)")
     for scenario in scenarios:
         image = _make_image(scenario, workdir)
         model = _make_model(scenario, args.quick, workdir)
@@ -196,16 +199,20 @@ def main(argv=None) -> int:
                 res = _run(engine, model, image, out, args.threads, args.no_mirroring)
                 results[engine].append(res)
                 outs[engine] = out
-                print(f"  run {r + 1} {engine:7s} process {res['process_wall_s']:7.1f} s, read+predict+write "
-                      f"{res['predict_s']:7.1f} s, peak {res['peak_mb']:7.0f} MB", flush=True)
+                print(f"  run {r + 1} {engine:7s} process {res['process_wall_s']:7.1f} s wall, "
+                      f"{res['cpu_s']:7.1f} s CPU, read+predict+write {res['predict_s']:7.1f} s, "
+                      f"peak {res['peak_mb']:7.0f} MB", flush=True)
         med = {e: {k: statistics.median(x[k] for x in v) for k in v[0]} for e, v in results.items()}
         identical, dmin, dmean, ncls = _parity(outs["ours"], outs["nnunet"])
         o, n = med["ours"], med["nnunet"]
-        print(f"  median ours   : process {o['process_wall_s']:.1f} s (read+predict+write {o['predict_s']:.1f} s), "
+        print(f"  median ours   : process {o['process_wall_s']:.1f} s wall, {o['cpu_s']:.1f} s CPU "
+              f"(read+predict+write {o['predict_s']:.1f} s), "
               f"peak {o['peak_mb']:.0f} MB")
-        print(f"  median nnU-Net: process {n['process_wall_s']:.1f} s (read+predict+write {n['predict_s']:.1f} s), "
+        print(f"  median nnU-Net: process {n['process_wall_s']:.1f} s wall, {n['cpu_s']:.1f} s CPU "
+              f"(read+predict+write {n['predict_s']:.1f} s), "
               f"peak {n['peak_mb']:.0f} MB")
-        print(f"  ratio ours/nnU-Net: time {o['process_wall_s'] / n['process_wall_s']:.2f}x (process), "
+        print(f"  ratio ours/nnU-Net: CPU time {o['cpu_s'] / n['cpu_s']:.2f}x, "
+              f"wall {o['process_wall_s'] / n['process_wall_s']:.2f}x (process), "
               f"{o['predict_s'] / n['predict_s']:.2f}x (read+predict+write), "
               f"peak memory {o['peak_mb'] / n['peak_mb']:.2f}x")
         print(f"  parity: {identical * 100:.4f} % identical voxels, Dice min {dmin:.4f} / mean "

@@ -196,7 +196,9 @@ class NnUNetModel:
             network.load_state_dict(ckpts[0].state_dict, strict=True)
         dev = device if isinstance(device, torch.device) else choose_device(str(device))
         network = network.to(dev).eval()
-        model = cls(folder, plans, dataset_json, network, [ck.state_dict for ck in ckpts], folds,
+        # one fold: its weights live in the network only (no second copy in memory)
+        state_dicts = [ck.state_dict for ck in ckpts] if len(ckpts) > 1 else [None]
+        model = cls(folder, plans, dataset_json, network, state_dicts, folds,
                     ckpts[0].mirror_axes, dev, ckpts[0].trainer_name)
         log.info("loaded nnU-Net model %s (%s, folds %s) on %s", folder, configuration, folds, dev)
         return model
@@ -216,7 +218,7 @@ class NnUNetModel:
         return self.plans.configuration_name
 
     def _set_fold(self, fold_index: int) -> None:
-        if self._loaded_fold != fold_index:
+        if self._loaded_fold != fold_index and self._fold_state_dicts[fold_index] is not None:
             self.network.load_state_dict(self._fold_state_dicts[fold_index], strict=True)
             self._loaded_fold = fold_index
 
