@@ -847,7 +847,9 @@ def make_phantom(seed: int = 0, shape: Sequence[int] = (100, 256, 256),
     Raises
     ------
     InvalidInputError
-        For a bad shape, spacing or lesion count, or a grid too small for the lesions.
+        For a bad shape, spacing, seed or lesion count, or a grid too small for the lesions.
+    InsufficientMemoryError
+        When the grid needs more memory than the machine has (checked before any work).
     """
     shape = tuple(int(n) for n in shape)
     spacing_zyx = tuple(float(s) for s in spacing_zyx)
@@ -859,7 +861,14 @@ def make_phantom(seed: int = 0, shape: Sequence[int] = (100, 256, 256),
         raise InvalidInputError(f"n_lesions must be between 0 and {_MAX_LESIONS}, got {n_lesions}")
     if noise_hu < 0 or blur_mm < 0:
         raise InvalidInputError("noise_hu and blur_mm must not be negative")
+    if int(seed) != seed or seed < 0:
+        raise InvalidInputError(f"the phantom seed must be a whole number >= 0, got {seed!r}")
     seed = int(seed)
+    # Refuse before allocating: tissue + labels + int16 image + slab buffers, with margin.
+    from .inference.memory import check_memory
+
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    check_memory(6.0 * n_voxels, f"a {shape[2]} x {shape[1]} x {shape[0]} phantom")
 
     # Centred grid, identity direction (LPS-like).
     origin_zyx = tuple(-(n - 1) * s / 2.0 for n, s in zip(shape, spacing_zyx))

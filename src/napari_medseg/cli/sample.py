@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"{outdir} exists and is not a folder; give a folder for the sample")
 
     phantom = make_phantom(seed=args.seed, shape=shape, spacing_zyx=spacing, n_lesions=args.lesions)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the output folder {outdir}: {exc.strerror or exc}") from None
     ct_path = write_volume(phantom.ct, outdir / "ct.nii.gz")
     labels_path = write_labels(phantom.labels_volume, outdir / "labels.nii.gz", phantom_label_table(phantom))
     lesions_path = outdir / "lesions.json"
