@@ -3,8 +3,9 @@
 The phantom is built from smooth analytic shapes (perturbed ellipsoids, elliptic
 cylinders, dome surfaces) on the voxel grid, then converted to Hounsfield units,
 slightly blurred (scanner point-spread / partial volume) and given correlated
-Gaussian noise. Everything is drawn from ``numpy.random.default_rng(seed)``, so the
-same arguments always give the same bytes, and different seeds give different
+Gaussian noise. Everything random derives from ``seed`` (NumPy generators seeded
+with it, one per purpose, and one per slice for the noise), so the same arguments
+always give the same bytes, and different seeds give different
 cases (organ sizes and shapes, fat thickness, lesion positions, sizes and contrast)
 for training and testing.
 
@@ -694,16 +695,17 @@ def _build_anatomy(b: _Builder) -> dict:
     }
 
 
-def _place_lesions(b: _Builder, grid: _Grid, n: int, hu_liver: float, scale: float) -> list:
+def _place_lesions(b: _Builder, grid: _Grid, n: int, scale: float) -> list:
     """Place ``n`` non-touching ellipsoidal lesions fully inside the liver (physical mm)."""
     rng = b.rng
-    liver_idx = np.nonzero(np.any(b.tissue == _T_LIVER, axis=(1, 2)))[0]
     if n == 0:
         return []
-    if liver_idx.size == 0:
+    liver = b.tissue == _T_LIVER
+    if not liver.any():
         raise InvalidInputError("the phantom grid is too small to hold the liver; use a larger shape")
     # Bounding box of the liver (physical mm), from per-axis projections.
-    proj = [np.nonzero(np.any(b.tissue == _T_LIVER, axis=ax))[0] for ax in ((1, 2), (0, 2), (0, 1))]
+    proj = [np.nonzero(np.any(liver, axis=ax))[0] for ax in ((1, 2), (0, 2), (0, 1))]
+    del liver
     lo = [grid.axes[a][p[0]] for a, p in enumerate(proj)]
     hi = [grid.axes[a][p[-1]] for a, p in enumerate(proj)]
     # Sizes by rank: large, medium, small (semi-axis in mm), never below what the grid
@@ -882,7 +884,7 @@ def make_phantom(seed: int = 0, shape: Sequence[int] = (100, 256, 256),
     hu = _build_anatomy(builder)
     hu[_T_KL_CORTEX] = hu[_T_KR_CORTEX] + _uniform(rng, -5, 5)
     hu[_T_KL_MEDULLA] = hu[_T_KR_MEDULLA] + _uniform(rng, -5, 5)
-    lesions = _place_lesions(builder, grid, int(n_lesions), hu[_T_LIVER], min(1.0, min(scale_xyz)) ** 0.5)
+    lesions = _place_lesions(builder, grid, int(n_lesions), min(1.0, min(scale_xyz)) ** 0.5)
     for lesion in lesions:
         hu[_T_LESION0 + lesion.index] = lesion.hu
 
