@@ -116,7 +116,7 @@ def test_light_imports_do_not_pull_torch_monai_or_napari(tmp_path):
     assert result["n_layers"] == 1
 
 
-def test_medseg_help_runs_fast_and_lists_sample():
+def test_medseg_help_lists_sample():
     proc = subprocess.run([sys.executable, "-m", "napari_medseg.cli", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
