@@ -108,17 +108,19 @@ def bench(backend: str, volume, objects: dict, clicks_per_object: int) -> dict:
     t = time.perf_counter()
     session.set_volume(volume)
     setup = time.perf_counter() - t
-    first, further = [], []
+    first, further, cpu = [], [], []
     for name, mask in objects.items():
         session.reset()
         for i, p in enumerate(clicks_in(mask, volume.spacing_zyx, clicks_per_object)):
             t = time.perf_counter()
+            c = time.process_time()
             update = session.add_point(p)
             dt = time.perf_counter() - t
+            cpu.append(time.process_time() - c)
             (first if i == 0 else further).append(dt)
         inter = (update.mask & mask).sum()
         print(f"    {name:13s} first {first[-1] * 1000:7.0f} ms  Dice {2 * inter / (update.mask.sum() + mask.sum()):.3f}")
-    return {"setup": setup, "first": first, "further": further}
+    return {"setup": setup, "first": first, "further": further, "cpu": cpu}
 
 
 def memory_run(volume, mask, n: int = 50) -> None:
@@ -192,6 +194,7 @@ def main(argv=None) -> int:
             med_further = statistics.median(r["further"]) if r["further"] else float("nan")
             line = (f"    set-up {r['setup']:.2f} s | per click: first {med_first * 1000:.0f} ms (median), "
                     f"further {med_further * 1000:.0f} ms (median of {len(r['further'])})")
+            line += f" | CPU time per click {statistics.median(r['cpu']) * 1000:.0f} ms (median)"
             target = targets.get(status.name)
             if target is not None:
                 line += f" | target {target * 1000:.0f} ms: ratio first {med_first / target:.2f}, further {med_further / target:.2f}"
