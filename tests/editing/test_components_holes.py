@@ -1,7 +1,6 @@
 """Connected components and hole filling against hand-computed results."""
 
 import numpy as np
-import pytest
 
 from napari_medseg.editing import (
     fill_holes,

@@ -7,8 +7,6 @@ step and return new objects.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ..errors import InvalidInputError
