@@ -79,7 +79,7 @@ def test_negative_click_removes_leak_into_neighbour(real_ct):
     ref = seg == ORGANS["spleen"]
     session = RegionGrowingSession(leak_ratio=1000, opening_mm=0, tolerance=3.5)
     session.set_volume(volume)
-    before = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask
+    before = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask.copy()  # the session updates its mask in place
     leak = before & (seg == ORGANS["liver"])
     assert leak.sum() > 10000, "the test needs a leak into the liver"
     labelled, _ = ndi.label(leak)

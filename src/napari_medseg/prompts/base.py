@@ -64,7 +64,9 @@ class Update:
     """What changed after an interaction.
 
     ``mask`` is the full-grid boolean mask of the current object, ``changed`` the
-    bounding box (tuple of 3 slices) whose voxels may differ from before.
+    bounding box (tuple of 3 slices) whose voxels may differ from before. ``mask`` is
+    the session's live mask, updated in place by the next interaction: read
+    ``mask[changed]`` right away, or copy it to keep it.
     """
 
     mask: np.ndarray
@@ -248,20 +250,22 @@ class PromptSession(ABC):
 
         t0 = time.perf_counter()
         prediction = self._predict(prompts, self._state)
-        previous = self._mask
-        full = np.zeros(self.volume.shape, dtype=bool) if previous is None else previous.copy()
+        sub = np.asarray(prediction.mask, dtype=bool)
         old_region = self._mask_box
+        # The undo history keeps a bounding-box copy of the mask; after that the mask is
+        # updated in place, so a click costs O(changed box), not O(volume) (a full copy
+        # is 78 MB and ~0.2 s on a 512 x 512 x 300 CT).
+        self._push_history()
+        full = self._mask if self._mask is not None else np.zeros(self.volume.shape, dtype=bool)
         # Voxels of the previous mask outside the predicted region belong to the object
         # only if the backend says so; the prediction's region replaces the old mask there.
         if old_region is not None:
             full[old_region] = False
-        sub = np.asarray(prediction.mask, dtype=bool)
         full[prediction.region] = sub
         new_box = _nonzero_region(sub)
         if new_box is not None:
             new_box = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(prediction.region, new_box))
-        self._push_history()
         self._prompts, self._mask, self._state = prompts, full, prediction.state
         self._mask_box = new_box
-        changed = _union_region(old_region, prediction.region)
+        changed = _union_region(old_region, prediction.region) or (slice(0, 0),) * 3
         return Update(full, changed, time.perf_counter() - t0)
