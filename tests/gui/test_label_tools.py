@@ -126,6 +126,11 @@ def test_autosave_and_restore(qtbot, setup, tmp_path):
     snaps = widget.autosave_now(blocking=True)
     assert len(snaps) == 1
     assert len(list_recoverable(tmp_path / "rec")) == 2
+    labels.undo()  # an undo is an edit too
+    undone = widget.autosave_now(blocking=True)
+    assert len(undone) == 1 and len(list_recoverable(tmp_path / "rec")) == 3
+    labels.redo()
+    assert len(widget.autosave_now(blocking=True)) == 1
     layer = widget.restore_snapshot(snaps[0].id)
     np.testing.assert_array_equal(layer.data, labels.data)
     np.testing.assert_allclose(layer.scale, labels.scale)

@@ -325,6 +325,9 @@ class LabelToolsWidget(QWidget):
 
         layer.events.paint.connect(bump)
         layer.events.data.connect(bump)
+        # undo/redo only emit set_data (as does re-slicing: the autosaver's digest
+        # then finds nothing changed and writes nothing)
+        layer.events.set_data.connect(bump)
 
     def _on_operation_changed(self, name: str) -> None:
         unit = OPERATIONS.get(name, (None,))[0]
