@@ -55,6 +55,7 @@ DEFAULT_PREPROCESSING = {
     "stage1_spacing_xyz": [2.5, 2.5, 2.5],  # coarse grid for the liver
     "stage2_spacing_xyz": [1.0, 1.0, 2.5],  # fine grid for lesions (inside the liver box)
     "stage2_margin_mm": 10.0,  # margin around the liver's bounding box
+    "min_lesion_mm3": 20.0,  # lesion components smaller than this are dropped (specks)
     "orientation": "array axes, flipped to positive direction diagonal",
 }
 
