@@ -76,3 +76,15 @@ def test_bad_inputs(ct3, tmp_path):
     with pytest.raises(UnsupportedFormatError, match="not a DICOM Segmentation"):
         read_dicom_seg(folder / "ct-3slice_01.dcm")
     assert not list(tmp_path.iterdir())
+
+
+def test_many_segments_roundtrip(ct3, tmp_path):
+    folder, ct, ref = ct3
+    arr = np.zeros(ct.shape, np.uint16)
+    for k in range(30):  # 30 classes with sparse ids, some above 255
+        arr[k % 3, 16 * k:16 * k + 12, 40:60 + k] = 3 + 9 * k
+    labels = ct.with_array(arr, metadata={})
+    out = write_dicom_seg(labels, None, ct, tmp_path / "many.dcm")
+    back, table = read_dicom_seg(out, reference=ct)
+    np.testing.assert_array_equal(back.array, arr)
+    assert len(table) == 30 and table.name_of(264) == "label 264"

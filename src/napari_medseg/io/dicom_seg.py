@@ -169,12 +169,16 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     table = table or LabelTable.from_ids(ids)
     datasets = [_sanitised(ds) for ds in _order_sources(labels, _source_files(source))]
 
-    stacked = np.zeros(arr.shape + (len(ids),), dtype=np.uint8)
+    # label-map style input (pixel value = segment number): one array the size of the
+    # volume, not one mask per segment (117 TotalSegmentator classes would need 117x)
+    seg_dtype = np.uint8 if len(ids) < 256 else np.uint16
+    lut = np.zeros(int(max(ids)) + 1, dtype=seg_dtype)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=seg_dtype)
+    stacked = lut[arr]
     descriptions = []
     algorithm = hd.AlgorithmIdentificationSequence(
         name="napari-medseg", family=codes.DCM.ArtificialIntelligence, version=str(__version__))
     for k, label_id in enumerate(ids, start=1):
-        stacked[..., k - 1] = arr == label_id
         r, g, b, _ = table.color_of(label_id)
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=k,
