@@ -143,3 +143,15 @@ def test_lesions_cli_measure_and_run(tmp_path, one_thread, capsys):
     labels, table = read_labels(out2 / "liver_lesions.nii.gz")
     assert labels.shape == ph.ct.shape and table.names[1] == "liver"
     assert (out2 / "lesions.csv").is_file() and (out2 / "lesions.json").is_file()
+
+
+def test_drop_small_components_and_largest_component():
+    mask = np.zeros((6, 10, 10), bool)
+    mask[1:4, 1:4, 1:4] = True  # 27 voxels of 2 mm^3 = 54 mm^3
+    mask[5, 8, 8] = True  # 1 voxel = 2 mm^3
+    kept = lc.drop_small_components(mask, (2.0, 1.0, 1.0), 20.0)
+    assert kept.sum() == 27 and not kept[5, 8, 8]
+    assert lc.drop_small_components(mask, (2.0, 1.0, 1.0), 0.0).sum() == 28
+    assert lc.largest_component(mask).sum() == 27
+    assert lc.bbox_with_margin(kept, (2.0, 1.0, 1.0), 2.0) == (slice(0, 5), slice(0, 6), slice(0, 6))
+    assert lc.bbox_with_margin(np.zeros((2, 2, 2), bool), (1, 1, 1), 5.0) is None
