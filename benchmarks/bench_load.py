@@ -200,11 +200,16 @@ def _click_points(meta: dict, labels_gt: np.ndarray) -> tuple:
 def _held_bytes(obj, depth: int = 4, seen=None) -> int:
     """NumPy bytes reachable from ``obj`` through containers and attributes (bounded walk)."""
     seen = set() if seen is None else seen
+    if isinstance(obj, np.ndarray):
+        while isinstance(obj.base, np.ndarray):  # a view holds its base's memory
+            obj = obj.base
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        return obj.nbytes if obj.base is None else 0
     if id(obj) in seen or depth < 0:
         return 0
     seen.add(id(obj))
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes if obj.base is None else 0
     if isinstance(obj, dict):
         items = list(obj.values())
     elif isinstance(obj, (list, tuple, set)):
@@ -316,13 +321,17 @@ def stage_prepare_clicks(args, work: Path, f32: int) -> dict:
     results["clicks"]["mask_voxels"] = int(session.mask.sum())
 
     with Probe(rss0) as probe:
-        after, history, caches = [], [], []
+        import tracemalloc
+
+        after, traced, history, caches = [], [], [], []
         for point, positive in repeat:
             session.add_point(point, positive=positive)
             after.append(rss())
+            traced.append(tracemalloc.get_traced_memory()[0])  # live NumPy/Python objects
             history.append(_history_bytes(session))
             caches.append(_cache_bytes(session))
     rep = probe.result(f32)
+    traced_mb = np.asarray(traced, dtype=float) / 1e6
     after_mb = np.asarray(after, dtype=float) / 1e6
     hist_mb = np.asarray(history, dtype=float) / 1e6
     cache_mb = np.asarray(caches, dtype=float) / 1e6
@@ -344,6 +353,9 @@ def stage_prepare_clicks(args, work: Path, f32: int) -> dict:
         "cache_growth_mb": round(cache_growth, 1),
         "cache_mb": round(float(cache_mb[-1]), 1),
         "unexplained_growth_mb": round(growth - hist_growth - cache_growth, 1),
+        "live_objects_mb_after_click": [round(v, 1) for v in traced_mb],
+        "live_objects_growth_mb": round(float(traced_mb[-1] - traced_mb[9]), 1),
+        "live_unexplained_growth_mb": round(float(traced_mb[-1] - traced_mb[9]) - hist_growth - cache_growth, 1),
         "rss_after_reset_mb": round(rss() / 1e6, 1),
         "slope_mb_per_click": round(slope, 3),
         "undo_history": n_history,
@@ -452,8 +464,9 @@ def print_report(results: dict, shape: tuple, f32: int, elapsed: float) -> None:
     if pc.get("status") == "ok":
         rep = pc["repeat"]
         # Growth the undo history explains is by design (one bounding-box copy of the mask
-        # per click); anything beyond 1 % of the volume over 40 clicks would be a leak.
-        growth_ok = rep["unexplained_growth_mb"] < 0.01 * f32 / 1e6 + 5
+        # per click). A leak shows as live objects (tracemalloc) growing beyond that; RSS
+        # may also grow through allocator fragmentation, reported separately.
+        growth_ok = rep["live_unexplained_growth_mb"] < 0.01 * f32 / 1e6 + 5
         print(f"\nclicks: {pc['clicks']['per_click_s']} s each; mask {pc['clicks']['mask_voxels']} voxels")
         print(f"{rep['n_clicks']} repeated clicks: RSS after click 1 / 10 / {rep['n_clicks']}: "
               f"{rep['rss_after_click_mb'][0]:.0f} / {rep['rss_after_click_mb'][9]:.0f} / "
@@ -461,8 +474,10 @@ def print_report(results: dict, shape: tuple, f32: int, elapsed: float) -> None:
               f"{rep['growth_after_click10_mb']:+.1f} MB ({rep['slope_mb_per_click']:+.3f} MB/click), of which "
               f"undo history {rep['undo_history_growth_mb']:+.1f} MB ({rep['undo_history']} entries, "
               f"{rep['undo_history_mb']:.1f} MB), backend caches {rep['cache_growth_mb']:+.1f} MB "
-              f"(now {rep['cache_mb']:.1f} MB), unexplained {rep['unexplained_growth_mb']:+.1f} MB "
-              f"-> {'NO LEAK' if growth_ok else 'GROWING'}; RSS after reset() {rep['rss_after_reset_mb']:.0f} MB")
+              f"(now {rep['cache_mb']:.1f} MB), unexplained {rep['unexplained_growth_mb']:+.1f} MB; "
+              f"live NumPy/Python objects {rep['live_objects_growth_mb']:+.1f} MB, beyond undo history and "
+              f"caches {rep['live_unexplained_growth_mb']:+.1f} MB -> {'NO LEAK' if growth_ok else 'GROWING'}; "
+              f"RSS after reset() {rep['rss_after_reset_mb']:.0f} MB")
     for stage in ("write", "read", "statistics", "export", "segment"):
         res = results.get(stage, {})
         extra = {k: res[k] for k in ("file_mb", "check", "labels_from", "rows", "classes") if k in res}
