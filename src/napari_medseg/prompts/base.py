@@ -103,16 +103,20 @@ def _pack(mask: Optional[np.ndarray], region: Optional[tuple]) -> Optional[tuple
         return None
     if region is None:
         return (mask.shape, None, None)
-    return (mask.shape, region, mask[region].copy())
+    sub = mask[region]
+    # 1 bit per voxel (np.packbits): 8 x smaller than a bool copy
+    return (mask.shape, region, (sub.shape, np.packbits(sub, axis=None)))
 
 
 def _unpack(packed: Optional[tuple]) -> Optional[np.ndarray]:
     if packed is None:
         return None
-    shape, region, sub = packed
+    shape, region, bits = packed
     full = np.zeros(shape, dtype=bool)
     if region is not None:
-        full[region] = sub
+        sub_shape, packed_bits = bits
+        n = int(np.prod(sub_shape))
+        full[region] = np.unpackbits(packed_bits, count=n).astype(bool).reshape(sub_shape)
     return full
 
 
