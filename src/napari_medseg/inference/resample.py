@@ -147,7 +147,7 @@ def _apply_axis(x, axis: int, n_out: int, order: int, out_rows: Optional[slice] 
         b1 = min(b0 + block, len(first))
         lo, hi = int(first[b0:b1].min()), int(last[b0:b1].max())
         m = torch.from_numpy(np.ascontiguousarray(mat[b0:b1, lo:hi].T, dtype=np.float32))
-        pieces.append(torch.matmul(xm[..., lo:hi], m))
+        pieces.append(torch.matmul(xm[..., lo:hi].float(), m))
     return torch.cat(pieces, dim=-1).movedim(-1, axis)
 
 
@@ -174,15 +174,15 @@ def _resample_channel_block(x, new_shape: Sequence[int], order: int, sep_axis: O
         idx = _nearest_index(n_sep_in, new_shape[0], order_z)[out_rows]
         uniq, inv = np.unique(idx, return_inverse=True)
         sub = x.index_select(1, torch.from_numpy(uniq.astype(np.int64)))
-        lo = sub.amin(dim=(2, 3), keepdim=True)
-        hi = sub.amax(dim=(2, 3), keepdim=True)
+        lo = sub.amin(dim=(2, 3), keepdim=True).float()
+        hi = sub.amax(dim=(2, 3), keepdim=True).float()
         y = _apply_axis(sub, 2, new_shape[1], order)
         y = _apply_axis(y, 3, new_shape[2], order)
         y = torch.maximum(torch.minimum(y, hi), lo)
         return y.index_select(1, torch.from_numpy(inv.astype(np.int64)))
     # separate axis is y or x: rows of axis 0 are in-plane
-    lo = x.amin(dim=tuple(inplane), keepdim=True)
-    hi = x.amax(dim=tuple(inplane), keepdim=True)
+    lo = x.amin(dim=tuple(inplane), keepdim=True).float()
+    hi = x.amax(dim=tuple(inplane), keepdim=True).float()
     y = _apply_axis(x, 1, new_shape[0], order, out_rows)
     other = inplane[1]
     y = _apply_axis(y, other, new_shape[other - 1], order)
@@ -271,27 +271,30 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
 
     from ..progress import check_cancel, report
 
+    # float16 scores stay float16 (converted slab by slab): no full-size float32 copy
     x = logits if isinstance(logits, torch.Tensor) else torch.from_numpy(np.asarray(logits))
-    x = x.float()
+    if x.dtype not in (torch.float16, torch.float32):
+        x = x.float()
     new_shape = tuple(int(s) for s in new_shape)
     out = np.empty(new_shape, dtype=out_dtype)
     if tuple(x.shape[1:]) == new_shape:
-        for r0, r1 in _row_chunks(new_shape, 1, 512 * 2**20):
-            out[r0:r1] = x[:, r0:r1].argmax(0).numpy()
+        for r0, r1 in _row_chunks(new_shape, x.shape[0]):
+            out[r0:r1] = x[:, r0:r1].float().argmax(0).numpy()
         return out
     sep_axis = _plan(x.shape[1:], new_shape, current_spacing, new_spacing, order, order_z,
                      force_separate_z, separate_z_anisotropy_threshold)
     if sep_axis is None:
-        lo = x.amin(dim=(1, 2, 3), keepdim=True)
-        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        lo = x.amin(dim=(1, 2, 3), keepdim=True).float()
+        hi = x.amax(dim=(1, 2, 3), keepdim=True).float()
     chunks = list(_row_chunks(new_shape, x.shape[0]))
     for k, (r0, r1) in enumerate(chunks):
         check_cancel(cancel)
         y = _resample_channel_block(x, new_shape, order, sep_axis, order_z, slice(r0, r1))
         if sep_axis is None:
             y = torch.maximum(torch.minimum(y, hi), lo)
+        y = y.float()
         if round_fp16:
-            y = y.half()
+            y = y.half().float()
         out[r0:r1] = y.argmax(0).numpy()
         report(progress, (k + 1) / len(chunks), "resampling to the original grid")
     return out

@@ -7,8 +7,8 @@ test-time mirroring (every non-empty combination of the allowed axes, averaged
 with the plain prediction). Differences, chosen for speed and accuracy, not
 behaviour:
 
-* scores are accumulated in float32 (nnU-Net accumulates in float16, which is
-  slow on CPUs and rounds);
+* by default scores are accumulated in float16 exactly as nnU-Net does (which is
+  what makes the output voxel-identical); ``emulate_fp16=False`` uses float32;
 * several folds share one accumulator (the per-fold normalisation is the same
   for every fold, so the sum of normalised fold predictions is the normalised
   sum);
@@ -180,7 +180,8 @@ def sliding_window_logits(
     Returns
     -------
     torch.Tensor
-        (num_classes, Z, Y, X) float32 on the CPU.
+        (num_classes, Z, Y, X) on the CPU: float16 when ``emulate_fp16`` (exactly
+        nnU-Net's values), else float32.
     """
     import contextlib
 
@@ -196,9 +197,13 @@ def sliding_window_logits(
     on_device = (device.type == "cuda") if accumulate_on_device is None else bool(accumulate_on_device)
     gauss_dev = gaussian_importance_map(patch_size, device=device) if use_gaussian else None
 
+    # nnU-Net accumulates in float16; emulating it exactly means doing the same
+    # (each in-place add is computed in float32 and rounded once), at half the memory
+    acc_dtype = torch.float16 if emulate_fp16 else torch.float32
+
     def alloc(where):
-        logits = torch.zeros((num_classes, *padded.shape[1:]), dtype=torch.float32, device=where)
-        weights = torch.zeros(padded.shape[1:], dtype=torch.float32, device=where)
+        logits = torch.zeros((num_classes, *padded.shape[1:]), dtype=acc_dtype, device=where)
+        weights = torch.zeros(padded.shape[1:], dtype=acc_dtype, device=where)
         return logits, weights
 
     acc_dev = device if on_device else torch.device("cpu")
@@ -215,8 +220,6 @@ def sliding_window_logits(
             weights[sl] += gauss_acc
         else:
             weights[sl] += 1
-        if emulate_fp16:
-            weights[sl] = weights[sl].half().float()
     total_folds = None
 
     amp = (torch.autocast(device_type="cuda", dtype=torch.float16) if (autocast and device.type == "cuda")
@@ -239,11 +242,7 @@ def sliding_window_logits(
                         pred = pred.float()
                         if gauss_dev is not None:
                             pred *= gauss_dev
-                        region = (slice(None),) + sl
-                        if emulate_fp16:
-                            logits[region] = (logits[region] + pred.to(acc_dev)).half().float()
-                        else:
-                            logits[region] += pred.to(acc_dev)
+                        logits[(slice(None),) + sl] += pred.to(acc_dev)
                         break
                     except torch.cuda.OutOfMemoryError as exc:
                         del exc
@@ -267,20 +266,24 @@ def sliding_window_logits(
                 report(progress, done / total, f"window {done}/{total}")
             if emulate_fp16 and n_folds > 1:
                 # nnU-Net: each fold's scores are normalised (float16), then summed and averaged
-                fold_scores = (logits / weights).half().float().cpu()
-                total_folds = fold_scores if total_folds is None else (total_folds + fold_scores).half().float()
+                fold_scores = torch.div(logits, weights).cpu()
+                if total_folds is None:
+                    total_folds = fold_scores
+                else:
+                    total_folds += fold_scores
                 if fold < n_folds - 1:
                     logits.zero_()
-    if total_folds is not None:
-        logits = (total_folds / n_folds).half().float()
-    else:
-        logits = logits.cpu() if logits.device.type != "cpu" else logits
-        weights = weights.cpu() if weights.device.type != "cpu" else weights
-        if n_folds > 1:
-            weights *= n_folds
-        logits /= weights
-        if emulate_fp16:
-            logits = logits.half().float()
+    with torch.inference_mode():
+        if total_folds is not None:
+            del logits
+            logits = total_folds
+            logits /= n_folds
+        else:
+            logits = logits.cpu() if logits.device.type != "cpu" else logits
+            weights = weights.cpu() if weights.device.type != "cpu" else weights
+            if n_folds > 1:
+                weights *= n_folds
+            logits /= weights
     if torch.isinf(logits).any() or torch.isnan(logits).any():
         raise InvalidInputError(
             "the network produced non-finite scores (NaN/Inf); the weights or the input are broken"

@@ -354,10 +354,11 @@ class NnUNetModel:
         return full
 
     def activation_bytes_per_sample(self) -> int:
-        """Rough activation memory of one forward pass of one patch (float32)."""
+        """Rough memory of one forward pass of one patch (float32): activations of the
+        full-resolution stages plus the class-score output and its flipped copies."""
         feats = self.plans.architecture["arch_kwargs"].get("features_per_stage", [32])
         first = int(np.atleast_1d(feats)[0])
-        return int(np.prod(self.plans.patch_size)) * first * 4 * 8
+        return int(np.prod(self.plans.patch_size)) * (first * 8 + self.num_classes * 3) * 4
 
     def _choose_mirror_batch(self, n_variants: int) -> int:
         if self.mirror_batch is not None:
