@@ -50,6 +50,20 @@ def _process_events(n: int = 10) -> None:
         QApplication.processEvents()
 
 
+def _wait_for_workers(timeout_s: float = 60.0) -> None:
+    """Let dock widgets finish their background work (napari workers run on QThreadPool)."""
+    import time
+
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    t0 = time.perf_counter()
+    while pool.activeThreadCount() > 0 and time.perf_counter() - t0 < timeout_s:
+        _process_events(1)
+        time.sleep(0.05)
+    _process_events(20)
+
+
 def _close_notifications(viewer) -> None:
     """Close pop-up notifications (e.g. napari's PyQt5 deprecation note) covering the canvas."""
     try:
@@ -116,6 +130,7 @@ def main(argv=None) -> int:
     _process_events()
     viewer.reset_view()
     _process_events(30)
+    _wait_for_workers()
     _close_notifications(viewer)
     _process_events()
     shot = viewer.screenshot(canvas_only=False, flash=False)
