@@ -144,8 +144,8 @@ def memory_run(volume, mask, n: int = 50) -> None:
     print(f"  memory, 50 clicks on one object (float32 volume = {vol_mb:.0f} MB):")
     print(f"    traced after 10 clicks {c10 / 1e6:8.1f} MB (peak {p10 / 1e6:.1f}); after 50 {c50 / 1e6:8.1f} MB "
           f"(peak {p50 / 1e6:.1f})")
-    print(f"    growth {per_click:.2f} MB per click (object's bounding box = {box_mb:.2f} MB of bool: the "
-          f"undo history); a full-grid mask per click would be {volume.array.size / 1e6:.1f} MB")
+    print(f"    growth {per_click:.2f} MB per click (the undo history keeps the object's bounding box, {box_mb:.2f} M voxels, "
+          f"bit-packed); a full-grid bool mask per click would be {volume.array.size / 1e6:.1f} MB")
     print(f"    peak process RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB "
           f"(= {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3 / (volume.array.size * 4):.1f} x float32 volume)")
 
