@@ -61,7 +61,7 @@ def test_missing_backend_module_is_reported(monkeypatch):
 
 @pytest.fixture()
 def sphere_file(tmp_path):
-    from tests.prompts.test_region_growing import _sphere_volume
+    from .test_region_growing import _sphere_volume
 
     volume, ref, centre = _sphere_volume()
     volume = Volume(volume.array, spacing=volume.spacing, origin=(10.0, -20.0, 33.0),
