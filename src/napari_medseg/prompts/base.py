@@ -135,6 +135,10 @@ class PromptSession(ABC):
     #: human-readable backend name (shown in the widget and CLI)
     name: str = "base"
 
+    #: undo levels kept per object; older interactions can no longer be undone. Each
+    #: level holds a bounding-box copy of the mask, so this bounds the session's memory.
+    max_undo: int = 100
+
     def __init__(self) -> None:
         self._volume: Optional[Volume] = None
         self._prompts = Prompts()
@@ -234,6 +238,8 @@ class PromptSession(ABC):
 
     def _push_history(self) -> None:
         self._history.append((self._prompts, _pack(self._mask, self._mask_box), self._state, self._mask_box))
+        if len(self._history) > self.max_undo:
+            del self._history[: len(self._history) - self.max_undo]
 
     def undo(self) -> Update:
         """Revert the last interaction; returns the restored mask."""
