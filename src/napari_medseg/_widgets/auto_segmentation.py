@@ -314,7 +314,7 @@ class AutoSegmentationWidget(QWidget):
         return self.worker is not None
 
     def _image_volume(self):
-        from ..io.volume import volume_from_layer_data
+        from ._layers import layer_volume
 
         name = self.image_combo.currentText()
         if not name or name not in self.viewer.layers:
@@ -328,7 +328,7 @@ class AutoSegmentationWidget(QWidget):
             raise InvalidInputError(
                 f"{name!r} has {data.ndim} dimensions (shape {data.shape}); automatic models need "
                 "a 3D volume (open the whole series, or pick one channel/time point)")
-        return layer, volume_from_layer_data(data, layer.metadata, layer.scale, layer.translate)
+        return layer, layer_volume(layer)
 
     def _model_choice(self):
         name = self.model_combo.currentData()

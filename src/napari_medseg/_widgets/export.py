@@ -26,7 +26,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import InvalidInputError, MedsegError
 from ..io.export import EXPORT_FORMATS, is_dicom_reference
-from .label_tools import LayerCombo, layer_table, layer_volume
+from ._layers import layer_volume
+from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
 

@@ -38,25 +38,12 @@ from ..editing.autosave import Autosaver, list_recoverable, restore
 from ..editing.operations import OPERATIONS, EditRequest, apply_edit
 from ..errors import InvalidInputError, MedsegError
 from ..io.label_table import LabelTable
+from ._layers import layer_volume
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ layer glue
-def layer_volume(layer):
-    """The layer's data as a :class:`~napari_medseg.io.volume.Volume` (exact geometry)."""
-    from ..io.layer_data import volume_from_layer
-
-    affine = getattr(layer, "affine", None)
-    meta = {
-        "metadata": dict(layer.metadata or {}),
-        "scale": tuple(layer.scale),
-        "translate": tuple(layer.translate),
-        "affine": None if affine is None else np.asarray(affine.affine_matrix),
-    }
-    return volume_from_layer(np.asarray(layer.data), meta)
-
-
 def layer_table(layer) -> LabelTable:
     """Names and colours of a Labels layer: recorded table, else features, else ids."""
     recorded = (layer.metadata or {}).get("medseg_label_table")

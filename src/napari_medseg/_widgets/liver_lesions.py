@@ -207,9 +207,9 @@ class LiverLesionWidget(QWidget):
 
     @staticmethod
     def _volume_of(layer):
-        from ..io.volume import volume_from_layer_data
+        from ._layers import layer_volume
 
-        return volume_from_layer_data(np.asarray(layer.data), layer.metadata, layer.scale, layer.translate)
+        return layer_volume(layer)
 
     # ------------------------------------------------------------------ run / cancel
     @property

@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InvalidInputError, MedsegError
-from .label_tools import LayerCombo, layer_table, layer_volume
+from ._layers import layer_volume
+from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
 
