@@ -85,7 +85,7 @@ def _module_exists(spec: BackendSpec) -> tuple:
     for package in spec.requires:
         try:
             if importlib.util.find_spec(package) is None:
-                return False, f"it needs the Python package '{package}' (pip install {package})"
+                return False, f"it needs the Python package '{package}' (pip install {package.lower()})"
         except (ImportError, ValueError):
             return False, f"it needs the Python package '{package}'"
     return True, ""
