@@ -113,16 +113,22 @@ def _predict_window(network, x, combos: list, mirror_batch: int):
         return network(x)
     variants = [None] + combos
     total = None
-    for i in range(0, len(variants), max(1, mirror_batch)):
-        group = variants[i:i + max(1, mirror_batch)]
+    step = max(1, mirror_batch)
+    for i in range(0, len(variants), step):
+        group = variants[i:i + step]
         batch = torch.cat([x if axes is None else torch.flip(x, axes) for axes in group], 0)
         if batch.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last_3d)
         out = network(batch)
+        del batch
         for k, axes in enumerate(group):
-            pred = out[k:k + 1] if axes is None else torch.flip(out[k:k + 1], axes)
-            total = pred.clone() if total is None else total.add_(pred)
-    return total / (len(combos) + 1)
+            if axes is None:
+                # the plain prediction starts the sum (no copy when it is alone in its batch)
+                total = out if len(group) == 1 else out[k:k + 1].clone()
+            else:
+                total.add_(torch.flip(out[k:k + 1], axes))
+        del out
+    return total.div_(len(combos) + 1)
 
 
 def sliding_window_logits(
