@@ -62,17 +62,10 @@ BOX_LAYER = "prompt box"
 
 
 def _image_volume(layer):
-    """The image layer as a Volume (exact geometry when the reader stored it)."""
-    from ..io.layer_data import volume_from_layer
+    """The image layer as a Volume (exact geometry; the widgets' shared conversion)."""
+    from ._layers import layer_volume
 
-    affine = getattr(layer, "affine", None)
-    meta = {
-        "metadata": dict(layer.metadata or {}),
-        "scale": tuple(layer.scale),
-        "translate": tuple(layer.translate),
-        "affine": None if affine is None else np.asarray(affine.affine_matrix),
-    }
-    return volume_from_layer(np.asarray(layer.data), meta)
+    return layer_volume(layer)
 
 
 class InteractiveSegmentationWidget(QWidget):
