@@ -52,6 +52,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, InvalidInputError, MedsegError
 from ..progress import CancelToken
+from ._layers import layer_volume
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,6 @@ POSITIVE_COLOR = np.array([0.1, 0.9, 0.2, 1.0])
 NEGATIVE_COLOR = np.array([0.95, 0.15, 0.15, 1.0])
 PROMPTS_LAYER = "prompts"
 BOX_LAYER = "prompt box"
-
-
-def _image_volume(layer):
-    """The image layer as a Volume (exact geometry; the widgets' shared conversion)."""
-    from ._layers import layer_volume
-
-    return layer_volume(layer)
 
 
 class InteractiveSegmentationWidget(QWidget):
@@ -238,7 +232,7 @@ class InteractiveSegmentationWidget(QWidget):
         from ..io.label_table import LabelTable
         from ..io.layer_data import labels_layer_tuple
 
-        volume = _image_volume(self.image_layer)
+        volume = layer_volume(self.image_layer)
         data, kwargs, _ = labels_layer_tuple(
             np.zeros(volume.shape, dtype=np.uint8), volume, LabelTable.from_names({}), name=name
         )
@@ -417,7 +411,7 @@ class InteractiveSegmentationWidget(QWidget):
 
     def _spacing_zyx(self) -> np.ndarray:
         try:
-            return np.asarray(_image_volume(self.image_layer).spacing_zyx, dtype=float)
+            return np.asarray(layer_volume(self.image_layer).spacing_zyx, dtype=float)
         except MedsegError:
             return np.abs(np.asarray(self.image_layer.scale[-3:], dtype=float))
 
@@ -529,7 +523,7 @@ class InteractiveSegmentationWidget(QWidget):
                     f"the labels layer '{labels.name}' {labels.data.shape} is not on the grid of the image "
                     f"'{image.name}' {image.data.shape}; pick matching layers or press New")
             needs_volume = self._session is None or self._session_key != key
-            volume = _image_volume(image) if needs_volume else None
+            volume = layer_volume(image) if needs_volume else None
             initial = None
             if action[0] == "refine":
                 initial = np.asarray(labels.data) == self.label_id
