@@ -10,11 +10,12 @@ Widgets pass callbacks that forward to a napari worker; the CLI passes a tqdm ba
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, TypeVar
 
 from .errors import Cancelled
 
 ProgressCallback = Callable[[float, str], None]
+T = TypeVar("T")
 
 
 class CancelLike(Protocol):
@@ -70,3 +71,41 @@ def sub_progress(
         report(progress, start + (stop - start) * min(1.0, max(0.0, fraction)), label)
 
     return _inner
+
+
+def iterate_progress(job: Callable[[ProgressCallback], "T"], name: str = "medseg-job"):
+    """Run ``job(progress)`` in a helper thread and yield its ``(fraction, text)`` reports.
+
+    A generator adapter for code that reports through a callback, so that a napari
+    generator worker (which can only pass on what it yields) shows the core's progress.
+    Returns (``StopIteration.value``) what ``job`` returned and re-raises what it raised.
+    Cancel through the ``cancel`` token the job was given: the job stops at its next
+    check, so the helper thread never outlives the generator.
+    """
+    import queue
+
+    reports: "queue.Queue" = queue.Queue()
+    box: dict = {}
+
+    def progress(fraction: float, text: str = "") -> None:
+        reports.put((float(fraction), str(text)))
+
+    def target() -> None:
+        try:
+            box["result"] = job(progress)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            reports.put(None)
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    while True:
+        item = reports.get()
+        if item is None:
+            break
+        yield item
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -11,8 +11,6 @@ after any outcome.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from typing import Optional
 
 import numpy as np
@@ -34,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import Cancelled, InvalidInputError, MedsegError
-from ..progress import CancelToken
+from ..progress import CancelToken, iterate_progress
 
 log = logging.getLogger(__name__)
 
@@ -43,68 +41,24 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _segment_job(volume, model, kwargs: dict, token: CancelToken):
-    """Generator: run the core in a helper thread and yield its ``(fraction, text)`` reports.
+    """Generator: run :func:`segment_with_info` and yield its ``(fraction, text)`` reports.
 
     Returns the :class:`SegmentResult`; re-raises the core's exception. Cancelling is done
-    through ``token`` (the core stops at its next check), so the helper thread never
-    outlives the job.
+    through ``token`` (the core stops at its next check).
     """
     from ..inference.segment import segment_with_info
 
-    reports: "queue.Queue" = queue.Queue()
-    box: dict = {}
-
-    def progress(fraction: float, text: str) -> None:
-        reports.put((float(fraction), str(text)))
-
-    def target() -> None:
-        try:
-            box["result"] = segment_with_info(volume, model, progress=progress, cancel=token,
-                                              **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
-            box["error"] = exc
-        finally:
-            reports.put(None)
-
-    thread = threading.Thread(target=target, name="medseg-segment", daemon=True)
-    thread.start()
-    while True:
-        item = reports.get()
-        if item is None:
-            break
-        yield item
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    return (yield from iterate_progress(
+        lambda progress: segment_with_info(volume, model, progress=progress, cancel=token, **kwargs),
+        name="medseg-segment"))
 
 
 def _download_job(name: str, token: CancelToken):
     """Generator twin of :func:`_segment_job` for :func:`weights.download`."""
     from ..models.weights import download
 
-    reports: "queue.Queue" = queue.Queue()
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = download(name, progress=lambda f, t: reports.put((f, t)), cancel=token)
-        except BaseException as exc:  # noqa: BLE001
-            box["error"] = exc
-        finally:
-            reports.put(None)
-
-    thread = threading.Thread(target=target, name="medseg-download", daemon=True)
-    thread.start()
-    while True:
-        item = reports.get()
-        if item is None:
-            break
-        yield item
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    return (yield from iterate_progress(
+        lambda progress: download(name, progress=progress, cancel=token), name="medseg-download"))
 
 
 class AutoSegmentationWidget(QWidget):
