@@ -31,7 +31,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
-from .base import Prediction, PromptSession, Prompts
+from ._torch_session import TorchPromptSession
+from .base import Prediction, Prompts
 from .sam_med3d_session import SamMed3DSession, _bbox, _slices, _union, resample_volume, resampled_shape, to_resampled
 
 TARGET_SPACING_MM = 1.0
@@ -46,7 +47,13 @@ def _dataset_of(model_name: str) -> str:
     return "kits"
 
 
-class Sam3DAdapterSession(PromptSession):
+def _load_network(checkpoint, device):
+    from ..models.sam3d_adapter import load_sam3d_adapter  # torch: imported on first use only
+
+    return load_sam3d_adapter(checkpoint, device=device)
+
+
+class Sam3DAdapterSession(TorchPromptSession):
     """Interactive 3DSAM-adapter segmentation.
 
     Parameters
@@ -76,44 +83,16 @@ class Sam3DAdapterSession(PromptSession):
         network: Any = None,
         intensity_range: Optional[Sequence[float]] = None,
     ) -> None:
-        super().__init__()
         from ..models.sam3d_adapter.model import INTENSITY_RANGES
 
-        self._device_pref = device
-        self._network = network
-        self._checkpoint = None
-        if network is None:
-            from ..models.weights import resolve_weights
-
-            self._checkpoint = resolve_weights(model_name, weights)
+        super().__init__(weights, device, model_name, network, _load_network)
         self._range = tuple(intensity_range) if intensity_range is not None else INTENSITY_RANGES[_dataset_of(model_name)]
-        self._device = None
-        self._ready = False
         self._resampled = None
         self._res_shape: tuple = ()
         self._cache_key = None
         self._cache = None
         self.message = ""
 
-    @property
-    def device(self):
-        if self._device is None:
-            from ..inference.device import choose_device
-
-            self._device = choose_device(self._device_pref)
-        return self._device
-
-    def _model(self):
-        if not self._ready:
-            import torch
-
-            if self._network is None:
-                from ..models.sam3d_adapter import load_sam3d_adapter
-
-                self._network = load_sam3d_adapter(self._checkpoint, device=self.device)
-            self._network = self._network.to(device=self.device, dtype=torch.float32).eval()
-            self._ready = True
-        return self._network
 
     @property
     def crop_size(self) -> int:

@@ -42,7 +42,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
-from .base import Prediction, PromptSession, Prompts
+from ._torch_session import TorchPromptSession
+from .base import Prediction, Prompts
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,12 @@ def normalise_crop(crop: np.ndarray) -> np.ndarray:
     return (crop - mean) / std
 
 
+def _load_network(checkpoint, device):
+    from ..models.sam_med3d import load_sam_med3d  # torch: imported on first use only
+
+    return load_sam_med3d(checkpoint, device=device)
+
+
 class _AxisMap:
     """Original-axis indices <-> crop voxels for one axis of one crop."""
 
@@ -177,7 +184,7 @@ def _slices(bounds: tuple) -> tuple:
 
 
 # --------------------------------------------------------------------------- session
-class SamMed3DSession(PromptSession):
+class SamMed3DSession(TorchPromptSession):
     """Interactive SAM-Med3D segmentation of one object at a time.
 
     Parameters
@@ -213,15 +220,7 @@ class SamMed3DSession(PromptSession):
         model_name: str = "sam-med3d-turbo",
         network: Any = None,
     ) -> None:
-        super().__init__()
-        self._device_pref = device
-        self._network = network
-        self._checkpoint = None
-        if network is None:
-            from ..models.weights import resolve_weights
-
-            self._checkpoint = resolve_weights(model_name, weights)
-        self._device = None
+        super().__init__(weights, device, model_name, network, _load_network)
         self._resampled = None  # torch float32 (rz, ry, rx)
         self._res_shape: tuple = ()
         self._embeddings: dict = {}  # crop start -> embedding (LRU order)
@@ -230,28 +229,6 @@ class SamMed3DSession(PromptSession):
         self.last_iou: Optional[float] = None
 
     # ------------------------------------------------------------------ set-up
-    @property
-    def device(self):
-        if self._device is None:
-            from ..inference.device import choose_device
-
-            self._device = choose_device(self._device_pref)
-        return self._device
-
-    def _model(self):
-        if not self._network_ready:
-            import torch
-
-            if self._network is None:
-                from ..models.sam_med3d import load_sam_med3d
-
-                self._network = load_sam_med3d(self._checkpoint, device=self.device)
-            # float32 everywhere: the model's parity is established in float32
-            self._network = self._network.to(device=self.device, dtype=torch.float32).eval()
-            self._network_ready = True
-        return self._network
-
-    _network_ready = False
 
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
         if volume.array.ndim != 3:
