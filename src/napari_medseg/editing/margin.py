@@ -2,8 +2,11 @@
 
 Distances are exact Euclidean distances between voxel centres in millimetres (the
 voxel spacing is used, so a margin of 5 mm is 5 mm along every axis of an anisotropic
-scan), computed with Maurer's linear-time transform (SimpleITK), box by box around
-the label (scattered islands each in their own small box). Growing adds every voxel
+scan), computed with Maurer's linear-time transform (SimpleITK). Each box around the
+label (scattered islands each in their own small box) is cut into tiles; a tile is
+transformed with a halo of the margin plus one voxel, so every distance up to the
+margin is exact in its core, and tiles that cannot change (no label voxel within reach,
+or nothing to add or remove) are skipped without a transform. Growing adds every voxel
 whose centre lies within the margin of a voxel of the label; shrinking removes every
 voxel of the label whose centre lies within the margin of a voxel outside it (the
 two are exact duals).
@@ -15,6 +18,24 @@ from typing import Optional, Sequence
 
 import numpy as np
 from ._common import check_size, distance_to, label_bboxes, label_pieces, mm_to_voxels, prepare
+
+#: Core size of the tiles (z, y, x; the last axes for 2D) the distance transform is
+#: computed in. Tests set it small to force many tiles on small arrays.
+TILE = (32, 128, 128)
+
+
+def _tiles(box: tuple, pad: Sequence[int]):
+    """(core, outer) slice tuples covering ``box``; outer = core grown by ``pad``, clipped to ``box``."""
+    tile = TILE[-len(box):] if len(box) <= len(TILE) else (TILE[0],) * len(box)
+    ranges = []
+    for s, t in zip(box, tile):
+        t = max(1, int(t))
+        ranges.append([(a, min(a + t, s.stop)) for a in range(s.start, s.stop, t)])
+    for combo in np.ndindex(*[len(r) for r in ranges]):
+        core = tuple(slice(*ranges[a][i]) for a, i in enumerate(combo))
+        outer = tuple(slice(max(b.start, c.start - int(p)), min(b.stop, c.stop + int(p)))
+                      for c, b, p in zip(core, box, pad))
+        yield core, outer
 
 
 def grow(
@@ -37,7 +58,7 @@ def grow(
         Margin (mm, >= 0).
     label : int, optional
         The label to grow; every label when omitted. When several labels compete
-        for a background voxel it goes to the nearest one.
+        for a background voxel it goes to the nearest one (exact ties to the lowest id).
     overwrite : bool
         Also take voxels of other labels (never a label that is itself being grown).
         By default only background voxels are added.
@@ -55,34 +76,43 @@ def grow(
         return out
     original = view.copy()
     pad = [p + 1 for p in mm_to_voxels(d, sp)]
-    growing = np.isin(original, ids) if len(ids) > 1 else None
+    growing = np.isin(original, ids) if (len(ids) > 1 and overwrite) else None
     best = None
     if len(ids) > 1:
         best = np.full(view.shape, np.inf, dtype=np.float32)
     tol = 1e-4 + 1e-5 * d  # float32 distances
     for lab_id, box in label_bboxes(original, ids).items():
-        for box in label_pieces(original, lab_id, box, pad):
-            _grow_box(view, original, lab_id, box, sp, d + tol, overwrite, growing, best)
+        for piece in label_pieces(original, lab_id, box, pad):
+            for core, outer in _tiles(piece, pad):
+                _grow_tile(view, original, lab_id, core, outer, sp, d + tol, overwrite, growing, best)
     return out
 
 
-def _grow_box(view, original, lab_id, box, sp, limit, overwrite, growing, best):
-    src = original[box]
-    mask = src == lab_id
+def _grow_tile(view, original, lab_id, core, outer, sp, limit, overwrite, growing, best):
+    src = original[core]
+    # voxels of the core that may receive the label
+    if overwrite:
+        cand = src != lab_id
+        if growing is not None:
+            cand &= ~growing[core]
+    else:
+        cand = src == 0
+    if not cand.any():
+        return
+    mask = original[outer] == lab_id
     if not mask.any():
         return
     dist = distance_to(mask, sp)
-    cand = (dist <= limit) & ~mask
-    if overwrite:
-        if growing is not None:
-            cand &= ~growing[box]
-    else:
-        cand &= src == 0
+    inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+    dist = dist[inner]
+    cand &= dist <= limit
     if best is not None:
-        bsub = best[box]
-        cand &= dist < bsub
+        bsub = best[core]
+        # strictly nearer than every label before it: exact ties (equal within float32
+        # rounding, which depends on where the tile starts) go to the earlier label
+        cand &= dist < bsub * np.float32(1 - 1e-5)
         bsub[cand] = dist[cand]
-    view[box][cand] = lab_id
+    view[core][cand] = lab_id
 
 
 def shrink(
@@ -109,10 +139,17 @@ def shrink(
     tol = 1e-4 + 1e-5 * d
     for lab_id, box in label_bboxes(original, ids).items():
         for piece in label_pieces(original, lab_id, box, pad):
-            mask = original[piece] == lab_id
-            # distance of each label voxel to the nearest voxel outside the label
-            dist = distance_to(~mask, sp)
-            view[piece][mask & (dist <= d + tol)] = 0
+            for core, outer in _tiles(piece, pad):
+                if not (original[core] == lab_id).any():
+                    continue
+                mask = original[outer] == lab_id
+                if mask.all():
+                    continue  # nothing outside the label within reach of the core
+                # distance of each label voxel to the nearest voxel outside the label
+                dist = distance_to(~mask, sp)
+                inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+                remove = mask[inner] & (dist[inner] <= d + tol)
+                view[core][remove] = 0
     return out
 
 
