@@ -21,7 +21,7 @@ from ._common import check_size, distance_to, label_bboxes, label_pieces, mm_to_
 
 #: Core size of the tiles (z, y, x; the last axes for 2D) the distance transform is
 #: computed in. Tests set it small to force many tiles on small arrays.
-TILE = (32, 128, 128)
+TILE = (64, 96, 96)
 
 
 def _tiles(box: tuple, pad: Sequence[int]):
