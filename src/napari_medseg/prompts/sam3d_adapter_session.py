@@ -33,7 +33,7 @@ from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from ._torch_session import TorchPromptSession
 from .base import Prediction, Prompts
-from .sam_med3d_session import SamMed3DSession, _bbox, _slices, _union, resample_volume, resampled_shape, to_resampled
+from .sam_med3d_session import SamMed3DSession, _bbox, padded_crop, _slices, _union, resample_volume, resampled_shape, to_resampled
 
 TARGET_SPACING_MM = 1.0
 #: clicks closer than this to the crop face trigger a re-crop (voxels at 1 mm)
@@ -120,19 +120,7 @@ class Sam3DAdapterSession(TorchPromptSession):
         return tuple(to_resampled(c, n, r) for c, n, r in zip(zyx, self.volume.shape, self._res_shape))
 
     def _crop(self, start: tuple):
-        import torch
-
-        n = self.crop_size
-        out = torch.zeros((n, n, n), dtype=torch.float32)
-        src, dst = [], []
-        for s, size in zip(start, self._res_shape):
-            lo, hi = max(s, 0), min(s + n, size)
-            if hi <= lo:
-                return out
-            src.append(slice(lo, hi))
-            dst.append(slice(lo - s, hi - s))
-        out[tuple(dst)] = self._resampled[tuple(src)]
-        return out
+        return padded_crop(self._resampled, start, self.crop_size)
 
     def _encoded(self, start: tuple):
         if self._cache_key != start:

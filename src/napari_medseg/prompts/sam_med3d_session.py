@@ -128,6 +128,25 @@ def normalise_crop(crop: np.ndarray) -> np.ndarray:
     return (crop - mean) / std
 
 
+def padded_crop(image, start: Sequence[int], size: int):
+    """The ``size``-cube of the torch ``image`` (z, y, x) whose corner is ``start``.
+
+    Parts outside the image are zero (crops around clicks near the border).
+    """
+    import torch
+
+    out = torch.zeros((size,) * 3, dtype=torch.float32)
+    src, dst = [], []
+    for s, n in zip(start, image.shape):
+        lo, hi = max(s, 0), min(s + size, n)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = image[tuple(src)]
+    return out
+
+
 def _load_network(checkpoint, device):
     from ..models.sam_med3d import load_sam_med3d  # torch: imported on first use only
 
@@ -256,16 +275,7 @@ class SamMed3DSession(TorchPromptSession):
         return tuple(int(math.floor(c + 0.5)) - CROP // 2 for c in centre_res)
 
     def _crop_image(self, start: tuple) -> np.ndarray:
-        out = np.zeros((CROP,) * 3, dtype=np.float32)
-        src, dst = [], []
-        for s, n in zip(start, self._res_shape):
-            lo, hi = max(s, 0), min(s + CROP, n)
-            if hi <= lo:
-                return out
-            src.append(slice(lo, hi))
-            dst.append(slice(lo - s, hi - s))
-        out[tuple(dst)] = self._resampled[tuple(src)].numpy()
-        return out
+        return padded_crop(self._resampled, start, CROP).numpy()
 
     def _embedding(self, start: tuple):
         import torch
