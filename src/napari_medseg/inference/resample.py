@@ -254,6 +254,28 @@ def _row_chunks(new_shape: Sequence[int], n_channels: int, budget_bytes: int = 1
         yield r0, min(r0 + rows, int(new_shape[0]))
 
 
+def class_argmax(scores):
+    """``scores.argmax(0)`` of (C, ...) class scores, as the smallest unsigned dtype.
+
+    A running maximum over the classes: every step reads one contiguous class
+    image, where ``argmax(0)`` strides across all C images for every voxel (about
+    twice as slow for 118 classes). Ties go to the lowest class id, as in
+    ``argmax``. float16 scores are compared in float32, one class at a time.
+    """
+    import torch
+
+    n = scores.shape[0]
+    dtype = torch.uint8 if n <= 256 else torch.int32
+    best = scores[0].float().clone()
+    index = torch.zeros(best.shape, dtype=dtype)
+    for c in range(1, n):
+        value = scores[c].float()
+        better = value > best
+        index.masked_fill_(better, c)
+        torch.maximum(best, value, out=best)
+    return index
+
+
 def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing: Sequence[float],
                               new_spacing: Sequence[float], *, order: int = 1, order_z: int = 0,
                               force_separate_z: Optional[bool] = None,
@@ -279,7 +301,7 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
     out = np.empty(new_shape, dtype=out_dtype)
     if tuple(x.shape[1:]) == new_shape:
         for r0, r1 in _row_chunks(new_shape, x.shape[0]):
-            out[r0:r1] = x[:, r0:r1].float().argmax(0).numpy()
+            out[r0:r1] = class_argmax(x[:, r0:r1]).numpy()
         return out
     sep_axis = _plan(x.shape[1:], new_shape, current_spacing, new_spacing, order, order_z,
                      force_separate_z, separate_z_anisotropy_threshold)
@@ -295,6 +317,6 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
         y = y.float()
         if round_fp16:
             y = y.half().float()
-        out[r0:r1] = y.argmax(0).numpy()
+        out[r0:r1] = class_argmax(y).numpy()
         report(progress, (k + 1) / len(chunks), "resampling to the original grid")
     return out

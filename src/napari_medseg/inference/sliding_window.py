@@ -104,13 +104,21 @@ def mirror_combinations(mirror_axes: Optional[Sequence[int]]) -> list:
 
 
 def _predict_window(network, x, combos: list, mirror_batch: int):
-    """nnU-Net's ``_internal_maybe_mirror_and_predict`` (optionally batching flips)."""
+    """nnU-Net's ``_internal_maybe_mirror_and_predict`` (optionally batching flips).
+
+    A network with ``forward_features`` and ``head`` (this project's U-Nets) has
+    its mirrored *decoder features* averaged and the seg layer run once: the seg
+    layer is a per-voxel linear map, so it commutes with flips and with the mean,
+    and the result is the same to float rounding while the flips and sums touch
+    a few feature channels instead of every class (118 for TotalSegmentator).
+    """
     import torch
 
+    forward = network.forward_features if _has_split_head(network) else network
     if not combos:
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return network(x)
+        return forward(x)
     variants = [None] + combos
     total = None
     step = max(1, mirror_batch)
@@ -119,16 +127,45 @@ def _predict_window(network, x, combos: list, mirror_batch: int):
         batch = torch.cat([x if axes is None else torch.flip(x, axes) for axes in group], 0)
         if batch.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last_3d)
-        out = network(batch)
+        out = forward(batch)
         del batch
         for k, axes in enumerate(group):
             if axes is None:
-                # the plain prediction starts the sum (no copy when it is alone in its batch)
-                total = out if len(group) == 1 else out[k:k + 1].clone()
+                # the plain prediction starts the sum (float32 even under autocast; a
+                # copy when batched, so the sum does not keep the whole batch alive)
+                total = out[k:k + 1].float()
+                if len(group) > 1 and total.dtype == out.dtype:
+                    total = total.clone()
             else:
                 total.add_(torch.flip(out[k:k + 1], axes))
         del out
     return total.div_(len(combos) + 1)
+
+
+def _score_blocks(network, out, num_classes: int, start: int = 0):
+    """Yield ``(class slice, scores)`` of one window from ``_predict_window``'s output.
+
+    For a network with ``forward_features``/``head`` the seg layer runs per block of
+    classes, so a 118-class window never exists in float32 all at once (760 MB for a
+    112 x 112 x 128 window; ~128 MB per block). ``start``: first class (a retry after
+    running out of GPU memory resumes where it stopped).
+    """
+    if not _has_split_head(network):
+        yield slice(0, num_classes), out[0]
+        return
+    voxels = max(1, out[0, 0].numel())
+    step = max(1, min(num_classes, _SCORE_BLOCK_BYTES // (4 * voxels)))
+    for c0 in range(start, num_classes, step):
+        classes = slice(c0, min(c0 + step, num_classes))
+        yield classes, network.head(out, classes)[0]
+
+
+def _has_split_head(network) -> bool:
+    return hasattr(network, "forward_features") and hasattr(network, "head")
+
+
+#: float32 scores computed at once per window when the network has a split head
+_SCORE_BLOCK_BYTES = 128 << 20
 
 
 def sliding_window_logits(
@@ -240,15 +277,26 @@ def sliding_window_logits(
             for sl in slicers:
                 check_cancel(cancel)
                 window = padded[(slice(None),) + sl][None]
+                next_class = 0  # classes already accumulated (kept across a GPU-memory retry)
                 while True:
                     try:
                         x = window.to(device, non_blocking=True)
                         with amp:
-                            pred = _predict_window(network, x, combos, mirror_batch)[0]
-                        pred = pred.float()
-                        if gauss_dev is not None:
-                            pred *= gauss_dev
-                        logits[(slice(None),) + sl] += pred.to(acc_dev)
+                            out = _predict_window(network, x, combos, mirror_batch)
+                            for classes, pred in _score_blocks(network, out, num_classes, next_class):
+                                pred = pred.float()
+                                if not bool(torch.isfinite(pred.sum())):
+                                    # one reduction per block (NaN/Inf propagate into the
+                                    # sum) instead of scanning the accumulators at the end
+                                    raise InvalidInputError(
+                                        "the network produced non-finite scores (NaN/Inf); the "
+                                        "weights or the input are broken")
+                                if gauss_dev is not None:
+                                    pred *= gauss_dev
+                                logits[(classes,) + sl] += pred.to(acc_dev)
+                                next_class = classes.stop
+                                del pred
+                            del out
                         break
                     except torch.cuda.OutOfMemoryError as exc:
                         del exc
@@ -290,10 +338,6 @@ def sliding_window_logits(
             if n_folds > 1:
                 weights *= n_folds
             logits /= weights
-    if torch.isinf(logits).any() or torch.isnan(logits).any():
-        raise InvalidInputError(
-            "the network produced non-finite scores (NaN/Inf); the weights or the input are broken"
-        )
     return logits[revert]
 
 

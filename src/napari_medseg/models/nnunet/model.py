@@ -311,6 +311,15 @@ class NnUNetModel:
                       cancel=None, use_mirroring: bool = True, tile_step_size: float = 0.5,
                       check_memory: bool = True) -> np.ndarray:
         """Segment a (C, Z, Y, X) array with the given spacing (nnU-Net's axis convention)."""
+        from ...inference.allocator import reuse_freed_memory
+
+        with reuse_freed_memory():
+            return self._predict_array(data, spacing_zyx, progress=progress, cancel=cancel,
+                                       use_mirroring=use_mirroring, tile_step_size=tile_step_size,
+                                       check_memory=check_memory)
+
+    def _predict_array(self, data, spacing_zyx, *, progress, cancel, use_mirroring, tile_step_size,
+                       check_memory) -> np.ndarray:
         import torch
 
         from ...inference.memory import check_memory as _check_memory

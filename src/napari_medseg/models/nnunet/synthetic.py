@@ -306,10 +306,7 @@ def _structure_weights(net, seed: int, patch_size: Sequence[int]) -> None:
         rng = np.random.default_rng(seed + 29)
         calib = gaussian_filter(rng.normal(size=tuple(int(p) for p in patch_size)), 2.0)
         calib = (calib - calib.mean()) / (calib.std() + 1e-8) * 2.0
-        feats = {}
-        hook = seg.register_forward_hook(lambda m, inp, out: feats.setdefault("x", inp[0]))
         net.eval()
-        net(torch.from_numpy(calib[None, None].astype(np.float32)))
-        hook.remove()
-        mean = feats["x"].mean(dim=tuple(range(2, feats["x"].dim())))[0]
+        feats = net.forward_features(torch.from_numpy(calib[None, None].astype(np.float32)))
+        mean = feats.mean(dim=tuple(range(2, feats.dim())))[0]
         seg.bias.copy_(-(w @ mean))
