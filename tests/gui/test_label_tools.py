@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_medseg._widgets.label_tools import LabelToolsWidget, apply_to_layer, layer_table
+from napari_medseg._widgets.label_tools import LabelToolsWidget, apply_to_layer, hidden_labels, layer_table
 from napari_medseg.editing import grow
 from napari_medseg.editing.autosave import Autosaver, list_recoverable
 from napari_medseg.io.label_table import LabelTable
@@ -163,3 +163,153 @@ def test_manifest_widgets_construct(make_napari_viewer):
         w = cls(viewer)
         viewer.window.add_dock_widget(w)
         assert w.status.text() is not None
+
+
+# ------------------------------------------------------------ class-list undo/redo
+def _class_list(labels):
+    """Everything the class list stores on the layer, for exact before/after comparisons."""
+    table = layer_table(labels)
+    colors = {k: tuple(round(float(c), 6) for c in v) for k, v in labels.colormap.color_dict.items()}
+    return table.to_dict(), list(labels.features["name"]), colors, sorted(hidden_labels(labels))
+
+
+def test_rename_colour_visibility_undo_redo(setup):
+    viewer, widget, labels, image, original, ct = setup
+    assert not widget.undo_class_button.isEnabled() and not widget.redo_class_button.isEnabled()
+    states = [_class_list(labels)]
+    widget.rename_class(1, "hepar")
+    states.append(_class_list(labels))
+    widget.set_class_color(2, (0.0, 1.0, 0.0))
+    states.append(_class_list(labels))
+    widget.set_class_visible(1, False)
+    states.append(_class_list(labels))
+    assert states[1][1] == ["background", "hepar", "spleen"]
+    assert states[2][2][2] == (0.0, 1.0, 0.0, 1.0) and states[3][2][1][3] == 0.0 and states[3][3] == [1]
+    assert widget.undo_class_button.isEnabled() and not widget.redo_class_button.isEnabled()
+
+    assert widget.undo_class_change()
+    assert widget.status.text() == "undid: hide label 1"
+    assert _class_list(labels) == states[2]
+    assert widget.undo_class_change()
+    assert _class_list(labels) == states[1]
+    assert labels.colormap.color_dict[2][1] != 1.0  # the spleen's own colour is back
+    widget.undo_class_button.click()  # the button does the same
+    assert _class_list(labels) == states[0]
+    assert widget.status.text() == "undid: rename label 1 'liver' -> 'hepar'"
+    assert widget.class_table.item(0, 1).text() == "liver"
+    assert not widget.undo_class_button.isEnabled() and widget.redo_class_button.isEnabled()
+    assert not widget.undo_class_change() and "no class change to undo" in widget.status.text()
+
+    for expected in states[1:]:
+        assert widget.redo_class_change()
+        assert _class_list(labels) == expected
+    assert widget.status.text() == "redid: hide label 1"
+    assert widget.class_table.item(0, 3).checkState() == 0  # unchecked: hidden
+    assert not widget.redo_class_change() and not widget.redo_class_button.isEnabled()
+    np.testing.assert_array_equal(labels.data, original)  # class-list edits never touch voxels
+
+
+def test_relabel_undo_redo_restores_voxels_and_table(setup):
+    viewer, widget, labels, image, original, ct = setup
+    before = _class_list(labels)
+    widget.relabel_class(2, 7)
+    relabeled = np.array(labels.data)
+    after = _class_list(labels)
+    assert (relabeled == 7).sum() == (original == 2).sum() > 0 and layer_table(labels).name_of(7) == "spleen"
+
+    assert widget.undo_class_change()
+    np.testing.assert_array_equal(labels.data, original)
+    assert _class_list(labels) == before and 7 not in layer_table(labels)
+    assert widget.status.text() == "undid: relabel 2 -> 7"
+    assert widget.redo_class_change()
+    np.testing.assert_array_equal(labels.data, relabeled)
+    assert _class_list(labels) == after
+
+    # the widget used napari's own step: napari's stack is where Ctrl+Z expects it
+    widget.undo_class_change()
+    labels.undo()  # nothing older in napari's history: no change
+    np.testing.assert_array_equal(labels.data, original)
+    labels.redo()  # Ctrl+Shift+Z in the viewer: voxels come back and the table follows
+    np.testing.assert_array_equal(labels.data, relabeled)
+    assert _class_list(labels) == after and not widget.redo_class_button.isEnabled()
+
+
+def test_viewer_ctrl_z_of_delete_restores_the_class(setup):
+    viewer, widget, labels, image, original, ct = setup
+    before = _class_list(labels)
+    widget.delete_class(1)
+    after = _class_list(labels)
+    assert (labels.data == 1).sum() == 0 and 1 not in layer_table(labels)
+    labels.undo()  # what Ctrl+Z in the viewer calls
+    np.testing.assert_array_equal(labels.data, original)
+    assert _class_list(labels) == before and layer_table(labels).name_of(1) == "liver"
+    assert "undid (Ctrl+Z in the viewer): delete label 1 'liver'" == widget.status.text()
+    assert widget.redo_class_button.isEnabled() and not widget.undo_class_button.isEnabled()
+    labels.redo()
+    assert (labels.data == 1).sum() == 0 and _class_list(labels) == after
+    assert widget.undo_class_change()  # and the widget's undo still works after that
+    np.testing.assert_array_equal(labels.data, original)
+    assert _class_list(labels) == before
+
+
+def test_undo_relabel_after_painting_writes_voxels_back(setup):
+    viewer, widget, labels, image, original, ct = setup
+    before = _class_list(labels)
+    widget.relabel_class(2, 7)
+    with labels.block_history():  # a brush stroke after the relabel: napari's newest step
+        labels.data_setitem((np.array([0, 1]), np.array([0, 1]), np.array([0, 1])), np.array([3, 3], np.uint8))
+    painted = np.array(labels.data)
+    assert painted[1, 1, 1] == 3 and original[1, 1, 1] == 2  # one spleen voxel painted over
+    assert widget.undo_class_change()
+    expected = original.copy()
+    expected[0, 0, 0] = expected[1, 1, 1] = 3  # the stroke stays; the other ids go back
+    np.testing.assert_array_equal(labels.data, expected)
+    assert _class_list(labels) == before
+    labels.undo()  # Ctrl+Z undoes the write-back: ids 7 again, and the table follows
+    np.testing.assert_array_equal(labels.data, painted)
+    assert layer_table(labels).name_of(7) == "spleen" and 2 not in layer_table(labels)
+    labels.undo()  # then the stroke
+    labels.undo()  # then the relabel's voxels: table only follows the newest class change
+    np.testing.assert_array_equal(labels.data, original)
+    assert _class_list(labels) == before
+
+
+def test_class_history_is_per_layer_and_new_change_clears_redo(setup):
+    viewer, widget, labels, image, original, ct = setup
+    other = viewer.add_labels(original.copy(), name="other")
+    widget.rename_class(1, "hepar")
+    widget.labels_combo.set_layer(other)
+    assert not widget.undo_class_button.isEnabled()
+    assert not widget.undo_class_change()
+    assert layer_table(labels).name_of(1) == "hepar"  # the other layer's change was not undone
+    widget.add_class(5, "kidney")
+    assert layer_table(other).name_of(5) == "kidney"
+    widget.labels_combo.set_layer(labels)
+    assert widget.undo_class_button.isEnabled()
+    assert widget.undo_class_change() and layer_table(labels).name_of(1) == "liver"
+    assert widget.redo_class_button.isEnabled()
+    widget.rename_class(2, "lien")  # a new change: the undone rename cannot come back
+    assert not widget.redo_class_button.isEnabled() and not widget.redo_class_change()
+    assert layer_table(labels).name_of(1) == "liver"
+    widget.rename_class(2, "lien")  # the same name again is no change
+    assert widget.undo_class_change() and layer_table(labels).name_of(2) == "spleen"
+    assert not widget.undo_class_change()
+
+    widget.labels_combo.set_layer(other)
+    assert widget.undo_class_change() and 5 not in layer_table(other)
+    viewer.layers.remove(other)  # its history goes with it
+    assert id(other) not in widget._histories and id(other) not in widget._watched
+    assert list(widget._histories) == [id(labels)]
+
+
+def test_erase_label_operation_is_one_class_change(qtbot, setup):
+    viewer, widget, labels, image, original, ct = setup
+    before = _class_list(labels)
+    widget.set_operation("Erase label", label=2)
+    _run(qtbot, widget)
+    assert (labels.data == 2).sum() == 0 and 2 not in layer_table(labels)
+    assert widget.undo_class_change()
+    np.testing.assert_array_equal(labels.data, original)
+    assert _class_list(labels) == before and widget.status.text() == "undid: erase label 2 'spleen'"
+    assert widget.redo_class_change()
+    assert (labels.data == 2).sum() == 0 and 2 not in layer_table(labels)

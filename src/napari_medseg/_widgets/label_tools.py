@@ -6,11 +6,16 @@ the layer through napari's undoable path (:func:`apply_to_layer`: one
 ``data_setitem`` over the changed voxels inside ``block_history``, so one Ctrl+Z
 reverts one operation), edits names/colours/visibility, and drives the
 :class:`~napari_medseg.editing.autosave.Autosaver`.
+
+Class-list edits (rename, colour, visibility, add, relabel, delete) are undoable with
+the widget's "Undo/Redo class change" buttons; see :class:`LabelToolsWidget`.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
+from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
@@ -35,6 +40,7 @@ from qtpy.QtWidgets import (
 
 from ..editing import classes as class_ops
 from ..editing.autosave import Autosaver, list_recoverable, restore
+from ..editing.class_history import ClassChange, ClassHistory, ClassState
 from ..editing.operations import OPERATIONS, EditRequest, apply_edit
 from ..errors import InvalidInputError, MedsegError
 from ..io.label_table import LabelTable
@@ -127,6 +133,80 @@ def current_slice(viewer, layer) -> tuple:
     return axis, idx
 
 
+def class_state(layer) -> ClassState:
+    """The layer's class list (table and hidden ids) as a :class:`ClassState`."""
+    return ClassState(layer_table(layer).to_dict(), tuple(sorted(hidden_labels(layer))))
+
+
+def set_class_state(layer, state: ClassState) -> None:
+    """Store a :class:`ClassState` on the layer (metadata, features, colormap)."""
+    set_layer_table(layer, LabelTable.from_dict(state.table), set(state.hidden))
+
+
+class _VoxelLink:
+    """The voxel change made together with a class-list change (relabel, delete).
+
+    ``diff`` is ``(indices, values before, values after)``, enough to write either
+    side back. ``atoms`` lists ``(napari history atom, forward)`` for every napari
+    step that wrote these voxels: the change itself (forward: applying it gives the
+    "after" side) and any write-back by the widget (not forward). Whichever of them
+    is on top of napari's undo or redo stack tells which side the voxels are on.
+    """
+
+    __slots__ = ("diff", "atoms")
+
+    def __init__(self, diff, atom) -> None:
+        self.diff = diff
+        self.atoms = [] if atom is None else [(atom, True)]
+
+    def napari_side(self, layer) -> Optional[bool]:
+        """True/False: napari's newest step leaves the voxels on the after/before side; None: unknown."""
+        for atom, forward in reversed(self.atoms):
+            applied = _napari_applied(layer, atom)
+            if applied is not None:
+                return applied == forward
+        return None
+
+
+def _newest_atom(layer):
+    """An atom of napari's newest undo step, or None.
+
+    ``Labels._undo_history``/``_redo_history`` are private (napari 0.5 to 0.9: deques
+    of lists of atoms; undo/redo move the same atom objects between them), so every
+    use here tolerates their absence: the widget then writes voxels back itself.
+    """
+    stack = getattr(layer, "_undo_history", None)
+    try:
+        return stack[-1][-1] if stack else None
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
+def _napari_applied(layer, atom) -> Optional[bool]:
+    """True when ``atom`` is napari's next undo step, False when its next redo step, else None."""
+    if atom is None:
+        return None
+    for stack_name, applied in (("_undo_history", True), ("_redo_history", False)):
+        stack = getattr(layer, stack_name, None)
+        try:
+            if stack and any(a is atom for a in stack[-1]):
+                return applied
+        except TypeError:
+            return None
+    return None
+
+
+def _apply_linked(layer, new: np.ndarray) -> tuple:
+    """:func:`apply_to_layer`, also returning a :class:`_VoxelLink` (None if nothing changed)."""
+    data, new = np.asarray(layer.data), np.asarray(new)
+    changed = np.nonzero(new != data) if new.shape == data.shape else None
+    diff = None if changed is None else (changed, data[changed].copy(), new[changed])
+    n = apply_to_layer(layer, new)
+    if n == 0:
+        return 0, None
+    return n, _VoxelLink(diff, _newest_atom(layer))
+
+
 class LayerCombo(QComboBox):
     """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
 
@@ -178,9 +258,20 @@ class LabelToolsWidget(QWidget):
 
     Public API (for tests and scripts): :meth:`set_operation`, :meth:`run`,
     :meth:`rename_class`, :meth:`set_class_color`, :meth:`set_class_visible`,
-    :meth:`relabel_class`, :meth:`delete_class`, :meth:`set_autosave`,
+    :meth:`add_class`, :meth:`relabel_class`, :meth:`delete_class`,
+    :meth:`undo_class_change`, :meth:`redo_class_change`, :meth:`set_autosave`,
     :meth:`autosave_now`, :meth:`restore_snapshot`; the ``finished`` signal carries
     a status message after each operation (success or error).
+
+    Undo of class-list edits: each layer has its own :class:`ClassHistory` (last
+    100 edits, dropped when the layer leaves the viewer). "Undo class change"
+    restores the previous class list; for a relabel or delete it also reverts the
+    voxels in the same step, through napari's own history (``layer.undo()``) when
+    that change is still napari's next undo step, else by writing the old values
+    back as a new undoable step. Ctrl+Z / Ctrl+Shift+Z in the viewer revert the
+    voxels and the class list follows (the widget listens to the layer's
+    ``set_data`` event) when that relabel/delete is the newest class change;
+    names, colours and visibility are undone only with the widget's buttons.
     """
 
     finished = Signal(str)
@@ -193,8 +284,11 @@ class LabelToolsWidget(QWidget):
         self.autosaver = autosaver
         self._worker = None
         self._versions: dict = {}
-        self._watched: set = set()
+        self._watched: dict = {}  # id(layer) -> [(emitter, callback)] to disconnect on removal
         self._saved_versions: dict = {}
+        self._histories: dict = {}  # id(layer) -> ClassHistory, dropped with the layer
+        self._busy = False  # True while the widget itself changes voxels/tables
+        napari_viewer.layers.events.removed.connect(self._forget_layer)
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -266,6 +360,14 @@ class LabelToolsWidget(QWidget):
             b.clicked.connect(lambda _=False, s=slot: s())
             buttons.addWidget(b)
         box_layout.addLayout(buttons)
+        undo_row = QHBoxLayout()
+        self.undo_class_button = QPushButton("Undo class change")
+        self.undo_class_button.clicked.connect(lambda: self.undo_class_change())
+        self.redo_class_button = QPushButton("Redo class change")
+        self.redo_class_button.clicked.connect(lambda: self.redo_class_change())
+        undo_row.addWidget(self.undo_class_button)
+        undo_row.addWidget(self.redo_class_button)
+        box_layout.addLayout(undo_row)
         layout.addWidget(box)
 
         # autosave
@@ -304,17 +406,36 @@ class LabelToolsWidget(QWidget):
     def _watch(self, layer) -> None:
         if id(layer) in self._watched:
             return
-        self._watched.add(id(layer))
         self._versions.setdefault(id(layer), 0)
 
         def bump(event=None, key=id(layer)):
             self._versions[key] = self._versions.get(key, 0) + 1
 
-        layer.events.paint.connect(bump)
-        layer.events.data.connect(bump)
+        ref = weakref.ref(layer)
+
+        def follow(event=None):
+            target = ref()
+            if target is not None:
+                self._follow_napari(target)
+
         # undo/redo only emit set_data (as does re-slicing: the autosaver's digest
-        # then finds nothing changed and writes nothing)
-        layer.events.set_data.connect(bump)
+        # then finds nothing changed and writes nothing; ``follow`` finds no change)
+        connections = [(layer.events.paint, bump), (layer.events.data, bump),
+                       (layer.events.set_data, bump), (layer.events.set_data, follow)]
+        for emitter, callback in connections:
+            emitter.connect(callback)
+        self._watched[id(layer)] = connections
+
+    def _forget_layer(self, event) -> None:
+        # a removed layer's history would keep its arrays alive, and a later layer
+        # may reuse its id(): drop everything keyed by it
+        key = id(event.value)
+        for emitter, callback in self._watched.pop(key, ()):
+            emitter.disconnect(callback)
+        self._histories.pop(key, None)
+        self._versions.pop(key, None)
+        for saved in [k for k in list(self._saved_versions) if k[0] == key]:
+            self._saved_versions.pop(saved, None)
 
     def _on_operation_changed(self, name: str) -> None:
         unit = OPERATIONS.get(name, (None,))[0]
@@ -428,11 +549,17 @@ class LabelToolsWidget(QWidget):
                 changed = result != before
                 new = np.asarray(layer.data).astype(np.result_type(layer.data.dtype, result.dtype), copy=True)
                 new[changed] = result[changed]
-                n = apply_to_layer(layer, new)
-                if name == "Erase label" and req.label is not None:
-                    table = layer_table(layer)
-                    if req.label in table:
+                table = layer_table(layer)
+                if name == "Erase label" and req.label is not None and req.label in table:
+                    # voxels and class entry go together, so they are undone together
+                    before_state = class_state(layer)
+                    with self._quiet():
+                        n, link = _apply_linked(layer, new)
                         set_layer_table(layer, table.without(req.label))
+                    self._record(layer, f"erase label {req.label} '{table.name_of(req.label)}'",
+                                 before_state, link)
+                else:
+                    n = apply_to_layer(layer, new)
                 self.refresh_classes()
                 self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo)")
             except MedsegError as exc:
@@ -479,6 +606,7 @@ class LabelToolsWidget(QWidget):
                 vis.setCheckState(_unchecked() if label_id in hidden else _checked())
                 self.class_table.setItem(row, 3, vis)
         self.class_table.blockSignals(False)
+        self._update_undo_buttons()
 
     def _row_id(self, row: int) -> int:
         return int(self.class_table.item(row, 0).text())
@@ -510,51 +638,212 @@ class LabelToolsWidget(QWidget):
         return layer
 
     def rename_class(self, label_id: int, name: str) -> None:
-        """Rename a class (updates features, metadata and the list)."""
+        """Rename a class (updates features, metadata and the list; undoable)."""
         layer = self._layer_or_raise()
-        set_layer_table(layer, class_ops.rename_class(layer_table(layer), label_id, name))
-        self.refresh_classes()
+        table = layer_table(layer)
+        new_table = class_ops.rename_class(table, label_id, name)
+        self._change_table(layer, new_table, f"rename label {label_id} "
+                           f"'{table.name_of(label_id)}' -> '{new_table.name_of(label_id)}'")
 
     def set_class_color(self, label_id: int, color) -> None:
-        """Set a class colour (RGB(A) in 0..1)."""
+        """Set a class colour (RGB(A) in 0..1; undoable)."""
         layer = self._layer_or_raise()
-        set_layer_table(layer, class_ops.recolor_class(layer_table(layer), label_id, color))
-        self.refresh_classes()
+        new_table = class_ops.recolor_class(layer_table(layer), label_id, color)
+        self._change_table(layer, new_table, f"colour of label {label_id}")
 
     def set_class_visible(self, label_id: int, visible: bool) -> None:
-        """Show or hide one class (its colour becomes transparent; data untouched)."""
+        """Show or hide one class (its colour becomes transparent; data untouched; undoable)."""
         layer = self._layer_or_raise()
         hidden = hidden_labels(layer)
         (hidden.discard if visible else hidden.add)(int(label_id))
-        set_layer_table(layer, layer_table(layer), hidden)
-        self.refresh_classes()
+        self._change_table(layer, layer_table(layer), f"{'show' if visible else 'hide'} label {label_id}", hidden)
 
     def relabel_class(self, old: int, new: int, merge: bool = False) -> int:
-        """Give class ``old`` the id ``new`` (undoable voxels; name and colour move too)."""
+        """Give class ``old`` the id ``new`` (name and colour move too).
+
+        Voxels and class list change as one step: :meth:`undo_class_change` reverts
+        both, as does Ctrl+Z in the viewer while this is the newest class change.
+        Returns the number of voxels changed.
+        """
         layer = self._layer_or_raise()
-        table = layer_table(layer)
-        out, table = class_ops.relabel(np.asarray(layer.data), old, new, table, merge=merge)
-        n = apply_to_layer(layer, out)
-        set_layer_table(layer, table)
+        self._follow_napari(layer)
+        before = class_state(layer)
+        out, table = class_ops.relabel(np.asarray(layer.data), old, new, layer_table(layer), merge=merge)
+        try:
+            with self._quiet():
+                n, link = _apply_linked(layer, out)
+        except InvalidInputError:
+            # the layer was widened, which napari cannot undo: keep the names in step with
+            # the new ids, and forget earlier class states (they would not match the voxels)
+            set_layer_table(layer, table)
+            self._histories.pop(id(layer), None)
+            self.refresh_classes()
+            raise
+        with self._quiet():
+            set_layer_table(layer, table)
+        self._record(layer, f"relabel {old} -> {new}", before, link)
         self.refresh_classes()
-        self._message(f"label {old} -> {new}: {n} voxel(s) (Ctrl+Z restores the voxels)")
+        self._message(f"label {old} -> {new}: {n} voxel(s) (Ctrl+Z or Undo class change restores ids and names)")
         return n
 
     def delete_class(self, label_id: int) -> int:
-        """Erase a class: voxels to background (undoable) and remove it from the list."""
+        """Erase a class: voxels to background and its entry leaves the list.
+
+        Undone as one step with :meth:`undo_class_change` (voxels and entry). Returns
+        the number of voxels erased.
+        """
         layer = self._layer_or_raise()
-        out, table = class_ops.delete_class(np.asarray(layer.data), label_id, layer_table(layer))
-        n = apply_to_layer(layer, out)
-        set_layer_table(layer, table)
+        self._follow_napari(layer)
+        before = class_state(layer)
+        table = layer_table(layer)
+        out, new_table = class_ops.delete_class(np.asarray(layer.data), label_id, table)
+        with self._quiet():
+            n, link = _apply_linked(layer, out)
+            set_layer_table(layer, new_table)
+        self._record(layer, f"delete label {label_id} '{table.name_of(label_id)}'", before, link)
         self.refresh_classes()
-        self._message(f"deleted label {label_id}: {n} voxel(s) erased (Ctrl+Z restores the voxels)")
+        self._message(f"deleted label {label_id}: {n} voxel(s) erased (Ctrl+Z or Undo class change restores them)")
         return n
 
     def add_class(self, label_id: int, name: str, color=None) -> None:
-        """Add a named class to the list (e.g. before painting it)."""
+        """Add a named class to the list (e.g. before painting it; undoable)."""
         layer = self._layer_or_raise()
-        set_layer_table(layer, layer_table(layer).with_label(int(label_id), name, color))
+        self._change_table(layer, layer_table(layer).with_label(int(label_id), name, color),
+                           f"add label {int(label_id)} '{name}'")
+
+    # ---------------------------------------------------------- class history
+    @contextmanager
+    def _quiet(self):
+        """While the widget itself writes voxels or tables, ``set_data`` is not a viewer Ctrl+Z."""
+        prev, self._busy = self._busy, True
+        try:
+            yield
+        finally:
+            self._busy = prev
+
+    def _history(self, layer, create: bool = False) -> Optional[ClassHistory]:
+        if create and id(layer) not in self._histories:
+            self._watch(layer)  # so that it is forgotten when the layer is removed
+            self._histories[id(layer)] = ClassHistory()
+        return self._histories.get(id(layer))
+
+    def _change_table(self, layer, table: LabelTable, description: str, hidden: Optional[set] = None) -> None:
+        self._follow_napari(layer)
+        before = class_state(layer)
+        with self._quiet():
+            set_layer_table(layer, table, hidden)
+        self._record(layer, description, before)
         self.refresh_classes()
+
+    def _record(self, layer, description: str, before: ClassState, link: Optional[_VoxelLink] = None) -> None:
+        after = class_state(layer)
+        if after != before or link is not None:  # e.g. re-typing the same name is no change
+            self._history(layer, create=True).push(ClassChange(description, before, after, link))
+        self._update_undo_buttons()
+
+    def _update_undo_buttons(self) -> None:
+        layer = self.labels_layer()
+        history = None if layer is None else self._history(layer)
+        self.undo_class_button.setEnabled(history is not None and history.can_undo)
+        self.redo_class_button.setEnabled(history is not None and history.can_redo)
+
+    def _move_voxels(self, layer, link: _VoxelLink, applied: bool) -> None:
+        """Put the voxels of ``link`` on their "after" (``applied``) or "before" side.
+
+        When napari's next undo/redo step is this very change, take it: napari's
+        stack and the voxels stay consistent (Ctrl+Z/Ctrl+Shift+Z go on from there).
+        Otherwise (painted since, history cleared) write the values back as a new
+        undoable step, only where the voxels still hold what the change left there.
+        """
+        for atom, forward in reversed(link.atoms):
+            now = _napari_applied(layer, atom)
+            if now is not None and (now == forward) != applied:
+                (layer.undo if now else layer.redo)()
+                return
+        if link.diff is None:
+            return
+        indices, before, after = link.diff
+        src, dst = (before, after) if applied else (after, before)
+        data = layer.data
+        keep = np.asarray(data[indices]) == src
+        if not keep.any():
+            return
+        with layer.block_history():
+            layer.data_setitem(tuple(i[keep] for i in indices), dst[keep].astype(data.dtype, copy=False))
+        atom = _newest_atom(layer)
+        if atom is not None:
+            link.atoms.append((atom, applied))
+
+    def _follow_napari(self, layer) -> bool:
+        """Keep the class list in step after napari undid/redid a relabel's or delete's voxels.
+
+        Called on the layer's ``set_data`` event (emitted by ``layer.undo()`` /
+        ``layer.redo()``, i.e. Ctrl+Z in the viewer) and before each class edit. Only
+        the newest class change (or the newest undone one) is followed: older ones
+        would need the changes after them undone first. Returns True if it moved.
+        """
+        history = self._history(layer)
+        if self._busy or history is None:
+            return False
+        # an applied change whose voxels napari just reverted, or an undone one napari re-applied
+        change, verb = history.peek_undo(), "undid"
+        if change is None or change.voxels is None or change.voxels.napari_side(layer) is not False:
+            change, verb = history.peek_redo(), "redid"
+            if change is None or change.voxels is None or change.voxels.napari_side(layer) is not True:
+                return False
+        with self._quiet():
+            if verb == "undid":
+                set_class_state(layer, history.undo().before)
+            else:
+                set_class_state(layer, history.redo().after)
+        try:
+            self.refresh_classes()
+            self._message(f"{verb} (Ctrl+Z in the viewer): {change.description}")
+        except RuntimeError:  # the widget was closed; the layer's table is in step anyway
+            pass
+        return True
+
+    def undo_class_change(self) -> bool:
+        """Undo the newest class-list change of the selected layer.
+
+        Restores names, colours and hidden ids; a relabel or delete also gets its
+        voxels back in the same step (see :meth:`_move_voxels`).
+
+        Returns
+        -------
+        bool
+            False when there was nothing to undo (a message says so).
+        """
+        return self._step(undo=True)
+
+    def redo_class_change(self) -> bool:
+        """Redo the newest undone class-list change of the selected layer.
+
+        Returns
+        -------
+        bool
+            False when there was nothing to redo (a message says so).
+        """
+        return self._step(undo=False)
+
+    def _step(self, undo: bool) -> bool:
+        layer = self.labels_layer()
+        history = None if layer is None else self._history(layer)
+        if history is not None:
+            self._follow_napari(layer)
+        change = None if history is None else (history.peek_undo() if undo else history.peek_redo())
+        if change is None:
+            self._message(f"no class change to {'undo' if undo else 'redo'}")
+            self._update_undo_buttons()
+            return False
+        with self._quiet():
+            if change.voxels is not None:
+                self._move_voxels(layer, change.voxels, applied=not undo)
+            set_class_state(layer, change.before if undo else change.after)
+        history.undo() if undo else history.redo()
+        self.refresh_classes()
+        self._message(f"{'undid' if undo else 'redid'}: {change.description}")
+        return True
 
     def _ask_relabel(self) -> None:
         row = self.class_table.currentRow()
