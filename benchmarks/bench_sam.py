@@ -157,7 +157,7 @@ def bench_volume(name, vol, centre, net, n_clicks):
 
     maps = [_AxisMap(n, r, st) for n, r, st in zip(vol.shape, s._res_shape, start)]
     # both with the session's CPU thread setting, so the ratio compares algorithms
-    with _torch_threads(s.decoder_threads):
+    with _torch_threads(min(s.decoder_threads or torch.get_num_threads(), torch.get_num_threads())):
         t = time.perf_counter()
         reference_map_back(s, low, start, s._res_shape, vol.shape)
         t_ref = time.perf_counter() - t

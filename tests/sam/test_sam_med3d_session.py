@@ -251,3 +251,31 @@ def test_real_ct_click_reaches_the_model_at_the_clicked_voxel(shared_data):
     assert abs(float(crop[64, 64, 64]) - expected) < 1e-3
     assert up.mask[click]
     assert up.mask[seg == 5].mean() > 0.5  # most of the liver is in the intensity band
+
+
+@pytest.mark.parametrize("shape, spacing, start", [
+    ((40, 60, 70), (3.0, 3.0, 3.0), (-20, 5, 10)),  # original coarser than the crop grid
+    ((300, 120, 110), (0.5, 1.6, 1.5), (30, -40, 0)),  # finer along z; crop beyond the edge
+])
+def test_map_back_on_coarse_and_fine_grids(shape, spacing, start):
+    """The original-grid mask equals nearest-neighbour sampling of the thresholded
+    128^3 upsampled logits, whether original voxels are larger or smaller than crop voxels."""
+    rng = np.random.default_rng(3)
+    logits = -np.ones((32, 32, 32), np.float32)
+    logits[8:20, 10:25, 12:22] = rng.uniform(0.2, 2.0, size=(12, 15, 10))
+    res_shape = resampled_shape(shape, spacing)
+    maps = [_AxisMap(n, r, s0) for n, r, s0 in zip(shape, res_shape, start)]
+    bounds, mask = SamMed3DSession._map_back(maps, logits)
+    up = F.interpolate(torch.from_numpy(logits)[None, None], size=(128,) * 3, mode="trilinear", align_corners=False)
+    crop_mask = (up[0, 0] > 0).numpy()
+    expected = np.zeros(shape, bool)
+    idx = [np.clip(np.floor((np.arange(n) + 0.5) * r / n).astype(int), 0, r - 1) - s0
+           for n, r, s0 in zip(shape, res_shape, start)]
+    inside = [(i >= 0) & (i < 128) for i in idx]
+    sub = crop_mask[np.ix_(*(np.clip(i, 0, 127) for i in idx))]
+    sub &= inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+    expected[:] = sub
+    got = np.zeros(shape, bool)
+    got[tuple(slice(a, b) for a, b in bounds)] = mask
+    assert expected.sum() > 100
+    assert np.array_equal(got, expected)
