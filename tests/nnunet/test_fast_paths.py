@@ -45,6 +45,22 @@ def test_single_channel_conv_and_matrix_head_equal_the_reference_network():
     assert a.shape == b.shape == (2, 11, 8, 16, 16)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(blocks, a, rtol=0, atol=1e-6)
+    # channels-last (how the engine runs it on the CPU): the instance norms stay
+    # channels-last (_channels_last_instance_norm), same values
+    from napari_medseg.models.nnunet import network as network_module
+
+    calls = []
+    real = network_module._channels_last_instance_norm
+    ours_cl = ours.to(memory_format=torch.channels_last_3d)
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+    try:
+        network_module._channels_last_instance_norm = lambda n, t: calls.append(1) or real(n, t)
+        with torch.inference_mode():
+            c = ours_cl(x_cl)
+    finally:
+        network_module._channels_last_instance_norm = real
+    assert len(calls) >= 4
+    torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-5)
     # with gradients on (training) the plain convolution runs
     with torch.enable_grad():
         torch.testing.assert_close(ours(x), b, rtol=1e-5, atol=1e-5)
