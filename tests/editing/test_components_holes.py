@@ -1,6 +1,7 @@
 """Connected components and hole filling against hand-computed results."""
 
 import numpy as np
+import pytest
 
 from napari_medseg.editing import (
     fill_holes,
@@ -127,3 +128,39 @@ def test_fill_holes_slice_by_slice_tube():
     # one slice only
     out1 = fill_holes(a, SP, axis=0, index=2)
     assert out1[2, 3, 3] == 1 and out1[[0, 1, 3, 4], 3, 3].sum() == 0
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+def test_remove_small_islands_equals_direct_labelling(connectivity):
+    """The SimpleITK path (faces / full connectivity) and the SciPy path (edges) give
+    what labelling with SciPy and counting voxels gives, threshold included."""
+    from scipy import ndimage
+
+    from napari_medseg.editing import remove_small_islands
+
+    rng = np.random.default_rng(connectivity)
+    lab = (rng.random((14, 30, 28)) < 0.35).astype(np.uint8)
+    lab[rng.random(lab.shape) < 0.1] = 2
+    sp = (2.0, 0.5, 0.5)  # 0.5 uL per voxel
+    min_ml = 0.0025  # exactly 5 voxels: a 5-voxel island stays, 4 go
+    got = remove_small_islands(lab, sp, min_ml, connectivity=connectivity)
+    expected = lab.copy()
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    for i in (1, 2):
+        comp, n = ndimage.label(lab == i, structure=structure)
+        sizes = np.bincount(comp.ravel())
+        small = (sizes < 5)
+        small[0] = False
+        expected[small[comp]] = 0
+    assert (expected != lab).any() and (expected == lab).any()
+    np.testing.assert_array_equal(got, expected)
+    # one axial slice, 2D connectivity
+    got2d = remove_small_islands(lab, sp, min_ml, axis=0, index=3, connectivity=min(connectivity, 2))
+    exp2d = lab.copy()
+    for i in (1, 2):
+        comp, n = ndimage.label(lab[3] == i, structure=ndimage.generate_binary_structure(2, min(connectivity, 2)))
+        sizes = np.bincount(comp.ravel())
+        small = (sizes < 5)
+        small[0] = False
+        exp2d[3][small[comp]] = 0
+    np.testing.assert_array_equal(got2d, exp2d)

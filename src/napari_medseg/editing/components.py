@@ -78,14 +78,48 @@ def remove_small_islands(
     out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
     vox_ml = voxel_volume_ml(check_spacing(spacing_zyx))
     structure = _structure(view.ndim, connectivity)
+    min_voxels = _min_voxels(min_ml, vox_ml)
     for lab_id, box in label_bboxes(view, ids).items():
         sub = view[box]
-        mask, comp, n, sizes = _components(sub, lab_id, structure)
-        small = sizes * vox_ml < min_ml
-        small[0] = False
-        if small.any():
-            sub[small[comp]] = 0
+        small = _small_components(sub == lab_id, connectivity, min_voxels, structure)
+        if small is not None:
+            sub[small] = 0
     return out
+
+
+def _min_voxels(min_ml: float, vox_ml: float) -> int:
+    """Smallest voxel count whose volume is not below ``min_ml`` (as ``n * vox_ml``)."""
+    n = max(0, int(np.ceil(min_ml / vox_ml)))
+    while n > 0 and (n - 1) * vox_ml >= min_ml:
+        n -= 1
+    while n * vox_ml < min_ml:
+        n += 1
+    return n
+
+
+def _small_components(mask: np.ndarray, connectivity: int, min_voxels: int, structure) -> Optional[np.ndarray]:
+    """Voxels of ``mask`` in components of fewer than ``min_voxels`` voxels (None: none).
+
+    Face or full connectivity in 2D/3D runs SimpleITK's multi-threaded connected
+    components and size filter (about 3x faster than SciPy on a body-sized mask);
+    edge connectivity in 3D (which SimpleITK lacks) uses SciPy.
+    """
+    if min_voxels <= 1 or not mask.any():
+        return None
+    if mask.ndim in (2, 3) and connectivity in (1, mask.ndim):
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(mask.view(np.uint8))
+        comp = sitk.ConnectedComponent(image, connectivity == mask.ndim)
+        kept = sitk.RelabelComponent(comp, minimumObjectSize=int(min_voxels), sortByObjectSize=False)
+        small = mask & (sitk.GetArrayViewFromImage(kept) == 0)
+    else:
+        comp, n = ndimage.label(mask, structure=structure)
+        sizes = np.bincount(comp.ravel(), minlength=n + 1)
+        too_small = sizes < min_voxels
+        too_small[0] = False
+        small = too_small[comp]
+    return small if small.any() else None
 
 
 def keep_largest_component(
