@@ -14,6 +14,7 @@ two are exact duals).
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -81,11 +82,36 @@ def grow(
     if len(ids) > 1:
         best = np.full(view.shape, np.inf, dtype=np.float32)
     tol = 1e-4 + 1e-5 * d  # float32 distances
+    # labels one after the other (ties go to the earlier label); a label's tiles have
+    # disjoint cores, so they run side by side
     for lab_id, box in label_bboxes(original, ids).items():
-        for piece in label_pieces(original, lab_id, box, pad):
-            for core, outer in _tiles(piece, pad):
-                _grow_tile(view, original, lab_id, core, outer, sp, d + tol, overwrite, growing, best)
+        tiles = [t for piece in label_pieces(original, lab_id, box, pad) for t in _tiles(piece, pad)]
+        _run_tiles(lambda t: _grow_tile(view, original, lab_id, t[0], t[1], sp, d + tol, overwrite,
+                                        growing, best), tiles)
     return out
+
+
+def _run_tiles(work, tiles: list) -> None:
+    """``work(tile)`` for every tile, on a few threads when there are several.
+
+    Each tile's distance transform runs single-threaded in SimpleITK, which releases
+    the GIL: whole tiles side by side scale better than SimpleITK's own threads on
+    one small tile (measured: 2 cores, 20 tiles, 1.5 s -> 0.66 s).
+    """
+    workers = min(len(tiles), _WORKERS)
+    if workers <= 1:
+        for tile in tiles:
+            work(tile)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(work, tiles):
+            pass  # re-raises a tile's exception here
+
+
+#: Threads for the tiles of one label (the machine's cores, at most 8).
+_WORKERS = max(1, min(8, os.cpu_count() or 1))
 
 
 def _grow_tile(view, original, lab_id, core, outer, sp, limit, overwrite, growing, best):
@@ -102,7 +128,7 @@ def _grow_tile(view, original, lab_id, core, outer, sp, limit, overwrite, growin
     mask = original[outer] == lab_id
     if not mask.any():
         return
-    dist = distance_to(mask, sp)
+    dist = distance_to(mask, sp, threads=1)
     inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
     dist = dist[inner]
     cand &= dist <= limit
@@ -138,19 +164,22 @@ def shrink(
     pad = [p + 1 for p in mm_to_voxels(d, sp)]
     tol = 1e-4 + 1e-5 * d
     for lab_id, box in label_bboxes(original, ids).items():
-        for piece in label_pieces(original, lab_id, box, pad):
-            for core, outer in _tiles(piece, pad):
-                if not (original[core] == lab_id).any():
-                    continue
-                mask = original[outer] == lab_id
-                if mask.all():
-                    continue  # nothing outside the label within reach of the core
-                # distance of each label voxel to the nearest voxel outside the label
-                dist = distance_to(~mask, sp)
-                inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-                remove = mask[inner] & (dist[inner] <= d + tol)
-                view[core][remove] = 0
+        tiles = [t for piece in label_pieces(original, lab_id, box, pad) for t in _tiles(piece, pad)]
+        _run_tiles(lambda t: _shrink_tile(view, original, lab_id, t[0], t[1], sp, d + tol), tiles)
     return out
+
+
+def _shrink_tile(view, original, lab_id, core, outer, sp, limit) -> None:
+    if not (original[core] == lab_id).any():
+        return
+    mask = original[outer] == lab_id
+    if mask.all():
+        return  # nothing outside the label within reach of the core
+    # distance of each label voxel to the nearest voxel outside the label
+    dist = distance_to(~mask, sp, threads=1)
+    inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
+    remove = mask[inner] & (dist[inner] <= limit)
+    view[core][remove] = 0
 
 
 def margin(
