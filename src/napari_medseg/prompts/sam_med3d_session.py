@@ -449,8 +449,10 @@ class SamMed3DSession(TorchPromptSession):
             bounds.append((o0 + i0, o0 + i1))
             index.append(torch.from_numpy(idx[i0:i1] - c0))
         mask = on_crop.to(torch.uint8)
-        for axis, ix in enumerate(index):
-            mask = torch.index_select(mask, axis, ix)
+        # last axis first: its gather is element by element, so it should run while the
+        # array is smallest; the others copy whole contiguous rows / planes
+        for axis in reversed(range(len(index))):
+            mask = torch.index_select(mask, axis, index[axis])
         return tuple(bounds), mask.numpy().view(bool)
 
     @staticmethod
