@@ -145,9 +145,10 @@ def _channels_last_instance_norm(norm: nn.InstanceNorm3d, x: torch.Tensor) -> to
     flat = x.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view: x is channels-last
     mean = flat.mean(1, keepdim=True)
     centred = flat - mean
-    var = centred.square().mean(1, keepdim=True)
+    # sum of squares as a dot product: no squared temporary
+    var = torch.linalg.vecdot(centred, centred, dim=1).unsqueeze(1).div_(flat.shape[1])
     scale = norm.weight * torch.rsqrt(var + norm.eps)
-    centred.mul_(scale).add_(norm.bias)
+    torch.addcmul(norm.bias, centred, scale, out=centred)  # one pass, in place
     return centred.reshape(n, *x.shape[2:], c).permute(0, 4, 1, 2, 3)
 
 
