@@ -240,6 +240,31 @@ def work_region(out: np.ndarray, spacing: Sequence[float], axis: Optional[int], 
     return out[tuple(view_key)], sp
 
 
+def prepare_boxes(labels, spacing_zyx, label, axis=None, index=None):
+    """:func:`prepare`, with the bounding boxes of the labels to edit in ``view``.
+
+    Returns ``(out, view, spacing_view, boxes)``, ``boxes`` = {id: box} for the
+    selected labels present in ``view``. Every label (``label=None``) costs one
+    ``find_objects`` pass for both the ids and their boxes (on a 512 x 512 x 300 map
+    that pass is half a second, and used to be made twice).
+    """
+    if label is not None:
+        out, view, sp_view, ids = prepare(labels, spacing_zyx, label, axis, index)
+        return out, view, sp_view, label_bboxes(view, ids)
+    from scipy import ndimage
+
+    arr = check_labels(labels)
+    sp = check_spacing(spacing_zyx)
+    out = arr.copy()
+    view, sp_view = work_region(out, sp, axis, index)
+    if view.size == 0 or int(view.max(initial=0)) <= 0:
+        return out, view, sp_view, {}
+    if int(view.max()) <= 1 << 20 and int(view.min()) >= 0:
+        objs = ndimage.find_objects(view)
+        return out, view, sp_view, {i + 1: o for i, o in enumerate(objs) if o is not None}
+    return out, view, sp_view, label_bboxes(view, present_ids(view))
+
+
 def prepare(labels, spacing_zyx, label, axis=None, index=None):
     """Common start of an edit: validate, copy, pick the region and the label ids.
 

@@ -19,6 +19,7 @@ from ._common import (
     label_bboxes,
     present_ids,
     prepare,
+    prepare_boxes,
     result_dtype,
     voxel_volume_ml,
     work_region,
@@ -75,11 +76,11 @@ def remove_small_islands(
         A new label map.
     """
     min_ml = check_size(min_volume_ml, "minimum island volume (mL)")
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     vox_ml = voxel_volume_ml(check_spacing(spacing_zyx))
     structure = _structure(view.ndim, connectivity)
     min_voxels = _min_voxels(min_ml, vox_ml)
-    for lab_id, box in label_bboxes(view, ids).items():
+    for lab_id, box in boxes.items():
         sub = view[box]
         small = _small_components(sub == lab_id, connectivity, min_voxels, structure)
         if small is not None:
@@ -136,9 +137,9 @@ def keep_largest_component(
     Ties are broken by the component found first in array order. Parameters as in
     :func:`remove_small_islands`. Returns a new label map.
     """
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     structure = _structure(view.ndim, connectivity)
-    for lab_id, box in label_bboxes(view, ids).items():
+    for lab_id, box in boxes.items():
         sub = view[box]
         mask, comp, n, sizes = _components(sub, lab_id, structure)
         if n > 1:

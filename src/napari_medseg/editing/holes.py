@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidInputError
-from ._common import check_size, check_spacing, fill_enclosed, label_bboxes, prepare, voxel_volume_ml
+from ._common import check_size, check_spacing, fill_enclosed, prepare_boxes, voxel_volume_ml
 
 
 def fill_holes(
@@ -55,11 +55,11 @@ def fill_holes(
     if slice_axis not in (0, 1, 2):
         raise InvalidInputError(f"slice_axis must be 0, 1 or 2 (z, y, x), got {slice_axis!r}")
     max_ml = None if max_hole_ml is None else check_size(max_hole_ml, "maximum hole volume (mL)")
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     vox_ml = voxel_volume_ml(check_spacing(spacing_zyx))
     if view.ndim == 2:
         slice_by_slice = False  # already one slice
-    for lab_id, box in label_bboxes(view, ids).items():
+    for lab_id, box in boxes.items():
         sub = view[box]
         mask = sub == lab_id
         if slice_by_slice:

@@ -18,7 +18,7 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
-from ._common import check_size, distance_to, label_bboxes, label_pieces, mm_to_voxels, prepare
+from ._common import check_size, distance_to, label_pieces, mm_to_voxels, prepare_boxes
 
 #: Core size of the tiles (z, y, x; the last axes for 2D) the distance transform is
 #: computed in. Tests set it small to force many tiles on small arrays.
@@ -72,7 +72,8 @@ def grow(
         A new label map.
     """
     d = check_size(margin_mm, "margin (mm)")
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
+    ids = list(boxes)
     if d == 0 or not ids:
         return out
     original = view.copy()
@@ -84,7 +85,7 @@ def grow(
     tol = 1e-4 + 1e-5 * d  # float32 distances
     # labels one after the other (ties go to the earlier label); a label's tiles have
     # disjoint cores, so they run side by side
-    for lab_id, box in label_bboxes(original, ids).items():
+    for lab_id, box in boxes.items():
         tiles = [t for piece in label_pieces(original, lab_id, box, pad) for t in _tiles(piece, pad)]
         _run_tiles(lambda t: _grow_tile(view, original, lab_id, t[0], t[1], sp, d + tol, overwrite,
                                         growing, best), tiles)
@@ -157,13 +158,13 @@ def shrink(
     edge (nothing is known beyond it). Parameters as in :func:`grow`.
     """
     d = check_size(margin_mm, "margin (mm)")
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     if d == 0:
         return out
     original = view.copy()
     pad = [p + 1 for p in mm_to_voxels(d, sp)]
     tol = 1e-4 + 1e-5 * d
-    for lab_id, box in label_bboxes(original, ids).items():
+    for lab_id, box in boxes.items():
         tiles = [t for piece in label_pieces(original, lab_id, box, pad) for t in _tiles(piece, pad)]
         _run_tiles(lambda t: _shrink_tile(view, original, lab_id, t[0], t[1], sp, d + tol), tiles)
     return out

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from ._common import check_size, ellipsoid, label_bboxes, label_pieces, prepare
+from ._common import check_size, ellipsoid, label_pieces, prepare_boxes
 
 METHODS = ("median", "opening", "closing")
 
@@ -113,14 +113,14 @@ def smooth(
     if method not in METHODS:
         raise InvalidInputError(f"smoothing method must be one of {METHODS}, got {method!r}")
     radius = check_size(radius_mm, "smoothing radius (mm)", allow_zero=False)
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     footprint = ellipsoid(radius, sp)
     if footprint.sum() == 1:
         return out  # kernel smaller than a voxel on every axis: nothing to do
     half = [s // 2 for s in footprint.shape]
     original = view.copy()  # decisions use the input, so label order does not matter
     pad = [h + 1 for h in half]
-    for lab_id, whole in label_bboxes(original, ids).items():
+    for lab_id, whole in boxes.items():
         for box in label_pieces(original, lab_id, whole, pad):
             src = original[box]
             mask = src == lab_id
