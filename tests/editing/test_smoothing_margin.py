@@ -194,3 +194,18 @@ def test_footprint_count_equals_convolution(radius, sp):
     # and the binary median equals scipy's median filter on the same footprint
     med = ndimage.median_filter(mask.astype(np.uint8), footprint=fp, mode="constant")
     np.testing.assert_array_equal(smooth(mask.astype(np.uint8), sp, radius, "median") == 1, med == 1)
+
+
+def test_footprint_count_exact_when_prefix_sums_wrap():
+    """int16 prefix sums wrap around on rows longer than 32767 voxels; the counts
+    (differences of prefix sums) stay exact."""
+    from napari_medseg.editing.smoothing import footprint_count
+
+    mask = np.ones((3, 2, 70_000), bool)
+    mask[1, 0, 50_000:50_003] = False
+    fp = ellipsoid(1.0, (1.0, 1.0, 1.0))  # 7-voxel cross
+    counts = footprint_count(mask, fp)
+    from scipy import ndimage
+
+    ref = ndimage.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="constant")
+    np.testing.assert_array_equal(counts, ref)

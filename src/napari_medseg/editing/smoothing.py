@@ -30,10 +30,14 @@ def footprint_count(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """
     half = [n // 2 for n in footprint.shape]
     padded = np.pad(mask, [(h, h) for h in half])
+    # int16 when the footprint holds < 2**15 voxels (any kernel of a few mm): the
+    # prefix sums may wrap around, but differences and sums are exact modulo 2**16
+    # and every count fits, so the result is exact at half the memory traffic
+    dtype = np.int16 if int(np.count_nonzero(footprint)) < 2**15 else np.int32
     # prefix sums along the last axis with a leading zero: run [a, b] = C[b + 1] - C[a]
-    csum = np.zeros(padded.shape[:-1] + (padded.shape[-1] + 1,), dtype=np.int32)
-    np.cumsum(padded, axis=-1, dtype=np.int32, out=csum[..., 1:])
-    counts = np.zeros(mask.shape, dtype=np.int32)
+    csum = np.zeros(padded.shape[:-1] + (padded.shape[-1] + 1,), dtype=dtype)
+    np.cumsum(padded, axis=-1, dtype=dtype, out=csum[..., 1:])
+    counts = np.zeros(mask.shape, dtype=dtype)
     n_last = mask.shape[-1]
     for lead in np.ndindex(*footprint.shape[:-1]):
         row = np.flatnonzero(footprint[lead])
@@ -58,7 +62,7 @@ def _majority(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     n = int(footprint.sum())
     if n == 1:
         return mask.copy()
-    return footprint_count(mask, footprint) * 2 > n
+    return footprint_count(mask, footprint) > n // 2  # n is odd; no doubling (int16)
 
 
 def _pad_op(mask: np.ndarray, footprint: np.ndarray, op: str) -> np.ndarray:
