@@ -30,10 +30,9 @@ CSV_COLUMNS = (
     "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
 )
 
-# Above this id a bincount would allocate more than it saves: compact the ids first.
+# Above this id find_objects' list (one entry per id up to the largest) would be
+# wasteful: compact the ids first.
 _DENSE_MAX_ID = 1 << 20
-# Voxels per chunk for the intensity sums (8M voxels = 64 MB of float64).
-_CHUNK = 1 << 23
 
 
 def _check_inputs(image, labels):
@@ -92,7 +91,6 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
     _check_inputs(image, labels)
     lab = labels.array
     flat = lab.ravel()
-    img_flat = None if image is None else image.array.ravel()
 
     if flat.size == 0:
         return []
@@ -100,37 +98,26 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
     if top <= _DENSE_MAX_ID:
         compact, bin_of = lab, None  # bin index == label id
     else:
-        # Huge ids (e.g. 10**9): a bincount that long would be wasteful; give each id
-        # a small bin number (0 stays background).
+        # Huge ids (e.g. 10**9): give each id a small bin number (0 stays background).
         uniq, inv = np.unique(flat, return_inverse=True)
         shift = 0 if uniq[0] == 0 else 1
         compact = (inv.reshape(lab.shape) + shift).astype(np.int64)
         bin_of = {int(v): i + shift for i, v in enumerate(uniq)}
-    cflat = compact.ravel()
-    n_bins = int(cflat.max()) + 1
-    counts = np.bincount(cflat, minlength=n_bins)
-    present_ids = ([int(i) for i in np.flatnonzero(counts) if i != 0] if bin_of is None
+    # one find_objects pass gives every present label's box; the counts, sums and
+    # order statistics are then taken inside each box only (a whole-volume bincount
+    # casts the map to int64 first: 600 MB and most of the time on a 512x512x300 map)
+    boxes = ndimage.find_objects(compact)
+    present_ids = ([i + 1 for i, o in enumerate(boxes) if o is not None] if bin_of is None
                    else [v for v in bin_of if v != 0])
     wanted = present_ids if ids is None else [int(i) for i in ids]
-    sums = sq = None
-    if img_flat is not None:
-        # Sums and sums of squares in float64, chunk by chunk: a float64 copy of a
-        # 512x512x300 image (and of its squares) would cost 1.2 GB at once.
-        sums = np.zeros(n_bins)
-        sq = np.zeros(n_bins)
-        for start in range(0, cflat.size, _CHUNK):
-            values = img_flat[start:start + _CHUNK].astype(np.float64)
-            keys = cflat[start:start + _CHUNK]
-            sums += np.bincount(keys, weights=values, minlength=n_bins)
-            values *= values
-            sq += np.bincount(keys, weights=values, minlength=n_bins)
-    boxes = ndimage.find_objects(compact)
 
     vox_ml = labels.voxel_volume_ml
     out = []
     for label_id in wanted:
         b = label_id if bin_of is None else bin_of.get(label_id)
-        n = int(counts[b]) if b is not None and 0 <= b < len(counts) else 0
+        box = boxes[b - 1] if b is not None and 1 <= b <= len(boxes) else None
+        mask = compact[box] == b if box is not None else None
+        n = int(np.count_nonzero(mask)) if mask is not None else 0
         name = table.name_of(label_id) if table is not None else f"label {label_id}"
         row = {
             "label": label_id, "name": name, "voxels": n, "volume_ml": n * vox_ml,
@@ -140,8 +127,6 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
         if n == 0 or label_id == 0:
             out.append(row)
             continue
-        box = boxes[b - 1]
-        mask = compact[box] == b
         row["bbox"] = [[int(s.start), int(s.stop)] for s in box]
         centroid = []
         for ax in range(3):
@@ -151,12 +136,15 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
             centroid.append(float(profile @ coords) / n)
         row["centroid_zyx"] = centroid
         row["centroid_xyz_mm"] = [float(v) for v in labels.index_to_physical(centroid)]
-        if sums is not None:
-            mean = sums[b] / n
-            var = max(sq[b] / n - mean * mean, 0.0)
+        if image is not None:
             vals = image.array[box][mask]
-            row["mean"] = float(mean)
-            row["std"] = float(np.sqrt(var))
+            # float64 sums of the label's voxels; two-pass variance (no cancellation)
+            mean = float(vals.sum(dtype=np.float64)) / n
+            dev = vals.astype(np.float64)
+            dev -= mean
+            row["mean"] = mean
+            row["std"] = float(np.sqrt(float(np.dot(dev, dev)) / n))
+            del dev
             row["min"] = float(vals.min())
             row["max"] = float(vals.max())
             row["median"] = float(np.median(vals))
