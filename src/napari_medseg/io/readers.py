@@ -556,27 +556,36 @@ def present_ids(array: np.ndarray) -> list:
     return [int(v) for v in np.unique(arr) if v != 0]
 
 
-def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
-    """Integer, non-negative, smallest unsigned dtype; clear errors otherwise."""
+def to_label_array(array: np.ndarray, what: str = "labels", *, from_file: bool = False) -> np.ndarray:
+    """``array`` as non-negative integers in the smallest unsigned dtype.
+
+    Booleans become uint8; floats are accepted only when every value is a whole
+    number. Raises :class:`InvalidInputError` otherwise, naming ``what``; with
+    ``from_file`` (``what`` is a file being read) the message says the file "is not a
+    label map" and what it holds instead.
+    """
+    def refuse(file_text: str, other_text: str):
+        raise InvalidInputError(f"{what} is not a label map: {file_text}" if from_file else f"{what} {other_text}")
+
     arr = np.asarray(array)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
+    whole_numbers = "must hold whole numbers; got non-integer or NaN values"
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
-            raise InvalidInputError(f"{path} is not a label map: it holds NaN/Inf values")
+            refuse("it holds NaN/Inf values", whole_numbers)
         if not np.array_equal(arr, np.round(arr)):
             frac = arr[arr != np.round(arr)]
-            raise InvalidInputError(
-                f"{path} is not a label map: it holds non-integer values (e.g. {float(frac.flat[0]):.4g}); "
-                "open it as an image instead"
-            )
+            refuse(f"it holds non-integer values (e.g. {float(frac.flat[0]):.4g}); open it as an image instead",
+                   whole_numbers)
     elif arr.dtype.kind not in "ui":
-        raise InvalidInputError(f"{path} is not a label map: voxel type {arr.dtype} is not integer")
+        refuse(f"voxel type {arr.dtype} is not integer", f"must be an integer array, got dtype {arr.dtype}")
     if arr.size == 0:
         return arr.astype(np.uint8)
     lo, hi = arr.min(), arr.max()
     if lo < 0:
-        raise InvalidInputError(f"{path} is not a label map: it holds negative values (min {lo}); label ids are >= 0")
+        refuse(f"it holds negative values (min {lo}); label ids are >= 0",
+               f"hold negative values (min {lo}); label ids must be >= 0")
     dtype = label_dtype_for(int(hi))
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
@@ -643,7 +652,7 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None, *, allow_cro
         check_single_layer(p, header, image.GetNumberOfComponentsPerPixel(), image.GetDimension())
     meta = {"source_path": str(p), "format": fmt}
     volume = _to_volume(image, p, None, None, meta)
-    array = _as_labels(volume.array, p)
+    array = to_label_array(volume.array, str(p), from_file=True)
     table, source = find_label_names(p, header)
     ids = present_ids(array)
     if table is None:

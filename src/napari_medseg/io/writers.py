@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ImageReadError, InvalidInputError, UnsupportedFormatError
 from .atomic import atomic_write
 from .label_table import LabelTable, sidecar_dict, sidecar_path
-from .readers import EXTENSIONS, _itk_message, label_dtype_for, present_ids
+from .readers import EXTENSIONS, _itk_message, present_ids, to_label_array
 from .volume import Volume
 
 PathLike = Union[str, os.PathLike]
@@ -48,29 +48,6 @@ def _format_for(path: Path, allowed: tuple) -> str:
     if any(name.endswith(s) for s in EXTENSIONS):
         raise UnsupportedFormatError(f"cannot write {path}: writing this format is not supported (use {known})")
     raise UnsupportedFormatError(f"cannot write {path}: unknown extension; use one of {known}")
-
-
-def to_label_array(array: np.ndarray, what: str = "labels") -> np.ndarray:
-    """``array`` as non-negative integers in the smallest unsigned dtype.
-
-    Booleans become uint8; floats are accepted only when every value is a whole
-    number. Raises :class:`InvalidInputError` otherwise (naming ``what``).
-    """
-    arr = np.asarray(array)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise InvalidInputError(f"{what} must hold whole numbers; got non-integer or NaN values")
-    elif arr.dtype.kind not in "ui":
-        raise InvalidInputError(f"{what} must be an integer array, got dtype {arr.dtype}")
-    if arr.size == 0:
-        return arr.astype(np.uint8)
-    lo, hi = arr.min(), arr.max()
-    if lo < 0:
-        raise InvalidInputError(f"{what} hold negative values (min {lo}); label ids must be >= 0")
-    dtype = label_dtype_for(int(hi))
-    return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
 # Detached-header formats: MetaImage "ElementDataFile = x.zraw", NRRD "data file: x.raw.gz".
