@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_medseg._widgets._layers import layer_key
 from napari_medseg._widgets.label_tools import LabelToolsWidget, apply_to_layer, hidden_labels, layer_table
 from napari_medseg.editing import grow
 from napari_medseg.editing.autosave import Autosaver, list_recoverable
@@ -298,8 +299,8 @@ def test_class_history_is_per_layer_and_new_change_clears_redo(setup):
     widget.labels_combo.set_layer(other)
     assert widget.undo_class_change() and 5 not in layer_table(other)
     viewer.layers.remove(other)  # its history goes with it
-    assert id(other) not in widget._histories and id(other) not in widget._watched
-    assert list(widget._histories) == [id(labels)]
+    assert layer_key(other) not in widget._histories and layer_key(other) not in widget._watched
+    assert list(widget._histories) == [layer_key(labels)]
 
 
 def test_erase_label_operation_is_one_class_change(qtbot, setup):
@@ -313,3 +314,32 @@ def test_erase_label_operation_is_one_class_change(qtbot, setup):
     assert _class_list(labels) == before and widget.status.text() == "undid: erase label 2 'spleen'"
     assert widget.redo_class_change()
     assert (labels.data == 2).sum() == 0 and 2 not in layer_table(labels)
+
+
+def test_class_undo_through_the_plugin_proxy(make_napari_viewer):
+    """Docked through the plugin, the widget gets napari's PublicOnlyProxy viewer (a new
+    proxy object per attribute access): class changes must still be found for undo,
+    and a relabel undone with Ctrl+Z in the viewer must bring the class list back."""
+    viewer = make_napari_viewer()
+    ct = Volume(np.zeros((6, 16, 16), np.int16), spacing=(1.0, 1.0, 2.0), modality="CT")
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[1:4, 2:8, 2:8] = 1
+    expected = arr.copy()  # the layer may share arr's memory
+    data, kw, _ = labels_layer_tuple(arr, ct, LabelTable.from_names({1: "liver"}), "seg")
+    labels = viewer.add_labels(data, **kw)
+    from napari.utils._proxies import PublicOnlyProxy  # what napari hands a plugin's dock widget
+
+    widget = LabelToolsWidget(PublicOnlyProxy(viewer))
+    assert widget.labels_layer() is not widget.labels_layer()  # a new proxy per access
+    widget.rename_class(1, "hepar")
+    widget.set_class_visible(1, False)
+    assert widget.undo_class_button.isEnabled()
+    assert widget.undo_class_change() and widget.undo_class_change()
+    assert layer_table(labels).name_of(1) == "liver" and hidden_labels(labels) == set()
+    assert widget.redo_class_change()
+    assert layer_table(labels).name_of(1) == "hepar"
+    widget.relabel_class(1, 5)
+    assert layer_table(labels).name_of(5) == "hepar" and (np.asarray(labels.data) == 5).sum() == (expected == 1).sum()
+    labels.undo()  # Ctrl+Z in the viewer
+    np.testing.assert_array_equal(np.asarray(labels.data), expected)
+    assert layer_table(labels).name_of(1) == "hepar" and 5 not in layer_table(labels).ids

@@ -1,4 +1,4 @@
-"""The one place where widgets turn a napari layer into a core :class:`Volume`."""
+"""Layer glue shared by the widgets: a layer as a core :class:`Volume`, and its identity."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ def layer_volume(layer):
         "affine": None if affine is None else np.asarray(affine.affine_matrix),
     }
     return volume_from_layer(np.asarray(layer.data), meta)
+
+
+def layer_key(layer) -> str:
+    """A key identifying ``layer`` for as long as it lives.
+
+    Dock widgets get napari's ``PublicOnlyProxy`` viewer, whose every attribute access
+    returns a new proxy object: ``id(layer)`` then differs from one call to the next
+    and a weak reference to it dies at once. The layer's public ``unique_id`` is the
+    same through every proxy.
+    """
+    return str(layer.unique_id)

@@ -14,7 +14,6 @@ the widget's "Undo/Redo class change" buttons; see :class:`LabelToolsWidget`.
 from __future__ import annotations
 
 import logging
-import weakref
 from contextlib import contextmanager
 from typing import Optional
 
@@ -44,7 +43,7 @@ from ..editing.class_history import ClassChange, ClassHistory, ClassState
 from ..editing.operations import OPERATIONS, EditRequest, apply_edit
 from ..errors import InvalidInputError, MedsegError
 from ..io.label_table import LabelTable
-from ._layers import layer_volume
+from ._layers import layer_key, layer_volume
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +283,9 @@ class LabelToolsWidget(QWidget):
         self.autosaver = autosaver
         self._worker = None
         self._versions: dict = {}
-        self._watched: dict = {}  # id(layer) -> [(emitter, callback)] to disconnect on removal
+        self._watched: dict = {}  # layer_key -> [(emitter, callback)] to disconnect on removal
         self._saved_versions: dict = {}
-        self._histories: dict = {}  # id(layer) -> ClassHistory, dropped with the layer
+        self._histories: dict = {}  # layer_key -> ClassHistory, dropped with the layer
         self._busy = False  # True while the widget itself changes voxels/tables
         napari_viewer.layers.events.removed.connect(self._forget_layer)
 
@@ -404,17 +403,17 @@ class LabelToolsWidget(QWidget):
         self.refresh_classes()
 
     def _watch(self, layer) -> None:
-        if id(layer) in self._watched:
+        key = layer_key(layer)
+        if key in self._watched:
             return
-        self._versions.setdefault(id(layer), 0)
+        self._versions.setdefault(key, 0)
 
-        def bump(event=None, key=id(layer)):
+        def bump(event=None):
             self._versions[key] = self._versions.get(key, 0) + 1
 
-        ref = weakref.ref(layer)
-
         def follow(event=None):
-            target = ref()
+            # looked up by key, not held: the widget must not keep a layer alive
+            target = next((lay for lay in self.viewer.layers if layer_key(lay) == key), None)
             if target is not None:
                 self._follow_napari(target)
 
@@ -424,12 +423,11 @@ class LabelToolsWidget(QWidget):
                        (layer.events.set_data, bump), (layer.events.set_data, follow)]
         for emitter, callback in connections:
             emitter.connect(callback)
-        self._watched[id(layer)] = connections
+        self._watched[key] = connections
 
     def _forget_layer(self, event) -> None:
-        # a removed layer's history would keep its arrays alive, and a later layer
-        # may reuse its id(): drop everything keyed by it
-        key = id(event.value)
+        # a removed layer's history would keep its arrays alive: drop everything keyed by it
+        key = layer_key(event.value)
         for emitter, callback in self._watched.pop(key, ()):
             emitter.disconnect(callback)
         self._histories.pop(key, None)
@@ -676,7 +674,7 @@ class LabelToolsWidget(QWidget):
             # the layer was widened, which napari cannot undo: keep the names in step with
             # the new ids, and forget earlier class states (they would not match the voxels)
             set_layer_table(layer, table)
-            self._histories.pop(id(layer), None)
+            self._histories.pop(layer_key(layer), None)
             self.refresh_classes()
             raise
         with self._quiet():
@@ -722,10 +720,11 @@ class LabelToolsWidget(QWidget):
             self._busy = prev
 
     def _history(self, layer, create: bool = False) -> Optional[ClassHistory]:
-        if create and id(layer) not in self._histories:
+        key = layer_key(layer)
+        if create and key not in self._histories:
             self._watch(layer)  # so that it is forgotten when the layer is removed
-            self._histories[id(layer)] = ClassHistory()
-        return self._histories.get(id(layer))
+            self._histories[key] = ClassHistory()
+        return self._histories.get(key)
 
     def _change_table(self, layer, table: LabelTable, description: str, hidden: Optional[set] = None) -> None:
         self._follow_napari(layer)
@@ -898,8 +897,8 @@ class LabelToolsWidget(QWidget):
             if not isinstance(layer, Labels) or np.asarray(layer.data).ndim != 3:
                 continue
             self._watch(layer)
-            version = self._versions.get(id(layer), 0)
-            key = (id(layer), layer.name)
+            version = self._versions.get(layer_key(layer), 0)
+            key = (layer_key(layer), layer.name)
             if self._saved_versions.get(key) == version:
                 continue
             try:
