@@ -118,6 +118,8 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
         box = boxes[b - 1] if b is not None and 1 <= b <= len(boxes) else None
         mask = compact[box] == b if box is not None else None
         n = int(np.count_nonzero(mask)) if mask is not None else 0
+        if label_id == 0:  # background asked for: its voxel count only
+            n = int(lab.size - np.count_nonzero(lab))
         name = table.name_of(label_id) if table is not None else f"label {label_id}"
         row = {
             "label": label_id, "name": name, "voxels": n, "volume_ml": n * vox_ml,

@@ -91,17 +91,25 @@ def present_ids(labels: np.ndarray) -> list:
     One :func:`scipy.ndimage.find_objects` pass (no sort, no int64 copy of the map)
     for ids up to 2**20; :func:`numpy.unique` beyond.
     """
+    boxes = _present_boxes(labels)
+    if boxes is not None:
+        return list(boxes)
+    return [int(i) for i in np.unique(labels) if i != 0]
+
+
+def _present_boxes(labels: np.ndarray) -> Optional[dict]:
+    """{id: bounding box} of every non-zero id present, from one ``find_objects``
+    pass; None when the ids are negative or above 2**20 (its list would be huge)."""
     from scipy import ndimage
 
     if labels.size == 0:
-        return []
+        return {}
     top = int(labels.max())
     if top <= 0:
-        return []
-    if top <= 1 << 20 and int(labels.min()) >= 0:
-        objs = ndimage.find_objects(labels)
-        return [i + 1 for i, o in enumerate(objs) if o is not None]
-    return [int(i) for i in np.unique(labels) if i != 0]
+        return {}
+    if top > 1 << 20 or int(labels.min()) < 0:
+        return None
+    return {i + 1: o for i, o in enumerate(ndimage.find_objects(labels)) if o is not None}
 
 
 def select_ids(labels: np.ndarray, label: Optional[int | Iterable[int]]) -> list:
@@ -251,18 +259,20 @@ def prepare_boxes(labels, spacing_zyx, label, axis=None, index=None):
     if label is not None:
         out, view, sp_view, ids = prepare(labels, spacing_zyx, label, axis, index)
         return out, view, sp_view, label_bboxes(view, ids)
-    from scipy import ndimage
+    out, view, sp_view = _copy_and_view(labels, spacing_zyx, axis, index)
+    boxes = _present_boxes(view)
+    if boxes is None:
+        boxes = label_bboxes(view, present_ids(view))
+    return out, view, sp_view, boxes
 
+
+def _copy_and_view(labels, spacing_zyx, axis, index) -> tuple:
+    """Validated copy of ``labels`` (the result), the part an edit may touch, its spacing."""
     arr = check_labels(labels)
     sp = check_spacing(spacing_zyx)
     out = arr.copy()
     view, sp_view = work_region(out, sp, axis, index)
-    if view.size == 0 or int(view.max(initial=0)) <= 0:
-        return out, view, sp_view, {}
-    if int(view.max()) <= 1 << 20 and int(view.min()) >= 0:
-        objs = ndimage.find_objects(view)
-        return out, view, sp_view, {i + 1: o for i, o in enumerate(objs) if o is not None}
-    return out, view, sp_view, label_bboxes(view, present_ids(view))
+    return out, view, sp_view
 
 
 def prepare(labels, spacing_zyx, label, axis=None, index=None):
@@ -271,11 +281,8 @@ def prepare(labels, spacing_zyx, label, axis=None, index=None):
     Returns ``(out, view, spacing_view, ids)`` where ``out`` is a fresh copy of the
     labels (the result) and ``view`` is the part of it the edit may touch.
     """
-    arr = check_labels(labels)
-    sp = check_spacing(spacing_zyx)
-    ids = select_ids(arr, label)
-    out = arr.copy()
-    view, sp_view = work_region(out, sp, axis, index)
+    ids = select_ids(check_labels(labels), label)
+    out, view, sp_view = _copy_and_view(labels, spacing_zyx, axis, index)
     return out, view, sp_view, ids
 
 

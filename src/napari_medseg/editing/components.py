@@ -16,9 +16,7 @@ from ._common import (
     check_label_id,
     check_size,
     check_spacing,
-    label_bboxes,
     present_ids,
-    prepare,
     prepare_boxes,
     result_dtype,
     voxel_volume_ml,
@@ -115,11 +113,8 @@ def _small_components(mask: np.ndarray, connectivity: int, min_voxels: int, stru
         kept = sitk.RelabelComponent(comp, minimumObjectSize=int(min_voxels), sortByObjectSize=False)
         small = mask & (sitk.GetArrayViewFromImage(kept) == 0)
     else:
-        comp, n = ndimage.label(mask, structure=structure)
-        sizes = np.bincount(comp.ravel(), minlength=n + 1)
-        too_small = sizes < min_voxels
-        too_small[0] = False
-        small = too_small[comp]
+        _, comp, _, sizes = _components(mask, True, structure)  # sizes[0] is 0: never "small"
+        small = (sizes < min_voxels)[comp] & mask
     return small if small.any() else None
 
 
@@ -171,9 +166,8 @@ def split_components(
         in order of decreasing component size (empty when the label is one piece).
     """
     check_label_id(label)
-    out, view, sp, ids = prepare(labels, spacing_zyx, label, axis, index)
+    out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     structure = _structure(view.ndim, connectivity)
-    boxes = label_bboxes(view, ids)
     if label not in boxes:  # single-slice edit where the label is absent from that slice
         return out, []
     box = boxes[label]
@@ -182,7 +176,7 @@ def split_components(
     if n <= 1:
         return out, []
     order = [int(c) for c in np.argsort(-sizes[1:], kind="stable") + 1]
-    used = set(present_ids(np.asarray(labels)))  # bincount for 8/16-bit maps: no full sort
+    used = set(present_ids(np.asarray(labels)))  # one find_objects pass: no full sort
     nxt = int(first_new_id) if first_new_id is not None else int(max(used)) + 1
     if nxt <= 0:
         raise InvalidInputError(f"first_new_id must be a positive id, got {first_new_id}")

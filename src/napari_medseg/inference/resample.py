@@ -314,9 +314,9 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
         y = _resample_channel_block(x, new_shape, order, sep_axis, order_z, slice(r0, r1))
         if sep_axis is None:
             y = torch.maximum(torch.minimum(y, hi), lo)
-        y = y.float()
-        if round_fp16:
-            y = y.half().float()
+        # float16-rounded scores go to the argmax as float16: class_argmax compares them
+        # in float32 one class at a time (no full-size float32 copy of the slab)
+        y = y.half() if round_fp16 else y.float()
         out[r0:r1] = class_argmax(y).numpy()
         report(progress, (k + 1) / len(chunks), "resampling to the original grid")
     return out
