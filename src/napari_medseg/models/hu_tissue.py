@@ -106,24 +106,23 @@ def _steps(radius_mm: float, wy: float, wx: float) -> tuple:
 def _dilate(mask: np.ndarray, radius_mm: float, wy: float, wx: float) -> np.ndarray:
     from scipy import ndimage as ndi
 
-    a, b = _steps(radius_mm, wy, wx)
-    out = mask
-    if a:
-        out = ndi.binary_dilation(out, structure=_PLANE8, iterations=a)
-    if b:
-        out = ndi.binary_dilation(out, structure=_PLANE4, iterations=b)
-    return out
+    return _in_plane(ndi.binary_dilation, mask, radius_mm, wy, wx)
 
 
 def _erode(mask: np.ndarray, radius_mm: float, wy: float, wx: float) -> np.ndarray:
     from scipy import ndimage as ndi
 
+    return _in_plane(ndi.binary_erosion, mask, radius_mm, wy, wx)
+
+
+def _in_plane(op, mask: np.ndarray, radius_mm: float, wy: float, wx: float) -> np.ndarray:
+    """``op`` (binary dilation or erosion) by ``radius_mm`` in-plane: 8- then 4-neighbour steps."""
     a, b = _steps(radius_mm, wy, wx)
     out = mask
     if a:
-        out = ndi.binary_erosion(out, structure=_PLANE8, iterations=a)
+        out = op(out, structure=_PLANE8, iterations=a)
     if b:
-        out = ndi.binary_erosion(out, structure=_PLANE4, iterations=b)
+        out = op(out, structure=_PLANE4, iterations=b)
     return out
 
 
