@@ -33,3 +33,19 @@ def layer_key(layer) -> str:
     same through every proxy.
     """
     return str(layer.unique_id)
+
+
+def placement_of(layer) -> dict:
+    """``scale``, ``translate``, ``affine`` and ``units`` of ``layer``, for a layer added on its grid.
+
+    Every layer a widget adds beside an image (labels, prompt points, boxes, lesion axes)
+    takes these, so all of them share the image's physical grid and units: napari then
+    shows no "inconsistent units" warning and the dims slider steps by the image's slices.
+    """
+    from ..io.volume import PHYSICAL_UNITS
+
+    affine = getattr(layer, "affine", None)
+    kwargs = {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "units": PHYSICAL_UNITS}
+    if affine is not None and not np.allclose(affine.affine_matrix, np.eye(affine.affine_matrix.shape[0])):
+        kwargs["affine"] = np.asarray(affine.affine_matrix)
+    return kwargs

@@ -29,6 +29,10 @@ def _as_tuple(values: Sequence[float], n: int, what: str) -> tuple:
 
 
 @dataclass(frozen=True)
+#: napari ``units`` of a layer placed in physical space (z, y, x): millimetres.
+PHYSICAL_UNITS = ("mm", "mm", "mm")
+
+
 class Volume:
     """A 3D scalar volume with its scanner geometry.
 
@@ -143,9 +147,11 @@ class Volume:
         ``scale`` always carries the spacing (z, y, x). An axis-aligned volume gets
         ``translate`` = origin; any other direction (flips, obliques) gets an ``affine``
         holding rotation and origin, applied after the scale, so that world
-        coordinates are exact physical (z, y, x) millimetres.
+        coordinates are exact physical (z, y, x) millimetres. ``units`` says so
+        (``"mm"`` per axis), so napari's scale bar, status bar and dims slider agree
+        across every layer the plugin adds.
         """
-        kwargs: dict[str, Any] = {"scale": tuple(self.spacing_zyx)}
+        kwargs: dict[str, Any] = {"scale": tuple(self.spacing_zyx), "units": PHYSICAL_UNITS}
         if self.is_axis_aligned:
             kwargs["translate"] = tuple(self.origin_zyx)
         else:
