@@ -28,11 +28,11 @@ def _as_tuple(values: Sequence[float], n: int, what: str) -> tuple:
     return out
 
 
-@dataclass(frozen=True)
 #: napari ``units`` of a layer placed in physical space (z, y, x): millimetres.
 PHYSICAL_UNITS = ("mm", "mm", "mm")
 
 
+@dataclass(frozen=True)
 class Volume:
     """A 3D scalar volume with its scanner geometry.
 
