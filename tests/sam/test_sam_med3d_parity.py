@@ -1,8 +1,9 @@
 """SAM-Med3D: architecture identical to the released checkpoint, outputs identical to the
 reference implementation (shared fixture, deterministic weights, float32 CPU).
 
-Tolerance: 1e-5 absolute (the README of the fixture: 1e-3 would mean a real mismatch).
-We measured exact equality for the embedding and < 1e-7 for the logits.
+Tolerance: relative to each output's scale (``napari_medseg.testing.assert_close_to_scale``):
+float32 kernels differ between CPUs (the fixture's README: the embedding differs by 1.7e-5
+on an AMD EPYC where its values reach 4.4), while a real mismatch is 1e-2 of the scale.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import torch.nn.functional as F
 
 from napari_medseg.models.sam_med3d import build_sam_med3d
 from napari_medseg.models.sam_med3d.testing import fixture_input
-
-ATOL = 1e-5
+from napari_medseg.testing import PARITY_REL, assert_close_to_scale, scaled_error
 
 
 def test_state_dict_keys_and_shapes_match_released_checkpoint(sam_shapes):
@@ -51,8 +51,17 @@ def test_outputs_match_reference(outputs, sam_reference, name):
     got = outputs[name].numpy()
     want = sam_reference[name]
     assert got.shape == want.shape
-    err = float(np.abs(got - want).max())
-    assert err <= ATOL, f"{name}: max abs error {err:.2e} > {ATOL:.0e}"
+    assert_close_to_scale(got, want, name=name)
+
+
+def test_tolerance_detects_a_real_mismatch(outputs, sam_reference):
+    """The tolerance is tight enough to fail on a wrong implementation: a 1 % change of
+    the logits, or the second click's logits compared with the first's, is caught."""
+    want = sam_reference["low_res_logits_click1"]
+    with pytest.raises(AssertionError):
+        assert_close_to_scale(want * 1.01, want)
+    with pytest.raises(AssertionError):
+        assert_close_to_scale(outputs["low_res_logits_click2"], want)
 
 
 def test_full_resolution_masks_match_reference(outputs, sam_reference):
@@ -61,9 +70,10 @@ def test_full_resolution_masks_match_reference(outputs, sam_reference):
         ref = F.interpolate(torch.from_numpy(sam_reference[f"low_res_logits_{click}"]), size=(128,) * 3,
                             mode="trilinear", align_corners=False)
         ours_m, ref_m = torch.sigmoid(ours) > 0.5, torch.sigmoid(ref) > 0.5
-        # voxels whose logit is within float noise of 0 may flip; there must be almost none
+        # only voxels whose logit lies within the float tolerance band around 0 may flip
+        _, scale = scaled_error(outputs[f"low_res_logits_{click}"], sam_reference[f"low_res_logits_{click}"])
         disagree = int((ours_m != ref_m).sum())
-        near_zero = int((ref.abs() < 1e-5).sum())
+        near_zero = int((ref.abs() <= PARITY_REL * scale).sum())
         assert disagree <= near_zero
 
 
