@@ -67,10 +67,10 @@ def _worker(args) -> None:
     t_import = time.perf_counter() - t0
     if args.worker == "ours":
         from napari_medseg.io.volume import Volume
-        from napari_medseg.models.nnunet import NnUNetModel
+        from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
         t1 = time.perf_counter()
-        model = NnUNetModel.from_folder(args.model, device="cpu")
+        model = NnUNetPredictor.from_folder(args.model, device="cpu")
         t2 = time.perf_counter()
         vol = Volume.from_sitk(sitk.ReadImage(args.image))
         labels = model.predict(vol, use_mirroring=not args.no_mirroring, check_memory=False)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from napari_medseg.errors import InsufficientMemoryError
     from napari_medseg.inference import sliding_window as sw
     from napari_medseg.io.volume import Volume
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
     from napari_medseg.models.nnunet.synthetic import make_random_model_folder
 
     ok = True
@@ -57,14 +57,14 @@ def main(argv=None) -> int:
     arr += rng.normal(0, 20, arr.shape)
     vol = Volume(arr.astype(np.int16), spacing=(1.5, 1.5, 2.5))
 
-    gpu = NnUNetModel.from_folder(folder, device="auto")
+    gpu = NnUNetPredictor.from_folder(folder, device="auto")
     ok &= _line(gpu.device.type == "cuda", f"device='auto' chose {gpu.device}")
     torch.cuda.synchronize()
     t = time.perf_counter()
     out_gpu = gpu.predict(vol)
     torch.cuda.synchronize()
     t_gpu = time.perf_counter() - t
-    cpu = NnUNetModel.from_folder(folder, device="cpu")
+    cpu = NnUNetPredictor.from_folder(folder, device="cpu")
     t = time.perf_counter()
     out_cpu = cpu.predict(vol)
     t_cpu = time.perf_counter() - t

@@ -44,9 +44,9 @@ def test_predict_refuses_before_starting_when_memory_is_short(model_factory, mon
     import numpy as np
 
     from napari_medseg.io.volume import Volume
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetModel.from_folder(model_factory(n_classes=3), device="cpu")
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu")
     monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(2**20))
     calls = []
     with pytest.raises(InsufficientMemoryError, match="nnU-Net prediction .* needs about"):
@@ -59,9 +59,9 @@ def test_out_of_memory_in_a_window_becomes_a_clear_error(model_factory, syntheti
     """A window that cannot fit (simulated CUDA OOM) ends in InsufficientMemoryError, after
     first retrying with one mirrored variant per pass."""
     from napari_medseg.inference import sliding_window as sw
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetModel.from_folder(model_factory(n_classes=3), device="cpu")
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu")
     batches = []
 
     def oom(network, x, combos, mirror_batch):

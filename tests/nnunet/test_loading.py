@@ -31,8 +31,8 @@ def test_find_model_folder_resolves_trainer_plans_configuration(model_factory, t
 
 
 def test_folds_autodetected_and_fold_all(model_factory, tmp_path):
-    from napari_medseg.models.nnunet import NnUNetModel
-    from napari_medseg.models.nnunet.model import available_folds
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+    from napari_medseg.models.nnunet import available_folds
 
     src = model_factory(n_classes=3, folds=(0, 1))
     assert available_folds(src) == [0, 1]
@@ -42,31 +42,31 @@ def test_folds_autodetected_and_fold_all(model_factory, tmp_path):
         shutil.copy(src / name, only_all / name)
     shutil.copytree(src / "fold_0", only_all / "fold_all")
     assert available_folds(only_all) == ["all"]
-    model = NnUNetModel.from_folder(only_all, device="cpu")
+    model = NnUNetPredictor.from_folder(only_all, device="cpu")
     assert model.folds == ["all"] and model.labels == {0: "background", 1: "class_1", 2: "class_2"}
     assert model.mirror_axes == (0, 1, 2)
     assert model.trainer_name == "nnUNetTrainer"
 
 
 def test_missing_pieces_give_clear_errors(model_factory, tmp_path):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
     src = model_factory(n_classes=3)
     with pytest.raises(WeightsNotFoundError, match="not found"):
-        NnUNetModel.from_folder(tmp_path / "nope")
+        NnUNetPredictor.from_folder(tmp_path / "nope")
     bare = tmp_path / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     bare.mkdir()
     shutil.copy(src / "dataset.json", bare / "dataset.json")
     with pytest.raises(WeightsNotFoundError, match="plans.json not found"):
-        NnUNetModel.from_folder(bare)
+        NnUNetPredictor.from_folder(bare)
     shutil.copy(src / "plans.json", bare / "plans.json")
     with pytest.raises(WeightsNotFoundError, match="no fold_N/checkpoint_final.pth"):
-        NnUNetModel.from_folder(bare)
+        NnUNetPredictor.from_folder(bare)
     with pytest.raises(WeightsNotFoundError, match="fold 3"):
-        NnUNetModel.from_folder(src, folds=[3])
+        NnUNetPredictor.from_folder(src, folds=[3])
     (bare / "plans.json").write_text("{not json")
     with pytest.raises(InvalidInputError, match="plans.json .* is not valid JSON"):
-        NnUNetModel.from_folder(bare)
+        NnUNetPredictor.from_folder(bare)
 
 
 def test_old_plans_converted_like_nnunet(model_factory):
@@ -90,7 +90,7 @@ def test_old_plans_converted_like_nnunet(model_factory):
 
 
 def test_inherits_from_is_resolved(model_factory):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
     from napari_medseg.models.nnunet.plans import load_plans
 
     folder = model_factory(n_classes=3, configuration="3d_fullres_bs1", inherits_from="3d_fullres")
@@ -98,7 +98,7 @@ def test_inherits_from_is_resolved(model_factory):
     assert "patch_size" not in plans["configurations"]["3d_fullres_bs1"]
     resolved = load_plans(plans, "3d_fullres_bs1")
     assert resolved.configuration["batch_size"] == 1 and resolved.patch_size == [16, 32, 32]
-    model = NnUNetModel.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu")
     assert model.configuration == "3d_fullres_bs1"
     plans["configurations"]["3d_fullres"]["inherits_from"] = "3d_fullres_bs1"
     with pytest.raises(InvalidInputError, match="circle"):
@@ -149,9 +149,9 @@ def test_unsupported_architecture_entries_refused():
 
 def test_predict_checks_input(model_factory):
     from napari_medseg.io.volume import Volume
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetModel.from_folder(model_factory(n_classes=3), device="cpu")
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu")
     vol = Volume(np.zeros((4, 8, 8), np.float32))
     with pytest.raises(InvalidInputError, match="1 input channel"):
         model.predict([vol, vol])
@@ -166,10 +166,10 @@ def test_predict_checks_input(model_factory):
 
 def test_progress_and_cancel(model_factory, synthetic_ct):
     from napari_medseg.errors import Cancelled
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
     from napari_medseg.progress import CancelToken
 
-    model = NnUNetModel.from_folder(model_factory(n_classes=3), device="cpu")
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu")
     seen = []
     model.predict(synthetic_ct, use_mirroring=False, progress=lambda f, t: seen.append((f, t)))
     fractions = [f for f, _ in seen]

@@ -30,11 +30,11 @@ def _assert_parity(ours, ref, n_classes, what):
 
 @pytest.mark.parametrize("plans_format", ["new", "old"])
 def test_parity_real_ct(model_factory, ct_small, plans_format):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
     # 5 mm x 6 mm x 6 mm: resampling on the way in and out, 2 x 3 x 3 windows, 8 mirrors
     folder = model_factory(plans_format=plans_format, n_classes=4, spacing=(5.0, 6.0, 6.0), seed=1)
-    model = NnUNetModel.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu")
     ours = model.predict(ct_small)
     ref = reference_predict(folder, ct_small)
     _assert_parity(ours, ref, 4, f"{plans_format} plans on the real CT")
@@ -42,37 +42,37 @@ def test_parity_real_ct(model_factory, ct_small, plans_format):
 
 def test_parity_synthetic_anisotropic_transposed_two_folds(model_factory, synthetic_ct):
     """Anisotropic input (separate-z resampling), a transposed plan, a 2-fold ensemble."""
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
     folder = model_factory(plans_format="new", n_classes=3, spacing=(4.0, 4.0, 4.0),
                            transpose_forward=(2, 0, 1), patch_size=(32, 16, 32), folds=(0, 1),
                            seed=2)
-    model = NnUNetModel.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu")
     assert model.folds == [0, 1]
     ours = model.predict(synthetic_ct)
     ref = reference_predict(folder, synthetic_ct, folds=(0, 1))
     _assert_parity(ours, ref, 3, "2-fold ensemble, transposed plans, synthetic CT")
     # the ensemble differs from a single fold (else the test would not test averaging)
-    single = NnUNetModel.from_folder(folder, folds=[0], device="cpu").predict(synthetic_ct)
+    single = NnUNetPredictor.from_folder(folder, folds=[0], device="cpu").predict(synthetic_ct)
     assert (single != ours).any()
 
 
 def test_parity_residual_encoder_order3_export(model_factory, synthetic_ct):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
     folder = model_factory(plans_format="new", network="ResidualEncoderUNet", n_classes=3,
                            spacing=(6.0, 3.0, 3.0), probabilities_order=3, mirror_axes=(1, 2), seed=3)
-    model = NnUNetModel.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu")
     ours = model.predict(synthetic_ct)
     ref = reference_predict(folder, synthetic_ct)
     _assert_parity(ours, ref, 3, "ResEnc U-Net, order-3 export")
 
 
 def test_parity_without_mirroring_and_other_step(model_factory, ct_small):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
     folder = model_factory(plans_format="old", n_classes=4, spacing=(5.0, 6.0, 6.0), seed=1)
-    model = NnUNetModel.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu")
     ours = model.predict(ct_small, use_mirroring=False, tile_step_size=0.75)
     ref = reference_predict(folder, ct_small, use_mirroring=False, tile_step_size=0.75)
     _assert_parity(ours, ref, 4, "no mirroring, step 0.75")

@@ -132,7 +132,7 @@ def test_nnunet_style_checkpoint_loads_with_numpy_extras(tmp_path):
 
 
 def test_wrong_architecture_lists_missing_unexpected_misshaped(tmp_path):
-    from napari_medseg.models.nnunet import NnUNetModel
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
     from napari_medseg.models.nnunet.synthetic import make_random_model_folder
 
     small = make_random_model_folder(tmp_path / "a", n_classes=3, patch_size=(16, 16, 16),
@@ -143,7 +143,7 @@ def test_wrong_architecture_lists_missing_unexpected_misshaped(tmp_path):
     (small / "fold_0" / "checkpoint_final.pth").write_bytes(
         (other / "fold_0" / "checkpoint_final.pth").read_bytes())
     with pytest.raises(CheckpointMismatchError) as info:
-        NnUNetModel.from_folder(small, device="cpu")
+        NnUNetPredictor.from_folder(small, device="cpu")
     msg = str(info.value)
     assert "fold_0/checkpoint_final.pth does not fit the network" in msg
     assert "unexpected: " in msg and "mis-shaped: " in msg and "more)" in msg

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InvalidInputError, WeightsNotFoundError
 from ..io.label_table import LabelTable
 from ..io.volume import Volume
+from ..models.nnunet.folder import is_model_folder, trained_model_folder
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
 
 ModelLike = Union[str, Path, "ModelCard"]  # noqa: F821
@@ -50,11 +51,6 @@ class SegmentResult:
 
 
 # --------------------------------------------------------------------- model lookup
-def _is_model_folder(path: Path) -> bool:
-    return path.is_dir() and ((path / "plans.json").is_file()
-                              or any(path.glob("*__*__*/plans.json")))
-
-
 def resolve_model(model: ModelLike):
     """Return ``("card", ModelCard)`` or ``("folder", Path)`` for ``model``."""
     from ..models.registry import ModelCard, get_card
@@ -71,7 +67,7 @@ def resolve_model(model: ModelLike):
         if text in names or text.replace("_", "-").lower() in names:
             return "card", get_card(text)  # a registry name wins over a same-named folder
     if isinstance(model, Path) or has_sep or path.is_dir():
-        if _is_model_folder(path):
+        if is_model_folder(path):
             return "folder", path
         if not path.exists():
             raise InvalidInputError(
@@ -82,22 +78,6 @@ def resolve_model(model: ModelLike):
             "fold_N/checkpoint_final.pth (or one {trainer}__{plans}__{configuration} subfolder "
             "holding them)")
     return "card", get_card(text)
-
-
-def trained_model_folder(path: Path) -> Path:
-    """The trained-model folder inside ``path`` (``path`` itself if it has plans.json)."""
-    path = Path(path)
-    if (path / "plans.json").is_file():
-        return path
-    candidates = sorted(p.parent for p in path.glob("*__*__*/plans.json"))
-    if len(candidates) == 1:
-        return candidates[0]
-    preferred = [c for c in candidates if c.name == "nnUNetTrainer__nnUNetPlans__3d_fullres"]
-    if preferred:
-        return preferred[0]
-    raise InvalidInputError(
-        f"{path} holds several trained models ({', '.join(c.name for c in candidates)}); "
-        "pass the one to use")
 
 
 def validate_roi_subset(roi_subset: Optional[Sequence[str]], classes: dict, model: str) -> Optional[list]:
@@ -187,9 +167,9 @@ def sub_volume(volume: Volume, box: tuple) -> Volume:
 def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirroring: bool,
                     progress, cancel) -> tuple:
     """Run one nnU-Net trained-model folder; return (labels, {id: name})."""
-    from ..models.nnunet import NnUNetModel
+    from .nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetModel.from_folder(folder, folds=folds, device=device)
+    model = NnUNetPredictor.from_folder(folder, folds=folds, device=device)
     labels = model.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring)
     return np.asarray(labels), dict(model.labels)
 

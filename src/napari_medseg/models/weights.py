@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, Union
 
 from ..errors import Cancelled, DownloadError, InvalidInputError, WeightsNotFoundError
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
+from .nnunet.folder import folder_problem
 from .registry import ModelCard, RemoteFile, get_card
 
 _CHUNK = 1 << 20
@@ -88,26 +89,7 @@ def _dataset_folders(card: ModelCard) -> list:
 
 def trained_model_missing(dataset_dir: Path, card: ModelCard) -> Optional[str]:
     """Why ``dataset_dir`` is not a usable nnU-Net dataset folder for ``card`` (None if it is)."""
-    folder = Path(dataset_dir) / card.model_folder_name
-    if not folder.is_dir():
-        have = sorted(p.name for p in Path(dataset_dir).glob("*__*__*") if p.is_dir()) \
-            if Path(dataset_dir).is_dir() else []
-        extra = f" (it has: {', '.join(have)})" if have else ""
-        return f"{folder} is missing{extra}"
-    for required in ("dataset.json", "plans.json"):
-        if not (folder / required).is_file():
-            return f"{folder / required} is missing"
-    folds = card.folds
-    if folds is None:
-        found = list(folder.glob("fold_*/checkpoint_final.pth"))
-        if not found:
-            return f"no fold_*/checkpoint_final.pth in {folder}"
-    else:
-        for fold in folds:
-            ckpt = folder / f"fold_{fold}" / "checkpoint_final.pth"
-            if not ckpt.is_file():
-                return f"{ckpt} is missing"
-    return None
+    return folder_problem(Path(dataset_dir) / card.model_folder_name, card.folds)
 
 
 def _missing_in_root(card: ModelCard, root: Path) -> list:

@@ -1,19 +1,11 @@
-"""nnU-Net v2 trained models: load a trained-model folder and predict, nnU-Net-faithfully.
+"""nnU-Net v2 trained models: plans, network, checkpoints and the trained-model folder layout.
 
-``from napari_medseg.models.nnunet import NnUNetModel, find_model_folder``.
-torch is imported only when a model is loaded.
+Prediction lives in :mod:`napari_medseg.inference.nnunet_predictor`. torch is imported
+only when a network is built.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from .folder import available_folds, configuration_from_name, find_model_folder
 
-__all__ = ["NnUNetModel", "find_model_folder", "available_folds"]
-
-
-def __getattr__(name: str) -> Any:  # lazy: keep `import napari_medseg.models.nnunet` light
-    if name in __all__:
-        from . import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["find_model_folder", "available_folds", "configuration_from_name"]

@@ -1,0 +1,347 @@
+"""nnU-Net v2 prediction: a trained-model folder run on a :class:`~napari_medseg.io.Volume`.
+
+The pipeline is nnU-Net's ``nnUNetPredictor``, composed of this package's stages:
+preprocessing (:mod:`.preprocessing`: transpose, crop to non-zero, normalise, resample),
+the sliding window (:mod:`.sliding_window`: Gaussian weighting, mirroring, fold
+ensembling), export (:mod:`.resample`: class scores back to the cropped grid, argmax,
+uncrop, transpose back). The network and plans come from
+:mod:`napari_medseg.models.nnunet` (the trainer class named in a checkpoint is never
+imported); the parity tests check the result against nnunetv2.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import InvalidInputError, WeightsNotFoundError
+from ..models.nnunet.folder import available_folds, configuration_from_name
+from ..models.nnunet.plans import NnUNetPlans, label_names, load_plans, read_json
+from ..progress import check_cancel, report, sub_progress
+from .allocator import reuse_freed_memory
+from .device import autocast_enabled, choose_device
+from .memory import check_memory as _check_memory
+from .memory import estimate_nnunet_bytes
+from .preprocessing import preprocess_case
+from .resample import compute_new_shape, resample_logits_to_labels
+from .sliding_window import mirror_combinations, sliding_window_logits
+
+__all__ = ["NnUNetPredictor"]
+
+log = logging.getLogger(__name__)
+
+
+def _reorient_to_ras(volume) -> tuple:
+    """Permutation and flips taking a Volume's (z, y, x) array to nibabel's RAS canonical order.
+
+    nnU-Net's ``NibabelIOWithReorient`` reorients to RAS (``as_closest_canonical``)
+    and transposes to (S, A, R). Returns ``(axes, flips, spacing_zyx)`` with
+    ``array.transpose(axes)`` then flipping the axes in ``flips``.
+    """
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    d = lps_to_ras @ volume.direction_matrix  # column m: RAS direction of index axis m (x, y, z)
+    phys = np.argmax(np.abs(d), axis=0)
+    if sorted(phys.tolist()) != [0, 1, 2]:
+        raise InvalidInputError("the image orientation is too oblique to reorient to RAS")
+    axes, flips, spacing = [], [], []
+    for t in range(3):  # target array axis t holds physical axis 2 - t (S, A, R)
+        m = int(np.where(phys == 2 - t)[0][0])
+        axes.append(2 - m)
+        spacing.append(volume.spacing[m])
+        if d[2 - t, m] < 0:
+            flips.append(t)
+    return tuple(axes), tuple(flips), tuple(spacing)
+
+
+class NnUNetPredictor:
+    """An nnU-Net v2 trained model (one configuration, one or more folds), ready to predict.
+
+    Build it with :meth:`from_folder`. ``labels`` maps output ids to names.
+    """
+
+    def __init__(self, folder: Path, plans: NnUNetPlans, dataset_json: dict, network: Any,
+                 fold_state_dicts: list, folds: list, mirror_axes: Optional[tuple], device: Any,
+                 trainer_name: Optional[str] = None):
+        self.folder = Path(folder)
+        self.plans = plans
+        self.dataset_json = dataset_json
+        self.network = network
+        self._fold_state_dicts = fold_state_dicts
+        self.folds = list(folds)
+        self.mirror_axes = mirror_axes
+        self.device = device
+        self.trainer_name = trainer_name
+        self.labels: dict = label_names(dataset_json, str(self.folder / "dataset.json"))
+        self._loaded_fold: Optional[int] = 0
+        #: Mirrored variants per forward pass; None = as many as fit in
+        #: :attr:`activation_budget` bytes (1 = nnU-Net's way, lowest memory).
+        self.mirror_batch: Optional[int] = None
+        #: Bytes of network activations allowed for one batched forward pass.
+        self.activation_budget = 1.5 * 2**30
+        #: "nnunet": reproduce nnU-Net's float16 score accumulation and export rounding
+        #: (voxel-identical output); "float32": full precision throughout.
+        self.precision = "nnunet"
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_folder(cls, folder: Union[str, Path], folds: Optional[Sequence] = None,
+                    checkpoint: str = "checkpoint_final.pth", device: Any = "auto",
+                    configuration: Optional[str] = None) -> "NnUNetPredictor":
+        """Load a trained-model folder (dataset.json, plans.json, fold_*/checkpoint).
+
+        Parameters
+        ----------
+        folder : str or Path
+            ``.../DatasetXXX_Name/{trainer}__{plans}__{configuration}``.
+        folds : sequence of int or "all", optional
+            Folds to ensemble (default: every fold with ``checkpoint``).
+        checkpoint : str
+            File name inside each ``fold_N`` folder.
+        device : str or torch.device
+            ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+        configuration : str, optional
+            Defaults to the checkpoint's, else the folder name's.
+
+        Raises
+        ------
+        WeightsNotFoundError, InvalidInputError, UnsafeCheckpointError, CheckpointMismatchError
+        """
+        import torch
+
+        from ..models.nnunet.checkpoint import read_fold_checkpoint
+        from ..models.nnunet.network import build_network
+        from ..models.safe_load import load_state_dict_strict
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"nnU-Net model folder not found: {folder}")
+        dataset_json = read_json(folder / "dataset.json", "dataset.json")
+        plans_dict = read_json(folder / "plans.json", "plans.json")
+        if folds is None:
+            folds = available_folds(folder, checkpoint)
+            if not folds:
+                raise WeightsNotFoundError(
+                    f"no fold_N/{checkpoint} in {folder}; copy the fold folders of the trained "
+                    "model next to plans.json"
+                )
+        folds = [f if f == "all" else int(f) for f in folds]
+        ckpts = []
+        for f in folds:
+            path = folder / f"fold_{f}" / checkpoint
+            if not path.is_file():
+                raise WeightsNotFoundError(f"checkpoint of fold {f} not found: {path}")
+            ckpts.append(read_fold_checkpoint(path))
+
+        configuration = configuration or ckpts[0].configuration or configuration_from_name(folder)
+        if configuration is None:
+            raise InvalidInputError(
+                f"cannot tell which configuration {folder} holds; pass configuration='3d_fullres' (or other)"
+            )
+        plans = load_plans(plans_dict, configuration, str(folder / "plans.json"))
+        plans.check_supported(str(folder))
+
+        labels = label_names(dataset_json, str(folder / "dataset.json"))
+        channels = dataset_json.get("channel_names", dataset_json.get("modality", {"0": "CT"}))
+        network = build_network(plans.architecture, len(channels), len(labels),
+                                str(folder / "plans.json"))
+        for f, ck in zip(folds, ckpts):
+            load_state_dict_strict(network, ck.state_dict, f"fold_{f}/{checkpoint}")
+        if len(ckpts) > 1:
+            # same architecture: keep only the tensors of folds 1.. (fold 0 is in the network)
+            network.load_state_dict(ckpts[0].state_dict, strict=True)
+        dev = device if isinstance(device, torch.device) else choose_device(str(device))
+        network = network.to(dev).eval()
+        # one fold: its weights live in the network only (no second copy in memory)
+        state_dicts = [ck.state_dict for ck in ckpts] if len(ckpts) > 1 else [None]
+        model = cls(folder, plans, dataset_json, network, state_dicts, folds,
+                    ckpts[0].mirror_axes, dev, ckpts[0].trainer_name)
+        log.info("loaded nnU-Net model %s (%s, folds %s) on %s", folder, configuration, folds, dev)
+        return model
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_input_channels(self) -> int:
+        channels = self.dataset_json.get("channel_names", self.dataset_json.get("modality", {"0": "CT"}))
+        return len(channels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def configuration(self) -> str:
+        return self.plans.configuration_name
+
+    def _set_fold(self, fold_index: int) -> None:
+        if self._loaded_fold != fold_index and self._fold_state_dicts[fold_index] is not None:
+            self.network.load_state_dict(self._fold_state_dicts[fold_index], strict=True)
+            self._loaded_fold = fold_index
+
+    def to(self, device: Any) -> "NnUNetPredictor":
+        """Move the network to another device (``"cpu"``, ``"cuda"``, ...)."""
+        import torch
+
+        dev = device if isinstance(device, torch.device) else choose_device(str(device))
+        self.network = self.network.to(dev)
+        self.device = dev
+        return self
+
+    # ---------------------------------------------------------------- prediction
+    def estimate_memory(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> int:
+        """Estimated peak bytes of :meth:`predict` on an image of this shape."""
+        tf = self.plans.transpose_forward
+        shape_t = [shape_zyx[i] for i in tf]
+        spacing_t = [spacing_zyx[i] for i in tf]
+        net_shape = compute_new_shape(shape_t, spacing_t, self.plans.spacing)
+        feats = self.plans.architecture["arch_kwargs"].get("features_per_stage", [32])
+        return estimate_nnunet_bytes(shape_t, net_shape, self.num_classes, self.plans.patch_size,
+                                     self.num_input_channels, int(np.atleast_1d(feats)[0]))
+
+    def predict(self, volume: Any, *, progress=None, cancel=None, use_mirroring: bool = True,
+                tile_step_size: float = 0.5, check_memory: bool = True) -> np.ndarray:
+        """Segment ``volume`` and return label ids on its voxel grid.
+
+        Parameters
+        ----------
+        volume : Volume or sequence of Volume
+            The image (one Volume per input channel of the model, on one grid).
+        progress : callable, optional
+            ``progress(fraction, text)``.
+        cancel : CancelToken or threading.Event, optional
+            Checked between windows; raises :class:`~napari_medseg.errors.Cancelled`.
+        use_mirroring : bool
+            Test-time mirroring over the axes the model allows (nnU-Net's default).
+        tile_step_size : float
+            Window overlap (0.5 = half a patch, nnU-Net's default).
+        check_memory : bool
+            Refuse up front when the estimate exceeds the available memory.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 (uint16 for more than 254 classes), shape (z, y, x) of the volume.
+        """
+        volumes = list(volume) if isinstance(volume, (list, tuple)) else [volume]
+        if len(volumes) != self.num_input_channels:
+            raise InvalidInputError(
+                f"this model takes {self.num_input_channels} input channel(s) "
+                f"({', '.join(map(str, self.dataset_json.get('channel_names', {}).values()))}); "
+                f"got {len(volumes)} image(s)"
+            )
+        ref = volumes[0]
+        for other in volumes[1:]:
+            ref.check_same_grid(other, "input channels")
+        for v in volumes:
+            arr = np.asarray(v.array)
+            if arr.dtype.kind not in "biuf":
+                raise InvalidInputError(f"image voxels must be numbers, got dtype {arr.dtype}")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise InvalidInputError(
+                    "the image contains NaN or infinite voxels; fix or mask them before segmenting"
+                )
+        if min(ref.shape) < 1:
+            raise InvalidInputError(f"the image is empty (shape {ref.shape})")
+
+        reorient = self.plans.image_reader_writer == "NibabelIOWithReorient"
+        if reorient:
+            axes, flips, spacing_zyx = _reorient_to_ras(ref)
+            data = np.stack([np.flip(np.transpose(np.asarray(v.array), axes), flips) for v in volumes])
+        else:
+            spacing_zyx = ref.spacing_zyx
+            data = np.stack([np.asarray(v.array) for v in volumes])
+        labels = self.predict_array(data, spacing_zyx, progress=progress, cancel=cancel,
+                                    use_mirroring=use_mirroring, tile_step_size=tile_step_size,
+                                    check_memory=check_memory)
+        if reorient:
+            labels = np.flip(labels, flips)
+            labels = np.ascontiguousarray(np.transpose(labels, np.argsort(axes)))
+        return labels
+
+    def predict_array(self, data: np.ndarray, spacing_zyx: Sequence[float], *, progress=None,
+                      cancel=None, use_mirroring: bool = True, tile_step_size: float = 0.5,
+                      check_memory: bool = True) -> np.ndarray:
+        """Segment a (C, Z, Y, X) array with the given spacing (nnU-Net's axis convention)."""
+        with reuse_freed_memory():
+            return self._predict_array(data, spacing_zyx, progress=progress, cancel=cancel,
+                                       use_mirroring=use_mirroring, tile_step_size=tile_step_size,
+                                       check_memory=check_memory)
+
+    def _predict_array(self, data, spacing_zyx, *, progress, cancel, use_mirroring, tile_step_size,
+                       check_memory) -> np.ndarray:
+        import torch
+
+        data = np.asarray(data)
+        if data.ndim != 4:
+            raise InvalidInputError(f"expected a (channels, z, y, x) array, got shape {data.shape}")
+        if check_memory:
+            _check_memory(self.estimate_memory(data.shape[1:], spacing_zyx),
+                          f"nnU-Net prediction ({self.configuration}) of a "
+                          f"{'x'.join(map(str, data.shape[1:]))} image")
+        check_cancel(cancel)
+        report(progress, 0.0, "preprocessing")
+        pre, geom = preprocess_case(data, spacing_zyx, self.plans)
+        check_cancel(cancel)
+        report(progress, 0.08, "predicting")
+        mirror = self.mirror_axes if use_mirroring else None
+        logits = self._sliding_window(sliding_window_logits, torch.from_numpy(pre), mirror,
+                                      tile_step_size, progress, cancel)
+        del pre
+        check_cancel(cancel)
+        kw = self.plans.probabilities_resampling_kwargs
+
+        out_dtype = np.uint8 if self.num_classes - 1 < 255 else np.uint16
+        seg = resample_logits_to_labels(
+            logits, geom.shape_after_cropping, geom.target_spacing, geom.original_spacing,
+            order=int(kw.get("order", 1)), order_z=int(kw.get("order_z", 0)),
+            force_separate_z=kw.get("force_separate_z"),
+            separate_z_anisotropy_threshold=float(kw.get("separate_z_anisotropy_threshold", 3)),
+            out_dtype=out_dtype, round_fp16=self.precision == "nnunet",
+            progress=sub_progress(progress, 0.9, 0.99), cancel=cancel,
+        )
+        del logits
+        full = np.zeros(geom.shape_before_cropping, dtype=out_dtype)
+        full[tuple(slice(a, b) for a, b in geom.bbox)] = seg
+        full = np.ascontiguousarray(full.transpose(self.plans.transpose_backward))
+        report(progress, 1.0, "done")
+        return full
+
+    def activation_bytes_per_sample(self) -> int:
+        """Rough memory of one forward pass of one patch (float32): activations of the
+        full-resolution stages plus the class-score output and its flipped copies."""
+        feats = self.plans.architecture["arch_kwargs"].get("features_per_stage", [32])
+        first = int(np.atleast_1d(feats)[0])
+        return int(np.prod(self.plans.patch_size)) * (first * 8 + self.num_classes * 3) * 4
+
+    def _choose_mirror_batch(self, n_variants: int) -> int:
+        if self.mirror_batch is not None:
+            return max(1, int(self.mirror_batch))
+        per = max(1, self.activation_bytes_per_sample())
+        fit = int(self.activation_budget // per)
+        for b in (8, 4, 2):
+            if b <= fit and b <= n_variants:
+                return b
+        return 1
+
+    def _sliding_window(self, fn, data, mirror, tile_step_size, progress, cancel):
+        import torch
+
+        n_variants = len(mirror_combinations(mirror)) + 1
+        batch = self._choose_mirror_batch(n_variants)
+        # CPU convolutions (oneDNN) are faster on channels-last tensors; same maths
+        if self.device.type == "cpu":
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
+        return fn(
+            self.network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
+            tile_step_size=tile_step_size, mirror_axes=mirror, device=self.device,
+            autocast=autocast_enabled(self.device), mirror_batch=batch,
+            progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
+            n_folds=len(self._fold_state_dicts), set_fold=self._set_fold,
+            emulate_fp16=self.precision == "nnunet",
+        )
+
+    def __repr__(self) -> str:
+        return (f"NnUNetPredictor({self.folder.name!r}, configuration={self.configuration!r}, "
+                f"folds={self.folds}, classes={self.num_classes}, device={self.device})")
