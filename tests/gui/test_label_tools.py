@@ -151,8 +151,38 @@ def test_split_beyond_dtype_widens_with_message(qtbot, make_napari_viewer):
     widget.labels_combo.set_layer(labels)
     widget.set_operation("Split into components", label=255)
     msg = _run(qtbot, widget)
-    assert "cannot be undone" in msg
+    assert "now stores uint16" in msg
     assert labels.data.dtype == np.uint16 and sorted(np.unique(labels.data)) == [0, 255, 256, 257]
+    labels.undo()  # widening kept napari's history: Ctrl+Z restores the ids exactly
+    np.testing.assert_array_equal(np.asarray(labels.data), arr)
+
+
+def test_relabel_beyond_dtype_through_the_proxy_widens_and_undoes(make_napari_viewer):
+    """Relabel to 300 on a uint8 layer (docked as users dock it): no OverflowError, no
+    wrapped ids; the layer widens, and both undo paths bring the old ids back."""
+    viewer = make_napari_viewer()
+    ct = Volume(np.zeros((4, 10, 10), np.int16), spacing=(1.0, 1.0, 2.0), modality="CT")
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[1:3, 2:6, 2:6] = 1
+    arr[0, 0, 0] = 2
+    expected = arr.copy()
+    data, kw, _ = labels_layer_tuple(arr, ct, LabelTable.from_names({1: "liver", 2: "spleen"}), "seg")
+    labels = viewer.add_labels(data, **kw)
+    labels.data_setitem((np.array([3]), np.array([9]), np.array([9])), 2)  # an earlier napari step
+    expected[3, 9, 9] = 2
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Label tools")
+    widget.labels_combo.set_layer(widget.viewer.layers["seg"])
+    n = widget.relabel_class(1, 300)
+    assert n == 32 and labels.data.dtype == np.uint16
+    assert (np.asarray(labels.data) == 300).sum() == 32 and layer_table(labels).name_of(300) == "liver"
+    assert widget.undo_class_change()
+    np.testing.assert_array_equal(np.asarray(labels.data), expected)
+    assert layer_table(labels).name_of(1) == "liver" and 300 not in layer_table(labels).ids
+    assert widget.redo_class_change() and (np.asarray(labels.data) == 300).sum() == 32
+    labels.undo()  # Ctrl+Z in the viewer: the relabel
+    np.testing.assert_array_equal(np.asarray(labels.data), expected)
+    labels.undo()  # and the napari step made before the layer was widened
+    assert labels.data[3, 9, 9] == 0
 
 
 def test_manifest_widgets_construct(make_napari_viewer):

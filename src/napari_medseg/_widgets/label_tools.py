@@ -88,12 +88,35 @@ def set_layer_table(layer, table: LabelTable, hidden: Optional[set] = None) -> N
     layer.features = table.features()
 
 
+def widen_for(layer, max_id: int) -> Optional[str]:
+    """Give a Labels layer a dtype that holds ``max_id``; returns a note when it had to widen.
+
+    The array is replaced by a wider copy with the same values (uint8 -> uint16 ->
+    int32, as :func:`napari_medseg.editing._common.result_dtype`), so no voxel changes.
+    napari's undo history stays valid: its steps hold voxel indices and values, which the
+    wider array takes as they are, so Ctrl+Z still restores every earlier state (the
+    dtype stays wide, which loses nothing).
+    """
+    from ..editing._common import result_dtype
+
+    data = layer.data
+    dtype = result_dtype(np.empty(0, dtype=data.dtype), int(max_id))  # reads only the dtype
+    if dtype == data.dtype:
+        return None
+    old = data.dtype
+    layer.data = np.asarray(data).astype(dtype)
+    return (f"label id {int(max_id)} does not fit {old}: layer '{layer.name}' now stores {dtype} "
+            "(voxels unchanged; Ctrl+Z still undoes)")
+
+
 def apply_to_layer(layer, new: np.ndarray) -> int:
     """Write ``new`` into a Labels layer as ONE undoable step; returns voxels changed.
 
     Only the changed voxels are written, with :meth:`Labels.data_setitem` inside
     :meth:`Labels.block_history`, which records them in the layer's undo history
-    (``layer.undo()`` / Ctrl+Z restores the previous values).
+    (``layer.undo()`` / Ctrl+Z restores the previous values). When the new ids do not
+    fit the layer's dtype, the layer is first widened (:func:`widen_for`), never
+    wrapped around.
     """
     data = layer.data
     new = np.asarray(new)
@@ -103,16 +126,9 @@ def apply_to_layer(layer, new: np.ndarray) -> int:
     n = int(changed[0].size)
     if n == 0:
         return 0
-    info = np.iinfo(data.dtype)
     values = new[changed]
-    if values.max() > info.max:
-        # The layer's dtype cannot hold the new ids: the array must be replaced, which
-        # napari cannot undo. Say so instead of silently wrapping ids around.
-        layer.data = new.astype(np.result_type(data.dtype, new.dtype))
-        raise InvalidInputError(
-            f"new label ids exceed {data.dtype}; the layer was widened to {layer.data.dtype} "
-            "(this change cannot be undone with Ctrl+Z)"
-        )
+    widen_for(layer, int(values.max()))
+    data = layer.data
     with layer.block_history():
         layer.data_setitem(changed, values.astype(data.dtype, copy=False))
     return n
@@ -558,8 +574,10 @@ class LabelToolsWidget(QWidget):
                                  before_state, link)
                 else:
                     n = apply_to_layer(layer, new)
+                widened = "" if layer.data.dtype == before.dtype else \
+                    f"; the layer now stores {layer.data.dtype} to hold the new ids"
                 self.refresh_classes()
-                self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo)")
+                self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo){widened}")
             except MedsegError as exc:
                 self._message(str(exc), error=True)
 
@@ -667,16 +685,8 @@ class LabelToolsWidget(QWidget):
         self._follow_napari(layer)
         before = class_state(layer)
         out, table = class_ops.relabel(np.asarray(layer.data), old, new, layer_table(layer), merge=merge)
-        try:
-            with self._quiet():
-                n, link = _apply_linked(layer, out)
-        except InvalidInputError:
-            # the layer was widened, which napari cannot undo: keep the names in step with
-            # the new ids, and forget earlier class states (they would not match the voxels)
-            set_layer_table(layer, table)
-            self._histories.pop(layer_key(layer), None)
-            self.refresh_classes()
-            raise
+        with self._quiet():
+            n, link = _apply_linked(layer, out)  # widens the layer first when `new` needs it
         with self._quiet():
             set_layer_table(layer, table)
         self._record(layer, f"relabel {old} -> {new}", before, link)
