@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Seed of the sample offered in napari's menu (and the default of ``medseg sample``).
-SAMPLE_SEED = 0
+from .phantom import SAMPLE_SEED
 
-
-def phantom_label_table(phantom: Any):
-    """The :class:`~napari_medseg.io.LabelTable` of a phantom (names and anatomical colours)."""
-    from .io.label_table import LabelTable
-    from .phantom import LABEL_COLORS
-
-    return LabelTable.from_names(phantom.names, colors={i: LABEL_COLORS[i] for i in phantom.names
-                                                        if i in LABEL_COLORS})
+__all__ = ["SAMPLE_SEED", "make_sample_ct", "phantom_layer_tuples"]
 
 
 def phantom_layer_tuples(phantom: Any, name: str = "CT phantom") -> list:
@@ -27,12 +19,9 @@ def phantom_layer_tuples(phantom: Any, name: str = "CT phantom") -> list:
     from .io.layer_data import image_layer_tuple, labels_layer_tuple
 
     image = image_layer_tuple(phantom.ct, name=name)
-    data, kwargs, kind = labels_layer_tuple(phantom.labels, phantom.ct, phantom_label_table(phantom),
+    data, kwargs, kind = labels_layer_tuple(phantom.labels, phantom.ct, phantom.label_table,
                                             name=f"{name} labels")
     kwargs["opacity"] = 0.5
-    # World coordinates are millimetres: say so, so that napari's scale bar reads mm.
-    for layer_kwargs in (image[1], kwargs):
-        layer_kwargs.setdefault("units", ("mm", "mm", "mm"))
     # Ground truth of the lesions (analytic ellipsoids), for validation against it.
     kwargs["metadata"]["medseg_phantom"] = {
         "seed": phantom.seed,

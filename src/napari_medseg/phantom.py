@@ -54,6 +54,9 @@ __all__ = [
 
 #: Label id -> name of the ground-truth map. Ids 1-11 are the project-wide agreed
 #: ids; 12-17 are extra structures of the phantom. Never renumber.
+#: Seed of the sample offered in napari's menu and the default of ``medseg sample``.
+SAMPLE_SEED = 0
+
 LABEL_NAMES: dict[int, str] = {
     1: "liver",
     2: "liver_lesion",
@@ -243,6 +246,14 @@ class Phantom:
     def label_ids(self) -> dict:
         """Name -> label id."""
         return {name: i for i, name in self.names.items()}
+
+    @property
+    def label_table(self):
+        """The :class:`~napari_medseg.io.LabelTable` of the phantom (names and anatomical colours)."""
+        from .io.label_table import LabelTable
+
+        return LabelTable.from_names(self.names, colors={i: LABEL_COLORS[i] for i in self.names
+                                                         if i in LABEL_COLORS})
 
     @property
     def labels_volume(self) -> Volume:
@@ -816,7 +827,7 @@ def _render_hu(tissue: np.ndarray, lut: np.ndarray, spacing_zyx: tuple, seed: in
         out[z0:z1] = block
 
 
-def make_phantom(seed: int = 0, shape: Sequence[int] = (100, 256, 256),
+def make_phantom(seed: int = SAMPLE_SEED, shape: Sequence[int] = (100, 256, 256),
                  spacing_zyx: Sequence[float] = (2.5, 0.8, 0.8), n_lesions: int = 3, *,
                  noise_hu: float = 12.0, blur_mm: float = 0.6) -> Phantom:
     """Make a synthetic contrast-enhanced abdominal CT with its ground-truth labels.

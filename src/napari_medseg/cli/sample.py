@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..phantom import SAMPLE_SEED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("outdir", help="output folder (created if needed)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0, the napari sample)")
+    parser.add_argument("--seed", type=int, default=SAMPLE_SEED, help="random seed (default 0, the napari sample)")
     parser.add_argument("--shape", default="100,256,256", help="grid size z,y,x (default 100,256,256)")
     parser.add_argument("--spacing", default="2.5,0.8,0.8", help="voxel size z,y,x in mm (default 2.5,0.8,0.8)")
     parser.add_argument("--lesions", type=int, default=3, help="number of liver lesions, 0-8 (default 3)")
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from ..io import write_labels, write_volume
     from ..io.label_table import sidecar_path
     from ..phantom import make_phantom
-    from .._sample_data import phantom_label_table
     from ._common import parse_triple, print_json
 
     shape = _parse_shape(args.shape)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InvalidInputError(f"cannot create the output folder {outdir}: {exc.strerror or exc}") from None
     ct_path = write_volume(phantom.ct, outdir / "ct.nii.gz")
-    labels_path = write_labels(phantom.labels_volume, outdir / "labels.nii.gz", phantom_label_table(phantom))
+    labels_path = write_labels(phantom.labels_volume, outdir / "labels.nii.gz", phantom.label_table)
     lesions_path = outdir / "lesions.json"
     lesions_doc = {
         "seed": phantom.seed,

@@ -1,0 +1,46 @@
+"""The architecture contracts of ``.importlinter`` hold (layers one way; the core never imports Qt).
+
+import-linter reads every import, function-local ones included, so a cycle hidden inside
+a function fails here like any other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lint_imports() -> str:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.fail("lint-imports is missing: install the test extra (pip install -e '.[test]')")
+    return exe
+
+
+def test_import_contracts_are_kept():
+    proc = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "Contracts: 2 kept, 0 broken." in proc.stdout
+
+
+def test_contracts_catch_an_upward_import(tmp_path):
+    """A models module importing inference breaks the layers contract (the check can fail)."""
+    config = (ROOT / ".importlinter").read_text()
+    probe = ROOT / "src" / "napari_medseg" / "models" / "_probe_upward_import.py"
+    probe.write_text("from ..inference import segment  # noqa: F401\n")
+    try:
+        cfg = tmp_path / "contracts.ini"
+        cfg.write_text(config)
+        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        probe.unlink()
+    assert proc.returncode != 0
+    assert "napari_medseg.models._probe_upward_import -> napari_medseg.inference" in proc.stdout
