@@ -88,3 +88,159 @@ def test_many_segments_roundtrip(ct3, tmp_path):
     back, table = read_dicom_seg(out, reference=ct)
     np.testing.assert_array_equal(back.array, arr)
     assert len(table) == 30 and table.name_of(264) == "label 264"
+
+
+# ------------------------------------------------------------- segment semantics
+def _raw_segments(path) -> dict:
+    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    out = {}
+    for item in ds.SegmentSequence:
+        ptype = item.SegmentedPropertyTypeCodeSequence[0]
+        cat = item.SegmentedPropertyCategoryCodeSequence[0]
+        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
+        region = getattr(item, "AnatomicRegionSequence", None)
+        out[str(item.SegmentLabel)] = {
+            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
+            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
+            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
+            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
+            "algorithm_type": str(item.SegmentAlgorithmType),
+            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
+            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
+                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
+        }
+    return out
+
+
+def _three_objects(ct):
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
+    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
+    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
+    arr[2, 400:420, 400:420] = 40    # an interactive object
+    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
+    return arr
+
+
+def test_codes_and_provenance_per_segment(ct3, tmp_path):
+    from napari_medseg.models.totalseg_classes import automatic_table
+
+    folder, ct, _ = ct3
+    arr = _three_objects(ct)
+    table = automatic_table({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 6: "stomach"}, "total")
+    table = (table.with_label(40, "tumour A").with_provenance("SEMIAUTOMATIC", "nnInteractive", ids=[40])
+             .with_label(41, "my marker").marked_edited([41]))
+    out = write_dicom_seg(ct.with_array(arr, metadata={}), table, ct, tmp_path / "coded.dcm")
+    raw = _raw_segments(out)
+    # stomach is in the table but not in the labels: not written
+    assert list(raw) == ["kidney_right", "liver", "kidney_cyst_left", "tumour A", "my marker"]
+    liver = raw["liver"]
+    assert liver["category"] == ("SCT", "123037004", "Anatomical Structure")
+    assert liver["type"] == ("SCT", "10200004", "Liver") and liver["modifier"] is None
+    assert liver["algorithm_type"] == "AUTOMATIC" and liver["algorithm_name"] == "total"
+    assert liver["algorithm_ident"] == "total"
+    assert raw["kidney_right"]["type"] == ("SCT", "64033007", "Kidney")
+    assert raw["kidney_right"]["modifier"] == ("SCT", "24028007", "Right")
+    cyst = raw["kidney_cyst_left"]
+    assert cyst["category"][1:] == ("49755003", "Morphologically Altered Structure")
+    assert cyst["type"][1:] == ("367643001", "Cyst") and cyst["region"] == ("64033007", "Kidney")
+    # interactive object: semi-automatic, named by its model; no known structure: generic code
+    assert raw["tumour A"]["algorithm_type"] == "SEMIAUTOMATIC"
+    assert raw["tumour A"]["algorithm_name"] == "nnInteractive"
+    assert raw["tumour A"]["type"] == ("SCT", "85756007", "Tissue")
+    # drawn by hand: manual, no algorithm, generic code
+    assert raw["my marker"]["algorithm_type"] == "MANUAL" and raw["my marker"]["algorithm_ident"] is None
+    assert raw["my marker"]["type"] == ("SCT", "85756007", "Tissue")
+
+    # our reader restores codes and provenance, and writing that table again keeps them
+    back, back_table = read_dicom_seg(out, reference=ct)
+    np.testing.assert_array_equal(back.array, arr)
+    for i in (5, 2, 23, 40, 41):
+        assert back_table.algorithm_of(i) == table.algorithm_of(i), i
+        assert back_table.code_of(i) == table.code_of(i), i
+    again = write_dicom_seg(back, back_table, ct, tmp_path / "again.dcm")
+    assert _raw_segments(again) == raw
+
+
+def test_edited_automatic_label_becomes_semiautomatic(ct3, tmp_path):
+    from napari_medseg.models.totalseg_classes import automatic_table
+
+    folder, ct, ref = ct3
+    arr = (ref.array > 0).astype(np.uint8) * 5
+    table = automatic_table({5: "liver"}, "total")
+    assert _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), table, ct, tmp_path / "a.dcm"))[
+        "liver"]["algorithm_type"] == "AUTOMATIC"
+    edited = table.marked_edited([5])
+    raw = _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), edited, ct, tmp_path / "b.dcm"))
+    assert raw["liver"]["algorithm_type"] == "SEMIAUTOMATIC" and raw["liver"]["algorithm_name"] == "total"
+    assert raw["liver"]["type"] == ("SCT", "10200004", "Liver")  # still the liver
+    # renaming drops the code (it named the old structure), provenance stays
+    renamed = edited.with_label(5, "spleen?")
+    raw = _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), renamed, ct, tmp_path / "c.dcm"))
+    assert raw["spleen?"]["type"] == ("SCT", "85756007", "Tissue")
+    assert raw["spleen?"]["algorithm_type"] == "SEMIAUTOMATIC"
+
+
+def test_dcmqi_codes_survive_a_round_trip(ct3, tmp_path):
+    folder, ct, _ = ct3
+    labels, table = read_dicom_seg(folder / "liver.dcm", reference=ct)
+    info = table.info_of(1)
+    assert info.algorithm_type == "SEMIAUTOMATIC" and info.algorithm_name == "SlicerEditor"
+    assert (info.code.type.scheme, info.code.type.value, info.code.type.meaning) == ("SRT", "T-62000", "Liver")
+    raw = _raw_segments(write_dicom_seg(labels, table, ct, tmp_path / "rt.dcm"))
+    assert raw["Liver"]["type"] == ("SRT", "T-62000", "Liver")
+    assert raw["Liver"]["category"] == ("SRT", "T-D0050", "Tissue")
+    assert raw["Liver"]["algorithm_type"] == "SEMIAUTOMATIC" and raw["Liver"]["algorithm_name"] == "SlicerEditor"
+
+
+def _medseg(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_segment_then_export_writes_what_it_reports(ct3, tmp_path):
+    """The user's path: `medseg segment DICOMDIR -o seg.nii.gz`, then `medseg export` to DICOM-SEG."""
+    import re
+
+    folder, ct, _ = ct3
+    seg = tmp_path / "tissue.nii.gz"
+    run = _medseg("segment", folder, "-o", seg, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "tissue.dcm"
+    run = _medseg("export", seg, "--reference", folder, "-o", out, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    raw = _raw_segments(out)
+    reported = re.search(r"\((\d+) segment\(s\): ([^)]*)\)", run.stderr)
+    assert reported, run.stderr
+    assert int(reported.group(1)) == len(raw) and reported.group(2).split(", ") == list(raw)
+    labels, _ = read_labels(seg)
+    assert len(raw) == len([i for i in np.unique(labels.array) if i > 0]) >= 3
+    assert {r["algorithm_type"] for r in raw.values()} == {"AUTOMATIC"}
+    assert {r["algorithm_name"] for r in raw.values()} == {"hu-tissue"}
+    if "subcutaneous_fat" in raw:
+        assert raw["subcutaneous_fat"]["type"] == ("SCT", "67769002", "Subcutaneous fatty tissue")
+    if "bone" in raw:
+        assert raw["bone"]["type"] == ("SCT", "272673000", "Bone")
+    assert raw["body_other"]["type"] == ("SCT", "85756007", "Tissue")  # no published code
+
+
+def test_cli_export_fills_published_codes_for_known_names(ct3, tmp_path):
+    """A TotalSegmentator-named label file without codes (e.g. written by another tool)."""
+    from napari_medseg.io import write_labels
+
+    folder, ct, _ = ct3
+    arr = _three_objects(ct)
+    arr[arr >= 40] = 0
+    names = LabelTable.from_names({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 60: "unused"})
+    src = write_labels(ct.with_array(arr, metadata={}), tmp_path / "ts.nii.gz", names)
+    out = tmp_path / "ts.dcm"
+    run = _medseg("export", src, "--reference", folder, "-o", out, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    raw = _raw_segments(out)
+    assert "(3 segment(s): kidney_right, liver, kidney_cyst_left)" in run.stderr
+    assert len(raw) == 3 and raw["liver"]["type"] == ("SCT", "10200004", "Liver")
+    assert raw["liver"]["algorithm_type"] == "MANUAL"  # nobody recorded how it was made

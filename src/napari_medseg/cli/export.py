@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("labels", help="label file (NIfTI/NRRD/MetaImage/.seg.nrrd/DICOM-SEG)")
     parser.add_argument("--reference", metavar="IMAGE",
                         help="the image (file or DICOM folder) the labels were drawn on")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file (never LABELS, the reference, or a file inside a "
+                             "DICOM reference folder)")
     parser.set_defaults(func=run)
 
 
@@ -27,9 +29,20 @@ def run(args: argparse.Namespace) -> int:
     from ..io.export import export_labels, format_of, read_labels_any
     from ..io.readers import read_volume
 
+    from ..io.paths import check_outputs
+
     format_of(args.output)  # refuse an unknown extension before reading anything
+    check_outputs([args.output], [args.labels, args.reference], what="-o/--output")
     reference = read_volume(args.reference) if args.reference else None
+    from ..io.dicom_seg import segment_ids
+    from ..models.totalseg_classes import with_anatomical_codes
+
     labels, table = read_labels_any(args.labels, reference=reference)
+    table = with_anatomical_codes(table)  # known structure names get their published codes
     out = export_labels(labels, table, args.output, reference=reference)
-    print(f"wrote {out} ({len(table)} label(s): {', '.join(table.names.values())})", file=sys.stderr)
+    # report what the file holds: the ids present (a DICOM-SEG writes one segment each),
+    # not every name the table lists
+    ids = segment_ids(labels)
+    print(f"wrote {out} ({len(ids)} segment(s): {', '.join(table.name_of(i) for i in ids)})",
+          file=sys.stderr)
     return 0

@@ -327,7 +327,10 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
     max_id = max(max(names, default=0), int(labels.max(initial=0)))
     labels = np.ascontiguousarray(labels.astype(_output_dtype(max_id), copy=False))
     result.labels = labels
-    result.table = LabelTable.from_names(names)
+    from ..models.totalseg_classes import automatic_table
+
+    # names, the model's colours, published anatomical codes and AUTOMATIC provenance
+    result.table = automatic_table(names, label)
     result.timings["total_s"] = time.perf_counter() - t_start
     report(progress, 1.0, f"{label}: done")
     return result

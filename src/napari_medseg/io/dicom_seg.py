@@ -6,15 +6,25 @@ position of a source slice. The source files are found from the image Volume's
 ``metadata["dicom"]["files"]`` (recorded by the DICOM reader, in slice order), or
 given directly as a folder, a list of files or a list of pydicom datasets.
 
-Each label id becomes one segment (segment numbers 1..K in id order) with the label's
-name, its colour (as the recommended CIELab display value) and generic SNOMED CT
-codes (category "Tissue", type "Tissue": we do not guess an anatomical code from a
-free-text name). The original label id is kept in the segment's Tracking ID
-(``"napari-medseg label <id>"``), so reading our own SEG restores the same ids.
+Each label id present in the label map becomes one segment (segment numbers 1..K in id
+order; ids listed in the table but absent from the map are not written) with:
+
+- the label's name and colour (as the recommended CIELab display value);
+- its coded meaning from the label table (:meth:`LabelTable.code_of`): the structure's
+  anatomical code where it is known (TotalSegmentator's published SNOMED CT codes, set by
+  automatic segmentation or read from a SEG), else the generic SNOMED CT "Tissue"
+  category and type. Codes are never guessed from free text;
+- its provenance from the label table (:meth:`LabelTable.algorithm_of`): Segment
+  Algorithm Type ``AUTOMATIC`` (model output), ``SEMIAUTOMATIC`` (interactive, or model
+  output edited by hand) or ``MANUAL`` (drawn by hand, or unknown), with the algorithm's
+  name in the Algorithm Identification for the first two.
+
+The original label id is kept in the segment's Tracking ID (``"napari-medseg label <id>"``),
+so reading our own SEG restores the same ids.
 
 Reading accepts BINARY, FRACTIONAL (thresholded at 0.5) and LABELMAP segmentations,
 onto a reference image grid (``reference``) or onto a grid built from the frames'
-own positions.
+own positions; segment names, colours, codes and provenance go into the returned table.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import GeometryMismatchError, ImageReadError, InvalidInputError, UnsupportedFormatError
-from .label_table import LabelTable
+from .label_table import Code, LabelTable, SegmentCode, SegmentInfo
 from .volume import Volume
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -131,6 +141,45 @@ def _sanitised(ds):
     return ds
 
 
+def _coded(code: Code):
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
+
+
+def _segment_description(hd, number: int, label_id: int, table: LabelTable, version: str):
+    """One SegmentDescription: name, colour, code (+ modifiers) and provenance of a label."""
+    code = table.code_of(label_id)
+    kind, name = table.algorithm_of(label_id)
+    algorithm = None
+    if kind != "MANUAL":
+        from pydicom.sr.codedict import codes
+
+        # DICOM requires an algorithm name for AUTOMATIC/SEMIAUTOMATIC segments.
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name=(name or "napari-medseg")[:64], family=codes.DCM.ArtificialIntelligence, version=version)
+    r, g, b, _ = table.color_of(label_id)
+    desc = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=table.name_of(label_id)[:64],
+        segmented_property_category=_coded(code.category),
+        segmented_property_type=_coded(code.type),
+        algorithm_type=getattr(hd.seg.SegmentAlgorithmTypeValues, kind),
+        algorithm_identification=algorithm,
+        tracking_id=f"napari-medseg label {label_id}",
+        tracking_uid=hd.UID(),
+        anatomic_regions=[_coded(code.region)] if code.region is not None else None,
+        display_color=hd.color.CIELabColor.from_rgb(int(round(r * 255)), int(round(g * 255)), int(round(b * 255))),
+    )
+    # Modifiers sit inside the coded item they modify (PS3.3 C.8.20.2, C.10.21 "Left"/"Right").
+    if code.modifier is not None:
+        desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            _coded(code.modifier)]
+    if code.region is not None and code.region_modifier is not None:
+        desc.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [_coded(code.region_modifier)]
+    return desc
+
+
 def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
                     path: Union[str, os.PathLike], *, series_description: str = "napari-medseg segmentation",
                     content_creator: Optional[str] = None) -> Path:
@@ -141,7 +190,8 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     labels : Volume
         Integer label map on the source series' grid.
     table : LabelTable, optional
-        Segment names and colours (unnamed ids become ``"label <id>"``).
+        Segment names, colours, codes and provenance (unnamed ids become
+        ``"label <id>"``, uncoded ones "Tissue", those without provenance ``MANUAL``).
     source : Volume, path or sequence
         The image Volume read from DICOM (its recorded files are used), the DICOM
         folder, a list of files or a list of pydicom datasets of the source series.
@@ -151,9 +201,10 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     Returns
     -------
     pathlib.Path
+        The file; it holds one segment per label id present in ``labels``
+        (:func:`segment_ids` lists them).
     """
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     from .. import __version__
     from .atomic import atomic_write
@@ -163,7 +214,7 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     arr = labels.array
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise InvalidInputError(f"labels must hold integer ids, got dtype {arr.dtype}")
-    ids = [int(i) for i in np.unique(arr) if i > 0]
+    ids = segment_ids(arr)
     if not ids:
         raise InvalidInputError("the label map is empty: a DICOM-SEG needs at least one labelled voxel")
     table = table or LabelTable.from_ids(ids)
@@ -175,22 +226,8 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     lut = np.zeros(int(max(ids)) + 1, dtype=seg_dtype)
     lut[ids] = np.arange(1, len(ids) + 1, dtype=seg_dtype)
     stacked = lut[arr]
-    descriptions = []
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="napari-medseg", family=codes.DCM.ArtificialIntelligence, version=str(__version__))
-    for k, label_id in enumerate(ids, start=1):
-        r, g, b, _ = table.color_of(label_id)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=k,
-            segment_label=table.name_of(label_id)[:64],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=algorithm,
-            tracking_id=f"napari-medseg label {label_id}",
-            tracking_uid=hd.UID(),
-            display_color=hd.color.CIELabColor.from_rgb(int(round(r * 255)), int(round(g * 255)), int(round(b * 255))),
-        ))
+    descriptions = [_segment_description(hd, k, label_id, table, str(__version__))
+                    for k, label_id in enumerate(ids, start=1)]
     try:
         with warnings.catch_warnings():
             # highdicom warns about oddities of the *source* headers (e.g. one-component
@@ -221,7 +258,43 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     return out
 
 
+def segment_ids(labels: Any) -> list:
+    """The label ids a DICOM-SEG of ``labels`` holds, one segment each (non-zero ids present)."""
+    arr = labels.array if isinstance(labels, Volume) else np.asarray(labels)
+    return [int(i) for i in np.unique(arr) if i > 0]
+
+
 # ----------------------------------------------------------------- reading
+def _code_of(item, seq_name: str) -> Optional[Code]:
+    seq = getattr(item, seq_name, None)
+    if not seq:
+        return None
+    c = seq[0]
+    try:
+        return Code(str(c.CodingSchemeDesignator), str(c.CodeValue), str(c.CodeMeaning))
+    except AttributeError:
+        return None
+
+
+def _segment_info(item) -> SegmentInfo:
+    """Codes and provenance of one SegmentSequence item (what was written, read back)."""
+    category = _code_of(item, "SegmentedPropertyCategoryCodeSequence")
+    ptype = _code_of(item, "SegmentedPropertyTypeCodeSequence")
+    code = None
+    if category is not None and ptype is not None:
+        type_item = item.SegmentedPropertyTypeCodeSequence[0]
+        region_seq = getattr(item, "AnatomicRegionSequence", None)
+        code = SegmentCode(
+            category, ptype,
+            modifier=_code_of(type_item, "SegmentedPropertyTypeModifierCodeSequence"),
+            region=_code_of(item, "AnatomicRegionSequence"),
+            region_modifier=_code_of(region_seq[0], "AnatomicRegionModifierSequence") if region_seq else None)
+    kind = str(getattr(item, "SegmentAlgorithmType", "") or "").upper() or None
+    name = str(getattr(item, "SegmentAlgorithmName", "") or "") or None
+    if kind not in ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL"):
+        kind, name = None, None
+    return SegmentInfo(algorithm_type=kind, algorithm_name=name if kind != "MANUAL" else None, code=code)
+
 def _seq_item(group, name):
     seq = getattr(group, name, None)
     return seq[0] if seq else None
@@ -317,7 +390,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
         frames = frames[None]
     infos = _frame_info(ds)
 
-    seg_to_id, entries = {}, {}
+    seg_to_id, entries, infos_by_id = {}, {}, {}
     for item in getattr(ds, "SegmentSequence", []):
         number = int(item.SegmentNumber)
         match = _TRACKING_RE.match(str(getattr(item, "TrackingID", "")))
@@ -330,6 +403,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
 
             color = tuple(c / 255.0 for c in hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in lab)).to_rgb())
         entries[label_id] = (str(getattr(item, "SegmentLabel", f"segment {number}")), color)
+        infos_by_id[label_id] = _segment_info(item)
     if not seg_to_id:
         raise ImageReadError(f"{path} describes no segments")
 
@@ -369,7 +443,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
             "dicom_seg": {"SeriesInstanceUID": str(getattr(ds, "SeriesInstanceUID", "")),
                           "ReferencedSeriesInstanceUID": _referenced_series(ds)}}
     labels = Volume(out, spacing=grid.spacing, origin=grid.origin, direction=grid.direction, metadata=meta)
-    table = LabelTable({k: v for k, v in sorted(entries.items())})
+    table = LabelTable({k: v for k, v in sorted(entries.items())}, infos_by_id)
     return labels, table
 
 

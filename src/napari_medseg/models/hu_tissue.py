@@ -64,6 +64,52 @@ CLASSES = {
 }
 IDS = {name: idx for idx, name in CLASSES.items()}
 
+#: Display colours (rgba). Neighbouring tissues get clearly different hues: fat yellow
+#: (subcutaneous) and orange (visceral), muscle red, bone ivory, lung blue, airway cyan,
+#: and the rest of the body a muted violet that no fat or muscle colour resembles.
+COLORS = {
+    1: (0.98, 0.86, 0.35, 1.0),
+    2: (1.0, 0.5, 0.05, 1.0),
+    3: (0.8, 0.18, 0.18, 1.0),
+    4: (0.95, 0.93, 0.8, 1.0),
+    5: (0.3, 0.6, 1.0, 1.0),
+    6: (0.1, 0.9, 0.9, 1.0),
+    7: (0.55, 0.45, 0.8, 1.0),
+}
+
+
+def _codes() -> dict:
+    """DICOM-SEG codes of the classes, from published terminologies only.
+
+    subcutaneous fat, skeletal muscle: TotalSegmentator's ``tissue_types`` classes of the
+    same names; visceral fat: its ``torso_fat`` (fat inside the trunk, outside the
+    subcutaneous layer: the same definition); airway: its ``lung_trachea_bronchia``
+    (Trachea and bronchus); lung: SCT 39607008 "Lung" (the anatomic region TotalSegmentator
+    codes lung findings with); bone: 3D Slicer's General Anatomy terminology (Tissue /
+    SCT 272673000 "Bone"). ``body_other`` is a mixture with no code (written as "Tissue").
+    """
+    from ..io.label_table import Code, SegmentCode
+    from .totalseg_classes import anatomical_code
+
+    structure = Code("SCT", "123037004", "Anatomical Structure")
+    tissue = Code("SCT", "85756007", "Tissue")
+    return {
+        "subcutaneous_fat": anatomical_code("subcutaneous_fat"),
+        "visceral_fat": anatomical_code("torso_fat"),
+        "skeletal_muscle": anatomical_code("skeletal_muscle"),
+        "bone": SegmentCode(tissue, Code("SCT", "272673000", "Bone")),
+        "lung": SegmentCode(structure, Code("SCT", "39607008", "Lung")),
+        "airway": anatomical_code("lung_trachea_bronchia"),
+        "body_other": None,
+    }
+
+
+def __getattr__(name: str):
+    # CODES is built on first use: it reads the packaged code table.
+    if name == "CODES":
+        return _codes()
+    raise AttributeError(name)
+
 
 @dataclass(frozen=True)
 class HUTissueParams:

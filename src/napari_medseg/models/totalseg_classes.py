@@ -9,9 +9,20 @@ The ``total`` task runs five part models (datasets 291-295); each predicts its o
 ids 1..n, mapped to the global ``total`` ids by name (:func:`part_to_global`). The fast
 (3 mm, dataset 297) and fastest (6 mm, dataset 298) models predict the global ``total``
 ids directly.
+
+Anatomical codes: TotalSegmentator publishes the DICOM-SEG coding of its classes (SNOMED CT
+property category, type and modifier, and an anatomic region for lesions) in
+``totalsegmentator/resources/totalsegmentator_snomed_mapping.csv`` (Apache-2.0; copied
+unchanged to ``napari_medseg/resources/``). :func:`anatomical_code` reads it, by class name;
+:func:`automatic_table` builds the label table of an automatic model's output with those
+codes and ``AUTOMATIC`` provenance. A class the file does not list (e.g. ``liver_lesions``)
+gets no code and is written with the generic "Tissue" code: codes are never guessed.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Mapping, Optional
 
 #: TotalSegmentator v2 ``total`` task: 117 classes (also used by total-fast/-fastest).
 TOTAL: dict[int, str] = {
@@ -196,3 +207,98 @@ def part_of(name: str) -> int:
         if name in classes.values():
             return dataset_id
     raise KeyError(name)
+
+
+# -------------------------------------------------------------------- anatomical codes
+_SNOMED_CSV = "totalsegmentator_snomed_mapping.csv"
+_CSV_GROUPS = {
+    "category": "SegmentedPropertyCategoryCodeSequence",
+    "type": "SegmentedPropertyTypeCodeSequence",
+    "modifier": "SegmentedPropertyTypeModifierCodeSequence",
+    "region": "AnatomicRegionSequence",
+    "region_modifier": "AnatomicRegionModifierSequence",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def snomed_codes() -> dict:
+    """``{class name: SegmentCode}`` from TotalSegmentator's published SNOMED CT mapping."""
+    import csv
+    from importlib import resources
+
+    from ..io.label_table import Code, SegmentCode
+
+    text = resources.files("napari_medseg").joinpath("resources", _SNOMED_CSV).read_text(encoding="utf-8")
+    out = {}
+    for row in csv.DictReader(text.splitlines()):
+        parts = {}
+        for field, prefix in _CSV_GROUPS.items():
+            value = (row.get(f"{prefix}.CodeValue") or "").strip()
+            if value:
+                parts[field] = Code(row[f"{prefix}.CodingSchemeDesignator"].strip(), value,
+                                    row[f"{prefix}.CodeMeaning"].strip())
+        if "category" in parts and "type" in parts:
+            out[row["Structure"].strip()] = SegmentCode(**parts)
+    return out
+
+
+def anatomical_code(name: str):
+    """The published SNOMED CT coding of a TotalSegmentator class name, or ``None``.
+
+    Parameters
+    ----------
+    name : str
+        A class name as TotalSegmentator writes it (e.g. ``"kidney_left"``); matched
+        exactly, then case-insensitively.
+
+    Returns
+    -------
+    SegmentCode or None
+        ``None`` for names TotalSegmentator does not code (they are written with the
+        generic "Tissue" code).
+    """
+    codes = snomed_codes()
+    code = codes.get(name)
+    if code is None:
+        lowered = {k.lower(): v for k, v in codes.items()}
+        code = lowered.get(str(name).strip().lower())
+    return code
+
+
+def with_anatomical_codes(table):
+    """A copy of ``table`` with the published code of every label whose name is a known
+    class and that has no code yet (codes already set, e.g. read from a DICOM-SEG, are kept)."""
+    missing = {i: anatomical_code(table.name_of(i)) for i in table.ids if table.info_of(i).code is None}
+    return table.with_codes(missing)
+
+
+def automatic_table(names: Mapping[int, str], model: str, colors: Optional[Mapping[int, tuple]] = None):
+    """The label table of an automatic model's output.
+
+    Parameters
+    ----------
+    names : mapping
+        ``{id: class name}`` of the model.
+    model : str
+        The model's name, recorded as each segment's algorithm (``AUTOMATIC``).
+    colors : mapping, optional
+        ``{id: rgba}``; default: the model's own colours where it has them (hu-tissue),
+        else the deterministic default colours.
+
+    Returns
+    -------
+    LabelTable
+        Names, colours, anatomical codes (where published) and ``AUTOMATIC`` provenance.
+    """
+    from ..io.label_table import LabelTable
+
+    if colors is None and model == "hu-tissue":
+        from .hu_tissue import COLORS
+
+        colors = COLORS
+    table = LabelTable.from_names(names, colors)
+    if model == "hu-tissue":
+        from .hu_tissue import CODES
+
+        table = table.with_codes({i: CODES.get(n) for i, n in table.names.items()})
+    return with_anatomical_codes(table).with_provenance("AUTOMATIC", model)
