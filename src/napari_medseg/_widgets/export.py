@@ -2,7 +2,9 @@
 
 Thin: :func:`napari_medseg.io.export.export_labels` does the work (atomic writes);
 the widget picks the layers, the format and the file, and offers DICOM-SEG only when
-the reference image came from a DICOM series.
+the reference image came from a DICOM series. A file that is the source file of any open
+layer (or lies inside a DICOM source folder) is refused by
+:func:`napari_medseg.io.paths.check_outputs` before anything is written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,24 @@ from .label_tools import LayerCombo, layer_table
 log = logging.getLogger(__name__)
 
 DICOM_FORMAT = "DICOM-SEG (.dcm)"
+
+
+def layer_sources(*layers) -> list:
+    """The files the given layers were opened from (for the output guard).
+
+    Reads napari's ``layer.source.path`` and the ``source_path`` the plugin's reader
+    stores in ``layer.metadata``; ``None`` layers and layers made in memory give nothing.
+    Every widget that writes files passes these to
+    :func:`napari_medseg.io.paths.check_outputs`.
+    """
+    paths = []
+    for layer in layers:
+        if layer is None:
+            continue
+        source = getattr(getattr(layer, "source", None), "path", None)
+        meta = (getattr(layer, "metadata", None) or {}).get("source_path")
+        paths.extend(str(p) for p in (source, meta) if p)
+    return paths
 
 
 class ExportWidget(QWidget):
@@ -133,6 +153,7 @@ class ExportWidget(QWidget):
         from napari.qt.threading import thread_worker
 
         from ..io.export import export_labels, format_of
+        from ..io.paths import check_outputs
 
         if path is not None:
             self.path_edit.setText(str(path))
@@ -151,6 +172,9 @@ class ExportWidget(QWidget):
                     text = text + ext
                     self.path_edit.setText(text)
             format_of(text)
+            # Any open layer's file counts as an input: exporting over the CT shown
+            # beside the labels would lose it as surely as over the labels' own file.
+            check_outputs([text], layer_sources(*self.viewer.layers), what="the export")
             labels = layer_volume(layer)
             labels = labels.with_array(labels.array.copy())
             table = layer_table(layer)

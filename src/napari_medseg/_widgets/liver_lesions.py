@@ -445,13 +445,21 @@ class LiverLesionWidget(QWidget):
         """Write the lesion table as CSV (atomic)."""
         if self.report is None:
             raise InvalidInputError("nothing to export yet: run or measure first")
+        self._check_output(path)
         return self.report.to_csv(path)
 
     def export_json(self, path) -> Path:
         """Write the full report (incl. axis endpoints) as JSON (atomic)."""
         if self.report is None:
             raise InvalidInputError("nothing to export yet: run or measure first")
+        self._check_output(path)
         return self.report.to_json(path)
+
+    def _check_output(self, path) -> None:
+        from ..io.paths import check_outputs
+        from .export import layer_sources
+
+        check_outputs([path], layer_sources(*self.viewer.layers), what="the lesion export")
 
     def _export_dialog(self, kind: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, f"Export lesions as {kind.upper()}", f"lesions.{kind}",

@@ -217,9 +217,12 @@ class StatisticsWidget(QWidget):
     def export_csv(self, path) -> str:
         """Write the current statistics to ``path`` as CSV (atomic); returns the path."""
         from ..analysis.statistics import to_csv
+        from ..io.paths import check_outputs
+        from .export import layer_sources
 
         if not self.stats:
             raise InvalidInputError("no statistics to export yet: refresh first")
+        check_outputs([path], layer_sources(*self.viewer.layers), what="the CSV")
         out = to_csv(self.stats, path)
         self.status.setText(f"wrote {out}")
         return str(out)

@@ -3,6 +3,8 @@
 Writes to OUTDIR: the label map (``liver_lesions.nii.gz`` with a JSON sidecar of names;
 not rewritten when ``--labels`` is given), ``lesions.csv`` (one row per lesion) and
 ``lesions.json`` (everything, incl. axis endpoints), and prints a short summary.
+Refused before any work: an OUTDIR whose files would overwrite an input (or that lies
+inside a DICOM input folder), and --model/--weights/--device with --labels (unused).
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("image", help="CT volume (NIfTI, NRRD, MetaImage, DICOM folder)")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--model", default="hybrid-liver",
+    p.add_argument("--model", default=None,
                    help="hybrid-liver (default; needs --weights or installed weights), an nnU-Net "
                         "trained-model folder, or an nnU-Net/TotalSegmentator registry name")
     p.add_argument("--weights", default=None, help="checkpoint (hybrid-liver) or weights folder")
     p.add_argument("--labels", default=None, help="measure this existing label map instead of segmenting")
     p.add_argument("--liver-id", type=int, default=None, help="liver label id in --labels (default: by name, else 1)")
     p.add_argument("--lesion-id", type=int, default=None, help="lesion label id in --labels (default: by name, else 2)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"),
+                   help="where the network runs (default: auto = CUDA, MPS, then CPU)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.set_defaults(func=_run)
 
@@ -35,8 +38,24 @@ def _run(args) -> int:
     from ..io import read_labels, read_volume, write_labels
     from ._common import TqdmProgress, print_json
 
-    image = read_volume(args.image)
+    from ..errors import InvalidInputError
+    from ..io.paths import check_outputs
+
     out = Path(args.out)
+    if args.labels:
+        unused = [flag for flag, value in (("--model", args.model), ("--weights", args.weights),
+                                           ("--device", args.device)) if value is not None]
+        if unused:
+            raise InvalidInputError(
+                f"--labels measures an existing label map, so {', '.join(unused)} would not be "
+                "used; drop them (or drop --labels to segment the image)")
+    model = args.model or "hybrid-liver"
+    device = args.device or "auto"
+    written = [out / "lesions.csv", out / "lesions.json"]
+    if not args.labels:
+        written.append(out / "liver_lesions.nii.gz")
+    check_outputs(written, [args.image, args.labels, args.weights], what="the lesion output")
+    image = read_volume(args.image)
     if args.labels:
         labels, table = read_labels(args.labels, reference=image)
         liver_id, lesion_id = liver_lesion_ids(table.names)
@@ -45,7 +64,7 @@ def _run(args) -> int:
         from ..inference.liver_cascade import segment_liver
 
         with TqdmProgress("liver cascade") as bar:
-            array, table = segment_liver(image, args.model, weights=args.weights, device=args.device,
+            array, table = segment_liver(image, model, weights=args.weights, device=device,
                                          progress=bar)
         labels = image.with_array(array, metadata={})
         liver_id, lesion_id = 1, 2
@@ -55,7 +74,7 @@ def _run(args) -> int:
     lesion_id = args.lesion_id if args.lesion_id is not None else lesion_id
     report = measure_lesions(image, labels, liver_id=liver_id, lesion_id=lesion_id)
     report.metadata.update({"image": str(args.image), "labels": str(label_path),
-                            "model": None if args.labels else args.model})
+                            "model": None if args.labels else model})
     out.mkdir(parents=True, exist_ok=True)
     report.to_csv(out / "lesions.csv")
     report.to_json(out / "lesions.json")

@@ -4,7 +4,12 @@ Points and boxes are voxel indices in the array's (z, y, x) order, as napari sho
 them. Each prompt is one interaction, replayed in the order given: the positive
 points, then the negative points, then the box (a box alone also works). The output
 is a uint8 mask on the image's grid (same spacing, origin, direction) holding 0 and
-``--label`` (default 1), written atomically with a names sidecar.
+``--label`` (default 1), written atomically with a names sidecar. The command echoes the
+clicked voxel's value (HU on CT) and position in mm and warns when the object is
+implausible for a click (:mod:`napari_medseg.prompts.plausibility`); ``--json`` holds
+that report under ``"click"`` and ``timings.total_s`` (the whole command). Coordinates
+may be negative on the command line (``--point -1,52,91``): a point outside the image is
+refused with the image's shape.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default=None, help="object name for the sidecar (default: 'object')")
     parser.add_argument("--channel", type=int, default=None, help="for 4D / multi-channel images: which volume")
     parser.add_argument("--json", action="store_true",
-                        help="print output, voxel count, volume and timings (set-up, each interaction) as JSON")
+                        help="print output, voxel count, volume, the click report and timings (set-up, "
+                             "each interaction, total) as JSON")
     parser.set_defaults(func=run)
 
 
@@ -76,18 +82,22 @@ def _parse_prompts(args: argparse.Namespace, shape: tuple) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     import time
 
     import numpy as np
 
     from ..errors import InvalidInputError
     from ..io import LabelTable, read_volume, write_labels
+    from ..io.paths import check_outputs
     from ..prompts.factory import make_session
+    from ..prompts.plausibility import click_report
     from ._common import TqdmProgress, print_json
 
+    t0 = time.perf_counter()
     if not 1 <= int(args.label) <= 255:
         raise InvalidInputError(f"--label must be 1..255 (the mask is uint8), got {args.label}")
-    t0 = time.perf_counter()
+    check_outputs([args.output], [args.image], what="-o/--output")
     volume = read_volume(args.image, channel=args.channel)
     t_read = time.perf_counter() - t0
     steps = _parse_prompts(args, volume.shape)  # before any heavy work: bad input fails fast
@@ -116,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
         })
 
     mask = session.mask
+    # Echo what the first positive click hit (the box centre for a box alone) and warn
+    # when the object is implausible for a click, e.g. grown into most of the body.
+    anchor = next((v for k, v in steps if k == "point"), None)
+    if anchor is None:
+        box = next(v for k, v in steps if k == "box")
+        anchor = tuple((a + b) / 2 for a, b in zip(box[0], box[1]))
+    report = click_report(volume, anchor, mask)
     out = np.zeros(volume.shape, dtype=np.uint8)
     out[mask] = np.uint8(args.label)
     name = args.name or "object"
@@ -124,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     t_write = time.perf_counter() - t2
     voxels = int(np.count_nonzero(mask))
     if args.json:
+        for warning in report.warnings:  # stderr: seen by a person, not mixed into the JSON
+            print(f"medseg prompt: warning: {warning}", file=sys.stderr)
         print_json({
             "output": str(path),
             "model": args.model,
@@ -132,13 +151,16 @@ def run(args: argparse.Namespace) -> int:
             "voxels": voxels,
             "volume_ml": round(voxels * volume.voxel_volume_ml, 3),
             "shape_zyx": list(volume.shape),
+            "click": report.to_dict(),
             "timings": {
                 "read_s": round(t_read, 3),
                 "setup_s": round(t_setup, 3),
                 "interactions": interactions,
                 "write_s": round(t_write, 3),
+                "total_s": round(time.perf_counter() - t0, 3),
             },
         })
     else:
+        print(report.text())
         print(f"wrote {path}: {voxels} voxels ({voxels * volume.voxel_volume_ml:.1f} ml) as label {args.label}")
     return 0

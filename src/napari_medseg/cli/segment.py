@@ -2,7 +2,11 @@
 
 Writes the label map on the image's grid (same spacing, origin and direction) with the
 names sidecar, atomically; ``--json`` prints what was written, the structures present with
-their voxel counts and volumes, and the timings.
+their voxel counts and volumes, and the timings (``total_s``: the whole command, read to
+write; ``read_s``, ``segment_s``, ``write_s`` and the model's own stages). An output that
+is the input, options the model does not use (``--weights`` for hu-tissue, a GPU
+``--device`` for hu-tissue or one this machine lacks), unknown ``--roi-subset`` names and,
+for hu-tissue, a label map or non-CT image are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -28,16 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="registry name (default: hu-tissue) or an nnU-Net v2 model folder")
     parser.add_argument("--weights", default=None,
                         help="folder (or checkpoint) holding the model's weights, if not in the "
-                             "cache or TotalSegmentator's folder")
+                             "cache or TotalSegmentator's folder (refused for hu-tissue and "
+                             "model folders, which need none)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where the network runs (default: auto = CUDA, MPS, then CPU)")
+                        help="where the network runs (default: auto = CUDA, MPS, then CPU; "
+                             "hu-tissue runs on the CPU only)")
     parser.add_argument("--roi-subset", default=None,
                         help="comma-separated structure names to keep (e.g. liver,spleen); "
                              "for 'total' only the part models holding them run")
     parser.add_argument("--channel", type=int, default=None,
                         help="for 4D / multi-channel images: which volume to use")
     parser.add_argument("--json", action="store_true",
-                        help="print output, model, labels present (voxels, ml) and timings as JSON")
+                        help="print output, model, labels present (voxels, ml) and timings as JSON "
+                             "(total_s: the whole command)")
     parser.set_defaults(func=run)
 
 
@@ -46,14 +53,18 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..inference.segment import segment_with_info
+    from ..inference.segment import check_segment_options, segment_with_info
     from ..io import read_volume, write_labels
+    from ..io.paths import check_outputs
     from ._common import TqdmProgress, print_json
 
     t0 = time.perf_counter()
+    roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
+    # Refusals first: nothing is read, computed or written for a bad command line.
+    check_outputs([args.output], [args.image], what="-o/--output")
+    check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi)
     volume = read_volume(args.image, channel=args.channel)
     t_read = time.perf_counter() - t0
-    roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
     with TqdmProgress(desc=f"medseg segment ({args.model})") as bar:
         result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
                                    roi_subset=roi, progress=bar)
@@ -72,8 +83,12 @@ def run(args: argparse.Namespace) -> int:
             "voxels": int(counts[idx]),
             "volume_ml": round(float(counts[idx]) * volume.voxel_volume_ml, 3),
         })
-    timings = {"read_s": round(t_read, 3), "write_s": round(t_write, 3)}
-    timings.update({k: round(v, 3) for k, v in result.timings.items()})
+    # total_s is the whole command (read, segment, write, summary); segment_s the model.
+    timings = {"read_s": round(t_read, 3)}
+    timings.update({("segment_s" if k == "total_s" else k): round(v, 3)
+                    for k, v in result.timings.items()})
+    timings["write_s"] = round(t_write, 3)
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
     if args.json:
         print_json({
             "output": str(path),
@@ -84,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         })
     else:
         print(f"wrote {path} ({len(present)} structures, model {result.model}, "
-              f"{timings.get('total_s', 0):.1f} s)")
+              f"{timings['total_s']:.1f} s)")
         for note in result.notes:
             print(f"note: {note}")
         for item in present:

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", help="image file or DICOM folder")
     parser.add_argument("labels", help="label file (NIfTI/NRRD/MetaImage/.seg.nrrd/DICOM-SEG)")
-    parser.add_argument("--csv", metavar="OUT", help="write the table as CSV to OUT (atomically)")
+    parser.add_argument("--csv", metavar="OUT", help="write the table as CSV to OUT (atomically; never over IMAGE, LABELS "
+                             "or their sidecars)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
     parser.set_defaults(func=run)
 
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from ..io.readers import read_volume
     from ._common import print_json
 
+    from ..io.paths import check_outputs
+
+    check_outputs([args.csv], [args.image, args.labels], what="--csv")
     image = read_volume(args.image)
     labels, table = read_labels_any(args.labels, reference=image)
     stats = label_statistics(image, labels, table)

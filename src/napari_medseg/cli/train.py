@@ -42,8 +42,15 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from pathlib import Path
+
+    from ..io.paths import check_outputs
     from ..training.liver import TrainConfig, train_liver_lesion
     from ._common import TqdmProgress
+
+    out = Path(args.out)
+    check_outputs([out / "best.pt", out / "last.pt", out / "history.json"],
+                  [Path(args.data) / "imagesTr", Path(args.data) / "labelsTr"], what="--out")
 
     config = TrainConfig(
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,

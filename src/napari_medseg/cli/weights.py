@@ -8,11 +8,15 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights",
-        help="list, locate, download (https, sha256-checked) or import model weights",
+        help="list, locate, download (https; sha256 recorded at the first download, later "
+             "downloads must match) or import model weights",
         description=(
             "Manage model weights. Cache: $MEDSEG_WEIGHTS_DIR or ~/.cache/napari-medseg/weights; "
             "TotalSegmentator weights already on this machine ($TOTALSEG_WEIGHTS_PATH, "
-            "~/.totalsegmentator/nnunet/results) are used as they are."
+            "~/.totalsegmentator/nnunet/results) are used as they are. Checksums: the current "
+            "models' publishers give no sha256, so the first download is not verified; its "
+            "sha256 is recorded (hashes.json in the cache) and every later download must "
+            "match it (trust on first use)."
         ),
     )
     sub = parser.add_subparsers(dest="weights_command", metavar="ACTION")
@@ -22,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_path = sub.add_parser("path", help="print where the weights of NAME are (error if missing)")
     p_path.add_argument("name")
     p_path.set_defaults(func=run_path)
-    p_dl = sub.add_parser("download", help="download NAME's weights from the official source")
+    p_dl = sub.add_parser("download", help="download NAME's weights from the official source "
+                                           "(https; trust-on-first-use sha256, see `list`)")
     p_dl.add_argument("name")
     p_dl.add_argument("--force", action="store_true", help="download again even if installed")
     p_dl.set_defaults(func=run_download)
@@ -53,7 +58,8 @@ def run_list(args: argparse.Namespace) -> int:
             size = f"~{r['download_mb']:.0f} MB" if r["download_mb"] else "-"
             state = "no"
         print(f"{r['name']:<24} {state:<10} {size:>9}  {r['kind']:<14} {r['source']}")
-        print(f"{'':<24} {'':<10} {'':>9}  {'':<14} licence: {r['licence']}; sha256: {r['sha256']}")
+        print(f"{'':<24} {'':<10} {'':>9}  {'':<14} licence: {r['licence']}")
+        print(f"{'':<24} {'':<10} {'':>9}  {'':<14} checksum: {r['checksum']}")
     return 0
 
 

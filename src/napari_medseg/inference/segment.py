@@ -108,9 +108,132 @@ def validate_roi_subset(roi_subset: Optional[Sequence[str]], classes: dict, mode
     if problems:
         raise InvalidInputError(
             f"unknown structure(s) for model {model!r}: " + "; ".join(problems)
-            + f". The model knows {len(classes)} structures (see the widget's list or the "
-            "model card)")
+            + ("" if problems[-1].endswith("?") else ".") + f" Valid names ({len(classes)}): "
+            + ", ".join(sorted(set(classes.values()), key=str.lower)))
     return out
+
+
+def check_segment_options(model: ModelLike, *, weights=None, device: Optional[str] = "auto",
+                          roi_subset: Optional[Sequence[str]] = None):
+    """Refuse options the model does not use, before any image is read.
+
+    Parameters
+    ----------
+    model, weights, device, roi_subset
+        As for :func:`segment`.
+
+    Returns
+    -------
+    tuple
+        ``(kind, target, roi)``: what :func:`resolve_model` returns and the canonical
+        structure names (None when ``roi_subset`` is None).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown model or structure (the message lists the valid names); ``weights`` for
+        a model that has none to load (hu-tissue) or holds its own (a model folder);
+        a GPU ``device`` for the CPU-only hu-tissue model; a forced device this machine
+        lacks (the message says which devices exist); a promptable model.
+    """
+    kind, target = resolve_model(model)
+    if kind == "card" and target.kind not in ("hu-tissue", "totalseg", "nnunet"):
+        raise InvalidInputError(
+            f"{target.name!r} is a promptable ({target.kind}) model: use it from the "
+            "Interactive segmentation widget or `medseg prompt`, not automatic segmentation")
+    if kind == "folder" and roi_subset is not None:
+        raise InvalidInputError("roi_subset works with registry models (TotalSegmentator tasks, "
+                                "hu-tissue), not with a custom model folder")
+    hu = kind == "card" and target.kind == "hu-tissue"
+    if weights is not None and str(weights).strip():
+        if hu:
+            raise InvalidInputError(
+                f"the {target.name!r} model needs no weights (it thresholds Hounsfield units); "
+                f"leave the weights out (got {weights!s})")
+        if kind == "folder":
+            raise InvalidInputError(
+                f"the model folder {target} holds its own weights (fold_N/checkpoint_final.pth); "
+                f"leave the weights out (got {weights!s})")
+    dev = (device or "auto").strip().lower()
+    if hu and dev not in ("auto", "cpu"):
+        raise InvalidInputError(
+            f"the {target.name!r} model runs on the CPU only (NumPy/SciPy, no network); "
+            f"device {device!r} does not apply: use auto or cpu")
+    if not hu and dev != "auto":
+        from .device import choose_device
+
+        choose_device(dev)  # a forced device that is missing fails here, before any work
+    roi = validate_roi_subset(roi_subset, target.classes, target.name) if kind == "card" else None
+    return kind, target, roi
+
+
+#: Fewest distinct values a CT sample holds (a label map has a handful; CT noise thousands).
+_LABEL_MAP_MAX_VALUES = 256
+#: Every body CT holds air, lung or fat below this (HU); an MRI or a scaled image does not.
+_HU_LOW_TISSUE = -200.0
+
+
+def check_ct_values(volume: Volume, what: str = "the hu-tissue model") -> list:
+    """Refuse a label map or a non-CT image for an HU model, judging by the voxel values.
+
+    The modality tag is often missing (NIfTI has none), so the values decide: a volume
+    of few distinct non-negative whole numbers is a label map; a volume with no voxel
+    below -200 (no air, lung or fat, which every body CT holds) is not in Hounsfield
+    units (an MRI, a PET, or a CT stored without its rescale). A sample of about a
+    million voxels is enough and keeps this cheap.
+
+    Parameters
+    ----------
+    volume : Volume
+        The image about to be segmented.
+    what : str
+        The consumer, for messages.
+
+    Returns
+    -------
+    list of str
+        Warnings for an image tagged CT whose values still look odd (the run goes on).
+
+    Raises
+    ------
+    InvalidInputError
+        MR/PT/... modality tag, a label map, or values not in HU on an untagged image.
+    """
+    src = volume.metadata.get("source_path") if isinstance(volume.metadata, dict) else None
+    name = f"the image {src}" if src else "the image"
+    modality = (volume.modality or "").upper()
+    if modality in ("MR", "MRI", "PT", "NM", "US"):
+        raise InvalidInputError(
+            f"{what} works on CT in Hounsfield units; {name} is {modality}. For "
+            "MRI use the interactive backends (region-growing works on any modality) or an "
+            "nnU-Net model folder trained on MR images")
+    arr = np.asarray(volume.array)
+    step = max(1, int(round((arr.size / 1_000_000) ** (1 / 3))))
+    sample = np.asarray(arr[::step, ::step, ::step]).ravel()
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return []
+    lo, hi = float(sample.min()), float(sample.max())
+    whole = sample.dtype.kind in "iub" or bool(np.all(sample == np.round(sample)))
+    if whole and lo >= 0:
+        distinct = np.unique(sample)
+        if distinct.size <= _LABEL_MAP_MAX_VALUES:
+            raise InvalidInputError(
+                f"{name} looks like a label map, not a CT: it holds only {distinct.size} "
+                f"distinct whole values ({lo:g}..{hi:g}). Give {what} the CT image (open the "
+                "label map as labels, or measure it with `medseg stats CT LABELS`)")
+    low = float(np.percentile(sample, 1.0))
+    if lo >= _HU_LOW_TISSUE or low > 0:
+        text = (f"{name} does not look like a CT in Hounsfield units: its values span "
+                f"{lo:g}..{hi:g} with no air, lung or fat (nothing below {_HU_LOW_TISSUE:g})")
+        if modality == "CT":
+            return [text + "; the tissue classes may be empty or wrong"]
+        raise InvalidInputError(
+            text + f"; {what} needs CT in HU: for MRI use the interactive backends or an "
+            "nnU-Net model trained on MR; a CT stored without its rescale (e.g. 0..4095) must "
+            "be converted to HU (value x slope + intercept) first")
+    return []
 
 
 # ------------------------------------------------------------------------ helpers
@@ -294,22 +417,13 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
     from ..io.validation import check_volume_for_model
 
     t_start = time.perf_counter()
-    kind, target = resolve_model(model)
+    kind, target, roi = check_segment_options(model, weights=weights, device=device,
+                                              roi_subset=roi_subset)
     label = target.name if kind == "card" else str(target)
     check_volume_for_model(volume, what=f"model {label!r}")
-    if kind == "card" and target.kind not in ("hu-tissue", "totalseg", "nnunet"):
-        raise InvalidInputError(
-            f"{target.name!r} is a promptable ({target.kind}) model: use it from the "
-            "Interactive segmentation widget or `medseg interactive`, not automatic segmentation")
-    if kind == "folder" and roi_subset is not None:
-        raise InvalidInputError("roi_subset works with registry models (TotalSegmentator tasks, "
-                                "hu-tissue), not with a custom model folder")
-    if device not in (None, "auto") and not (kind == "card" and target.kind == "hu-tissue"):
-        from .device import choose_device
-
-        choose_device(device)  # a forced device that is missing fails here, before any work
-    roi = validate_roi_subset(roi_subset, target.classes, target.name) if kind == "card" else None
     result = SegmentResult(labels=np.zeros(0, np.uint8), table=LabelTable(), model=label)
+    if kind == "card" and target.kind == "hu-tissue":
+        result.notes.extend(check_ct_values(volume, what=f"the {label!r} model"))
     report(progress, 0.0, f"{label}: starting")
     check_cancel(cancel)
     if kind == "folder":
@@ -370,7 +484,9 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
     Raises
     ------
     InvalidInputError
-        Unknown model or structure names, 2D/NaN input, promptable model.
+        Unknown model or structure names (the valid names listed), options the model does
+        not use (:func:`check_segment_options`), 2D/NaN input, promptable model, a label
+        map or non-CT image for hu-tissue (:func:`check_ct_values`).
     WeightsNotFoundError
         Weights missing (the message says what to run).
     InsufficientMemoryError

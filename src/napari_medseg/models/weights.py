@@ -10,11 +10,13 @@ Search order for a model's weights (:func:`resolve_weights`):
    using the weights they have.
 
 Downloads (:func:`download`) are https only, streamed to a ``.part`` file in the cache's
-``.downloads`` folder, checked against the sha256 (published, or recorded on the first
-download: trust on first use, kept in ``hashes.json``) *before* use, extracted through
+``.downloads`` folder, checked against the sha256 *before* use, extracted through
 :mod:`~napari_medseg.models.archive` (no absolute paths, ``..``, links or devices) and moved
-into place atomically. A failed or cancelled download deletes its ``.part`` file, and a
-``.part`` file is never read as weights.
+into place atomically. The sha256 is the publisher's where one is published (none of the
+current models' publishers give one); otherwise the first download cannot be verified: its
+sha256 is recorded in ``hashes.json`` and every later download must match it (trust on
+first use). :func:`checksum_policy` says which applies to a model. A failed or cancelled
+download deletes its ``.part`` file, and a ``.part`` file is never read as weights.
 
 Nothing here imports torch; missing weights raise :class:`WeightsNotFoundError` with the
 exact command to run or the folder to fill, never a traceback.
@@ -501,9 +503,12 @@ def import_weights(name: CardLike, path: Union[str, Path], *, link: bool = False
     else:
         items = [(src_root / p.name, root / p.name) for p in src_root.iterdir()
                  if not p.name.startswith(".")]
+    from ..io.paths import check_outputs
+
     for src, dst in items:
-        if src.resolve() == dst.resolve():
-            continue
+        if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
+            continue  # already in place (or a hard link to it)
+        check_outputs([dst], [src], what=f"the cached weights of {card.name!r}")
         _place(src, dst, link)
     return resolve_weights(card)
 
@@ -564,5 +569,35 @@ def describe(name: CardLike) -> dict:
         "source": source,
         "sha256": "published" if any(card.sha256) else (
             "trust on first use" if card.urls else "n/a"),
+        "checksum": checksum_policy(card),
         "licence": card.licence,
     }
+
+
+def checksum_policy(name: CardLike) -> str:
+    """What is actually verified about ``name``'s downloads, in one sentence.
+
+    A published sha256 is enforced from the first download. Where the publisher gives
+    none (TotalSegmentator, SAM-Med3D, nnInteractive today), the first download is not
+    verified against anything: its sha256 is recorded in ``hashes.json`` and every later
+    download must match it (trust on first use).
+    """
+    card = _card(name)
+    if not card.needs_weights:
+        return "no weights, nothing to verify"
+    if not card.urls:
+        return ("no download (manual or trained locally); imports are checked against a "
+                "published sha256 only where one exists")
+    if all(card.sha256):
+        return "sha256 published by the authors, verified on every download"
+    try:
+        records = recorded_hashes()
+    except DownloadError:
+        records = {}
+    recorded = [records.get(f.url) for f in card.remote_files if not f.sha256]
+    if recorded and all(isinstance(r, dict) for r in recorded):
+        when = min(str(r.get("recorded", "?")) for r in recorded)
+        return (f"no sha256 published; recorded at the first download ({when}), later "
+                "downloads must match it (trust on first use)")
+    return ("no sha256 published; the first download is not verified, its sha256 is "
+            "recorded and later downloads must match it (trust on first use)")

@@ -152,13 +152,13 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
     weights : path, optional
         Checkpoint for backends that need one (default: the installed weights).
     device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (ignored by region growing,
-        which runs on the CPU).
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (region growing runs on the CPU:
+        it accepts only ``"auto"`` and ``"cpu"``).
 
     Raises
     ------
     InvalidInputError
-        Unknown backend, or weights given to a weights-free backend.
+        Unknown backend, or weights or a GPU device given to a weights-free backend.
     MedsegError
         The backend's module or a package it needs is missing (the message says which),
         or its weights are not installed (:class:`~napari_medseg.errors.WeightsNotFoundError`).
@@ -168,6 +168,11 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
         if weights is not None:
             raise InvalidInputError(
                 f"the '{spec.name}' backend needs no weights; drop --weights (got {weights!s})"
+            )
+        if str(device or "auto").strip().lower() not in ("auto", "cpu"):
+            raise InvalidInputError(
+                f"the '{spec.name}' backend runs on the CPU only; device {device!r} does not "
+                "apply: use auto or cpu"
             )
         module = importlib.import_module(f"{__package__}.{spec.module}")
         return getattr(module, spec.cls)()
