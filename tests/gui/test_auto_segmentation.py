@@ -205,7 +205,10 @@ def test_missing_weights_message_and_installed_marks(make_napari_viewer, qtbot, 
                if not widget.roi_list.item(i).isHidden()]
     assert visible == ["kidney_right", "kidney_left", "kidney_cyst_left", "kidney_cyst_right"]
     assert run_and_wait(qtbot, widget) == "error"
-    assert "medseg weights download total-fast" in widget.status.text()
+    text = widget.status.text()
+    # the widget's own controls, not the command line's flags
+    assert "Download weights" in text and "under Weights" in text, text
+    assert "--weights" not in text and "medseg weights" not in text, text
     assert layer_names(viewer) == ["CT"] and widget.run_btn.isEnabled()
 
 

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, InvalidInputError, MedsegError
+from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
 from ..progress import CancelToken, iterate_progress
 
 log = logging.getLogger(__name__)
@@ -412,11 +412,10 @@ class AutoSegmentationWidget(QWidget):
 
     def _show_error(self, exc: BaseException) -> None:
         if isinstance(exc, MedsegError):
-            message = str(exc)
-            log.info("automatic segmentation: %s", message)
+            log.info("automatic segmentation: %s", exc)
         else:
-            message = f"{type(exc).__name__}: {exc} (details in the log)"
             log.error("automatic segmentation failed", exc_info=exc)
+        message = user_message(exc, "gui")  # this widget's buttons and fields, not CLI flags
         self.status.setText(f"Error: {message}")
         self.progress_bar.setValue(0)
 

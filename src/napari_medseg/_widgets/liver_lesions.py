@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, InvalidInputError, MedsegError
+from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
 from ..progress import CancelToken
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,15 @@ COLUMNS = (
     ("slices", "slice_range"),
 )
 AXES_LAYER = "lesion axes"
+
+
+def _same_placement(layer, placement: dict) -> bool:
+    """Whether ``layer`` already sits on the grid ``placement`` describes."""
+    affine = np.asarray(layer.affine.affine_matrix)
+    wanted = placement.get("affine", np.eye(affine.shape[0]))
+    return (np.allclose(layer.scale, placement.get("scale", np.ones(len(layer.scale))))
+            and np.allclose(layer.translate, placement.get("translate", np.zeros(len(layer.translate))))
+            and np.shape(wanted) == affine.shape and np.allclose(affine, wanted))
 
 
 class _Bridge(QObject):
@@ -90,6 +99,7 @@ class LiverLesionWidget(QWidget):
         self.report = None
         self.result_layer = None
         self._reference = None  # the Volume the report's coordinates refer to
+        self._placement = None  # placement_of() the layer the report's voxel indices refer to
         self._worker = None
         self._cancel: Optional[CancelToken] = None
         self._bridge = _Bridge()
@@ -260,6 +270,8 @@ class LiverLesionWidget(QWidget):
         image_layer = self._layer_named(self.image_combo.currentText())
         if image_layer is None:
             raise InvalidInputError("choose an image layer first (open a CT)")
+        from ._layers import placement_of
+
         image = self._volume_of(image_layer)
         mode = self.mode_combo.currentText()
         if mode == MODE_MEASURE:
@@ -270,6 +282,7 @@ class LiverLesionWidget(QWidget):
 
             labels = self._volume_of(labels_layer)
             liver_id, lesion_id = liver_lesion_ids(self._names_of(labels_layer))
+            placement = placement_of(labels_layer)
 
             def job(progress, cancel):
                 from ..analysis.lesions import measure_lesions
@@ -278,7 +291,7 @@ class LiverLesionWidget(QWidget):
                 report = measure_lesions(image, labels, liver_id=liver_id, lesion_id=lesion_id)
                 if cancel.is_set():
                     raise Cancelled("cancelled by the user; nothing was changed")
-                return {"report": report, "labels": None, "reference": labels}
+                return {"report": report, "labels": None, "reference": labels, "placement": placement}
 
             return job
         text = self.weights_edit.text().strip()
@@ -290,6 +303,7 @@ class LiverLesionWidget(QWidget):
             model, weights = text, None
         device = self.device_combo.currentText()
         source = image_layer.name
+        placement = placement_of(image_layer)
 
         def job(progress, cancel):
             from ..analysis.lesions import measure_lesions
@@ -304,7 +318,7 @@ class LiverLesionWidget(QWidget):
             if cancel.is_set():
                 raise Cancelled("cancelled by the user; nothing was changed")
             return {"report": report, "labels": array, "table": table, "reference": image,
-                    "name": f"{source} liver & lesions"}
+                    "placement": placement, "name": f"{source} liver & lesions"}
 
         return job
 
@@ -338,8 +352,12 @@ class LiverLesionWidget(QWidget):
 
             data, kwargs, _ = labels_layer_tuple(result["labels"], result["reference"], result["table"],
                                                  name=result["name"])
+            # exactly the image layer's grid and units, whoever read the image
+            kwargs.pop("affine", None)
+            kwargs.update(result["placement"])
             self.result_layer = self.viewer.add_labels(data, **kwargs)
         self._reference = result["reference"]
+        self._placement = result["placement"]
         self.set_report(result["report"])
         self.progress_bar.setValue(1000)
         self.status.setText(f"done: {len(self.report.lesions)} lesion(s)")
@@ -349,6 +367,8 @@ class LiverLesionWidget(QWidget):
             self.status.setText("cancelled; nothing was changed")
             self.progress_bar.setValue(0)
             return
+        # the table and axes of an earlier run must not read as this run's result
+        self.clear_report()
         self._show_error(exc)
 
     def _on_finished(self) -> None:
@@ -358,11 +378,9 @@ class LiverLesionWidget(QWidget):
         self.cancel_button.setEnabled(False)
 
     def _show_error(self, exc: BaseException) -> None:
-        if isinstance(exc, MedsegError):
-            message = str(exc)
-        else:
+        if not isinstance(exc, MedsegError):
             log.error("liver & lesions failed", exc_info=exc)
-            message = f"unexpected error ({type(exc).__name__}: {exc}); details in the log"
+        message = user_message(exc, "gui")  # this widget's fields, not command-line flags
         self.status.setText(f"Error: {message}")
         try:
             from napari.utils.notifications import show_error
@@ -372,8 +390,22 @@ class LiverLesionWidget(QWidget):
             pass
 
     # ------------------------------------------------------------------ table and axes
-    def set_report(self, report) -> None:
-        """Show ``report`` in the table (also usable directly from scripts)."""
+    def set_report(self, report, layer=None) -> None:
+        """Show ``report`` in the table (also usable directly from scripts).
+
+        Parameters
+        ----------
+        report : LesionReport
+            From :func:`napari_medseg.analysis.lesions.measure_lesions`.
+        layer : napari layer, optional
+            The layer whose voxel grid the report's indices refer to (the measured labels
+            or their image); the lesion axes are drawn on its grid. Default: the grid of
+            the last run, else the chosen image layer.
+        """
+        if layer is not None:
+            from ._layers import placement_of
+
+            self._placement = placement_of(layer)
         self.report = report
         self.table.setSortingEnabled(False)
         self.table.clearContents()
@@ -397,6 +429,17 @@ class LiverLesionWidget(QWidget):
         )
         self._set_export_enabled(True)
 
+    def clear_report(self) -> None:
+        """Empty the table, the summary and the drawn axes (no result is shown)."""
+        self.report = None
+        self.table.clearContents()
+        self.table.setRowCount(0)
+        self.summary.setText("")
+        self._set_export_enabled(False)
+        axes = self._layer_named(AXES_LAYER)
+        if axes is not None:
+            axes.data = []
+
     def _set_export_enabled(self, enabled: bool) -> None:
         self.csv_button.setEnabled(enabled)
         self.json_button.setEnabled(enabled)
@@ -411,34 +454,51 @@ class LiverLesionWidget(QWidget):
         self.table.selectRow(row)
 
     def select_lesion(self, lesion_id: int) -> None:
-        """Centre the viewer on lesion ``lesion_id`` and draw its long/short axes."""
+        """Move the view to lesion ``lesion_id``'s axial slice and draw its long/short axes.
+
+        The axes are drawn in voxel indices of the lesion's grid, on a Shapes layer that
+        takes the image's placement (:func:`~._layers.placement_of`): the lines then lie
+        exactly on a voxel-centre slice, and the dims point is set to that slice's world
+        position, which is on napari's slider grid (every layer of the plugin shares the
+        image's scale, translate and units), so the axes are drawn on the slice shown.
+        """
         if self.report is None:
             return
         lesion = next((l for l in self.report.lesions if l.id == lesion_id), None)
         if lesion is None:
             return
-        # World coordinates of our layers are physical (z, y, x) mm (Volume.layer_kwargs).
-        centre_world = np.asarray(lesion.centroid_xyz)[::-1]
-        slice_world = self._reference.index_to_physical(
-            [lesion.axial_slice, *lesion.centroid_vox[1:]])[::-1]
-        lines = [np.asarray(lesion.long_axis_xyz)[:, ::-1], np.asarray(lesion.short_axis_xyz)[:, ::-1]]
-        self._draw_axes(lines)
+        lines = [np.asarray(lesion.long_axis_vox, dtype=float), np.asarray(lesion.short_axis_vox, dtype=float)]
+        axes = self._draw_axes(lines)
+        centre = np.asarray(lesion.centroid_vox, dtype=float)
+        centre[0] = lesion.axial_slice  # the slice the long axis was measured on
+        world = np.asarray(axes.data_to_world(centre), dtype=float)[-3:]
         ndim = self.viewer.dims.ndim
         if ndim >= 3:
-            self.viewer.dims.set_point(ndim - 3, float(slice_world[0]))
-        self.viewer.camera.center = tuple(float(v) for v in (slice_world[0], centre_world[1], centre_world[2]))
+            self.viewer.dims.set_point(ndim - 3, float(world[0]))
+        # napari >= 0.9 moved the camera to viewer.scene
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        camera.center = tuple(float(v) for v in world)
 
-    def _draw_axes(self, lines) -> None:
-        data = [np.asarray(line, dtype=float) for line in lines]
-        layer = self._layer_named(AXES_LAYER)
+    def _draw_axes(self, lines):
+        """Show ``lines`` (voxel indices z, y, x) on the "lesion axes" layer; returns the layer."""
+        if self._placement is None:
+            from ._layers import placement_of
+
+            image_layer = self._layer_named(self.image_combo.currentText())
+            self._placement = placement_of(image_layer) if image_layer is not None else {}
+        placement = dict(self._placement)
         colors = ["red", "yellow"]
+        layer = self._layer_named(AXES_LAYER)
+        if layer is not None and not _same_placement(layer, placement):
+            # drawn for another image (other grid): start afresh on this one
+            self.viewer.layers.remove(layer)
+            layer = None
         if layer is None:
-            self.viewer.add_shapes(data, shape_type="line", edge_color=colors, edge_width=1.0, name=AXES_LAYER)
-        else:
-            layer.data = []
-            layer.add_lines(data, edge_color=colors, edge_width=1.0)
-        if self.result_layer is not None and self.result_layer in self.viewer.layers:
-            pass  # keep the labels layer selected for editing
+            return self.viewer.add_shapes(lines, shape_type="line", edge_color=colors, edge_width=1.0,
+                                          name=AXES_LAYER, **placement)
+        layer.data = []
+        layer.add_lines(lines, edge_color=colors, edge_width=1.0)
+        return layer
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path) -> Path:

@@ -53,8 +53,8 @@ def choose_device(preference: str = "auto"):
         if not torch.cuda.is_available():
             raise InvalidInputError(
                 "device 'cuda' was requested but no CUDA GPU is usable here (torch "
-                f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA); "
-                "use --device cpu or auto"
+                f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA).",
+                hints={"cli": "Use --device cpu or auto.", "gui": "Choose cpu or auto under Device."},
             )
         if ":" in pref:
             index = int(pref.split(":", 1)[1])

@@ -183,7 +183,7 @@ def resolve_weights(name: CardLike, path: Optional[Union[str, Path]] = None) -> 
             return _result_path(card, root) if root.is_dir() else root
         raise WeightsNotFoundError(
             f"the weights given for {card.name!r} at {path} are incomplete: "
-            + "; ".join(missing[:3]) + ". " + _how_to_install(card)
+            + "; ".join(missing[:3]) + ".", hints=_install_hints(card)
         )
     tried = []
     for root in _candidate_roots(card):
@@ -192,9 +192,29 @@ def resolve_weights(name: CardLike, path: Optional[Union[str, Path]] = None) -> 
             return _result_path(card, root)
         tried.append(str(root))
     raise WeightsNotFoundError(
-        f"no weights for {card.name!r} ({card.task}); looked in {', '.join(tried)}. "
-        + _how_to_install(card)
+        f"no weights for {card.name!r} ({card.task}); looked in {', '.join(tried)}.",
+        hints=_install_hints(card),
     )
+
+
+def _install_hints(card: ModelCard) -> dict:
+    """What to do about missing weights, for the command line and for the widgets."""
+    return {"cli": _how_to_install(card), "gui": _how_to_install_gui(card)}
+
+
+def _how_to_install_gui(card: ModelCard) -> str:
+    # the widgets' own controls: "Liver & lesions" has a Checkpoint field, "Automatic
+    # segmentation" a Download weights button and a Weights field
+    if card.kind == "hybrid-liver":
+        return ("Train it (`medseg train liver-lesion` in a terminal), then choose the checkpoint "
+                "(.pt) under Checkpoint.")
+    if card.downloadable:
+        size = sum(f.size_mb or 0 for f in card.remote_files)
+        size_txt = f", about {size:.0f} MB" if size else ""
+        return (f"Click Download weights (needs internet{size_txt}), or choose the folder that "
+                "holds them under Weights.")
+    return (f"Download it by hand ({card.notes}), then choose it under Weights, or put it at "
+            f"{install_root(card) / (card.checkpoint or '')}.")
 
 
 def _how_to_install(card: ModelCard) -> str:
@@ -405,8 +425,8 @@ def download(name: CardLike, progress: Optional[ProgressCallback] = None,
     if not card.needs_weights:
         return None
     if not card.downloadable:
-        raise WeightsNotFoundError(f"{card.name!r} cannot be downloaded automatically. "
-                                   + _how_to_install(card))
+        raise WeightsNotFoundError(f"{card.name!r} cannot be downloaded automatically.",
+                                   hints=_install_hints(card))
     opener = opener or _default_opener
     for remote in card.remote_files:
         check_url(remote.url)  # refuse before touching the disk
