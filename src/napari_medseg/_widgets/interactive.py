@@ -7,16 +7,26 @@ result into the target Labels layer through napari's undoable path.
 
 How it is wired
 ---------------
-* **Clicks** go into a Points layer ("prompts") that has no transform of its own, so
-  its coordinates are world = physical millimetres (z, y, x). Each click is converted
+* **Clicks** go into a Points layer ("prompts") placed on the image's grid
+  (:func:`~napari_medseg._widgets._layers.placement_of`: same scale, origin, affine and
+  mm units). Each click's world position (physical millimetres, z, y, x) is converted
   to the image's voxel index with ``image_layer.world_to_data`` - exact for
   anisotropic spacing, oblique affines, any slicing orientation, 2D or 3D display.
   Green points are positive (inside), red negative (outside).
-* **Writing** uses ``Labels.data_setitem`` on the voxels that change inside the
-  changed bounding box only: each interaction is one undo item of the Labels layer.
-  Voxels of other labels are never overwritten unless "allow overwriting other
-  labels" is ticked; when the object shrinks, voxels go back to what they were when
-  the object was started.
+* **Identity.** Docked from the Plugins menu the widget gets napari's
+  ``PublicOnlyProxy`` viewer, whose every attribute access is a new object: the
+  session and the current object are keyed on the layers' ``unique_id``
+  (:func:`~napari_medseg._widgets._layers.layer_key`), never on ``id()`` or ``is``.
+* **Writing**: an :class:`~napari_medseg.prompts.compositing.ObjectCompositor` says
+  which voxels change (voxels of other labels are never overwritten unless "allow
+  overwriting other labels" is ticked; when the object shrinks, voxels go back to
+  what they were when the object was started); the widget writes them with
+  ``Labels.data_setitem``: each interaction is one undo item of the Labels layer. A
+  label id beyond the layer's dtype (300 on uint8) widens the layer first, losslessly.
+* **Names and colours.** Each object is an entry of the layer's class table (name
+  from the Name field, else "object <id>"; a distinct colour per id), stored like
+  every labels layer of the plugin (metadata, ``features``, ``DirectLabelColormap``),
+  so Statistics, Export and Label tools show its name.
 * **Undo.** ``Ctrl+Z`` with the prompts layer selected (and the "Undo click" button)
   undoes the last *click*: the prompt is removed and the previous mask restored.
   With the Labels layer selected, ``Ctrl+Z`` is napari's own undo, which reverts the
@@ -52,7 +62,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, InvalidInputError, MedsegError
 from ..progress import CancelToken
-from ._layers import layer_volume
+from ._layers import layer_key, layer_volume, placement_of
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +93,10 @@ class InteractiveSegmentationWidget(QWidget):
         self._worker = None
         self._cancel: Optional[CancelToken] = None
         self._records: list = []  # (zyx voxel, positive) per point in the prompts layer
-        self._base: Optional[np.ndarray] = None  # labels before the current object started
-        self._object_label: Optional[int] = None
+        self._compositor = None  # ObjectCompositor of the current object, None between objects
+        self._object_layer: Optional[str] = None  # layer_key of the labels layer it is drawn in
+        self.last_report: str = ""  # the plausibility report of the last click, if any
+        self._filled_name = ""  # the Name field's text when it was filled in from the class table
         self._adding = False
         self.last_error: str = ""
         self._build_ui()
@@ -107,6 +119,8 @@ class InteractiveSegmentationWidget(QWidget):
         row.addWidget(self.new_labels_btn)
         form.addRow("Image", self.image_combo)
         form.addRow("Labels", row)
+        self.image_combo.currentIndexChanged.connect(self._on_target_changed)
+        self.labels_combo.currentIndexChanged.connect(self._on_target_changed)
 
         self.backend_combo = QComboBox()
         for status in backend_statuses():
@@ -128,6 +142,8 @@ class InteractiveSegmentationWidget(QWidget):
         self.name_edit.setPlaceholderText("object name (e.g. liver, lesion 1)")
         form.addRow("Label id", self.label_spin)
         form.addRow("Name", self.name_edit)
+        self.label_spin.valueChanged.connect(self._on_label_id_changed)
+        self.name_edit.editingFinished.connect(lambda: self.rename_object())
 
         self.positive_btn = QPushButton("Positive (inside)")
         self.positive_btn.setCheckable(True)
@@ -222,9 +238,14 @@ class InteractiveSegmentationWidget(QWidget):
 
     @property
     def labels_layer(self):
+        """The target Labels layer (a new one on the image's grid when none is picked)."""
+        layer = self._labels_layer_or_none()
+        return self.create_labels_layer() if layer is None else layer
+
+    def _labels_layer_or_none(self):
         name = self.labels_combo.currentText()
         if not name or name not in self.viewer.layers:
-            return self.create_labels_layer()
+            return None
         return self.viewer.layers[name]
 
     def create_labels_layer(self, name: str = "segmentation"):
@@ -244,10 +265,13 @@ class InteractiveSegmentationWidget(QWidget):
     def _prompts_layer(self):
         if PROMPTS_LAYER in self.viewer.layers:
             return self.viewer.layers[PROMPTS_LAYER]
-        # No transform: the points' coordinates are world (physical mm, z y x).
+        # On the image's grid and units (no "inconsistent units", the slider keeps the
+        # image's slice steps); clicks are read back through the layer's own transform.
+        placement = placement_of(self.image_layer)
+        size = 6.0 / float(np.mean(np.abs(placement["scale"][-3:])))  # about 6 mm across
         layer = self.viewer.add_points(
-            np.empty((0, 3)), ndim=3, name=PROMPTS_LAYER, size=6, border_width=0.1,
-            face_color=POSITIVE_COLOR, border_color="white",
+            np.empty((0, 3)), ndim=3, name=PROMPTS_LAYER, size=size, border_width=0.1,
+            face_color=POSITIVE_COLOR, border_color="white", **placement,
         )
         layer.events.data.connect(self._on_points_changed)
         layer.bind_key("t", lambda _layer: self.toggle_mode(), overwrite=True)
@@ -268,7 +292,7 @@ class InteractiveSegmentationWidget(QWidget):
         """Select (creating it if needed) the box Shapes layer in rectangle mode."""
         if BOX_LAYER not in self.viewer.layers:
             self.viewer.add_shapes(ndim=3, name=BOX_LAYER, edge_color="yellow", face_color="transparent",
-                                   edge_width=1.0)
+                                   edge_width=1.0, **placement_of(self.image_layer))
         layer = self.viewer.layers[BOX_LAYER]
         self.viewer.layers.selection.active = layer
         layer.mode = "add_rectangle"
@@ -346,7 +370,7 @@ class InteractiveSegmentationWidget(QWidget):
         try:
             layer.selected_data = set()
             layer.current_face_color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
-            layer.add(np.asarray(world, dtype=float)[-3:])
+            layer.add(_world_to_layer(layer, np.asarray(world, dtype=float)[-3:]))
         finally:
             self._adding = False
             layer.selected_data = set()
@@ -370,7 +394,7 @@ class InteractiveSegmentationWidget(QWidget):
             return
         layer = event.source
         for i in range(len(self._records), len(layer.data)):
-            world = np.asarray(layer.data[i], dtype=float)
+            world = np.asarray(layer.data_to_world(np.asarray(layer.data[i], dtype=float)), dtype=float)
             positive = self.positive
             try:
                 zyx = self.world_to_voxel(world)
@@ -436,29 +460,81 @@ class InteractiveSegmentationWidget(QWidget):
         self._next_object_now()
 
     def _next_object_now(self) -> None:
+        from ..editing.classes import next_free_id
+        from .label_tools import layer_table
+
         labels = self.labels_layer
-        data = np.asarray(labels.data)
-        if data.dtype.itemsize <= 2 and data.dtype.kind == "u":
-            used = set(int(i) for i in np.flatnonzero(np.bincount(data.ravel())))
-        else:
-            used = set(int(i) for i in np.unique(data))
-        new = self.label_id + 1
-        limit = np.iinfo(data.dtype).max
-        while new in used and new < limit:
-            new += 1
-        if new > limit:
-            self._error(f"no free label id left in this {data.dtype} layer")
+        new = next_free_id(np.asarray(labels.data), layer_table(labels))
+        if new > self.label_spin.maximum():
+            self._error(f"no free label id left: '{labels.name}' already uses ids up to {new - 1}")
             return
         self._clear_prompts()
-        self.label_spin.setValue(int(new))
-        self.name_edit.clear()
-        self._show(f"next object: label {new}")
+        self.label_spin.setValue(int(new))  # also empties the Name field (a new id has no name)
+        self._show(f"next object: label {new} (new colour; type a name before the first click)")
+
+    def _on_label_id_changed(self, value: int) -> None:
+        """Another id: the current object is finished; the Name field shows the id's name."""
+        if self._compositor is not None and int(value) != self._compositor.label_id and not self.busy:
+            self._clear_prompts()
+        layer = self._labels_layer_or_none()
+        name = ""
+        if layer is not None:
+            from .label_tools import layer_table
+
+            table = layer_table(layer)
+            name = table.name_of(int(value)) if int(value) in table.ids else ""
+        # a name typed for an id without one is kept; one filled in from the table is replaced
+        if name or self.name_edit.text() == self._filled_name:
+            self.name_edit.setText(name)
+        self._filled_name = name
+
+    def _on_target_changed(self, *_) -> None:
+        """Another image or labels layer picked: the current object is finished."""
+        if self._compositor is not None and not self.busy:
+            self._clear_prompts()
+
+    def object_name(self, label_id: Optional[int] = None) -> str:
+        """The name the object gets: the Name field, else its table name, else ``object <id>``."""
+        label_id = self.label_id if label_id is None else int(label_id)
+        typed = self.name_edit.text().strip()
+        if typed:
+            return typed
+        layer = self._labels_layer_or_none()
+        if layer is not None:
+            from .label_tools import layer_table
+
+            table = layer_table(layer)
+            if label_id in table.ids:
+                return table.name_of(label_id)
+        return f"object {label_id}"
+
+    def rename_object(self) -> None:
+        """Give the current label id the Name field's text in the layer's class table."""
+        layer = self._labels_layer_or_none()
+        typed = self.name_edit.text().strip()
+        if layer is None or not typed:
+            return
+        from .label_tools import layer_table
+
+        if self.label_id in layer_table(layer).ids or (np.asarray(layer.data) == self.label_id).any():
+            self._name_in_table(layer, self.label_id)
+
+    def _name_in_table(self, layer, label_id: int) -> None:
+        """Make sure ``label_id`` is in the layer's class table, with its name and a colour."""
+        from .label_tools import layer_table, set_layer_table
+
+        table = layer_table(layer)
+        name = self.object_name(label_id)
+        if label_id in table.ids and table.name_of(label_id) == name:
+            return
+        # with_label keeps a listed id's colour and gives a new id its own distinct one
+        set_layer_table(layer, table.with_label(label_id, name))
 
     def _clear_prompts(self) -> None:
         if self._session is not None:
             self._session.reset()
-        self._base = None
-        self._object_label = None
+        self._compositor = None
+        self._object_layer = None
         self._records.clear()
         if PROMPTS_LAYER in self.viewer.layers:
             layer = self.viewer.layers[PROMPTS_LAYER]
@@ -505,7 +581,8 @@ class InteractiveSegmentationWidget(QWidget):
         image = self.image_layer
         backend = self.backend_combo.currentData() or "region-growing"
         weights = self.weights_edit.text().strip() or None
-        return (id(image), image.name, backend, weights), (image, backend, weights)
+        # unique_id, not id(): through the plugin's proxy viewer id() changes on every access
+        return (layer_key(image), backend, weights), (image, backend, weights)
 
     def _pump(self) -> None:
         if self._worker is not None or not self._queue:
@@ -572,9 +649,8 @@ class InteractiveSegmentationWidget(QWidget):
             elif kind == "undo":
                 update = session.undo() if session.can_undo else None
             elif kind == "reset":
-                before = session.mask
                 session.reset()
-                update = ("reset", before)
+                update = None  # the compositor knows what the object's voxels were before it
             elif kind == "refine":
                 session.reset()
                 update = session.set_initial_mask(initial)
@@ -585,7 +661,8 @@ class InteractiveSegmentationWidget(QWidget):
                 if kind in ("point", "box", "refine") and session.can_undo:
                     session.undo()
                 raise Cancelled("cancelled by the user; nothing was changed")
-            return session, update
+            report = _plausibility(session) if kind in ("point", "box") else None
+            return session, update, report
 
         worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         self._worker = worker
@@ -613,21 +690,21 @@ class InteractiveSegmentationWidget(QWidget):
         self._pump()
 
     def _done(self, action: tuple, key: tuple, result) -> None:
-        session, update = result
-        if session is not self._session:
+        session, update, report = result
+        if session is not self._session:  # a core object, not a layer proxy: identity is stable
             self._session = session
             self._session_key = key
         kind = action[0]
         try:
             if kind == "reset":
-                self._restore_base(update[1])
+                self._remove_object()
                 self._records.clear()
                 self._clear_prompts()
                 self._show(f"label {self.label_id}: reset")
                 return
             if kind == "refine":
                 self._start_object(refine=True)
-            elif kind in ("point", "box") and self._base is None:
+            elif kind in ("point", "box") and self._compositor is None:
                 self._start_object(refine=False)
             if update is None:
                 self._show("nothing to undo")
@@ -636,9 +713,17 @@ class InteractiveSegmentationWidget(QWidget):
                 if self._records:
                     self._records.pop()
                     self._remove_last_points(1)
-            self._write(update)
+            note = self._write(update)
             n = int(np.count_nonzero(update.mask))
-            self._show(f"label {self.label_id}: {n} voxels ({update.timing_s * 1000:.0f} ms)")
+            label = self._compositor.label_id if self._compositor is not None else self.label_id
+            text = f"label {label} '{self.object_name(label)}': {n} voxels ({update.timing_s * 1000:.0f} ms)"
+            self.last_report = report.text() if report is not None else ""
+            if report is not None:
+                lines = report.text().splitlines()
+                text += "\n" + lines[0] + "".join(f"\n<b>{line}</b>" for line in lines[1:])
+            if note:
+                text += "\n" + note
+            self._show(text.replace("\n", "<br>"))
         except MedsegError as exc:
             self._error(str(exc))
 
@@ -665,52 +750,62 @@ class InteractiveSegmentationWidget(QWidget):
 
     # ------------------------------------------------------------------ writing
     def _start_object(self, refine: bool) -> None:
-        """Remember the labels as they are before the object's first write."""
-        data = np.asarray(self.labels_layer.data)
-        self._base = data.copy()
-        self._object_label = self.label_id
-        if refine:
-            self._base[self._base == self.label_id] = 0
+        """A new object: its compositor remembers the labels as they are before its first write."""
+        from ..prompts.compositing import ObjectCompositor
 
-    def _write(self, update) -> None:
-        """Write the object's mask into the Labels layer (undoable, changed box only)."""
-        box = tuple(update.changed)
-        if any(s.stop <= s.start for s in box):
-            return
+        self._compositor = ObjectCompositor(self.label_id, refine=refine)
+        self._object_layer = layer_key(self.labels_layer)
+
+    def _write(self, update) -> str:
+        """Write the object's mask into the Labels layer (undoable, changed box only).
+
+        Returns a note for the status line (e.g. that the layer was widened), or "".
+        """
+        from .label_tools import widen_for
+
         layer = self.labels_layer
-        label = self._object_label or self.label_id
-        data = layer.data
-        if self._base is None:
-            self._start_object(refine=False)
-        base = self._base[box]
-        current = np.asarray(data[box])
-        mask = np.asarray(update.mask[box], dtype=bool)
-        if self.overwrite_check.isChecked():
-            writable = np.ones_like(mask)
-        else:
-            writable = (base == 0) | (base == label)
-        desired = np.where(mask & writable, np.asarray(label, dtype=current.dtype), base).astype(current.dtype)
-        diff = desired != current
-        if not diff.any():
-            return
-        index = np.nonzero(diff)
-        values = desired[diff]
-        index = tuple(i + s.start for i, s in zip(index, box))
-        layer.data_setitem(index, values)
+        if self._compositor is None or self._object_layer != layer_key(layer):
+            self._start_object(refine=False)  # the target layer changed: a new object there
+        label = self._compositor.label_id
+        note = widen_for(layer, label) or ""  # 300 on uint8: widen (lossless), never overflow
+        self._name_in_table(layer, label)
+        write = self._compositor.compose(layer.data, update.mask, tuple(update.changed),
+                                         allow_overwrite=self.overwrite_check.isChecked())
+        if write.count:
+            with layer.block_history():  # one interaction = one Ctrl+Z on the Labels layer
+                layer.data_setitem(write.index, write.values)
+        return note
 
-    def _restore_base(self, before: np.ndarray) -> None:
+    def _remove_object(self) -> None:
         """Reset: the object's voxels go back to what they were before it started."""
-        if self._base is None:
+        layer = self._labels_layer_or_none()
+        if self._compositor is None or layer is None or self._object_layer != layer_key(layer):
             return
-        from ..prompts.base import _nonzero_region
+        write = self._compositor.remove(layer.data)
+        if write.count:
+            with layer.block_history():
+                layer.data_setitem(write.index, write.values)
 
-        box = _nonzero_region(np.asarray(before, dtype=bool))
-        if box is None:
-            return
-        layer = self.labels_layer
-        current = np.asarray(layer.data[box])
-        desired = np.where(before[box], self._base[box], current).astype(current.dtype)
-        diff = desired != current
-        if diff.any():
-            index = tuple(i + s.start for i, s in zip(np.nonzero(diff), box))
-            layer.data_setitem(index, desired[diff])
+
+def _world_to_layer(layer, world: np.ndarray) -> np.ndarray:
+    """World (mm) -> ``layer``'s data coordinates (what ``Points.add`` takes)."""
+    return np.asarray(layer.world_to_data(world), dtype=float)[-3:]
+
+
+def _plausibility(session):
+    """The click report (clicked value/position, warnings) for the session's first positive click.
+
+    ``None`` when there is no positive click or the report is not available.
+    """
+    points = session.prompts.positive_points
+    if not points:
+        return None
+    try:
+        from ..prompts.plausibility import click_report
+    except ImportError:  # pragma: no cover - the module is part of the package
+        return None
+    try:
+        return click_report(session.volume, points[0], session.mask)
+    except MedsegError as exc:
+        log.warning("no plausibility report: %s", exc)
+        return None
