@@ -35,6 +35,13 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def dock(viewer) -> AutoSegmentationWidget:
+    """The widget as napari's Plugins menu docks it (it holds a PublicOnlyProxy viewer)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Automatic segmentation")
+    assert isinstance(widget, AutoSegmentationWidget)
+    return widget
+
+
 def add_image(viewer, volume: Volume, name: str):
     data, kwargs, _ = image_layer_tuple(volume, name)
     return viewer.add_image(data, **kwargs)
@@ -54,8 +61,7 @@ def test_weights_free_model_adds_aligned_named_layer(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     volume = phantom.ct.with_array(phantom.ct.array)
     image = add_image(viewer, volume, "CT")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     assert widget.model_combo.currentData() == "hu-tissue"
     assert widget.roi_list.count() == len(CLASSES)
     assert run_and_wait(qtbot, widget) == "done"
@@ -64,6 +70,9 @@ def test_weights_free_model_adds_aligned_named_layer(make_napari_viewer, qtbot, 
     assert np.issubdtype(labels.data.dtype, np.integer) and labels.data.shape == volume.shape
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
+    # the image's physical units too: no "Inconsistent units" and one slider step
+    assert [str(u) for u in labels.units] == ["millimeter"] * 3
+    assert viewer.layers.extent.units is not None
     names = dict(zip(labels.features["index"], labels.features["name"]))
     assert names[IDS_LUNG] == "lung" and names[1] == "subcutaneous_fat"
     assert (labels.data == IDS_LUNG).sum() > 100
@@ -112,8 +121,7 @@ def test_random_weight_nnunet_folder_as_custom_model(make_napari_viewer, qtbot, 
     vol = Volume(rng.normal(0, 200, (10, 20, 24)).astype(np.float32), spacing=(4.0, 3.0, 5.0),
                  origin=(-20.0, 10.0, 5.0), modality="CT")
     image = add_image(viewer := make_napari_viewer(), vol, "scan")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     widget.set_custom_folder(folder)
     widget.device_combo.setCurrentText("cpu")
     assert not widget.roi_list.isEnabled()
@@ -134,8 +142,7 @@ def test_cancel_mid_run_leaves_layers_unchanged_then_rerun_works(make_napari_vie
 
     viewer = make_napari_viewer()
     add_image(viewer, phantom.ct, "CT")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     original = hu.body_mask
 
     def slow_body(*args, **kwargs):  # cancel arrives while the first stage runs
@@ -155,8 +162,7 @@ def test_cancel_mid_run_leaves_layers_unchanged_then_rerun_works(make_napari_vie
 def test_cancel_button_during_run(make_napari_viewer, qtbot, phantom):
     viewer = make_napari_viewer()
     add_image(viewer, phantom.ct, "CT")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:
         widget.run()
         assert widget.cancel_btn.isEnabled() and not widget.run_btn.isEnabled()
@@ -169,8 +175,7 @@ def test_cancel_button_during_run(make_napari_viewer, qtbot, phantom):
 def test_2d_image_shows_message_and_run_stays_enabled(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.int16), name="slice")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     with qtbot.waitSignal(widget.finished, timeout=5000) as blocker:
         widget.run()
     assert blocker.args[0] == "error"
@@ -181,8 +186,7 @@ def test_2d_image_shows_message_and_run_stays_enabled(make_napari_viewer, qtbot)
 def test_worker_error_shows_message_and_recovers(make_napari_viewer, qtbot, phantom, monkeypatch):
     viewer = make_napari_viewer()
     add_image(viewer, phantom.ct, "CT")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(2**20))
     assert run_and_wait(qtbot, widget) == "error"
     assert "memory" in widget.status.text() and widget.run_btn.isEnabled()
@@ -194,8 +198,7 @@ def test_worker_error_shows_message_and_recovers(make_napari_viewer, qtbot, phan
 def test_missing_weights_message_and_installed_marks(make_napari_viewer, qtbot, phantom):
     viewer = make_napari_viewer()
     add_image(viewer, phantom.ct, "CT")
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     texts = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
     assert "total-fast (not installed)" in texts and texts[-1] == CUSTOM
     widget.set_model("total-fast")
@@ -214,8 +217,7 @@ def test_missing_weights_message_and_installed_marks(make_napari_viewer, qtbot, 
 
 def test_new_image_layers_appear_in_picker(make_napari_viewer, qtbot, phantom):
     viewer = make_napari_viewer()
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     assert widget.image_combo.count() == 0
     add_image(viewer, phantom.ct, "CT")
     viewer.add_labels(np.zeros((2, 2, 2), np.uint8), name="not an image")
@@ -241,8 +243,7 @@ def test_download_button_runs_in_background_and_refreshes(make_napari_viewer, qt
 
     monkeypatch.setattr(wm, "download", fake_download)
     viewer = make_napari_viewer()
-    widget = AutoSegmentationWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = dock(viewer)
     widget.set_model("total-fastest")
     assert "not installed" in widget.model_combo.currentText()
     with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:

@@ -1,4 +1,4 @@
-"""Statistics and Export widgets in a real viewer."""
+"""Statistics and Export widgets in a real viewer, docked as the Plugins menu docks them (proxy viewer)."""
 
 import csv
 
@@ -12,6 +12,15 @@ from napari_medseg.analysis.statistics import label_statistics
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple
 from napari_medseg.io.volume import Volume
+
+
+pytestmark = pytest.mark.gui
+
+
+def dock(viewer, name):
+    """The widget napari's Plugins menu gives: it holds a PublicOnlyProxy of the viewer."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
+    return widget
 
 
 @pytest.fixture
@@ -33,7 +42,8 @@ def scene(make_napari_viewer):
 
 def test_statistics_widget_matches_core_and_follows_edits(qtbot, scene, tmp_path):
     viewer, ct, image, labels, table = scene
-    widget = StatisticsWidget(viewer)
+    widget = dock(viewer, "Statistics")
+    assert isinstance(widget, StatisticsWidget)
     widget.labels_combo.set_layer(labels)
     widget.image_combo.set_layer(image)
     widget.debounce_ms = 10
@@ -50,6 +60,19 @@ def test_statistics_widget_matches_core_and_follows_edits(qtbot, scene, tmp_path
     qtbot.waitUntil(lambda: widget.stats[1]["voxels"] == 14, timeout=20000)
     labels.undo()
     qtbot.waitUntil(lambda: widget.stats[1]["voxels"] == 10, timeout=20000)
+    # a refresh that finds nothing changed shows the standing result, not "computing..."
+    expected = widget.status.text()
+    assert expected.startswith("2 label(s)")
+    with qtbot.waitSignal(widget.updated, timeout=20000) as blocker:
+        worker = widget.refresh(force=False)
+        assert widget.status.text() == "computing..."
+    assert blocker.args[0] == expected and widget.status.text() == expected
+    assert worker is not None
+    # a new image array in the same layer is a change: the means follow it
+    image.data = np.asarray(image.data) + 1000
+    with qtbot.waitSignal(widget.updated, timeout=20000):
+        widget.refresh(force=False)
+    assert widget.stats[0]["mean"] == pytest.approx(direct[0]["mean"] + 1000)
     out = widget.export_csv(tmp_path / "stats.csv")
     rows = list(csv.DictReader(open(out)))
     assert [r["name"] for r in rows] == ["liver", "lesion"] and rows[1]["voxels"] == "10"
@@ -58,17 +81,24 @@ def test_statistics_widget_matches_core_and_follows_edits(qtbot, scene, tmp_path
 def test_statistics_widget_wrong_image_shows_message(qtbot, scene):
     viewer, ct, image, labels, table = scene
     other = viewer.add_image(np.zeros((3, 4, 5), np.int16), name="other")
-    widget = StatisticsWidget(viewer)
+    widget = dock(viewer, "Statistics")
     widget.labels_combo.set_layer(labels)
+    widget.image_combo.set_layer(image)
+    with qtbot.waitSignal(widget.updated, timeout=20000):
+        widget.refresh()
+    assert widget.table.rowCount() == 2
     widget.image_combo.set_layer(other)
     with qtbot.waitSignal(widget.updated, timeout=20000) as blocker:
         widget.refresh()
     assert "shape" in blocker.args[0] and "pick the image" in blocker.args[0]
+    # the previous table is not left under the error as if it answered this choice
+    assert widget.table.rowCount() == 0 and widget.stats == []
 
 
 def test_export_widget_writes_formats(qtbot, scene, tmp_path):
     viewer, ct, image, labels, table = scene
-    widget = ExportWidget(viewer)
+    widget = dock(viewer, "Export labels")
+    assert isinstance(widget, ExportWidget)
     widget.labels_combo.set_layer(labels)
     widget.image_combo.set_layer(image)
     assert DICOM_FORMAT not in widget.available_formats()  # the image is not from DICOM
@@ -101,7 +131,7 @@ def test_export_widget_dicom_seg(qtbot, make_napari_viewer, shared_data, tmp_pat
     image = viewer.add_image(d, **kw)
     d, kw, _ = labels_layer_tuple(ref.array, ct, LabelTable.from_names({1: "liver"}), "liver")
     labels = viewer.add_labels(d, **kw)
-    widget = ExportWidget(viewer)
+    widget = dock(viewer, "Export labels")
     widget.labels_combo.set_layer(labels)
     widget.image_combo.set_layer(image)
     assert DICOM_FORMAT in widget.available_formats()

@@ -383,7 +383,12 @@ class AutoSegmentationWidget(QWidget):
         self._outcome = "done"
         layer, volume, label = self._source
         name = self._unique_name(f"{layer.name} {label}")
+        from ._layers import placement_of
+
         data, kwargs, _ = labels_layer_tuple(result.labels, volume, result.table, name)
+        # exactly the image layer's grid and units, whichever reader opened the image
+        kwargs.pop("affine", None)
+        kwargs.update(placement_of(layer))
         kwargs["metadata"] = dict(kwargs.get("metadata", {}), medseg_model=label,
                                   medseg_source_layer=layer.name)
         self.last_layer = self.viewer.add_labels(data, **kwargs)

@@ -9,6 +9,7 @@ one computation, in a worker thread.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -26,8 +27,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import InvalidInputError, MedsegError
-from ._layers import layer_volume
+from ..errors import InvalidInputError, MedsegError, user_message
+from ._layers import layer_key, layer_volume
 from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,25 @@ COLUMNS = (
     ("bbox z", "bbox", 0), ("bbox y", "bbox", 1), ("bbox x", "bbox", 2),
     ("centroid x,y,z (mm)", "centroid_xyz_mm", "xyz"),
 )
+
+
+def _image_token(layer):
+    """``(layer_key, weak reference to its array)``; the reference is None for arrays without weakrefs."""
+    try:
+        ref = weakref.ref(layer.data)
+    except TypeError:  # e.g. a dask array proxy: never considered unchanged
+        ref = None
+    return layer_key(layer), ref
+
+
+def _same_image(token, last) -> bool:
+    """Whether ``token`` names the same image layer and array as ``last`` (both may be None)."""
+    if token is None or last is None:
+        return token is None and last is None
+    if token[0] != last[0] or token[1] is None or last[1] is None:
+        return False
+    array = token[1]()
+    return array is not None and array is last[1]()
 
 
 class StatisticsWidget(QWidget):
@@ -59,9 +79,11 @@ class StatisticsWidget(QWidget):
         self.viewer = napari_viewer
         self.stats: list = []
         self.debounce_ms = 400
-        self._watched = None
+        self._watched = None  # the Labels layer whose edit events we follow
+        self._watched_key = None  # its layer_key (proxies are new objects on every access)
         self._worker = None
         self._pending = False
+        self._message = ""  # the text of the last result (shown again when nothing changed)
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -93,6 +115,7 @@ class StatisticsWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(lambda: self.refresh(force=False))
         self._last_key = None
+        self._last_image = None  # (layer_key, weak reference to the image array) of the last result
         self.labels_combo.currentIndexChanged.connect(self._on_layers_changed)
         self.image_combo.currentIndexChanged.connect(self._on_layers_changed)
         self._on_layers_changed()
@@ -100,19 +123,21 @@ class StatisticsWidget(QWidget):
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, *_):
         layer = self.labels_combo.layer()
-        if self._watched is not None and self._watched is not layer:
-            for ev in (self._watched.events.paint, self._watched.events.data, self._watched.events.set_data):
-                try:
-                    ev.disconnect(self.schedule_refresh)
-                except (TypeError, ValueError, RuntimeError):
-                    pass
-        if layer is not None and self._watched is not layer:
-            layer.events.paint.connect(self.schedule_refresh)
-            layer.events.data.connect(self.schedule_refresh)
-            # undo/redo only emit set_data (also emitted when the slice changes: the
-            # worker skips the computation when the data digest is unchanged)
-            layer.events.set_data.connect(self.schedule_refresh)
-        self._watched = layer
+        key = None if layer is None else layer_key(layer)
+        if key != self._watched_key:
+            if self._watched is not None:
+                for ev in (self._watched.events.paint, self._watched.events.data, self._watched.events.set_data):
+                    try:
+                        ev.disconnect(self.schedule_refresh)
+                    except (TypeError, ValueError, RuntimeError):
+                        pass
+            if layer is not None:
+                layer.events.paint.connect(self.schedule_refresh)
+                layer.events.data.connect(self.schedule_refresh)
+                # undo/redo only emit set_data (also emitted when the slice changes: the
+                # worker skips the computation when the data digest is unchanged)
+                layer.events.set_data.connect(self.schedule_refresh)
+            self._watched, self._watched_key = layer, key
         self.schedule_refresh()
 
     def schedule_refresh(self, event=None) -> None:
@@ -152,26 +177,30 @@ class StatisticsWidget(QWidget):
                         f"image {image_layer.name!r} has shape {image.shape}, the labels {labels.shape}; "
                         "pick the image the labels were drawn on")
         except MedsegError as exc:
-            self._show_error(str(exc))
+            self._show_error(user_message(exc, "gui"))
             return None
 
         from ..analysis.statistics import label_statistics
 
         from ..editing.autosave import fingerprint
 
-        image_id = None if image is None else (id(image_layer.data), image.shape)
+        # The image is the same when it is the same layer holding the same array object
+        # (compared by identity through a weak reference: no digest of a large CT on every
+        # slice change, and a freed array never matches a new one at the same address).
+        image_token = None if image_layer is None else _image_token(image_layer)
+        same_image = _same_image(image_token, self._last_image)
         last_key = self._last_key
 
         @thread_worker(ignore_errors=True)
         def work():
-            key = (fingerprint(labels.array), image_id, repr(table.to_dict()))
-            if not force and key == last_key and self.stats:
+            key = (fingerprint(labels.array), repr(table.to_dict()))
+            if not force and same_image and key == last_key and self.stats:
                 return None
-            return key, label_statistics(image, labels, table)
+            return key, image_token, label_statistics(image, labels, table)
 
         worker = work()
         worker.returned.connect(self._show)
-        worker.errored.connect(lambda exc: self._show_error(str(exc)))
+        worker.errored.connect(lambda exc: self._show_error(user_message(exc, "gui")))
         worker.finished.connect(self._worker_done)
         self._worker = worker
         self.status.setText("computing...")
@@ -185,10 +214,11 @@ class StatisticsWidget(QWidget):
             self.refresh(force=False)
 
     def _show(self, result) -> None:
-        if result is None:  # unchanged
-            self.updated.emit(self.status.text())
+        if result is None:  # unchanged: the last result stands, and says so again
+            self.status.setText(self._message)
+            self.updated.emit(self._message)
             return
-        self._last_key, stats = result
+        self._last_key, self._last_image, stats = result
         self.stats = stats
         self.table.setRowCount(len(stats))
         for row, s in enumerate(stats):
@@ -205,11 +235,17 @@ class StatisticsWidget(QWidget):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         total = sum(s["volume_ml"] for s in stats)
         msg = f"{len(stats)} label(s), {total:.2f} mL in total"
+        self._message = msg
         self.status.setText(msg)
         self.updated.emit(msg)
 
     def _show_error(self, text: str) -> None:
         log.warning("statistics: %s", text)
+        # a table left under an error would read as the answer for the current choice
+        self.stats = []
+        self._last_key = self._last_image = None
+        self._message = ""
+        self.table.setRowCount(0)
         self.status.setText(text)
         self.updated.emit(text)
 
@@ -233,4 +269,4 @@ class StatisticsWidget(QWidget):
             try:
                 self.export_csv(path)
             except MedsegError as exc:
-                self._show_error(str(exc))
+                self.status.setText(user_message(exc, "gui"))
