@@ -9,14 +9,24 @@ Integer files open as a Labels layer when they carry class names (JSON sidecar,
 3D Slicer ``.seg.nrrd``, TotalSegmentator XML) or when their name says so
 (``seg``/``label``/``mask``) and they hold few distinct non-negative values;
 everything else opens as an Image layer placed in physical millimetres.
+
+napari asks the user to choose a reader whenever two plugins claim a file and no
+preference is saved, and its builtins claim ``*.nii.gz``, ``*.nrrd``, ``*.mha``,
+``*.dcm`` and every folder (then fail on them: imageio has no backend for these
+formats). napari offers a plugin no way to rank its reader above the builtins, so
+on activation (the first use of any of its readers, widgets or samples) this plugin
+saves itself as napari's reader for the formats it opens, as the dialog's
+"Remember this choice" would (:func:`register_reader_preferences`); choices the user
+has made are never changed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from .errors import InvalidInputError, MedsegError
 
@@ -25,12 +35,88 @@ MAX_LABEL_VALUES = 1024  # more distinct values than this is an image, not a lab
 MAX_AUTO_CHANNELS = 8  # a 4D/multi-channel file with up to this many opens as one layer each
 
 
+PLUGIN_NAME = "napari-medseg"
+#: napari's reader-preference key for every folder (a path with a trailing separator).
+FOLDER_PATTERN = "*" + os.sep
+#: Upper-case spellings common enough to deserve their own preference (PACS exports):
+#: napari matches preference patterns case-sensitively, npe2's reader patterns not.
+_UPPER_CASE_PATTERNS = ("*.DCM",)
+
+
+def reader_patterns() -> List[str]:
+    """File-name patterns of every format the reader opens (the manifest lists the same).
+
+    Returns
+    -------
+    list of str
+        ``"*" + extension`` for each extension of
+        :data:`napari_medseg.io.readers.EXTENSIONS`, longest first.
+    """
+    from .io.readers import EXTENSIONS
+
+    return ["*" + ext for ext in EXTENSIONS]
+
+
 def _strip_ext(name: str) -> str:
+    from .io.readers import EXTENSIONS
+
     lowered = name.lower()
-    for suffix in (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".ima", ".dicom"):
+    for suffix in EXTENSIONS:  # longest first: ".seg.nrrd" before ".nrrd"
         if lowered.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def register_reader_preferences(settings: Any = None) -> List[str]:
+    """Save napari-medseg as napari's reader for the formats it opens, where none is chosen.
+
+    napari shows a "Choose reader" dialog (and ``viewer.open(path, plugin=None)``
+    raises ``MultipleReaderError``) whenever two plugins claim a file and the user
+    has saved no preference; its builtins claim NIfTI, NRRD, MetaImage, DICOM and
+    every folder, then fail on them. This saves, in napari's own settings (shown in
+    *Preferences > Plugins*, where the user can change them), what the dialog's
+    "Remember this choice" would: each pattern of :func:`reader_patterns` plus
+    ``*.DCM``, and every folder (``*/``; this plugin declines a folder without DICOM,
+    and napari then offers its other readers). A pattern the user has already
+    associated with any reader is left alone, and so are folders once the user has
+    chosen a reader for any folder.
+
+    Parameters
+    ----------
+    settings : napari.settings.NapariSettings, optional
+        The settings to update (default: napari's ``get_settings()``).
+
+    Returns
+    -------
+    list of str
+        The patterns added (empty when every one was already set).
+    """
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    current = dict(settings.plugins.extension2reader)
+    added = [p for p in (*reader_patterns(), *_UPPER_CASE_PATTERNS) if p not in current]
+    if not any(key.endswith(("/", os.sep)) for key in current):
+        added.append(FOLDER_PATTERN)
+    if added:
+        # one assignment: napari saves its settings file once, on this change
+        settings.plugins.extension2reader = {**current, **{p: PLUGIN_NAME for p in added}}
+    return added
+
+
+def on_activate(context: Any = None) -> None:
+    """npe2 activation hook: :func:`register_reader_preferences`, never failing the plugin.
+
+    Called by npe2 the first time any of the plugin's contributions (reader, widget,
+    sample, writer) is used in a session.
+    """
+    try:
+        register_reader_preferences()
+    except Exception as exc:  # a read-only settings file must not break the plugin
+        warnings.warn(f"napari-medseg could not save itself as napari's reader for medical formats "
+                      f"({exc}); choose napari-medseg in napari's 'Choose reader' dialog instead",
+                      stacklevel=2)
 
 
 def _folder_has_dicom(folder: Path, max_checked: int = 200, max_dirs: int = 50) -> bool:
@@ -72,12 +158,25 @@ def handles(path: Union[str, Path]) -> bool:
         from .io.readers import detect_format
 
         return detect_format(p) is not None
-    except (OSError, ValueError, TypeError):
+    except Exception:  # napari asks every reader: anything unreadable is "not ours", never a crash
         return False
 
 
 def napari_get_reader(path: Union[str, Sequence[str]]) -> Optional[Callable]:
-    """Return a reader function for ``path``, or ``None`` when not handled."""
+    """Return a reader function for ``path``, or ``None`` when this plugin does not read it.
+
+    Parameters
+    ----------
+    path : str or sequence of str
+        A file, a DICOM folder, or several of them (as napari passes them).
+
+    Returns
+    -------
+    callable or None
+        :func:`read_layers` when every path is a supported file (by extension, or a
+        DICOM file by content) or a folder holding DICOM; ``None`` otherwise. Never
+        raises: napari then tries its other readers.
+    """
     try:
         paths = [path] if isinstance(path, (str, Path)) else list(path)
     except TypeError:
@@ -219,4 +318,5 @@ def _channel_count(p: Path) -> int:
     return int(reader.GetNumberOfComponents())
 
 
-__all__ = ["napari_get_reader", "read_layers", "handles"]
+__all__ = ["napari_get_reader", "read_layers", "handles", "reader_patterns", "register_reader_preferences",
+           "on_activate"]
