@@ -3,8 +3,9 @@
 Every editing operation is a pure function ``op(labels, spacing_zyx, ...) -> new array``.
 This module holds what they all need: checking the inputs (integer 3D label map,
 positive spacing, labels that exist), choosing the labels an operation applies to,
-restricting work to one slice, and bounding boxes so that the expensive
-:mod:`scipy.ndimage` calls only ever see the region that matters.
+restricting work to one slice, and splitting labels into independent boxes so that the
+expensive :mod:`scipy.ndimage` calls only ever see the region that matters (the box and
+footprint primitives themselves live in :mod:`napari_medseg._ndimage`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+# bbox, ellipsoid and mm_to_voxels are re-exported for the editing modules
+from .._ndimage import bbox, ellipsoid, grow_box, label_boxes, mm_to_voxels  # noqa: F401
 from ..errors import InvalidInputError
 
 #: The largest label id we hand out when adding labels (fits any signed 32-bit map).
@@ -91,25 +94,10 @@ def present_ids(labels: np.ndarray) -> list:
     One :func:`scipy.ndimage.find_objects` pass (no sort, no int64 copy of the map)
     for ids up to 2**20; :func:`numpy.unique` beyond.
     """
-    boxes = _present_boxes(labels)
+    boxes = label_boxes(labels)
     if boxes is not None:
         return list(boxes)
     return [int(i) for i in np.unique(labels) if i != 0]
-
-
-def _present_boxes(labels: np.ndarray) -> Optional[dict]:
-    """{id: bounding box} of every non-zero id present, from one ``find_objects``
-    pass; None when the ids are negative or above 2**20 (its list would be huge)."""
-    from scipy import ndimage
-
-    if labels.size == 0:
-        return {}
-    top = int(labels.max())
-    if top <= 0:
-        return {}
-    if top > 1 << 20 or int(labels.min()) < 0:
-        return None
-    return {i + 1: o for i, o in enumerate(ndimage.find_objects(labels)) if o is not None}
 
 
 def select_ids(labels: np.ndarray, label: Optional[int | Iterable[int]]) -> list:
@@ -155,66 +143,6 @@ def plane(axis: Optional[int], index: Optional[int], shape: Sequence[int]) -> Op
     return tuple(key)
 
 
-def bbox(mask: np.ndarray, pad: Sequence[int] | int = 0) -> Optional[tuple]:
-    """Bounding box of ``mask`` as a tuple of slices, grown by ``pad`` voxels and clipped.
-
-    Returns ``None`` for an empty mask. Uses projections along each axis (three
-    ``any`` reductions) rather than ``argwhere``, which would allocate the
-    coordinates of every voxel.
-    """
-    if np.isscalar(pad):
-        pad = [int(pad)] * mask.ndim
-    out = []
-    for ax in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != ax)
-        proj = mask.any(axis=other) if other else mask
-        idx = np.flatnonzero(proj)
-        if idx.size == 0:
-            return None
-        lo = max(0, int(idx[0]) - int(pad[ax]))
-        hi = min(mask.shape[ax], int(idx[-1]) + 1 + int(pad[ax]))
-        out.append(slice(lo, hi))
-    return tuple(out)
-
-
-def label_bboxes(labels: np.ndarray, ids: Sequence[int]) -> dict:
-    """Bounding boxes of several labels in one pass (``scipy.ndimage.find_objects``)."""
-    from scipy import ndimage
-
-    if not ids:
-        return {}
-    top = max(ids)
-    # find_objects needs a non-negative int map; it returns one entry per id up to max.
-    objs = ndimage.find_objects(labels, max_label=top)
-    return {i: objs[i - 1] for i in ids if objs[i - 1] is not None}
-
-
-def grow_box(box: tuple, pad: Sequence[int], shape: Sequence[int]) -> tuple:
-    """Grow a tuple of slices by ``pad`` voxels per axis, clipped to ``shape``."""
-    return tuple(
-        slice(max(0, s.start - int(p)), min(n, s.stop + int(p)))
-        for s, p, n in zip(box, pad, shape)
-    )
-
-
-def mm_to_voxels(radius_mm: float, spacing: Sequence[float]) -> tuple:
-    """Per-axis radius in whole voxels covering ``radius_mm`` (ceil, at least 0)."""
-    return tuple(int(np.ceil(radius_mm / s - 1e-9)) for s in spacing)
-
-
-def ellipsoid(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
-    """Boolean ellipsoidal structuring element of physical radius ``radius_mm``.
-
-    A voxel offset ``d`` (in voxels) is inside when ``sum((d * spacing)^2) <= r^2``,
-    so the element is round in millimetres even for anisotropic voxels. An axis whose
-    spacing exceeds the radius gets extent 1 (no smoothing across thick slices).
-    """
-    rad = [int(np.floor(radius_mm / s + 1e-9)) for s in spacing]
-    grids = np.ogrid[tuple(slice(-r, r + 1) for r in rad)]
-    dist2 = sum((g * s) ** 2 for g, s in zip(grids, spacing))
-    return dist2 <= radius_mm**2 + 1e-9
-
-
 def voxel_volume_ml(spacing: Sequence[float]) -> float:
     """Volume of one voxel in millilitres (mm^3 / 1000)."""
     return float(np.prod(spacing)) / 1000.0
@@ -258,11 +186,11 @@ def prepare_boxes(labels, spacing_zyx, label, axis=None, index=None):
     """
     if label is not None:
         out, view, sp_view, ids = prepare(labels, spacing_zyx, label, axis, index)
-        return out, view, sp_view, label_bboxes(view, ids)
+        return out, view, sp_view, label_boxes(view, ids)
     out, view, sp_view = _copy_and_view(labels, spacing_zyx, axis, index)
-    boxes = _present_boxes(view)
+    boxes = label_boxes(view)
     if boxes is None:
-        boxes = label_bboxes(view, present_ids(view))
+        boxes = label_boxes(view, present_ids(view))
     return out, view, sp_view, boxes
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from .._ndimage import label_components, largest_component, min_voxels, small_components, structure
 from ..errors import InvalidInputError
 from ._common import (
     check_label_id,
@@ -22,23 +22,6 @@ from ._common import (
     voxel_volume_ml,
     work_region,
 )
-
-
-def _structure(ndim: int, connectivity: int) -> np.ndarray:
-    if connectivity not in range(1, ndim + 1):
-        raise InvalidInputError(
-            f"connectivity must be 1..{ndim} (1: faces only, {ndim}: faces, edges and corners), "
-            f"got {connectivity!r}"
-        )
-    return ndimage.generate_binary_structure(ndim, connectivity)
-
-
-def _components(sub: np.ndarray, lab_id: int, structure: np.ndarray):
-    mask = sub == lab_id
-    comp, n = ndimage.label(mask, structure=structure)
-    sizes = np.bincount(comp.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    return mask, comp, n, sizes
 
 
 def remove_small_islands(
@@ -76,46 +59,14 @@ def remove_small_islands(
     min_ml = check_size(min_volume_ml, "minimum island volume (mL)")
     out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
     vox_ml = voxel_volume_ml(check_spacing(spacing_zyx))
-    structure = _structure(view.ndim, connectivity)
-    min_voxels = _min_voxels(min_ml, vox_ml)
+    structure(view.ndim, connectivity)  # a bad connectivity is refused even with no label
+    n_min = min_voxels(min_ml, vox_ml)
     for lab_id, box in boxes.items():
         sub = view[box]
-        small = _small_components(sub == lab_id, connectivity, min_voxels, structure)
+        small = small_components(sub == lab_id, n_min, connectivity)
         if small is not None:
             sub[small] = 0
     return out
-
-
-def _min_voxels(min_ml: float, vox_ml: float) -> int:
-    """Smallest voxel count whose volume is not below ``min_ml`` (as ``n * vox_ml``)."""
-    n = max(0, int(np.ceil(min_ml / vox_ml)))
-    while n > 0 and (n - 1) * vox_ml >= min_ml:
-        n -= 1
-    while n * vox_ml < min_ml:
-        n += 1
-    return n
-
-
-def _small_components(mask: np.ndarray, connectivity: int, min_voxels: int, structure) -> Optional[np.ndarray]:
-    """Voxels of ``mask`` in components of fewer than ``min_voxels`` voxels (None: none).
-
-    Face or full connectivity in 2D/3D runs SimpleITK's multi-threaded connected
-    components and size filter (about 3x faster than SciPy on a body-sized mask);
-    edge connectivity in 3D (which SimpleITK lacks) uses SciPy.
-    """
-    if min_voxels <= 1 or not mask.any():
-        return None
-    if mask.ndim in (2, 3) and connectivity in (1, mask.ndim):
-        import SimpleITK as sitk
-
-        image = sitk.GetImageFromArray(mask.view(np.uint8))
-        comp = sitk.ConnectedComponent(image, connectivity == mask.ndim)
-        kept = sitk.RelabelComponent(comp, minimumObjectSize=int(min_voxels), sortByObjectSize=False)
-        small = mask & (sitk.GetArrayViewFromImage(kept) == 0)
-    else:
-        _, comp, _, sizes = _components(mask, True, structure)  # sizes[0] is 0: never "small"
-        small = (sizes < min_voxels)[comp] & mask
-    return small if small.any() else None
 
 
 def keep_largest_component(
@@ -133,13 +84,11 @@ def keep_largest_component(
     :func:`remove_small_islands`. Returns a new label map.
     """
     out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
-    structure = _structure(view.ndim, connectivity)
+    structure(view.ndim, connectivity)  # a bad connectivity is refused even with no label
     for lab_id, box in boxes.items():
         sub = view[box]
-        mask, comp, n, sizes = _components(sub, lab_id, structure)
-        if n > 1:
-            keep = int(np.argmax(sizes))
-            sub[mask & (comp != keep)] = 0
+        mask = sub == lab_id
+        sub[mask & ~largest_component(mask, connectivity)] = 0
     return out
 
 
@@ -167,12 +116,13 @@ def split_components(
     """
     check_label_id(label)
     out, view, sp, boxes = prepare_boxes(labels, spacing_zyx, label, axis, index)
-    structure = _structure(view.ndim, connectivity)
+    structure(view.ndim, connectivity)  # a bad connectivity is refused even with no label
     if label not in boxes:  # single-slice edit where the label is absent from that slice
         return out, []
     box = boxes[label]
     sub = view[box]
-    mask, comp, n, sizes = _components(sub, label, structure)
+    mask = sub == label
+    comp, n, sizes = label_components(mask, connectivity)
     if n <= 1:
         return out, []
     order = [int(c) for c in np.argsort(-sizes[1:], kind="stable") + 1]

@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+
+from .._ndimage import bbox, label_boxes
 from ..errors import InvalidInputError
-from ._common import bbox, check_labels, check_spacing, distance_to, label_bboxes, select_ids
+from ._common import check_labels, check_spacing, distance_to, select_ids
 
 
 def _signed_distance(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
@@ -63,7 +65,7 @@ def fill_between_slices(
     # Move the slice axis first (views, no copies) so the loop reads simply.
     src = np.moveaxis(arr, axis, 0)
     dst = np.moveaxis(out, axis, 0)
-    for lab_id, box in label_bboxes(src, ids).items():
+    for lab_id, box in label_boxes(src, ids).items():
         block = src[box] == lab_id
         present = np.flatnonzero(block.any(axis=(1, 2))) + box[0].start
         for k0, k1 in zip(present[:-1], present[1:]):

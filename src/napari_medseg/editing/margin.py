@@ -18,7 +18,9 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
-from ._common import check_size, distance_to, label_pieces, mm_to_voxels, prepare_boxes
+
+from .._ndimage import mm_to_voxels
+from ._common import check_size, distance_to, label_pieces, prepare_boxes
 
 #: Core size of the tiles (z, y, x; the last axes for 2D) the distance transform is
 #: computed in. Tests set it small to force many tiles on small arrays.
