@@ -260,3 +260,207 @@ def test_mouse_added_point_segments(make_napari_viewer, qtbot):
     _wait(qtbot, widget)
     got = widget.labels_layer.data == 1
     assert 2 * (got & a).sum() / (got.sum() + a.sum()) > 0.9
+
+
+# ---------------------------------------------------------------- multi-step sessions
+def _phantom():
+    from napari_medseg.phantom import make_phantom
+
+    ph = make_phantom(shape=(40, 96, 96), spacing_zyx=(5.0, 2.1, 2.1), n_lesions=1)
+    return ph, ph.label_ids
+
+
+def test_session_through_the_plugin_proxy_on_the_phantom(make_napari_viewer, qtbot, tmp_path):
+    """The path a radiologist takes: positive, negative, undo, next object, box, refine.
+
+    Through the proxy each attribute access is a new object: keyed on id() the session
+    restarted at every click (a negative click then wiped a box-shaped block and Undo
+    click found nothing to undo)."""
+    ph, ids = _phantom()
+    liver, spleen, kidney = ph.labels == ids["liver"], ph.labels == ids["spleen"], ph.labels == ids["kidney_left"]
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    image = _add_image(viewer, ph.ct)
+    assert widget.image_layer is not widget.image_layer  # a new proxy per access
+    labels = widget.create_labels_layer()
+    assert labels.data.dtype == np.uint8
+
+    # 1. positive click in the liver, named "liver"
+    widget.name_edit.setText("liver")
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(liver), positive=True)
+    assert widget.last_error == ""
+    first = np.asarray(labels.data) == 1
+    c1 = int(first.sum())
+    assert c1 > 0 and _dice(first, liver) > 0.8
+    assert "liver" in widget.status.text() and "voxels" in widget.status.text()
+    assert widget.last_report.startswith("clicked voxel")  # the click's HU and position are echoed
+    # 2. negative click where the object leaked out of the liver: it shrinks, but stays
+    leak = first & ~liver
+    assert leak.any()
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(leak), positive=False)
+    second = np.asarray(labels.data) == 1
+    c2 = int(second.sum())
+    assert 0.5 * c1 < c2 < c1, (c1, c2)
+    assert _dice(second, liver) > 0.6
+    assert not (second & ~first).any() or (second & ~first).sum() < 0.01 * c1
+    # 3. undo click: exactly the first result again, one prompt left
+    _step(qtbot, widget, widget.undo)
+    assert "nothing to undo" not in widget.status.text()
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+    assert len(viewer.layers["prompts"].data) == 1
+
+    # 4. next object: a new id, a new colour, the name typed for it; the liver untouched
+    widget.next_object()
+    assert widget.label_id == 2 and widget.name_edit.text() == ""
+    widget.name_edit.setText("spleen")
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(spleen))
+    obj2 = np.asarray(labels.data) == 2
+    assert obj2.sum() > 0 and _dice(obj2, spleen) > 0.8
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+    colors = {i: _color(labels, i) for i in (1, 2)}
+    assert colors[1] != colors[2] and UNLISTED_COLOR not in colors.values()
+    assert all(c[3] == 1.0 for c in colors.values())
+
+    # 5. box around the left kidney (next object)
+    widget.next_object()
+    assert widget.label_id == 3
+    widget.name_edit.setText("kidney_left")
+    box = ndi.find_objects(kidney.astype(np.uint8))[0]
+    lo = [s.start for s in box]
+    hi = [s.stop - 1 for s in box]
+    widget.box_depth.setValue(1.0)
+    _step(qtbot, widget, widget.add_box_world, _world(image, lo), _world(image, hi))
+    obj3 = np.asarray(labels.data) == 3
+    assert obj3.sum() > 0 and _dice(obj3, kidney) > 0.5
+    outside = np.ones(obj3.shape, bool)
+    outside[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = False
+    assert not (obj3 & outside).any(), "the box object leaks out of its box"
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+    np.testing.assert_array_equal(np.asarray(labels.data) == 2, obj2)
+
+    # 6. refine the existing liver: the Name field shows its name, a negative click carves
+    widget.label_spin.setValue(1)
+    assert widget.name_edit.text() == "liver"
+    _step(qtbot, widget, widget.refine_existing)
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(leak), positive=False)
+    refined = np.asarray(labels.data) == 1
+    assert 0 < refined.sum() < c1 and not (refined & ~first).any()
+    assert _dice(refined, liver) > 0.5  # carved, not collapsed (0.59 with region growing)
+    np.testing.assert_array_equal(np.asarray(labels.data) == 2, obj2)
+    labels.undo()  # Ctrl+Z on the Labels layer reverts that write
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+
+    # names in the class table the whole plugin reads
+    from napari_medseg._widgets.label_tools import layer_table
+
+    table = layer_table(labels)
+    assert table.names == {1: "liver", 2: "spleen", 3: "kidney_left"}
+    assert list(labels.features["name"]) == ["background", "liver", "spleen", "kidney_left"]
+    assert labels.metadata["medseg_label_table"]["labels"][0]["name"] == "liver"
+    tools = _dock(viewer, "Label tools")
+    tools.labels_combo.set_layer(tools.viewer.layers[labels.name])
+    tools.refresh_classes()
+    listed = {tools.class_table.item(r, 0).text(): tools.class_table.item(r, 1).text()
+              for r in range(tools.class_table.rowCount())}
+    assert listed == {"1": "liver", "2": "spleen", "3": "kidney_left"}
+
+
+def test_names_reach_statistics_and_export(make_napari_viewer, qtbot, tmp_path):
+    from napari_medseg.io.label_table import sidecar_path
+    from napari_medseg.io.readers import read_labels
+
+    ph, ids = _phantom()
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    _add_image(viewer, ph.ct)
+    labels = widget.create_labels_layer()
+    widget.name_edit.setText("liver")
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(ph.labels == ids["liver"]))
+    widget.next_object()
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(ph.labels == ids["spleen"]))
+    widget.name_edit.setText("spleen")
+    widget.rename_object()  # a name typed after the first click names the object too
+    assert layer_table_names(labels) == {1: "liver", 2: "spleen"}
+
+    stats = _dock(viewer, "Statistics")
+    stats.labels_combo.set_layer(stats.viewer.layers[labels.name])
+    stats.image_combo.set_layer(stats.viewer.layers["ct"])
+    with qtbot.waitSignal(stats.updated, timeout=TIMEOUT_MS):
+        stats.refresh()
+    assert [row["name"] for row in stats.stats] == ["liver", "spleen"]
+    assert all(row["voxels"] > 0 for row in stats.stats)
+
+    export = _dock(viewer, "Export labels")
+    export.labels_combo.set_layer(export.viewer.layers[labels.name])
+    for fmt, fname in [("NIfTI (.nii.gz)", "objects.nii.gz"), ("3D Slicer segmentation (.seg.nrrd)", "objects.seg.nrrd")]:
+        export.set_format(fmt)
+        with qtbot.waitSignal(export.exported, timeout=TIMEOUT_MS) as blocker:
+            export.export(tmp_path / fname)
+        assert blocker.args[0].startswith("wrote"), blocker.args[0]
+        back, table = read_labels(tmp_path / fname, reference=ph.ct)
+        assert table.names == {1: "liver", 2: "spleen"}, fname
+        np.testing.assert_array_equal(back.array, np.asarray(labels.data))
+    doc = json.loads(sidecar_path(tmp_path / "objects.nii.gz").read_text())
+    assert [e["name"] for e in doc["labels"]] == ["liver", "spleen"]
+
+
+def layer_table_names(layer):
+    from napari_medseg._widgets.label_tools import layer_table
+
+    return layer_table(layer).names
+
+
+def test_label_id_beyond_the_layer_dtype_widens_it(make_napari_viewer, qtbot):
+    """Label 300 on a uint8 layer: no OverflowError in a Qt slot, no wrapped ids; the
+    layer widens without losing a voxel and Ctrl+Z still works."""
+    volume, a, b = _two_blobs_volume()
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    _add_image(viewer, volume)
+    seg = np.zeros(volume.shape, np.uint8)
+    seg[12, 24, 46] = 7  # another structure inside blob b
+    seg[0, 0, 0] = 255
+    data, kwargs, _ = labels_layer_tuple(seg, volume, LabelTable.from_names({7: "vessel", 255: "marker"}), "seg")
+    labels = viewer.add_labels(data, **kwargs)
+    widget.labels_combo.setCurrentText("seg")
+    labels.data_setitem((np.array([1]), np.array([1]), np.array([1])), 9)  # an earlier edit, undoable
+    widget.label_spin.setValue(300)
+    widget.name_edit.setText("big id")
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
+    assert widget.last_error == ""
+    assert labels.data.dtype == np.uint16 and "uint16" in widget.status.text()
+    assert (np.asarray(labels.data) == 300).sum() > 100
+    assert labels.data[12, 24, 46] == 7 and labels.data[0, 0, 0] == 255 and labels.data[1, 1, 1] == 9
+    assert layer_table_names(labels)[300] == "big id"
+    labels.undo()  # the object's write
+    assert not (np.asarray(labels.data) == 300).any() and labels.data[1, 1, 1] == 9
+    labels.undo()  # the edit made before the layer was widened
+    assert labels.data[1, 1, 1] == 0 and labels.data[12, 24, 46] == 7
+
+
+def test_real_ct_liver_session(make_napari_viewer, qtbot, shared_data):
+    """On the real CT: click the liver, carve a leak with a negative click, undo it."""
+    from napari_medseg.io.readers import read_volume
+
+    folder = shared_data / "totalseg_example"
+    reference = read_volume(folder / "example_seg.nii.gz").array  # TotalSegmentator: 5 = liver
+    liver = reference == 5
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    image = _open_image(viewer, folder / "example_ct_sm.nii.gz")
+    assert image.data.shape == reference.shape
+    widget.name_edit.setText("liver")
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(liver))
+    labels = widget.labels_layer
+    first = np.asarray(labels.data) == 1
+    assert first.sum() > 0 and _dice(first, liver) > 0.8
+    assert "HU" in widget.last_report
+    leak = first & ~liver
+    _step(qtbot, widget, widget.add_point_voxel, _inner_point(leak), positive=False)
+    second = np.asarray(labels.data) == 1
+    assert 0 < second.sum() < first.sum()
+    assert _dice(second, liver) > 0.7  # does not collapse
+    _step(qtbot, widget, widget.undo)
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
+    assert layer_table_names(labels) == {1: "liver"}

@@ -469,7 +469,8 @@ class InteractiveSegmentationWidget(QWidget):
             self._error(f"no free label id left: '{labels.name}' already uses ids up to {new - 1}")
             return
         self._clear_prompts()
-        self.label_spin.setValue(int(new))  # also empties the Name field (a new id has no name)
+        self.name_edit.clear()  # the typed name was the finished object's
+        self.label_spin.setValue(int(new))
         self._show(f"next object: label {new} (new colour; type a name before the first click)")
 
     def _on_label_id_changed(self, value: int) -> None:
