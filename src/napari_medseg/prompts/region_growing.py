@@ -46,6 +46,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, stepped_ball
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
@@ -110,14 +111,6 @@ def _block_mean(array: np.ndarray, factors: tuple) -> np.ndarray:
     return np.divide(arr, np.float32(total), out=arr)
 
 
-def _ball_offsets(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """Integer offsets (N, 3) of an ellipsoidal ball of ``radius_mm`` on a grid."""
-    r = [max(0, int(math.floor(radius_mm / s))) for s in spacing]
-    grids = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1].reshape(3, -1).T
-    d2 = ((grids * spacing[None, :]) ** 2).sum(axis=1)
-    return grids[d2 <= radius_mm ** 2 + 1e-6]
-
-
 def _ball_values(image: np.ndarray, centre: tuple, offsets: np.ndarray) -> np.ndarray:
     pts = np.asarray(centre)[None, :] + offsets
     keep = np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)
@@ -146,84 +139,6 @@ def _robust_stats(values: np.ndarray) -> tuple:
             med = float(np.median(kept))
             mad = 1.4826 * float(np.median(np.abs(kept - med)))
     return med, mad
-
-
-def _bbox(mask: np.ndarray, pad: int = 0) -> Optional[tuple]:
-    if not mask.any():
-        return None
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(max(0, int(hit[0]) - pad), min(mask.shape[axis], int(hit[-1]) + 1 + pad)))
-    return tuple(out)
-
-
-def _steps(radius_mm: float, spacing: np.ndarray) -> list:
-    """Per-iteration 3x3x3 structures approximating a spacing-aware ball of ``radius_mm``.
-
-    Iteration k extends along axis a only while k <= radius / spacing[a], so an
-    anisotropic grid gets the right extent in millimetres on every axis.
-    """
-    n = [int(round(radius_mm / s)) for s in spacing]
-    out = []
-    for k in range(1, max(n) + 1 if n else 1):
-        st = np.zeros((3, 3, 3), dtype=bool)
-        st[1, 1, 1] = True
-        for axis in range(3):
-            if k <= n[axis]:
-                idx = [1, 1, 1]
-                for v in (0, 2):
-                    idx[axis] = v
-                    st[tuple(idx)] = True
-        out.append(st)
-    return out
-
-
-def _grouped_steps(radius_mm: float, spacing: np.ndarray) -> list:
-    """:func:`_steps` as (structure, repeats): equal consecutive steps run as one call."""
-    out: list = []
-    for st in _steps(radius_mm, spacing):
-        if out and np.array_equal(out[-1][0], st):
-            out[-1][1] += 1
-        else:
-            out.append([st, 1])
-    return out
-
-
-def _erode_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    out = mask
-    for st, n in _grouped_steps(radius_mm, spacing):
-        out = ndi.binary_erosion(out, structure=st, border_value=1, iterations=n)
-    return out
-
-
-def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray, within: Optional[np.ndarray] = None) -> np.ndarray:
-    out = mask
-    for st, n in _grouped_steps(radius_mm, spacing):
-        out = ndi.binary_dilation(out, structure=st, mask=within, iterations=n)
-    return out
-
-
-def _components_at(mask: np.ndarray, seeds: Sequence[tuple]) -> np.ndarray:
-    """Union of the 6-connected components of ``mask`` holding any of ``seeds``."""
-    keep = np.zeros(mask.shape, dtype=bool)
-    if not seeds:
-        return keep
-    box = _bbox(mask)
-    if box is None:
-        return keep
-    labels, _ = ndi.label(mask[box])
-    ids = set()
-    for s in seeds:
-        local = tuple(c - b.start for c, b in zip(s, box))
-        if all(0 <= c < n for c, n in zip(local, labels.shape)):
-            v = labels[local]
-            if v:
-                ids.add(int(v))
-    if ids:
-        keep[box] = np.isin(labels, sorted(ids))
-    return keep
 
 
 class RegionGrowingSession(PromptSession):
@@ -404,7 +319,7 @@ class RegionGrowingSession(PromptSession):
                 lo[a] = min(lo[a], p[a])
                 hi[a] = max(hi[a], p[a])
         if prompts.initial_mask is not None:
-            box = _bbox(prompts.initial_mask)
+            box = bbox(prompts.initial_mask)
             if box is not None:
                 for a in range(3):
                     lo[a] = min(lo[a], box[a].start)
@@ -479,7 +394,7 @@ class RegionGrowingSession(PromptSession):
         """
         ov = self._overview
         coarse = self._segment(ov, prompts, light=True)
-        box = _bbox(coarse)
+        box = bbox(coarse)
         if box is None or np.count_nonzero(coarse) < 8:
             return fallback
         shape = self.volume.shape
@@ -559,8 +474,8 @@ class RegionGrowingSession(PromptSession):
         # The clicked voxels' own (unsmoothed) values guide the click relocation.
         for p, w in zip(prompts.points, [crop.to_work(p) for p in prompts.points]):
             self._click_values[w] = float(self._array[tuple(int(round(c)) for c in p)])
-        seed_ball = _ball_offsets(max(self.seed_radius_mm, 1.01 * float(spacing.min())), spacing)
-        neg_ball = _ball_offsets(max(self.negative_radius_mm, 0.0), spacing)
+        seed_ball = ball_offsets(max(self.seed_radius_mm, 1.01 * float(spacing.min())), spacing)
+        neg_ball = ball_offsets(max(self.negative_radius_mm, 0.0), spacing)
 
         initial = None
         if prompts.initial_mask is not None:
@@ -617,19 +532,19 @@ class RegionGrowingSession(PromptSession):
             return grown
         if not grown.any():
             return grown
-        box = _bbox(grown, pad=max(1, int(math.ceil(self.opening_mm / float(spacing.min())))) + 1)
+        box = bbox(grown, pad=max(1, int(math.ceil(self.opening_mm / float(spacing.min())))) + 1)
         sub = grown[box]
         local_seeds = [tuple(c - b.start for c, b in zip(s, box)) for s in seeds]
         # Opening by reconstruction: erode, keep the parts holding a click, grow back
         # inside the original region. Bridges thinner than 2 x opening_mm are cut.
         if self.opening_mm > 0:
-            core = _erode_mm(sub, self.opening_mm, spacing)
+            core = erode(sub, stepped_ball(self.opening_mm, spacing), border_value=1)
             # Every click keeps its part: a click on a thin spot (gone after erosion)
             # is represented by the nearest surviving core voxel.
             core_seeds = [s for s in local_seeds if core[s]]
             core_seeds += _deepest(core, [s for s in local_seeds if not core[s]],
                                    (self.opening_mm + 2.0 * float(spacing.max())), spacing)
-            kept = _components_at(core, core_seeds)
+            kept = components_at(core, core_seeds)
             # Keep the cut only when it removes the smaller part: if the clicks' part
             # of the core is a small fraction of it, the object itself is made of
             # thin-linked pieces (a kidney's cortex and medulla), not a leak.
@@ -638,7 +553,7 @@ class RegionGrowingSession(PromptSession):
             else:
                 core = np.zeros_like(core)
             if core.any():
-                sub = _dilate_mm(core, self.opening_mm + float(spacing.max()), spacing, within=sub)
+                sub = dilate(core, stepped_ball(self.opening_mm + float(spacing.max()), spacing), within=sub)
         # Boundary: growth stops a voxel or two inside a border (smoothing and the
         # scanner's blur spread it). Voxels next to the object join it while their own
         # value is closer to the object's than to the most different value just
@@ -655,7 +570,7 @@ class RegionGrowingSession(PromptSession):
         sub = ndi.binary_dilation(sub, structure=cross, mask=closer | sub,
                                   iterations=min(6, max(2, int(round(4.0 / float(spacing.min()))))))
         sub = ndi.binary_fill_holes(sub)
-        sub = _components_at(sub, [s for s in local_seeds if sub[s]] or local_seeds)
+        sub = components_at(sub, [s for s in local_seeds if sub[s]] or local_seeds)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         return out
@@ -743,14 +658,14 @@ class RegionGrowingSession(PromptSession):
             # for the object.
             dist = ndi.distance_transform_edt(initial, sampling=spacing)
             markers_pos = [tuple(int(v) for v in np.unravel_index(int(np.argmax(dist)), dist.shape))]
-        touch_ball = _ball_offsets(self.negative_radius_mm + 1.5 * float(spacing.max()), spacing)
+        touch_ball = ball_offsets(self.negative_radius_mm + 1.5 * float(spacing.max()), spacing)
         reach = np.zeros(result.shape, dtype=bool)
         for s in neg:
             _set_ball(reach, s, touch_ball, True)
         if not (reach & result).any():
             return result  # the negative clicks are outside the object already
         region = result | reach
-        box = _bbox(region, pad=1)
+        box = bbox(region, pad=1)
         sub = region[box]
         cost = crop.gradient[box]
         markers = np.zeros(sub.shape, dtype=np.uint8)
@@ -778,7 +693,7 @@ class RegionGrowingSession(PromptSession):
         levels[~sub] = 255  # outside the object: a wall (reached last, ignored)
         ws = _marker_watershed(levels, markers, self.max_split_voxels)
         keep = (ws == 1) & result[box]
-        keep = _components_at(keep, [tuple(c - b.start for c, b in zip(s, box)) for s in markers_pos])
+        keep = components_at(keep, [tuple(c - b.start for c, b in zip(s, box)) for s in markers_pos])
         out = np.zeros(result.shape, dtype=bool)
         out[box] = keep
         return out
