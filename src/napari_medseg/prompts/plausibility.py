@@ -35,8 +35,8 @@ _HU_TISSUES = (
     (-190.0, "air/lung/fat boundary"),
     (-30.0, "fat"),
     (20.0, "water / fluid"),
-    (100.0, "soft tissue"),
-    (300.0, "enhanced soft tissue / blood"),
+    (150.0, "soft tissue"),  # organs, incl. contrast-enhanced liver and spleen
+    (300.0, "contrast-enhanced blood"),
     (float("inf"), "bone / calcification / metal"),
 )
 
