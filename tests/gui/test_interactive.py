@@ -358,6 +358,8 @@ def test_session_through_the_plugin_proxy_on_the_phantom(make_napari_viewer, qtb
     assert table.names == {1: "liver", 2: "spleen", 3: "kidney_left"}
     assert list(labels.features["name"]) == ["background", "liver", "spleen", "kidney_left"]
     assert labels.metadata["medseg_label_table"]["labels"][0]["name"] == "liver"
+    # what DICOM-SEG writes as each segment's algorithm: prompted objects are semi-automatic
+    assert {table.algorithm_of(i) for i in (1, 2, 3)} == {("SEMIAUTOMATIC", "region-growing")}
     tools = _dock(viewer, "Label tools")
     tools.labels_combo.set_layer(tools.viewer.layers[labels.name])
     tools.refresh_classes()
@@ -464,3 +466,28 @@ def test_real_ct_liver_session(make_napari_viewer, qtbot, shared_data):
     _step(qtbot, widget, widget.undo)
     np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
     assert layer_table_names(labels) == {1: "liver"}
+
+
+def test_refining_a_model_label_keeps_its_name_and_marks_it_edited(make_napari_viewer, qtbot):
+    volume, a, b = _two_blobs_volume()
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    _add_image(viewer, volume)
+    seg = np.zeros(volume.shape, np.uint8)
+    seg[a] = 4
+    table = LabelTable.from_names({4: "liver"}).with_provenance("AUTOMATIC", "total")
+    data, kwargs, _ = labels_layer_tuple(seg, volume, table, "model output")
+    labels = viewer.add_labels(data, **kwargs)
+    widget.labels_combo.setCurrentText("model output")
+    widget.label_spin.setValue(4)
+    assert widget.name_edit.text() == "liver"
+    _step(qtbot, widget, widget.refine_existing)
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 26), positive=False)
+    after = np.asarray(labels.data) == 4
+    assert 0 < after.sum() < a.sum() and labels.data[12, 24, 26] == 0
+    refined = layer_table_names(labels)
+    assert refined == {4: "liver"}
+    from napari_medseg._widgets.label_tools import layer_table
+
+    assert layer_table(labels).algorithm_of(4) == ("SEMIAUTOMATIC", "total")
+    assert _color(labels, 4) == tuple(round(c, 4) for c in table.color_of(4))  # its colour is kept

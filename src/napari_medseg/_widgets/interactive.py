@@ -521,15 +521,25 @@ class InteractiveSegmentationWidget(QWidget):
             self._name_in_table(layer, self.label_id)
 
     def _name_in_table(self, layer, label_id: int) -> None:
-        """Make sure ``label_id`` is in the layer's class table, with its name and a colour."""
+        """Make sure ``label_id`` is in the layer's class table: name, colour and provenance.
+
+        Provenance (what DICOM-SEG writes as the segment's algorithm type): a new object
+        is ``SEMIAUTOMATIC`` by the prompt backend; a model's (``AUTOMATIC``) label
+        refined with clicks becomes ``SEMIAUTOMATIC`` keeping the model's name.
+        """
         from .label_tools import layer_table, set_layer_table
 
         table = layer_table(layer)
-        name = self.object_name(label_id)
-        if label_id in table.ids and table.name_of(label_id) == name:
-            return
         # with_label keeps a listed id's colour and gives a new id its own distinct one
-        set_layer_table(layer, table.with_label(label_id, name))
+        new = table.with_label(label_id, self.object_name(label_id))
+        kind = new.info_of(label_id).algorithm_type
+        if kind == "AUTOMATIC":
+            new = new.marked_edited([label_id])
+        elif kind is None:
+            backend = self.backend_combo.currentData() or "region-growing"
+            new = new.with_provenance("SEMIAUTOMATIC", backend, ids=[label_id])
+        if new.to_dict() != table.to_dict():
+            set_layer_table(layer, new)
 
     def _clear_prompts(self) -> None:
         if self._session is not None:
