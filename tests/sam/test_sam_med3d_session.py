@@ -14,16 +14,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from napari_medseg._ndimage import resample_linear, target_shape
 from napari_medseg.io.volume import Volume
 from napari_medseg.testing import assert_close_to_scale
 from napari_medseg.prompts.sam_med3d_session import (
     CROP,
+    TARGET_SPACING_MM,
     SamMed3DSession,
     _AxisMap,
     normalise_crop,
-    resample_volume,
-    resampled_shape,
 )
+
+
+def resampled_shape(shape, spacing):
+    """The 1.5 mm grid SAM-Med3D works on."""
+    return target_shape(shape, spacing, TARGET_SPACING_MM)
 
 
 class ThresholdNet(torch.nn.Module):
@@ -196,7 +201,7 @@ def test_resample_matches_trilinear_interpolation():
     rng = np.random.default_rng(2)
     arr = rng.normal(size=(20, 33, 41)).astype(np.float32)
     shape = resampled_shape(arr.shape, (2.5, 0.8, 0.7))
-    ours = resample_volume(arr, shape, chunk=7).numpy()
+    ours = resample_linear(arr, shape, chunk=7).numpy()
     ref = F.interpolate(torch.from_numpy(arr)[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0]
     assert ours.shape == tuple(shape) == (33, 18, 19)
     assert_close_to_scale(ours, ref.numpy(), name="trilinear resampling")

@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .._ndimage import bbox, union_box
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback
@@ -72,25 +73,6 @@ class Update:
     mask: np.ndarray
     changed: tuple
     timing_s: float = 0.0
-
-
-def _union_region(a: Optional[tuple], b: Optional[tuple]) -> Optional[tuple]:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
-
-
-def _nonzero_region(mask: np.ndarray) -> Optional[tuple]:
-    if not mask.any():
-        return None
-    out = []
-    for axis in range(3):
-        other = tuple(i for i in range(3) if i != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
 
 
 def _pack(mask: Optional[np.ndarray], region: Optional[tuple]) -> Optional[tuple]:
@@ -229,8 +211,8 @@ class PromptSession(ABC):
             )
         p = self._prompts
         self._push_history()
-        new_box = _nonzero_region(mask)
-        changed = _union_region(new_box, self._mask_box)
+        new_box = bbox(mask)
+        changed = union_box(new_box, self._mask_box)
         self._prompts = Prompts(p.points, p.labels, p.box, mask)
         self._mask = mask.copy()
         self._mask_box = new_box
@@ -248,7 +230,7 @@ class PromptSession(ABC):
         before_box = self._mask_box
         self._prompts, packed, self._state, self._mask_box = self._history.pop()
         self._mask = _unpack(packed)
-        changed = _union_region(before_box, self._mask_box)
+        changed = union_box(before_box, self._mask_box)
         return Update(self.mask, changed or (slice(0, 0),) * 3)
 
     @property
@@ -272,10 +254,10 @@ class PromptSession(ABC):
         if old_region is not None:
             full[old_region] = False
         full[prediction.region] = sub
-        new_box = _nonzero_region(sub)
+        new_box = bbox(sub)
         if new_box is not None:
             new_box = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(prediction.region, new_box))
         self._prompts, self._mask, self._state = prompts, full, prediction.state
         self._mask_box = new_box
-        changed = _union_region(old_region, prediction.region) or (slice(0, 0),) * 3
+        changed = union_box(old_region, prediction.region) or (slice(0, 0),) * 3
         return Update(full, changed, time.perf_counter() - t0)

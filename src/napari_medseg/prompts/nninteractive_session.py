@@ -23,11 +23,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .._ndimage import bbox, union_box
 from ..errors import MedsegError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .base import Prediction, PromptSession, Prompts
-from .sam_med3d_session import _bbox, _slices, _union
 
 INSTALL_HINT = (
     "the nnInteractive backend needs the optional 'nninteractive' package and its weights: "
@@ -192,12 +192,10 @@ class NnInteractiveSession(PromptSession):
         result = self._backend.target_buffer
         result = result.cpu().numpy() if hasattr(result, "cpu") else np.asarray(result)
         new = result.astype(bool)
-        previous = getattr(self, "_mask_box", None)
-        previous = tuple((sl.start, sl.stop) for sl in previous) if previous is not None else None
-        region = _union(_bbox(new), previous)
+        region = union_box(bbox(new), getattr(self, "_mask_box", None))
         if region is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, None)
-        return Prediction(new[_slices(region)].copy(), _slices(region), None)
+        return Prediction(new[region].copy(), region, None)
 
     def reset(self) -> None:
         super().reset()

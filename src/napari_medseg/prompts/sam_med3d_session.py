@@ -34,15 +34,15 @@ the authors do for box prompts) and the mask is clipped to the box.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from .._ndimage import bbox, linear_upsample_matrix, nearest_index, to_resampled
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
-from ._torch_session import TorchPromptSession
+from ._torch_session import CroppedTorchSession, _bounds, padded_crop
 from .base import Prediction, Prompts
 
 log = logging.getLogger(__name__)
@@ -56,57 +56,6 @@ EMBEDDING_CACHE_SIZE = 4
 
 
 # --------------------------------------------------------------------------- geometry
-def resampled_shape(shape: Sequence[int], spacing_zyx: Sequence[float], target: float = TARGET_SPACING_MM) -> tuple:
-    """Shape of the volume resampled to ``target`` mm (at least 1 voxel per axis)."""
-    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing_zyx))
-
-
-def to_resampled(index: float, n_in: int, n_out: int) -> float:
-    """Continuous index on the resampled axis of a continuous original index (voxel centres)."""
-    return (index + 0.5) * n_out / n_in - 0.5
-
-
-def resample_volume(array: np.ndarray, new_shape: Sequence[int], *, chunk: int = 32):
-    """Trilinear resampling (``align_corners=False``) of a z, y, x array to ``new_shape``.
-
-    Done separably (in-plane per slab of slices, then along z) so the original volume
-    is never converted to float32 as a whole; the result equals
-    ``F.interpolate(..., mode="trilinear", align_corners=False)`` up to rounding.
-    Returns a float32 torch tensor.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    nz, ny, nx = array.shape
-    rz, ry, rx = (int(v) for v in new_shape)
-    plane = torch.empty((nz, ry, rx), dtype=torch.float32)
-    for z0 in range(0, nz, chunk):
-        slab = torch.from_numpy(np.ascontiguousarray(array[z0 : z0 + chunk], dtype=np.float32))
-        if (ny, nx) == (ry, rx):
-            plane[z0 : z0 + chunk] = slab
-        else:
-            plane[z0 : z0 + chunk] = F.interpolate(slab[None], size=(ry, rx), mode="bilinear", align_corners=False)[0]
-    if rz == nz:
-        return plane
-    cols = plane.reshape(nz, ry * rx).t().unsqueeze(1)  # (pixels, 1, nz)
-    out = F.interpolate(cols, size=rz, mode="linear", align_corners=False)
-    return out[:, 0, :].t().reshape(rz, ry, rx).contiguous()
-
-
-def linear_upsample_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Rows = output samples of 1D linear interpolation (PyTorch ``align_corners=False``)."""
-    scale = n_in / n_out
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    for o in range(n_out):
-        src = max(scale * (o + 0.5) - 0.5, 0.0)
-        i0 = min(int(math.floor(src)), n_in - 1)
-        i1 = min(i0 + 1, n_in - 1)
-        w1 = src - i0
-        m[o, i0] += 1.0 - w1
-        m[o, i1] += w1
-    return m
-
-
 #: 128 x 32 interpolation rows of the low-res logits -> crop voxels
 _UP = linear_upsample_matrix(LOW, CROP)
 
@@ -128,25 +77,6 @@ def normalise_crop(crop: np.ndarray) -> np.ndarray:
     return (crop - mean) / std
 
 
-def padded_crop(image, start: Sequence[int], size: int):
-    """The ``size``-cube of the torch ``image`` (z, y, x) whose corner is ``start``.
-
-    Parts outside the image are zero (crops around clicks near the border).
-    """
-    import torch
-
-    out = torch.zeros((size,) * 3, dtype=torch.float32)
-    src, dst = [], []
-    for s, n in zip(start, image.shape):
-        lo, hi = max(s, 0), min(s + size, n)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - s, hi - s))
-    out[tuple(dst)] = image[tuple(src)]
-    return out
-
-
 def _load_network(checkpoint, device):
     from ..models.sam_med3d import load_sam_med3d  # torch: imported on first use only
 
@@ -158,10 +88,7 @@ class _AxisMap:
 
     def __init__(self, n_orig: int, n_res: int, start: int) -> None:
         self.n_orig, self.n_res, self.start = n_orig, n_res, start
-        # nearest resampled voxel of every original voxel centre
-        res = np.floor((np.arange(n_orig) + 0.5) * n_res / n_orig).astype(np.int64)
-        res = np.clip(res, 0, n_res - 1)
-        crop_idx = res - start
+        crop_idx = nearest_index(n_orig, n_res) - start  # nearest crop voxel of every original voxel
         inside = np.flatnonzero((crop_idx >= 0) & (crop_idx < CROP))
         self.lo = int(inside[0]) if inside.size else 0
         self.hi = int(inside[-1]) + 1 if inside.size else 0
@@ -179,31 +106,8 @@ class _AxisMap:
         return int(hit[0]), int(hit[-1]) + 1
 
 
-def _bbox(mask: np.ndarray) -> Optional[tuple]:
-    if not mask.any():
-        return None
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        out.append((int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
-
-
-def _union(a: Optional[tuple], b: Optional[tuple]) -> Optional[tuple]:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return tuple((min(x[0], y[0]), max(x[1], y[1])) for x, y in zip(a, b))
-
-
-def _slices(bounds: tuple) -> tuple:
-    return tuple(slice(lo, hi) for lo, hi in bounds)
-
-
 # --------------------------------------------------------------------------- session
-class SamMed3DSession(TorchPromptSession):
+class SamMed3DSession(CroppedTorchSession):
     """Interactive SAM-Med3D segmentation of one object at a time.
 
     Parameters
@@ -226,6 +130,7 @@ class SamMed3DSession(TorchPromptSession):
     """
 
     name = "sam-med3d"
+    target_spacing_mm = TARGET_SPACING_MM
     #: At most this many torch CPU threads for the per-click decoder (None: torch's
     #: setting). Its matrices are small (512 image tokens): past a few threads the
     #: synchronisation costs more than it saves. On the idle 2-core development
@@ -241,11 +146,8 @@ class SamMed3DSession(TorchPromptSession):
         network: Any = None,
     ) -> None:
         super().__init__(weights, device, model_name, network, _load_network)
-        self._resampled = None  # torch float32 (rz, ry, rx)
-        self._res_shape: tuple = ()
         self._embeddings: dict = {}  # crop start -> embedding (LRU order)
         self._maps_cache: dict = {}
-        self.message: str = ""
         self.last_iou: Optional[float] = None
 
     # ------------------------------------------------------------------ set-up
@@ -259,22 +161,15 @@ class SamMed3DSession(TorchPromptSession):
         self._model()
         check_cancel(cancel)
         report(progress, 0.3, "resampling to 1.5 mm")
-        shape = resampled_shape(volume.shape, volume.spacing_zyx)
-        resampled = resample_volume(volume.array, shape)
-        if not bool(torch_isfinite_all(resampled)):
-            raise InvalidInputError("the volume contains NaN or infinite voxels; SAM-Med3D cannot segment it")
+        resampled = self._resample(volume, "SAM-Med3D")
         check_cancel(cancel)
         self._resampled = resampled
-        self._res_shape = shape
         self._embeddings.clear()
         self._maps_cache.clear()
         self.message = ""
         report(progress, 1.0, "ready: the first click encodes a 128³ crop")
 
     # ------------------------------------------------------------------ crops
-    def _crop_start(self, centre_res: Sequence[float]) -> tuple:
-        return tuple(int(math.floor(c + 0.5)) - CROP // 2 for c in centre_res)
-
     def _crop_image(self, start: tuple) -> np.ndarray:
         return padded_crop(self._resampled, start, CROP).numpy()
 
@@ -295,10 +190,7 @@ class SamMed3DSession(TorchPromptSession):
 
     def encode_around(self, zyx: Sequence[float]) -> None:
         """Encode (and cache) the crop centred on ``zyx`` ahead of the first click there."""
-        self._embedding(self._crop_start(self._to_res(zyx)))
-
-    def _to_res(self, zyx: Sequence[float]) -> tuple:
-        return tuple(to_resampled(c, n, r) for c, n, r in zip(zyx, self.volume.shape, self._res_shape))
+        self._embedding(self._crop_start(self._to_res(zyx), CROP))
 
     def _axis_maps(self, start: tuple) -> list:
         key = (start, self._res_shape)
@@ -334,10 +226,10 @@ class SamMed3DSession(TorchPromptSession):
         # Where to crop: keep the current crop while the newest click falls in it.
         start = state.get("start")
         if start is None:
-            start = self._crop_start(self._to_res(positives[0]))
+            start = self._crop_start(self._to_res(positives[0]), CROP)
         elif labels[-1] and not self._in_crop(self._axis_maps(start), points[-1]):
             # a positive click outside the crop: move the crop there (extends the object)
-            start = self._crop_start(self._to_res(points[-1]))
+            start = self._crop_start(self._to_res(points[-1]), CROP)
         recropped = start != state.get("start")
         maps = self._axis_maps(start)
 
@@ -374,13 +266,6 @@ class SamMed3DSession(TorchPromptSession):
         self._set_message(maps, logits)
         return self._merge(new_bounds, new_mask, crop_bounds, state)
 
-    def _keep_previous(self, state: dict) -> Prediction:
-        prev = self._mask
-        bounds = self._previous_bounds() if prev is not None else None
-        if bounds is None:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state or None)
-        return Prediction(prev[_slices(bounds)].copy(), _slices(bounds), state or None)
-
     def _binary_prompt(self, maps: list, prompts: Prompts):
         """The current object mask inside the crop as a 32^3 0/1 mask prompt."""
         import torch
@@ -414,7 +299,7 @@ class SamMed3DSession(TorchPromptSession):
         """
         import torch
 
-        pos = _bbox(logits > 0)
+        pos = _bounds(bbox(logits > 0))
         if pos is None:
             return None, None
         cells, orig, crop = [], [], []
@@ -436,7 +321,7 @@ class SamMed3DSession(TorchPromptSession):
         t = torch.matmul(r1, t)
         t = torch.matmul(t, r2.t())
         on_crop = t > 0
-        tight = _bbox(on_crop.numpy())
+        tight = _bounds(bbox(on_crop.numpy()))
         if tight is None:
             return None, None
         bounds, index = [], []
@@ -454,47 +339,6 @@ class SamMed3DSession(TorchPromptSession):
         for axis in reversed(range(len(index))):
             mask = torch.index_select(mask, axis, index[axis])
         return tuple(bounds), mask.numpy().view(bool)
-
-    @staticmethod
-    def _clip_to_box(bounds: tuple, mask: np.ndarray, box: tuple) -> tuple:
-        (z0, y0, x0), (z1, y1, x1) = box
-        keep = [(int(math.floor(a)), int(math.floor(b)) + 1) for a, b in ((z0, z1), (y0, y1), (x0, x1))]
-        mask = mask.copy()
-        for axis, ((lo, hi), (k0, k1)) in enumerate(zip(bounds, keep)):
-            idx = np.arange(lo, hi)
-            outside = (idx < k0) | (idx >= k1)
-            sl = [slice(None)] * 3
-            sl[axis] = outside
-            mask[tuple(sl)] = False
-        return bounds, mask
-
-    def _merge(self, new_bounds, new_mask, crop_bounds: tuple, state: dict) -> Prediction:
-        """Prediction region = new mask's box plus the previous object's box, so that the
-        part of the object outside this crop is kept and the crop's part is replaced."""
-        prev = self._mask
-        prev_bounds = self._previous_bounds() if prev is not None else None
-        region = _union(prev_bounds, new_bounds)
-        if region is None:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state)
-        sl = _slices(region)
-        if prev_bounds is not None:
-            out = prev[sl].copy()
-            # clear the crop's part of the region: the prediction replaces it
-            inter = [(max(a, c0), min(b, c1)) for (a, b), (c0, c1) in zip(region, crop_bounds)]
-            if all(hi > lo for lo, hi in inter):
-                out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(inter, region))] = False
-        else:
-            out = np.zeros(tuple(b - a for a, b in region), dtype=bool)
-        if new_bounds is not None:
-            out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))] |= new_mask
-        return Prediction(out, sl, state)
-
-    def _previous_bounds(self) -> Optional[tuple]:
-        """Bounding box of the current object mask (kept by the base class)."""
-        box = getattr(self, "_mask_box", None)
-        if box is not None:
-            return tuple((int(sl.start), int(sl.stop)) for sl in box)
-        return _bbox(self._mask) if self._mask is not None else None
 
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
         pos = logits > 0
@@ -516,7 +360,6 @@ class SamMed3DSession(TorchPromptSession):
 
     def reset(self) -> None:
         super().reset()
-        self.message = ""
         self.last_iou = None
 
 
@@ -541,9 +384,3 @@ class _torch_threads:
             import torch
 
             torch.set_num_threads(self.before)
-
-
-def torch_isfinite_all(t) -> bool:
-    import torch
-
-    return bool(torch.isfinite(t).all())
