@@ -1,0 +1,368 @@
+"""Opening the project's files the way users do: ``napari FILE``, File > Open, drag and drop.
+
+All three end in ``QtViewer._qt_open(paths)``, i.e. ``viewer.open(paths, plugin=None)``:
+napari picks the reader itself and shows a blocking "Choose reader" dialog when two
+plugins claim a file and no preference is saved. (``viewer.open(path)`` with napari's
+default ``plugin="napari"`` is a scripting call that forces napari's builtins; it is
+not what any of these user paths call.)
+
+napari's builtins claim NIfTI, NRRD, MetaImage, DICOM and every folder, then fail on
+them, and napari gives a plugin no way to rank its reader above them. The plugin
+therefore saves itself as napari's reader for its formats on activation (its first
+use). These tests start from napari's default settings, use the plugin once (dock a
+widget, or open with ``--plugin napari-medseg`` on the command line) and then open
+every format the reader claims through ``_qt_open`` with the dialog turned into a test
+failure; the last test runs the real ``napari`` command line under Xvfb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "io"))
+from io_helpers import write_dicom_series  # noqa: E402
+
+from napari_medseg._reader import FOLDER_PATTERN, PLUGIN_NAME, reader_patterns, register_reader_preferences  # noqa: E402
+from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume  # noqa: E402
+
+MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_medseg" / "napari.yaml"
+SPACING = (0.8, 0.9, 2.5)  # x, y, z mm
+ORIGIN = (-100.0, -50.0, 30.0)
+SHAPE = (4, 6, 5)  # z, y, x
+NAMES = {1: "liver", 2: "tumour"}
+
+
+def _ct() -> Volume:
+    rng = np.random.default_rng(0)
+    return Volume(rng.integers(-1000, 1500, SHAPE).astype(np.int16), spacing=SPACING, origin=ORIGIN, modality="CT")
+
+
+def _labels() -> Volume:
+    arr = np.zeros(SHAPE, np.uint8)
+    arr[1:3, 2:5, 1:4] = 1
+    arr[2, 3, 2] = 2
+    return Volume(arr, spacing=SPACING, origin=ORIGIN)
+
+
+# ------------------------------------------------------------------ no Qt
+def test_manifest_claims_exactly_the_formats_the_reader_opens():
+    from npe2 import PluginManifest
+
+    [reader] = PluginManifest.from_file(MANIFEST).contributions.readers
+    assert sorted(reader.filename_patterns) == sorted(reader_patterns())
+    assert "*" not in reader.filename_patterns  # a catch-all makes every file napari opens ambiguous
+    assert reader.accepts_directories  # DICOM folders
+    assert PluginManifest.from_file(MANIFEST).on_activate == "napari_medseg._reader:on_activate"
+
+
+def test_register_reader_preferences_keeps_the_users_choices():
+    from napari.settings import NapariSettings
+
+    settings = NapariSettings(config_path=None)  # in memory: never the user's file
+    settings.plugins.extension2reader = {"*.nii.gz": "napari", "*.tif": "napari"}
+    added = register_reader_preferences(settings)
+    prefs = settings.plugins.extension2reader
+    assert prefs["*.nii.gz"] == "napari" and prefs["*.tif"] == "napari"  # the user's choices stay
+    assert "*.nii.gz" not in added and "*.tif" not in added
+    for pattern in ["*.nii", "*.nrrd", "*.nhdr", "*.seg.nrrd", "*.mha", "*.mhd", "*.dcm", "*.DCM", FOLDER_PATTERN]:
+        assert prefs[pattern] == PLUGIN_NAME, pattern
+    assert register_reader_preferences(settings) == []  # nothing twice
+
+    # a user who chose a reader for some folder keeps deciding folders
+    settings.plugins.extension2reader = {"/data/cells.zarr/": "napari"}
+    added = register_reader_preferences(settings)
+    assert FOLDER_PATTERN not in added and FOLDER_PATTERN not in settings.plugins.extension2reader
+    assert "*.nii.gz" in added
+
+
+# -------------------------------------------------------------------- GUI
+@pytest.fixture
+def viewer_after_first_use(make_napari_viewer, monkeypatch):
+    """A viewer in a session where the user has opened one of the plugin's widgets.
+
+    ``make_napari_viewer`` resets napari's settings to their defaults (no reader
+    preference). npe2 activates a plugin once per process, so the plugin is
+    deactivated first: docking the widget then activates it exactly as a user's
+    first use of the plugin does. The settings are kept in memory (never the real
+    settings file) and the "Choose reader" dialog fails the test instead of blocking.
+    """
+    import npe2
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer()
+    settings = get_settings()
+    monkeypatch.setattr(settings, "config_path", None)
+    assert dict(settings.plugins.extension2reader) == {}
+    npe2.PluginManager.instance().deactivate(PLUGIN_NAME)
+    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "CT window presets")
+    assert settings.plugins.extension2reader.get("*.nii.gz") == PLUGIN_NAME
+
+    def no_dialog(self):
+        from qtpy.QtWidgets import QLabel
+
+        texts = [label.text() for label in self.findChildren(QLabel)]
+        raise AssertionError(f"napari showed the 'Choose reader' dialog for {self._current_file}: {texts}")
+
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", no_dialog)
+    return viewer
+
+
+def _open_as_user(viewer, path) -> list:
+    """What ``napari PATH``, File > Open and drag and drop run; returns the new layers."""
+    before = len(viewer.layers)
+    viewer.window._qt_viewer._qt_open([str(path)], stack=False)
+    return list(viewer.layers)[before:]
+
+
+def _assert_placed(layer, volume: Volume, *, atol=1e-5):
+    np.testing.assert_allclose(layer.scale, volume.spacing_zyx, rtol=1e-6)
+    np.testing.assert_allclose(layer.translate, volume.origin_zyx, atol=atol)
+    assert [str(u) for u in layer.units] == ["millimeter"] * 3
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_open_image_and_labels_in_every_volume_format(viewer_after_first_use, tmp_path, ext):
+    viewer = viewer_after_first_use
+    ct = _ct()
+    write_volume(ct, tmp_path / f"ct{ext}")
+    write_labels(_labels(), tmp_path / f"case_seg{ext}", LabelTable.from_names(NAMES))  # + case_seg.json
+    [image] = _open_as_user(viewer, tmp_path / f"ct{ext}")
+    assert type(image).__name__ == "Image" and image.name == "ct" and image.data.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(image.data), ct.array)
+    _assert_placed(image, ct)
+    [labels] = _open_as_user(viewer, tmp_path / f"case_seg{ext}")
+    assert type(labels).__name__ == "Labels" and labels.name == "case_seg" and labels.data.shape == SHAPE
+    assert labels.features["name"].tolist() == ["background", "liver", "tumour"]
+    np.testing.assert_array_equal(np.asarray(labels.data), _labels().array)
+    _assert_placed(labels, ct)
+    # the class colours reach the layer: liver and tumour differ, background is transparent
+    colours = labels.colormap.map(np.array([0, 1, 2]))
+    assert colours[0][3] == 0 and not np.allclose(colours[1], colours[2])
+
+
+@pytest.mark.gui
+def test_open_slicer_seg_nrrd_with_its_segment_names(viewer_after_first_use, tmp_path):
+    write_labels(_labels(), tmp_path / "case.seg.nrrd", LabelTable.from_names(NAMES))
+    (tmp_path / "case.json").unlink()  # only the Slicer header names the segments now
+    [labels] = _open_as_user(viewer_after_first_use, tmp_path / "case.seg.nrrd")
+    assert type(labels).__name__ == "Labels" and labels.name == "case" and labels.data.shape == SHAPE
+    assert labels.features["name"].tolist() == ["background", "liver", "tumour"]
+    _assert_placed(labels, _ct(), atol=1e-9)
+
+
+def _add_study_attributes(files):
+    """The patient/study attributes a scanner writes (empty where unknown) and a DICOM-SEG copies."""
+    import pydicom
+
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PatientBirthDate = ""
+        ds.PatientSex = ""
+        ds.StudyDate = "20240101"
+        ds.StudyTime = "120000"
+        ds.StudyID = "1"
+        ds.AccessionNumber = ""
+        ds.ReferringPhysicianName = ""
+        ds.Manufacturer = "test"
+        ds.save_as(f)
+
+
+@pytest.mark.gui
+def test_open_dicom_folder_one_file_and_dicom_seg(viewer_after_first_use, tmp_path):
+    from napari_medseg.io.dicom_seg import write_dicom_seg
+
+    viewer = viewer_after_first_use
+    info = write_dicom_series(tmp_path / "series", n=5)
+    _add_study_attributes(info["files"])
+    ct = read_volume(tmp_path / "series")
+    [image] = _open_as_user(viewer, tmp_path / "series")  # File > Open Folder, or `napari series/`
+    assert type(image).__name__ == "Image" and image.name == "series" and image.data.shape == (5, 6, 5)
+    _assert_placed(image, ct, atol=1e-9)
+    # one file of the series opens the whole series
+    [one] = _open_as_user(viewer, info["files"][0])
+    assert type(one).__name__ == "Image" and one.data.shape == (5, 6, 5)
+    np.testing.assert_array_equal(np.asarray(one.data), np.asarray(image.data))
+    # upper-case extensions, as PACS exports write them
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    for f in info["files"]:
+        shutil.copy(f, upper / (f.stem.upper() + ".DCM"))
+    [shouting] = _open_as_user(viewer, sorted(upper.iterdir())[0])
+    assert shouting.data.shape == (5, 6, 5)
+    # a DICOM-SEG beside its series: Labels on the series grid with the segment names
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[1:4, 2:5, 1:4] = 1
+    arr[2, 3, 2] = 2
+    write_dicom_seg(ct.with_array(arr), LabelTable.from_names(NAMES), ct, tmp_path / "series" / "seg.dcm")
+    [seg] = _open_as_user(viewer, tmp_path / "series" / "seg.dcm")
+    assert type(seg).__name__ == "Labels" and seg.data.shape == ct.shape
+    np.testing.assert_array_equal(np.asarray(seg.data), arr)
+    assert {"liver", "tumour"} <= set(seg.features["name"])
+    _assert_placed(seg, ct, atol=1e-6)
+    # the folder still opens as the CT (the SEG inside it is not an image)
+    [again] = _open_as_user(viewer, tmp_path / "series")
+    assert type(again).__name__ == "Image" and again.data.shape == (5, 6, 5)
+
+
+@pytest.mark.gui
+def test_other_files_and_folders_stay_with_napari(make_napari_viewer, tmp_path, monkeypatch):
+    """The plugin claims no PNG/TIFF/CSV; a folder without DICOM goes back to napari's builtins."""
+    import imageio.v3 as iio
+    import npe2
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+    from napari.plugins._npe2 import get_readers
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(get_settings(), "config_path", None)
+    npe2.PluginManager.instance().deactivate(PLUGIN_NAME)
+    npe2.PluginManager.instance().activate(PLUGIN_NAME)
+    for name in ["photo.png", "cells.tif", "table.csv", "array.npy", "IM0001"]:
+        assert PLUGIN_NAME not in get_readers(str(tmp_path / name)), name
+    (tmp_path / "pngs").mkdir()
+    for i in range(3):
+        iio.imwrite(tmp_path / "pngs" / f"{i}.png", np.full((4, 5), i, np.uint8))
+    offered = {}
+
+    def choose_builtins(self):  # what the user does in the dialog napari shows
+        offered["readers"] = [b.text() for b in self.reader_btn_group.buttons()]
+        return "napari builtins", False
+
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose_builtins)
+    [stack] = _open_as_user(viewer, tmp_path / "pngs")
+    assert offered["readers"] == ["napari builtins"]  # this plugin declined the folder
+    assert type(stack).__name__ == "Image" and stack.data.shape == (3, 4, 5)
+
+
+@pytest.mark.gui
+def test_open_real_totalsegmentator_files(viewer_after_first_use, shared_data):
+    folder = shared_data / "totalseg_example"
+    viewer = viewer_after_first_use
+    ct = read_volume(folder / "example_ct_sm.nii.gz")
+    [image] = _open_as_user(viewer, folder / "example_ct_sm.nii.gz")
+    [labels] = _open_as_user(viewer, folder / "example_seg.nii.gz")  # names from the XML header extension
+    assert type(image).__name__ == "Image" and image.data.shape == (30, 101, 122)
+    assert type(labels).__name__ == "Labels" and labels.data.shape == (30, 101, 122)
+    names = dict(zip(labels.features["index"], labels.features["name"]))
+    assert names[5] == "liver" and names[52] == "aorta"
+    np.testing.assert_allclose(image.scale, (3.0, 3.0, 3.0))
+    np.testing.assert_allclose(image.affine.affine_matrix[:3, 3], ct.origin_zyx, atol=1e-4)
+    assert [str(u) for u in labels.units] == ["millimeter"] * 3
+
+
+@pytest.mark.gui
+def test_open_real_dicom_folder_file_and_seg(viewer_after_first_use, shared_data):
+    folder = shared_data / "dcmqi_ct3slice"
+    viewer = viewer_after_first_use
+    [image] = _open_as_user(viewer, folder)  # two series in it: the CT, not the SEG
+    assert type(image).__name__ == "Image" and image.data.shape == (3, 512, 512)
+    np.testing.assert_allclose(image.scale, (1.0, 0.810547, 0.810547), rtol=1e-6)
+    assert [str(u) for u in image.units] == ["millimeter"] * 3
+    [one] = _open_as_user(viewer, folder / "ct-3slice_02.dcm")
+    assert one.data.shape == (3, 512, 512)
+    [seg] = _open_as_user(viewer, folder / "liver.dcm")
+    assert type(seg).__name__ == "Labels" and seg.data.shape == (3, 512, 512)
+    assert "liver" in " ".join(seg.features["name"]).lower()
+    np.testing.assert_allclose(seg.translate, image.translate, atol=1e-6)
+    [nrrd] = _open_as_user(viewer, folder / "liver_seg.nrrd")
+    assert type(nrrd).__name__ == "Labels"
+
+
+# ------------------------------------------------------------ napari CLI
+_DRIVER = textwrap.dedent(
+    """
+    import json, os, sys
+    from napari._qt.qt_event_loop import get_qapp
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QDialog, QLabel, QRadioButton
+    import napari
+    from napari.__main__ import main
+
+    EXPECTED = int(os.environ["MEDSEG_EXPECT_LAYERS"])
+
+    def report(result, code):
+        sys.stdout.write("MEDSEG-RESULT " + json.dumps(result) + "\\n")
+        sys.stdout.flush()
+        os._exit(code)
+
+    def check():  # runs in napari's event loop, and inside a modal dialog's loop too
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, QDialog) and w.isVisible():
+                report({"dialog": w.windowTitle(), "choices": [b.text() for b in w.findChildren(QRadioButton)],
+                        "text": [lab.text() for lab in w.findChildren(QLabel)]}, 3)
+        viewer = napari.current_viewer()
+        if viewer is not None and len(viewer.layers) >= EXPECTED:
+            layers = []
+            for layer in viewer.layers:
+                item = {"name": layer.name, "type": type(layer).__name__, "shape": list(layer.data.shape),
+                        "units": [str(u) for u in layer.units], "scale": [float(s) for s in layer.scale]}
+                if item["type"] == "Labels":
+                    item["names"] = [str(n) for n in layer.features["name"]]
+                layers.append(item)
+            report({"layers": layers}, 0)
+
+    app = get_qapp()
+    timer = QTimer()
+    timer.timeout.connect(check)
+    timer.start(100)
+    sys.argv = ["napari", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def _run_napari(args, cwd: Path, config: Path, expect_layers: int) -> dict:
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run not installed (apt-get install xvfb)")
+    env = {**os.environ, "NAPARI_CONFIG": str(config), "MEDSEG_EXPECT_LAYERS": str(expect_layers)}
+    cmd = ["xvfb-run", "-a", sys.executable, "-c", _DRIVER, *args]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`napari {' '.join(args)}` neither opened {expect_layers} layers nor showed a dialog "
+                    f"in 180 s:\n{(exc.stderr or b'')[-3000:]!r}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEDSEG-RESULT ")]
+    assert lines, f"`napari {' '.join(args)}` exited {proc.returncode} without a result:\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1][len("MEDSEG-RESULT "):])
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_napari_command_line_opens_ct_and_labels(tmp_path):
+    """``napari ct.nii.gz labels.nii.gz`` in a fresh napari configuration, under Xvfb.
+
+    1. Never used: napari itself asks which reader to use (napari's rule for two
+       plugins claiming a file; this also proves the test sees a dialog).
+    2. The README's command, ``napari --plugin napari-medseg ct.nii.gz labels.nii.gz``,
+       opens both without a dialog and is the plugin's first use.
+    3. From then on the plain ``napari ct.nii.gz labels.nii.gz`` opens both directly.
+    """
+    write_volume(_ct(), tmp_path / "ct.nii.gz")
+    write_labels(_labels(), tmp_path / "labels.nii.gz", LabelTable.from_names(NAMES))
+    config = tmp_path / "napari" / "settings.yaml"
+    files = ["ct.nii.gz", "labels.nii.gz"]
+
+    fresh = _run_napari(files, tmp_path, config, 2)
+    assert fresh.get("dialog") == "Choose reader" and "napari-medseg" in fresh["choices"], fresh
+
+    for args in (["--plugin", "napari-medseg", *files], files):
+        result = _run_napari(args, tmp_path, config, 2)
+        assert "dialog" not in result, f"`napari {' '.join(args)}` showed a reader dialog: {result}"
+        ct_layer, labels_layer = result["layers"]
+        assert (ct_layer["name"], ct_layer["type"], ct_layer["shape"]) == ("ct", "Image", list(SHAPE))
+        assert (labels_layer["name"], labels_layer["type"]) == ("labels", "Labels")
+        assert labels_layer["names"] == ["background", "liver", "tumour"]
+        for layer in result["layers"]:
+            assert layer["units"] == ["millimeter"] * 3
+            np.testing.assert_allclose(layer["scale"], SPACING[::-1], rtol=1e-6)
