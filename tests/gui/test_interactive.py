@@ -284,6 +284,9 @@ def test_session_through_the_plugin_proxy_on_the_phantom(make_napari_viewer, qtb
     assert widget.image_layer is not widget.image_layer  # a new proxy per access
     labels = widget.create_labels_layer()
     assert labels.data.dtype == np.uint8
+    tools = _dock(viewer, "Label tools")  # docked beside it: its class list follows the objects
+    tools.labels_combo.set_layer(tools.viewer.layers[labels.name])
+    assert tools.class_table.rowCount() == 0
 
     # 1. positive click in the liver, named "liver"
     widget.name_edit.setText("liver")
@@ -360,12 +363,9 @@ def test_session_through_the_plugin_proxy_on_the_phantom(make_napari_viewer, qtb
     assert labels.metadata["medseg_label_table"]["labels"][0]["name"] == "liver"
     # what DICOM-SEG writes as each segment's algorithm: prompted objects are semi-automatic
     assert {table.algorithm_of(i) for i in (1, 2, 3)} == {("SEMIAUTOMATIC", "region-growing")}
-    tools = _dock(viewer, "Label tools")
-    tools.labels_combo.set_layer(tools.viewer.layers[labels.name])
-    tools.refresh_classes()
     listed = {tools.class_table.item(r, 0).text(): tools.class_table.item(r, 1).text()
               for r in range(tools.class_table.rowCount())}
-    assert listed == {"1": "liver", "2": "spleen", "3": "kidney_left"}
+    assert listed == {"1": "liver", "2": "spleen", "3": "kidney_left"}  # kept up to date live
 
 
 def test_names_reach_statistics_and_export(make_napari_viewer, qtbot, tmp_path):

@@ -433,10 +433,17 @@ class LabelToolsWidget(QWidget):
             if target is not None:
                 self._follow_napari(target)
 
+        def classes_changed(event=None):
+            # another widget (e.g. Interactive segmentation naming an object) changed the table
+            current = self.labels_layer()
+            if not self._busy and current is not None and layer_key(current) == key:
+                self.refresh_classes()
+
         # undo/redo only emit set_data (as does re-slicing: the autosaver's digest
         # then finds nothing changed and writes nothing; ``follow`` finds no change)
         connections = [(layer.events.paint, bump), (layer.events.data, bump),
-                       (layer.events.set_data, bump), (layer.events.set_data, follow)]
+                       (layer.events.set_data, bump), (layer.events.set_data, follow),
+                       (layer.events.features, classes_changed)]
         for emitter, callback in connections:
             emitter.connect(callback)
         self._watched[key] = connections
