@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import digest, medseg  # tests/cli/conftest.py
+from ._run import digest, medseg
 
 
 def _one_line_error(res, *fragments):

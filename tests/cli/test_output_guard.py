@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import digest, medseg  # tests/cli/conftest.py
+from ._run import digest, medseg
 
 
 @pytest.fixture

@@ -1,0 +1,19 @@
+"""Run ``medseg`` in a subprocess as users do, and fingerprint files (shared by tests/cli)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+
+def medseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """Run ``python -m napari_medseg.cli ARGS`` and capture its output (text)."""
+    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def digest(path) -> str:
+    """sha256 of a file's bytes (to prove an input survived byte for byte)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
