@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
 from ..progress import CancelToken, iterate_progress
+from ._layout import collapsible, make_scrollable
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +120,15 @@ class AutoSegmentationWidget(QWidget):
         custom_row.addWidget(self.custom_edit)
         custom_row.addWidget(self.custom_browse)
         form.addRow("Folder", custom_row)
-        form.addRow("Weights", self.weights_edit)
-        form.addRow("Device", self.device_combo)
+        # what most runs leave alone, folded away so that several docks fit one screen
+        self.options = collapsible("Options (weights folder, device)",
+                                   [("Weights", self.weights_edit), ("Device", self.device_combo)])
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.options)
         layout.addWidget(self.model_info)
         layout.addWidget(self.download_btn)
         layout.addWidget(QLabel("Structures to keep (none selected: all)"))
@@ -136,6 +139,7 @@ class AutoSegmentationWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        make_scrollable(self)
 
         self.run_btn.clicked.connect(self.run)
         self.cancel_btn.clicked.connect(self.cancel)

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 from ..errors import InvalidInputError, MedsegError
 from ..io.export import EXPORT_FORMATS, is_dicom_reference
 from ._layers import layer_volume
+from ._layout import make_scrollable
 from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class ExportWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        make_scrollable(self)  # the dock shrinks and scrolls when several are docked
         self._update_formats()
 
     def _reference(self):

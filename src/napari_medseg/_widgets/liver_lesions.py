@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
 from ..progress import CancelToken
+from ._layout import collapsible, make_scrollable
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,10 @@ class LiverLesionWidget(QWidget):
         form.addRow(self.labels_label, self.labels_combo)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
-        form.addRow("Device", self.device_combo)
         layout.addLayout(form)
+        # folded away so that several docks fit one screen
+        self.options = collapsible("Options (device)", [("Device", self.device_combo)])
+        layout.addWidget(self.options)
 
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run")
@@ -164,6 +167,7 @@ class LiverLesionWidget(QWidget):
         export.addWidget(self.csv_button)
         export.addWidget(self.json_button)
         layout.addLayout(export)
+        make_scrollable(self)
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InvalidInputError, MedsegError, user_message
 from ._layers import layer_key, layer_volume
+from ._layout import make_scrollable
 from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class StatisticsWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        make_scrollable(self)  # the dock shrinks and scrolls when several are docked
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

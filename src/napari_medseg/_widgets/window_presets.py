@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPu
 
 from ..errors import InvalidInputError
 from ..io.windows import PRESETS, contrast_limits_to_window, preset_contrast_limits, window_to_contrast_limits
+from ._layout import make_scrollable
 
 
 class WindowPresetsWidget(QWidget):
@@ -49,6 +50,7 @@ class WindowPresetsWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        make_scrollable(self)  # the dock shrinks and scrolls when several are docked
 
     def target_layer(self):
         """The active Image layer, else the top-most Image layer, else None."""
