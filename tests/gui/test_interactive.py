@@ -56,8 +56,10 @@ def _add_image(viewer, volume, name="ct"):
 def _open_image(viewer, path, name="ct"):
     """Open an image file as File > Open does.
 
-    TODO(issue 11, item 2): switch to ``viewer.open(path)`` (without ``plugin=``) once the
-    reader fix lands; today napari answers "Could not find a backend" for .nii.gz.
+    TODO(issue 11, item 2): switch to the user's path once the reader work is committed:
+    ``open_as_user(viewer, path)`` on the ``viewer_after_first_use`` fixture of
+    ``tests/napari_open.py`` (still uncommitted while this was written); a plain
+    ``viewer.open(path)`` still answers "Could not find a backend" for .nii.gz here.
     """
     from napari_medseg.io.readers import read_volume
 
