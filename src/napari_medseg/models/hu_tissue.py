@@ -28,16 +28,25 @@ Method, per step (all sizes in mm, converted with the volume's spacing):
    least ``marrow_min_hu`` filled (marrow; the spinal canal's fluid stays out),
    components under ``min_bone_ml`` removed.
 4. **Muscle wall**: on an in-plane grid of about 2 mm, the soft tissue and bone inside the
-   body (skin peeled off), opened to drop fat septa, closed
-   by ``wall_closing_mm`` to bridge gaps between muscles, largest piece per slice, holes
-   filled: the *trunk* ``T``.
-   Fat outside ``T`` is subcutaneous; fat inside is visceral.
+   body (skin peeled off) are the wall tissue. Per slice, ``wall_rays`` rays run from the
+   centre of the largest body piece to the skin; walking inwards from the skin, the first
+   run of wall tissue at least ``wall_min_mm`` long is the outer face of the muscle wall
+   (the subcutaneous layer ends there). A ray that slips through a gap in the wall (its
+   depth more than ``wall_jump_mm`` off the median of the rays within
+   ``wall_window_deg``) takes that median, so the face follows the muscle ring instead of
+   the organs. Everything inside the face is the *trunk* ``T``.
+   Fat outside ``T`` is subcutaneous; fat inside is visceral (as TotalSegmentator's
+   ``tissue_types`` splits ``subcutaneous_fat`` from ``torso_fat``).
 5. **Skeletal muscle**: soft tissue (-29..150 HU) outside ``T`` (limbs, chest wall
    outside the ribs) or within ``muscle_band_mm`` of ``T``'s border (the wall itself).
 
 Limits (documented for users): deep muscles (psoas, deep paraspinal parts further than the
 band from the surface) count as ``body_other``; intermuscular fat inside the wall counts
-as visceral; contrast-filled vessels and dense calcifications above ``bone_hu`` count as
+as visceral; where the outer face of the wall is not visible from the trunk's centre (a
+deep notch, e.g. fat between the back muscles and the flank muscles, or the cleft between
+the buttocks) fat deeper than the notch's mouth may be called subcutaneous; in slices
+through the legs only, the largest leg is the "trunk" (its intermuscular fat is
+visceral); contrast-filled vessels and dense calcifications above ``bone_hu`` count as
 bone; lung consolidation/effusion is not lung; bowel gas next to the lung bases may be
 taken for airway only if it is pure air touching the lung; the couch is removed only when
 it is separated by air from the body by more than a few millimetres.
@@ -45,6 +54,7 @@ it is separated by air from the body by more than a few millimetres.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -124,8 +134,6 @@ class HUTissueParams:
     bone_hu: Optional[float] = None  # None: 200 HU, lowered to 150 HU for 3 mm voxels
     table_opening_mm: float = 3.0
     skin_mm: float = 3.0
-    septa_opening_mm: float = 3.0
-    wall_closing_mm: float = 12.0
     muscle_band_mm: float = 10.0
     paraspinal_half_width: float = 0.15
     bone_hole_cm2: float = 12.0
@@ -135,6 +143,10 @@ class HUTissueParams:
     lung_max_pure_fraction: float = 0.3
     lung_min_mean_hu: float = -930.0
     work_mm: float = 2.0
+    wall_rays: int = 180
+    wall_min_mm: float = 3.0
+    wall_jump_mm: float = 8.0
+    wall_window_deg: float = 30.0
 
 
 # --------------------------------------------------------------------- structuring
@@ -208,29 +220,6 @@ def _fill_small_holes(mask: np.ndarray, max_area_vox: float, hu: Optional[np.nda
         fill[0] = False
         out[z0:z0 + _SLAB] |= fill[lab]
     return out
-
-
-def _largest_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest in-plane connected component of every slice."""
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(mask, structure=_PLANE8)
-    if n == 0:
-        return mask
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    # Component -> slice index (first voxel's z).
-    objs = ndi.find_objects(lab)
-    keep = np.zeros(n + 1, bool)
-    best: dict = {}
-    for i, sl in enumerate(objs, start=1):
-        if sl is None:
-            continue
-        z = sl[0].start
-        if z not in best or sizes[i] > sizes[best[z]]:
-            best[z] = i
-    keep[list(best.values())] = True
-    return keep[lab]
 
 
 def _downsample(mask: np.ndarray, f: tuple, any_: bool = False) -> np.ndarray:
@@ -401,18 +390,11 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     out[airway] = IDS["airway"]
     del lung, airway
     soft = body & (hu >= p.muscle_range[0]) & (hu <= p.muscle_range[1])
-    core_w = _downsample(soft | (out >= IDS["bone"]) & (out <= IDS["airway"]), f) & inner_w
-    core_w = _dilate(_erode(core_w, p.septa_opening_mm, wy, wx), p.septa_opening_mm, wy, wx)
-    rc = p.wall_closing_mm
-    pad = sum(_steps(rc, wy, wx)) + 1
-    core_p = np.pad(core_w, ((0, 0), (pad, pad), (pad, pad)))
-    del core_w
-    core_p = _erode(_dilate(core_p, rc, wy, wx), rc, wy, wx)
-    # Close first (bridges gaps between muscles and between organs), then keep the trunk:
-    # the largest piece of each slice (arms and legs stay outside it).
-    core_p = _largest_per_slice(core_p[:, pad:-pad, pad:-pad])
-    trunk_w = _fill_slices(core_p) & body_w
-    del core_p
+    # Wall tissue: soft tissue and bone (lungs and airways count: they lie inside the ribs),
+    # skin peeled off. The trunk is what lies inside its outer face, found along rays.
+    wall_w = _downsample(soft | (out >= IDS["bone"]) & (out <= IDS["airway"]), f) & inner_w
+    trunk_w = _wall_hull(wall_w, body_w, wy, wx, p)
+    del wall_w
     check_cancel(cancel)
     deep_w = _erode(trunk_w, p.muscle_band_mm, wy, wx)
     check_cancel(cancel)
@@ -490,6 +472,117 @@ def _paraspinal(bone: np.ndarray, body: np.ndarray, volume,
         else:
             out[z, : yc + 1, x0:x1] = True
     return out & body
+
+
+def _wall_hull(wall: np.ndarray, body: np.ndarray, wy: float, wx: float,
+               p: "HUTissueParams") -> np.ndarray:
+    """Per slice, the region inside the outer face of the muscle wall, found along rays.
+
+    From the centre of the slice's largest body piece, ``wall_rays`` rays run out to the
+    skin. Walking each ray inwards from the skin, the first run of wall tissue (soft tissue
+    or bone, skin excluded) at least ``wall_min_mm`` long is the wall's outer face; its depth
+    below the skin is the subcutaneous layer's thickness along that ray. Where the wall has a
+    gap (thin linea alba, a fascia at 3 mm), the ray passes through into the abdomen and its
+    depth jumps: depths further than ``wall_jump_mm`` from the median of the neighbouring
+    rays (``wall_window_deg``) take that median, so the face follows the muscle ring across
+    gaps instead of wrapping around the organs. The region is every body pixel closer to
+    the centre than the face in its direction (interpolated between rays).
+
+    Returns a boolean mask (empty slices where the body has no piece to cast rays in).
+    """
+    from scipy import ndimage as ndi
+
+    nz, ny, nx = body.shape
+    out = np.zeros(body.shape, bool)
+    k = int(p.wall_rays)
+    theta = np.arange(k) * (2 * np.pi / k)
+    sin_t, cos_t = np.sin(theta), np.cos(theta)
+    step = 0.5  # working-grid pixels per sample
+    # physical length of one step along each ray (anisotropic in-plane pixels)
+    step_mm = step * np.hypot(wy * sin_t, wx * cos_t)
+    n_min = np.maximum(1, np.ceil(p.wall_min_mm / step_mm - 1e-6)).astype(int)
+    half = max(1, int(round(p.wall_window_deg / 360.0 * k)))
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    for z in range(nz):
+        piece = _largest_2d(body[z])
+        if piece is None:
+            continue
+        cy, cx = ndi.center_of_mass(piece)
+        ys, xs = np.nonzero(piece)
+        radius = float(np.sqrt(((ys - cy) ** 2 + (xs - cx) ** 2).max())) + 2.0
+        r = np.arange(0.0, radius, step)
+        py = np.rint(cy + sin_t[:, None] * r[None, :]).astype(int)
+        px = np.rint(cx + cos_t[:, None] * r[None, :]).astype(int)
+        ok = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
+        py, px = np.clip(py, 0, ny - 1), np.clip(px, 0, nx - 1)
+        inside = piece[py, px] & ok
+        tissue = wall[z][py, px] & inside
+        has = inside.any(axis=1)
+        if not has.all():
+            continue
+        # outermost body sample of each ray: the skin
+        edge = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
+        # the outer face: the outermost sample (inside the skin) from which at least n_min
+        # consecutive wall samples run towards the centre
+        cols = np.arange(tissue.shape[1])[None, :]
+        runs = _inward_runs(tissue)
+        # Skin left after peeling (thick skin, coarse grid): the outermost run of wall
+        # tissue is skin when it starts within a skin width of the surface and is no longer
+        # than 2 skin widths; a longer one is skin on muscle (no fat between: the face is
+        # at the surface).
+        below = tissue & (cols <= edge[:, None])
+        has_t = below.any(axis=1)
+        outer = tissue.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1)
+        length = runs[np.arange(k), outer]
+        is_skin = (has_t & ((edge - outer) * step_mm <= p.skin_mm)
+                   & (length * step_mm <= 2 * p.skin_mm))
+        limit = np.where(is_skin, outer - length, edge)
+        face_ok = (runs >= n_min[:, None]) & (cols <= limit[:, None])
+        any_face = face_ok.any(axis=1)
+        face = tissue.shape[1] - 1 - np.argmax(face_ok[:, ::-1], axis=1)
+        depth = np.where(any_face, (edge - face) * step_mm, np.nan)
+        if np.isnan(depth).all():
+            continue
+        ring = np.concatenate([depth[-half:], depth, depth[:half]])
+        windows = np.lib.stride_tricks.sliding_window_view(ring, 2 * half + 1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+            med = np.nanmedian(windows, axis=1)
+        bad = np.isnan(depth) | (np.abs(depth - med) > p.wall_jump_mm)
+        depth = np.where(bad, med, depth)
+        valid = ~np.isnan(depth)
+        if not valid.any():
+            continue
+        if not valid.all():  # long gaps: interpolate around the circle
+            t_ok = theta[valid]
+            depth = np.interp(theta, np.concatenate([t_ok - 2 * np.pi, t_ok, t_ok + 2 * np.pi]),
+                              np.tile(depth[valid], 3))
+        face_r = edge * step - depth / step_mm * step  # radius of the face, in samples of r
+        dy, dx = yy - cy, xx - cx
+        ang = np.mod(np.arctan2(dy, dx), 2 * np.pi)
+        limit = np.interp(ang, np.append(theta, 2 * np.pi), np.append(face_r, face_r[0]))
+        # the face sample is the wall's outermost; pixels more than half a pixel beyond it
+        # are the fat against the wall (subcutaneous)
+        out[z] = piece & (np.hypot(dy, dx) <= limit - 0.5)
+    return out
+
+
+def _inward_runs(tissue: np.ndarray) -> np.ndarray:
+    """Per sample, the number of consecutive wall samples from it towards the centre (index 0)."""
+    cols = np.arange(tissue.shape[1])[None, :]
+    last_gap = np.maximum.accumulate(np.where(tissue, -1, cols), axis=1)
+    return cols - last_gap
+
+
+def _largest_2d(mask: np.ndarray) -> Optional[np.ndarray]:
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
 
 
 def _clean_small(mask: np.ndarray, min_vox: float) -> np.ndarray:
