@@ -12,7 +12,8 @@ therefore saves itself as napari's reader for its formats on activation (its fir
 use). These tests start from napari's default settings, use the plugin once (dock a
 widget, or open with ``--plugin napari-medseg`` on the command line) and then open
 every format the reader claims through ``_qt_open`` with the dialog turned into a test
-failure; the last test runs the real ``napari`` command line under Xvfb.
+failure (``napari_open.py``); the last test runs the real ``napari`` command line
+under Xvfb.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "io"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_helpers import write_dicom_series  # noqa: E402
+from napari_open import open_as_user, viewer_after_first_use  # noqa: E402,F401  (fixture)
 
 from napari_medseg._reader import FOLDER_PATTERN, PLUGIN_NAME, reader_patterns, register_reader_preferences  # noqa: E402
 from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume  # noqa: E402
@@ -85,45 +88,6 @@ def test_register_reader_preferences_keeps_the_users_choices():
 
 
 # -------------------------------------------------------------------- GUI
-@pytest.fixture
-def viewer_after_first_use(make_napari_viewer, monkeypatch):
-    """A viewer in a session where the user has opened one of the plugin's widgets.
-
-    ``make_napari_viewer`` resets napari's settings to their defaults (no reader
-    preference). npe2 activates a plugin once per process, so the plugin is
-    deactivated first: docking the widget then activates it exactly as a user's
-    first use of the plugin does. The settings are kept in memory (never the real
-    settings file) and the "Choose reader" dialog fails the test instead of blocking.
-    """
-    import npe2
-    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
-    from napari.settings import get_settings
-
-    viewer = make_napari_viewer()
-    settings = get_settings()
-    monkeypatch.setattr(settings, "config_path", None)
-    assert dict(settings.plugins.extension2reader) == {}
-    npe2.PluginManager.instance().deactivate(PLUGIN_NAME)
-    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "CT window presets")
-    assert settings.plugins.extension2reader.get("*.nii.gz") == PLUGIN_NAME
-
-    def no_dialog(self):
-        from qtpy.QtWidgets import QLabel
-
-        texts = [label.text() for label in self.findChildren(QLabel)]
-        raise AssertionError(f"napari showed the 'Choose reader' dialog for {self._current_file}: {texts}")
-
-    monkeypatch.setattr(QtReaderDialog, "get_user_choices", no_dialog)
-    return viewer
-
-
-def _open_as_user(viewer, path) -> list:
-    """What ``napari PATH``, File > Open and drag and drop run; returns the new layers."""
-    before = len(viewer.layers)
-    viewer.window._qt_viewer._qt_open([str(path)], stack=False)
-    return list(viewer.layers)[before:]
-
-
 def _assert_placed(layer, volume: Volume, *, atol=1e-5):
     np.testing.assert_allclose(layer.scale, volume.spacing_zyx, rtol=1e-6)
     np.testing.assert_allclose(layer.translate, volume.origin_zyx, atol=atol)
@@ -137,11 +101,11 @@ def test_open_image_and_labels_in_every_volume_format(viewer_after_first_use, tm
     ct = _ct()
     write_volume(ct, tmp_path / f"ct{ext}")
     write_labels(_labels(), tmp_path / f"case_seg{ext}", LabelTable.from_names(NAMES))  # + case_seg.json
-    [image] = _open_as_user(viewer, tmp_path / f"ct{ext}")
+    [image] = open_as_user(viewer, tmp_path / f"ct{ext}")
     assert type(image).__name__ == "Image" and image.name == "ct" and image.data.shape == SHAPE
     np.testing.assert_array_equal(np.asarray(image.data), ct.array)
     _assert_placed(image, ct)
-    [labels] = _open_as_user(viewer, tmp_path / f"case_seg{ext}")
+    [labels] = open_as_user(viewer, tmp_path / f"case_seg{ext}")
     assert type(labels).__name__ == "Labels" and labels.name == "case_seg" and labels.data.shape == SHAPE
     assert labels.features["name"].tolist() == ["background", "liver", "tumour"]
     np.testing.assert_array_equal(np.asarray(labels.data), _labels().array)
@@ -155,7 +119,7 @@ def test_open_image_and_labels_in_every_volume_format(viewer_after_first_use, tm
 def test_open_slicer_seg_nrrd_with_its_segment_names(viewer_after_first_use, tmp_path):
     write_labels(_labels(), tmp_path / "case.seg.nrrd", LabelTable.from_names(NAMES))
     (tmp_path / "case.json").unlink()  # only the Slicer header names the segments now
-    [labels] = _open_as_user(viewer_after_first_use, tmp_path / "case.seg.nrrd")
+    [labels] = open_as_user(viewer_after_first_use, tmp_path / "case.seg.nrrd")
     assert type(labels).__name__ == "Labels" and labels.name == "case" and labels.data.shape == SHAPE
     assert labels.features["name"].tolist() == ["background", "liver", "tumour"]
     _assert_placed(labels, _ct(), atol=1e-9)
@@ -186,11 +150,11 @@ def test_open_dicom_folder_one_file_and_dicom_seg(viewer_after_first_use, tmp_pa
     info = write_dicom_series(tmp_path / "series", n=5)
     _add_study_attributes(info["files"])
     ct = read_volume(tmp_path / "series")
-    [image] = _open_as_user(viewer, tmp_path / "series")  # File > Open Folder, or `napari series/`
+    [image] = open_as_user(viewer, tmp_path / "series")  # File > Open Folder, or `napari series/`
     assert type(image).__name__ == "Image" and image.name == "series" and image.data.shape == (5, 6, 5)
     _assert_placed(image, ct, atol=1e-9)
     # one file of the series opens the whole series
-    [one] = _open_as_user(viewer, info["files"][0])
+    [one] = open_as_user(viewer, info["files"][0])
     assert type(one).__name__ == "Image" and one.data.shape == (5, 6, 5)
     np.testing.assert_array_equal(np.asarray(one.data), np.asarray(image.data))
     # upper-case extensions, as PACS exports write them
@@ -198,20 +162,20 @@ def test_open_dicom_folder_one_file_and_dicom_seg(viewer_after_first_use, tmp_pa
     upper.mkdir()
     for f in info["files"]:
         shutil.copy(f, upper / (f.stem.upper() + ".DCM"))
-    [shouting] = _open_as_user(viewer, sorted(upper.iterdir())[0])
+    [shouting] = open_as_user(viewer, sorted(upper.iterdir())[0])
     assert shouting.data.shape == (5, 6, 5)
     # a DICOM-SEG beside its series: Labels on the series grid with the segment names
     arr = np.zeros(ct.shape, np.uint8)
     arr[1:4, 2:5, 1:4] = 1
     arr[2, 3, 2] = 2
     write_dicom_seg(ct.with_array(arr), LabelTable.from_names(NAMES), ct, tmp_path / "series" / "seg.dcm")
-    [seg] = _open_as_user(viewer, tmp_path / "series" / "seg.dcm")
+    [seg] = open_as_user(viewer, tmp_path / "series" / "seg.dcm")
     assert type(seg).__name__ == "Labels" and seg.data.shape == ct.shape
     np.testing.assert_array_equal(np.asarray(seg.data), arr)
     assert {"liver", "tumour"} <= set(seg.features["name"])
     _assert_placed(seg, ct, atol=1e-6)
     # the folder still opens as the CT (the SEG inside it is not an image)
-    [again] = _open_as_user(viewer, tmp_path / "series")
+    [again] = open_as_user(viewer, tmp_path / "series")
     assert type(again).__name__ == "Image" and again.data.shape == (5, 6, 5)
 
 
@@ -240,7 +204,7 @@ def test_other_files_and_folders_stay_with_napari(make_napari_viewer, tmp_path, 
         return "napari builtins", False
 
     monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose_builtins)
-    [stack] = _open_as_user(viewer, tmp_path / "pngs")
+    [stack] = open_as_user(viewer, tmp_path / "pngs")
     assert offered["readers"] == ["napari builtins"]  # this plugin declined the folder
     assert type(stack).__name__ == "Image" and stack.data.shape == (3, 4, 5)
 
@@ -250,8 +214,8 @@ def test_open_real_totalsegmentator_files(viewer_after_first_use, shared_data):
     folder = shared_data / "totalseg_example"
     viewer = viewer_after_first_use
     ct = read_volume(folder / "example_ct_sm.nii.gz")
-    [image] = _open_as_user(viewer, folder / "example_ct_sm.nii.gz")
-    [labels] = _open_as_user(viewer, folder / "example_seg.nii.gz")  # names from the XML header extension
+    [image] = open_as_user(viewer, folder / "example_ct_sm.nii.gz")
+    [labels] = open_as_user(viewer, folder / "example_seg.nii.gz")  # names from the XML header extension
     assert type(image).__name__ == "Image" and image.data.shape == (30, 101, 122)
     assert type(labels).__name__ == "Labels" and labels.data.shape == (30, 101, 122)
     names = dict(zip(labels.features["index"], labels.features["name"]))
@@ -265,17 +229,17 @@ def test_open_real_totalsegmentator_files(viewer_after_first_use, shared_data):
 def test_open_real_dicom_folder_file_and_seg(viewer_after_first_use, shared_data):
     folder = shared_data / "dcmqi_ct3slice"
     viewer = viewer_after_first_use
-    [image] = _open_as_user(viewer, folder)  # two series in it: the CT, not the SEG
+    [image] = open_as_user(viewer, folder)  # two series in it: the CT, not the SEG
     assert type(image).__name__ == "Image" and image.data.shape == (3, 512, 512)
     np.testing.assert_allclose(image.scale, (1.0, 0.810547, 0.810547), rtol=1e-6)
     assert [str(u) for u in image.units] == ["millimeter"] * 3
-    [one] = _open_as_user(viewer, folder / "ct-3slice_02.dcm")
+    [one] = open_as_user(viewer, folder / "ct-3slice_02.dcm")
     assert one.data.shape == (3, 512, 512)
-    [seg] = _open_as_user(viewer, folder / "liver.dcm")
+    [seg] = open_as_user(viewer, folder / "liver.dcm")
     assert type(seg).__name__ == "Labels" and seg.data.shape == (3, 512, 512)
     assert "liver" in " ".join(seg.features["name"]).lower()
     np.testing.assert_allclose(seg.translate, image.translate, atol=1e-6)
-    [nrrd] = _open_as_user(viewer, folder / "liver_seg.nrrd")
+    [nrrd] = open_as_user(viewer, folder / "liver_seg.nrrd")
     assert type(nrrd).__name__ == "Labels"
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "io"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_helpers import label_volume, oblique_volume, write_dicom_series  # noqa: E402
+from napari_open import open_as_user, viewer_after_first_use  # noqa: E402,F401  (fixture)
 
 from napari_medseg._reader import napari_get_reader, read_layers  # noqa: E402
 from napari_medseg.errors import ImageReadError  # noqa: E402
@@ -98,16 +100,16 @@ def test_real_totalseg_labels_open_as_named_labels(shared_data):
 
 # -------------------------------------------------------------------- GUI
 @pytest.mark.gui
-def test_open_oblique_nifti_in_viewer(make_napari_viewer, tmp_path):
+def test_open_oblique_nifti_in_viewer(viewer_after_first_use, tmp_path):
     vol = oblique_volume(dtype=np.int16, shape=(6, 7, 8))
     write_volume(vol, tmp_path / "ct.nrrd")
     labels = label_volume()
     lab = Volume(np.zeros(vol.shape, np.uint8), spacing=vol.spacing, origin=vol.origin, direction=vol.direction)
     lab.array[2:4, 3:5, 1:6] = 2
     write_labels(lab, tmp_path / "ct_seg.nii.gz", LabelTable.from_names({2: "lesion"}))
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(tmp_path / "ct.nrrd"), plugin="napari-medseg")
-    [seg] = viewer.open(str(tmp_path / "ct_seg.nii.gz"), plugin="napari-medseg")
+    viewer = viewer_after_first_use
+    [image] = open_as_user(viewer, tmp_path / "ct.nrrd")
+    [seg] = open_as_user(viewer, tmp_path / "ct_seg.nii.gz")
     assert type(image).__name__ == "Image" and type(seg).__name__ == "Labels"
     np.testing.assert_allclose(image.scale, vol.spacing_zyx)
     np.testing.assert_allclose(image.affine.affine_matrix[:3, :3], vol.direction_zyx, atol=1e-12)
@@ -126,23 +128,23 @@ def test_open_oblique_nifti_in_viewer(make_napari_viewer, tmp_path):
 
 
 @pytest.mark.gui
-def test_save_labels_layer_through_plugin(make_napari_viewer, tmp_path):
+def test_save_labels_layer_through_plugin(viewer_after_first_use, tmp_path):
     vol = oblique_volume(shape=(5, 6, 7))
     write_volume(vol, tmp_path / "ct.mha")
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(tmp_path / "ct.mha"), plugin="napari-medseg")
+    viewer = viewer_after_first_use
+    [image] = open_as_user(viewer, tmp_path / "ct.mha")
     from napari_medseg.io.layer_data import labels_layer_tuple
 
     arr = np.zeros(vol.shape, np.uint8)
     arr[1:3, 2:4, 2:5] = 1
     data, kwargs, _ = labels_layer_tuple(arr, read_volume(tmp_path / "ct.mha"), LabelTable.from_names({1: "liver"}), "seg")
     layer = viewer.add_labels(data, **kwargs)
-    layer.save(str(tmp_path / "out.nrrd"), plugin="napari-medseg")
+    layer.save(str(tmp_path / "out.nrrd"))  # File > Save Selected Layer: napari picks the writer
     back, table = read_labels(tmp_path / "out.nrrd", reference=read_volume(tmp_path / "ct.mha"))
     np.testing.assert_array_equal(back.array, arr)
     assert table.names == {1: "liver"}
     np.testing.assert_allclose(back.direction, vol.direction, atol=1e-15)
-    image.save(str(tmp_path / "img.nii.gz"), plugin="napari-medseg")
+    image.save(str(tmp_path / "img.nii.gz"))
     again = read_volume(tmp_path / "img.nii.gz")
     np.testing.assert_array_equal(again.array, vol.array)
     np.testing.assert_allclose(again.direction, vol.direction, atol=1e-6)
@@ -186,13 +188,13 @@ def test_dicom_seg_opens_as_labels_on_the_ct_grid(shared_data):
 
 
 @pytest.mark.gui
-def test_open_real_ct_nifti_in_viewer(make_napari_viewer, shared_data):
+def test_open_real_ct_nifti_in_viewer(viewer_after_first_use, shared_data):
     """The TotalSegmentator CT (LPS flip diag(-1, -1, 1)) and its labels line up in napari."""
     path = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
     vol = read_volume(path)
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(path), plugin="napari-medseg")
-    [seg] = viewer.open(str(shared_data / "totalseg_example" / "example_seg.nii.gz"), plugin="napari-medseg")
+    viewer = viewer_after_first_use
+    [image] = open_as_user(viewer, path)
+    [seg] = open_as_user(viewer, shared_data / "totalseg_example" / "example_seg.nii.gz")
     assert type(seg).__name__ == "Labels" and seg.features["name"].tolist()[5] == "liver"
     np.testing.assert_allclose(image.scale, (3.0, 3.0, 3.0))
     np.testing.assert_allclose(image.affine.affine_matrix[:3, :3], np.diag([1.0, -1.0, -1.0]))  # zyx order
@@ -204,9 +206,8 @@ def test_open_real_ct_nifti_in_viewer(make_napari_viewer, shared_data):
 
 
 @pytest.mark.gui
-def test_open_dicom_folder_in_viewer(make_napari_viewer, shared_data):
-    viewer = make_napari_viewer()
-    [image] = viewer.open(str(shared_data / "dcmqi_ct3slice"), plugin="napari-medseg")
+def test_open_dicom_folder_in_viewer(viewer_after_first_use, shared_data):
+    [image] = open_as_user(viewer_after_first_use, shared_data / "dcmqi_ct3slice")
     assert image.data.shape == (3, 512, 512) and image.name == "dcmqi_ct3slice"
     np.testing.assert_allclose(image.scale, (1.0, 0.810547, 0.810547))
     np.testing.assert_allclose(image.translate, (-128.690002, -226.800003, -235.199997))
