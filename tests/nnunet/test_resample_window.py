@@ -23,13 +23,13 @@ nnunet_resampling = pytest.importorskip("nnunetv2.preprocessing.resampling.defau
     ],
 )
 def test_resampling_matches_nnunet(shape, new_shape, spacing, new_spacing, order):
-    from napari_medseg.inference.resample import resample_logits_to_labels, resample_volume
+    from napari_medseg.inference.resample import resample_logits_to_labels, resample_like_nnunet
 
     data = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     ref = nnunet_resampling.resample_data_or_seg_to_shape(
         data, new_shape, spacing, new_spacing, is_seg=False, order=order, order_z=0,
         force_separate_z=None)
-    ours = resample_volume(data, new_shape, spacing, new_spacing, order=order)
+    ours = resample_like_nnunet(data, new_shape, spacing, new_spacing, order=order)
     assert ours.shape == ref.shape
     assert_close_to_scale(ours, ref, name="resampled image")
     labels = resample_logits_to_labels(torch.from_numpy(data), new_shape, spacing, new_spacing,

@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .._ndimage import bbox_mm, min_voxels, resample_linear, resample_nearest, small_components, target_shape
+from .._ndimage import largest_component as _largest_component
 from ..errors import InvalidInputError, MedsegError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
@@ -57,33 +59,22 @@ def apply_flips(array: np.ndarray, flips: Sequence[int]) -> np.ndarray:
     return np.flip(array, axis=tuple(flips)) if flips else array
 
 
-def target_shape(shape: Sequence[int], spacing_zyx: Sequence[float], target_zyx: Sequence[float]) -> tuple:
-    """Shape of the grid of the same physical extent at ``target_zyx`` spacing (at least 1)."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing_zyx, target_zyx))
-
-
 def resample_to_shape(array: np.ndarray, shape: Sequence[int], mode: str = "linear") -> np.ndarray:
     """Resample a 3D (or channels-first 4D) array to ``shape`` keeping its physical extent.
 
-    ``mode`` "linear" (trilinear, float32 out) or "nearest" (labels, dtype kept). Voxel
-    centres follow the half-pixel convention (``align_corners=False``), i.e. the grids share
-    their outer boundary.
+    ``mode`` "linear" (trilinear, float32 out: :func:`napari_medseg._ndimage.resample_linear`)
+    or "nearest" (labels, dtype kept). Voxel centres follow the half-pixel convention
+    (``align_corners=False``), i.e. the grids share their outer boundary.
     """
-    import torch
-    import torch.nn.functional as F
-
     shape = tuple(int(s) for s in shape)
     arr = np.asarray(array)
     if arr.shape[-3:] == shape:
         return arr.astype(np.float32) if mode == "linear" else arr
-    channels_first = arr.ndim == 4
-    t = torch.from_numpy(np.ascontiguousarray(arr if channels_first else arr[None]))
     if mode == "nearest":
-        out = F.interpolate(t[None].float(), size=shape, mode="nearest-exact")[0]
-        out = out.numpy().astype(arr.dtype)
-    else:
-        out = F.interpolate(t[None].float(), size=shape, mode="trilinear", align_corners=False)[0].numpy()
-    return out if channels_first else out[0]
+        return resample_nearest(arr, shape)
+    if arr.ndim == 4:
+        return np.stack([resample_linear(channel, shape).numpy() for channel in arr])
+    return resample_linear(arr, shape).numpy()
 
 
 def resample_to_spacing(array: np.ndarray, spacing_zyx, target_zyx, mode: str = "linear") -> np.ndarray:
@@ -115,26 +106,12 @@ def slabs(volume01: np.ndarray, indices: Sequence[int], context: int) -> np.ndar
 
 def bbox_with_margin(mask: np.ndarray, spacing_zyx, margin_mm: float) -> Optional[tuple]:
     """Bounding box of ``mask`` grown by ``margin_mm`` (clipped), as slices; None if empty."""
-    nz = np.nonzero(mask)
-    if len(nz[0]) == 0:
-        return None
-    out = []
-    for axis, coords in enumerate(nz):
-        pad = int(np.ceil(margin_mm / float(spacing_zyx[axis])))
-        out.append(slice(max(int(coords.min()) - pad, 0), min(int(coords.max()) + 1 + pad, mask.shape[axis])))
-    return tuple(out)
+    return bbox_mm(mask, spacing_zyx, margin_mm)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of ``mask`` (empty stays empty)."""
-    from scipy import ndimage
-
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return lab == int(np.argmax(sizes))
+    return _largest_component(mask, connectivity=3)
 
 
 def drop_small_components(mask: np.ndarray, spacing_zyx, min_mm3: float) -> np.ndarray:
@@ -144,15 +121,11 @@ def drop_small_components(mask: np.ndarray, spacing_zyx, min_mm3: float) -> np.n
     far below the 10 mm RECIST measurability limit): isolated voxels at the liver border are
     noise, not findings.
     """
-    from scipy import ndimage
-
     if min_mm3 <= 0 or not mask.any():
         return mask
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    sizes = np.bincount(lab.ravel()) * float(np.prod(spacing_zyx))
-    keep = sizes >= min_mm3
-    keep[0] = False
-    return keep[lab]
+    mask = np.asarray(mask, dtype=bool)
+    small = small_components(mask, min_voxels(min_mm3, float(np.prod(spacing_zyx))), connectivity=3)
+    return mask if small is None else mask & ~small
 
 
 # ----------------------------------------------------------------------------- checks

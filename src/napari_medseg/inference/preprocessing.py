@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from .resample import compute_new_shape, resample_volume
+from .resample import compute_new_shape, resample_like_nnunet
 
 __all__ = ["CaseGeometry", "preprocess_case", "nonzero_bbox", "normalize_channel"]
 
@@ -130,7 +130,7 @@ def preprocess_case(data: np.ndarray, spacing_zyx: Sequence[float], plans) -> tu
         normalize_channel(data[c], scheme, props_all.get(str(c)), um, mask)
 
     kw = plans.data_resampling_kwargs
-    data = resample_volume(
+    data = resample_like_nnunet(
         data, new_shape, original_spacing, target_spacing, order=int(kw.get("order", 3)),
         order_z=int(kw.get("order_z", 0)), force_separate_z=kw.get("force_separate_z"),
         separate_z_anisotropy_threshold=float(kw.get("separate_z_anisotropy_threshold", 3)),

@@ -31,7 +31,7 @@ __all__ = [
     "compute_new_shape",
     "determine_separate_z",
     "zoom_matrix",
-    "resample_volume",
+    "resample_like_nnunet",
     "resample_logits_to_labels",
 ]
 
@@ -217,11 +217,15 @@ def _plan(shape_in, new_shape, current_spacing, new_spacing, order, order_z, for
     return sep_axis
 
 
-def resample_volume(data: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],
-                    new_spacing: Sequence[float], *, order: int = 3, order_z: int = 0,
-                    force_separate_z: Optional[bool] = None,
-                    separate_z_anisotropy_threshold: float = ANISO_THRESHOLD) -> np.ndarray:
+def resample_like_nnunet(data: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],
+                         new_spacing: Sequence[float], *, order: int = 3, order_z: int = 0,
+                         force_separate_z: Optional[bool] = None,
+                         separate_z_anisotropy_threshold: float = ANISO_THRESHOLD) -> np.ndarray:
     """Resample (C, Z, Y, X) data like ``resample_data_or_seg_to_shape(is_seg=False)``.
+
+    B-spline of ``order`` with nnU-Net's separate-z rule and clipping to the input's
+    range; the plain trilinear resampling of the prompt sessions and the liver cascade
+    is :func:`napari_medseg._ndimage.resample_linear`.
 
     Returns float32. The input is returned unchanged (as float32) when the shape
     already matches, as nnU-Net does.
