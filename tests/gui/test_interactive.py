@@ -246,6 +246,7 @@ def test_keyboard_shortcuts_bound_on_prompts_layer(make_napari_viewer, qtbot):
     widget.activate()
     layer = viewer.layers["prompts"]
     assert layer.mode == "add"
+    assert viewer.layers.selection.active is layer  # selected through the proxy, on the real viewer
     keys = {str(k).lower() for k in layer.keymap}
     assert {"t", "m", "r"} <= keys
     assert any("ctrl" in k and "z" in k for k in keys)
