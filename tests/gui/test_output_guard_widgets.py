@@ -1,8 +1,8 @@
 """The output guard in the widgets that write files, docked as users dock them.
 
-Files are opened with ``viewer.open(path)`` (no ``plugin=``), as ``napari FILE`` and
-File > Open do; exporting over any open layer's file is refused with a message and the
-file keeps its bytes.
+Files are opened as ``napari FILE``, File > Open and drag and drop open them
+(``tests/napari_open.py``: no ``plugin=``); exporting over any open layer's file is
+refused with a message and the file keeps its bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from napari_open import open_as_user, viewer_after_first_use  # noqa: E402,F401  (fixture)
 
 pytestmark = pytest.mark.gui
 
@@ -32,12 +35,12 @@ def sample_files(tmp_path_factory):
 
 
 @pytest.fixture
-def opened(make_napari_viewer, sample_files, tmp_path):
+def opened(viewer_after_first_use, sample_files, tmp_path):
     for name in ("ct.nii.gz", "labels.nii.gz", "labels.json"):
         shutil.copy(sample_files / name, tmp_path / name)
-    viewer = make_napari_viewer()
-    viewer.open(str(tmp_path / "ct.nii.gz"))
-    viewer.open(str(tmp_path / "labels.nii.gz"))
+    viewer = viewer_after_first_use
+    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "ct.nii.gz")] == ["Image"]
+    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "labels.nii.gz")] == ["Labels"]
     return viewer, tmp_path
 
 
