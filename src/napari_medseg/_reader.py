@@ -12,8 +12,8 @@ everything else opens as an Image layer placed in physical millimetres.
 
 napari asks the user to choose a reader whenever two plugins claim a file and no
 preference is saved, and its builtins claim ``*.nii.gz``, ``*.nrrd``, ``*.mha``,
-``*.dcm`` and every folder (then fail on them: imageio has no backend for these
-formats). napari offers a plugin no way to rank its reader above the builtins, so
+``*.dcm`` and every folder, and cannot read them with their geometry (without an
+ITK backend, imageio cannot read them at all). napari offers a plugin no way to rank its reader above the builtins, so
 on activation (the first use of any of its readers, widgets or samples) this plugin
 saves itself as napari's reader for the formats it opens, as the dialog's
 "Remember this choice" would (:func:`register_reader_preferences`); choices the user
@@ -73,7 +73,7 @@ def register_reader_preferences(settings: Any = None) -> List[str]:
     napari shows a "Choose reader" dialog (and ``viewer.open(path, plugin=None)``
     raises ``MultipleReaderError``) whenever two plugins claim a file and the user
     has saved no preference; its builtins claim NIfTI, NRRD, MetaImage, DICOM and
-    every folder, then fail on them. This saves, in napari's own settings (shown in
+    every folder, and cannot read them with their geometry. This saves, in napari's own settings (shown in
     *Preferences > Plugins*, where the user can change them), what the dialog's
     "Remember this choice" would: each pattern of :func:`reader_patterns` plus
     ``*.DCM``, and every folder (``*/``; this plugin declines a folder without DICOM,
@@ -174,8 +174,8 @@ def napari_get_reader(path: Union[str, Sequence[str]]) -> Optional[Callable]:
     -------
     callable or None
         :func:`read_layers` when every path is a supported file (by extension, or a
-        DICOM file by content) or a folder holding DICOM; ``None`` otherwise. Never
-        raises: napari then tries its other readers.
+        DICOM file by content) or a folder holding DICOM; ``None`` otherwise (napari
+        then reports that the plugin declined, or offers its other readers). Never raises.
     """
     try:
         paths = [path] if isinstance(path, (str, Path)) else list(path)
