@@ -1,0 +1,86 @@
+"""Morphology: the counting path equals SciPy's binary operations; decompositions chain."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_medseg._ndimage import (
+    closing,
+    dilate,
+    ellipsoid,
+    erode,
+    footprint_count,
+    majority,
+    octagon_disk,
+    opening,
+    stepped_ball,
+)
+
+
+@pytest.fixture
+def blobs():
+    rng = np.random.default_rng(3)
+    return ndimage.gaussian_filter(rng.random((14, 30, 28)), 1.5) > 0.52
+
+
+@pytest.mark.parametrize("radius, spacing", [(2.0, (2.5, 0.7, 0.8)), (3.0, (1, 1, 1)), (0.5, (1, 1, 1))])
+def test_exact_footprint_equals_scipy(blobs, radius, spacing):
+    fp = ellipsoid(radius, spacing)
+    assert blobs.any() and not blobs.all()
+    np.testing.assert_array_equal(dilate(blobs, fp), ndimage.binary_dilation(blobs, structure=fp))
+    np.testing.assert_array_equal(erode(blobs, fp), ndimage.binary_erosion(blobs, structure=fp))
+    np.testing.assert_array_equal(erode(blobs, fp, border_value=1),
+                                  ndimage.binary_erosion(blobs, structure=fp, border_value=1))
+
+
+def test_footprint_count_is_a_correlation(blobs):
+    fp = ellipsoid(2.0, (1.0, 1.0, 1.0))
+    ref = ndimage.correlate(blobs.astype(np.int32), fp.astype(np.int32), mode="constant")
+    np.testing.assert_array_equal(footprint_count(blobs, fp), ref)
+    with pytest.raises(ValueError, match="contiguous"):
+        footprint_count(blobs, np.array([[[1, 0, 1]]], bool))
+
+
+def test_decomposition_is_applied_in_order(blobs):
+    steps = stepped_ball(3.0, np.array([2.0, 1.0, 1.0]))
+    ref = blobs
+    for st, n in steps:
+        ref = ndimage.binary_dilation(ref, structure=st, iterations=n)
+    np.testing.assert_array_equal(dilate(blobs, steps), ref)
+    disk = octagon_disk(4.0, (1.0, 1.0))
+    out = erode(blobs, disk)
+    ref = blobs
+    for st, n in disk:
+        ref = ndimage.binary_erosion(ref, structure=st, iterations=n)
+    np.testing.assert_array_equal(out, ref)
+    # an empty decomposition is the identity, as a new array
+    same = dilate(blobs, ())
+    assert same is not blobs and np.array_equal(same, blobs)
+
+
+def test_conditional_dilation_stays_within(blobs):
+    within = np.zeros_like(blobs)
+    within[:, :15] = True
+    out = dilate(blobs & within, stepped_ball(2.0, np.array([1.0, 1.0, 1.0])), within=within)
+    assert not (out & ~within).any()
+    assert out.sum() > (blobs & within).sum()
+
+
+def test_opening_and_closing_treat_outside_as_background():
+    m = np.zeros((9, 9, 9), bool)
+    m[:, 2:7, 2:7] = True  # a bar through the whole array along z
+    fp = ellipsoid(1.0, (1, 1, 1))
+    # the closing of a shape touching the faces does not erode it there (SciPy's does)
+    np.testing.assert_array_equal(closing(m, fp), m)
+    assert not np.array_equal(ndimage.binary_closing(m, structure=fp), m)  # why closing() pads
+    thin = m.copy()
+    thin[4, 0:2, 4] = True  # a 1-voxel-thin spur: its tip is removed by the opening, the bar kept
+    opened = opening(thin, fp)
+    assert not opened[4, 0, 4] and opened[4, 4, 4] and opened[4, 3:6, 3:6].all()  # only the corners round off
+    assert opened.sum() <= thin.sum()
+
+
+def test_majority_is_a_binary_median(blobs):
+    fp = ellipsoid(1.0, (1, 1, 1))
+    ref = ndimage.median_filter(blobs.astype(np.uint8), footprint=fp, mode="constant") > 0
+    np.testing.assert_array_equal(majority(blobs, fp), ref)
