@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_medseg._widgets.liver_lesions import AXES_LAYER, MODE_HYBRID, MODE_MEASURE
 
@@ -93,7 +94,7 @@ def test_measure_select_every_row_draws_axes_on_shown_slice(make_napari_viewer, 
     by_id = {lesion.id: lesion for lesion in widget.report.lesions}
 
     # every row in turn, in two sort orders (rows and lesions no longer coincide)
-    for column, order in ((1, 0), (7, 1)):
+    for column, order in ((1, Qt.AscendingOrder), (7, Qt.DescendingOrder)):
         widget.table.sortItems(column, order)
         for row in range(widget.table.rowCount()):
             widget.select_row(row)
