@@ -101,6 +101,14 @@ class Lesion:
     centroid_xyz: list
     slice_range: tuple
 
+    @property
+    def view_point_vox(self) -> tuple:
+        """Where to look at the lesion: its centroid (y, x) on the slice of its long axis (z).
+
+        Fractional voxel indices (z, y, x); the long and short axes lie on that slice.
+        """
+        return (float(self.axial_slice), float(self.centroid_vox[1]), float(self.centroid_vox[2]))
+
     def to_row(self) -> dict:
         """A flat dict with the :data:`TABLE_COLUMNS` (for tables and CSV)."""
         cx, cy, cz = self.centroid_xyz

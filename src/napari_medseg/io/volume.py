@@ -130,6 +130,40 @@ class Volume:
         ijk = (rel @ np.linalg.inv(self.direction_matrix).T) / np.asarray(self.spacing)
         return ijk[..., ::-1]
 
+    def voxel_of(self, index_zyx: Sequence[float]) -> tuple:
+        """The voxel (z, y, x ints) holding a fractional voxel index (e.g. a click).
+
+        Raises
+        ------
+        InvalidInputError
+            When the point lies outside the volume (beyond half a voxel from the edge).
+        """
+        index = np.asarray(index_zyx, dtype=float)[-3:]
+        rounded = np.round(index)
+        if np.any(rounded < -0.5) or np.any(rounded > np.asarray(self.shape) - 0.5):
+            raise InvalidInputError(
+                f"voxel {tuple(round(float(v), 1) for v in index)} lies outside the volume "
+                f"(shape {tuple(self.shape)})"
+            )
+        return tuple(int(min(max(v, 0), n - 1)) for v, n in zip(rounded, self.shape))
+
+    def box_from_corners(self, corner0: Sequence[int], corner1: Sequence[int], depth_mm: float) -> tuple:
+        """A box prompt ``(lo, hi)`` (inclusive voxel corners, z, y, x) from two corners.
+
+        An axis along which the corners coincide (a rectangle drawn on one slice) gets
+        ``depth_mm`` across: ``round(depth_mm / 2 / spacing)`` voxels (at least 1) each
+        side, clipped to the volume.
+        """
+        a = np.asarray(corner0, dtype=float)
+        b = np.asarray(corner1, dtype=float)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        for axis, spacing in enumerate(self.spacing_zyx):
+            if hi[axis] - lo[axis] < 1:
+                half = max(1, int(round(float(depth_mm) / 2.0 / spacing)))
+                lo[axis] = max(0, lo[axis] - half)
+                hi[axis] = min(self.shape[axis] - 1, hi[axis] + half)
+        return tuple(int(v) for v in lo), tuple(int(v) for v in hi)
+
     def affine_zyx(self) -> np.ndarray:
         """4x4 homogeneous map from (z, y, x) index to physical (z, y, x) mm.
 
