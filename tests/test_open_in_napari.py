@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "io"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +39,8 @@ from napari_medseg._reader import FOLDER_PATTERN, PLUGIN_NAME, reader_patterns, 
 from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_medseg" / "napari.yaml"
+#: what napari's reader dialog lists for this plugin
+DISPLAY_NAME = yaml.safe_load(MANIFEST.read_text())["display_name"]
 SPACING = (0.8, 0.9, 2.5)  # x, y, z mm
 ORIGIN = (-100.0, -50.0, 30.0)
 SHAPE = (4, 6, 5)  # z, y, x
@@ -260,11 +263,21 @@ _DRIVER = textwrap.dedent(
         sys.stdout.flush()
         os._exit(code)
 
+    ACCEPT = os.environ.get("MEDSEG_ACCEPT_DIALOG") == "1"
+    seen = []
+
     def check():  # runs in napari's event loop, and inside a modal dialog's loop too
         for w in QApplication.topLevelWidgets():
             if isinstance(w, QDialog) and w.isVisible():
-                report({"dialog": w.windowTitle(), "choices": [b.text() for b in w.findChildren(QRadioButton)],
-                        "text": [lab.text() for lab in w.findChildren(QLabel)]}, 3)
+                buttons = w.findChildren(QRadioButton)
+                info = {"dialog": w.windowTitle(), "choices": [b.text() for b in buttons],
+                        "checked": [b.text() for b in buttons if b.isChecked()],
+                        "text": [lab.text() for lab in w.findChildren(QLabel)]}
+                if not ACCEPT:
+                    report(info, 3)
+                seen.append(info)
+                w.accept()  # what a user does: OK on the preselected reader
+                return
         viewer = napari.current_viewer()
         if viewer is not None and len(viewer.layers) >= EXPECTED:
             layers = []
@@ -274,7 +287,7 @@ _DRIVER = textwrap.dedent(
                 if item["type"] == "Labels":
                     item["names"] = [str(n) for n in layer.features["name"]]
                 layers.append(item)
-            report({"layers": layers}, 0)
+            report({"layers": layers, "dialogs": seen}, 0)
 
     app = get_qapp()
     timer = QTimer()
@@ -286,10 +299,11 @@ _DRIVER = textwrap.dedent(
 )
 
 
-def _run_napari(args, cwd: Path, config: Path, expect_layers: int) -> dict:
+def _run_napari(args, cwd: Path, config: Path, expect_layers: int, accept_dialog: bool = False) -> dict:
     if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run not installed (apt-get install xvfb)")
-    env = {**os.environ, "NAPARI_CONFIG": str(config), "MEDSEG_EXPECT_LAYERS": str(expect_layers)}
+        pytest.fail("xvfb-run is not installed (apt-get install xvfb): the napari command line cannot be tested")
+    env = {**os.environ, "NAPARI_CONFIG": str(config), "MEDSEG_EXPECT_LAYERS": str(expect_layers),
+           "MEDSEG_ACCEPT_DIALOG": "1" if accept_dialog else "0"}
     cmd = ["xvfb-run", "-a", sys.executable, "-c", _DRIVER, *args]
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
@@ -307,7 +321,8 @@ def test_napari_command_line_opens_ct_and_labels(tmp_path):
     """``napari ct.nii.gz labels.nii.gz`` in a fresh napari configuration, under Xvfb.
 
     1. Never used: napari itself asks which reader to use (napari's rule for two
-       plugins claiming a file; this also proves the test sees a dialog).
+       plugins claiming a file; this also proves the test sees a dialog), with this
+       plugin preselected, so pressing OK opens both files correctly.
     2. The README's command, ``napari --plugin napari-medseg ct.nii.gz labels.nii.gz``,
        opens both without a dialog and is the plugin's first use.
     3. From then on the plain ``napari ct.nii.gz labels.nii.gz`` opens both directly.
@@ -318,7 +333,12 @@ def test_napari_command_line_opens_ct_and_labels(tmp_path):
     files = ["ct.nii.gz", "labels.nii.gz"]
 
     fresh = _run_napari(files, tmp_path, config, 2)
-    assert fresh.get("dialog") == "Choose reader" and "napari-medseg" in fresh["choices"], fresh
+    assert fresh.get("dialog") == "Choose reader", fresh
+    assert fresh["checked"] == [DISPLAY_NAME] and fresh["choices"][0] == DISPLAY_NAME, fresh
+    ok = _run_napari(files, tmp_path, tmp_path / "napari-ok" / "settings.yaml", 2, accept_dialog=True)
+    assert ok["dialogs"] and ok["dialogs"][0]["checked"] == [DISPLAY_NAME], ok
+    assert [(layer["name"], layer["type"]) for layer in ok["layers"]] == [("ct", "Image"), ("labels", "Labels")]
+    assert ok["layers"][1]["names"] == ["background", "liver", "tumour"]
 
     for args in (["--plugin", "napari-medseg", *files], files):
         result = _run_napari(args, tmp_path, config, 2)
