@@ -42,10 +42,11 @@ def placement_of(layer) -> dict:
     takes these, so all of them share the image's physical grid and units: napari then
     shows no "inconsistent units" warning and the dims slider steps by the image's slices.
     """
-    from ..io.volume import PHYSICAL_UNITS
-
     affine = getattr(layer, "affine", None)
-    kwargs = {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "units": PHYSICAL_UNITS}
+    # the image's own units (mm for every layer this plugin's reader makes), so a layer added
+    # beside an image opened by another reader matches it too
+    kwargs = {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
+              "units": tuple(str(u) for u in layer.units)}
     if affine is not None and not np.allclose(affine.affine_matrix, np.eye(affine.affine_matrix.shape[0])):
         kwargs["affine"] = np.asarray(affine.affine_matrix)
     return kwargs
