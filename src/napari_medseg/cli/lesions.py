@@ -34,47 +34,41 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from ..analysis.lesions import liver_lesion_ids, measure_lesions
-    from ..io import read_labels, read_volume, write_labels
-    from ._common import TqdmProgress, print_json
-
+    from ..analysis.liver import DEFAULT_MODEL, segment_and_measure
     from ..errors import InvalidInputError
+    from ..io import read_labels, read_volume, write_labels
     from ..io.paths import check_outputs
+    from ._common import TqdmProgress, print_json
 
     out = Path(args.out)
     if args.labels:
+        # said in the flags' words, before any file is read (the core refuses the same)
         unused = [flag for flag, value in (("--model", args.model), ("--weights", args.weights),
                                            ("--device", args.device)) if value is not None]
         if unused:
             raise InvalidInputError(
                 f"--labels measures an existing label map, so {', '.join(unused)} would not be "
                 "used; drop them (or drop --labels to segment the image)")
-    model = args.model or "hybrid-liver"
-    device = args.device or "auto"
     written = [out / "lesions.csv", out / "lesions.json"]
     if not args.labels:
         written.append(out / "liver_lesions.nii.gz")
     check_outputs(written, [args.image, args.labels, args.weights], what="the lesion output")
     image = read_volume(args.image)
     if args.labels:
-        labels, table = read_labels(args.labels, reference=image)
-        liver_id, lesion_id = liver_lesion_ids(table.names)
+        given, table = read_labels(args.labels, reference=image)
+        result = segment_and_measure(image, labels=given, table=table, liver_id=args.liver_id,
+                                     lesion_id=args.lesion_id)
         label_path = Path(args.labels)
     else:
-        from ..inference.liver_cascade import segment_liver
-
         with TqdmProgress("liver cascade") as bar:
-            array, table = segment_liver(image, model, weights=args.weights, device=device,
+            result = segment_and_measure(image, model=args.model or DEFAULT_MODEL,
+                                         weights=args.weights, device=args.device or "auto",
+                                         liver_id=args.liver_id, lesion_id=args.lesion_id,
                                          progress=bar)
-        labels = image.with_array(array, metadata={})
-        liver_id, lesion_id = 1, 2
         out.mkdir(parents=True, exist_ok=True)
-        label_path = write_labels(labels, out / "liver_lesions.nii.gz", table)
-    liver_id = args.liver_id if args.liver_id is not None else liver_id
-    lesion_id = args.lesion_id if args.lesion_id is not None else lesion_id
-    report = measure_lesions(image, labels, liver_id=liver_id, lesion_id=lesion_id)
-    report.metadata.update({"image": str(args.image), "labels": str(label_path),
-                            "model": None if args.labels else model})
+        label_path = write_labels(result.labels, out / "liver_lesions.nii.gz", result.table)
+    report = result.report
+    report.metadata.update({"image": str(args.image), "labels": str(label_path)})
     out.mkdir(parents=True, exist_ok=True)
     report.to_csv(out / "lesions.csv")
     report.to_json(out / "lesions.json")
