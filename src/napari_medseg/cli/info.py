@@ -1,4 +1,10 @@
-"""``medseg info PATH [--json]``: shape, geometry, type and modality of a volume."""
+"""``medseg info PATH [--json]``: what a file holds, its shape, geometry, type and modality.
+
+The path is opened by :func:`napari_medseg.io.opening.open_path`, the function napari's
+reader uses, so ``info`` says what napari will show: an image, a label map and its
+classes, a DICOM series (a folder, or one file of it, with or without extension) or a
+DICOM-SEG.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
         help="print the shape, spacing, origin, direction, voxel type and modality of a volume",
-        description="Read a NIfTI/NRRD/MetaImage file or a DICOM folder and print its geometry.",
+        description="Read a NIfTI/NRRD/MetaImage file, a DICOM folder or file (with or without "
+                    "extension) or a DICOM-SEG, and print what it holds and its geometry.",
     )
     parser.add_argument("path", help="image file, or a DICOM folder / file of a series")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -34,10 +41,11 @@ def volume_info(volume) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.readers import read_volume
+    from ..io.opening import open_path
     from ._common import print_json
 
-    volume = read_volume(args.path, channel=args.channel)
+    opened = open_path(args.path, channel=args.channel)[0]
+    volume = opened.volume
     info = volume_info(volume)
     if args.json:
         print_json(info)
@@ -47,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     d = np.reshape(info["direction"], (3, 3))
     lines = [
         f"{args.path}",
+        f"  content   : {opened.describe()}",
         f"  size      : {x} x {y} x {z} voxels (x, y, z)",
         "  spacing   : " + " x ".join(f"{s:g}" for s in info["spacing_xyz"]) + " mm (x, y, z)",
         "  origin    : (" + ", ".join(f"{o:g}" for o in info["origin_xyz"]) + ") mm, LPS",

@@ -1,8 +1,10 @@
 """Reading and writing volumes and label maps with exact scanner geometry."""
 
+from ._sitk import MultiChannelError
 from .atomic import atomic_write
+from .formats import detect_format
 from .label_table import LabelTable, default_color, read_sidecar, sidecar_path
-from .readers import MultiChannelError, detect_format, read_labels, read_volume
+from .readers import read_labels, read_volume
 from .validation import check_volume_for_model
 from .volume import Volume, volume_from_layer_data
 from .writers import write_labels, write_volume

@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import ImageReadError, UnsupportedFormatError
+from .formats import SEG_SOP_CLASS, looks_like_dicom
 
 
 class DicomWarning(UserWarning):
@@ -40,7 +41,7 @@ class DicomWarning(UserWarning):
 
 # SOP classes that are never pixel volumes to display as an image.
 NON_IMAGE_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "DICOM Segmentation (SEG)",
+    SEG_SOP_CLASS: "DICOM Segmentation (SEG)",
     "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set (RTSTRUCT)",
     "1.2.840.10008.5.1.4.1.1.481.5": "RT Plan",
@@ -62,16 +63,6 @@ NON_IMAGE_MODALITIES = {
 }
 
 _MAX_FILES = 50000  # refuse to scan absurdly large trees (say so instead of hanging)
-
-
-def is_dicom_file(path: Union[str, Path]) -> bool:
-    """True when ``path`` is a file with the DICOM Part 10 preamble (``DICM`` at byte 128)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 @dataclass
@@ -191,11 +182,30 @@ def _candidate_files(folder: Path, recursive: bool) -> list:
     return files
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    if is_dicom_file(path):
-        return True
-    # Files without the Part 10 preamble are rare but exist; only try the usual names.
-    return path.suffix.lower() in (".dcm", ".ima", ".dicom")
+def folder_has_dicom(folder: Union[str, Path], max_checked: int = 200, max_dirs: int = 50) -> bool:
+    """True when one of the first files under ``folder`` is DICOM (by content or extension).
+
+    Bounded work (``max_checked`` files in ``max_dirs`` folders), so that a home folder
+    opened by mistake is not walked completely; hidden files and folders are skipped.
+    """
+    checked = dirs = 0
+    try:
+        for root, subdirs, files in os.walk(folder):
+            dirs += 1
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                checked += 1
+                if looks_like_dicom(Path(root) / name):
+                    return True
+                if checked >= max_checked:
+                    return False
+            if dirs >= max_dirs:
+                return False
+    except OSError:
+        return False
+    return False
 
 
 def scan_folder(folder: Union[str, Path], recursive: bool = True) -> tuple:
@@ -209,7 +219,7 @@ def scan_folder(folder: Union[str, Path], recursive: bool = True) -> tuple:
     folder = Path(folder)
     headers, others, damaged = [], [], []
     for p in _candidate_files(folder, recursive):
-        if not _looks_like_dicom(p):
+        if not looks_like_dicom(p):
             others.append(p)
             continue
         try:

@@ -39,10 +39,11 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import GeometryMismatchError, ImageReadError, InvalidInputError, UnsupportedFormatError
+from .atomic import atomic_write
+from .dicom import read_dicom
+from .formats import SEG_SOP_CLASS
 from .label_table import Code, LabelTable, SegmentCode, SegmentInfo
 from .volume import Volume
-
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 _TRACKING_RE = re.compile(r"^napari-medseg label (\d+)$")
 _POS_TOL_MM = 0.05
 
@@ -64,9 +65,8 @@ def _source_files(source: Any) -> list:
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if folder.is_dir():
-            from .readers import read_volume
-
-            return _source_files(read_volume(folder))
+            # the folder's image series, in slice order, as the DICOM reader records it
+            return _source_files(read_dicom(folder)[2]["dicom"]["files"])
         source = [folder]
     datasets = []
     for item in source:
@@ -133,11 +133,21 @@ def _order_sources(labels: Volume, datasets: list) -> list:
 
 
 # ----------------------------------------------------------------- writing
+# Patient and study attributes the SEG copies from its source (type 2: they must be present
+# but may be empty). Anonymised series often drop them; highdicom reads each one from the
+# source, so a missing one is added empty rather than refusing the export.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
 def _sanitised(ds):
     """A copy of a source header with values highdicom rejects but DICOM tolerates fixed."""
     ds = copy.deepcopy(ds)
     if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
         del ds.SpecificCharacterSet  # empty = default repertoire
+    for keyword in _TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, None)  # present and empty: what type 2 allows
     return ds
 
 
@@ -207,7 +217,6 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     import highdicom as hd
 
     from .. import __version__
-    from .atomic import atomic_write
 
     if not isinstance(labels, Volume):
         raise InvalidInputError(f"labels must be a Volume, got {type(labels).__name__}")

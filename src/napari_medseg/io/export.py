@@ -22,8 +22,13 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import InvalidInputError, UnsupportedFormatError
+from .dicom_seg import write_dicom_seg
+from .formats import WRITABLE, extension_of
 from .label_table import LabelTable
+from .readers import read_labels
+from .slicer_seg import write_seg_nrrd
 from .volume import Volume
+from .writers import write_labels
 
 #: Formats offered by the Export widget: display name -> file extension.
 EXPORT_FORMATS = {
@@ -34,9 +39,6 @@ EXPORT_FORMATS = {
     "DICOM-SEG (.dcm)": ".dcm",
 }
 
-_PLAIN = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
 def format_of(path: Union[str, os.PathLike]) -> str:
     """The export format key of ``path``: ``"seg.nrrd"``, ``"dicom-seg"`` or ``"image"``.
 
@@ -45,12 +47,12 @@ def format_of(path: Union[str, os.PathLike]) -> str:
     UnsupportedFormatError
         For any other extension (the message lists the supported ones).
     """
-    name = Path(path).name.lower()
-    if name.endswith(".seg.nrrd") and len(name) > len(".seg.nrrd"):
+    ext = extension_of(path, (".seg.nrrd", ".dcm") + WRITABLE)
+    if ext == ".seg.nrrd":
         return "seg.nrrd"
-    if name.endswith(".dcm") and len(name) > 4:
+    if ext == ".dcm":
         return "dicom-seg"
-    if any(name.endswith(s) and len(name) > len(s) for s in _PLAIN):
+    if ext is not None:
         return "image"
     raise UnsupportedFormatError(
         f"cannot export labels to {path}: unknown extension; use one of "
@@ -96,9 +98,6 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
     InvalidInputError
         Non-integer labels; DICOM-SEG without a DICOM reference image.
     """
-    from .slicer_seg import write_seg_nrrd
-    from .writers import write_labels
-
     kind = format_of(path)
     if not isinstance(labels, Volume):
         if reference is None:
@@ -118,8 +117,6 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
                 f"cannot write DICOM-SEG {path}: it must reference the DICOM series the labels were "
                 "drawn on; give that image (opened from its DICOM folder) as the reference"
             )
-        from .dicom_seg import write_dicom_seg
-
         return write_dicom_seg(labels, table, reference, path)
     return write_labels(labels, path, table)
 
@@ -127,15 +124,8 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
 def read_labels_any(path: Union[str, os.PathLike], reference: Optional[Volume] = None) -> tuple:
     """Read labels from any format :func:`export_labels` writes, DICOM-SEG included.
 
-    Returns ``(labels Volume, LabelTable)``; a DICOM-SEG is placed on ``reference``'s
-    grid when given.
+    The same as :func:`~napari_medseg.io.readers.read_labels` (which reads DICOM-SEG too).
+    Returns ``(labels Volume, LabelTable)``; a DICOM-SEG is placed on ``reference``'s grid
+    when given.
     """
-    from .dicom import is_dicom_file
-    from .readers import read_labels
-
-    p = Path(path)
-    if p.is_file() and is_dicom_file(p):
-        from .dicom_seg import read_dicom_seg
-
-        return read_dicom_seg(p, reference=reference)
-    return read_labels(p, reference=reference)
+    return read_labels(path, reference=reference)

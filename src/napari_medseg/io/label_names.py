@@ -22,7 +22,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional, Union
 
+from .formats import NIFTI_SUFFIXES, has_slicer_segments
 from .label_table import LabelTable, read_sidecar, sidecar_path
+from .slicer_seg import label_table_from_slicer_metadata
 
 # Never read more than this many bytes of extension data (a header, not the pixels).
 _MAX_EXTENSION_BYTES = 64 * 1024 * 1024
@@ -159,14 +161,11 @@ def find_label_names(path: Union[str, Path], image_metadata: Optional[dict] = No
     found = read_sidecar(sidecar_path(path))
     if found is not None:
         return found[0], "sidecar"
-    lowered = path.name.lower()
-    if image_metadata and any(k.startswith("Segment") and k.endswith("_Name") for k in image_metadata):
-        from .slicer_seg import label_table_from_slicer_metadata
-
+    if image_metadata and has_slicer_segments(image_metadata):
         table = label_table_from_slicer_metadata(image_metadata)
         if table is not None:
             return table, "slicer"
-    if lowered.endswith((".nii", ".nii.gz")):
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
         table = label_table_from_nifti(path)
         if table is not None:
             return table, "nifti-xml"

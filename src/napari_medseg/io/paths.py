@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
 from ..errors import InvalidInputError
+from .formats import DETACHED, EXTENSIONS, detached_data_file, extension_of
+from .label_table import sidecar_path
 
 PathLike = Union[str, os.PathLike]
 
@@ -44,14 +46,11 @@ def input_files(path: PathLike) -> List[Path]:
         ``path`` itself, the data file named by a ``.mhd``/``.nhdr`` header, and the
         JSON names sidecar of a label file (only those that exist, beyond ``path``).
     """
-    from .label_table import sidecar_path
-    from .writers import _mhd_data_file
-
     p = Path(os.path.expanduser(str(path)))
     out = [p]
     if p.is_file():
-        if p.suffix.lower() in (".mhd", ".nhdr"):
-            data = _mhd_data_file(p)
+        if p.name.lower().endswith(DETACHED):
+            data = detached_data_file(p)
             if data:
                 out.append(p.parent / data)
         try:
@@ -147,7 +146,7 @@ def _suggest(path: Path, source: Path, why: str) -> str:
     else:
         path = _resolved(path.parent) / path.name
     name = path.name
-    for ext in (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".csv", ".json"):
-        if name.lower().endswith(ext):
-            return str(path.with_name(name[: -len(ext)] + "_out" + name[-len(ext):]))
+    ext = extension_of(name, (*EXTENSIONS, ".csv", ".json"), need_stem=False)
+    if ext:
+        return str(path.with_name(name[: -len(ext)] + "_out" + name[-len(ext):]))
     return str(path.with_name(name + "_out"))

@@ -18,7 +18,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import ImageReadError, UnsupportedFormatError
+from ..errors import UnsupportedFormatError
+from ._sitk import write_image
+from .arrays import present_ids, to_label_array
+from .atomic import atomic_write
 from .label_table import LabelTable
 from .volume import Volume
 
@@ -112,8 +115,6 @@ def slicer_metadata(labels: np.ndarray, table: LabelTable) -> dict:
     Every id listed in ``table`` and every id present in ``labels`` gets a segment
     (unlisted ids are named ``label <id>``), in increasing id order.
     """
-    from .readers import present_ids
-
     present = present_ids(labels)
     ids = sorted(set(present) | set(table.ids))
     meta = {
@@ -157,11 +158,6 @@ def write_seg_nrrd(labels: Volume, path: Union[str, os.PathLike], table: Optiona
     pathlib.Path
         The written path (written atomically).
     """
-    import SimpleITK as sitk
-
-    from .atomic import atomic_write
-    from .writers import to_label_array
-
     path = Path(path)
     if not path.name.lower().endswith((".nrrd", ".nhdr")):
         raise UnsupportedFormatError(f"a Slicer segmentation must end in .seg.nrrd, got {path}")
@@ -170,11 +166,8 @@ def write_seg_nrrd(labels: Volume, path: Union[str, os.PathLike], table: Optiona
     image = labels.to_sitk(array)
     for key, value in slicer_metadata(array, table).items():
         image.SetMetaData(key, value)
-    try:
-        with atomic_write(path) as tmp:
-            sitk.WriteImage(image, str(tmp), True)
-    except RuntimeError as exc:
-        raise ImageReadError(f"could not write {path}: {str(exc).strip().splitlines()[-1]}") from None
+    with atomic_write(path) as tmp:
+        write_image(image, path, tmp, compress=True)
     return path
 
 

@@ -18,54 +18,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import uuid
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import ImageReadError, InvalidInputError, UnsupportedFormatError
+from ..errors import InvalidInputError, UnsupportedFormatError
+from ._sitk import write_image
+from .arrays import present_ids, to_label_array
 from .atomic import atomic_write
+from .formats import DATA_FILE_LINE, DETACHED, EXTENSIONS, WRITABLE, WRITABLE_LABELS, detached_data_file, extension_of
 from .label_table import LabelTable, sidecar_dict, sidecar_path
-from .readers import EXTENSIONS, _itk_message, present_ids, to_label_array
+from .slicer_seg import slicer_metadata
 from .volume import Volume
 
 PathLike = Union[str, os.PathLike]
 
-WRITABLE = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-WRITABLE_LABELS = (".seg.nrrd",) + WRITABLE
-
 
 def _format_for(path: Path, allowed: tuple) -> str:
+    suffix = extension_of(path.name, allowed)
+    if suffix is not None:
+        return suffix
     name = path.name.lower()
-    for suffix in allowed:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return suffix
     known = ", ".join(allowed)
     if name in allowed:
         raise UnsupportedFormatError(f"cannot write {path}: the file name is only an extension; give a name")
-    if any(name.endswith(s) for s in EXTENSIONS):
+    if extension_of(name, EXTENSIONS, need_stem=False):
         raise UnsupportedFormatError(f"cannot write {path}: writing this format is not supported (use {known})")
     raise UnsupportedFormatError(f"cannot write {path}: unknown extension; use one of {known}")
-
-
-# Detached-header formats: MetaImage "ElementDataFile = x.zraw", NRRD "data file: x.raw.gz".
-_DATA_FILE = re.compile(r"^(ElementDataFile\s*=\s*|data ?file:\s*)(.+?)\s*$", re.M)
-_DETACHED = (".mhd", ".nhdr")
-
-
-def _mhd_data_file(header: Path) -> Optional[str]:
-    """The data file named by a ``.mhd``/``.nhdr`` header (None if unreadable or attached)."""
-    try:
-        with open(header, "rb") as fh:
-            text = fh.read(65536).decode("latin-1")
-    except OSError:
-        return None
-    m = _DATA_FILE.search(text)
-    if not m or m.group(2).upper() == "LOCAL" or m.group(2).upper().startswith("LIST") or "/" in m.group(2):
-        return None
-    return m.group(2)
 
 
 def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
@@ -75,7 +56,7 @@ def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
     at every moment the header on disk references a complete data file (with a fixed
     name, a crash between the two moves would pair the old header with new data).
     """
-    name = _mhd_data_file(tmp)
+    name = detached_data_file(tmp)
     if name is None:
         return
     data = tmp.parent / name
@@ -83,18 +64,12 @@ def _unique_mhd_data_file(path: Path, tmp: Path) -> None:
     unique = f"{stem}.{uuid.uuid4().hex[:8]}.{ext}" if ext else f"{stem}.{uuid.uuid4().hex[:8]}"
     os.replace(data, tmp.parent / unique)
     text = tmp.read_text(encoding="latin-1")
-    tmp.write_text(_DATA_FILE.sub(lambda m: m.group(1) + unique, text, count=1), encoding="latin-1")
+    tmp.write_text(DATA_FILE_LINE.sub(lambda m: m.group(1) + unique, text, count=1), encoding="latin-1")
 
 
 def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
-    import SimpleITK as sitk
-
-    compress = suffix != ".nii"
-    try:
-        sitk.WriteImage(image, str(tmp), compress)
-    except RuntimeError as exc:
-        raise ImageReadError(f"could not write {path}: {_itk_message(exc)}") from None
-    if suffix in _DETACHED and path.is_file():
+    write_image(image, path, tmp, compress=suffix != ".nii")
+    if suffix in DETACHED and path.is_file():
         # Replacing an existing pair: never overwrite the data file its header uses.
         _unique_mhd_data_file(path, tmp)
 
@@ -102,12 +77,12 @@ def _write_sitk(image, path: Path, tmp: Path, suffix: str) -> None:
 @contextlib.contextmanager
 def _replacing(path: Path):
     """Atomic write of ``path``; afterwards remove a MetaImage data file it no longer uses."""
-    old_data = _mhd_data_file(path) if path.name.lower().endswith(_DETACHED) and path.is_file() else None
+    old_data = detached_data_file(path) if path.name.lower().endswith(DETACHED) and path.is_file() else None
     with atomic_write(path) as tmp:
         yield tmp
     stem = path.name.rsplit(".", 1)[0]
     # Only a data file of this header's own name family is ours to remove.
-    if old_data and old_data.startswith(stem + ".") and _mhd_data_file(path) != old_data:
+    if old_data and old_data.startswith(stem + ".") and detached_data_file(path) != old_data:
         try:
             (path.parent / old_data).unlink()
         except OSError:
@@ -188,8 +163,6 @@ def write_labels(labels: Volume, path: PathLike, table: Optional[LabelTable] = N
         table = LabelTable.from_ids(present_ids(array))
     image = labels.to_sitk(array)
     if suffix == ".seg.nrrd":
-        from .slicer_seg import slicer_metadata
-
         for key, value in slicer_metadata(array, table).items():
             image.SetMetaData(key, value)
     side = sidecar_path(path)
