@@ -287,12 +287,39 @@ def sub_volume(volume: Volume, box: tuple) -> Volume:
                   metadata=dict(volume.metadata))
 
 
+#: nnU-Net predictors kept loaded by (folder, folds, device) while
+#: :func:`keep_models_loaded` is on in this process (a batch worker); None: load per call.
+_LOADED: Optional[dict] = None
+
+
+def keep_models_loaded(enabled: bool = True) -> None:
+    """Keep every nnU-Net model this process loads for :func:`segment` in memory.
+
+    A batch worker segments many cases with one model: reading the checkpoints and
+    building the network each time would cost more than a small case. Off (the
+    default), each call loads its model and frees it afterwards.
+
+    Parameters
+    ----------
+    enabled : bool
+        True: load each (folder, folds, device) once and reuse it; False: drop the
+        loaded models and load per call again.
+    """
+    global _LOADED
+    _LOADED = {} if enabled else None
+
+
 def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirroring: bool,
                     progress, cancel) -> tuple:
     """Run one nnU-Net trained-model folder; return (labels, {id: name})."""
     from .nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetPredictor.from_folder(folder, folds=folds, device=device)
+    key = (str(folder), None if folds is None else tuple(folds), str(device))
+    model = _LOADED.get(key) if _LOADED is not None else None
+    if model is None:
+        model = NnUNetPredictor.from_folder(folder, folds=folds, device=device)
+        if _LOADED is not None:
+            _LOADED[key] = model
     labels = model.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring)
     return np.asarray(labels), dict(model.labels)
 
