@@ -12,6 +12,7 @@ import torch
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.inference import liver_cascade as lc
 from napari_medseg.io.volume import Volume
+from napari_medseg.models.hybrid_liver import preprocessing as pp
 
 from .conftest import COARSE, small_phantom
 
@@ -65,7 +66,7 @@ def test_cascade_logic_with_threshold_nets(phantom, one_thread):
     # flipped storage: the same anatomy stored with x and y reversed gives the flipped result
     flipped = Volume(phantom.ct.array[:, ::-1, ::-1].copy(), spacing=phantom.ct.spacing,
                      origin=phantom.ct.origin, direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
-    assert lc.canonical_flips(flipped) == (1, 2)
+    assert pp.canonical_flips(flipped) == (1, 2)
     labels_f = lc.run_hybrid(flipped, stage1, stage2, pre, device="cpu")
     assert np.array_equal(labels_f[:, ::-1, ::-1], labels)
     del truth
@@ -145,13 +146,13 @@ def test_lesions_cli_measure_and_run(tmp_path, one_thread, capsys):
     assert (out2 / "lesions.csv").is_file() and (out2 / "lesions.json").is_file()
 
 
-def test_drop_small_components_and_largest_component():
+def test_drop_small_components_and_stage2_box():
     mask = np.zeros((6, 10, 10), bool)
     mask[1:4, 1:4, 1:4] = True  # 27 voxels of 2 mm^3 = 54 mm^3
     mask[5, 8, 8] = True  # 1 voxel = 2 mm^3
     kept = lc.drop_small_components(mask, (2.0, 1.0, 1.0), 20.0)
     assert kept.sum() == 27 and not kept[5, 8, 8]
     assert lc.drop_small_components(mask, (2.0, 1.0, 1.0), 0.0).sum() == 28
-    assert lc.largest_component(mask).sum() == 27
-    assert lc.bbox_with_margin(kept, (2.0, 1.0, 1.0), 2.0) == (slice(0, 5), slice(0, 6), slice(0, 6))
-    assert lc.bbox_with_margin(np.zeros((2, 2, 2), bool), (1, 1, 1), 5.0) is None
+    pre = {"stage2_margin_mm": 2.0}
+    assert pp.stage2_box(kept, (2.0, 1.0, 1.0), pre) == (slice(0, 5), slice(0, 6), slice(0, 6))
+    assert pp.stage2_box(np.zeros((2, 2, 2), bool), (1, 1, 1), pre) is None

@@ -43,7 +43,7 @@ def test_few_steps_reduce_loss(one_thread):
 
 def test_train_cli_checkpoint_reloads_identically(msd_dataset, tmp_path, one_thread, capsys, monkeypatch):
     from napari_medseg.cli import main
-    from napari_medseg.inference.liver_cascade import slabs
+    from napari_medseg.models.hybrid_liver.preprocessing import slabs
     from napari_medseg.models.safe_load import load_checkpoint
 
     monkeypatch.setenv("MEDSEG_WEIGHTS_DIR", str(tmp_path / "weights"))
@@ -56,7 +56,7 @@ def test_train_cli_checkpoint_reloads_identically(msd_dataset, tmp_path, one_thr
     assert "val Dice liver" in text and "best checkpoint" in text
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file() and (out / "history.json").is_file()
     # --install puts best.pt where the registry's 'hybrid-liver' weights are looked for
-    from napari_medseg.inference.liver_cascade import checkpoint_file
+    from napari_medseg.models.hybrid_liver.checkpoint import checkpoint_file
     from napari_medseg.models.weights import resolve_weights
 
     installed = checkpoint_file(resolve_weights("hybrid-liver"))

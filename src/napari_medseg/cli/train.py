@@ -78,7 +78,7 @@ def install(checkpoint) -> "Path":
     from pathlib import Path
 
     from ..io.atomic import atomic_write
-    from ..models.hybrid_liver import validate_checkpoint
+    from ..models.hybrid_liver.checkpoint import validate_checkpoint
     from ..models.safe_load import load_checkpoint
     from ..models.weights import cache_dir
 

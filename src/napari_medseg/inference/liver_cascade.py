@@ -6,10 +6,12 @@ connected component. Stage 2 segments lesions in the liver's bounding box plus a
 fine grid (default 1 x 1 x 2.5 mm); lesions outside the liver mask are dropped. Result: one
 label map, 1 = liver, 2 = liver_lesion, with a :class:`~napari_medseg.io.label_table.LabelTable`.
 
-The preprocessing helpers here (:func:`canonical_flips`, :func:`resample_to_spacing`,
-:func:`window`, :func:`slabs`) are the single definition shared with training
-(:mod:`napari_medseg.training.data`), so a trained checkpoint sees at inference exactly what it
-saw in training.
+Network, preprocessing and checkpoint come from the family package
+:mod:`napari_medseg.models.hybrid_liver`, whose preprocessing training
+(:mod:`napari_medseg.training.data`) runs too, so a trained checkpoint sees at inference exactly
+what it saw in training. This module adds what only inference does: running the networks
+slice by slice, keeping the liver's largest component, dropping lesion specks and pasting
+the stages back on the image grid.
 
 ``model`` may also name an nnU-Net model (a registry name routed through
 :func:`napari_medseg.inference.segment.segment`, or a trained-model folder); its classes are
@@ -24,17 +26,25 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .._ndimage import bbox_mm, min_voxels, resample_linear, resample_nearest, small_components, target_shape
-from .._ndimage import largest_component as _largest_component
+from .._ndimage import largest_component, min_voxels, small_components
 from ..errors import InvalidInputError, MedsegError
 from ..io.volume import Volume
+from ..models.hybrid_liver import CLASSES, LESION, LIVER
+from ..models.hybrid_liver.preprocessing import (
+    apply_flips,
+    canonical_flips,
+    resample_mask,
+    slabs,
+    stage1_input,
+    stage2_box,
+    stage2_input,
+)
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
 
 log = logging.getLogger(__name__)
 
 HYBRID = "hybrid-liver"
-LIVER, LESION = 1, 2
-NAMES = {LIVER: "liver", LESION: "liver_lesion"}
+NAMES = dict(CLASSES)
 
 #: Class names (lower case) mapped to the liver label when an nnU-Net model is used.
 LIVER_NAMES = ("liver",)
@@ -42,78 +52,7 @@ LIVER_NAMES = ("liver",)
 LESION_WORDS = ("tumor", "tumour", "lesion", "cancer", "metasta", "hcc", "cyst")
 
 
-# ----------------------------------------------------------------------------- preprocessing
-def canonical_flips(volume: Volume) -> tuple:
-    """Array axes (z, y, x) to flip so that the direction matrix has a positive diagonal.
-
-    Scans stored with flipped axes (e.g. NIfTI in RAS read as LPS) then look the same to the
-    network; flips are undone on the output. Axis permutations (sagittal/coronal acquisitions)
-    are not changed: the network works on the array's slice axis.
-    """
-    diag = np.diag(volume.direction_zyx)
-    return tuple(int(a) for a in range(3) if diag[a] < 0)
-
-
-def apply_flips(array: np.ndarray, flips: Sequence[int]) -> np.ndarray:
-    """Flip ``array`` along ``flips`` (its own inverse)."""
-    return np.flip(array, axis=tuple(flips)) if flips else array
-
-
-def resample_to_shape(array: np.ndarray, shape: Sequence[int], mode: str = "linear") -> np.ndarray:
-    """Resample a 3D (or channels-first 4D) array to ``shape`` keeping its physical extent.
-
-    ``mode`` "linear" (trilinear, float32 out: :func:`napari_medseg._ndimage.resample_linear`)
-    or "nearest" (labels, dtype kept). Voxel centres follow the half-pixel convention
-    (``align_corners=False``), i.e. the grids share their outer boundary.
-    """
-    shape = tuple(int(s) for s in shape)
-    arr = np.asarray(array)
-    if arr.shape[-3:] == shape:
-        return arr.astype(np.float32) if mode == "linear" else arr
-    if mode == "nearest":
-        return resample_nearest(arr, shape)
-    if arr.ndim == 4:
-        return np.stack([resample_linear(channel, shape).numpy() for channel in arr])
-    return resample_linear(arr, shape).numpy()
-
-
-def resample_to_spacing(array: np.ndarray, spacing_zyx, target_zyx, mode: str = "linear") -> np.ndarray:
-    """Resample ``array`` (z, y, x) from ``spacing_zyx`` to ``target_zyx`` (mm)."""
-    return resample_to_shape(array, target_shape(np.shape(array)[-3:], spacing_zyx, target_zyx), mode)
-
-
-def window(array: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
-    """Clip to the HU window and scale to [0, 1] (MONAI ``ScaleIntensityRange``), float32."""
-    from monai.transforms import ScaleIntensityRange
-
-    lo, hi = (float(v) for v in hu_window)
-    out = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)(
-        np.asarray(array, dtype=np.float32)
-    )
-    return np.asarray(out, dtype=np.float32)
-
-
-def slabs(volume01: np.ndarray, indices: Sequence[int], context: int) -> np.ndarray:
-    """2.5D inputs: for each slice index, the ``2 * context + 1`` neighbours (edge-clamped).
-
-    Returns ``(len(indices), 2 * context + 1, Y, X)`` float32.
-    """
-    nz = volume01.shape[0]
-    offsets = np.arange(-context, context + 1)
-    idx = np.clip(np.asarray(indices)[:, None] + offsets[None, :], 0, nz - 1)
-    return np.ascontiguousarray(volume01[idx], dtype=np.float32)
-
-
-def bbox_with_margin(mask: np.ndarray, spacing_zyx, margin_mm: float) -> Optional[tuple]:
-    """Bounding box of ``mask`` grown by ``margin_mm`` (clipped), as slices; None if empty."""
-    return bbox_mm(mask, spacing_zyx, margin_mm)
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of ``mask`` (empty stays empty)."""
-    return _largest_component(mask, connectivity=3)
-
-
+# ----------------------------------------------------------------------------- postprocessing
 def drop_small_components(mask: np.ndarray, spacing_zyx, min_mm3: float) -> np.ndarray:
     """``mask`` without 26-connected components smaller than ``min_mm3`` cubic millimetres.
 
@@ -197,22 +136,17 @@ def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=No
     flips = canonical_flips(volume)
     image = apply_flips(volume.array, flips)
     spacing = np.asarray(volume.spacing_zyx, dtype=float)
-    hu = preprocessing["hu_window"]
-    s1 = tuple(reversed([float(v) for v in preprocessing["stage1_spacing_xyz"]]))
-    s2 = tuple(reversed([float(v) for v in preprocessing["stage2_spacing_xyz"]]))
-    margin = float(preprocessing.get("stage2_margin_mm", 10.0))
 
     # ---- stage 1: liver on the coarse grid
     report(progress, 0.0, "liver: resampling")
-    coarse = window(resample_to_spacing(image, spacing, s1), hu)
+    coarse = stage1_input(image, spacing, preprocessing)
     check_cancel(cancel)
     prob = predict_probability(stage1, coarse, device=device, progress=sub_progress(progress, 0.05, 0.45, "liver: "),
                                cancel=cancel, amp=True)
-    prob = resample_to_shape(prob, image.shape, "linear")
-    liver = largest_component(prob >= threshold)
+    liver = largest_component(resample_mask(prob, image.shape, threshold), connectivity=3)
     check_cancel(cancel)
     labels = np.zeros(image.shape, dtype=np.uint8)
-    box = bbox_with_margin(liver, spacing, margin)
+    box = stage2_box(liver, spacing, preprocessing)
     if box is None:
         log.info("stage 1 found no liver; no lesions searched")
         report(progress, 1.0, "no liver found")
@@ -222,12 +156,11 @@ def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=No
     # ---- stage 2: lesions inside the liver box at the fine grid
     report(progress, 0.5, "lesions: resampling")
     crop = image[box]
-    fine = window(resample_to_spacing(crop, spacing, s2), hu)
+    fine = stage2_input(crop, spacing, preprocessing)
     check_cancel(cancel)
     lprob = predict_probability(stage2, fine, device=device, progress=sub_progress(progress, 0.55, 0.95, "lesions: "),
                                 cancel=cancel, amp=True)
-    lprob = resample_to_shape(lprob, crop.shape, "linear")
-    lesion = (lprob >= threshold) & liver[box]
+    lesion = resample_mask(lprob, crop.shape, threshold) & liver[box]
     lesion = drop_small_components(lesion, spacing, float(preprocessing.get("min_lesion_mm3", 20.0)))
     sub = labels[box]
     sub[lesion] = LESION
@@ -338,38 +271,11 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
     return labels, label_table()
 
 
-#: Checkpoint names looked for when a folder is given (install folder, `medseg train` output).
-CHECKPOINT_NAMES = ("model.pth", "best.pt", "last.pt")
-
-
-def checkpoint_file(path) -> Path:
-    """The checkpoint file for ``path``: the file itself, or the first of
-    :data:`CHECKPOINT_NAMES` inside a folder.
-
-    Raises
-    ------
-    WeightsNotFoundError
-        A folder without any of those files.
-    """
-    from ..errors import WeightsNotFoundError
-
-    path = Path(path)
-    if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise WeightsNotFoundError(
-            f"no hybrid-liver checkpoint ({', '.join(CHECKPOINT_NAMES)}) in {path}; train one with "
-            "`medseg train liver-lesion --data DIR --out DIR --install` or pass the .pt file"
-        )
-    return path
-
-
 def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
                             progress: Optional[ProgressCallback] = None,
                             cancel: Optional[CancelLike] = None) -> np.ndarray:
     """Load a hybrid-liver checkpoint (path, or the registry's installed one) and run it."""
-    from ..models.hybrid_liver import load_cascade
+    from ..models.hybrid_liver.checkpoint import checkpoint_file, load_cascade
     from .device import choose_device
 
     if weights is None:

@@ -6,8 +6,8 @@ Layout::
     DATA/labelsTr/<case>.nii.gz      0 background, 1 liver, 2 lesion (same grid as the image)
 
 Every case is read once, flipped to the canonical orientation, resampled to the stage grids
-and windowed with the functions of :mod:`napari_medseg.inference.liver_cascade` (the same code
-that inference runs), and kept in memory as small float arrays. Training patches are 2.5D:
+and windowed with :mod:`napari_medseg.models.hybrid_liver.preprocessing` (the same code that
+inference runs), and kept in memory as small float arrays. Training patches are 2.5D:
 ``2 * context + 1`` adjacent slices as channels, cropped with MONAI's
 ``RandCropByPosNegLabeld`` (centres drawn from foreground / background) after drawing a slice
 with a probability weighted towards liver (stage 1) or lesions (stage 2), then flipped,
@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import GeometryMismatchError, InvalidInputError
-from ..inference import liver_cascade as lc
+from ..models.hybrid_liver import preprocessing as pp
 from ..io.volume import Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -116,24 +116,19 @@ def prepare_case(name: str, image: Volume, labels: np.ndarray, preprocessing: di
 
     Stage 2's box comes from the ground-truth liver (at inference: the predicted one).
     """
-    flips = lc.canonical_flips(image)
-    arr = lc.apply_flips(image.array, flips)
-    lab = lc.apply_flips(labels, flips)
+    flips = pp.canonical_flips(image)
+    arr = pp.apply_flips(image.array, flips)
+    lab = pp.apply_flips(labels, flips)
     spacing = np.asarray(image.spacing_zyx, dtype=float)
-    hu = preprocessing["hu_window"]
-    s1 = tuple(reversed([float(v) for v in preprocessing["stage1_spacing_xyz"]]))
-    s2 = tuple(reversed([float(v) for v in preprocessing["stage2_spacing_xyz"]]))
     liver = lab > 0
-    img1 = lc.window(lc.resample_to_spacing(arr, spacing, s1), hu)
-    lab1 = (lc.resample_to_shape(liver.astype(np.float32), img1.shape, "linear") >= 0.5).astype(np.uint8)
-    box = lc.bbox_with_margin(liver, spacing, float(preprocessing.get("stage2_margin_mm", 10.0)))
+    img1 = pp.stage1_input(arr, spacing, preprocessing)
+    lab1 = pp.resample_mask(liver, img1.shape).astype(np.uint8)
+    box = pp.stage2_box(liver, spacing, preprocessing)
     img2 = lab2 = liver2 = None
     if box is not None:
-        crop = arr[box]
-        img2 = lc.window(lc.resample_to_spacing(crop, spacing, s2), hu)
-        lesion = (lab[box] == 2).astype(np.float32)
-        lab2 = (lc.resample_to_shape(lesion, img2.shape, "linear") >= 0.5).astype(np.uint8)
-        liver2 = (lc.resample_to_shape(liver[box].astype(np.float32), img2.shape, "linear") >= 0.5)
+        img2 = pp.stage2_input(arr[box], spacing, preprocessing)
+        lab2 = pp.resample_mask(lab[box] == 2, img2.shape).astype(np.uint8)
+        liver2 = pp.resample_mask(liver[box], img2.shape)
     return PreparedCase(name, img1, lab1, img2, lab2, liver2)
 
 
@@ -202,7 +197,7 @@ class PatchSampler:
             z = int(fg[int(self.rng.integers(len(fg)))])
         else:
             z = int(self.rng.integers(img.shape[0]))
-        x = lc.slabs(img, [z], self.context)[0]
+        x = pp.slabs(img, [z], self.context)[0]
         y = lab[z][None].astype(np.float32)
         with warnings.catch_warnings():
             # a background-only slice cannot give a foreground-centred crop: MONAI warns and

@@ -7,7 +7,7 @@ rate decay and mixed precision on CUDA only. After each epoch both stages are va
 held-out cases (stage 1: liver Dice on the coarse grid; stage 2: lesion Dice inside the
 ground-truth liver box, i.e. each stage on its own input) and ``last.pt`` / ``best.pt``
 (highest mean of the two Dice values) are written atomically in the format
-:func:`napari_medseg.models.hybrid_liver.load_cascade` reads.
+:func:`napari_medseg.models.hybrid_liver.checkpoint.load_cascade` reads.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Trainer:
         import torch
         from monai.losses import DiceCELoss
 
-        from ..models.hybrid_liver import build_model
+        from ..models.hybrid_liver.network import build_model
 
         self.config = config
         self.preprocessing = preprocessing
@@ -142,7 +142,7 @@ class Trainer:
         return {"liver_dice": float(np.mean(liver)) if liver else float("nan"), "lesion_dice": float(lesion)}
 
     def checkpoint(self, extra: dict) -> dict:
-        from ..models.hybrid_liver import make_checkpoint
+        from ..models.hybrid_liver.checkpoint import make_checkpoint
 
         return make_checkpoint(self.nets[1], self.nets[2], preprocessing=self.preprocessing, extra=extra)
 
@@ -191,7 +191,8 @@ def train_liver_lesion(data_dir, out_dir, config: Optional[TrainConfig] = None, 
 
     from ..inference.device import choose_device
     from ..io.atomic import atomic_write
-    from ..models.hybrid_liver import DEFAULT_PREPROCESSING, save_checkpoint
+    from ..models.hybrid_liver.checkpoint import save_checkpoint
+    from ..models.hybrid_liver.preprocessing import DEFAULT_PREPROCESSING
 
     config = config or TrainConfig()
     if config.epochs < 1 or config.steps_per_epoch < 1 or config.batch_size < 1:

@@ -1,4 +1,4 @@
-"""A hybrid CNN-Transformer U-Net for the liver / liver-lesion cascade (2.5D).
+"""The network of the hybrid liver family: a 2.5D CNN-Transformer U-Net.
 
 Design (why, in ``docs/liver.md``): a **2.5D** network sees ``2 * context + 1`` adjacent axial
 slices as input channels and predicts the centre slice. Compared with a 3D network this costs
@@ -13,25 +13,19 @@ through-plane context. The layout follows the published hybrids (SWTR-Unet, Tran
 * U-Net decoder: MONAI ``UnetrUpBlock`` (transposed conv + skip concat + residual block) back to
   full resolution, ``UnetOutBlock`` logits.
 
-The checkpoint format is documented in :data:`CHECKPOINT_FORMAT` and :func:`save_checkpoint`.
-Torch and MONAI are imported when this module is imported; import it lazily.
+The checkpoint format is in :mod:`.checkpoint`, the preprocessing both training and
+inference apply in :mod:`.preprocessing`. Torch is imported when this module is imported
+(MONAI when a network is built); import it lazily.
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointMismatchError
-
-#: ``format`` value of a hybrid-liver checkpoint.
-CHECKPOINT_FORMAT = "napari-medseg/hybrid-liver"
-#: Current checkpoint version (bump when the layout changes).
-CHECKPOINT_VERSION = 1
+from ...errors import CheckpointMismatchError
 
 #: Architecture defaults (the ``config`` dict of a checkpoint overrides them).
 DEFAULT_CONFIG = {
@@ -48,19 +42,6 @@ DEFAULT_CONFIG = {
     # change with the field of view, which cost ~0.4 liver Dice in our synthetic benchmark)
     "norm": "batch",
 }
-
-#: Default preprocessing (stored in the checkpoint; inference reads it from there).
-DEFAULT_PREPROCESSING = {
-    "hu_window": [-200.0, 300.0],  # clipped and scaled to [0, 1]
-    "stage1_spacing_xyz": [2.5, 2.5, 2.5],  # coarse grid for the liver
-    "stage2_spacing_xyz": [1.0, 1.0, 2.5],  # fine grid for lesions (inside the liver box)
-    "stage2_margin_mm": 10.0,  # margin around the liver's bounding box
-    "min_lesion_mm3": 20.0,  # lesion components smaller than this are dropped (specks)
-    "orientation": "array axes, flipped to positive direction diagonal",
-}
-
-LABELS = {0: "background", 1: "liver", 2: "liver_lesion"}
-
 
 def full_config(config: Optional[dict] = None) -> dict:
     """Defaults updated with ``config`` (unknown keys are an error)."""
@@ -180,97 +161,6 @@ def build_model(config: Optional[dict] = None) -> HybridLiverNet:
     return HybridLiverNet(**(config or {}))
 
 
-def make_checkpoint(stage1: HybridLiverNet, stage2: HybridLiverNet, *, preprocessing: Optional[dict] = None,
-                    extra: Optional[dict] = None) -> dict:
-    """The checkpoint dict of a trained cascade (plain tensors and Python values only).
-
-    Keys: ``format``, ``version``, ``config`` ({'stage1': kwargs, 'stage2': kwargs}),
-    ``stage1_state_dict``, ``stage2_state_dict``, ``preprocessing`` (HU window, spacings,
-    margin), ``labels`` ({0: background, 1: liver, 2: liver_lesion}) and optional ``training``
-    (epochs, validation Dice, ...). Saved with :func:`torch.save`; loadable with
-    ``torch.load(weights_only=True)``.
-    """
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": {"stage1": dict(stage1.config), "stage2": dict(stage2.config)},
-        "stage1_state_dict": {k: v.detach().cpu() for k, v in stage1.state_dict().items()},
-        "stage2_state_dict": {k: v.detach().cpu() for k, v in stage2.state_dict().items()},
-        "preprocessing": dict(preprocessing or DEFAULT_PREPROCESSING),
-        "labels": {int(k): v for k, v in LABELS.items()},
-    }
-    if extra:
-        ckpt["training"] = dict(extra)
-    return ckpt
-
-
-def save_checkpoint(ckpt: dict, path) -> Path:
-    """Write ``ckpt`` with :func:`torch.save`, atomically (temp file + rename)."""
-    from ..io.atomic import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        torch.save(ckpt, tmp)
-    return path
-
-
-def validate_checkpoint(ckpt: Any, source: str = "checkpoint") -> dict:
-    """Check the keys of a hybrid-liver checkpoint dict; raise :class:`CheckpointMismatchError`."""
-    if not isinstance(ckpt, dict):
-        raise CheckpointMismatchError(f"{source} is not a hybrid-liver checkpoint (not a dict)")
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(
-            f"{source} is not a hybrid-liver checkpoint: format {ckpt.get('format')!r}, "
-            f"expected {CHECKPOINT_FORMAT!r} (train one with `medseg train liver-lesion`)"
-        )
-    version = ckpt.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointMismatchError(
-            f"{source} has hybrid-liver checkpoint version {version!r}; this napari-medseg reads "
-            f"up to version {CHECKPOINT_VERSION} (upgrade napari-medseg)"
-        )
-    missing = [k for k in ("config", "stage1_state_dict", "stage2_state_dict", "preprocessing")
-               if k not in ckpt]
-    if missing:
-        raise CheckpointMismatchError(f"{source} lacks {', '.join(missing)}")
-    return ckpt
-
-
-def load_cascade(path, *, device="cpu") -> tuple:
-    """Load a hybrid-liver checkpoint file -> ``(stage1, stage2, checkpoint_dict)`` in eval mode.
-
-    Uses :func:`napari_medseg.models.safe_load.load_checkpoint` (``weights_only=True``) and
-    strict state-dict loading (a mismatch lists missing / unexpected / mis-shaped keys).
-    """
-    from .safe_load import load_checkpoint
-
-    ckpt = validate_checkpoint(load_checkpoint(path, map_location="cpu"), source=str(path))
-    stage1, stage2 = models_from_checkpoint(ckpt, source=str(path))
-    return stage1.to(device).eval(), stage2.to(device).eval(), ckpt
-
-
-def models_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> tuple:
-    """Build both stage networks from a validated checkpoint dict (strict loading)."""
-    from .safe_load import load_state_dict_strict
-
-    config = ckpt["config"]
-    out = []
-    for stage in ("stage1", "stage2"):
-        cfg = config.get(stage, config) if isinstance(config, dict) else None
-        if not isinstance(cfg, dict):
-            raise CheckpointMismatchError(f"{source}: config for {stage} is missing or not a dict")
-        cfg = dict(cfg)
-        cfg.setdefault("norm", "instance")  # checkpoints written before 'norm' existed used instance norm
-        net = build_model(cfg)
-        load_state_dict_strict(net, ckpt[f"{stage}_state_dict"], what=f"hybrid-liver {stage} ({source})")
-        out.append(net)
-    return tuple(out)
-
-
 def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
-
-def _receptive_note() -> str:  # pragma: no cover - documentation helper
-    return f"down-sampling {2 ** (DEFAULT_CONFIG['levels'] - 1)}x; tokens per 96x96 patch: {math.ceil(96 / 8) ** 2}"
