@@ -137,29 +137,30 @@ def check_segment_options(model: ModelLike, *, weights=None, device: Optional[st
         lacks (the message says which devices exist); a promptable model.
     """
     kind, target = resolve_model(model)
-    if kind == "card" and target.kind not in ("hu-tissue", "totalseg", "nnunet"):
+    family = target.family if kind == "card" else None
+    if family is not None and not family.automatic:
         raise InvalidInputError(
             f"{target.name!r} is a promptable ({target.kind}) model: use it from the "
             "Interactive segmentation widget or `medseg prompt`, not automatic segmentation")
     if kind == "folder" and roi_subset is not None:
         raise InvalidInputError("roi_subset works with registry models (TotalSegmentator tasks, "
                                 "hu-tissue), not with a custom model folder")
-    hu = kind == "card" and target.kind == "hu-tissue"
     if weights is not None and str(weights).strip():
-        if hu:
+        if family is not None and not family.needs_weights:
             raise InvalidInputError(
-                f"the {target.name!r} model needs no weights (it thresholds Hounsfield units); "
+                f"the {target.name!r} model needs no weights ({family.no_weights_reason}); "
                 f"leave the weights out (got {weights!s})")
         if kind == "folder":
             raise InvalidInputError(
                 f"the model folder {target} holds its own weights (fold_N/checkpoint_final.pth); "
                 f"leave the weights out (got {weights!s})")
     dev = (device or "auto").strip().lower()
-    if hu and dev not in ("auto", "cpu"):
+    cpu_only = family.cpu_only if family is not None else ""
+    if cpu_only and dev not in ("auto", "cpu"):
         raise InvalidInputError(
-            f"the {target.name!r} model runs on the CPU only (NumPy/SciPy, no network); "
+            f"the {target.name!r} model runs on the CPU only ({cpu_only}); "
             f"device {device!r} does not apply: use auto or cpu")
-    if not hu and dev != "auto":
+    if not cpu_only and dev != "auto":
         from .device import choose_device
 
         choose_device(dev)  # a forced device that is missing fails here, before any work
@@ -325,7 +326,8 @@ def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirrorin
 
 
 # ---------------------------------------------------------------------------- runs
-def _run_hu(card, volume: Volume, roi: Optional[list], progress, cancel, result: SegmentResult):
+def _run_hu(card, volume: Volume, roi: Optional[list], weights, device, progress, cancel,
+            result: SegmentResult):
     from ..inference.memory import check_memory
     from ..models.hu_tissue import segment_hu_tissue
 
@@ -434,6 +436,10 @@ def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: Se
     return labels, names
 
 
+#: How each automatic model family runs (``ModelFamily.automatic``; keyed by family kind).
+_RUNNERS = {"hu-tissue": _run_hu, "totalseg": _run_totalseg, "nnunet": _run_totalseg}
+
+
 # ---------------------------------------------------------------------- entry points
 def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
                       weights: Optional[Union[str, Path]] = None, device: str = "auto",
@@ -449,17 +455,15 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
     label = target.name if kind == "card" else str(target)
     check_volume_for_model(volume, what=f"model {label!r}")
     result = SegmentResult(labels=np.zeros(0, np.uint8), table=LabelTable(), model=label)
-    if kind == "card" and target.kind == "hu-tissue":
+    if kind == "card" and target.family.hu_input:
         result.notes.extend(check_ct_values(volume, what=f"the {label!r} model"))
     report(progress, 0.0, f"{label}: starting")
     check_cancel(cancel)
     if kind == "folder":
         labels, names = _run_folder(target, volume, device, progress, cancel, result)
-    elif target.kind == "hu-tissue":
-        labels, names = _run_hu(target, volume, roi, progress, cancel, result)
     else:
-        labels, names = _run_totalseg(target, volume, roi, weights, device, progress, cancel,
-                                      result)
+        run = _RUNNERS[target.family.kind]
+        labels, names = run(target, volume, roi, weights, device, progress, cancel, result)
     check_cancel(cancel)
     if roi is not None:
         keep_ids = [k for k, n in names.items() if n in roi]

@@ -8,7 +8,8 @@ widget and ``medseg weights list`` read it to show the user what is installed.
 Kinds: ``"hu-tissue"`` (weights-free), ``"totalseg"`` (TotalSegmentator nnU-Net v2 tasks,
 possibly several part models merged into one label map), ``"nnunet"`` (any nnU-Net v2
 trained-model folder), ``"sam-med3d"``, ``"3dsam-adapter"``, ``"nninteractive"`` (the
-promptable backends' checkpoints), ``"hybrid-liver"`` (trained locally).
+promptable backends' checkpoints), ``"hybrid-liver"`` (trained locally). Each kind is handled
+by one :class:`~napari_medseg.models.families.ModelFamily` (:attr:`ModelCard.family`).
 
 Checksums: TotalSegmentator, the SAM-Med3D and nnInteractive authors publish no sha256 for
 their files, so those cards have ``sha256=None``. The weights manager then trusts the
@@ -25,6 +26,9 @@ from typing import Optional
 
 from ..errors import InvalidInputError
 from . import totalseg_classes as tsc
+from .families import family_of
+from .hu_tissue import CLASSES as HU_TISSUE_CLASSES
+from .hybrid_liver import CLASSES as HYBRID_LIVER_CLASSES
 
 _TS_RELEASES = "https://github.com/wasserth/TotalSegmentator/releases/download"
 _TS_LICENCE = "Apache-2.0 (TotalSegmentator code and open weights)"
@@ -146,9 +150,14 @@ class ModelCard:
     notes: str = ""
 
     @property
+    def family(self):
+        """The :class:`~napari_medseg.models.families.ModelFamily` that handles this card."""
+        return family_of(self)
+
+    @property
     def needs_weights(self) -> bool:
         """False for weights-free models."""
-        return self.kind != "hu-tissue"
+        return self.family.needs_weights
 
     @property
     def remote_files(self) -> tuple:
@@ -202,16 +211,6 @@ def _ts_single(folder: str, release: str, size_mb: float) -> RemoteFile:
                       size_mb=size_mb)
 
 
-HU_TISSUE_CLASSES = {
-    1: "subcutaneous_fat",
-    2: "visceral_fat",
-    3: "skeletal_muscle",
-    4: "bone",
-    5: "lung",
-    6: "airway",
-    7: "body_other",
-}
-
 _SAM_MED3D_HF = "https://huggingface.co/blueyo0/SAM-Med3D/resolve/main"
 _NNINTERACTIVE_HF = "https://huggingface.co/nnInteractive/nnInteractive/resolve/main/nnInteractive_v1.0"
 
@@ -220,6 +219,16 @@ _CARDS: dict = {}
 
 def _add(card: ModelCard) -> None:
     _CARDS[card.name] = card
+
+
+def _ts_card(name: str, task: str, description: str, classes: dict, *, notes: str = "",
+             **fields) -> ModelCard:
+    """A TotalSegmentator card: shared install folder, licence, citation and checksum note."""
+    fields.setdefault("licence", _TS_LICENCE)
+    fields.setdefault("citation", _TS_CITATION)
+    return ModelCard(name=name, kind="totalseg", task=task, description=description,
+                     classes=dict(classes), install_dir="totalsegmentator",
+                     notes=_TS_HASH_NOTE + (" " + notes if notes else ""), **fields)
 
 
 _add(ModelCard(
@@ -237,13 +246,11 @@ _add(ModelCard(
           "for its limits.",
 ))
 
-_add(ModelCard(
-    name="total",
-    kind="totalseg",
-    task="total",
-    description="TotalSegmentator v2 'total': 117 structures at 1.5 mm (five part models: "
-                "organs, vertebrae, cardiac, muscles, ribs), merged into one label map.",
-    classes=dict(tsc.TOTAL),
+_add(_ts_card(
+    "total", "total",
+    "TotalSegmentator v2 'total': 117 structures at 1.5 mm (five part models: organs, "
+    "vertebrae, cardiac, muscles, ribs), merged into one label map.",
+    tsc.TOTAL,
     parts=(
         _ts_part(291, "Dataset291_TotalSegmentator_part1_organs_1559subj", 230),
         _ts_part(292, "Dataset292_TotalSegmentator_part2_vertebrae_1532subj", 230),
@@ -254,72 +261,45 @@ _add(ModelCard(
     trainer="nnUNetTrainerNoMirroring",
     spacing=(1.5, 1.5, 1.5),
     crop_model="total-fastest",
-    install_dir="totalsegmentator",
-    licence=_TS_LICENCE,
-    citation=_TS_CITATION,
-    notes=_TS_HASH_NOTE + " With roi_subset only the part models holding the requested "
-          "classes run, inside the box the 6 mm model finds (as TotalSegmentator does).",
+    notes="With roi_subset only the part models holding the requested classes run, inside "
+          "the box the 6 mm model finds (as TotalSegmentator does).",
 ))
 
-_add(ModelCard(
-    name="total-fast",
-    kind="totalseg",
-    task="total --fast",
-    description="TotalSegmentator v2 'total' at 3 mm: one model, 117 structures, ~10x faster.",
-    classes=dict(tsc.TOTAL),
-    files=(_ts_single("Dataset297_TotalSegmentator_total_3mm_1559subj", "v2.0.0-weights", 230),),
-    trainer="nnUNetTrainer_4000epochs_NoMirroring",
-    spacing=(3.0, 3.0, 3.0),
-    install_dir="totalsegmentator",
-    licence=_TS_LICENCE,
-    citation=_TS_CITATION,
-    notes=_TS_HASH_NOTE,
-))
+for _name, _flag, _mm, _dataset, _what in (
+        ("total-fast", "--fast", 3, "Dataset297_TotalSegmentator_total_3mm_1559subj",
+         "one model, 117 structures, ~10x faster."),
+        ("total-fastest", "--fastest", 6, "Dataset298_TotalSegmentator_total_6mm_1559subj",
+         "one model, 117 structures, coarse; also used to find the region of interest for "
+         "cropped tasks.")):
+    _add(_ts_card(
+        _name, f"total {_flag}", f"TotalSegmentator v2 'total' at {_mm} mm: {_what}", tsc.TOTAL,
+        files=(_ts_single(_dataset, "v2.0.0-weights", 230),),
+        trainer="nnUNetTrainer_4000epochs_NoMirroring",
+        spacing=(float(_mm),) * 3,
+    ))
 
-_add(ModelCard(
-    name="total-fastest",
-    kind="totalseg",
-    task="total --fastest",
-    description="TotalSegmentator v2 'total' at 6 mm: one model, 117 structures, coarse; "
-                "also used to find the region of interest for cropped tasks.",
-    classes=dict(tsc.TOTAL),
-    files=(_ts_single("Dataset298_TotalSegmentator_total_6mm_1559subj", "v2.0.0-weights", 230),),
-    trainer="nnUNetTrainer_4000epochs_NoMirroring",
-    spacing=(6.0, 6.0, 6.0),
-    install_dir="totalsegmentator",
-    licence=_TS_LICENCE,
-    citation=_TS_CITATION,
-    notes=_TS_HASH_NOTE,
-))
-
-_add(ModelCard(
-    name="liver-vessels",
-    kind="totalseg",
-    task="liver_vessels",
-    description="TotalSegmentator 'liver_vessels' (MSD Task08 hepatic vessels): liver vessels "
-                "and liver tumour, inside the liver box found by the 6 mm model.",
-    classes=dict(tsc.LIVER_VESSELS),
+_add(_ts_card(
+    "liver-vessels", "liver_vessels",
+    "TotalSegmentator 'liver_vessels' (MSD Task08 hepatic vessels): liver vessels and liver "
+    "tumour, inside the liver box found by the 6 mm model.",
+    tsc.LIVER_VESSELS,
     files=(_ts_single("Dataset008_HepaticVessel", "v2.4.0-weights", 230),),
     trainer="nnUNetTrainer",
     folds=None,
     crop=("liver",),
     crop_model="total-fastest",
     crop_margin_vox=20,
-    install_dir="totalsegmentator",
     licence="CC-BY-SA-4.0 (Medical Segmentation Decathlon data); model via TotalSegmentator",
     citation=_TS_CITATION + " Antonelli M. et al. The Medical Segmentation Decathlon. "
                             "Nat Commun 13, 4128 (2022).",
-    notes=_TS_HASH_NOTE + " Needs 'total-fastest' too (to find the liver).",
+    notes="Needs 'total-fastest' too (to find the liver).",
 ))
 
-_add(ModelCard(
-    name="liver-lesions",
-    kind="totalseg",
-    task="liver_lesions",
-    description="TotalSegmentator 'liver_lesions' (released with the v2.5.0 weights): focal "
-                "liver lesions at 0.75 x 0.75 x 1 mm inside the liver box found by the 3 mm "
-                "model.",
-    classes=dict(tsc.LIVER_LESIONS),
+_add(_ts_card(
+    "liver-lesions", "liver_lesions",
+    "TotalSegmentator 'liver_lesions' (released with the v2.5.0 weights): focal liver lesions "
+    "at 0.75 x 0.75 x 1 mm inside the liver box found by the 3 mm model.",
+    tsc.LIVER_LESIONS,
     files=(_ts_single("Dataset591_ct_liver_lesions_842subj", "v2.5.0-weights", 230),),
     trainer="nnUNetTrainer",
     configuration="3d_fullres_high",
@@ -327,11 +307,8 @@ _add(ModelCard(
     crop=("liver",),
     crop_model="total-fast",
     crop_margin_vox=20,
-    install_dir="totalsegmentator",
-    licence=_TS_LICENCE,
-    citation=_TS_CITATION,
-    notes=_TS_HASH_NOTE + " Needs 'total-fast' too (to find the liver). Lesion masks are a "
-          "detection aid, not a diagnosis.",
+    notes="Needs 'total-fast' too (to find the liver). Lesion masks are a detection aid, not "
+          "a diagnosis.",
 ))
 
 _add(ModelCard(
@@ -410,7 +387,7 @@ _add(ModelCard(
     kind="hybrid-liver",
     task="liver and liver lesions",
     description="Liver + lesion model trained on this machine with `medseg train liver-lesion`.",
-    classes={1: "liver", 2: "liver_lesion"},
+    classes=dict(HYBRID_LIVER_CLASSES),
     checkpoint="model.pth",
     install_dir="hybrid-liver",
     licence="yours (trained locally)",
@@ -440,7 +417,7 @@ def list_cards(kind: Optional[str] = None) -> list:
 
 def automatic_cards() -> list:
     """Cards that :func:`~napari_medseg.inference.segment.segment` can run."""
-    return [c for c in _CARDS.values() if c.kind in ("hu-tissue", "totalseg", "nnunet")]
+    return [c for c in _CARDS.values() if c.family.automatic]
 
 
 def suggest(name: str, candidates, n: int = 3) -> str:

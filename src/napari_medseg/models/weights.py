@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional, Union
 
 from ..errors import Cancelled, DownloadError, InvalidInputError, WeightsNotFoundError
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
-from .nnunet.folder import folder_problem
+from .families import TotalSegFamily, family_of, totalseg_weights_dir
 from .registry import ModelCard, RemoteFile, get_card
 
 _CHUNK = 1 << 20
@@ -54,16 +54,6 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "napari-medseg" / "weights"
 
 
-def totalseg_weights_dir() -> Path:
-    """Where TotalSegmentator keeps its nnU-Net weights (same rules as TotalSegmentator)."""
-    env = os.environ.get("TOTALSEG_WEIGHTS_PATH")
-    if env:
-        return Path(env).expanduser()
-    home = os.environ.get("TOTALSEG_HOME_DIR")
-    base = Path(home).expanduser() if home else Path.home() / ".totalsegmentator"
-    return base / "nnunet" / "results"
-
-
 def install_root(card: CardLike) -> Path:
     """The folder under the cache that holds ``card``'s files."""
     card = _card(card)
@@ -75,81 +65,13 @@ def _card(card: CardLike) -> ModelCard:
 
 
 def _candidate_roots(card: ModelCard) -> list:
-    roots = [install_root(card)]
-    if card.kind == "totalseg":
-        roots.append(totalseg_weights_dir())
-    return roots
+    return [install_root(card)] + family_of(card).extra_roots(card)
 
 
 # ---------------------------------------------------------------------- layout checks
-def _dataset_folders(card: ModelCard) -> list:
-    """Dataset folder names a TotalSegmentator-style card needs (one per part)."""
-    if card.parts:
-        return [p.folder for p in card.parts]
-    return [f.target for f in card.files if f.archive]
-
-
 def trained_model_missing(dataset_dir: Path, card: ModelCard) -> Optional[str]:
     """Why ``dataset_dir`` is not a usable nnU-Net dataset folder for ``card`` (None if it is)."""
-    return folder_problem(Path(dataset_dir) / card.model_folder_name, card.folds)
-
-
-def _missing_in_root(card: ModelCard, root: Path) -> list:
-    """What ``root`` lacks for ``card`` (empty list: complete)."""
-    root = Path(root)
-    missing = []
-    if card.kind == "totalseg":
-        for folder in _dataset_folders(card):
-            why = trained_model_missing(root / folder, card)
-            if why:
-                missing.append(why)
-    elif card.kind == "hybrid-liver":
-        if not root.is_dir() or not any(p for p in root.iterdir() if not p.name.startswith(".")):
-            missing.append(f"{root} is missing or empty")
-    elif card.kind == "nninteractive":
-        for f in card.files:
-            if not (root / f.target).is_file():
-                missing.append(f"{root / f.target} is missing")
-    elif card.checkpoint:
-        if not (root / card.checkpoint).is_file():
-            missing.append(f"{root / card.checkpoint} is missing")
-    return missing
-
-
-def _result_path(card: ModelCard, root: Path) -> Path:
-    """What :func:`resolve_weights` returns for a complete ``root``."""
-    if card.kind in ("sam-med3d", "3dsam-adapter"):
-        return Path(root) / card.checkpoint
-    return Path(root)
-
-
-def _explicit_root(card: ModelCard, path: Path) -> tuple:
-    """Interpret a user-given path; return ``(root, missing)``.
-
-    Accepted: the install root itself; for a single-dataset TotalSegmentator card, the
-    dataset folder (``Dataset297_...``) or the trained-model folder inside it; for a
-    checkpoint card, the checkpoint file itself.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        return path, [f"{path} does not exist"]
-    if card.kind in ("sam-med3d", "3dsam-adapter") and path.is_file():
-        return path, []
-    if card.kind == "totalseg":
-        folders = _dataset_folders(card)
-        if len(folders) == 1:
-            if path.name == card.model_folder_name:
-                path = path.parent
-            if (path / card.model_folder_name).is_dir():
-                why = trained_model_missing(path, card)
-                return path.parent, ([why] if why else [])
-    if card.kind in ("sam-med3d", "3dsam-adapter") and path.is_dir():
-        # A folder holding the checkpoint (either at its relative place or by file name).
-        name = Path(card.checkpoint).name
-        for candidate in (path / card.checkpoint, path / name):
-            if candidate.is_file():
-                return candidate, []
-    return path, _missing_in_root(card, path)
+    return family_of("totalseg").dataset_missing(dataset_dir, card)
 
 
 def resolve_weights(name: CardLike, path: Optional[Union[str, Path]] = None) -> Optional[Path]:
@@ -178,18 +100,19 @@ def resolve_weights(name: CardLike, path: Optional[Union[str, Path]] = None) -> 
     if not card.needs_weights:
         return None
     if path is not None and str(path) != "":
-        root, missing = _explicit_root(card, Path(path))
+        family = family_of(card)
+        root, missing = family.explicit_root(card, Path(path))
         if not missing:
-            return _result_path(card, root) if root.is_dir() else root
+            return family.result_path(card, root) if root.is_dir() else root
         raise WeightsNotFoundError(
             f"the weights given for {card.name!r} at {path} are incomplete: "
             + "; ".join(missing[:3]) + ".", hints=_install_hints(card)
         )
     tried = []
     for root in _candidate_roots(card):
-        missing = _missing_in_root(card, root)
+        missing = family_of(card).missing_in_root(card, root)
         if not missing:
-            return _result_path(card, root)
+            return family_of(card).result_path(card, root)
         tried.append(str(root))
     raise WeightsNotFoundError(
         f"no weights for {card.name!r} ({card.task}); looked in {', '.join(tried)}.",
@@ -199,40 +122,8 @@ def resolve_weights(name: CardLike, path: Optional[Union[str, Path]] = None) -> 
 
 def _install_hints(card: ModelCard) -> dict:
     """What to do about missing weights, for the command line and for the widgets."""
-    return {"cli": _how_to_install(card), "gui": _how_to_install_gui(card)}
-
-
-def _how_to_install_gui(card: ModelCard) -> str:
-    # the widgets' own controls: "Liver & lesions" has a Checkpoint field, "Automatic
-    # segmentation" a Download weights button and a Weights field
-    if card.kind == "hybrid-liver":
-        return ("Train it (`medseg train liver-lesion` in a terminal), then choose the checkpoint "
-                "(.pt) under Checkpoint.")
-    if card.downloadable:
-        size = sum(f.size_mb or 0 for f in card.remote_files)
-        size_txt = f", about {size:.0f} MB" if size else ""
-        return (f"Click Download weights (needs internet{size_txt}), or choose the folder that "
-                "holds them under Weights.")
-    return (f"Download it by hand ({card.notes}), then choose it under Weights, or put it at "
-            f"{install_root(card) / (card.checkpoint or '')}.")
-
-
-def _how_to_install(card: ModelCard) -> str:
-    where = install_root(card)
-    if card.kind == "hybrid-liver":
-        return ("Train it with `medseg train liver-lesion`, or import a trained folder with "
-                f"`medseg weights import {card.name} PATH`.")
-    if card.downloadable:
-        size = sum(f.size_mb or 0 for f in card.remote_files)
-        size_txt = f", about {size:.0f} MB" if size else ""
-        extra = ""
-        if card.kind == "totalseg":
-            extra = (f", or put the folder(s) {', '.join(_dataset_folders(card))} into {where} "
-                     "(TotalSegmentator users: set TOTALSEG_WEIGHTS_PATH to your weights folder)")
-        return (f"Run `medseg weights download {card.name}` (needs internet{size_txt}){extra}, "
-                f"or pass the folder with --weights DIR.")
-    return (f"Download it by hand (see `medseg weights list`: {card.notes}) and run "
-            f"`medseg weights import {card.name} PATH`, or put it at {where / (card.checkpoint or '')}.")
+    family, where = family_of(card), install_root(card)
+    return {"cli": family.cli_hint(card, where), "gui": family.gui_hint(card, where)}
 
 
 def installed(name: CardLike) -> bool:
@@ -252,10 +143,11 @@ def dataset_folder(name: CardLike, part: Optional[int] = None,
     location as for :func:`resolve_weights`.
     """
     card = _card(name)
-    if card.kind != "totalseg":
+    family = family_of(card)
+    if not isinstance(family, TotalSegFamily):
         raise InvalidInputError(f"{card.name!r} is not an nnU-Net (TotalSegmentator) model")
     root = resolve_weights(card, weights)
-    folders = _dataset_folders(card)
+    folders = family.dataset_folders(card)
     if part is not None:
         matches = [p.folder for p in card.parts if p.dataset_id == part]
         if not matches:
@@ -277,7 +169,7 @@ def installed_size_mb(name: CardLike) -> Optional[float]:
         found = resolve_weights(card)
     except WeightsNotFoundError:
         return None
-    paths = [found] if card.kind != "totalseg" else [found / f for f in _dataset_folders(card)]
+    paths = family_of(card).content_paths(card, found)
     total = 0
     for p in paths:
         if p.is_file():
@@ -435,7 +327,8 @@ def download(name: CardLike, progress: Optional[ProgressCallback] = None,
     staging = cache_dir() / ".downloads"
     staging.mkdir(parents=True, exist_ok=True)
 
-    todo = [f for f in card.remote_files if force or not _artefact_present(card, root, f)]
+    family = family_of(card)
+    todo = [f for f in card.remote_files if force or not family.artefact_present(card, root, f)]
     for i, remote in enumerate(todo):
         check_cancel(cancel)
         label = Path(urllib.parse.urlparse(remote.url).path).name
@@ -448,13 +341,6 @@ def download(name: CardLike, progress: Optional[ProgressCallback] = None,
             download(dep, progress=None, cancel=cancel, opener=opener)
     report(progress, 1.0, f"{card.name}: installed")
     return resolve_weights(card)
-
-
-def _artefact_present(card: ModelCard, root: Path, remote: RemoteFile) -> bool:
-    target = root / remote.target
-    if remote.archive and card.kind == "totalseg":
-        return trained_model_missing(target, card) is None
-    return target.exists()
 
 
 def _download_one(remote: RemoteFile, root: Path, staging: Path, opener, progress, cancel) -> None:
@@ -503,11 +389,12 @@ def import_weights(name: CardLike, path: Union[str, Path], *, link: bool = False
     if not card.needs_weights:
         raise InvalidInputError(f"{card.name!r} needs no weights")
     source = Path(path).expanduser()
-    src_root, missing = _explicit_root(card, source)
+    family = family_of(card)
+    src_root, missing = family.explicit_root(card, source)
     if missing:
         raise WeightsNotFoundError(
             f"{source} does not hold usable weights for {card.name!r}: " + "; ".join(missing[:3])
-            + _expected_layout(card)
+            + family.expected_layout(card)
         )
     root = install_root(card)
     root.mkdir(parents=True, exist_ok=True)
@@ -518,11 +405,8 @@ def import_weights(name: CardLike, path: Union[str, Path], *, link: bool = False
             raise DownloadError(f"{src_root} does not match the published sha256 of "
                                 f"{card.name!r}; refusing to import it")
         items = [(src_root, root / card.checkpoint)]
-    elif card.kind == "totalseg":
-        items = [(src_root / f, root / f) for f in _dataset_folders(card)]
     else:
-        items = [(src_root / p.name, root / p.name) for p in src_root.iterdir()
-                 if not p.name.startswith(".")]
+        items = family.import_items(card, src_root, root)
     from ..io.paths import check_outputs
 
     for src, dst in items:
@@ -554,16 +438,6 @@ def _place(src: Path, dst: Path, link: bool) -> None:
     os.replace(tmp, dst)
 
 
-def _expected_layout(card: ModelCard) -> str:
-    if card.kind == "totalseg":
-        folders = _dataset_folders(card)
-        return (f". Expected a folder containing {', '.join(folders)}, each with "
-                f"{card.model_folder_name}/(dataset.json, plans.json, fold_N/checkpoint_final.pth)")
-    if card.checkpoint:
-        return f". Expected the checkpoint file {Path(card.checkpoint).name} or a folder holding it"
-    return ""
-
-
 def describe(name: CardLike) -> dict:
     """A summary for ``medseg weights list`` and the widget."""
     card = _card(name)
@@ -577,7 +451,7 @@ def describe(name: CardLike) -> dict:
     elif card.urls:
         source = card.urls[0] + (f" (+{len(card.urls) - 1} more)" if len(card.urls) > 1 else "")
     else:
-        source = "manual download" if card.kind != "hybrid-liver" else "trained locally"
+        source = family_of(card).no_download_source
     return {
         "name": card.name,
         "kind": card.kind,
