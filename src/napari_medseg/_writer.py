@@ -11,25 +11,14 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 from .io.label_table import LabelTable
-from .io.layer_data import volume_from_layer
+from .io.layer_data import layer_label_table, volume_from_layer
 from .io.writers import write_labels as _write_labels
 from .io.writers import write_volume as _write_volume
 
 
 def _table_from_meta(meta: dict) -> Optional[LabelTable]:
-    """Names from the layer's live ``features`` (user edits win), else its metadata table."""
-    table = LabelTable.from_features(meta.get("features"), meta.get("colormap"))
-    stored = (meta.get("metadata") or {}).get("medseg_label_table")
-    stored_table = None
-    if stored:
-        try:
-            stored_table = LabelTable.from_dict(stored)
-        except Exception:  # a damaged table in metadata must not block saving
-            stored_table = None
-    if table is not None and stored_table is not None:
-        # Keep stored colours for ids whose colour the features/colormap did not give.
-        return stored_table.merged(table)
-    return table or stored_table
+    """The layer's label table (:func:`napari_medseg.io.layer_data.layer_label_table`)."""
+    return layer_label_table(meta)
 
 
 def write_labels(path: str, data: Any, meta: dict) -> List[str]:

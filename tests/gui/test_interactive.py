@@ -358,7 +358,7 @@ def test_session_through_the_plugin_proxy_on_the_phantom(make_napari_viewer, qtb
     np.testing.assert_array_equal(np.asarray(labels.data) == 1, first)
 
     # names in the class table the whole plugin reads
-    from napari_medseg._widgets.label_tools import layer_table
+    from napari_medseg._widgets._layers import layer_table
 
     table = layer_table(labels)
     assert table.names == {1: "liver", 2: "spleen", 3: "kidney_left"}
@@ -411,7 +411,7 @@ def test_names_reach_statistics_and_export(make_napari_viewer, qtbot, tmp_path):
 
 
 def layer_table_names(layer):
-    from napari_medseg._widgets.label_tools import layer_table
+    from napari_medseg._widgets._layers import layer_table
 
     return layer_table(layer).names
 
@@ -490,7 +490,7 @@ def test_refining_a_model_label_keeps_its_name_and_marks_it_edited(make_napari_v
     assert 0 < after.sum() < a.sum() and labels.data[12, 24, 26] == 0
     refined = layer_table_names(labels)
     assert refined == {4: "liver"}
-    from napari_medseg._widgets.label_tools import layer_table
+    from napari_medseg._widgets._layers import layer_table
 
     assert layer_table(labels).algorithm_of(4) == ("SEMIAUTOMATIC", "total")
     assert _color(labels, 4) == tuple(round(c, 4) for c in table.color_of(4))  # its colour is kept

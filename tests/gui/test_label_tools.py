@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_medseg._widgets._layers import layer_key
-from napari_medseg._widgets.label_tools import LabelToolsWidget, apply_to_layer, hidden_labels, layer_table
+from qtpy.QtCore import Qt
+
+from napari_medseg._widgets._layers import apply_to_layer, hidden_labels, layer_key, layer_table
+from napari_medseg._widgets.label_tools import LabelToolsWidget
 from napari_medseg.editing import grow
 from napari_medseg.editing.autosave import Autosaver, list_recoverable
 from napari_medseg.io.label_table import LabelTable
@@ -235,7 +237,7 @@ def test_rename_colour_visibility_undo_redo(setup):
         assert widget.redo_class_change()
         assert _class_list(labels) == expected
     assert widget.status.text() == "redid: hide label 1"
-    assert widget.class_table.item(0, 3).checkState() == 0  # unchecked: hidden
+    assert widget.class_table.item(0, 3).checkState() == Qt.CheckState.Unchecked  # hidden
     assert not widget.redo_class_change() and not widget.redo_class_button.isEnabled()
     np.testing.assert_array_equal(labels.data, original)  # class-list edits never touch voxels
 
@@ -329,8 +331,8 @@ def test_class_history_is_per_layer_and_new_change_clears_redo(setup):
     widget.labels_combo.set_layer(other)
     assert widget.undo_class_change() and 5 not in layer_table(other)
     viewer.layers.remove(other)  # its history goes with it
-    assert layer_key(other) not in widget._histories and layer_key(other) not in widget._watched
-    assert list(widget._histories) == [layer_key(labels)]
+    assert layer_key(other) not in widget.class_undo.keys and layer_key(other) not in widget._watched
+    assert widget.class_undo.keys == [layer_key(labels)]
 
 
 def test_erase_label_operation_is_one_class_change(qtbot, setup):

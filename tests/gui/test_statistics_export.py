@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_medseg._widgets.export import DICOM_FORMAT, ExportWidget
-from napari_medseg._widgets.label_tools import apply_to_layer
+from napari_medseg._widgets._layers import apply_to_layer
 from napari_medseg._widgets.statistics import StatisticsWidget
 from napari_medseg.analysis.statistics import label_statistics
 from napari_medseg.io import LabelTable, read_labels, read_volume

@@ -1,15 +1,17 @@
 """Dock widget "Export labels": a Labels layer to NIfTI / NRRD / MetaImage / .seg.nrrd / DICOM-SEG.
 
-Thin: :func:`napari_medseg.io.export.export_labels` does the work (atomic writes);
-the widget picks the layers, the format and the file, and offers DICOM-SEG only when
-the reference image came from a DICOM series. A file that is the source file of any open
+Wiring only: :func:`napari_medseg.io.export.export_labels` does the work (atomic writes)
+in the widget's :class:`~._jobs.JobRunner`; the widget picks the layers, the format and
+the file, and offers DICOM-SEG only when the reference image came from a DICOM series.
+Known structure names get their published anatomical codes
+(:func:`napari_medseg.models.totalseg_classes.with_anatomical_codes`, as ``medseg export``
+does); each segment's algorithm type is the provenance recorded in the layer's table. A file that is the source file of any open
 layer (or lies inside a DICOM source folder) is refused by
 :func:`napari_medseg.io.paths.check_outputs` before anything is written.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +21,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -28,31 +29,11 @@ from qtpy.QtWidgets import (
 
 from ..errors import InvalidInputError, MedsegError
 from ..io.export import EXPORT_FORMATS, is_dicom_reference
-from ._layers import layer_volume
+from ._jobs import JobRunner, StatusLine
+from ._layers import LayerPicker, layer_sources, layer_table, layer_volume
 from ._layout import make_scrollable
-from .label_tools import LayerCombo, layer_table
-
-log = logging.getLogger(__name__)
 
 DICOM_FORMAT = "DICOM-SEG (.dcm)"
-
-
-def layer_sources(*layers) -> list:
-    """The files the given layers were opened from (for the output guard).
-
-    Reads napari's ``layer.source.path`` and the ``source_path`` the plugin's reader
-    stores in ``layer.metadata``; ``None`` layers and layers made in memory give nothing.
-    Every widget that writes files passes these to
-    :func:`napari_medseg.io.paths.check_outputs`.
-    """
-    paths = []
-    for layer in layers:
-        if layer is None:
-            continue
-        source = getattr(getattr(layer, "source", None), "path", None)
-        meta = (getattr(layer, "metadata", None) or {}).get("source_path")
-        paths.extend(str(p) for p in (source, meta) if p)
-    return paths
 
 
 class ExportWidget(QWidget):
@@ -69,12 +50,11 @@ class ExportWidget(QWidget):
 
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
         self.last_path: Optional[str] = None
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.labels_combo = LayerCombo(napari_viewer, Labels)
-        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        self.labels_combo = LayerPicker(napari_viewer, Labels)
+        self.image_combo = LayerPicker(napari_viewer, Image, allow_none=True)
         self.image_combo.currentIndexChanged.connect(self._update_formats)
         self.format_combo = QComboBox()
         self.format_combo.currentTextChanged.connect(self._fix_extension)
@@ -92,9 +72,11 @@ class ExportWidget(QWidget):
         self.export_button = QPushButton("Export")
         self.export_button.clicked.connect(lambda: self.export())
         layout.addWidget(self.export_button)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("")
         layout.addWidget(self.status)
+        self.jobs = JobRunner(self.status, busy=[self.export_button])
+        # the widget's signal carries the status text, whatever the outcome
+        self.jobs.finished.connect(lambda state: self.exported.emit(self.status.text()))
         layout.addStretch(1)
         make_scrollable(self)  # the dock shrinks and scrolls when several are docked
         self._update_formats()
@@ -152,10 +134,9 @@ class ExportWidget(QWidget):
 
     def export(self, path=None):
         """Export in a worker; returns the worker (None when refused, reason shown)."""
-        from napari.qt.threading import thread_worker
-
         from ..io.export import export_labels, format_of
         from ..io.paths import check_outputs
+        from ..models.totalseg_classes import with_anatomical_codes
 
         if path is not None:
             self.path_edit.setText(str(path))
@@ -167,42 +148,27 @@ class ExportWidget(QWidget):
             if not text:
                 raise InvalidInputError("choose a file to export to")
             ext = EXPORT_FORMATS.get(self.format_combo.currentText())
-            if ext and not text.lower().endswith(ext):
-                if ext == ".nii.gz" and text.lower().endswith(".nii"):
-                    pass
-                else:
-                    text = text + ext
-                    self.path_edit.setText(text)
+            if ext and not text.lower().endswith(ext) and not (ext == ".nii.gz" and text.lower().endswith(".nii")):
+                text = text + ext
+                self.path_edit.setText(text)
             format_of(text)
             # Any open layer's file counts as an input: exporting over the CT shown
             # beside the labels would lose it as surely as over the labels' own file.
             check_outputs([text], layer_sources(*self.viewer.layers), what="the export")
             labels = layer_volume(layer)
             labels = labels.with_array(labels.array.copy())
-            table = layer_table(layer)
+            table = with_anatomical_codes(layer_table(layer))  # known structures get their codes
             reference = self._reference()
         except MedsegError as exc:
-            self._done_message(str(exc), error=True)
+            self.status.error(exc, notify=False)
+            self.exported.emit(self.status.text())
             return None
 
-        @thread_worker(ignore_errors=True)
-        def work():
+        def job(progress, cancel):
             return export_labels(labels, table, text, reference=reference)
 
-        worker = work()
-        worker.returned.connect(lambda out: self._done_message(f"wrote {out}", path=str(out)))
-        worker.errored.connect(lambda exc: self._done_message(str(exc), error=True))
-        worker.finished.connect(lambda: self.export_button.setEnabled(True))
-        self.export_button.setEnabled(False)
-        self.status.setText("exporting...")
-        self._worker = worker
-        worker.start()
-        return worker
+        return self.jobs.start(job, done=self._written, text="exporting...")
 
-    def _done_message(self, text: str, error: bool = False, path: Optional[str] = None) -> None:
-        if path:
-            self.last_path = path
-        if error:
-            log.warning("export: %s", text)
-        self.status.setText(text)
-        self.exported.emit(text)
+    def _written(self, out) -> None:
+        self.last_path = str(out)
+        self.status.message(f"wrote {out}")

@@ -461,7 +461,7 @@ class InteractiveSegmentationWidget(QWidget):
 
     def _next_object_now(self) -> None:
         from ..editing.classes import next_free_id
-        from .label_tools import layer_table
+        from ._layers import layer_table
 
         labels = self.labels_layer
         new = next_free_id(np.asarray(labels.data), layer_table(labels))
@@ -480,7 +480,7 @@ class InteractiveSegmentationWidget(QWidget):
         layer = self._labels_layer_or_none()
         name = ""
         if layer is not None:
-            from .label_tools import layer_table
+            from ._layers import layer_table
 
             table = layer_table(layer)
             name = table.name_of(int(value)) if int(value) in table.ids else ""
@@ -502,7 +502,7 @@ class InteractiveSegmentationWidget(QWidget):
             return typed
         layer = self._labels_layer_or_none()
         if layer is not None:
-            from .label_tools import layer_table
+            from ._layers import layer_table
 
             table = layer_table(layer)
             if label_id in table.ids:
@@ -515,7 +515,7 @@ class InteractiveSegmentationWidget(QWidget):
         typed = self.name_edit.text().strip()
         if layer is None or not typed:
             return
-        from .label_tools import layer_table
+        from ._layers import layer_table
 
         if self.label_id in layer_table(layer).ids or (np.asarray(layer.data) == self.label_id).any():
             self._name_in_table(layer, self.label_id)
@@ -527,7 +527,7 @@ class InteractiveSegmentationWidget(QWidget):
         is ``SEMIAUTOMATIC`` by the prompt backend; a model's (``AUTOMATIC``) label
         refined with clicks becomes ``SEMIAUTOMATIC`` keeping the model's name.
         """
-        from .label_tools import layer_table, set_layer_table
+        from ._layers import layer_table, set_layer_table
 
         table = layer_table(layer)
         # with_label keeps a listed id's colour and gives a new id its own distinct one
@@ -772,7 +772,7 @@ class InteractiveSegmentationWidget(QWidget):
 
         Returns a note for the status line (e.g. that the layer was widened), or "".
         """
-        from .label_tools import widen_for
+        from ._layers import widen_for
 
         layer = self.labels_layer
         if self._compositor is None or self._object_layer != layer_key(layer):

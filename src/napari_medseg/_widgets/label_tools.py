@@ -1,24 +1,23 @@
 """Dock widget "Label tools": clean-up operations, class list and autosave for a Labels layer.
 
-Thin by design: every operation is :func:`napari_medseg.editing.operations.apply_edit`
-run in a worker thread; this widget only gathers parameters, hands the result to
-the layer through napari's undoable path (:func:`apply_to_layer`: one
-``data_setitem`` over the changed voxels inside ``block_history``, so one Ctrl+Z
-reverts one operation), edits names/colours/visibility, and drives the
-:class:`~napari_medseg.editing.autosave.Autosaver`.
-
-Class-list edits (rename, colour, visibility, add, relabel, delete) are undoable with
-the widget's "Undo/Redo class change" buttons; see :class:`LabelToolsWidget`.
+Wiring only: every operation is :func:`napari_medseg.editing.operations.apply_edit` run by
+the widget's :class:`~._jobs.JobRunner`; the result is written on the main thread as one
+napari undo step (:func:`~._layers.apply_to_layer`), and the classes it touched are
+recorded as edited (:func:`~._layers.mark_edited`: what DICOM-SEG writes as each
+segment's algorithm type). Class-list edits (rename, colour, visibility, add, relabel,
+delete) go through :class:`~._napari_history.ClassUndo`, which keeps them undoable with
+the "Undo/Redo class change" buttons and in step with Ctrl+Z in the viewer. Autosave is
+the core's :class:`~napari_medseg.editing.autosave.Autosaver`.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
     QColorDialog,
@@ -39,235 +38,25 @@ from qtpy.QtWidgets import (
 
 from ..editing import classes as class_ops
 from ..editing.autosave import Autosaver, list_recoverable, restore
-from ..editing.class_history import ClassChange, ClassHistory, ClassState
 from ..editing.operations import OPERATIONS, EditRequest, apply_edit
 from ..errors import InvalidInputError, MedsegError
-from ..io.label_table import LabelTable
-from ._layers import layer_key, layer_volume
+from ._jobs import JobRunner, StatusLine
+from ._layers import (
+    LayerPicker,
+    apply_to_layer,
+    current_slice,
+    hidden_labels,
+    layer_key,
+    layer_table,
+    layer_volume,
+    mark_edited,
+)
+from ._layout import collapsible, make_scrollable
+from ._napari_history import ClassUndo
 
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------ layer glue
-def layer_table(layer) -> LabelTable:
-    """Names and colours of a Labels layer: recorded table, else features, else ids."""
-    recorded = (layer.metadata or {}).get("medseg_label_table")
-    if recorded:
-        try:
-            return LabelTable.from_dict(recorded)
-        except MedsegError:
-            log.warning("layer %s has a broken label table in its metadata", layer.name)
-    from_features = LabelTable.from_features(layer.features, layer.colormap)
-    if from_features is not None:
-        return from_features
-    from ..io.readers import present_ids
-
-    return LabelTable.from_ids(present_ids(np.asarray(layer.data)))
-
-
-def hidden_labels(layer) -> set:
-    """Ids hidden with the class list's visibility boxes."""
-    return {int(i) for i in (layer.metadata or {}).get("medseg_hidden_labels", [])}
-
-
-def set_layer_table(layer, table: LabelTable, hidden: Optional[set] = None) -> None:
-    """Store ``table`` on the layer: metadata, ``features`` and colormap (hidden ids transparent)."""
-    from napari.utils.colormaps import DirectLabelColormap
-
-    hidden = hidden_labels(layer) if hidden is None else {int(i) for i in hidden}
-    hidden &= set(table.ids)
-    meta = dict(layer.metadata or {})
-    meta["medseg_label_table"] = table.to_dict()
-    meta["medseg_hidden_labels"] = sorted(hidden)
-    layer.metadata = meta
-    colors = table.color_dict()
-    for i in hidden:
-        r, g, b, _ = colors[i]
-        colors[i] = (r, g, b, 0.0)
-    layer.colormap = DirectLabelColormap(color_dict=colors)
-    layer.features = table.features()
-
-
-def widen_for(layer, max_id: int) -> Optional[str]:
-    """Give a Labels layer a dtype that holds ``max_id``; returns a note when it had to widen.
-
-    The array is replaced by a wider copy with the same values (uint8 -> uint16 ->
-    int32, as :func:`napari_medseg.editing._common.result_dtype`), so no voxel changes.
-    napari's undo history stays valid: its steps hold voxel indices and values, which the
-    wider array takes as they are, so Ctrl+Z still restores every earlier state (the
-    dtype stays wide, which loses nothing).
-    """
-    from ..editing._common import result_dtype
-
-    data = layer.data
-    dtype = result_dtype(np.empty(0, dtype=data.dtype), int(max_id))  # reads only the dtype
-    if dtype == data.dtype:
-        return None
-    old = data.dtype
-    layer.data = np.asarray(data).astype(dtype)
-    return (f"label id {int(max_id)} does not fit {old}: layer '{layer.name}' now stores {dtype} "
-            "(voxels unchanged; Ctrl+Z still undoes)")
-
-
-def apply_to_layer(layer, new: np.ndarray) -> int:
-    """Write ``new`` into a Labels layer as ONE undoable step; returns voxels changed.
-
-    Only the changed voxels are written, with :meth:`Labels.data_setitem` inside
-    :meth:`Labels.block_history`, which records them in the layer's undo history
-    (``layer.undo()`` / Ctrl+Z restores the previous values). When the new ids do not
-    fit the layer's dtype, the layer is first widened (:func:`widen_for`), never
-    wrapped around.
-    """
-    data = layer.data
-    new = np.asarray(new)
-    if new.shape != data.shape:
-        raise InvalidInputError(f"edit result has shape {new.shape}, the layer {data.shape}")
-    changed = np.nonzero(new != data)
-    n = int(changed[0].size)
-    if n == 0:
-        return 0
-    values = new[changed]
-    widen_for(layer, int(values.max()))
-    data = layer.data
-    with layer.block_history():
-        layer.data_setitem(changed, values.astype(data.dtype, copy=False))
-    return n
-
-
-def current_slice(viewer, layer) -> tuple:
-    """(axis, index) of the slice shown in a 2D view, in the layer's data indices."""
-    dims = viewer.dims
-    not_displayed = [d for d in range(dims.ndim) if d not in dims.displayed]
-    if len(not_displayed) != 1:
-        raise InvalidInputError("current-slice editing needs a 2D view of a 3D layer (switch off 3D view)")
-    world_axis = not_displayed[0]
-    offset = dims.ndim - layer.ndim
-    axis = world_axis - offset
-    idx = int(np.round(layer.world_to_data(dims.point)[axis]))
-    idx = min(max(idx, 0), layer.data.shape[axis] - 1)
-    return axis, idx
-
-
-def class_state(layer) -> ClassState:
-    """The layer's class list (table and hidden ids) as a :class:`ClassState`."""
-    return ClassState(layer_table(layer).to_dict(), tuple(sorted(hidden_labels(layer))))
-
-
-def set_class_state(layer, state: ClassState) -> None:
-    """Store a :class:`ClassState` on the layer (metadata, features, colormap)."""
-    set_layer_table(layer, LabelTable.from_dict(state.table), set(state.hidden))
-
-
-class _VoxelLink:
-    """The voxel change made together with a class-list change (relabel, delete).
-
-    ``diff`` is ``(indices, values before, values after)``, enough to write either
-    side back. ``atoms`` lists ``(napari history atom, forward)`` for every napari
-    step that wrote these voxels: the change itself (forward: applying it gives the
-    "after" side) and any write-back by the widget (not forward). Whichever of them
-    is on top of napari's undo or redo stack tells which side the voxels are on.
-    """
-
-    __slots__ = ("diff", "atoms")
-
-    def __init__(self, diff, atom) -> None:
-        self.diff = diff
-        self.atoms = [] if atom is None else [(atom, True)]
-
-    def napari_side(self, layer) -> Optional[bool]:
-        """True/False: napari's newest step leaves the voxels on the after/before side; None: unknown."""
-        for atom, forward in reversed(self.atoms):
-            applied = _napari_applied(layer, atom)
-            if applied is not None:
-                return applied == forward
-        return None
-
-
-def _newest_atom(layer):
-    """An atom of napari's newest undo step, or None.
-
-    ``Labels._undo_history``/``_redo_history`` are private (napari 0.5 to 0.9: deques
-    of lists of atoms; undo/redo move the same atom objects between them), so every
-    use here tolerates their absence: the widget then writes voxels back itself.
-    """
-    stack = getattr(layer, "_undo_history", None)
-    try:
-        return stack[-1][-1] if stack else None
-    except (TypeError, IndexError, KeyError):
-        return None
-
-
-def _napari_applied(layer, atom) -> Optional[bool]:
-    """True when ``atom`` is napari's next undo step, False when its next redo step, else None."""
-    if atom is None:
-        return None
-    for stack_name, applied in (("_undo_history", True), ("_redo_history", False)):
-        stack = getattr(layer, stack_name, None)
-        try:
-            if stack and any(a is atom for a in stack[-1]):
-                return applied
-        except TypeError:
-            return None
-    return None
-
-
-def _apply_linked(layer, new: np.ndarray) -> tuple:
-    """:func:`apply_to_layer`, also returning a :class:`_VoxelLink` (None if nothing changed)."""
-    data, new = np.asarray(layer.data), np.asarray(new)
-    changed = np.nonzero(new != data) if new.shape == data.shape else None
-    diff = None if changed is None else (changed, data[changed].copy(), new[changed])
-    n = apply_to_layer(layer, new)
-    if n == 0:
-        return 0, None
-    return n, _VoxelLink(diff, _newest_atom(layer))
-
-
-class LayerCombo(QComboBox):
-    """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
-
-    def __init__(self, viewer, layer_type, allow_none: bool = False, parent=None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.layer_type = layer_type
-        self.allow_none = allow_none
-        self.refresh()
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self.refresh)
-
-    def refresh(self, event=None) -> None:
-        try:
-            current = self.currentText()
-        except RuntimeError:  # the widget was closed: stop following the layer list
-            for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                       self.viewer.layers.events.reordered):
-                ev.disconnect(self.refresh)
-            return
-        self.blockSignals(True)
-        self.clear()
-        if self.allow_none:
-            self.addItem("(none)")
-        for layer in self.viewer.layers:
-            if isinstance(layer, self.layer_type):
-                self.addItem(layer.name)
-        idx = self.findText(current)
-        if idx >= 0:
-            self.setCurrentIndex(idx)
-        self.blockSignals(False)
-        if idx < 0:
-            self.currentIndexChanged.emit(self.currentIndex())
-
-    def layer(self):
-        name = self.currentText()
-        if not name or name == "(none)" or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
-
-    def set_layer(self, layer) -> None:
-        self.refresh()
-        self.setCurrentIndex(self.findText(layer.name))
-
-
-# ------------------------------------------------------------------ the widget
 class LabelToolsWidget(QWidget):
     """Clean-up operations, class list and autosave for a Labels layer.
 
@@ -278,15 +67,12 @@ class LabelToolsWidget(QWidget):
     :meth:`autosave_now`, :meth:`restore_snapshot`; the ``finished`` signal carries
     a status message after each operation (success or error).
 
-    Undo of class-list edits: each layer has its own :class:`ClassHistory` (last
-    100 edits, dropped when the layer leaves the viewer). "Undo class change"
-    restores the previous class list; for a relabel or delete it also reverts the
-    voxels in the same step, through napari's own history (``layer.undo()``) when
-    that change is still napari's next undo step, else by writing the old values
-    back as a new undoable step. Ctrl+Z / Ctrl+Shift+Z in the viewer revert the
-    voxels and the class list follows (the widget listens to the layer's
-    ``set_data`` event) when that relabel/delete is the newest class change;
-    names, colours and visibility are undone only with the widget's buttons.
+    Undo of class-list edits (:class:`~._napari_history.ClassUndo`, per layer, last 100):
+    "Undo class change" restores the previous class list; a relabel or delete also gets
+    its voxels back in the same step. Ctrl+Z / Ctrl+Shift+Z in the viewer revert the
+    voxels and the class list follows (the widget listens to the layer's ``set_data``
+    event) when that relabel/delete is the newest class change; names, colours and
+    visibility are undone only with the widget's buttons.
     """
 
     finished = Signal(str)
@@ -297,17 +83,15 @@ class LabelToolsWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.autosaver = autosaver
-        self._worker = None
+        self.class_undo = ClassUndo()
         self._versions: dict = {}
         self._watched: dict = {}  # layer_key -> [(emitter, callback)] to disconnect on removal
         self._saved_versions: dict = {}
-        self._histories: dict = {}  # layer_key -> ClassHistory, dropped with the layer
-        self._busy = False  # True while the widget itself changes voxels/tables
         napari_viewer.layers.events.removed.connect(self._forget_layer)
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.labels_combo = LayerCombo(napari_viewer, Labels)
+        self.labels_combo = LayerPicker(napari_viewer, Labels)
         self.labels_combo.currentIndexChanged.connect(self._on_layer_changed)
         form.addRow("Labels layer", self.labels_combo)
         self.operation_combo = QComboBox()
@@ -317,8 +101,9 @@ class LabelToolsWidget(QWidget):
         row = QHBoxLayout()
         self.label_spin = QSpinBox()
         self.label_spin.setRange(1, 2**31 - 1)
+        self.label_spin.setMinimumWidth(90)  # never squeezed beside the check box
         self.all_labels = QCheckBox("all labels")
-        row.addWidget(self.label_spin)
+        row.addWidget(self.label_spin, 1)
         row.addWidget(self.all_labels)
         form.addRow("Label", row)
         self.scope_combo = QComboBox()
@@ -330,13 +115,13 @@ class LabelToolsWidget(QWidget):
         self.size_spin.setValue(1.0)
         self.size_label = QLabel("Size")
         form.addRow(self.size_label, self.size_spin)
+        layout.addLayout(form)
+
+        # what most operations leave alone, folded so that several docks fit one screen
         self.target_spin = QSpinBox()
         self.target_spin.setRange(1, 2**31 - 1)
-        form.addRow("Target label", self.target_spin)
         self.overwrite = QCheckBox("may overwrite other labels")
-        form.addRow("", self.overwrite)
-        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
-        form.addRow("Image (intensities)", self.image_combo)
+        self.image_combo = LayerPicker(napari_viewer, Image, allow_none=True)
         hu = QHBoxLayout()
         self.low_spin = QDoubleSpinBox()
         self.high_spin = QDoubleSpinBox()
@@ -345,27 +130,32 @@ class LabelToolsWidget(QWidget):
             spin.setDecimals(1)
             spin.setValue(value)
             hu.addWidget(spin)
-        form.addRow("Intensity range (HU)", hu)
         self.restrict = QCheckBox("restrict changes to the intensity range")
-        form.addRow("", self.restrict)
-        self.operand_combo = LayerCombo(napari_viewer, Labels, allow_none=True)
-        form.addRow("Operand layer", self.operand_combo)
+        self.operand_combo = LayerPicker(napari_viewer, Labels, allow_none=True)
         self.operand_label = QSpinBox()
         self.operand_label.setRange(1, 2**31 - 1)
-        form.addRow("Operand label", self.operand_label)
-        layout.addLayout(form)
+        self.options = collapsible("Options (target, intensity range, operand)", [
+            ("Target label", self.target_spin), ("", self.overwrite),
+            ("Image (intensities)", self.image_combo), ("Intensity range (HU)", hu),
+            ("", self.restrict), ("Operand layer", self.operand_combo),
+            ("Operand label", self.operand_label)])
+        layout.addWidget(self.options)
         self.apply_button = QPushButton("Apply")
         self.apply_button.clicked.connect(lambda: self.run())
         layout.addWidget(self.apply_button)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("")
         layout.addWidget(self.status)
+        self.jobs = JobRunner(self.status, busy=[self.apply_button])
+        # the widget's signal carries the status text, whatever the outcome
+        self.jobs.finished.connect(lambda state: state == "done" or self.finished.emit(self.status.text()))
+        self._autosave_jobs = JobRunner(self.status)
 
         # class list
         box = QGroupBox("Classes")
         box_layout = QVBoxLayout(box)
         self.class_table = QTableWidget(0, 4)
         self.class_table.setHorizontalHeaderLabels(["id", "name", "colour", "visible"])
+        self.class_table.setMinimumHeight(90)
         self.class_table.itemChanged.connect(self._on_class_item_changed)
         self.class_table.cellDoubleClicked.connect(self._on_class_double_clicked)
         box_layout.addWidget(self.class_table)
@@ -400,6 +190,7 @@ class LabelToolsWidget(QWidget):
         auto.addWidget(restore_button)
         layout.addLayout(auto)
         layout.addStretch(1)
+        make_scrollable(self)  # the dock shrinks and scrolls when several are docked
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.autosave_now)
 
@@ -436,7 +227,7 @@ class LabelToolsWidget(QWidget):
         def classes_changed(event=None):
             # another widget (e.g. Interactive segmentation naming an object) changed the table
             current = self.labels_layer()
-            if not self._busy and current is not None and layer_key(current) == key:
+            if not self.class_undo.busy and current is not None and layer_key(current) == key:
                 self.refresh_classes()
 
         # undo/redo only emit set_data (as does re-slicing: the autosaver's digest
@@ -453,7 +244,7 @@ class LabelToolsWidget(QWidget):
         key = layer_key(event.value)
         for emitter, callback in self._watched.pop(key, ()):
             emitter.disconnect(callback)
-        self._histories.pop(key, None)
+        self.class_undo.forget(key)
         self._versions.pop(key, None)
         for saved in [k for k in list(self._saved_versions) if k[0] == key]:
             self._saved_versions.pop(saved, None)
@@ -470,36 +261,25 @@ class LabelToolsWidget(QWidget):
         if name not in OPERATIONS:
             raise InvalidInputError(f"unknown operation {name!r}")
         self.operation_combo.setCurrentText(name)
-        if "label" in params:
-            self.label_spin.setValue(int(params["label"]))
-        if "all_labels" in params:
-            self.all_labels.setChecked(bool(params["all_labels"]))
-        if "scope" in params:
-            self.scope_combo.setCurrentText(params["scope"])
-        if "size" in params:
-            self.size_spin.setValue(float(params["size"]))
-        if "target" in params:
-            self.target_spin.setValue(int(params["target"]))
-        if "overwrite" in params:
-            self.overwrite.setChecked(bool(params["overwrite"]))
-        if "low" in params:
-            self.low_spin.setValue(float(params["low"]))
-        if "high" in params:
-            self.high_spin.setValue(float(params["high"]))
-        if "restrict" in params:
-            self.restrict.setChecked(bool(params["restrict"]))
+        setters = {"label": (self.label_spin.setValue, int), "all_labels": (self.all_labels.setChecked, bool),
+                   "scope": (self.scope_combo.setCurrentText, str), "size": (self.size_spin.setValue, float),
+                   "target": (self.target_spin.setValue, int), "overwrite": (self.overwrite.setChecked, bool),
+                   "low": (self.low_spin.setValue, float), "high": (self.high_spin.setValue, float),
+                   "restrict": (self.restrict.setChecked, bool),
+                   "operand_label": (self.operand_label.setValue, int)}
+        for key, value in params.items():
+            if key in setters:
+                setter, kind = setters[key]
+                setter(kind(value))
         if params.get("image") is not None:
             self.image_combo.set_layer(params["image"])
         if params.get("operand") is not None:
             self.operand_combo.set_layer(params["operand"])
-        if "operand_label" in params:
-            self.operand_label.setValue(int(params["operand_label"]))
 
     def request(self) -> EditRequest:
         """The :class:`EditRequest` for the current field values."""
         layer = self.labels_layer()
         axis = index = None
-        slice_axis = 0
         try:
             slice_axis = current_slice(self.viewer, layer)[0] if layer is not None else 0
         except InvalidInputError:
@@ -514,11 +294,13 @@ class LabelToolsWidget(QWidget):
             other_label=self.operand_label.value(),
         )
 
-    def _message(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        if error:
-            log.warning("label tools: %s", text)
-        self.finished.emit(text)
+    def _message(self, text: str, error=None) -> None:
+        """Show ``text`` (or the error ``error``) and emit :attr:`finished` with what is shown."""
+        if error is not None:
+            self.status.error(error, notify=False)
+        else:
+            self.status.message(text)
+        self.finished.emit(self.status.text())
 
     # ---------------------------------------------------------------- running
     def run(self):
@@ -527,80 +309,54 @@ class LabelToolsWidget(QWidget):
         Returns the worker (or None when the input is refused; the reason is shown).
         The result is written on the main thread as one undoable step.
         """
-        from napari.qt.threading import thread_worker
-
         layer = self.labels_layer()
         if layer is None:
-            self._message("No Labels layer: add or open labels first.", error=True)
+            self._message("", error=InvalidInputError("no Labels layer: add or open labels first"))
             return None
         name = self.operation_combo.currentText()
         try:
             req = self.request()
             volume = layer_volume(layer)
-            image = None
-            img_layer = self.image_combo.layer()
-            if img_layer is not None:
-                image = np.asarray(img_layer.data)
-                if image.shape != volume.shape:
-                    raise InvalidInputError(
-                        f"image layer {img_layer.name!r} has shape {image.shape}, the labels {volume.shape}")
+            image_layer = self.image_combo.layer()
+            image = None if image_layer is None else np.asarray(image_layer.data)
+            if image is not None and image.shape != volume.shape:
+                raise InvalidInputError(
+                    f"image layer {image_layer.name!r} has shape {image.shape}, the labels {volume.shape}")
             other_layer = self.operand_combo.layer()
             other = None if other_layer is None else np.asarray(other_layer.data)
         except MedsegError as exc:
-            self._message(str(exc), error=True)
+            self._message("", error=exc)
             return None
-        data = volume.array
+        before = volume.array.copy()  # the worker reads a snapshot, the user may keep painting
         spacing = volume.spacing_zyx
-        before = data.copy()  # the worker reads a snapshot, the user may keep painting
 
-        # errors are shown in the widget (``failed``), not re-raised into the event loop
-        @thread_worker(ignore_errors=True)
-        def work():
+        def job(progress, cancel):
             return apply_edit(name, before, spacing, req, image=image, other=other)
 
-        worker = work()
-        self.apply_button.setEnabled(False)
-        self.status.setText(f"{name}: running...")
+        return self.jobs.start(job, done=lambda result: self._write_result(layer, name, req, before, result),
+                               text=f"{name}: running...")
 
-        def done(result):
-            try:
-                if layer.data.shape != before.shape:
-                    raise InvalidInputError("the layer changed shape while the edit ran; nothing was applied")
-                # apply only what the operation changed, on top of any edits made meanwhile
-                changed = result != before
-                new = np.asarray(layer.data).astype(np.result_type(layer.data.dtype, result.dtype), copy=True)
-                new[changed] = result[changed]
-                table = layer_table(layer)
-                if name == "Erase label" and req.label is not None and req.label in table:
-                    # voxels and class entry go together, so they are undone together
-                    before_state = class_state(layer)
-                    with self._quiet():
-                        n, link = _apply_linked(layer, new)
-                        set_layer_table(layer, table.without(req.label))
-                    self._record(layer, f"erase label {req.label} '{table.name_of(req.label)}'",
-                                 before_state, link)
-                else:
-                    n = apply_to_layer(layer, new)
-                widened = "" if layer.data.dtype == before.dtype else \
-                    f"; the layer now stores {layer.data.dtype} to hold the new ids"
-                self.refresh_classes()
-                self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo){widened}")
-            except MedsegError as exc:
-                self._message(str(exc), error=True)
-
-        def failed(exc):
-            if isinstance(exc, MedsegError):
-                self._message(str(exc), error=True)
-            else:
-                log.exception("label tools: %s failed", name, exc_info=exc)
-                self._message(f"{name} failed: {exc}", error=True)
-
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        worker.finished.connect(lambda: self.apply_button.setEnabled(True))
-        self._worker = worker
-        worker.start()
-        return worker
+    def _write_result(self, layer, name: str, req: EditRequest, before: np.ndarray, result: np.ndarray) -> None:
+        """Write an operation's result over the layer as it is now (main thread)."""
+        if layer.data.shape != before.shape:
+            raise InvalidInputError("the layer changed shape while the edit ran; nothing was applied")
+        # apply only what the operation changed, on top of any edits made meanwhile
+        changed = result != before
+        new = np.asarray(layer.data).astype(np.result_type(layer.data.dtype, result.dtype), copy=True)
+        new[changed] = result[changed]
+        table = layer_table(layer)
+        if name == "Erase label" and req.label is not None and req.label in table:
+            # voxels and class entry go together, so they are undone together
+            n = self.class_undo.change_voxels_and_table(
+                layer, new, table.without(req.label), f"erase label {req.label} '{table.name_of(req.label)}'")
+        else:
+            n = apply_to_layer(layer, new)
+            with self.class_undo.quiet():
+                mark_edited(layer, class_ops.changed_ids(before, result))
+        widened = "" if layer.data.dtype == before.dtype else \
+            f"; the layer now stores {layer.data.dtype} to hold the new ids"
+        self.refresh_classes()
+        self._message(f"{name}: {n} voxel(s) changed (Ctrl+Z to undo){widened}")
 
     # ---------------------------------------------------------------- classes
     def refresh_classes(self) -> None:
@@ -614,19 +370,17 @@ class LabelToolsWidget(QWidget):
             for row, label_id in enumerate(table.ids):
                 self.class_table.insertRow(row)
                 id_item = QTableWidgetItem(str(label_id))
-                id_item.setFlags(id_item.flags() & ~_editable())
+                id_item.setFlags(id_item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.class_table.setItem(row, 0, id_item)
                 self.class_table.setItem(row, 1, QTableWidgetItem(table.name_of(label_id)))
                 r, g, b, _ = table.color_of(label_id)
                 color_item = QTableWidgetItem("")
-                color_item.setFlags(color_item.flags() & ~_editable())
-                from qtpy.QtGui import QColor
-
+                color_item.setFlags(color_item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 color_item.setBackground(QColor(int(r * 255), int(g * 255), int(b * 255)))
                 self.class_table.setItem(row, 2, color_item)
                 vis = QTableWidgetItem("")
-                vis.setFlags((vis.flags() | _checkable()) & ~_editable())
-                vis.setCheckState(_unchecked() if label_id in hidden else _checked())
+                vis.setFlags((vis.flags() | Qt.ItemFlag.ItemIsUserCheckable) & ~Qt.ItemFlag.ItemIsEditable)
+                vis.setCheckState(Qt.CheckState.Unchecked if label_id in hidden else Qt.CheckState.Checked)
                 self.class_table.setItem(row, 3, vis)
         self.class_table.blockSignals(False)
         self._update_undo_buttons()
@@ -640,16 +394,14 @@ class LabelToolsWidget(QWidget):
             if item.column() == 1:
                 self.rename_class(label_id, item.text())
             elif item.column() == 3:
-                self.set_class_visible(label_id, item.checkState() == _checked())
+                self.set_class_visible(label_id, item.checkState() == Qt.CheckState.Checked)
         except MedsegError as exc:
-            self._message(str(exc), error=True)
+            self._message("", error=exc)
             self.refresh_classes()
 
     def _on_class_double_clicked(self, row: int, column: int) -> None:
         if column != 2:
             return
-        from qtpy.QtGui import QColor
-
         color = QColorDialog.getColor(parent=self)
         if color.isValid():
             self.set_class_color(self._row_id(row), (color.redF(), color.greenF(), color.blueF(), 1.0))
@@ -659,6 +411,10 @@ class LabelToolsWidget(QWidget):
         if layer is None:
             raise InvalidInputError("no Labels layer selected")
         return layer
+
+    def _change_table(self, layer, table, description: str, hidden: Optional[set] = None) -> None:
+        self.class_undo.change_table(layer, table, description, hidden)
+        self.refresh_classes()
 
     def rename_class(self, label_id: int, name: str) -> None:
         """Rename a class (updates features, metadata and the list; undoable)."""
@@ -671,8 +427,8 @@ class LabelToolsWidget(QWidget):
     def set_class_color(self, label_id: int, color) -> None:
         """Set a class colour (RGB(A) in 0..1; undoable)."""
         layer = self._layer_or_raise()
-        new_table = class_ops.recolor_class(layer_table(layer), label_id, color)
-        self._change_table(layer, new_table, f"colour of label {label_id}")
+        self._change_table(layer, class_ops.recolor_class(layer_table(layer), label_id, color),
+                           f"colour of label {label_id}")
 
     def set_class_visible(self, label_id: int, visible: bool) -> None:
         """Show or hide one class (its colour becomes transparent; data untouched; undoable)."""
@@ -681,22 +437,22 @@ class LabelToolsWidget(QWidget):
         (hidden.discard if visible else hidden.add)(int(label_id))
         self._change_table(layer, layer_table(layer), f"{'show' if visible else 'hide'} label {label_id}", hidden)
 
+    def add_class(self, label_id: int, name: str, color=None) -> None:
+        """Add a named class to the list (e.g. before painting it; undoable)."""
+        layer = self._layer_or_raise()
+        self._change_table(layer, layer_table(layer).with_label(int(label_id), name, color),
+                           f"add label {int(label_id)} '{name}'")
+
     def relabel_class(self, old: int, new: int, merge: bool = False) -> int:
-        """Give class ``old`` the id ``new`` (name and colour move too).
+        """Give class ``old`` the id ``new`` (name, colour and provenance move too).
 
         Voxels and class list change as one step: :meth:`undo_class_change` reverts
         both, as does Ctrl+Z in the viewer while this is the newest class change.
         Returns the number of voxels changed.
         """
         layer = self._layer_or_raise()
-        self._follow_napari(layer)
-        before = class_state(layer)
         out, table = class_ops.relabel(np.asarray(layer.data), old, new, layer_table(layer), merge=merge)
-        with self._quiet():
-            n, link = _apply_linked(layer, out)  # widens the layer first when `new` needs it
-        with self._quiet():
-            set_layer_table(layer, table)
-        self._record(layer, f"relabel {old} -> {new}", before, link)
+        n = self.class_undo.change_voxels_and_table(layer, out, table, f"relabel {old} -> {new}")
         self.refresh_classes()
         self._message(f"label {old} -> {new}: {n} voxel(s) (Ctrl+Z or Undo class change restores ids and names)")
         return n
@@ -708,122 +464,33 @@ class LabelToolsWidget(QWidget):
         the number of voxels erased.
         """
         layer = self._layer_or_raise()
-        self._follow_napari(layer)
-        before = class_state(layer)
         table = layer_table(layer)
         out, new_table = class_ops.delete_class(np.asarray(layer.data), label_id, table)
-        with self._quiet():
-            n, link = _apply_linked(layer, out)
-            set_layer_table(layer, new_table)
-        self._record(layer, f"delete label {label_id} '{table.name_of(label_id)}'", before, link)
+        n = self.class_undo.change_voxels_and_table(layer, out, new_table,
+                                                    f"delete label {label_id} '{table.name_of(label_id)}'")
         self.refresh_classes()
         self._message(f"deleted label {label_id}: {n} voxel(s) erased (Ctrl+Z or Undo class change restores them)")
         return n
 
-    def add_class(self, label_id: int, name: str, color=None) -> None:
-        """Add a named class to the list (e.g. before painting it; undoable)."""
-        layer = self._layer_or_raise()
-        self._change_table(layer, layer_table(layer).with_label(int(label_id), name, color),
-                           f"add label {int(label_id)} '{name}'")
-
     # ---------------------------------------------------------- class history
-    @contextmanager
-    def _quiet(self):
-        """While the widget itself writes voxels or tables, ``set_data`` is not a viewer Ctrl+Z."""
-        prev, self._busy = self._busy, True
-        try:
-            yield
-        finally:
-            self._busy = prev
-
-    def _history(self, layer, create: bool = False) -> Optional[ClassHistory]:
-        key = layer_key(layer)
-        if create and key not in self._histories:
-            self._watch(layer)  # so that it is forgotten when the layer is removed
-            self._histories[key] = ClassHistory()
-        return self._histories.get(key)
-
-    def _change_table(self, layer, table: LabelTable, description: str, hidden: Optional[set] = None) -> None:
-        self._follow_napari(layer)
-        before = class_state(layer)
-        with self._quiet():
-            set_layer_table(layer, table, hidden)
-        self._record(layer, description, before)
-        self.refresh_classes()
-
-    def _record(self, layer, description: str, before: ClassState, link: Optional[_VoxelLink] = None) -> None:
-        after = class_state(layer)
-        if after != before or link is not None:  # e.g. re-typing the same name is no change
-            self._history(layer, create=True).push(ClassChange(description, before, after, link))
-        self._update_undo_buttons()
-
     def _update_undo_buttons(self) -> None:
         layer = self.labels_layer()
-        history = None if layer is None else self._history(layer)
-        self.undo_class_button.setEnabled(history is not None and history.can_undo)
-        self.redo_class_button.setEnabled(history is not None and history.can_redo)
+        self.undo_class_button.setEnabled(self.class_undo.can_undo(layer))
+        self.redo_class_button.setEnabled(self.class_undo.can_redo(layer))
 
-    def _move_voxels(self, layer, link: _VoxelLink, applied: bool) -> None:
-        """Put the voxels of ``link`` on their "after" (``applied``) or "before" side.
-
-        When napari's next undo/redo step is this very change, take it: napari's
-        stack and the voxels stay consistent (Ctrl+Z/Ctrl+Shift+Z go on from there).
-        Otherwise (painted since, history cleared) write the values back as a new
-        undoable step, only where the voxels still hold what the change left there.
-        """
-        for atom, forward in reversed(link.atoms):
-            now = _napari_applied(layer, atom)
-            if now is not None and (now == forward) != applied:
-                (layer.undo if now else layer.redo)()
-                return
-        if link.diff is None:
+    def _follow_napari(self, layer) -> None:
+        """The layer's voxels were undone/redone in the viewer: the class list follows."""
+        followed = self.class_undo.follow(layer)
+        if followed is None:
             return
-        indices, before, after = link.diff
-        src, dst = (before, after) if applied else (after, before)
-        data = layer.data
-        keep = np.asarray(data[indices]) == src
-        if not keep.any():
-            return
-        with layer.block_history():
-            layer.data_setitem(tuple(i[keep] for i in indices), dst[keep].astype(data.dtype, copy=False))
-        atom = _newest_atom(layer)
-        if atom is not None:
-            link.atoms.append((atom, applied))
-
-    def _follow_napari(self, layer) -> bool:
-        """Keep the class list in step after napari undid/redid a relabel's or delete's voxels.
-
-        Called on the layer's ``set_data`` event (emitted by ``layer.undo()`` /
-        ``layer.redo()``, i.e. Ctrl+Z in the viewer) and before each class edit. Only
-        the newest class change (or the newest undone one) is followed: older ones
-        would need the changes after them undone first. Returns True if it moved.
-        """
-        history = self._history(layer)
-        if self._busy or history is None:
-            return False
-        # an applied change whose voxels napari just reverted, or an undone one napari re-applied
-        change, verb = history.peek_undo(), "undid"
-        if change is None or change.voxels is None or change.voxels.napari_side(layer) is not False:
-            change, verb = history.peek_redo(), "redid"
-            if change is None or change.voxels is None or change.voxels.napari_side(layer) is not True:
-                return False
-        with self._quiet():
-            if verb == "undid":
-                set_class_state(layer, history.undo().before)
-            else:
-                set_class_state(layer, history.redo().after)
         try:
             self.refresh_classes()
-            self._message(f"{verb} (Ctrl+Z in the viewer): {change.description}")
+            self._message(followed)
         except RuntimeError:  # the widget was closed; the layer's table is in step anyway
             pass
-        return True
 
     def undo_class_change(self) -> bool:
-        """Undo the newest class-list change of the selected layer.
-
-        Restores names, colours and hidden ids; a relabel or delete also gets its
-        voxels back in the same step (see :meth:`_move_voxels`).
+        """Undo the newest class-list change of the selected layer (voxels of a relabel/delete too).
 
         Returns
         -------
@@ -843,21 +510,12 @@ class LabelToolsWidget(QWidget):
         return self._step(undo=False)
 
     def _step(self, undo: bool) -> bool:
-        layer = self.labels_layer()
-        history = None if layer is None else self._history(layer)
-        if history is not None:
-            self._follow_napari(layer)
-        change = None if history is None else (history.peek_undo() if undo else history.peek_redo())
-        if change is None:
-            self._message(f"no class change to {'undo' if undo else 'redo'}")
-            self._update_undo_buttons()
-            return False
-        with self._quiet():
-            if change.voxels is not None:
-                self._move_voxels(layer, change.voxels, applied=not undo)
-            set_class_state(layer, change.before if undo else change.after)
-        history.undo() if undo else history.redo()
+        verb = "undo" if undo else "redo"
+        change = self.class_undo.step(self.labels_layer(), undo=undo)
         self.refresh_classes()
+        if change is None:
+            self._message(f"no class change to {verb}")
+            return False
         self._message(f"{'undid' if undo else 'redid'}: {change.description}")
         return True
 
@@ -871,7 +529,7 @@ class LabelToolsWidget(QWidget):
             try:
                 self.relabel_class(old, new)
             except MedsegError as exc:
-                self._message(str(exc), error=True)
+                self._message("", error=exc)
 
     def _ask_delete(self) -> None:
         row = self.class_table.currentRow()
@@ -879,7 +537,7 @@ class LabelToolsWidget(QWidget):
             try:
                 self.delete_class(self._row_id(row))
             except MedsegError as exc:
-                self._message(str(exc), error=True)
+                self._message("", error=exc)
 
     # ---------------------------------------------------------------- autosave
     def set_autosave(self, enabled: bool, interval_s: Optional[float] = None) -> None:
@@ -905,7 +563,6 @@ class LabelToolsWidget(QWidget):
         when blocking, else ``[]``.
         """
         from napari.layers import Labels
-        from napari.qt.threading import thread_worker
 
         if self.autosaver is None:
             self.autosaver = Autosaver()
@@ -939,9 +596,9 @@ class LabelToolsWidget(QWidget):
 
         if blocking:
             return write()
-        worker = thread_worker(write, ignore_errors=True)()
-        worker.errored.connect(lambda exc: self._message(f"autosave failed: {exc}", error=True))
-        worker.start()
+        # in the background (a failure is shown in the status line); a save still running
+        # means the next tick saves what changed meanwhile
+        self._autosave_jobs.start(lambda progress, cancel: write(), done=lambda written: None, text="")
         return []
 
     def restore_snapshot(self, snapshot_id: str, directory=None):
@@ -968,28 +625,4 @@ class LabelToolsWidget(QWidget):
             try:
                 self.restore_snapshot(snaps[items.index(choice)].id, directory)
             except MedsegError as exc:
-                self._message(str(exc), error=True)
-
-
-def _editable():
-    from qtpy.QtCore import Qt
-
-    return Qt.ItemFlag.ItemIsEditable
-
-
-def _checkable():
-    from qtpy.QtCore import Qt
-
-    return Qt.ItemFlag.ItemIsUserCheckable
-
-
-def _checked():
-    from qtpy.QtCore import Qt
-
-    return Qt.CheckState.Checked
-
-
-def _unchecked():
-    from qtpy.QtCore import Qt
-
-    return Qt.CheckState.Unchecked
+                self._message("", error=exc)

@@ -521,7 +521,7 @@ class LiverLesionWidget(QWidget):
 
     def _check_output(self, path) -> None:
         from ..io.paths import check_outputs
-        from .export import layer_sources
+        from ._layers import layer_sources
 
         check_outputs([path], layer_sources(*self.viewer.layers), what="the lesion export")
 

@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -27,10 +26,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import InvalidInputError, MedsegError, user_message
-from ._layers import layer_key, layer_volume
+from ..errors import InvalidInputError, MedsegError
+from ._jobs import JobRunner, StatusLine
+from ._layers import LayerPicker, layer_key, layer_sources, layer_table, layer_volume
 from ._layout import make_scrollable
-from .label_tools import LayerCombo, layer_table
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +81,13 @@ class StatisticsWidget(QWidget):
         self.debounce_ms = 400
         self._watched = None  # the Labels layer whose edit events we follow
         self._watched_key = None  # its layer_key (proxies are new objects on every access)
-        self._worker = None
         self._pending = False
         self._message = ""  # the text of the last result (shown again when nothing changed)
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.labels_combo = LayerCombo(napari_viewer, Labels)
-        self.image_combo = LayerCombo(napari_viewer, Image, allow_none=True)
+        self.labels_combo = LayerPicker(napari_viewer, Labels)
+        self.image_combo = LayerPicker(napari_viewer, Image, allow_none=True)
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Image layer", self.image_combo)
         layout.addLayout(form)
@@ -108,9 +106,10 @@ class StatisticsWidget(QWidget):
         buttons.addWidget(refresh)
         buttons.addWidget(export)
         layout.addLayout(buttons)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("")
         layout.addWidget(self.status)
+        self.jobs = JobRunner(self.status)
+        self.jobs.finished.connect(self._worker_done)
         make_scrollable(self)  # the dock shrinks and scrolls when several are docked
 
         self._timer = QTimer(self)
@@ -157,16 +156,16 @@ class StatisticsWidget(QWidget):
         With ``force=False`` (automatic refreshes) nothing is recomputed when the
         labels, the image and the names are unchanged since the last result.
         """
-        from napari.qt.threading import thread_worker
+        from ..analysis.statistics import label_statistics
+        from ..editing.autosave import fingerprint
 
-        if self._worker is not None:
+        if self.jobs.running:
             self._pending = True  # one more run when the current one ends
-            return self._worker
+            return self.jobs.worker
         labels_layer = self.labels_combo.layer()
-        if labels_layer is None:
-            self._show_error("No Labels layer to measure.")
-            return None
         try:
+            if labels_layer is None:
+                raise InvalidInputError("no Labels layer to measure: open or add labels first")
             labels = layer_volume(labels_layer)
             labels = labels.with_array(np.array(labels.array, copy=True))
             table = layer_table(labels_layer)
@@ -179,12 +178,8 @@ class StatisticsWidget(QWidget):
                         f"image {image_layer.name!r} has shape {image.shape}, the labels {labels.shape}; "
                         "pick the image the labels were drawn on")
         except MedsegError as exc:
-            self._show_error(user_message(exc, "gui"))
+            self._show_error(exc)
             return None
-
-        from ..analysis.statistics import label_statistics
-
-        from ..editing.autosave import fingerprint
 
         # The image is the same when it is the same layer holding the same array object
         # (compared by identity through a weak reference: no digest of a large CT on every
@@ -192,32 +187,26 @@ class StatisticsWidget(QWidget):
         image_token = None if image_layer is None else _image_token(image_layer)
         same_image = _same_image(image_token, self._last_image)
         last_key = self._last_key
+        have_stats = bool(self.stats)
 
-        @thread_worker(ignore_errors=True)
-        def work():
+        def job(progress, cancel):
             key = (fingerprint(labels.array), repr(table.to_dict()))
-            if not force and same_image and key == last_key and self.stats:
+            if not force and same_image and key == last_key and have_stats:
                 return None
             return key, image_token, label_statistics(image, labels, table)
 
-        worker = work()
-        worker.returned.connect(self._show)
-        worker.errored.connect(lambda exc: self._show_error(user_message(exc, "gui")))
-        worker.finished.connect(self._worker_done)
-        self._worker = worker
-        self.status.setText("computing...")
-        worker.start()
-        return worker
+        return self.jobs.start(job, done=self._show, failed=lambda exc: self._clear(), text="computing...")
 
-    def _worker_done(self) -> None:
-        self._worker = None
+    def _worker_done(self, state: str) -> None:
+        if state != "done":
+            self.updated.emit(self.status.text())
         if self._pending:
             self._pending = False
             self.refresh(force=False)
 
     def _show(self, result) -> None:
         if result is None:  # unchanged: the last result stands, and says so again
-            self.status.setText(self._message)
+            self.status.message(self._message)
             self.updated.emit(self._message)
             return
         self._last_key, self._last_image, stats = result
@@ -238,31 +227,32 @@ class StatisticsWidget(QWidget):
         total = sum(s["volume_ml"] for s in stats)
         msg = f"{len(stats)} label(s), {total:.2f} mL in total"
         self._message = msg
-        self.status.setText(msg)
+        self.status.message(msg)
         self.updated.emit(msg)
 
-    def _show_error(self, text: str) -> None:
-        log.warning("statistics: %s", text)
+    def _clear(self) -> None:
         # a table left under an error would read as the answer for the current choice
         self.stats = []
         self._last_key = self._last_image = None
         self._message = ""
         self.table.setRowCount(0)
-        self.status.setText(text)
-        self.updated.emit(text)
+
+    def _show_error(self, exc) -> None:
+        self._clear()
+        self.status.error(exc, notify=False)
+        self.updated.emit(self.status.text())
 
     # ----------------------------------------------------------------- export
     def export_csv(self, path) -> str:
         """Write the current statistics to ``path`` as CSV (atomic); returns the path."""
         from ..analysis.statistics import to_csv
         from ..io.paths import check_outputs
-        from .export import layer_sources
 
         if not self.stats:
             raise InvalidInputError("no statistics to export yet: refresh first")
         check_outputs([path], layer_sources(*self.viewer.layers), what="the CSV")
         out = to_csv(self.stats, path)
-        self.status.setText(f"wrote {out}")
+        self.status.message(f"wrote {out}")
         return str(out)
 
     def _ask_export(self) -> None:
@@ -271,4 +261,4 @@ class StatisticsWidget(QWidget):
             try:
                 self.export_csv(path)
             except MedsegError as exc:
-                self.status.setText(user_message(exc, "gui"))
+                self.status.error(exc, notify=False)

@@ -50,9 +50,10 @@ def relabel(labels: np.ndarray, old: int, new: int, table=None, *, merge: bool =
         if old in table.names:
             entry_name = table.name_of(old)
             color = _color_of(table, old)
+            info = table.info_of(old)  # provenance and code go with the class
             table = table.without(old)
             if not (merge and new in table.names):
-                table = table.with_label(new, entry_name, color)
+                table = table.with_label(new, entry_name, color).with_info(new, info)
     return out, table
 
 
@@ -108,3 +109,15 @@ def next_free_id(labels: np.ndarray, table=None) -> int:
     if table is not None and table.names:
         top = max(top, max(int(k) for k in table.names))
     return top + 1
+
+
+def changed_ids(before: np.ndarray, after: np.ndarray) -> list:
+    """Non-zero ids that gained or lost voxels between two label maps of one grid.
+
+    The classes an edit touched (e.g. to record them as edited by hand).
+    """
+    changed = before != after
+    if not changed.any():
+        return []
+    ids = np.union1d(np.unique(before[changed]), np.unique(after[changed]))
+    return [int(i) for i in ids if i != 0]

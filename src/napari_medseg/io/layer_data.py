@@ -9,11 +9,11 @@ so that writers reproduce the file geometry exactly
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..errors import GeometryMismatchError, InvalidInputError
+from ..errors import GeometryMismatchError, InvalidInputError, MedsegError
 from .label_table import LabelTable
 from .volume import Volume, volume_from_layer_data
 from .windows import data_range, default_contrast_limits
@@ -129,3 +129,50 @@ def volume_from_layer(data: Any, meta: Optional[dict]) -> Volume:
     direction_xyz = rot[::-1, ::-1]
     return Volume(array=arr, spacing=tuple(spacing_zyx[::-1]), origin=tuple(origin_zyx[::-1]),
                   direction=tuple(direction_xyz.ravel()), metadata=metadata)
+
+
+def layer_label_table(state: Mapping, data: Any = None) -> Optional[LabelTable]:
+    """The label table of a Labels layer, from its state: the one reader of a layer's names.
+
+    Parameters
+    ----------
+    state : mapping
+        The layer's ``metadata``, ``features`` and ``colormap`` (a napari layer-state dict,
+        as writers get it as ``meta``; other keys are ignored).
+    data : array-like, optional
+        The layer's labels, to name the ids present when nothing else names them.
+
+    Returns
+    -------
+    LabelTable or None
+        The table recorded in ``metadata["medseg_label_table"]`` (names, colours,
+        provenance, codes), with the names of napari's ``features`` table where they differ
+        (a user may edit that table in napari) and ids only listed there added with their
+        colormap colour. A recorded id keeps its recorded colour: a class hidden in the
+        class list is transparent in the colormap only. Without a recorded table: the
+        features' table; without either, ``label <id>`` for each id present in ``data``,
+        or ``None`` when ``data`` is not given.
+    """
+    metadata = state.get("metadata") or {}
+    stored = None
+    if metadata.get("medseg_label_table"):
+        try:
+            stored = LabelTable.from_dict(metadata["medseg_label_table"])
+        except MedsegError as exc:  # a damaged table must not block saving or editing
+            import logging
+
+            logging.getLogger(__name__).warning("ignoring a broken label table in a layer's metadata: %s", exc)
+    listed = LabelTable.from_features(state.get("features"), state.get("colormap"))
+    if stored is not None and listed is not None:
+        edited = [i for i in listed.ids if i not in stored.ids or listed.name_of(i) != stored.name_of(i)]
+        if not edited:
+            return stored
+        colors = {i: stored.color_of(i) if i in stored.ids else listed.color_of(i) for i in edited}
+        return stored.merged(LabelTable.from_names({i: listed.name_of(i) for i in edited}, colors))
+    if stored is not None or listed is not None:
+        return stored if stored is not None else listed
+    if data is None:
+        return None
+    from .readers import present_ids
+
+    return LabelTable.from_ids(present_ids(np.asarray(data)))
