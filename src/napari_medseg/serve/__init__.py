@@ -1,0 +1,15 @@
+"""``medseg serve``: a GPU machine serves the project's backends to napari on a laptop.
+
+Public API (the server needs the ``[serve]`` extra: FastAPI, uvicorn, httpx):
+
+- :mod:`.app`: :class:`~.app.ServeConfig`, :func:`~.app.create_app`,
+  :func:`~.app.run_server`, :func:`~.app.serve_in_thread`;
+- :mod:`.client`: :class:`~.client.RemotePromptSession` (a
+  :class:`~napari_medseg.prompts.base.PromptSession` on the server),
+  :class:`~.client.SplitSamMed3DSession`, :func:`~.client.remote_segment`,
+  :class:`~.client.Client`;
+- :mod:`.wire`: the message format (JSON header + compressed arrays, no pickle);
+- :mod:`.auth`: token files and constant-time token checks.
+
+Nothing is imported here, so ``import napari_medseg.serve`` stays light.
+"""
