@@ -21,8 +21,7 @@ mapped to liver / lesion by name (see :func:`map_nnunet_labels`).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 

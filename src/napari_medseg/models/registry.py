@@ -288,7 +288,6 @@ _add(_ts_card(
     folds=None,
     crop=("liver",),
     crop_model="total-fastest",
-    crop_margin_vox=20,
     licence="CC-BY-SA-4.0 (Medical Segmentation Decathlon data); model via TotalSegmentator",
     citation=_TS_CITATION + " Antonelli M. et al. The Medical Segmentation Decathlon. "
                             "Nat Commun 13, 4128 (2022).",
@@ -306,41 +305,37 @@ _add(_ts_card(
     spacing=(0.75, 0.75, 1.0),
     crop=("liver",),
     crop_model="total-fast",
-    crop_margin_vox=20,
     notes="Needs 'total-fast' too (to find the liver). Lesion masks are a detection aid, not "
           "a diagnosis.",
 ))
 
-_add(ModelCard(
-    name="sam-med3d-turbo",
-    kind="sam-med3d",
-    task="promptable 3D segmentation",
-    description="SAM-Med3D-turbo (fine-tuned on 44 datasets): click-prompted 3D segmentation "
-                "in a 128^3 crop.",
-    files=(RemoteFile(url=f"{_SAM_MED3D_HF}/sam_med3d_turbo.pth", target="sam_med3d_turbo.pth",
-                      size_mb=391),),
-    checkpoint="sam_med3d_turbo.pth",
-    install_dir="sam-med3d-turbo",
-    licence="Apache-2.0 (SAM-Med3D)",
-    citation="Wang H. et al. SAM-Med3D: Towards General-purpose Segmentation Models for "
-             "Volumetric Medical Images. arXiv:2310.15161.",
-    notes="Published on the authors' Hugging Face repo blueyo0/SAM-Med3D without a checksum "
-          "in this registry: trust on first use.",
-))
+def _sam_med3d_card(name: str, file: str, description: str, notes: str) -> ModelCard:
+    """A SAM-Med3D release: one checkpoint on the authors' Hugging Face repo."""
+    return ModelCard(
+        name=name,
+        kind="sam-med3d",
+        task="promptable 3D segmentation",
+        description=description,
+        files=(RemoteFile(url=f"{_SAM_MED3D_HF}/{file}", target=file, size_mb=391),),
+        checkpoint=file,
+        install_dir=name,
+        licence="Apache-2.0 (SAM-Med3D)",
+        citation="Wang H. et al. SAM-Med3D: Towards General-purpose Segmentation Models for "
+                 "Volumetric Medical Images. arXiv:2310.15161.",
+        notes=notes,
+    )
 
-_add(ModelCard(
-    name="sam-med3d",
-    kind="sam-med3d",
-    task="promptable 3D segmentation",
-    description="SAM-Med3D (original release): click-prompted 3D segmentation in a 128^3 crop.",
-    files=(RemoteFile(url=f"{_SAM_MED3D_HF}/sam_med3d.pth", target="sam_med3d.pth",
-                      size_mb=391),),
-    checkpoint="sam_med3d.pth",
-    install_dir="sam-med3d",
-    licence="Apache-2.0 (SAM-Med3D)",
-    citation="Wang H. et al. SAM-Med3D: Towards General-purpose Segmentation Models for "
-             "Volumetric Medical Images. arXiv:2310.15161.",
-    notes="Trust on first use (no published checksum).",
+
+_add(_sam_med3d_card(
+    "sam-med3d-turbo", "sam_med3d_turbo.pth",
+    "SAM-Med3D-turbo (fine-tuned on 44 datasets): click-prompted 3D segmentation in a 128^3 crop.",
+    "Published on the authors' Hugging Face repo blueyo0/SAM-Med3D without a checksum in this "
+    "registry: trust on first use.",
+))
+_add(_sam_med3d_card(
+    "sam-med3d", "sam_med3d.pth",
+    "SAM-Med3D (original release): click-prompted 3D segmentation in a 128^3 crop.",
+    "Trust on first use (no published checksum).",
 ))
 
 for _ds, _task in (("kits", "kidney tumour"), ("pancreas", "pancreas tumour"),

@@ -207,3 +207,34 @@ def load_state_dict_strict(module: Any, state_dict: Mapping[str, Any], what: str
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # dtype or other torch-level refusal
         raise CheckpointMismatchError(f"{what} could not be loaded: {_first_line(exc)}") from exc
+
+
+def assign_state_dict(module: Any, state_dict: Mapping[str, Any], *, what: str, architecture: str,
+                      advice: str) -> None:
+    """Check ``state_dict`` against a network built on the meta device, then assign it (float32).
+
+    For published checkpoints loaded without first allocating a random network: the
+    strict check (:func:`load_state_dict_strict`) runs on meta tensors, a mismatch keeps
+    its key listing with ``architecture`` named and ``advice`` (what the user should do)
+    instead of the nnU-Net wording, and the tensors are then assigned as float32.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        Missing, unexpected or mis-shaped keys (listed), followed by ``advice``.
+    """
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # copying into meta tensors is a no-op; the check is the point
+            load_state_dict_strict(module, state_dict, what=what)
+    except CheckpointMismatchError as exc:
+        detail = str(exc).split(" The checkpoint belongs", 1)[0]
+        detail = detail.replace("the network built from the plans", architecture)
+        raise CheckpointMismatchError(f"{detail}. {advice}") from None
+    module.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True,
+                           assign=True)
+

@@ -37,7 +37,8 @@ from typing import Any, Callable, Optional, Union
 
 from ..errors import Cancelled, DownloadError, InvalidInputError, WeightsNotFoundError
 from ..progress import CancelLike, ProgressCallback, check_cancel, report, sub_progress
-from .families import TotalSegFamily, family_of, totalseg_weights_dir
+from .families import TotalSegFamily, family_of
+from .families import totalseg_weights_dir  # noqa: F401 - part of this module's API
 from .registry import ModelCard, RemoteFile, get_card
 
 _CHUNK = 1 << 20

@@ -160,10 +160,8 @@ def adapter_from_checkpoint_dict(
     CheckpointMismatchError
         A part is missing, ``feature_dict`` is not a list of 4, or keys/shapes differ.
     """
-    import warnings
-
     from ...errors import CheckpointMismatchError
-    from ..safe_load import load_state_dict_strict
+    from ..safe_load import assign_state_dict
 
     enc = _part(checkpoint, "encoder_dict", source)
     feats = _part(checkpoint, "feature_dict", source)
@@ -181,18 +179,11 @@ def adapter_from_checkpoint_dict(
     for module, state, name in parts:
         if not isinstance(state, dict):
             raise CheckpointMismatchError(f"{source}: '{name}' is not a state dict")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # copying into meta tensors is a no-op
-                load_state_dict_strict(module, state, what=f"3DSAM-adapter {name} of {source}")
-        except CheckpointMismatchError as exc:
-            detail = str(exc).split(" The checkpoint belongs", 1)[0]
-            detail = detail.replace("the network built from the plans", "the 3DSAM-adapter architecture")
-            raise CheckpointMismatchError(
-                f"{detail}. This is not a published 3DSAM-adapter checkpoint (best.pth.tar / "
-                "last.pth.tar of the kits, lits, pancreas or colon models)."
-            ) from None
-        module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
+        assign_state_dict(
+            module, state, what=f"3DSAM-adapter {name} of {source}",
+            architecture="the 3DSAM-adapter architecture",
+            advice="This is not a published 3DSAM-adapter checkpoint (best.pth.tar / "
+                   "last.pth.tar of the kits, lits, pancreas or colon models).")
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(torch.device(device)).eval()

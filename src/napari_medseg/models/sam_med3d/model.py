@@ -164,28 +164,15 @@ def sam_med3d_from_state_dict(
     CheckpointMismatchError
         Missing, unexpected or mis-shaped keys (listed), with what to do.
     """
-    import warnings
-
-    from ...errors import CheckpointMismatchError
-    from ..safe_load import load_state_dict_strict
+    from ..safe_load import assign_state_dict
 
     with torch.device("meta"):
         model = build_sam_med3d()
-    try:
-        with warnings.catch_warnings():
-            # copying into meta tensors is a no-op; the check is what we want here
-            warnings.simplefilter("ignore")
-            load_state_dict_strict(model, state, what=f"SAM-Med3D checkpoint {source}")
-    except CheckpointMismatchError as exc:
-        # keep the key listing, replace the generic advice with SAM-Med3D's
-        detail = str(exc).split(" The checkpoint belongs", 1)[0]
-        detail = detail.replace("the network built from the plans", "the SAM-Med3D architecture")
-        raise CheckpointMismatchError(
-            f"{detail}. {source} is not a SAM-Med3D (turbo) checkpoint: expected the released "
-            "sam_med3d_turbo.pth / sam_med3d.pth (324 tensors under 'model_state_dict'); "
-            "re-download it with `medseg weights download sam-med3d-turbo`."
-        ) from None
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
+    assign_state_dict(
+        model, state, what=f"SAM-Med3D checkpoint {source}", architecture="the SAM-Med3D architecture",
+        advice=f"{source} is not a SAM-Med3D (turbo) checkpoint: expected the released "
+               "sam_med3d_turbo.pth / sam_med3d.pth (324 tensors under 'model_state_dict'); "
+               "re-download it with `medseg weights download sam-med3d-turbo`.")
     # the non-persistent buffers are not in the file: give them real values
     model.register_buffer("pixel_mean", torch.tensor([123.675]).view(-1, 1, 1), persistent=False)
     model.register_buffer("pixel_std", torch.tensor([58.395]).view(-1, 1, 1), persistent=False)
