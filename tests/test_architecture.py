@@ -44,3 +44,20 @@ def test_contracts_catch_an_upward_import(tmp_path):
         probe.unlink()
     assert proc.returncode != 0
     assert "napari_medseg.models._probe_upward_import -> napari_medseg.inference" in proc.stdout
+
+
+def test_io_contract_catches_a_cycle_inside_io(tmp_path):
+    """A bottom io module importing the readers breaks the io layers contract (no cycles in io/)."""
+    config = (ROOT / ".importlinter").read_text()
+    assert "    formats | arrays\n" in config
+    probe = ROOT / "src" / "napari_medseg" / "io" / "_probe_cycle.py"
+    probe.write_text("from . import readers  # noqa: F401\n")
+    try:
+        cfg = tmp_path / "contracts.ini"
+        cfg.write_text(config.replace("    formats | arrays\n", "    formats | arrays | _probe_cycle\n"))
+        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        probe.unlink()
+    assert proc.returncode != 0
+    assert "napari_medseg.io._probe_cycle -> napari_medseg.io.readers" in proc.stdout

@@ -183,6 +183,35 @@ def test_open_dicom_folder_one_file_and_dicom_seg(viewer_after_first_use, tmp_pa
 
 
 @pytest.mark.gui
+def test_open_pacs_export_without_extensions_and_its_anonymised_seg(viewer_after_first_use, tmp_path):
+    """PACS exports name files IM0001, IM0002... (no extension): napari matches readers by file
+    name, so such a series opens through its folder (File > Open Folder, ``napari FOLDER``).
+    Anonymised series lack patient/study attributes; their DICOM-SEG still writes and opens."""
+    from napari_medseg.io.dicom_seg import write_dicom_seg
+
+    viewer = viewer_after_first_use
+    info = write_dicom_series(tmp_path / "export", n=4)  # no PatientBirthDate, StudyID, ... (anonymised)
+    pacs = tmp_path / "pacs"
+    pacs.mkdir()
+    for k, f in enumerate(info["files"]):
+        shutil.copy(f, pacs / f"IM{k + 1:04d}")
+    [image] = open_as_user(viewer, pacs)
+    assert type(image).__name__ == "Image" and image.name == "pacs" and image.data.shape == (4, 6, 5)
+    ct = read_volume(pacs)
+    np.testing.assert_array_equal(np.asarray(image.data), ct.array)
+    _assert_placed(image, ct, atol=1e-9)
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[1:3, 2:5, 1:4] = 1
+    arr[3, 3, 2] = 2
+    write_dicom_seg(ct.with_array(arr), LabelTable.from_names(NAMES), ct, pacs / "seg.dcm")
+    [seg] = open_as_user(viewer, pacs / "seg.dcm")
+    assert type(seg).__name__ == "Labels" and seg.data.shape == ct.shape
+    np.testing.assert_array_equal(np.asarray(seg.data), arr)
+    assert {"liver", "tumour"} <= set(seg.features["name"])
+    _assert_placed(seg, ct, atol=1e-6)
+
+
+@pytest.mark.gui
 def test_other_files_and_folders_stay_with_napari(make_napari_viewer, tmp_path, monkeypatch):
     """The plugin claims no PNG/TIFF/CSV; a folder without DICOM goes back to napari's builtins."""
     import imageio.v3 as iio

@@ -244,3 +244,33 @@ def test_cli_export_fills_published_codes_for_known_names(ct3, tmp_path):
     assert "(3 segment(s): kidney_right, liver, kidney_cyst_left)" in run.stderr
     assert len(raw) == 3 and raw["liver"]["type"] == ("SCT", "10200004", "Liver")
     assert raw["liver"]["algorithm_type"] == "MANUAL"  # nobody recorded how it was made
+
+
+def test_anonymised_series_without_patient_and_study_attributes(tmp_path):
+    """Anonymised series often lack type-2 patient/study attributes: the SEG is written with them empty."""
+    from io_helpers import write_dicom_series
+
+    missing = ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName",
+               "StudyDate", "StudyTime")
+    info = write_dicom_series(tmp_path / "anon", n=4)
+    for f in info["files"]:
+        ds = pydicom.dcmread(f)
+        assert not any(k in ds for k in missing)  # the series really lacks them
+    ct = read_volume(tmp_path / "anon")
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[1:3, 1:4, 1:3] = 1
+    arr[3, 2:5, 2:4] = 4
+    table = LabelTable.from_names({1: "liver", 4: "tumour"})
+    out = write_dicom_seg(ct.with_array(arr), table, ct, tmp_path / "anon_seg.dcm")
+
+    ds = pydicom.dcmread(out)  # a valid SEG, read by an independent reader
+    assert ds.Modality == "SEG" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    for keyword in missing:
+        assert keyword in ds and not ds[keyword].value, keyword  # present (type 2), empty
+    assert ds.PatientID == "TEST" and str(ds.PatientName) == "Test^Phantom"  # what existed is copied
+    assert ds.StudyInstanceUID == pydicom.dcmread(info["files"][0]).StudyInstanceUID
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["liver", "tumour"]
+
+    labels, names = read_labels(out, reference=ct)  # and by the project's reader
+    np.testing.assert_array_equal(labels.array, arr)
+    assert names.name_of(4) == "tumour"

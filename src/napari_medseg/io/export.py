@@ -60,7 +60,8 @@ def format_of(path: Union[str, os.PathLike]) -> str:
     )
 
 
-EXTENSIONS_HELP = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".seg.nrrd", ".dcm (DICOM-SEG)")
+#: The extensions an export accepts, as error messages list them.
+EXTENSIONS_HELP = WRITABLE + (".seg.nrrd", ".dcm (DICOM-SEG)")
 
 
 def is_dicom_reference(reference: Optional[Volume]) -> bool:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from ..errors import InvalidInputError
+from .formats import WRITABLE_LABELS, extension_of
 
 RGBA = tuple  # (r, g, b, a), floats in [0, 1]
 
@@ -51,9 +52,6 @@ TRANSPARENT: RGBA = (0.0, 0.0, 0.0, 0.0)
 
 SIDECAR_FORMAT = "napari-medseg-labels"
 SIDECAR_VERSION = 1
-
-# Extensions stripped by sidecar_path, longest first so ".seg.nrrd" wins over ".nrrd".
-_IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 _GOLDEN = 0.618033988749895
 
@@ -552,10 +550,9 @@ def sidecar_path(path: Union[str, Path]) -> Path:
     """
     path = Path(path)
     name = path.name
-    lowered = name.lower()
-    for suffix in _IMAGE_SUFFIXES:
-        if lowered.endswith(suffix) and len(name) > len(suffix):
-            return path.with_name(name[: -len(suffix)] + ".json")
+    suffix = extension_of(name, WRITABLE_LABELS)  # longest first: ".seg.nrrd" wins over ".nrrd"
+    if suffix is not None:
+        return path.with_name(name[: -len(suffix)] + ".json")
     return path.with_suffix(".json") if path.suffix else path.with_name(name + ".json")
 
 
