@@ -10,6 +10,8 @@ implausible for a click (:mod:`napari_medseg.prompts.plausibility`); ``--json`` 
 that report under ``"click"`` and ``timings.total_s`` (the whole command). Coordinates
 may be negative on the command line (``--point -1,52,91``): a point outside the image is
 refused with the image's shape.
+With ``--server URL --token-file FILE`` the work runs on a ``medseg serve`` machine
+(:mod:`napari_medseg.serve.client`) and the same file is written here.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print output, voxel count, volume, the click report and timings (set-up, "
                              "each interaction, total) as JSON")
+    from .serve import add_remote_options
+
+    add_remote_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -93,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from ..prompts.factory import make_session
     from ..prompts.plausibility import click_report
     from ._common import TqdmProgress, print_json
+    from .serve import remote_client
 
     t0 = time.perf_counter()
+    client = remote_client(args)  # None: run here
     if not 1 <= int(args.label) <= 255:
         raise InvalidInputError(f"--label must be 1..255 (the mask is uint8), got {args.label}")
     check_outputs([args.output], [args.image], what="-o/--output")
@@ -102,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
     t_read = time.perf_counter() - t0
     steps = _parse_prompts(args, volume.shape)  # before any heavy work: bad input fails fast
 
-    session = make_session(args.model, weights=args.weights, device=args.device)
+    if client is not None:
+        from ..serve.client import RemotePromptSession
+
+        session = RemotePromptSession(args.model, client=client)
+    else:
+        session = make_session(args.model, weights=args.weights, device=args.device)
     t1 = time.perf_counter()
     with TqdmProgress(desc=f"medseg prompt ({args.model})") as bar:
         session.set_volume(volume, progress=bar)
@@ -126,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         })
 
     mask = session.mask
+    if client is not None:
+        session.close()
+        client.close()
     # Echo what the first positive click hit (the box centre for a box alone) and warn
     # when the object is implausible for a click, e.g. grown into most of the body.
     anchor = next((v for k, v in steps if k == "point"), None)

@@ -7,6 +7,8 @@ write; ``read_s``, ``segment_s``, ``write_s`` and the model's own stages). An ou
 is the input, options the model does not use (``--weights`` for hu-tissue, a GPU
 ``--device`` for hu-tissue or one this machine lacks), unknown ``--roi-subset`` names and,
 for hu-tissue, a label map or non-CT image are refused before anything is written.
+With ``--server URL --token-file FILE`` the work runs on a ``medseg serve`` machine
+(:mod:`napari_medseg.serve.client`) and the same file is written here.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print output, model, labels present (voxels, ml) and timings as JSON "
                              "(total_s: the whole command)")
+    from .serve import add_remote_options
+
+    add_remote_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -57,17 +62,27 @@ def run(args: argparse.Namespace) -> int:
     from ..io import read_volume, write_labels
     from ..io.paths import check_outputs
     from ._common import TqdmProgress, print_json
+    from .serve import remote_client
 
     t0 = time.perf_counter()
     roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
     # Refusals first: nothing is read, computed or written for a bad command line.
     check_outputs([args.output], [args.image], what="-o/--output")
-    check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi)
+    client = remote_client(args)  # None: run here
+    if client is None:
+        check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi)
     volume = read_volume(args.image, channel=args.channel)
     t_read = time.perf_counter() - t0
     with TqdmProgress(desc=f"medseg segment ({args.model})") as bar:
-        result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
-                                   roi_subset=roi, progress=bar)
+        if client is not None:
+            from ..serve.client import remote_segment
+
+            with client:
+                result = remote_segment(volume, args.model, client=client, roi_subset=roi,
+                                        progress=bar)
+        else:
+            result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
+                                       roi_subset=roi, progress=bar)
     t1 = time.perf_counter()
     path = write_labels(volume.with_array(result.labels), args.output, result.table)
     t_write = time.perf_counter() - t1

@@ -6,8 +6,9 @@ Public API (the server needs the ``[serve]`` extra: FastAPI, uvicorn, httpx):
   :func:`~.app.run_server`, :func:`~.app.serve_in_thread`;
 - :mod:`.client`: :class:`~.client.RemotePromptSession` (a
   :class:`~napari_medseg.prompts.base.PromptSession` on the server),
-  :class:`~.client.SplitSamMed3DSession`, :func:`~.client.remote_segment`,
-  :class:`~.client.Client`;
+  :func:`~.client.remote_segment`, :class:`~.client.Client`;
+- :mod:`.split`: :class:`~.split.SplitSamMed3DSession` (SAM-Med3D encoded on the server,
+  decoded here);
 - :mod:`.wire`: the message format (JSON header + compressed arrays, no pickle);
 - :mod:`.auth`: token files and constant-time token checks.
 

@@ -12,7 +12,7 @@ they were.
 cancels the job when ``cancel`` is set, and returns the same
 :class:`~napari_medseg.inference.segment.SegmentResult` as a local run.
 
-:class:`SplitSamMed3DSession` is SAM-Med3D split between machines: the server encodes
+:class:`~napari_medseg.serve.split.SplitSamMed3DSession` is SAM-Med3D split between machines: the server encodes
 each 128³ crop, this machine fetches the embedding once per crop and runs the light
 decoder locally, so clicks inside a crop never cross the network.
 """
@@ -67,7 +67,11 @@ class Client:
 
     def __init__(self, url: str, token: str, timeout: float = 30.0, long_timeout: float = 600.0,
                  verify: Any = True) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError as exc:
+            raise MedsegError("a medseg server client needs httpx: pip install "
+                              "'napari-medseg[serve]'") from exc
 
         self.url = _normalise_url(url)
         if not token or not str(token).strip():
@@ -110,6 +114,10 @@ class Client:
             raise ServerError(
                 f"the medseg server at {self.url} did not answer {method} {path} within "
                 f"{timeout:g} s; nothing was changed here") from exc
+        except httpx.ConnectError as exc:
+            raise ServerError(
+                f"cannot reach the medseg server at {self.url} ({exc}); check that `medseg serve` "
+                "runs there, the URL and the port; nothing was changed here") from exc
         except httpx.HTTPError as exc:
             raise ServerError(
                 f"lost the medseg server at {self.url} ({type(exc).__name__}: {exc}); check that "

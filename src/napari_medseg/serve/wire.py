@@ -150,7 +150,7 @@ def decode_array(meta: Mapping, payload: memoryview, max_bytes: int) -> np.ndarr
         raise WireFormatError(f"dtype {dtype_name!r} is not allowed; use one of {', '.join(DTYPES)}")
     if codec not in CODECS:
         raise WireFormatError(f"codec {codec!r} is unknown; use one of {', '.join(CODECS)}")
-    if len(shape) > 4 or any(s < 0 for s in shape):
+    if len(shape) > 6 or any(s < 0 for s in shape):
         raise WireFormatError(f"shape {list(shape)} is not a valid array shape")
     dtype = np.dtype(dtype_name)
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -168,7 +168,9 @@ def decode_array(meta: Mapping, payload: memoryview, max_bytes: int) -> np.ndarr
         flat = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=count).astype(bool)
         return flat.reshape(shape)
     arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
-    return arr.astype(dtype, copy=False)  # native byte order; a writable copy only if needed
+    # a writable array in native byte order (frombuffer over bytes is read-only, and
+    # torch.from_numpy warns about read-only arrays)
+    return arr.astype(dtype, copy=True)
 
 
 def pack(header: Mapping, arrays: Optional[Mapping[str, np.ndarray]] = None,
