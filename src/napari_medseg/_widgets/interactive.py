@@ -1,17 +1,21 @@
 """Dock widget "Interactive segmentation": click inside a structure, get its 3D mask.
 
-Thin by design: a :class:`~napari_medseg.prompts.base.PromptSession` (made by
-:func:`napari_medseg.prompts.factory.make_session`) does the work in a worker
-thread; this widget turns clicks into voxel indices, queues them, and writes each
-result into the target Labels layer through napari's undoable path.
+Wiring only: a :class:`~napari_medseg.prompts.base.PromptSession` (made by
+:func:`napari_medseg.prompts.factory.make_session`) does the work, one
+:class:`~napari_medseg.prompts.interaction.Interaction` at a time
+(:func:`~napari_medseg.prompts.interaction.run_interaction`), in the widget's
+:class:`~._jobs.JobRunner`; this widget turns clicks into voxel indices (the image's
+:meth:`Volume.voxel_of <napari_medseg.io.volume.Volume.voxel_of>`), queues interactions,
+and writes each result into the target Labels layer through napari's undoable path.
 
 How it is wired
 ---------------
 * **Clicks** go into a Points layer ("prompts") placed on the image's grid
   (:func:`~napari_medseg._widgets._layers.placement_of`: same scale, origin, affine and
   mm units). Each click's world position (physical millimetres, z, y, x) is converted
-  to the image's voxel index with ``image_layer.world_to_data`` - exact for
-  anisotropic spacing, oblique affines, any slicing orientation, 2D or 3D display.
+  to the image's data coordinates with ``image_layer.world_to_data`` and to its voxel
+  with ``Volume.voxel_of`` - exact for anisotropic spacing, oblique affines, any
+  slicing orientation, 2D or 3D display.
   Green points are positive (inside), red negative (outside).
 * **Identity.** Docked from the Plugins menu the widget gets napari's
   ``PublicOnlyProxy`` viewer, whose every attribute access is a new object: the
@@ -35,7 +39,8 @@ How it is wired
   (next free label id), ``R`` reset the current object, ``Ctrl+Z`` undo click.
 * **Box**: draw a rectangle in the "prompt box" Shapes layer on the current slice and
   press "Use box": the box covers the rectangle in-plane and ``box depth`` mm across
-  the slice direction (or draw it in 3D: the corners' full extent is used).
+  the slice direction (``Volume.box_from_corners``; drawn in 3D, the corners' full
+  extent is used).
 """
 
 from __future__ import annotations
@@ -60,9 +65,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, InvalidInputError, MedsegError
-from ..progress import CancelToken
-from ._layers import layer_key, layer_volume, placement_of
+from ..errors import InvalidInputError, MedsegError
+from ..prompts.interaction import Interaction, object_table, run_interaction
+from ._jobs import JobRunner, StatusLine
+from ._layers import (
+    LayerPicker,
+    layer_key,
+    layer_table,
+    layer_volume,
+    placement_of,
+    set_layer_table,
+    widen_for,
+    write_voxels,
+)
+from ._layout import collapsible, make_scrollable
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +86,11 @@ POSITIVE_COLOR = np.array([0.1, 0.9, 0.2, 1.0])
 NEGATIVE_COLOR = np.array([0.95, 0.15, 0.15, 1.0])
 PROMPTS_LAYER = "prompts"
 BOX_LAYER = "prompt box"
+DEFAULT_BACKEND = "region-growing"
+
+
+def _is_3d(layer) -> bool:
+    return layer.ndim == 3
 
 
 class InteractiveSegmentationWidget(QWidget):
@@ -89,28 +110,28 @@ class InteractiveSegmentationWidget(QWidget):
         self.viewer = napari_viewer
         self._session = None
         self._session_key: Optional[tuple] = None
-        self._queue: list = []
-        self._worker = None
-        self._cancel: Optional[CancelToken] = None
+        self._queue: list = []  # Interaction objects, or callables run on the main thread in turn
         self._records: list = []  # (zyx voxel, positive) per point in the prompts layer
         self._compositor = None  # ObjectCompositor of the current object, None between objects
         self._object_layer: Optional[str] = None  # layer_key of the labels layer it is drawn in
         self.last_report: str = ""  # the plausibility report of the last click, if any
         self._filled_name = ""  # the Name field's text when it was filled in from the class table
         self._adding = False
-        self.last_error: str = ""
         self._build_ui()
-        self._refresh_layers()
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.jobs = JobRunner(self.status, progress_bar=self.progress, cancel_button=self.cancel_btn,
+                              busy=[self.backend_combo, self.image_combo, self.labels_combo, self.refine_btn])
+        self.cancel_btn.clicked.connect(lambda: self.cancel())
+        self.jobs.finished.connect(self._job_finished)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
+        from napari.layers import Image, Labels
+
         from ..prompts.factory import backend_statuses
 
         form = QFormLayout()
-        self.image_combo = QComboBox()
-        self.labels_combo = QComboBox()
+        self.image_combo = LayerPicker(self.viewer, Image, predicate=_is_3d)
+        self.labels_combo = LayerPicker(self.viewer, Labels, predicate=_is_3d)
         self.new_labels_btn = QPushButton("New")
         self.new_labels_btn.setToolTip("create a Labels layer on the image's grid")
         self.new_labels_btn.clicked.connect(lambda: self.create_labels_layer())
@@ -131,9 +152,6 @@ class InteractiveSegmentationWidget(QWidget):
             if not status.available:
                 self.backend_combo.model().item(index).setEnabled(False)
         form.addRow("Backend", self.backend_combo)
-        self.weights_edit = QLineEdit()
-        self.weights_edit.setPlaceholderText("checkpoint (optional; default: installed weights)")
-        form.addRow("Weights", self.weights_edit)
 
         self.label_spin = QSpinBox()
         self.label_spin.setRange(1, 65535)
@@ -180,8 +198,6 @@ class InteractiveSegmentationWidget(QWidget):
         self.draw_box_btn.clicked.connect(lambda: self.activate_box())
         box_row = QHBoxLayout()
         box_row.addWidget(self.draw_box_btn)
-        box_row.addWidget(QLabel("depth"))
-        box_row.addWidget(self.box_depth)
         box_row.addWidget(self.box_btn)
 
         self.refine_btn = QPushButton("Refine existing label")
@@ -189,15 +205,16 @@ class InteractiveSegmentationWidget(QWidget):
         self.refine_btn.clicked.connect(lambda: self.refine_existing())
         self.overwrite_check = QCheckBox("Allow overwriting other labels")
         self.overwrite_check.setChecked(False)
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("checkpoint (optional; default: installed weights)")
+        # what most sessions leave alone, folded so that several docks fit one screen
+        self.options = collapsible("Options (weights, box depth, overwriting)", [
+            ("Weights", self.weights_edit), ("Box depth", self.box_depth), ("", self.overwrite_check)])
 
-        self.status = QLabel("Pick an image, then click inside a structure.")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("Pick an image, then click inside a structure.")
         self.progress = QProgressBar()
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(False)
+        self.progress.setRange(0, 0)  # a busy indicator, shown while a step runs
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(lambda: self.cancel())
 
         layout = QVBoxLayout()
         layout.addLayout(form)
@@ -206,47 +223,27 @@ class InteractiveSegmentationWidget(QWidget):
         layout.addLayout(actions)
         layout.addLayout(box_row)
         layout.addWidget(self.refine_btn)
-        layout.addWidget(self.overwrite_check)
+        layout.addWidget(self.options)
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel_btn)
         layout.addWidget(self.status)
         layout.addStretch(1)
         self.setLayout(layout)
-
-    def _refresh_layers(self, event=None) -> None:
-        from napari.layers import Image, Labels
-
-        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            for layer in self.viewer.layers:
-                if isinstance(layer, kind) and layer.ndim == 3:
-                    combo.addItem(layer.name)
-            index = combo.findText(current)
-            if index >= 0:
-                combo.setCurrentIndex(index)
-            combo.blockSignals(False)
+        make_scrollable(self)  # the dock shrinks and scrolls when several are docked
 
     # ------------------------------------------------------------------ layers
     @property
     def image_layer(self):
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
+        layer = self.image_combo.layer()
+        if layer is None:
             raise InvalidInputError("no 3D image layer: open a CT/MR volume first")
-        return self.viewer.layers[name]
+        return layer
 
     @property
     def labels_layer(self):
         """The target Labels layer (a new one on the image's grid when none is picked)."""
-        layer = self._labels_layer_or_none()
+        layer = self.labels_combo.layer()
         return self.create_labels_layer() if layer is None else layer
-
-    def _labels_layer_or_none(self):
-        name = self.labels_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
 
     def create_labels_layer(self, name: str = "segmentation"):
         """A new empty Labels layer on the image's grid (selected as the target)."""
@@ -258,8 +255,7 @@ class InteractiveSegmentationWidget(QWidget):
             np.zeros(volume.shape, dtype=np.uint8), volume, LabelTable.from_names({}), name=name
         )
         layer = self.viewer.add_labels(data, **kwargs)
-        self._refresh_layers()
-        self.labels_combo.setCurrentText(layer.name)
+        self.labels_combo.set_layer(layer.name)
         return layer
 
     def _prompts_layer(self):
@@ -285,8 +281,8 @@ class InteractiveSegmentationWidget(QWidget):
         layer = self._prompts_layer()
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
-        self._show(f"{'Positive' if self.positive else 'Negative'} clicks: T toggles, M next object, "
-                   "R reset, Ctrl+Z undo click")
+        self.status.message(f"{'Positive' if self.positive else 'Negative'} clicks: T toggles, M next object, "
+                            "R reset, Ctrl+Z undo click")
 
     def activate_box(self) -> None:
         """Select (creating it if needed) the box Shapes layer in rectangle mode."""
@@ -301,7 +297,12 @@ class InteractiveSegmentationWidget(QWidget):
     @property
     def busy(self) -> bool:
         """True while an interaction is queued or running."""
-        return self._worker is not None or bool(self._queue)
+        return self.jobs.running or bool(self._queue)
+
+    @property
+    def last_error(self) -> str:
+        """The last error shown ("" when the last message was not an error)."""
+        return self.status.last_error
 
     @property
     def positive(self) -> bool:
@@ -319,24 +320,11 @@ class InteractiveSegmentationWidget(QWidget):
     def toggle_mode(self) -> None:
         """Switch between positive and negative clicks (key ``T``)."""
         self.set_positive(not self.positive)
-        self._show(f"{'positive' if self.positive else 'negative'} clicks")
+        self.status.message(f"{'positive' if self.positive else 'negative'} clicks")
 
     @property
     def label_id(self) -> int:
         return int(self.label_spin.value())
-
-    def _show(self, text: str) -> None:
-        self.status.setText(text)
-
-    def _error(self, text: str) -> None:
-        self.last_error = text
-        self.status.setText(f"<b>Error:</b> {text}")
-        try:
-            from napari.utils.notifications import show_error
-
-            show_error(text)
-        except Exception:  # pragma: no cover - notifications are best effort
-            pass
 
     # ------------------------------------------------------------------ prompts
     def world_to_voxel(self, world: Sequence[float]) -> tuple:
@@ -348,14 +336,12 @@ class InteractiveSegmentationWidget(QWidget):
             full[-world.shape[-1]:] = world
             world = full
         data = np.asarray(layer.world_to_data(world), dtype=float)[-3:]
-        shape = layer.data.shape[-3:]
-        index = np.round(data)
-        if np.any(index < -0.5) or np.any(index > np.asarray(shape) - 0.5):
+        try:
+            return layer_volume(layer).voxel_of(data)
+        except InvalidInputError as exc:
             raise InvalidInputError(
                 f"the click at {tuple(round(float(w), 1) for w in world[-3:])} mm lies outside the image "
-                f"'{layer.name}' (voxel {tuple(round(float(v), 1) for v in data)}, shape {tuple(shape)})"
-            )
-        return tuple(int(min(max(v, 0), n - 1)) for v, n in zip(index, shape))
+                f"'{layer.name}': {exc}") from None
 
     def add_point_world(self, world: Sequence[float], positive: Optional[bool] = None) -> None:
         """Add a click at a world coordinate (as napari gives it) and segment."""
@@ -363,20 +349,20 @@ class InteractiveSegmentationWidget(QWidget):
         try:
             zyx = self.world_to_voxel(world)
         except MedsegError as exc:
-            self._error(str(exc))
+            self.status.error(exc)
             return
         layer = self._prompts_layer()
         self._adding = True
         try:
             layer.selected_data = set()
             layer.current_face_color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
-            layer.add(_world_to_layer(layer, np.asarray(world, dtype=float)[-3:]))
+            layer.add(np.asarray(layer.world_to_data(np.asarray(world, dtype=float)[-3:]), dtype=float)[-3:])
         finally:
             self._adding = False
             layer.selected_data = set()
             layer.current_face_color = POSITIVE_COLOR if self.positive else NEGATIVE_COLOR
         self._records.append((zyx, positive))
-        self._enqueue(("point", zyx, positive))
+        self._enqueue(Interaction.click(zyx, positive))
 
     def add_point_voxel(self, zyx: Sequence[float], positive: Optional[bool] = None) -> None:
         """Add a click at a voxel index of the image (z, y, x) and segment."""
@@ -387,101 +373,83 @@ class InteractiveSegmentationWidget(QWidget):
         """A point placed with the mouse in the prompts layer: segment with it."""
         if self._adding:
             return
-        action = str(getattr(event, "action", ""))
-        if "added" not in action.lower():
-            if "removed" in action.lower() and len(event.source.data) < len(self._records):
-                self._show("points were deleted by hand; use Undo click / Reset to change prompts")
+        action = str(getattr(event, "action", "")).lower()
+        if "added" not in action:
+            if "removed" in action and len(event.source.data) < len(self._records):
+                self.status.message("points were deleted by hand; use Undo click / Reset to change prompts")
             return
         layer = event.source
         for i in range(len(self._records), len(layer.data)):
             world = np.asarray(layer.data_to_world(np.asarray(layer.data[i], dtype=float)), dtype=float)
-            positive = self.positive
             try:
                 zyx = self.world_to_voxel(world)
             except MedsegError as exc:
-                self._error(str(exc))
+                self.status.error(exc)
                 self._remove_last_points(len(layer.data) - i)
                 return
-            self._records.append((zyx, positive))
-            self._enqueue(("point", zyx, positive))
+            self._records.append((zyx, self.positive))
+            self._enqueue(Interaction.click(zyx, self.positive))
 
     def add_box_world(self, corner0: Sequence[float], corner1: Sequence[float]) -> None:
         """Box prompt from two world corners; a flat box gets ``box depth`` mm across."""
         try:
-            a = np.asarray(self.world_to_voxel(corner0), dtype=float)
-            b = np.asarray(self.world_to_voxel(corner1), dtype=float)
+            a, b = self.world_to_voxel(corner0), self.world_to_voxel(corner1)
+            lo, hi = layer_volume(self.image_layer).box_from_corners(a, b, self.box_depth.value())
         except MedsegError as exc:
-            self._error(str(exc))
+            self.status.error(exc)
             return
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        volume_shape = np.asarray(self.image_layer.data.shape[-3:])
-        spacing = self._spacing_zyx()
-        for axis in range(3):
-            if hi[axis] - lo[axis] < 1:
-                half = max(1, int(round(self.box_depth.value() / 2.0 / spacing[axis])))
-                lo[axis] = max(0, lo[axis] - half)
-                hi[axis] = min(volume_shape[axis] - 1, hi[axis] + half)
-        self._enqueue(("box", tuple(int(v) for v in lo), tuple(int(v) for v in hi)))
+        self._enqueue(Interaction.box_between(lo, hi))
 
     def use_shapes_box(self) -> None:
         """Use the last rectangle drawn in the box Shapes layer."""
         if BOX_LAYER not in self.viewer.layers or not len(self.viewer.layers[BOX_LAYER].data):
-            self._error(f"draw a rectangle in the '{BOX_LAYER}' layer first (Draw box)")
+            self.status.error(f"draw a rectangle in the '{BOX_LAYER}' layer first (Draw box)")
             return
         layer = self.viewer.layers[BOX_LAYER]
         vertices = np.asarray(layer.data[-1], dtype=float)
         world = np.asarray([layer.data_to_world(v) for v in vertices])
         self.add_box_world(world.min(axis=0), world.max(axis=0))
 
-    def _spacing_zyx(self) -> np.ndarray:
-        try:
-            return np.asarray(layer_volume(self.image_layer).spacing_zyx, dtype=float)
-        except MedsegError:
-            return np.abs(np.asarray(self.image_layer.scale[-3:], dtype=float))
-
     # ------------------------------------------------------------------ actions
     def undo(self) -> None:
         """Undo the last click of the current object (``Ctrl+Z`` on the prompts layer)."""
-        self._enqueue(("undo",))
+        self._enqueue(Interaction("undo"))
 
     def reset(self) -> None:
         """Forget the current object's prompts and remove its voxels (key ``R``)."""
-        self._enqueue(("reset",))
+        self._enqueue(Interaction("reset"))
 
     def refine_existing(self) -> None:
         """Start from the current voxels of the label id: clicks then add or remove."""
-        self._enqueue(("refine",))
+        self._enqueue("refine")  # the voxels are read when its turn comes
 
     def next_object(self) -> None:
         """Finish the current object; the next clicks go to the next free label id (``M``)."""
         if self.busy:
-            self._enqueue(("next",))
+            self._enqueue(self._next_object_now)
             return
         self._next_object_now()
 
     def _next_object_now(self) -> None:
         from ..editing.classes import next_free_id
-        from ._layers import layer_table
 
         labels = self.labels_layer
         new = next_free_id(np.asarray(labels.data), layer_table(labels))
         if new > self.label_spin.maximum():
-            self._error(f"no free label id left: '{labels.name}' already uses ids up to {new - 1}")
+            self.status.error(f"no free label id left: '{labels.name}' already uses ids up to {new - 1}")
             return
         self._clear_prompts()
         self.name_edit.clear()  # the typed name was the finished object's
         self.label_spin.setValue(int(new))
-        self._show(f"next object: label {new} (new colour; type a name before the first click)")
+        self.status.message(f"next object: label {new} (new colour; type a name before the first click)")
 
     def _on_label_id_changed(self, value: int) -> None:
         """Another id: the current object is finished; the Name field shows the id's name."""
         if self._compositor is not None and int(value) != self._compositor.label_id and not self.busy:
             self._clear_prompts()
-        layer = self._labels_layer_or_none()
+        layer = self.labels_combo.layer()
         name = ""
         if layer is not None:
-            from ._layers import layer_table
-
             table = layer_table(layer)
             name = table.name_of(int(value)) if int(value) in table.ids else ""
         # a name typed for an id without one is kept; one filled in from the table is replaced
@@ -500,10 +468,8 @@ class InteractiveSegmentationWidget(QWidget):
         typed = self.name_edit.text().strip()
         if typed:
             return typed
-        layer = self._labels_layer_or_none()
+        layer = self.labels_combo.layer()
         if layer is not None:
-            from ._layers import layer_table
-
             table = layer_table(layer)
             if label_id in table.ids:
                 return table.name_of(label_id)
@@ -511,33 +477,17 @@ class InteractiveSegmentationWidget(QWidget):
 
     def rename_object(self) -> None:
         """Give the current label id the Name field's text in the layer's class table."""
-        layer = self._labels_layer_or_none()
-        typed = self.name_edit.text().strip()
-        if layer is None or not typed:
+        layer = self.labels_combo.layer()
+        if layer is None or not self.name_edit.text().strip():
             return
-        from ._layers import layer_table
-
         if self.label_id in layer_table(layer).ids or (np.asarray(layer.data) == self.label_id).any():
             self._name_in_table(layer, self.label_id)
 
     def _name_in_table(self, layer, label_id: int) -> None:
-        """Make sure ``label_id`` is in the layer's class table: name, colour and provenance.
-
-        Provenance (what DICOM-SEG writes as the segment's algorithm type): a new object
-        is ``SEMIAUTOMATIC`` by the prompt backend; a model's (``AUTOMATIC``) label
-        refined with clicks becomes ``SEMIAUTOMATIC`` keeping the model's name.
-        """
-        from ._layers import layer_table, set_layer_table
-
+        """List ``label_id`` in the layer's class table (name, colour, provenance)."""
         table = layer_table(layer)
-        # with_label keeps a listed id's colour and gives a new id its own distinct one
-        new = table.with_label(label_id, self.object_name(label_id))
-        kind = new.info_of(label_id).algorithm_type
-        if kind == "AUTOMATIC":
-            new = new.marked_edited([label_id])
-        elif kind is None:
-            backend = self.backend_combo.currentData() or "region-growing"
-            new = new.with_provenance("SEMIAUTOMATIC", backend, ids=[label_id])
+        new = object_table(table, label_id, self.object_name(label_id),
+                           self.backend_combo.currentData() or DEFAULT_BACKEND)
         if new.to_dict() != table.to_dict():
             set_layer_table(layer, new)
 
@@ -548,13 +498,7 @@ class InteractiveSegmentationWidget(QWidget):
         self._object_layer = None
         self._records.clear()
         if PROMPTS_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[PROMPTS_LAYER]
-            self._adding = True
-            try:
-                layer.selected_data = set()
-                layer.data = np.empty((0, 3))
-            finally:
-                self._adding = False
+            self._remove_last_points(len(self.viewer.layers[PROMPTS_LAYER].data))
 
     def _remove_last_points(self, n: int = 1) -> None:
         if PROMPTS_LAYER not in self.viewer.layers or n <= 0:
@@ -569,195 +513,114 @@ class InteractiveSegmentationWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the running step and drop queued clicks; layers stay as they were."""
-        dropped = [a for a in self._queue if a[0] == "point"]
+        dropped = [a for a in self._queue if isinstance(a, Interaction) and a.kind == "point"]
         self._queue.clear()
         if dropped:
             self._remove_last_points(len(dropped))
             del self._records[len(self._records) - len(dropped):]
-        if self._cancel is not None:
-            self._cancel.cancel()
-        if self._worker is not None:
-            try:
-                self._worker.quit()
-            except Exception:  # pragma: no cover
-                pass
+        self.jobs.cancel()
 
     # ------------------------------------------------------------------ engine
-    def _enqueue(self, action: tuple) -> None:
-        self._queue.append(action)
+    def _enqueue(self, item) -> None:
+        self._queue.append(item)
         self._pump()
 
-    def _session_for(self):
-        """(key, maker) of the session needed for the current image + backend."""
-        image = self.image_layer
-        backend = self.backend_combo.currentData() or "region-growing"
-        weights = self.weights_edit.text().strip() or None
-        # unique_id, not id(): through the plugin's proxy viewer id() changes on every access
-        return (layer_key(image), backend, weights), (image, backend, weights)
-
     def _pump(self) -> None:
-        if self._worker is not None or not self._queue:
-            return
-        action = self._queue.pop(0)
-        if action[0] == "next":
-            self._next_object_now()
-            self._pump()
-            return
-        try:
-            key, (image, backend, weights) = self._session_for()
-            labels = self.labels_layer
-            if labels.data.shape[-3:] != image.data.shape[-3:]:
-                raise InvalidInputError(
-                    f"the labels layer '{labels.name}' {labels.data.shape} is not on the grid of the image "
-                    f"'{image.name}' {image.data.shape}; pick matching layers or press New")
-            needs_volume = self._session is None or self._session_key != key
-            volume = layer_volume(image) if needs_volume else None
-            initial = None
-            if action[0] == "refine":
-                initial = np.asarray(labels.data) == self.label_id
-                if not initial.any():
-                    raise InvalidInputError(f"label {self.label_id} has no voxels in '{labels.name}' to refine")
-        except MedsegError as exc:
-            self._fail(action, str(exc))
-            return
-        from napari.qt.threading import create_worker
-
-        self._cancel = CancelToken()
-        cancel = self._cancel
-        session = self._session if not needs_volume else None
-
-        def work():
-            # superqt drops a RuntimeError raised in a worker (no errored/finished
-            # signal), and torch reports CUDA out-of-memory as one: turn every
-            # unexpected failure into a MedsegError the widget can show.
+        """Start the next queued interaction (main thread; one at a time)."""
+        while not self.jobs.running and self._queue:
+            item = self._queue.pop(0)
+            if callable(item):
+                item()
+                continue
             try:
-                return (yield from steps())
-            except MedsegError:
-                raise
-            except Exception as exc:
-                log.exception("interactive segmentation (%s) failed", backend)
-                raise MedsegError(
-                    f"the '{backend}' backend failed ({type(exc).__name__}: {exc}); "
-                    "see the log for details"
-                ) from exc
+                self._start(item)
+            except MedsegError as exc:
+                self._take_back(item)
+                self.status.error(exc)
+                self.finished.emit()
 
-        def steps():
+    def _start(self, interaction) -> None:
+        image = self.image_layer
+        backend = self.backend_combo.currentData() or DEFAULT_BACKEND
+        weights = self.weights_edit.text().strip() or None
+        labels = self.labels_layer
+        if labels.data.shape[-3:] != image.data.shape[-3:]:
+            raise InvalidInputError(
+                f"the labels layer '{labels.name}' {labels.data.shape} is not on the grid of the image "
+                f"'{image.name}' {image.data.shape}; pick matching layers or press New")
+        if interaction == "refine":
+            initial = np.asarray(labels.data) == self.label_id
+            if not initial.any():
+                raise InvalidInputError(f"label {self.label_id} has no voxels in '{labels.name}' to refine")
+            interaction = Interaction.refine(initial)
+        # unique_id, not id(): through the plugin's proxy viewer id() changes on every access
+        key = (layer_key(image), backend, weights)
+        session = self._session if self._session_key == key else None
+        volume = layer_volume(image) if session is None else None
+
+        def job(progress, cancel):
             nonlocal session
             from ..prompts.factory import make_session
 
-            if session is None:
-                yield (0.0, f"preparing {backend}")
-                session = make_session(backend, weights=weights)
-                session.set_volume(volume, progress=None, cancel=cancel)
-            if cancel.is_set():
-                raise Cancelled("cancelled by the user; nothing was changed")
-            yield (0.5, "segmenting")
-            kind = action[0]
-            if kind == "point":
-                update = session.add_point(action[1], positive=action[2])
-            elif kind == "box":
-                update = session.add_box(action[1], action[2])
-            elif kind == "undo":
-                update = session.undo() if session.can_undo else None
-            elif kind == "reset":
-                session.reset()
-                update = None  # the compositor knows what the object's voxels were before it
-            elif kind == "refine":
-                session.reset()
-                update = session.set_initial_mask(initial)
-            else:  # pragma: no cover
-                raise InvalidInputError(f"unknown action {kind}")
-            if cancel.is_set():
-                # Keep the session in step with the layers, which stay untouched.
-                if kind in ("point", "box", "refine") and session.can_undo:
-                    session.undo()
-                raise Cancelled("cancelled by the user; nothing was changed")
-            report = _plausibility(session) if kind in ("point", "box") else None
-            return session, update, report
+            try:
+                if session is None:
+                    progress(0.0, f"preparing {backend}...")
+                    session = make_session(backend, weights=weights)
+                    session.set_volume(volume, progress=None, cancel=cancel)
+                progress(0.5, "segmenting...")
+                return session, run_interaction(session, interaction, cancel)
+            except MedsegError:
+                raise
+            except Exception as exc:  # torch's CUDA out-of-memory is a RuntimeError, among others
+                log.exception("interactive segmentation (%s) failed", backend)
+                raise MedsegError(f"the '{backend}' backend failed ({type(exc).__name__}: {exc}); "
+                                  "see the log for details") from exc
 
-        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
-        self._worker = worker
-        self._set_busy(True, "segmenting..." if not needs_volume else f"preparing {backend}...")
-        worker.yielded.connect(lambda value: self._show(value[1]))
-        worker.returned.connect(lambda result: self._done(action, key, result))
-        worker.errored.connect(lambda exc: self._failed(action, exc))
-        worker.aborted.connect(lambda: self._fail(action, "cancelled by the user; nothing was changed"))
-        worker.finished.connect(self._worker_finished)
-        worker.start()
+        self.jobs.start(job, done=lambda result: self._done(interaction, key, *result),
+                        failed=lambda exc: self._take_back(interaction),
+                        cancelled=lambda: self._take_back(interaction),
+                        text="segmenting..." if session is not None else f"preparing {backend}...")
 
-    def _set_busy(self, busy: bool, text: str = "") -> None:
-        self.progress.setVisible(busy)
-        self.cancel_btn.setEnabled(busy)
-        for w in (self.backend_combo, self.image_combo, self.labels_combo, self.refine_btn):
-            w.setEnabled(not busy)
-        if text:
-            self._show(text)
-
-    def _worker_finished(self) -> None:
-        self._worker = None
-        self._cancel = None
-        self._set_busy(False)
+    def _job_finished(self, state: str) -> None:
         self.finished.emit()
         self._pump()
 
-    def _done(self, action: tuple, key: tuple, result) -> None:
-        session, update, report = result
-        if session is not self._session:  # a core object, not a layer proxy: identity is stable
-            self._session = session
-            self._session_key = key
-        kind = action[0]
-        try:
-            if kind == "reset":
-                self._remove_object()
-                self._records.clear()
-                self._clear_prompts()
-                self._show(f"label {self.label_id}: reset")
-                return
-            if kind == "refine":
-                self._start_object(refine=True)
-            elif kind in ("point", "box") and self._compositor is None:
-                self._start_object(refine=False)
-            if update is None:
-                self._show("nothing to undo")
-                return
-            if kind == "undo":
-                if self._records:
-                    self._records.pop()
-                    self._remove_last_points(1)
-            note = self._write(update)
-            n = int(np.count_nonzero(update.mask))
-            label = self._compositor.label_id if self._compositor is not None else self.label_id
-            text = f"label {label} '{self.object_name(label)}': {n} voxels ({update.timing_s * 1000:.0f} ms)"
-            self.last_report = report.text() if report is not None else ""
-            if report is not None:
-                lines = report.text().splitlines()
-                text += "\n" + lines[0] + "".join(f"\n<b>{line}</b>" for line in lines[1:])
-            if note:
-                text += "\n" + note
-            self._show(text.replace("\n", "<br>"))
-        except MedsegError as exc:
-            self._error(str(exc))
-
-    def _failed(self, action: tuple, exc: BaseException) -> None:
-        if isinstance(exc, MedsegError):
-            text = str(exc)
-        else:
-            log.exception("interactive segmentation failed", exc_info=exc)
-            text = f"the backend failed ({type(exc).__name__}: {exc}); see the log for details"
-        self._fail(action, text)
-
-    def _fail(self, action: tuple, text: str) -> None:
-        if action[0] == "point" and self._records:
-            # The click was not applied: take its point back out.
+    def _take_back(self, interaction) -> None:
+        """A click that was not applied: its point leaves the prompts layer."""
+        if isinstance(interaction, Interaction) and interaction.kind == "point" and self._records:
             self._records.pop()
             self._remove_last_points(1)
-        if "cancelled" in text.lower():
-            self._show(text)
-        else:
-            self._error(text)
-        if self._worker is None:
-            self.finished.emit()
-            self._pump()
+
+    def _done(self, interaction: Interaction, key: tuple, session, result) -> None:
+        if session is not self._session:  # a core object, not a layer proxy: identity is stable
+            self._session, self._session_key = session, key
+        kind, update, report = interaction.kind, result.update, result.report
+        if kind == "reset":
+            self._remove_object()
+            self._clear_prompts()
+            self.status.message(f"label {self.label_id}: reset")
+            return
+        if kind == "refine":
+            self._start_object(refine=True)
+        elif interaction.adds_prompt and self._compositor is None:
+            self._start_object(refine=False)
+        if update is None:
+            self.status.message("nothing to undo")
+            return
+        if kind == "undo" and self._records:
+            self._records.pop()
+            self._remove_last_points(1)
+        note = self._write(update)
+        label = self._compositor.label_id if self._compositor is not None else self.label_id
+        text = (f"label {label} '{self.object_name(label)}': {int(np.count_nonzero(update.mask))} voxels "
+                f"({update.timing_s * 1000:.0f} ms)")
+        self.last_report = report.text() if report is not None else ""
+        if report is not None:
+            lines = report.text().splitlines()
+            text += "\n" + lines[0] + "".join(f"\n<b>{line}</b>" for line in lines[1:])
+        if note:
+            text += "\n" + note
+        self.status.message(text.replace("\n", "<br>"))
 
     # ------------------------------------------------------------------ writing
     def _start_object(self, refine: bool) -> None:
@@ -768,12 +631,10 @@ class InteractiveSegmentationWidget(QWidget):
         self._object_layer = layer_key(self.labels_layer)
 
     def _write(self, update) -> str:
-        """Write the object's mask into the Labels layer (undoable, changed box only).
+        """Write the object's mask into the Labels layer (one undo step, changed box only).
 
         Returns a note for the status line (e.g. that the layer was widened), or "".
         """
-        from ._layers import widen_for
-
         layer = self.labels_layer
         if self._compositor is None or self._object_layer != layer_key(layer):
             self._start_object(refine=False)  # the target layer changed: a new object there
@@ -782,41 +643,13 @@ class InteractiveSegmentationWidget(QWidget):
         self._name_in_table(layer, label)
         write = self._compositor.compose(layer.data, update.mask, tuple(update.changed),
                                          allow_overwrite=self.overwrite_check.isChecked())
-        if write.count:
-            with layer.block_history():  # one interaction = one Ctrl+Z on the Labels layer
-                layer.data_setitem(write.index, write.values)
+        write_voxels(layer, write.index, write.values)  # one interaction = one Ctrl+Z
         return note
 
     def _remove_object(self) -> None:
         """Reset: the object's voxels go back to what they were before it started."""
-        layer = self._labels_layer_or_none()
+        layer = self.labels_combo.layer()
         if self._compositor is None or layer is None or self._object_layer != layer_key(layer):
             return
         write = self._compositor.remove(layer.data)
-        if write.count:
-            with layer.block_history():
-                layer.data_setitem(write.index, write.values)
-
-
-def _world_to_layer(layer, world: np.ndarray) -> np.ndarray:
-    """World (mm) -> ``layer``'s data coordinates (what ``Points.add`` takes)."""
-    return np.asarray(layer.world_to_data(world), dtype=float)[-3:]
-
-
-def _plausibility(session):
-    """The click report (clicked value/position, warnings) for the session's first positive click.
-
-    ``None`` when there is no positive click or the report is not available.
-    """
-    points = session.prompts.positive_points
-    if not points:
-        return None
-    try:
-        from ..prompts.plausibility import click_report
-    except ImportError:  # pragma: no cover - the module is part of the package
-        return None
-    try:
-        return click_report(session.volume, points[0], session.mask)
-    except MedsegError as exc:
-        log.warning("no plausibility report: %s", exc)
-        return None
+        write_voxels(layer, write.index, write.values)

@@ -19,6 +19,7 @@ import numpy as np
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QColorDialog,
     QComboBox,
@@ -196,6 +197,13 @@ class LabelToolsWidget(QWidget):
 
         self._on_operation_changed(self.operation_combo.currentText())
         self._on_layer_changed()
+
+    def showEvent(self, event) -> None:  # noqa: D102 - Qt override
+        super().showEvent(event)
+        # napari's style sheet makes spin boxes taller after the form was first laid out;
+        # the form kept their old height (squeezed, PyQt6): ask for the styled height
+        for spin in self.findChildren(QAbstractSpinBox):
+            spin.setMinimumHeight(spin.sizeHint().height())
 
     # ---------------------------------------------------------------- helpers
     def labels_layer(self):

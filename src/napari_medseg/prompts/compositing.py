@@ -30,6 +30,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._ndimage import union_box
 from ..errors import InvalidInputError
 
 __all__ = ["ObjectCompositor", "Write"]
@@ -66,12 +67,6 @@ def _clip_box(box: tuple, shape: tuple) -> Optional[tuple]:
             return None
         out.append(slice(start, stop))
     return tuple(out)
-
-
-def _union(a: Optional[tuple], b: tuple) -> tuple:
-    if a is None:
-        return b
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
 
 
 def _inner(outer: tuple, inner: tuple) -> tuple:
@@ -145,7 +140,7 @@ class ObjectCompositor:
 
     def _capture(self, labels: np.ndarray, box: tuple) -> None:
         """Make sure the base of ``box`` is known (snapshot the parts not seen yet)."""
-        union = _union(self._box, box)
+        union = union_box(self._box, box)
         if self._box is not None and union == self._box:
             return
         fresh = np.array(labels[union], copy=True)

@@ -110,9 +110,10 @@ def backend_status(name: str) -> BackendStatus:
     ok, reason = _module_exists(spec)
     weights = _weights_installed(spec) if ok else None
     if ok and weights is False:
+        # shown in the widgets' backend list (a tooltip): say what to do there, no CLI flags
         reason = (
-            f"no weights installed for '{spec.weights_card}': run "
-            f"`medseg weights download {spec.weights_card}` or pass --weights PATH"
+            f"no weights installed for '{spec.weights_card}': install them with "
+            f"`medseg weights download {spec.weights_card}`, or give a checkpoint under Weights"
         )
     return BackendStatus(spec.name, spec.description, spec.weights_card is not None, ok, weights, reason)
 
@@ -167,7 +168,8 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
     if spec.weights_card is None:
         if weights is not None:
             raise InvalidInputError(
-                f"the '{spec.name}' backend needs no weights; drop --weights (got {weights!s})"
+                f"the '{spec.name}' backend needs no weights (got {weights!s});",
+                hints={"cli": "drop --weights.", "gui": "clear the Weights field."},
             )
         if str(device or "auto").strip().lower() not in ("auto", "cpu"):
             raise InvalidInputError(
