@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-from ..errors import CheckpointMismatchError, ImageReadError, UnsafeCheckpointError
+from ..errors import CheckpointMismatchError, ImageReadError, MedsegError, UnsafeCheckpointError
 
 __all__ = [
     "load_checkpoint",
@@ -237,4 +237,28 @@ def assign_state_dict(module: Any, state_dict: Mapping[str, Any], *, what: str, 
         raise CheckpointMismatchError(f"{detail}. {advice}") from None
     module.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True,
                            assign=True)
+
+
+def read_checkpoint(path: Union[str, Path]) -> dict:
+    """:func:`load_checkpoint` on the CPU, any unexpected unpickling failure reported as unreadable.
+
+    For published checkpoint files (SAM-Med3D, 3DSAM-adapter): a malformed pickle can fail
+    in many ways inside torch; the user gets one :class:`ImageReadError` naming the file.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        The file asks to run code.
+    ImageReadError
+        Corrupt, truncated or not a PyTorch file.
+    """
+    try:
+        return load_checkpoint(path, map_location="cpu")
+    except MedsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed pickle fails in many ways inside torch
+        raise ImageReadError(
+            f"checkpoint {path} is corrupt, truncated or not a PyTorch file ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); download or copy it again"
+        ) from exc
 

@@ -192,12 +192,10 @@ def adapter_from_checkpoint_dict(
 def load_sam3d_adapter(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                        config: AdapterConfig = AdapterConfig()) -> Sam3DAdapter:
     """Load a published 3DSAM-adapter checkpoint (safe unpickling, strict)."""
-    from ..safe_load import load_checkpoint
-
-    from ..sam_med3d.model import _safe_read
+    from ..safe_load import read_checkpoint
 
     path = Path(path)
-    return adapter_from_checkpoint_dict(_safe_read(path, load_checkpoint), str(path), config, device)
+    return adapter_from_checkpoint_dict(read_checkpoint(path), str(path), config, device)
 
 
 def checkpoint_dict(model: Sam3DAdapter, epoch: int = 0) -> dict:

@@ -200,24 +200,9 @@ def load_sam_med3d(path: Union[str, Path], device: Union[str, torch.device] = "c
     UnsafeCheckpointError, ImageReadError
         From the safe loader: the file asks to run code or cannot be read.
     """
-    from ..safe_load import load_checkpoint
+    from ..safe_load import read_checkpoint
 
     path = Path(path)
-    checkpoint = _safe_read(path, load_checkpoint)
+    checkpoint = read_checkpoint(path)
     state = extract_state_dict(checkpoint, source=str(path))
     return sam_med3d_from_state_dict(state, source=str(path), device=device)
-
-
-def _safe_read(path: Path, loader) -> dict:
-    """``loader(path)``, with any unexpected unpickling failure reported as unreadable."""
-    from ...errors import ImageReadError, MedsegError
-
-    try:
-        return loader(path, map_location="cpu")
-    except MedsegError:
-        raise
-    except Exception as exc:  # a malformed pickle can fail in many ways inside torch
-        raise ImageReadError(
-            f"checkpoint {path} is corrupt, truncated or not a PyTorch file ({type(exc).__name__}: "
-            f"{str(exc).strip()[:200]}); download or copy it again"
-        ) from exc
