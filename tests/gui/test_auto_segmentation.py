@@ -146,7 +146,7 @@ def test_cancel_mid_run_leaves_layers_unchanged_then_rerun_works(make_napari_vie
     original = hu.body_mask
 
     def slow_body(*args, **kwargs):  # cancel arrives while the first stage runs
-        widget._token.cancel()
+        widget.jobs.token.cancel()
         return original(*args, **kwargs)
 
     monkeypatch.setattr(hu, "body_mask", slow_body)

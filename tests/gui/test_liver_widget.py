@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_medseg._widgets._jobs import CANCELLED
 from napari_medseg._widgets.liver_lesions import AXES_LAYER, MODE_HYBRID, MODE_MEASURE
 
 pytestmark = pytest.mark.gui
@@ -166,7 +167,7 @@ def test_run_hybrid_adds_labels_layer_and_cancel_leaves_layers(make_napari_viewe
     widget.cancel()
     _wait(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == before
-    assert "cancel" in widget.status.text()
+    assert widget.status.text() == CANCELLED and widget.report is None
     assert widget.run_button.isEnabled()
 
     widget.run()

@@ -1,17 +1,15 @@
 """Dock widget "Automatic segmentation": pick an image and a model, run, get one Labels layer.
 
-Thin: the work is :func:`napari_medseg.inference.segment.segment_with_info`; this widget
-gathers the inputs, runs the core in a napari generator worker (which yields the core's
-progress), cancels through a :class:`~napari_medseg.progress.CancelToken`, and on the main
-thread adds the result as a *new* Labels layer (names in ``features``, colours, physical
-placement of the image). Errors become a message in the widget; the widget is usable again
-after any outcome.
+Wiring only: the work is :func:`napari_medseg.inference.segment.segment_with_info` (and
+:func:`napari_medseg.models.weights.download`), run by the widget's :class:`~._jobs.JobRunner`
+(progress, cancel); on the main thread the result becomes a *new* Labels layer (names in
+``features``, colours, physical placement of the image). Errors become a message in the
+widget's words; the widget is usable again after any outcome.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
@@ -31,35 +29,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
-from ..progress import CancelToken, iterate_progress
+from ..errors import InvalidInputError, MedsegError
+from ._jobs import JobRunner, StatusLine
+from ._layers import LayerPicker, layer_volume, placement_of, unique_name
 from ._layout import collapsible, make_scrollable
 
 log = logging.getLogger(__name__)
 
 CUSTOM = "custom nnU-Net folder…"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def _segment_job(volume, model, kwargs: dict, token: CancelToken):
-    """Generator: run :func:`segment_with_info` and yield its ``(fraction, text)`` reports.
-
-    Returns the :class:`SegmentResult`; re-raises the core's exception. Cancelling is done
-    through ``token`` (the core stops at its next check).
-    """
-    from ..inference.segment import segment_with_info
-
-    return (yield from iterate_progress(
-        lambda progress: segment_with_info(volume, model, progress=progress, cancel=token, **kwargs),
-        name="medseg-segment"))
-
-
-def _download_job(name: str, token: CancelToken):
-    """Generator twin of :func:`_segment_job` for :func:`weights.download`."""
-    from ..models.weights import download
-
-    return (yield from iterate_progress(
-        lambda progress: download(name, progress=progress, cancel=token), name="medseg-download"))
 
 
 class AutoSegmentationWidget(QWidget):
@@ -81,12 +59,12 @@ class AutoSegmentationWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.worker = None
-        self._token: Optional[CancelToken] = None
         self.last_layer = None
         self.last_result = None
 
-        self.image_combo = QComboBox()
+        from napari.layers import Image
+
+        self.image_combo = LayerPicker(napari_viewer, Image)
         self.model_combo = QComboBox()
         self.model_info = QLabel()
         self.model_info.setWordWrap(True)
@@ -106,12 +84,13 @@ class AutoSegmentationWidget(QWidget):
         self.device_combo.addItems(DEVICES)
         self.run_btn = QPushButton("Run")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status = StatusLine("Ready.")
+        self.jobs = JobRunner(self.status, progress_bar=self.progress_bar, cancel_button=self.cancel_btn,
+                              busy=[self.run_btn, self.download_btn, self.image_combo, self.model_combo,
+                                    self.device_combo])
+        self.jobs.finished.connect(self._on_finished)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -142,32 +121,14 @@ class AutoSegmentationWidget(QWidget):
         make_scrollable(self)
 
         self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
         self.download_btn.clicked.connect(self.download_weights)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.roi_filter.textChanged.connect(self._filter_structures)
         self.roi_clear.clicked.connect(self.roi_list.clearSelection)
         self.custom_browse.clicked.connect(self._browse_custom)
-        self.viewer.layers.events.inserted.connect(self.refresh_layers)
-        self.viewer.layers.events.removed.connect(self.refresh_layers)
-
         self.refresh_models()
-        self.refresh_layers()
 
     # ------------------------------------------------------------------ pickers
-    def refresh_layers(self, event=None) -> None:
-        """Refill the image picker with the viewer's Image layers (keeps the selection)."""
-        from napari.layers import Image
-
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-
     def refresh_models(self) -> None:
         """Refill the model picker, marking which models have their weights installed."""
         from ..models.registry import automatic_cards
@@ -187,11 +148,7 @@ class AutoSegmentationWidget(QWidget):
         self._on_model_changed()
 
     def set_image_layer(self, name: str) -> None:
-        self.refresh_layers()
-        index = self.image_combo.findText(name)
-        if index < 0:
-            raise InvalidInputError(f"no image layer named {name!r}")
-        self.image_combo.setCurrentIndex(index)
+        self.image_combo.set_layer(name)
 
     def set_model(self, name: str) -> None:
         """Select a registry model by name."""
@@ -269,15 +226,13 @@ class AutoSegmentationWidget(QWidget):
     # --------------------------------------------------------------------- run
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        return self.jobs.running
 
     def _image_volume(self):
-        from ._layers import layer_volume
-
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
+        layer = self.image_combo.layer()
+        if layer is None:
             raise InvalidInputError("no image selected: open a CT/MR volume first")
-        layer = self.viewer.layers[name]
+        name = layer.name
         if getattr(layer, "rgb", False):
             raise InvalidInputError(f"{name!r} is an RGB image; automatic models need a "
                                     "greyscale CT/MR volume")
@@ -301,15 +256,15 @@ class AutoSegmentationWidget(QWidget):
 
     def run(self) -> None:
         """Start a run with the current choices (no-op while one is running)."""
+        from ..inference.segment import segment_with_info
+
         if self.running:
             return
-        from napari.qt.threading import create_worker
-
         try:
             layer, volume = self._image_volume()
             model, label = self._model_choice()
         except MedsegError as exc:
-            self._show_error(exc)
+            self.status.error(exc)
             self.finished.emit("error")
             return
         kwargs = {
@@ -317,78 +272,32 @@ class AutoSegmentationWidget(QWidget):
             "device": self.device_combo.currentText(),
             "roi_subset": self.selected_structures() or None,
         }
-        self._token = CancelToken()
-        self._source = (layer, volume, label)
-        # Errors are handled by _on_error (message in the widget), not re-raised in Qt's loop.
-        self.worker = create_worker(_segment_job, volume, model, kwargs, self._token,
-                                    _start_thread=False, _ignore_errors=True)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.status.setText(f"Running {label} on {layer.name}…")
-        self.progress_bar.setValue(0)
-        self.worker.start()
+
+        def job(progress, cancel):
+            return segment_with_info(volume, model, progress=progress, cancel=cancel, **kwargs)
+
+        self.jobs.start(job, done=lambda result: self._on_returned(layer, volume, label, result),
+                        text=f"Running {label} on {layer.name}…")
 
     def cancel(self) -> None:
         """Ask the running job to stop; the result is discarded and no layer changes."""
-        if self._token is not None:
-            self._token.cancel()
-            self.status.setText("Cancelling…")
+        self.jobs.cancel()
 
     def download_weights(self) -> None:
         """Download the selected model's weights (https, checksum-verified) in the background."""
-        if self.running:
-            return
-        from napari.qt.threading import create_worker
+        from ..models.weights import download
 
         name = self.model_combo.currentData()
-        if not name or name == CUSTOM:
+        if self.running or not name or name == CUSTOM:
             return
-        self._token = CancelToken()
-        self._source = None
-        self.worker = create_worker(_download_job, name, self._token, _start_thread=False,
-                                    _ignore_errors=True)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(lambda path: self._on_downloaded(name, path))
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.status.setText(f"Downloading {name}…")
-        self.worker.start()
+        self.jobs.start(lambda progress, cancel: download(name, progress=progress, cancel=cancel),
+                        done=lambda path: self._on_downloaded(name, path), text=f"Downloading {name}…")
 
     # ---------------------------------------------------------------- handlers
-    def _set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.download_btn.setEnabled(not running and self.download_btn.isEnabled())
-        self.cancel_btn.setEnabled(running)
-        for w in (self.image_combo, self.model_combo, self.device_combo):
-            w.setEnabled(not running)
-
-    def _on_progress(self, item) -> None:
-        fraction, text = item
-        self.progress_bar.setValue(int(round(1000 * fraction)))
-        if text:
-            self.status.setText(text)
-
-    def _unique_name(self, base: str) -> str:
-        names = {layer.name for layer in self.viewer.layers}
-        if base not in names:
-            return base
-        i = 2
-        while f"{base} [{i}]" in names:
-            i += 1
-        return f"{base} [{i}]"
-
-    def _on_returned(self, result) -> None:
+    def _on_returned(self, layer, volume, label: str, result) -> None:
         from ..io.layer_data import labels_layer_tuple
 
-        self._outcome = "done"
-        layer, volume, label = self._source
-        name = self._unique_name(f"{layer.name} {label}")
-        from ._layers import placement_of
-
+        name = unique_name(self.viewer, f"{layer.name} {label}")
         data, kwargs, _ = labels_layer_tuple(result.labels, volume, result.table, name)
         # exactly the image layer's grid and units, whichever reader opened the image
         kwargs.pop("affine", None)
@@ -402,36 +311,12 @@ class AutoSegmentationWidget(QWidget):
         text = f"Done: {present} structure(s) in {name!r} ({seconds:.1f} s)."
         if result.notes:
             text += " " + " ".join(result.notes)
-        self.status.setText(text)
-        self.progress_bar.setValue(1000)
+        self.status.message(text)
 
     def _on_downloaded(self, name: str, path) -> None:
-        self._outcome = "done"
-        self.status.setText(f"{name}: weights installed at {path}")
+        self.status.message(f"{name}: weights installed at {path}")
         self.refresh_models()
 
-    def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
-            self._outcome = "cancelled"
-            self.status.setText("Cancelled; no layer was changed.")
-            self.progress_bar.setValue(0)
-            return
-        self._outcome = "error"
-        self._show_error(exc)
-
-    def _show_error(self, exc: BaseException) -> None:
-        if isinstance(exc, MedsegError):
-            log.info("automatic segmentation: %s", exc)
-        else:
-            log.error("automatic segmentation failed", exc_info=exc)
-        message = user_message(exc, "gui")  # this widget's buttons and fields, not CLI flags
-        self.status.setText(f"Error: {message}")
-        self.progress_bar.setValue(0)
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._token = None
-        self._set_running(False)
+    def _on_finished(self, state: str) -> None:
         self._on_model_changed()  # re-enables Download where it applies
-        self.finished.emit(getattr(self, "_outcome", "error"))
-        self._outcome = None
+        self.finished.emit(state)

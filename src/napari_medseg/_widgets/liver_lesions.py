@@ -1,10 +1,10 @@
 """Dock widget "Liver & lesions": run the liver cascade (or take a label map), list the lesions.
 
-Thin: segmentation is :func:`napari_medseg.inference.liver_cascade.segment_liver`, measurement
-:func:`napari_medseg.analysis.lesions.measure_lesions`; this widget gathers inputs from layers,
-runs the core in a napari worker thread (progress + cancel), adds the result as a new Labels
-layer on the main thread, fills a sortable table, draws the selected lesion's axes as a Shapes
-layer and exports the table.
+Wiring only: the work is :func:`napari_medseg.analysis.liver.segment_and_measure` (the same
+as ``medseg lesions``), run by the widget's :class:`~._jobs.JobRunner` (progress + cancel);
+this widget gathers inputs from layers, adds the result as a new Labels layer on the main
+thread, fills a sortable table, draws the selected lesion's axes (at the lesion's
+``view_point_vox``) as a Shapes layer and exports the table.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, InvalidInputError, MedsegError, user_message
-from ..progress import CancelToken
+from ..errors import InvalidInputError, MedsegError
+from ._jobs import JobRunner, StatusLine
+from ._layers import LayerPicker, layer_sources, layer_table, layer_volume, placement_of
 from ._layout import collapsible, make_scrollable
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,6 @@ def _same_placement(layer, placement: dict) -> bool:
             and np.shape(wanted) == affine.shape and np.allclose(affine, wanted))
 
 
-class _Bridge(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progress = Signal(float, str)
-
-
 class _NumberItem(QTableWidgetItem):
     """A table cell that sorts by its number, not its text."""
 
@@ -101,14 +96,12 @@ class LiverLesionWidget(QWidget):
         self.result_layer = None
         self._reference = None  # the Volume the report's coordinates refer to
         self._placement = None  # placement_of() the layer the report's voxel indices refer to
-        self._worker = None
-        self._cancel: Optional[CancelToken] = None
-        self._bridge = _Bridge()
-        self._bridge.progress.connect(self._on_progress)
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.image_combo = QComboBox()
+        from napari.layers import Image, Labels
+
+        self.image_combo = LayerPicker(napari_viewer, Image)
         form.addRow("Image", self.image_combo)
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(MODES)
@@ -123,7 +116,7 @@ class LiverLesionWidget(QWidget):
         path_row.addWidget(self.browse_button)
         self.weights_label = QLabel("Weights")
         form.addRow(self.weights_label, path_row)
-        self.labels_combo = QComboBox()
+        self.labels_combo = LayerPicker(napari_viewer, Labels)
         self.labels_label = QLabel("Labels")
         form.addRow(self.labels_label, self.labels_combo)
         self.device_combo = QComboBox()
@@ -137,17 +130,16 @@ class LiverLesionWidget(QWidget):
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         layout.addWidget(self.progress_bar)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("")
         layout.addWidget(self.status)
+        self.jobs = JobRunner(self.status, progress_bar=self.progress_bar, cancel_button=self.cancel_button,
+                              busy=[self.run_button])
 
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -169,30 +161,10 @@ class LiverLesionWidget(QWidget):
         layout.addLayout(export)
         make_scrollable(self)
 
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.viewer.layers.events.changed.connect(self._refresh_layers)
-        self._refresh_layers()
         self._update_mode(self.mode_combo.currentText())
         self._set_export_enabled(False)
 
-    # ------------------------------------------------------------------ layer pickers
-    def _layers_of(self, kind):
-        return [layer for layer in self.viewer.layers if isinstance(layer, kind)]
-
-    def _refresh_layers(self, event=None) -> None:
-        from napari.layers import Image, Labels
-
-        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            names = [layer.name for layer in self._layers_of(kind)]
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
-
+    # ------------------------------------------------------------------ inputs
     def _update_mode(self, mode: str) -> None:
         measure = mode == MODE_MEASURE
         self.labels_combo.setVisible(measure)
@@ -214,90 +186,52 @@ class LiverLesionWidget(QWidget):
             self.weights_edit.setText(path)
 
     def _layer_named(self, name: str):
-        for layer in self.viewer.layers:
-            if layer.name == name:
-                return layer
-        return None
-
-    @staticmethod
-    def _volume_of(layer):
-        from ._layers import layer_volume
-
-        return layer_volume(layer)
+        return self.viewer.layers[name] if name in self.viewer.layers else None
 
     # ------------------------------------------------------------------ run / cancel
     @property
     def is_running(self) -> bool:
-        return self._worker is not None
+        return self.jobs.running
 
     def run(self) -> None:
         """Start segmentation (or measurement) of the chosen image in a worker thread."""
-        from napari.qt.threading import thread_worker
-
         if self.is_running:
             return
         try:
-            job = self._make_job()
+            job, placement, name = self._make_job()
         except MedsegError as exc:
-            self._show_error(exc)
+            self.status.error(exc)
             return
-        self._cancel = CancelToken()
-        cancel = self._cancel
-        bridge = self._bridge
-
-        def progress(fraction: float, text: str = "") -> None:
-            try:
-                bridge.progress.emit(float(fraction), str(text))
-            except RuntimeError:  # the widget was closed: stop the job, nobody is listening
-                cancel.cancel()
-
-        # errors are shown by _on_errored; ignore_errors stops napari re-raising them in the GUI
-        worker = thread_worker(job, start_thread=False, ignore_errors=True)(progress, cancel)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress_bar.setValue(0)
-        self.status.setText("running…")
-        worker.start()
+        self.jobs.start(job, done=lambda result: self._on_returned(result, placement, name),
+                        failed=lambda exc: self.clear_report())
 
     def cancel(self) -> None:
         """Ask the running job to stop; layers are left unchanged."""
-        if self._cancel is not None:
-            self._cancel.cancel()
-            self.status.setText("cancelling…")
+        self.jobs.cancel()
 
     def _make_job(self):
-        """Collect the inputs on the main thread; return ``job(progress, cancel) -> result``."""
-        image_layer = self._layer_named(self.image_combo.currentText())
+        """Inputs gathered on the main thread: ``(job(progress, cancel), placement, layer name)``.
+
+        ``placement`` is the grid of the layer the report's voxel indices refer to; the
+        layer name is None when no labels layer is to be added (measuring given labels).
+        """
+        from ..analysis.liver import segment_and_measure
+
+        image_layer = self.image_combo.layer()
         if image_layer is None:
             raise InvalidInputError("choose an image layer first (open a CT)")
-        from ._layers import placement_of
-
-        image = self._volume_of(image_layer)
+        image = layer_volume(image_layer)
         mode = self.mode_combo.currentText()
         if mode == MODE_MEASURE:
-            labels_layer = self._layer_named(self.labels_combo.currentText())
+            labels_layer = self.labels_combo.layer()
             if labels_layer is None:
                 raise InvalidInputError("choose a Labels layer to measure (or pick a model to run)")
-            from ..analysis.lesions import liver_lesion_ids
+            labels, table = layer_volume(labels_layer), layer_table(labels_layer)
 
-            labels = self._volume_of(labels_layer)
-            liver_id, lesion_id = liver_lesion_ids(self._names_of(labels_layer))
-            placement = placement_of(labels_layer)
+            def measure(progress, cancel):
+                return segment_and_measure(image, labels=labels, table=table, progress=progress, cancel=cancel)
 
-            def job(progress, cancel):
-                from ..analysis.lesions import measure_lesions
-
-                progress(0.1, "measuring")
-                report = measure_lesions(image, labels, liver_id=liver_id, lesion_id=lesion_id)
-                if cancel.is_set():
-                    raise Cancelled("cancelled by the user; nothing was changed")
-                return {"report": report, "labels": None, "reference": labels, "placement": placement}
-
-            return job
+            return measure, placement_of(labels_layer), None
         text = self.weights_edit.text().strip()
         if mode == MODE_HYBRID:
             model, weights = "hybrid-liver", (text or None)
@@ -306,92 +240,27 @@ class LiverLesionWidget(QWidget):
                 raise InvalidInputError("type an nnU-Net model folder or registry name in 'Model'")
             model, weights = text, None
         device = self.device_combo.currentText()
-        source = image_layer.name
-        placement = placement_of(image_layer)
 
-        def job(progress, cancel):
-            from ..analysis.lesions import measure_lesions
-            from ..inference.liver_cascade import segment_liver
-            from ..progress import sub_progress
+        def segment(progress, cancel):
+            return segment_and_measure(image, model=model, weights=weights, device=device,
+                                       progress=progress, cancel=cancel)
 
-            array, table = segment_liver(image, model, weights=weights, device=device,
-                                         progress=sub_progress(progress, 0.0, 0.95), cancel=cancel)
-            progress(0.96, "measuring lesions")
-            labels = image.with_array(array, metadata={})
-            report = measure_lesions(image, labels)
-            if cancel.is_set():
-                raise Cancelled("cancelled by the user; nothing was changed")
-            return {"report": report, "labels": array, "table": table, "reference": image,
-                    "placement": placement, "name": f"{source} liver & lesions"}
-
-        return job
-
-    @staticmethod
-    def _names_of(layer) -> dict:
-        from ..io.label_table import LabelTable
-
-        meta = layer.metadata or {}
-        if "medseg_label_table" in meta:
-            try:
-                return LabelTable.from_dict(meta["medseg_label_table"]).names
-            except Exception:  # a hand-edited table: fall back to features
-                log.debug("could not read medseg_label_table", exc_info=True)
-        features = getattr(layer, "features", None)
-        if features is not None and "name" in features and "index" in features:
-            return {int(i): str(n) for i, n in zip(features["index"], features["name"])}
-        return {}
+        return segment, placement_of(image_layer), f"{image_layer.name} liver & lesions"
 
     # ------------------------------------------------------------------ worker callbacks
-    def _on_progress(self, fraction: float, text: str) -> None:
-        self.progress_bar.setValue(int(round(1000 * fraction)))
-        if text:
-            self.status.setText(text)
-
-    def _on_returned(self, result: dict) -> None:
-        if self._cancel is not None and self._cancel.is_set():
-            self.status.setText("cancelled; nothing was changed")
-            return
-        if result.get("labels") is not None:
+    def _on_returned(self, result, placement: dict, name: Optional[str]) -> None:
+        if result.segmented and name is not None:
             from ..io.layer_data import labels_layer_tuple
 
-            data, kwargs, _ = labels_layer_tuple(result["labels"], result["reference"], result["table"],
-                                                 name=result["name"])
+            data, kwargs, _ = labels_layer_tuple(result.labels.array, result.labels, result.table, name=name)
             # exactly the image layer's grid and units, whoever read the image
             kwargs.pop("affine", None)
-            kwargs.update(result["placement"])
+            kwargs.update(placement)
             self.result_layer = self.viewer.add_labels(data, **kwargs)
-        self._reference = result["reference"]
-        self._placement = result["placement"]
-        self.set_report(result["report"])
-        self.progress_bar.setValue(1000)
-        self.status.setText(f"done: {len(self.report.lesions)} lesion(s)")
-
-    def _on_errored(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
-            self.status.setText("cancelled; nothing was changed")
-            self.progress_bar.setValue(0)
-            return
-        # the table and axes of an earlier run must not read as this run's result
-        self.clear_report()
-        self._show_error(exc)
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._cancel = None
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-
-    def _show_error(self, exc: BaseException) -> None:
-        if not isinstance(exc, MedsegError):
-            log.error("liver & lesions failed", exc_info=exc)
-        message = user_message(exc, "gui")  # this widget's fields, not command-line flags
-        self.status.setText(f"Error: {message}")
-        try:
-            from napari.utils.notifications import show_error
-
-            show_error(message)
-        except Exception:  # pragma: no cover - notifications unavailable
-            pass
+        self._reference = result.labels
+        self._placement = placement
+        self.set_report(result.report)
+        self.status.message(f"done: {len(self.report.lesions)} lesion(s)")
 
     # ------------------------------------------------------------------ table and axes
     def set_report(self, report, layer=None) -> None:
@@ -407,8 +276,6 @@ class LiverLesionWidget(QWidget):
             the last run, else the chosen image layer.
         """
         if layer is not None:
-            from ._layers import placement_of
-
             self._placement = placement_of(layer)
         self.report = report
         self.table.setSortingEnabled(False)
@@ -473,9 +340,7 @@ class LiverLesionWidget(QWidget):
             return
         lines = [np.asarray(lesion.long_axis_vox, dtype=float), np.asarray(lesion.short_axis_vox, dtype=float)]
         axes = self._draw_axes(lines)
-        centre = np.asarray(lesion.centroid_vox, dtype=float)
-        centre[0] = lesion.axial_slice  # the slice the long axis was measured on
-        world = np.asarray(axes.data_to_world(centre), dtype=float)[-3:]
+        world = np.asarray(axes.data_to_world(np.asarray(lesion.view_point_vox, dtype=float)), dtype=float)[-3:]
         ndim = self.viewer.dims.ndim
         if ndim >= 3:
             self.viewer.dims.set_point(ndim - 3, float(world[0]))
@@ -486,9 +351,7 @@ class LiverLesionWidget(QWidget):
     def _draw_axes(self, lines):
         """Show ``lines`` (voxel indices z, y, x) on the "lesion axes" layer; returns the layer."""
         if self._placement is None:
-            from ._layers import placement_of
-
-            image_layer = self._layer_named(self.image_combo.currentText())
+            image_layer = self.image_combo.layer()
             self._placement = placement_of(image_layer) if image_layer is not None else {}
         placement = dict(self._placement)
         colors = ["red", "yellow"]
@@ -521,7 +384,6 @@ class LiverLesionWidget(QWidget):
 
     def _check_output(self, path) -> None:
         from ..io.paths import check_outputs
-        from ._layers import layer_sources
 
         check_outputs([path], layer_sources(*self.viewer.layers), what="the lesion export")
 
@@ -532,6 +394,6 @@ class LiverLesionWidget(QWidget):
             return
         try:
             (self.export_csv if kind == "csv" else self.export_json)(path)
-            self.status.setText(f"wrote {path}")
+            self.status.message(f"wrote {path}")
         except MedsegError as exc:
-            self._show_error(exc)
+            self.status.error(exc)
