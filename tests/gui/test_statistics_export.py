@@ -163,3 +163,61 @@ def test_closed_widgets_do_not_break_the_viewer(qtbot, scene):
     apply_to_layer(labels, new)
     labels.undo()
     viewer.layers.remove("another")
+
+
+def test_dicom_seg_from_the_export_dock_records_how_each_segment_was_made(qtbot, make_napari_viewer,
+                                                                          shared_data, tmp_path):
+    """Model output exported untouched is AUTOMATIC; after a Label tools edit it is
+    SEMIAUTOMATIC; a class painted by hand and cleaned with Label tools is MANUAL; a
+    known structure name carries its anatomical code (SNOMED), not the generic one."""
+    import pydicom
+
+    viewer = make_napari_viewer()
+    folder = shared_data / "dcmqi_ct3slice"
+    ct = read_volume(folder)
+    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
+    d, kw, _ = image_layer_tuple(ct, "ct")
+    viewer.add_image(d, **kw)
+    arr = ref.array.astype(np.uint8)
+    original = arr.copy()  # the layer may share arr's memory
+    table = LabelTable.from_names({1: "liver"}).with_provenance("AUTOMATIC", "total")
+    d, kw, _ = labels_layer_tuple(arr, ct, table, "seg")
+    labels = viewer.add_labels(d, **kw)
+    _, tools = viewer.window.add_plugin_dock_widget("napari-medseg", "Label tools")
+    export = dock(viewer, "Export labels")
+    tools.labels_combo.set_layer("seg")
+    export.labels_combo.set_layer("seg")
+    export.image_combo.set_layer("ct")
+    export.set_format(DICOM_FORMAT)
+
+    def types(path):
+        with qtbot.waitSignal(export.exported, timeout=60000) as blocker:
+            export.export(path)
+        assert blocker.args[0].startswith("wrote"), blocker.args[0]
+        ds = pydicom.dcmread(str(path))
+        return {int(s.SegmentNumber): (s.SegmentLabel, s.SegmentAlgorithmType,
+                                       s.SegmentedPropertyTypeCodeSequence[0].CodeValue)
+                for s in ds.SegmentSequence}
+
+    first = types(tmp_path / "model.dcm")
+    assert [v[:2] for v in first.values()] == [("liver", "AUTOMATIC")]
+    liver_code = next(iter(first.values()))[2]
+    assert liver_code != "85756007"  # the liver's own code, not the generic "Tissue"
+
+    # a person edits the model's liver with Label tools: semi-automatic from now on
+    with qtbot.waitSignal(tools.finished, timeout=30000):
+        tools.set_operation("Grow margin", label=1, size=1.0)
+        assert tools.run() is not None
+    assert (np.asarray(labels.data) == 1).sum() > (original == 1).sum()
+    # and paints a second class by hand, then cleans it with Label tools: manual
+    painted = np.array(labels.data)
+    painted[0, :4, :4] = 2
+    apply_to_layer(labels, painted)
+    tools.add_class(2, "marker")
+    with qtbot.waitSignal(tools.finished, timeout=30000):
+        tools.set_operation("Remove small islands", label=2, size=0.0001)
+        assert tools.run() is not None
+    second = types(tmp_path / "edited.dcm")
+    by_label = {v[0]: v[1:] for v in second.values()}
+    assert by_label["liver"] == ("SEMIAUTOMATIC", liver_code)
+    assert by_label["marker"][0] == "MANUAL"

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPu
 
 from ..errors import InvalidInputError
 from ..io.windows import PRESETS, contrast_limits_to_window, preset_contrast_limits, window_to_contrast_limits
+from ._jobs import StatusLine
 from ._layout import make_scrollable
 
 
@@ -46,8 +47,7 @@ class WindowPresetsWidget(QWidget):
         self.apply_button.clicked.connect(lambda _checked=False: self.apply_window(self.level.value(), self.width.value()))
         custom.addWidget(self.apply_button)
         layout.addLayout(custom)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("")
         layout.addWidget(self.status)
         layout.addStretch(1)
         make_scrollable(self)  # the dock shrinks and scrolls when several are docked
@@ -68,15 +68,15 @@ class WindowPresetsWidget(QWidget):
         """Apply a custom window (level, width in HU); returns the contrast limits or None."""
         layer = layer if layer is not None else self.target_layer()
         if layer is None:
-            self.status.setText("Open an image first: there is no image layer to window.")
+            self.status.error("there is no image layer to window: open an image first", notify=False)
             return None
         try:
             limits = window_to_contrast_limits(level, width)
         except InvalidInputError as exc:
-            self.status.setText(str(exc))
+            self.status.error(exc, notify=False)
             return None
         self._set_limits(layer, limits)
-        self.status.setText(f"{layer.name}: L {level:g}, W {width:g}")
+        self.status.message(f"{layer.name}: L {level:g}, W {width:g}")
         return limits
 
     def _set_limits(self, layer, limits: tuple) -> None:
@@ -94,17 +94,17 @@ class WindowPresetsWidget(QWidget):
         """
         layer = layer if layer is not None else self.target_layer()
         if layer is None:
-            self.status.setText("Open an image first: there is no image layer to window.")
+            self.status.error("there is no image layer to window: open an image first", notify=False)
             return None
         try:
             limits = preset_contrast_limits(name, layer.data if PRESETS.get(name.lower(), 0) is None else None)
         except InvalidInputError as exc:
-            self.status.setText(str(exc))
+            self.status.error(exc, notify=False)
             return None
         lo, hi = limits
         self._set_limits(layer, limits)
         level, width = contrast_limits_to_window(limits)
         self.level.setValue(level)
         self.width.setValue(width)
-        self.status.setText(f"{layer.name}: {name} (L {level:g}, W {width:g})")
+        self.status.message(f"{layer.name}: {name} (L {level:g}, W {width:g})")
         return (lo, hi)
