@@ -4,6 +4,7 @@ from ._sitk import MultiChannelError
 from .atomic import atomic_write
 from .formats import detect_format
 from .label_table import LabelTable, default_color, read_sidecar, sidecar_path
+from .opening import Opened, open_path
 from .readers import read_labels, read_volume
 from .validation import check_volume_for_model
 from .volume import Volume, volume_from_layer_data
@@ -14,6 +15,8 @@ __all__ = [
     "volume_from_layer_data",
     "read_volume",
     "read_labels",
+    "open_path",
+    "Opened",
     "write_volume",
     "write_labels",
     "atomic_write",

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from ..errors import InvalidInputError, MedsegError, UnsupportedFormatError
+from ..errors import InvalidInputError, MedsegError
 from ._sitk import MultiChannelError, channel_count, is_float_pixel, is_integer_pixel, read_image_file
 from .arrays import present_ids
-from .formats import NIFTI_SUFFIXES, SUPPORTED_TEXT, detect_format, has_slicer_segments, is_dicom_seg, strip_extension
+from .formats import NIFTI_SUFFIXES, detect_format, has_slicer_segments, is_dicom_seg, strip_extension
 from .label_names import label_table_from_nifti
 from .label_table import LabelTable, read_sidecar, sidecar_path
-from .readers import check_exists, read_labels, read_volume
+from .readers import read_labels, read_volume, readable_format
 from .volume import Volume
 
 PathLike = Union[str, os.PathLike]
@@ -173,12 +173,7 @@ def open_path(path: PathLike, *, channel: Optional[int] = None, split_channels: 
         As :func:`~napari_medseg.io.read_volume`; an unknown format names what is read.
     """
     p = Path(path)
-    check_exists(p)
-    fmt = detect_format(p)
-    if fmt is None:
-        hint = ("; DICOM files without an extension are recognised by their content, and this one has no "
-                "DICOM preamble ('DICM' at byte 128)") if p.is_file() and not p.suffix else ""
-        raise UnsupportedFormatError(f"{p} is not in a format napari-medseg reads ({SUPPORTED_TEXT}){hint}")
+    fmt = readable_format(p)
     name = display_name(p)
     if fmt == "dicom":
         if p.is_file() and is_dicom_seg(p):

@@ -2,7 +2,9 @@
 
 Every failure on a file we are asked to read is an :class:`ImageReadError` (or its
 subclass :class:`UnsupportedFormatError`) whose message names the file and says what
-is wrong; SimpleITK's multi-line C++ exceptions never reach the user.
+is wrong; SimpleITK's multi-line C++ exceptions never reach the user. Formats are
+recognised by :mod:`.formats`, files are checked by :mod:`._integrity` and read by
+:mod:`._sitk`; DICOM series come from :mod:`.dicom`, DICOM-SEG from :mod:`.dicom_seg`.
 
 Geometry comes from the file header through SimpleITK (NIfTI qform/sform, NRRD space
 directions, MetaImage TransformMatrix, DICOM positions, all as LPS) into
@@ -83,6 +85,25 @@ def check_exists(path: Path) -> None:
         raise ImageReadError(f"{path}: no such file or folder{hint}")
 
 
+def readable_format(path: Path) -> str:
+    """The format of an existing ``path`` this package reads, else a message saying why not.
+
+    Raises
+    ------
+    ImageReadError
+        ``path`` does not exist.
+    UnsupportedFormatError
+        Not a format read here (for a file without an extension: not DICOM by content).
+    """
+    check_exists(path)
+    fmt = detect_format(path)
+    if fmt is None:
+        hint = ("; DICOM files without an extension are recognised by their content, and this one has no "
+                "DICOM preamble ('DICM' at byte 128)") if path.is_file() and not path.suffix else ""
+        raise UnsupportedFormatError(f"{path} is not in a format napari-medseg reads ({SUPPORTED_TEXT}){hint}")
+    return fmt
+
+
 # --------------------------------------------------------------------- public
 def read_volume(path: PathLike, *, channel: Optional[int] = None, verify: bool = True) -> Volume:
     """Read a CT/MRI volume with its scanner geometry.
@@ -121,10 +142,7 @@ def read_volume(path: PathLike, *, channel: Optional[int] = None, verify: bool =
         4D/multi-channel/RGB file and no ``channel`` given.
     """
     p = Path(path)
-    check_exists(p)
-    fmt = detect_format(p)
-    if fmt is None:
-        raise UnsupportedFormatError(f"{p} is not in a format napari-medseg reads ({SUPPORTED_TEXT})")
+    fmt = readable_format(p)
     if fmt == "dicom":
         image, modality, meta = read_dicom(p)
         return _to_volume(image, p, channel, modality, meta)
@@ -170,10 +188,7 @@ def read_labels(path: PathLike, reference: Optional[Volume] = None, *, allow_cro
         ``reference`` is given and the grids differ (the message says how).
     """
     p = Path(path)
-    check_exists(p)
-    fmt = detect_format(p)
-    if fmt is None:
-        raise UnsupportedFormatError(f"{p} is not in a format napari-medseg reads ({SUPPORTED_TEXT})")
+    fmt = readable_format(p)
     if fmt == "dicom":
         if p.is_file() and is_dicom_seg(p):
             return read_dicom_seg(p, reference=reference)
@@ -232,5 +247,5 @@ def _embed_in_reference(labels: Volume, reference: Volume) -> Optional[Volume]:
                   modality=labels.modality, metadata=meta)
 
 
-__all__ = ["read_volume", "read_labels", "check_exists", "MultiChannelError", "detect_format", "present_ids",
+__all__ = ["read_volume", "read_labels", "check_exists", "readable_format", "MultiChannelError", "detect_format", "present_ids",
            "to_label_array", "label_dtype_for"]
