@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ..errors import GeometryMismatchError, InvalidInputError, MedsegError
+from .arrays import present_ids
 from .label_table import LabelTable
 from .volume import Volume, volume_from_layer_data
 from .windows import data_range, default_contrast_limits
@@ -80,8 +81,6 @@ def labels_layer_tuple(labels_array: np.ndarray, reference: Volume, table: Optio
         raise GeometryMismatchError(
             f"labels of shape {arr.shape} do not match the image grid {reference.shape} (z, y, x)")
     if table is None:
-        from .readers import present_ids
-
         table = LabelTable.from_ids(present_ids(arr))
     kwargs: dict[str, Any] = dict(reference.layer_kwargs())
     kwargs["name"] = name or "labels"
@@ -173,6 +172,4 @@ def layer_label_table(state: Mapping, data: Any = None) -> Optional[LabelTable]:
         return stored if stored is not None else listed
     if data is None:
         return None
-    from .readers import present_ids
-
     return LabelTable.from_ids(present_ids(np.asarray(data)))
