@@ -38,6 +38,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .. import __version__
 from ..errors import GeometryMismatchError, ImageReadError, InvalidInputError, UnsupportedFormatError
 from .atomic import atomic_write
 from .dicom import read_dicom
@@ -215,8 +216,6 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
         (:func:`segment_ids` lists them).
     """
     import highdicom as hd
-
-    from .. import __version__
 
     if not isinstance(labels, Volume):
         raise InvalidInputError(f"labels must be a Volume, got {type(labels).__name__}")
