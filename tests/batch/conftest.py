@@ -3,6 +3,7 @@ one Ray cluster (2 CPUs) for the whole session that every ``--engine ray`` run j
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,10 @@ def ray_address():
             "print(ctx.address_info['gcs_address'], flush=True)\n"
             "sys.stdin.read()\n"
             "ray.shutdown()\n")
+    # Ray >= 2.5x generates an auth token per local cluster; a loopback test cluster does
+    # without, so that the CLI subprocesses (which inherit this variable) can join it.
+    old_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     address = proc.stdout.readline().strip()
@@ -74,3 +79,7 @@ def ray_address():
         proc.wait(60)
     except subprocess.TimeoutExpired:
         proc.kill()
+    if old_mode is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = old_mode

@@ -14,13 +14,14 @@ as an ``error`` row. Ctrl-C kills the actors and keeps what is finished.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Callable, List, Optional
 
 from ..errors import InvalidInputError
 from .cases import Case
 from .records import Settings
-from .runner import CaseRunner, error_row
+from .runner import KILL_HOOK, CaseRunner, error_row
 
 __all__ = ["run_ray", "ray_available"]
 
@@ -84,8 +85,6 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
         if address:
             ray.init(address=address, **kwargs)
         else:
-            import os
-
             ray.init(num_cpus=workers or os.cpu_count() or 1, **kwargs)
     actors: list = []
     try:
@@ -103,6 +102,8 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
         if threads is None and not gpus_per_worker:
             threads = 1
         options = {"num_cpus": 1, "num_gpus": float(gpus_per_worker or 0.0), "max_restarts": 0}
+        if os.environ.get(KILL_HOOK):  # actors of a running cluster do not see our environment
+            options["runtime_env"] = {"env_vars": {KILL_HOOK: os.environ[KILL_HOOK]}}
         actor_cls = ray.remote(_RayWorker).options(**options)
 
         def new_actor():
