@@ -17,6 +17,7 @@ import numpy as np
 # bbox, ellipsoid and mm_to_voxels are re-exported for the editing modules
 from .._ndimage import bbox, ellipsoid, grow_box, label_boxes, mm_to_voxels  # noqa: F401
 from ..errors import InvalidInputError
+from ..io.arrays import present_ids
 
 #: The largest label id we hand out when adding labels (fits any signed 32-bit map).
 MAX_LABEL_ID = 2**31 - 1
@@ -86,18 +87,6 @@ def check_label_id(value, what: str = "label") -> int:
             f"{what} must be a positive id (0 is the background), got {value}"
         )
     return value
-
-
-def present_ids(labels: np.ndarray) -> list:
-    """Sorted non-zero label ids present in ``labels``.
-
-    One :func:`scipy.ndimage.find_objects` pass (no sort, no int64 copy of the map)
-    for ids up to 2**20; :func:`numpy.unique` beyond.
-    """
-    boxes = label_boxes(labels)
-    if boxes is not None:
-        return list(boxes)
-    return [int(i) for i in np.unique(labels) if i != 0]
 
 
 def select_ids(labels: np.ndarray, label: Optional[int | Iterable[int]]) -> list:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ndimage import label_boxes
+
 from ..errors import InvalidInputError
 
 
@@ -20,13 +22,22 @@ def label_dtype_for(max_id: int) -> np.dtype:
 
 
 def present_ids(array: np.ndarray) -> list:
-    """Sorted non-zero values present in an integer label array (fast for small dtypes)."""
+    """Sorted non-zero values present in a label array.
+
+    Small unsigned dtypes: one ``bincount``; other integer maps: one
+    :func:`scipy.ndimage.find_objects` pass (no sort, no int64 copy of the map) for ids
+    up to 2**20; :func:`numpy.unique` beyond that and for anything else.
+    """
     arr = np.asarray(array)
     if arr.size == 0:
         return []
-    if arr.dtype.kind in "ub" and arr.dtype.itemsize <= 2:
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "u" and arr.dtype.itemsize <= 2):
         counts = np.bincount(arr.ravel().astype(np.intp, copy=False) if arr.dtype.kind == "b" else arr.ravel())
         return [int(i) for i in np.flatnonzero(counts) if i != 0]
+    if arr.dtype.kind in "ui":
+        boxes = label_boxes(arr)
+        if boxes is not None:
+            return list(boxes)
     return [int(v) for v in np.unique(arr) if v != 0]
 
 

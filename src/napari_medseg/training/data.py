@@ -25,17 +25,15 @@ import numpy as np
 
 from ..errors import GeometryMismatchError, InvalidInputError
 from ..models.hybrid_liver import preprocessing as pp
+from ..io.formats import WRITABLE, extension_of, strip_extension
 from ..io.volume import Volume
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+#: volume files a training folder may hold (single-file formats and detached headers)
+IMAGE_SUFFIXES = WRITABLE
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    return strip_extension(path.name, IMAGE_SUFFIXES) if extension_of(path.name, IMAGE_SUFFIXES) else path.stem
 
 
 def find_cases(data_dir) -> list:
@@ -55,12 +53,12 @@ def find_cases(data_dir) -> list:
         )
     labels = {}
     for path in labels_dir.iterdir():
-        if path.name.startswith(".") or not path.name.endswith(IMAGE_SUFFIXES):
+        if path.name.startswith(".") or extension_of(path.name, IMAGE_SUFFIXES) is None:
             continue
         labels[_stem(path)] = path
     pairs = []
     for path in sorted(images_dir.iterdir()):
-        if path.name.startswith(".") or not path.name.endswith(IMAGE_SUFFIXES):
+        if path.name.startswith(".") or extension_of(path.name, IMAGE_SUFFIXES) is None:
             continue  # macOS "._" files, notes, ...
         stem = _stem(path)
         key = stem[:-5] if stem.endswith("_0000") else stem
