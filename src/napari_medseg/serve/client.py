@@ -198,6 +198,7 @@ class RemotePromptSession(PromptSession):
         self._can_undo = False
         #: (bytes sent, bytes received) of the last interaction
         self.last_bytes = (0, 0)
+        self.last_server_s = 0.0
 
     # the server does the work: these are never called
     def _prepare(self, volume, progress, cancel) -> None:  # pragma: no cover - see set_volume
@@ -262,6 +263,9 @@ class RemotePromptSession(PromptSession):
         header, arrays = self.client.message("POST", self._path(verb), **kwargs)
         self.last_bytes = self.client.last_bytes
         update = self._apply_reply(header, arrays)
+        #: seconds the server spent on the last interaction (the rest of the round trip
+        #: is transport: compression, HTTP, pasting the changed box)
+        self.last_server_s = update.timing_s
         return Update(update.mask, update.changed, time.perf_counter() - t0)
 
     def add_point(self, zyx: Sequence[float], positive: bool = True) -> Update:

@@ -90,7 +90,9 @@ def _decompress(data: memoryview, codec: str, expected: int) -> bytes:
         if blosc2 is None:
             raise WireFormatError("this payload is blosc2-compressed and the blosc2 package is "
                                   "not installed here (pip install blosc2)")
-        chunks, pos, total = [], 0, 0
+        # decompressed straight into one writable buffer: no joins, no second copy
+        out = bytearray(expected)
+        pos = total = 0
         while pos < len(data):
             if pos + 8 > len(data):
                 raise WireFormatError("a blosc2 payload is truncated")
@@ -102,15 +104,19 @@ def _decompress(data: memoryview, codec: str, expected: int) -> bytes:
                 nbytes = int(blosc2.get_cbuffer_sizes(bytes(piece[:32]))[0])
             except Exception as exc:  # noqa: BLE001 - any header blosc2 rejects is corrupt
                 raise WireFormatError(f"a blosc2 payload is corrupt ({exc})") from exc
-            total += nbytes
-            if total > expected:  # checked before the memory is allocated
-                break
+            if total + nbytes > expected:  # checked before anything is written
+                raise WireFormatError(
+                    f"an array payload decompresses to more than the {expected} bytes its "
+                    "header declares")
             try:
-                chunks.append(blosc2.decompress2(bytes(piece)))
+                if nbytes:  # blosc2 refuses an empty destination
+                    blosc2.decompress2(piece, dst=memoryview(out)[total:total + nbytes])
             except Exception as exc:  # noqa: BLE001
                 raise WireFormatError(f"a blosc2 payload is corrupt ({exc})") from exc
+            total += nbytes
             pos += 8 + n
-        out = b"".join(chunks)
+        if total != expected:
+            out = out[:total]
     if len(out) != expected:
         raise WireFormatError(
             f"an array payload decompresses to {len(out)} bytes where its header declares "
@@ -169,8 +175,8 @@ def decode_array(meta: Mapping, payload: memoryview, max_bytes: int) -> np.ndarr
         return flat.reshape(shape)
     arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
     # a writable array in native byte order (frombuffer over bytes is read-only, and
-    # torch.from_numpy warns about read-only arrays)
-    return arr.astype(dtype, copy=True)
+    # torch.from_numpy warns about read-only arrays); blosc2 fills a bytearray: no copy
+    return arr.astype(dtype, copy=not (arr.flags.writeable and arr.dtype.isnative))
 
 
 def pack(header: Mapping, arrays: Optional[Mapping[str, np.ndarray]] = None,
