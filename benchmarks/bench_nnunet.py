@@ -117,7 +117,7 @@ def _make_image(scenario: str, workdir: Path) -> Path:
 
 
 def _make_model(scenario: str, quick: bool, workdir: Path) -> Path:
-    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+    from napari_medseg.testing.nnunet import make_random_model_folder
 
     spec = SCENARIOS[scenario]
     net = spec["quick" if quick else "full"]

@@ -44,7 +44,7 @@ def _net():
     import torch
 
     from napari_medseg.models.sam_med3d import build_sam_med3d
-    from napari_medseg.models.sam_med3d.testing import deterministic_state_dict
+    from napari_medseg.testing.sam_med3d import deterministic_state_dict
 
     shapes_file = SHARED / "fixtures" / "sam_med3d_state_dict.json"
     net = build_sam_med3d()

@@ -31,7 +31,7 @@ def main() -> int:
     from napari_medseg.inference.device import choose_device
     from napari_medseg.inference.segment import segment_with_info
     from napari_medseg.io.volume import Volume
-    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+    from napari_medseg.testing.nnunet import make_random_model_folder
 
     results = []
     if not torch.cuda.is_available():

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from napari_medseg.inference import sliding_window as sw
     from napari_medseg.io.volume import Volume
     from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
-    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+    from napari_medseg.testing.nnunet import make_random_model_folder
 
     ok = True
     if not _line(torch.cuda.is_available(), f"CUDA available (torch {torch.__version__}, CUDA {torch.version.cuda})"):

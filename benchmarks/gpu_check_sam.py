@@ -41,7 +41,7 @@ def check_parity(device, tf32: bool) -> bool:
     import torch
 
     from napari_medseg.models.sam_med3d import build_sam_med3d
-    from napari_medseg.models.sam_med3d.testing import deterministic_state_dict, fixture_input
+    from napari_medseg.testing.sam_med3d import deterministic_state_dict, fixture_input
 
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32

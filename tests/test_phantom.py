@@ -1,18 +1,19 @@
 """Tests of the synthetic abdominal CT phantom (napari_medseg.phantom)."""
 
-from __future__ import annotations
 
+from __future__ import annotations
 import math
 import tracemalloc
-
 import numpy as np
 import pytest
 from scipy import ndimage
-
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.phantom import HU_RANGES, LABEL_IDS, LABEL_NAMES, make_phantom
+from napari_medseg.errors import InsufficientMemoryError, InvalidInputError
+
 
 SMALL = (64, 128, 128)
+
 
 AGREED_IDS = {
     "liver": 1, "liver_lesion": 2, "spleen": 3, "kidney_right": 4, "kidney_left": 5,
@@ -207,74 +208,34 @@ def test_memory_stays_below_twice_a_float32_volume():
     assert p.ct.array.nbytes + p.labels.nbytes == 0.75 * float32_bytes
 
 
-# ------------------------------------------------------------ medseg sample CLI
-def test_medseg_sample_writes_ct_labels_and_names(tmp_path, capsys):
-    from napari_medseg.cli import main
-    from napari_medseg.io import read_labels, read_volume
-
-    out = tmp_path / "sample"
-    rc = main(["sample", str(out), "--seed", "4", "--shape", "40,96,96", "--spacing", "3,1.2,1.2"])
-    assert rc == 0
-    printed = capsys.readouterr().out
-    for name in ("ct.nii.gz", "labels.nii.gz", "labels.json", "lesions.json"):
-        assert (out / name).is_file()
-        assert name in printed
-    expected = make_phantom(seed=4, shape=(40, 96, 96), spacing_zyx=(3, 1.2, 1.2))
-    ct = read_volume(out / "ct.nii.gz")
-    assert np.array_equal(ct.array, expected.ct.array)
-    np.testing.assert_allclose(ct.spacing, (1.2, 1.2, 3.0))
-    np.testing.assert_allclose(ct.origin, expected.ct.origin, atol=1e-4)
-    labels, table = read_labels(out / "labels.nii.gz", reference=ct)
-    assert np.array_equal(labels.array, expected.labels)
-    assert table.names == expected.names
-    import json
-
-    lesions = json.loads((out / "lesions.json").read_text())["lesions"]
-    np.testing.assert_allclose([l["semi_axes_xyz_mm"] for l in lesions],
-                               [l.semi_axes_xyz_mm for l in expected.lesions])
+# --- bad input and faults
 
 
-@pytest.mark.parametrize(
-    "argv,message",
-    [
-        (["--shape", "10,20"], "--shape"),
-        (["--shape", "10,20.5,30"], "whole numbers"),
-        (["--spacing", "1,0,1"], "positive"),
-        (["--lesions", "12"], "between 0 and 8"),
-    ],
-)
-def test_medseg_sample_bad_arguments(tmp_path, capsys, argv, message):
-    from napari_medseg.cli import main
-
-    out = tmp_path / "sample"
-    assert main(["sample", str(out)] + argv) == 2
-    assert message in capsys.readouterr().err
-    assert not (out / "ct.nii.gz").exists()
+PHANTOM_CASES = [
+    # (id, kwargs, error, message fragment)
+    ("negative seed", {"seed": -1}, InvalidInputError, "seed must be a whole number >= 0"),
+    ("fractional seed", {"seed": 1.5}, InvalidInputError, "seed must be a whole number"),
+    ("2D shape", {"shape": (256, 256)}, InvalidInputError, "3 sizes (z, y, x)"),
+    ("tiny shape", {"shape": (4, 64, 64)}, InvalidInputError, "at least 8 voxels"),
+    ("zero spacing", {"spacing_zyx": (2.5, 0.0, 0.8)}, InvalidInputError, "positive"),
+    ("negative spacing", {"spacing_zyx": (-2.5, 0.8, 0.8)}, InvalidInputError, "positive"),
+    ("nan spacing", {"spacing_zyx": (2.5, float("nan"), 0.8)}, InvalidInputError, "positive"),
+    ("too many lesions", {"n_lesions": 9}, InvalidInputError, "between 0 and 8"),
+    ("negative noise", {"noise_hu": -5.0}, InvalidInputError, "must not be negative"),
+    ("grid too small for the lesions", {"shape": (16, 48, 48)}, InvalidInputError,
+     "could not fit liver lesion"),
+]
 
 
-def test_medseg_sample_refuses_a_file_as_outdir(tmp_path, capsys):
-    from napari_medseg.cli import main
-
-    target = tmp_path / "afile"
-    target.write_text("keep me")
-    assert main(["sample", str(target), "--shape", "40,96,96"]) == 2
-    assert "not a folder" in capsys.readouterr().err
-    assert target.read_text() == "keep me"
+@pytest.mark.parametrize("kwargs,error,message", [c[1:] for c in PHANTOM_CASES],
+                         ids=[c[0] for c in PHANTOM_CASES])
+def test_make_phantom_bad_input(kwargs, error, message):
+    with pytest.raises(error) as info:
+        make_phantom(**kwargs)
+    assert message in str(info.value)
 
 
-def test_sample_data_layer_tuples_without_napari():
-    from napari_medseg._sample_data import SAMPLE_SEED, make_sample_ct
-    from napari_medseg.phantom import LABEL_COLORS
-
-    (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = make_sample_ct()
-    assert (img_kind, lab_kind) == ("image", "labels")
-    assert img.dtype == np.int16 and lab.dtype == np.uint8 and img.shape == lab.shape
-    assert tuple(img_kw["scale"]) == tuple(lab_kw["scale"]) == (2.5, 0.8, 0.8)
-    assert tuple(img_kw["translate"]) == tuple(lab_kw["translate"])
-    assert img_kw["units"] == lab_kw["units"] == ("mm", "mm", "mm")
-    assert lab_kw["colormap"][None] is not None and lab_kw["colormap"][0][3] == 0
-    np.testing.assert_allclose(lab_kw["colormap"][2][:3], np.asarray(LABEL_COLORS[2]) / 255)
-    assert dict(zip(lab_kw["features"]["index"], lab_kw["features"]["name"]))[2] == "liver_lesion"
-    truth = lab_kw["metadata"]["medseg_phantom"]
-    assert truth["seed"] == SAMPLE_SEED and len(truth["lesions"]) == 3
-    assert lab_kw["metadata"]["medseg_label_table"]["labels"][0]["name"] == "liver"
+def test_make_phantom_refuses_what_does_not_fit_in_memory(monkeypatch):
+    monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(10 * 2**20))  # 10 MiB
+    with pytest.raises(InsufficientMemoryError, match=r"256 x 256 x 100 phantom needs about"):
+        make_phantom()

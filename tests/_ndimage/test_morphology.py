@@ -15,6 +15,7 @@ from napari_medseg._ndimage import (
     opening,
     stepped_ball,
 )
+from napari_medseg.editing import smooth
 
 
 @pytest.fixture
@@ -84,3 +85,36 @@ def test_majority_is_a_binary_median(blobs):
     fp = ellipsoid(1.0, (1, 1, 1))
     ref = ndimage.median_filter(blobs.astype(np.uint8), footprint=fp, mode="constant") > 0
     np.testing.assert_array_equal(majority(blobs, fp), ref)
+
+
+@pytest.mark.parametrize("radius,sp", [(1.0, (1, 1, 1)), (3.0, (2.5, 0.8, 0.8)), (2.2, (0.7, 1.3, 0.9))])
+def test_footprint_count_equals_convolution(radius, sp):
+    from scipy import ndimage
+
+    from napari_medseg.editing.smoothing import footprint_count
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((9, 17, 15)) < 0.4
+    fp = ellipsoid(radius, sp)
+    ref = ndimage.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="constant")
+    np.testing.assert_array_equal(footprint_count(mask, fp), ref)
+    np.testing.assert_array_equal(footprint_count(mask[3], fp[fp.shape[0] // 2]), ndimage.correlate(
+        mask[3].astype(np.int32), fp[fp.shape[0] // 2].astype(np.int32), mode="constant"))
+    # and the binary median equals scipy's median filter on the same footprint
+    med = ndimage.median_filter(mask.astype(np.uint8), footprint=fp, mode="constant")
+    np.testing.assert_array_equal(smooth(mask.astype(np.uint8), sp, radius, "median") == 1, med == 1)
+
+
+def test_footprint_count_exact_when_prefix_sums_wrap():
+    """int16 prefix sums wrap around on rows longer than 32767 voxels; the counts
+    (differences of prefix sums) stay exact."""
+    from napari_medseg.editing.smoothing import footprint_count
+
+    mask = np.ones((3, 2, 70_000), bool)
+    mask[1, 0, 50_000:50_003] = False
+    fp = ellipsoid(1.0, (1.0, 1.0, 1.0))  # 7-voxel cross
+    counts = footprint_count(mask, fp)
+    from scipy import ndimage
+
+    ref = ndimage.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="constant")
+    np.testing.assert_array_equal(counts, ref)

@@ -103,7 +103,7 @@ def test_segment_then_measure_with_a_checkpoint(phantom, tmp_path):
 
 
 def test_nnunet_folder_model(phantom, tmp_path):
-    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+    from napari_medseg.testing.nnunet import make_random_model_folder
 
     folder = make_random_model_folder(tmp_path / "m", n_classes=3, patch_size=(16, 16, 16),
                                       spacing=(4.0, 4.0, 4.0),

@@ -17,3 +17,12 @@ def medseg(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
 def digest(path) -> str:
     """sha256 of a file's bytes (to prove an input survived byte for byte)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def refused(res, *names):
+    """Assert that a command refused to write (exit 2, one message naming ``names``)."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    assert "refusing to write" in res.stderr and "Nothing was written" in res.stderr
+    for name in names:
+        assert name in res.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -16,3 +17,13 @@ def sample(tmp_path_factory) -> dict:
     res = medseg("sample", out, "--shape", "24,80,80", "--json")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
+
+
+@pytest.fixture
+def work(tmp_path, sample):
+    """A private copy of the phantom CT and labels (with sidecar) in tmp_path."""
+    shutil.copy(sample["ct"], tmp_path / "a.nii.gz")
+    shutil.copy(sample["labels"], tmp_path / "labels.nii.gz")
+    shutil.copy(sample["label_names"], tmp_path / "labels.json")
+    (tmp_path / "a").mkdir()
+    return tmp_path

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 
-from ._run import medseg
+from napari_medseg.testing.volumes import write_dicom_series
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from io_helpers import write_dicom_series  # noqa: E402
+from ._run import medseg
+from napari_medseg.testing.volumes import oblique_volume
 
 
 def test_info_says_image_or_label_map_with_its_classes(sample):
@@ -66,3 +64,22 @@ def test_info_on_a_dicom_seg_describes_its_segments(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "content   : DICOM Segmentation (DICOM-SEG), 1 class: spleen" in res.stdout
     assert "5 x 6 x 3 voxels" in res.stdout  # on the grid of its series
+
+
+def test_cli_info_json_and_text(tmp_path, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.io import write_volume
+
+    vol = oblique_volume()
+    write_volume(vol, tmp_path / "ct.nrrd")
+    assert main(["info", str(tmp_path / "ct.nrrd"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"shape_zyx", "spacing_xyz", "origin_xyz", "direction", "dtype", "modality"}
+    assert doc["shape_zyx"] == [5, 6, 7] and doc["dtype"] == "int16" and doc["modality"] == "CT"
+    np.testing.assert_allclose(doc["direction"], vol.direction, atol=1e-12)
+    assert doc["spacing_xyz"] == [0.7, 0.93, 2.5]
+    assert main(["info", str(tmp_path / "ct.nrrd")]) == 0
+    out = capsys.readouterr().out
+    assert "7 x 6 x 5 voxels (x, y, z)" in out and "modality  : CT" in out
+    assert main(["info", str(tmp_path / "missing.nii.gz")]) == 2
+    assert "missing.nii.gz: no such file or folder" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """DICOM-SEG: read dcmqi's liver SEG, write our own for the same CT, read it back."""
 
+
 import numpy as np
 import pydicom
 import pytest
-
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg
@@ -15,6 +15,39 @@ def ct3(shared_data):
     ct = read_volume(folder)
     ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
     return folder, ct, ref
+
+
+# ------------------------------------------------------------- segment semantics
+def _raw_segments(path) -> dict:
+    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    out = {}
+    for item in ds.SegmentSequence:
+        ptype = item.SegmentedPropertyTypeCodeSequence[0]
+        cat = item.SegmentedPropertyCategoryCodeSequence[0]
+        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
+        region = getattr(item, "AnatomicRegionSequence", None)
+        out[str(item.SegmentLabel)] = {
+            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
+            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
+            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
+            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
+            "algorithm_type": str(item.SegmentAlgorithmType),
+            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
+            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
+                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
+        }
+    return out
+
+
+def _three_objects(ct):
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
+    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
+    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
+    arr[2, 400:420, 400:420] = 40    # an interactive object
+    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
+    return arr
 
 
 def test_read_dcmqi_liver_matches_nrrd(ct3):
@@ -90,39 +123,6 @@ def test_many_segments_roundtrip(ct3, tmp_path):
     assert len(table) == 30 and table.name_of(264) == "label 264"
 
 
-# ------------------------------------------------------------- segment semantics
-def _raw_segments(path) -> dict:
-    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    out = {}
-    for item in ds.SegmentSequence:
-        ptype = item.SegmentedPropertyTypeCodeSequence[0]
-        cat = item.SegmentedPropertyCategoryCodeSequence[0]
-        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
-        region = getattr(item, "AnatomicRegionSequence", None)
-        out[str(item.SegmentLabel)] = {
-            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
-            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
-            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
-            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
-            "algorithm_type": str(item.SegmentAlgorithmType),
-            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
-            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
-                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
-        }
-    return out
-
-
-def _three_objects(ct):
-    arr = np.zeros(ct.shape, np.uint8)
-    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
-    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
-    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
-    arr[2, 400:420, 400:420] = 40    # an interactive object
-    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
-    return arr
-
-
 def test_codes_and_provenance_per_segment(ct3, tmp_path):
     from napari_medseg.models.totalseg_classes import automatic_table
 
@@ -194,61 +194,9 @@ def test_dcmqi_codes_survive_a_round_trip(ct3, tmp_path):
     assert raw["Liver"]["algorithm_type"] == "SEMIAUTOMATIC" and raw["Liver"]["algorithm_name"] == "SlicerEditor"
 
 
-def _medseg(*args, cwd):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_cli_segment_then_export_writes_what_it_reports(ct3, tmp_path):
-    """The user's path: `medseg segment DICOMDIR -o seg.nii.gz`, then `medseg export` to DICOM-SEG."""
-    import re
-
-    folder, ct, _ = ct3
-    seg = tmp_path / "tissue.nii.gz"
-    run = _medseg("segment", folder, "-o", seg, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    out = tmp_path / "tissue.dcm"
-    run = _medseg("export", seg, "--reference", folder, "-o", out, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    raw = _raw_segments(out)
-    reported = re.search(r"\((\d+) segment\(s\): ([^)]*)\)", run.stderr)
-    assert reported, run.stderr
-    assert int(reported.group(1)) == len(raw) and reported.group(2).split(", ") == list(raw)
-    labels, _ = read_labels(seg)
-    assert len(raw) == len([i for i in np.unique(labels.array) if i > 0]) >= 3
-    assert {r["algorithm_type"] for r in raw.values()} == {"AUTOMATIC"}
-    assert {r["algorithm_name"] for r in raw.values()} == {"hu-tissue"}
-    if "subcutaneous_fat" in raw:
-        assert raw["subcutaneous_fat"]["type"] == ("SCT", "67769002", "Subcutaneous fatty tissue")
-    if "bone" in raw:
-        assert raw["bone"]["type"] == ("SCT", "272673000", "Bone")
-    assert raw["body_other"]["type"] == ("SCT", "85756007", "Tissue")  # no published code
-
-
-def test_cli_export_fills_published_codes_for_known_names(ct3, tmp_path):
-    """A TotalSegmentator-named label file without codes (e.g. written by another tool)."""
-    from napari_medseg.io import write_labels
-
-    folder, ct, _ = ct3
-    arr = _three_objects(ct)
-    arr[arr >= 40] = 0
-    names = LabelTable.from_names({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 60: "unused"})
-    src = write_labels(ct.with_array(arr, metadata={}), tmp_path / "ts.nii.gz", names)
-    out = tmp_path / "ts.dcm"
-    run = _medseg("export", src, "--reference", folder, "-o", out, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    raw = _raw_segments(out)
-    assert "(3 segment(s): kidney_right, liver, kidney_cyst_left)" in run.stderr
-    assert len(raw) == 3 and raw["liver"]["type"] == ("SCT", "10200004", "Liver")
-    assert raw["liver"]["algorithm_type"] == "MANUAL"  # nobody recorded how it was made
-
-
 def test_anonymised_series_without_patient_and_study_attributes(tmp_path):
     """Anonymised series often lack type-2 patient/study attributes: the SEG is written with them empty."""
-    from io_helpers import write_dicom_series
+    from napari_medseg.testing.volumes import write_dicom_series
 
     missing = ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName",
                "StudyDate", "StudyTime")

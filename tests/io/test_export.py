@@ -1,8 +1,8 @@
 """export_labels: the writer follows the extension; names, colours and geometry survive."""
 
+
 import numpy as np
 import pytest
-
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.export import EXPORT_FORMATS, export_labels, format_of, is_dicom_reference
@@ -74,24 +74,3 @@ def test_dicom_seg_export_from_dicom_reference(tmp_path, shared_data):
     back, table = read_dicom_seg(out, reference=ct)
     np.testing.assert_array_equal(back.array, ref.array)
     assert table.names == {1: "liver"}
-
-
-def test_cli_export_converts_dicom_seg_and_back(shared_data, tmp_path, capsys):
-    from napari_medseg.cli import main
-    from napari_medseg.io.dicom_seg import read_dicom_seg
-
-    folder = shared_data / "dcmqi_ct3slice"
-    ct = read_volume(folder)
-    seg_nrrd = tmp_path / "liver.seg.nrrd"
-    assert main(["export", str(folder / "liver.dcm"), "--reference", str(folder), "-o", str(seg_nrrd)]) == 0
-    labels, table = read_labels(seg_nrrd, reference=ct)
-    assert table.names == {1: "Liver"} and labels.array.sum() == 107098
-    dcm = tmp_path / "again.dcm"
-    assert main(["export", str(seg_nrrd), "--reference", str(folder), "-o", str(dcm)]) == 0
-    back, _ = read_dicom_seg(dcm, reference=ct)
-    np.testing.assert_array_equal(back.array, labels.array)
-    # DICOM-SEG without a DICOM reference: one-line error, exit 2, nothing written
-    assert main(["export", str(seg_nrrd), "-o", str(tmp_path / "no.dcm")]) == 2
-    assert "must reference the DICOM series" in capsys.readouterr().err
-    assert not (tmp_path / "no.dcm").exists()
-    assert main(["export", str(seg_nrrd), "-o", str(tmp_path / "x.png")]) == 2

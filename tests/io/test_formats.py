@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from io_helpers import label_volume, oblique_volume, write_dicom_series
+from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
 from napari_medseg.io import write_labels, write_volume
 from napari_medseg.io.formats import (DETACHED, DICOM_SUFFIXES, EXTENSIONS, WRITABLE, WRITABLE_LABELS,
                                       detached_data_file, detect_format, extension_of, has_slicer_segments,

@@ -11,7 +11,8 @@ from scipy import ndimage as ndi
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts.region_growing import RegionGrowingSession
 
-from ._clicker import deepest_point, dice, simulate
+from napari_medseg.testing.clicker import deepest_point, dice, simulate
+from napari_medseg.errors import InvalidInputError
 
 # TotalSegmentator v2 ids in example_seg.nii.gz
 ORGANS = {"liver": 5, "spleen": 1, "kidney_right": 2, "kidney_left": 3}
@@ -231,3 +232,62 @@ def test_memory_bounded_across_50_clicks():
     assert history_bytes < 50 * full_mask / 32, history_bytes / full_mask
     assert len(session._cache) <= session._cache_size
     assert len(session._components) <= 16
+
+
+# --- bad input and faults
+
+
+def _session():
+    rng = np.random.default_rng(0)
+    arr = rng.normal(0, 10, (10, 20, 30)).astype(np.float32)
+    arr[3:7, 5:15, 5:20] += 100
+    s = RegionGrowingSession()
+    s.set_volume(Volume(arr, spacing=(1.0, 1.0, 2.0)))
+    return s
+
+
+SESSION_CASES = [
+    ("point outside", lambda s: s.add_point((5, 10, 30)), InvalidInputError, "outside the volume"),
+    ("point 2D", lambda s: s.add_point((5, 10)), InvalidInputError, "3 voxel indices"),
+    ("box outside", lambda s: s.add_box((0, 0, 0), (10, 10, 10)), InvalidInputError, "outside the volume"),
+    ("mask shape", lambda s: s.set_initial_mask(np.ones((2, 2, 2))), InvalidInputError, "does not match the volume"),
+    ("not a volume", lambda s: s.set_volume(np.zeros((4, 4, 4))), InvalidInputError, "needs a Volume"),
+]
+
+
+@pytest.mark.parametrize("name, action, error, fragment", SESSION_CASES, ids=[c[0] for c in SESSION_CASES])
+def test_session_bad_input_changes_nothing(name, action, error, fragment):
+    s = _session()
+    first = s.add_point((5, 10, 10)).mask.copy()
+    n_history = len(s._history)
+    with pytest.raises(error, match=fragment):
+        action(s)
+    assert np.array_equal(s.mask, first)
+    assert len(s._history) == n_history
+    assert s.add_point((5, 11, 12)).mask.any(), "the session still works afterwards"
+
+
+def test_nan_volume_is_refused():
+    arr = np.zeros((5, 5, 5), np.float32)
+    arr[2, 2, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        RegionGrowingSession().set_volume(Volume(arr))
+
+
+def test_no_volume_set():
+    with pytest.raises(InvalidInputError, match="no volume set"):
+        RegionGrowingSession().add_point((0, 0, 0))
+
+
+def test_cancel_during_set_volume_keeps_session_unprepared():
+    from napari_medseg.errors import Cancelled
+    from napari_medseg.progress import CancelToken
+
+    token = CancelToken()
+    token.cancel()
+    big = Volume(np.zeros((40, 200, 200), np.int16))
+    s = RegionGrowingSession()
+    with pytest.raises(Cancelled):
+        s.set_volume(big, cancel=token)
+    with pytest.raises(InvalidInputError, match="no volume set"):
+        s.add_point((1, 1, 1))

@@ -1,0 +1,249 @@
+"""The "Automatic segmentation" dock widget in a real viewer (Xvfb)."""
+
+
+from __future__ import annotations
+import numpy as np
+import pytest
+from napari_medseg._widgets.auto_segmentation import CUSTOM, AutoSegmentationWidget
+from napari_medseg.io.layer_data import image_layer_tuple
+from napari_medseg.io.volume import Volume
+from napari_medseg.models.hu_tissue import CLASSES
+from napari_medseg.phantom import make_phantom
+
+
+pytestmark = pytest.mark.gui
+
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(seed=2, shape=(24, 96, 96), spacing_zyx=(5.0, 2.0, 2.0))
+
+
+@pytest.fixture
+def one_torch_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dock(viewer) -> AutoSegmentationWidget:
+    """The widget as napari's Plugins menu docks it (it holds a PublicOnlyProxy viewer)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Automatic segmentation")
+    assert isinstance(widget, AutoSegmentationWidget)
+    return widget
+
+
+def add_image(viewer, volume: Volume, name: str):
+    data, kwargs, _ = image_layer_tuple(volume, name)
+    return viewer.add_image(data, **kwargs)
+
+
+def run_and_wait(qtbot, widget) -> str:
+    with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:
+        widget.run()
+    return blocker.args[0]
+
+
+def layer_names(viewer):
+    return [layer.name for layer in viewer.layers]
+
+
+IDS_LUNG = 5
+
+
+def make_model_folder_in_subprocess(out_dir) -> "Path":
+    """Build a random-weight model folder in a child process.
+
+    Writing the checkpoint imports torch.optim, which loads triton's bundled LLVM; loaded
+    into a process that already has napari's OpenGL context (Mesa's LLVM) it segfaults.
+    Inference itself never imports triton (tests/models/test_segment.py checks it).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from napari_medseg.testing.nnunet import make_random_model_folder as m\n"
+        f"print(m({str(out_dir)!r}, n_classes=3, patch_size=(16, 16, 16), spacing=(4.0, 4.0, 4.0),"
+        " base_features=4, max_features=8,"
+        " label_names={'background': 0, 'organ': 1, 'tumour': 2}, seed=1))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=600)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def test_weights_free_model_adds_aligned_named_layer(make_napari_viewer, qtbot, phantom):
+    viewer = make_napari_viewer()
+    volume = phantom.ct.with_array(phantom.ct.array)
+    image = add_image(viewer, volume, "CT")
+    widget = dock(viewer)
+    assert widget.model_combo.currentData() == "hu-tissue"
+    assert widget.roi_list.count() == len(CLASSES)
+    assert run_and_wait(qtbot, widget) == "done"
+    assert layer_names(viewer) == ["CT", "CT hu-tissue"]
+    labels = viewer.layers["CT hu-tissue"]
+    assert np.issubdtype(labels.data.dtype, np.integer) and labels.data.shape == volume.shape
+    np.testing.assert_allclose(labels.scale, image.scale)
+    np.testing.assert_allclose(labels.translate, image.translate)
+    # the image's physical units too: no "Inconsistent units" and one slider step
+    assert [str(u) for u in labels.units] == ["millimeter"] * 3
+    assert viewer.layers.extent.units is not None
+    names = dict(zip(labels.features["index"], labels.features["name"]))
+    assert names[IDS_LUNG] == "lung" and names[1] == "subcutaneous_fat"
+    assert (labels.data == IDS_LUNG).sum() > 100
+    lung_truth = phantom.labels == phantom.label_ids["lung"]
+    inter = np.logical_and(labels.data == IDS_LUNG, lung_truth).sum()
+    assert 2 * inter / ((labels.data == IDS_LUNG).sum() + lung_truth.sum()) > 0.9
+    assert widget.run_btn.isEnabled() and not widget.cancel_btn.isEnabled()
+    # A second run never overwrites: it adds a new, uniquely named layer.
+    widget.select_structures(["lung", "bone"])
+    assert run_and_wait(qtbot, widget) == "done"
+    assert layer_names(viewer) == ["CT", "CT hu-tissue", "CT hu-tissue [2]"]
+    second = viewer.layers["CT hu-tissue [2]"]
+    assert set(np.unique(second.data)) <= {0, 4, 5}
+    assert (viewer.layers["CT hu-tissue"].data == labels.data).all()
+
+
+def test_random_weight_nnunet_folder_as_custom_model(make_napari_viewer, qtbot, tmp_path,
+                                                     one_torch_thread):
+    folder = make_model_folder_in_subprocess(tmp_path / "Dataset555_test")
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(0, 200, (10, 20, 24)).astype(np.float32), spacing=(4.0, 3.0, 5.0),
+                 origin=(-20.0, 10.0, 5.0), modality="CT")
+    image = add_image(viewer := make_napari_viewer(), vol, "scan")
+    widget = dock(viewer)
+    widget.set_custom_folder(folder)
+    widget.device_combo.setCurrentText("cpu")
+    assert not widget.roi_list.isEnabled()
+    assert run_and_wait(qtbot, widget) == "done"
+    layer = viewer.layers[f"scan {folder.name}"]
+    assert layer.data.dtype == np.uint8 and layer.data.shape == vol.shape
+    assert layer.data.any()
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+    names = dict(zip(layer.features["index"], layer.features["name"]))
+    assert names[1] == "organ" and names[2] == "tumour"
+    assert layer.metadata["medseg_model"] == folder.name
+
+
+def test_cancel_mid_run_leaves_layers_unchanged_then_rerun_works(make_napari_viewer, qtbot,
+                                                                 phantom, monkeypatch):
+    import napari_medseg.models.hu_tissue as hu
+
+    viewer = make_napari_viewer()
+    add_image(viewer, phantom.ct, "CT")
+    widget = dock(viewer)
+    original = hu.body_mask
+
+    def slow_body(*args, **kwargs):  # cancel arrives while the first stage runs
+        widget.jobs.token.cancel()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hu, "body_mask", slow_body)
+    before = layer_names(viewer)
+    assert run_and_wait(qtbot, widget) == "cancelled"
+    assert layer_names(viewer) == before
+    assert "Cancelled" in widget.status.text() and widget.run_btn.isEnabled()
+    monkeypatch.setattr(hu, "body_mask", original)
+    assert run_and_wait(qtbot, widget) == "done"
+    assert layer_names(viewer) == before + ["CT hu-tissue"]
+
+
+def test_cancel_button_during_run(make_napari_viewer, qtbot, phantom):
+    viewer = make_napari_viewer()
+    add_image(viewer, phantom.ct, "CT")
+    widget = dock(viewer)
+    with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:
+        widget.run()
+        assert widget.cancel_btn.isEnabled() and not widget.run_btn.isEnabled()
+        widget.cancel_btn.click()
+    assert blocker.args[0] in ("cancelled", "done")  # a very fast run may finish first
+    if blocker.args[0] == "cancelled":
+        assert layer_names(viewer) == ["CT"]
+
+
+def test_2d_image_shows_message_and_run_stays_enabled(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.int16), name="slice")
+    widget = dock(viewer)
+    with qtbot.waitSignal(widget.finished, timeout=5000) as blocker:
+        widget.run()
+    assert blocker.args[0] == "error"
+    assert "3D volume" in widget.status.text()
+    assert widget.run_btn.isEnabled() and layer_names(viewer) == ["slice"]
+
+
+def test_worker_error_shows_message_and_recovers(make_napari_viewer, qtbot, phantom, monkeypatch):
+    viewer = make_napari_viewer()
+    add_image(viewer, phantom.ct, "CT")
+    widget = dock(viewer)
+    monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(2**20))
+    assert run_and_wait(qtbot, widget) == "error"
+    assert "memory" in widget.status.text() and widget.run_btn.isEnabled()
+    assert layer_names(viewer) == ["CT"]
+    monkeypatch.delenv("MEDSEG_AVAILABLE_MEMORY")
+    assert run_and_wait(qtbot, widget) == "done"
+
+
+def test_missing_weights_message_and_installed_marks(make_napari_viewer, qtbot, phantom):
+    viewer = make_napari_viewer()
+    add_image(viewer, phantom.ct, "CT")
+    widget = dock(viewer)
+    texts = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
+    assert "total-fast (not installed)" in texts and texts[-1] == CUSTOM
+    widget.set_model("total-fast")
+    assert widget.roi_list.count() == 117 and widget.download_btn.isEnabled()
+    widget.roi_filter.setText("kidney")
+    visible = [widget.roi_list.item(i).text() for i in range(widget.roi_list.count())
+               if not widget.roi_list.item(i).isHidden()]
+    assert visible == ["kidney_right", "kidney_left", "kidney_cyst_left", "kidney_cyst_right"]
+    assert run_and_wait(qtbot, widget) == "error"
+    text = widget.status.text()
+    # the widget's own controls, not the command line's flags
+    assert "Download weights" in text and "under Weights" in text, text
+    assert "--weights" not in text and "medseg weights" not in text, text
+    assert layer_names(viewer) == ["CT"] and widget.run_btn.isEnabled()
+
+
+def test_new_image_layers_appear_in_picker(make_napari_viewer, qtbot, phantom):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    assert widget.image_combo.count() == 0
+    add_image(viewer, phantom.ct, "CT")
+    viewer.add_labels(np.zeros((2, 2, 2), np.uint8), name="not an image")
+    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == ["CT"]
+
+
+def test_download_button_runs_in_background_and_refreshes(make_napari_viewer, qtbot, monkeypatch,
+                                                          tmp_path):
+    import napari_medseg.models.weights as wm
+    from napari_medseg.models.registry import get_card
+
+    calls = []
+
+    def fake_download(name, progress=None, cancel=None):
+        calls.append(name)
+        card = get_card(name)
+        d = wm.install_root(card) / card.files[0].target / card.model_folder_name
+        (d / "fold_0").mkdir(parents=True)
+        for f in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth"):
+            (d / f).write_text("{}")
+        progress(0.5, "half way")
+        return wm.install_root(card)
+
+    monkeypatch.setattr(wm, "download", fake_download)
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    widget.set_model("total-fastest")
+    assert "not installed" in widget.model_combo.currentText()
+    with qtbot.waitSignal(widget.finished, timeout=TIMEOUT_MS) as blocker:
+        widget.download_btn.click()
+    assert blocker.args[0] == "done" and calls == ["total-fastest"]
+    assert widget.model_combo.currentText() == "total-fastest (installed)"
+    assert "installed" in widget.status.text() and widget.run_btn.isEnabled()

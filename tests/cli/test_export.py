@@ -1,0 +1,150 @@
+"""DICOM-SEG: read dcmqi's liver SEG, write our own for the same CT, read it back."""
+
+
+import numpy as np
+import pydicom
+import pytest
+from napari_medseg.io import LabelTable, read_labels, read_volume
+import shutil
+from ._run import digest, medseg, refused
+
+
+@pytest.fixture(scope="module")
+def ct3(shared_data):
+    folder = shared_data / "dcmqi_ct3slice"
+    ct = read_volume(folder)
+    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
+    return folder, ct, ref
+
+
+# ------------------------------------------------------------- segment semantics
+def _raw_segments(path) -> dict:
+    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    out = {}
+    for item in ds.SegmentSequence:
+        ptype = item.SegmentedPropertyTypeCodeSequence[0]
+        cat = item.SegmentedPropertyCategoryCodeSequence[0]
+        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
+        region = getattr(item, "AnatomicRegionSequence", None)
+        out[str(item.SegmentLabel)] = {
+            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
+            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
+            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
+            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
+            "algorithm_type": str(item.SegmentAlgorithmType),
+            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
+            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
+                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
+        }
+    return out
+
+
+def _three_objects(ct):
+    arr = np.zeros(ct.shape, np.uint8)
+    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
+    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
+    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
+    arr[2, 400:420, 400:420] = 40    # an interactive object
+    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
+    return arr
+
+
+def _medseg(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_segment_then_export_writes_what_it_reports(ct3, tmp_path):
+    """The user's path: `medseg segment DICOMDIR -o seg.nii.gz`, then `medseg export` to DICOM-SEG."""
+    import re
+
+    folder, ct, _ = ct3
+    seg = tmp_path / "tissue.nii.gz"
+    run = _medseg("segment", folder, "-o", seg, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "tissue.dcm"
+    run = _medseg("export", seg, "--reference", folder, "-o", out, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    raw = _raw_segments(out)
+    reported = re.search(r"\((\d+) segment\(s\): ([^)]*)\)", run.stderr)
+    assert reported, run.stderr
+    assert int(reported.group(1)) == len(raw) and reported.group(2).split(", ") == list(raw)
+    labels, _ = read_labels(seg)
+    assert len(raw) == len([i for i in np.unique(labels.array) if i > 0]) >= 3
+    assert {r["algorithm_type"] for r in raw.values()} == {"AUTOMATIC"}
+    assert {r["algorithm_name"] for r in raw.values()} == {"hu-tissue"}
+    if "subcutaneous_fat" in raw:
+        assert raw["subcutaneous_fat"]["type"] == ("SCT", "67769002", "Subcutaneous fatty tissue")
+    if "bone" in raw:
+        assert raw["bone"]["type"] == ("SCT", "272673000", "Bone")
+    assert raw["body_other"]["type"] == ("SCT", "85756007", "Tissue")  # no published code
+
+
+def test_cli_export_fills_published_codes_for_known_names(ct3, tmp_path):
+    """A TotalSegmentator-named label file without codes (e.g. written by another tool)."""
+    from napari_medseg.io import write_labels
+
+    folder, ct, _ = ct3
+    arr = _three_objects(ct)
+    arr[arr >= 40] = 0
+    names = LabelTable.from_names({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 60: "unused"})
+    src = write_labels(ct.with_array(arr, metadata={}), tmp_path / "ts.nii.gz", names)
+    out = tmp_path / "ts.dcm"
+    run = _medseg("export", src, "--reference", folder, "-o", out, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    raw = _raw_segments(out)
+    assert "(3 segment(s): kidney_right, liver, kidney_cyst_left)" in run.stderr
+    assert len(raw) == 3 and raw["liver"]["type"] == ("SCT", "10200004", "Liver")
+    assert raw["liver"]["algorithm_type"] == "MANUAL"  # nobody recorded how it was made
+
+
+def test_cli_export_converts_dicom_seg_and_back(shared_data, tmp_path, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.io.dicom_seg import read_dicom_seg
+
+    folder = shared_data / "dcmqi_ct3slice"
+    ct = read_volume(folder)
+    seg_nrrd = tmp_path / "liver.seg.nrrd"
+    assert main(["export", str(folder / "liver.dcm"), "--reference", str(folder), "-o", str(seg_nrrd)]) == 0
+    labels, table = read_labels(seg_nrrd, reference=ct)
+    assert table.names == {1: "Liver"} and labels.array.sum() == 107098
+    dcm = tmp_path / "again.dcm"
+    assert main(["export", str(seg_nrrd), "--reference", str(folder), "-o", str(dcm)]) == 0
+    back, _ = read_dicom_seg(dcm, reference=ct)
+    np.testing.assert_array_equal(back.array, labels.array)
+    # DICOM-SEG without a DICOM reference: one-line error, exit 2, nothing written
+    assert main(["export", str(seg_nrrd), "-o", str(tmp_path / "no.dcm")]) == 2
+    assert "must reference the DICOM series" in capsys.readouterr().err
+    assert not (tmp_path / "no.dcm").exists()
+    assert main(["export", str(seg_nrrd), "-o", str(tmp_path / "x.png")]) == 2
+
+
+# --- bad input and faults
+
+
+def test_export_over_its_labels_is_refused(work):
+    before = digest(work / "labels.nii.gz")
+    refused(medseg("export", "labels.nii.gz", "-o", "labels.nii.gz", cwd=work), "labels.nii.gz")
+    refused(medseg("export", "labels.nii.gz", "--reference", "a.nii.gz", "-o", "a/../a.nii.gz",
+                    cwd=work), "a.nii.gz")
+    assert digest(work / "labels.nii.gz") == before
+
+
+def test_export_into_a_dicom_input_folder_is_refused(tmp_path, shared_data):
+    series = tmp_path / "series"
+    series.mkdir()
+    for f in sorted((shared_data / "dcmqi_ct3slice").glob("ct-3slice_*.dcm")):
+        shutil.copy(f, series / f.name)
+    before = sorted(p.name for p in series.iterdir())
+    res = medseg("export", shared_data / "dcmqi_ct3slice" / "liver_seg.nrrd", "--reference", series,
+                 "-o", series / "seg.nii.gz")
+    refused(res, "inside the input folder")
+    assert sorted(p.name for p in series.iterdir()) == before
+    res = medseg("lesions", series, "--labels", shared_data / "dcmqi_ct3slice" / "liver_seg.nrrd",
+                 "-o", series / "results")
+    refused(res, "inside the input folder")
+    assert not (series / "results").exists()

@@ -1,0 +1,185 @@
+"""Item 9 of issue 11: the command line with the mistakes users make, run as users run it.
+
+Every test starts ``medseg`` in a subprocess: pipes closed early, negative coordinates,
+options the model does not use, misspelt structures, the wrong kind of image, and clicks
+that grow implausible objects.
+"""
+
+
+from __future__ import annotations
+import json
+import numpy as np
+import pytest
+from ._run import digest, medseg
+import os
+from ._run import digest, medseg, refused
+from napari_medseg.cli import main
+from napari_medseg.io import read_labels, read_volume, sidecar_path, write_volume
+from napari_medseg.phantom import make_phantom
+
+
+# --- bad input and faults
+
+
+def _one_line_error(res, *fragments):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    for fragment in fragments:
+        assert fragment in res.stderr, res.stderr
+
+
+# ---------------------------------------------------------------- silent options
+def test_hu_tissue_refuses_weights_and_gpu_devices(sample, tmp_path):
+    out = tmp_path / "seg.nii.gz"
+    _one_line_error(medseg("segment", sample["ct"], "-o", out, "--weights", tmp_path),
+                    "'hu-tissue' model needs no weights")
+    for device in ("cuda", "mps"):
+        _one_line_error(medseg("segment", sample["ct"], "-o", out, "--device", device),
+                        "runs on the CPU only", f"device '{device}' does not apply")
+    assert not out.exists()
+    assert medseg("segment", sample["ct"], "-o", out, "--device", "cpu").returncode == 0
+
+
+def test_missing_gpu_is_refused_for_network_models(sample, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: --device cuda is legitimately accepted")
+    res = medseg("segment", sample["ct"], "-o", tmp_path / "s.nii.gz", "--model", "total-fast",
+                 "--device", "cuda")
+    _one_line_error(res, "no CUDA GPU is usable here", "cpu")
+
+
+def test_wrong_roi_name_lists_the_valid_names(sample, tmp_path):
+    res = medseg("segment", sample["ct"], "-o", tmp_path / "s.nii.gz", "--roi-subset", "lnug,fat")
+    _one_line_error(res, "'lnug'; did you mean 'lung'?", "Valid names (7):", "subcutaneous_fat",
+                    "visceral_fat", "skeletal_muscle")
+
+
+# ------------------------------------------------------------ wrong kind of image
+def test_hu_tissue_refuses_a_label_map(sample, tmp_path):
+    res = medseg("segment", sample["labels"], "-o", tmp_path / "s.nii.gz")
+    _one_line_error(res, "looks like a label map, not a CT", "18 distinct whole values")
+    assert not (tmp_path / "s.nii.gz").exists()
+
+
+def test_hu_tissue_refuses_values_that_are_not_hu(sample, tmp_path):
+    from napari_medseg.io import read_volume, write_volume
+
+    ct = read_volume(sample["ct"])
+    mr_like = ct.with_array(((ct.array.astype(np.float32) + 1024.0) * 2.7).astype(np.float32))
+    write_volume(mr_like, tmp_path / "t1.nii.gz")
+    res = medseg("segment", tmp_path / "t1.nii.gz", "-o", tmp_path / "s.nii.gz")
+    _one_line_error(res, "does not look like a CT in Hounsfield units", "MR")
+    # a DICOM MR names its modality: refused with a pointer to what does work on MR
+    from napari_medseg.errors import InvalidInputError
+    from napari_medseg.inference.segment import segment
+
+    with pytest.raises(InvalidInputError, match="is MR. For MRI use the interactive backends"):
+        segment(ct.with_array(mr_like.array, modality="MR"), "hu-tissue")
+
+
+def test_hu_tissue_refuses_the_real_label_map(shared_data, tmp_path):
+    res = medseg("segment", shared_data / "totalseg_example" / "example_seg.nii.gz",
+                 "-o", tmp_path / "s.nii.gz")
+    _one_line_error(res, "looks like a label map")
+
+
+# ------------------------------------------------------------------------ timings
+def test_total_s_is_the_whole_command(shared_data, tmp_path):
+    ct = shared_data / "totalseg_example" / "example_ct_sm.nii.gz"
+    before = digest(ct)
+    res = medseg("segment", ct, "-o", tmp_path / "s.nii.gz", "--json")
+    assert res.returncode == 0, res.stderr
+    t = json.loads(res.stdout)["timings"]
+    stages = t["read_s"] + t["segment_s"] + t["write_s"]
+    assert t["total_s"] >= stages - 0.003  # rounding of four numbers to 1 ms
+    assert t["read_s"] > 0 and t["write_s"] > 0 and t["segment_s"] > 0
+    assert digest(ct) == before
+
+
+# --- bad input and faults
+
+
+@pytest.mark.parametrize("spelling", ["a.nii.gz", "./a/../a.nii.gz", "link.nii.gz", "hard.nii.gz",
+                                      "{abs}"])
+def test_segment_output_equal_to_input_is_refused(work, spelling):
+    (work / "link.nii.gz").symlink_to(work / "a.nii.gz")
+    os.link(work / "a.nii.gz", work / "hard.nii.gz")
+    before = digest(work / "a.nii.gz")
+    out = spelling.format(abs=work / "a.nii.gz")
+    res = medseg("segment", "a.nii.gz", "-o", out, cwd=work)
+    refused(res, "a.nii.gz")
+    assert digest(work / "a.nii.gz") == before
+    assert (work / "link.nii.gz").is_symlink()  # the link itself was not replaced either
+    assert not list(work.glob(".medseg-tmp-*"))
+
+
+def test_segment_through_a_symlinked_input_is_refused(work):
+    (work / "link.nii.gz").symlink_to(work / "a.nii.gz")
+    before = digest(work / "a.nii.gz")
+    refused(medseg("segment", "link.nii.gz", "-o", "a.nii.gz", cwd=work), "symbolic link")
+    assert digest(work / "a.nii.gz") == before
+
+
+def test_segment_to_another_file_still_works(work):
+    before = digest(work / "a.nii.gz")
+    res = medseg("segment", "a.nii.gz", "-o", "a_labels.nii.gz", cwd=work)
+    assert res.returncode == 0, res.stderr
+    assert (work / "a_labels.nii.gz").is_file() and digest(work / "a.nii.gz") == before
+
+
+@pytest.fixture(scope="module")
+def ct_file(tmp_path_factory):
+    ph = make_phantom(seed=4, shape=(20, 64, 64), spacing_zyx=(5.0, 3.0, 3.0))
+    vol = ph.ct
+    # An oblique-free but flipped, offset geometry: the output must reproduce it exactly.
+    vol = vol.__class__(vol.array, spacing=vol.spacing, origin=(12.5, -40.0, 100.0),
+                        direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), modality="CT")
+    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
+    write_volume(vol, path)
+    return path
+
+
+def test_segment_json_and_geometry(ct_file, tmp_path, capsys):
+    out = tmp_path / "seg.nii.gz"
+    assert main(["segment", str(ct_file), "-o", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["output"] == str(out) and doc["model"] == "hu-tissue"
+    names = {d["name"] for d in doc["labels"]}
+    assert {"lung", "bone", "subcutaneous_fat", "skeletal_muscle"} <= names
+    assert all(d["voxels"] > 0 and d["volume_ml"] > 0 for d in doc["labels"])
+    assert "total_s" in doc["timings"] and "read_s" in doc["timings"]
+    src = read_volume(ct_file)
+    labels, table = read_labels(out, reference=src)
+    assert labels.same_grid(src)
+    assert sidecar_path(out).exists()
+    assert table.names.get(5) == "lung"
+    counts = {d["id"]: d["voxels"] for d in doc["labels"]}
+    assert counts[5] == int((labels.array == 5).sum())
+
+
+def test_segment_roi_subset_text_output(ct_file, tmp_path, capsys):
+    out = tmp_path / "lung.nrrd"
+    assert main(["segment", str(ct_file), "-o", str(out), "--roi-subset", "lung"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote" in text and "lung" in text
+    labels, _ = read_labels(out)
+    assert set(np.unique(labels.array)) == {0, 5}
+
+
+def test_segment_missing_weights_is_one_line_exit_2(ct_file, tmp_path, capsys):
+    out = tmp_path / "x.nii.gz"
+    assert main(["segment", str(ct_file), "-o", str(out), "--model", "total-fast"]) == 2
+    err = capsys.readouterr().err
+    assert "medseg weights download total-fast" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_segment_bad_structure_exit_2(ct_file, tmp_path, capsys):
+    out = tmp_path / "x.nii.gz"
+    assert main(["segment", str(ct_file), "-o", str(out), "--roi-subset", "lnug"]) == 2
+    assert "did you mean 'lung'" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,313 @@
+"""segment(): TotalSegmentator part merging, roi_subset, ROI crop, custom nnU-Net folders.
+
+The merge and crop logic is tested with a stand-in for the network (``_predict_folder``)
+that returns known local ids, on a fake TotalSegmentator weights layout; one test runs a
+real (small, random-weight) nnU-Net folder end to end.
+"""
+
+
+from __future__ import annotations
+import json
+from pathlib import Path
+import numpy as np
+import pytest
+from napari_medseg.errors import InvalidInputError, WeightsNotFoundError
+from napari_medseg.inference import segment as seg_mod
+from napari_medseg.inference.segment import segment, segment_with_info
+from napari_medseg.io.volume import Volume
+from napari_medseg.models import totalseg_classes as tsc
+from napari_medseg.models import weights as wm
+from napari_medseg.models.registry import get_card
+from napari_medseg.errors import (Cancelled, InsufficientMemoryError, InvalidInputError,
+                                  WeightsNotFoundError)
+from napari_medseg.progress import CancelToken
+
+
+def install_fake(card_name: str) -> Path:
+    """A complete (fake) weights layout for a TotalSegmentator card in the cache."""
+    card = get_card(card_name)
+    root = wm.install_root(card)
+    folders = [p.folder for p in card.parts] or [card.files[0].target]
+    for folder in folders:
+        d = root / folder / card.model_folder_name
+        (d / "fold_0").mkdir(parents=True)
+        (d / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+        (d / "plans.json").write_text("{}")
+        (d / "fold_0" / "checkpoint_final.pth").write_bytes(b"x")
+    return root
+
+
+@pytest.fixture
+def ct():
+    arr = np.full((20, 40, 50), -100, np.int16)
+    return Volume(arr, spacing=(2.0, 2.0, 3.0), origin=(10.0, -5.0, 7.0), modality="CT")
+
+
+class FakeNets:
+    """Stand-in for _predict_folder: each dataset folder predicts known local ids."""
+
+    def __init__(self, liver_box=None):
+        self.calls = []
+        self.liver_box = liver_box
+
+    def __call__(self, folder, volume, *, device, folds, use_mirroring, progress, cancel):
+        name = Path(folder).parent.name
+        self.calls.append((name, volume.shape, tuple(volume.origin)))
+        out = np.zeros(volume.shape, np.uint8)
+        if name.startswith("Dataset298"):  # 6 mm rough model: global ids; liver in a box
+            if self.liver_box is not None:
+                out[self.liver_box] = 5
+            return out, {}
+        if name.startswith("Dataset008"):
+            out[...] = 1  # liver vessels everywhere in the crop
+            return out, {}
+        if name.startswith("Dataset291"):
+            out[:, :10] = 5  # liver (local 5)
+            out[:, 10:12] = 1  # spleen (local 1)
+        elif name.startswith("Dataset292"):
+            out[:, 12:14] = 7  # vertebrae_L1 (local 7)
+        elif name.startswith("Dataset293"):
+            out[:, 14:16] = 2  # aorta (local 2)
+            out[:, 0:2] = 1  # heart (local 1) overlapping the organs part's liver
+        elif name.startswith("Dataset294"):
+            out[:, 16:18] = 22  # brain (local 22)
+        elif name.startswith("Dataset295"):
+            out[:, 18:20] = 26  # costal cartilages (local 26)
+        return out, {}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine: one intra-op thread avoids spin contention."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_total_parts_merge_into_global_ids(ct, monkeypatch):
+    install_fake("total")
+    fake = FakeNets()
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    labels, table = segment(ct, "total")
+    assert [c[0][:10] for c in fake.calls] == ["Dataset291", "Dataset292", "Dataset293",
+                                               "Dataset294", "Dataset295"]
+    expect = {"liver": 5, "spleen": 1, "vertebrae_L1": 31, "aorta": 52, "heart": 51,
+              "brain": 90, "costal_cartilages": 117}
+    for name, gid in expect.items():
+        assert tsc.TOTAL[gid] == name
+        assert (labels == gid).any(), name
+    assert labels[0, 0, 0] == 51  # the later part (cardiac) wins where parts overlap
+    assert labels[0, 5, 0] == 5
+    assert table.names == tsc.TOTAL and labels.dtype == np.uint8
+
+
+def test_roi_subset_runs_only_needed_parts_without_crop_model(ct, monkeypatch):
+    install_fake("total")
+    fake = FakeNets()
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    res = segment_with_info(ct, "total", roi_subset=["aorta", "liver"])
+    assert [c[0][:10] for c in fake.calls] == ["Dataset291", "Dataset293"]
+    assert set(np.unique(res.labels)) == {0, 5, 52}
+    assert res.table.names == {5: "liver", 52: "aorta"}
+    assert any("total-fastest" in n for n in res.notes)  # ran on the whole image, said so
+    assert all(c[1] == ct.shape for c in fake.calls)
+
+
+def test_roi_subset_crops_to_the_rough_models_box(ct, monkeypatch):
+    install_fake("total")
+    install_fake("total-fastest")
+    box = (slice(5, 8), slice(10, 20), slice(20, 30))
+    fake = FakeNets(liver_box=box)
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    card = get_card("total")
+    res = segment_with_info(ct, "total", roi_subset=["liver"])
+    assert fake.calls[0][0].startswith("Dataset298") and fake.calls[0][1] == ct.shape
+    name, shape, origin = fake.calls[1]
+    m = card.crop_margin_vox
+    lo = [max(0, s.start - m) for s in box]
+    hi = [min(n, s.stop + m) for s, n in zip(box, ct.shape)]
+    assert shape == tuple(h - l for l, h in zip(lo, hi))
+    assert np.allclose(origin, ct.index_to_physical(lo))
+    assert len(fake.calls) == 2  # rough model + organs part only
+    # Pasted back on the full grid: liver only inside the crop.
+    inside = np.zeros(ct.shape, bool)
+    inside[tuple(slice(l, h) for l, h in zip(lo, hi))] = True
+    assert (res.labels[~inside] == 0).all() and (res.labels[inside] == 5).any()
+
+
+def test_cropped_task_needs_its_crop_model(ct, monkeypatch):
+    install_fake("liver-vessels")
+    monkeypatch.setattr(seg_mod, "_predict_folder", FakeNets())
+    with pytest.raises(WeightsNotFoundError, match="medseg weights download total-fastest"):
+        segment(ct, "liver-vessels")
+
+
+def test_cropped_task_runs_in_liver_box(ct, monkeypatch):
+    install_fake("liver-vessels")
+    install_fake("total-fastest")
+    box = (slice(0, 20), slice(0, 5), slice(0, 5))
+    fake = FakeNets(liver_box=box)
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    labels, table = segment(ct, "liver-vessels")
+    assert table.names == {1: "liver_vessels", 2: "liver_tumor"}
+    m = get_card("liver-vessels").crop_margin_vox
+    assert fake.calls[1][1] == (20, min(40, 5 + m), min(50, 5 + m))
+    assert labels[:, :5 + m, :5 + m].all() and not labels[:, 5 + m:, :].any()
+
+
+def test_cropped_task_with_no_liver_found_is_empty(ct, monkeypatch):
+    install_fake("liver-vessels")
+    install_fake("total-fastest")
+    monkeypatch.setattr(seg_mod, "_predict_folder", FakeNets(liver_box=None))
+    res = segment_with_info(ct, "liver-vessels")
+    assert not res.labels.any() and any("not found" in n for n in res.notes)
+
+
+def test_explicit_weights_folder(ct, monkeypatch, tmp_path):
+    install_fake("total-fast")
+    moved = tmp_path / "elsewhere"
+    wm.install_root("total-fast").rename(moved)
+    fake = FakeNets()
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    with pytest.raises(WeightsNotFoundError):
+        segment(ct, "total-fast")
+    segment(ct, "total-fast", weights=moved)
+    assert fake.calls[0][0].startswith("Dataset297")
+
+
+def test_custom_nnunet_folder_end_to_end(tmp_path, one_torch_thread):
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    folder = make_random_model_folder(
+        tmp_path / "Dataset777_mine", n_classes=3, patch_size=(16, 16, 16), spacing=(4.0, 4.0, 4.0),
+        base_features=4, max_features=8, label_names={"background": 0, "tumour": 1, "cyst": 2})
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(0, 100, (12, 24, 20)).astype(np.float32), spacing=(3.0, 3.5, 4.0),
+                 origin=(1.0, 2.0, 3.0), modality="CT")
+    steps = []
+    for model in (folder, folder.parent):  # trained-model folder or its dataset folder
+        labels, table = segment(vol, model, device="cpu", progress=lambda f, t: steps.append(f))
+        assert labels.shape == vol.shape and labels.dtype == np.uint8
+        assert set(np.unique(labels)) <= {0, 1, 2}
+        assert table.names == {1: "tumour", 2: "cyst"}
+    assert steps[-1] == 1.0
+
+
+def test_inference_never_loads_triton(tmp_path, one_torch_thread):
+    """triton bundles its own LLVM; loaded next to napari's OpenGL (Mesa's LLVM) it segfaults.
+
+    A fresh interpreter runs a model folder through segment() and reports whether anything
+    imported triton (torch.optim / torch._dynamo would).
+    """
+    import subprocess
+    import sys
+
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    folder = make_random_model_folder(tmp_path / "D", n_classes=2, patch_size=(16, 16, 16),
+                                      spacing=(4.0, 4.0, 4.0), base_features=4, max_features=8)
+    code = (
+        "import sys, numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from napari_medseg.inference.segment import segment\n"
+        "from napari_medseg.io.volume import Volume\n"
+        "v = Volume(np.zeros((8, 16, 16), np.float32), spacing=(4, 4, 4), modality='CT')\n"
+        f"segment(v, {str(folder)!r}, device='cpu')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton'"
+        " or m.startswith('torch._dynamo')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_custom_folder_refuses_roi_subset(tmp_path, ct):
+    (tmp_path / "plans.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="roi_subset works with registry models"):
+        segment(ct, tmp_path, roi_subset=["liver"])
+
+
+# --- bad input and faults
+
+
+def make_ct(shape=(12, 40, 40), value=40, dtype=np.int16) -> Volume:
+    arr = np.full(shape, -1000, dtype)
+    z, y, x = shape
+    arr[:, y // 4: 3 * y // 4, x // 4: 3 * x // 4] = value
+    return Volume(arr, spacing=(2.0, 2.0, 3.0), modality="CT")
+
+
+def nan_ct() -> Volume:
+    v = make_ct(dtype=np.float32)
+    v.array[3, 5, 5] = np.nan
+    return v
+
+
+CASES = [
+    # (id, volume factory, kwargs, error type, message regex)
+    ("2D image", lambda: make_ct((1, 40, 40)), {}, InvalidInputError, r"2D image \(one slice\)"),
+    ("NaN voxels", nan_ct, {}, InvalidInputError, r"1 NaN/Inf voxel"),
+    ("bool image", lambda: Volume(np.ones((4, 8, 8), bool)), {}, InvalidInputError, "needs numbers"),
+    ("unknown model", make_ct, {"model": "totalsegmentator"}, InvalidInputError, "unknown model"),
+    ("model typo", make_ct, {"model": "total-fats"}, InvalidInputError, "did you mean 'total-fast'"),
+    ("structure typo", make_ct, {"roi_subset": ["lugn"]}, InvalidInputError, "did you mean 'lung'"),
+    ("empty roi", make_ct, {"roi_subset": []}, InvalidInputError, "roi_subset is empty"),
+    ("total typo", make_ct, {"model": "total", "roi_subset": ["livr", "aorta"]}, InvalidInputError,
+     "did you mean 'liver'"),
+    ("promptable model", make_ct, {"model": "sam-med3d-turbo"}, InvalidInputError, "promptable"),
+    ("missing weights", make_ct, {"model": "total-fast"}, WeightsNotFoundError,
+     "medseg weights download total-fast"),
+    ("missing folder", make_ct, {"model": "/no/such/model"}, InvalidInputError, "does not exist"),
+    ("not a model folder", make_ct, {"model": "."}, InvalidInputError, "not an nnU-Net v2 model folder"),
+    ("bad weights path", make_ct, {"model": "total-fast", "weights": "/no/such/dir"},
+     WeightsNotFoundError, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("case, make, kwargs, error, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_clear_error_and_changes_nothing(case, make, kwargs, error, message):
+    volume = make()
+    before = volume.array.copy()
+    with pytest.raises(error, match=message):
+        segment(volume, **kwargs)
+    np.testing.assert_array_equal(volume.array, before)
+
+
+def test_memory_refusal_before_starting(monkeypatch):
+    monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(10 * 2**20))  # 10 MiB
+    volume = make_ct()
+    steps = []
+    with pytest.raises(InsufficientMemoryError, match=r"needs about .* GiB of memory"):
+        segment(volume, progress=lambda f, t: steps.append(t))
+    assert not any("body" in s for s in steps)  # refused before the first stage
+
+
+def test_forced_missing_device_is_refused(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "plans.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="(?i)cuda"):
+        segment(make_ct(), tmp_path, device="cuda")
+
+
+def test_cancel_raises_and_leaves_input_unchanged():
+    volume = make_ct((20, 64, 64))
+    before = volume.array.copy()
+    token = CancelToken()
+
+    def progress(fraction, text):
+        if fraction > 0.2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        segment(volume, progress=progress, cancel=token)
+    np.testing.assert_array_equal(volume.array, before)
+    token.reset()
+    labels, _ = segment(volume, cancel=token)  # a rerun works
+    assert labels.any()

@@ -1,0 +1,365 @@
+"""SamMed3DSession: the published recipe around the user's clicks.
+
+Geometry is checked with a transparent stand-in network (its "embedding" is the
+normalised crop pooled to 32^3 and its logits are that minus a level, i.e. an
+intensity threshold), so the expected mask is known: a bright sphere must come back
+where it is in the volume, through the 1.5 mm resampling, the crop, the 32^3 logits
+and the map back. A small real SAM-Med3D runs the same path end to end.
+"""
+
+
+from __future__ import annotations
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from napari_medseg._ndimage import resample_linear, target_shape
+from napari_medseg.io.volume import Volume
+from napari_medseg.testing import assert_close_to_scale
+from napari_medseg.prompts.sam_med3d_session import (
+    CROP,
+    TARGET_SPACING_MM,
+    SamMed3DSession,
+    _AxisMap,
+    normalise_crop,
+)
+from napari_medseg.errors import CheckpointMismatchError, ImageReadError, InvalidInputError, UnsafeCheckpointError
+
+
+def resampled_shape(shape, spacing):
+    """The 1.5 mm grid SAM-Med3D works on."""
+    return target_shape(shape, spacing, TARGET_SPACING_MM)
+
+
+class ThresholdNet(torch.nn.Module):
+    """encode = 4x average pool of the crop; decode = pooled crop - level."""
+
+    def __init__(self, level: float = -4.0) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.level = level
+        self.crops: list = []
+        self.calls: list = []
+
+    def encode(self, crop):
+        self.crops.append(crop.detach().clone())
+        return F.avg_pool3d(crop, 4)
+
+    def decode(self, emb, coords, labels, mask_logits=None, multimask_output=False):
+        self.calls.append((coords.clone(), labels.clone(), None if mask_logits is None else mask_logits.clone()))
+        return emb - self.level, torch.full((1, 1), 0.5)
+
+
+def _spheres(shape, spacing_zyx, centres_zyx, radius_mm, seed=0):
+    rng = np.random.default_rng(seed)
+    arr = rng.normal(-100, 5, size=shape).astype(np.int16)
+    truth = np.zeros(shape, bool)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    for c in centres_zyx:
+        d2 = sum(((g - ci) * s) ** 2 for g, ci, s in zip(grids, c, spacing_zyx))
+        truth |= d2 <= radius_mm**2
+    arr[truth] = rng.normal(100, 10, size=int(truth.sum())).astype(np.int16)
+    vol = Volume(arr, spacing=tuple(reversed(spacing_zyx)))
+    return vol, truth
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+SPACING = (2.5, 0.8, 0.8)  # z, y, x (anisotropic, like a routine abdominal CT)
+
+
+@pytest.fixture
+def sphere():
+    return _spheres((48, 160, 170), SPACING, [(24, 80, 85)], radius_mm=25)
+
+
+def test_sphere_is_found_where_it_is(sphere):
+    vol, truth = sphere
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    up = s.add_point((24, 80, 85))
+    assert up.mask.shape == vol.shape and up.mask.dtype == bool
+    assert _dice(up.mask, truth) > 0.85
+    # the changed box holds the whole mask, and is no larger than the crop
+    zs, ys, xs = up.changed
+    inside = np.zeros_like(up.mask)
+    inside[up.changed] = True
+    assert not (up.mask & ~inside).any()
+    # the click is the centre of the crop, in crop voxels (z, y, x order)
+    coords = net.calls[0][0][0, 0].numpy()
+    assert np.allclose(coords, CROP // 2, atol=1.0)
+    # the crop was z-scored over its voxels > 0 (sphere): sphere ~ N(0, 1)
+    crop = net.crops[0][0, 0].numpy()
+    assert abs(float(crop[crop > -5].mean())) < 0.5
+
+
+def test_clicks_inside_the_crop_reuse_the_embedding_and_feed_back_logits(sphere):
+    vol, _ = sphere
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    s.add_point((24, 80, 85))
+    first_state = s._state["low_res"]
+    s.add_point((24, 90, 95))
+    s.add_point((24, 20, 20), positive=False)
+    assert len(net.crops) == 1  # encoded once
+    assert torch.all(net.calls[0][2] == 0)  # first click: zero mask prompt (reference recipe)
+    assert torch.equal(net.calls[1][2], first_state)  # previous low-res logits fed back
+    assert net.calls[2][1].tolist() == [[1, 1, 0]]  # all clicks of the object, with labels
+    # undo restores the state, so the next click feeds back the first click's logits again
+    s.undo()
+    s.undo()
+    s.add_point((20, 80, 85))
+    assert torch.equal(net.calls[-1][2], first_state)
+
+
+def test_positive_click_outside_the_crop_extends_the_object():
+    # two bright spheres 26 cm apart along x: one crop (19.2 cm) cannot hold both
+    vol, truth = _spheres((40, 120, 400), SPACING, [(20, 60, 60), (20, 60, 340)], radius_mm=20)
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    first = s.add_point((20, 60, 60)).mask.copy()
+    assert first[:, :, :200].any() and not first[:, :, 300:].any()
+    up = s.add_point((20, 60, 340))
+    assert len(net.crops) == 2  # re-encoded around the new click
+    mask_prompt = net.calls[-1][2]
+    assert set(torch.unique(mask_prompt).tolist()) <= {0.0, 1.0}  # binary prompt after a re-crop
+    assert _dice(up.mask, truth) > 0.85  # both parts: the first one was kept
+    assert (up.mask & first).sum() == first.sum()
+
+
+def test_negative_click_alone_gives_no_object(sphere):
+    vol, _ = sphere
+    s = SamMed3DSession(network=ThresholdNet(), device="cpu")
+    s.set_volume(vol)
+    up = s.add_point((24, 80, 85), positive=False)
+    assert not up.mask.any()
+    assert "positive" in s.message
+
+
+def test_box_adds_a_centre_click_and_clips(sphere):
+    vol, truth = sphere
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    up = s.add_box((10, 60, 60), (38, 80, 110))  # upper half of the sphere in y
+    assert up.mask.any()
+    assert not up.mask[:, 81:, :].any() and not up.mask[:, :60, :].any()
+    assert not up.mask[:9].any() and not up.mask[39:].any()
+
+
+def test_object_larger_than_the_crop_is_reported():
+    vol, _ = _spheres((60, 300, 300), SPACING, [(30, 150, 150)], radius_mm=110)
+    s = SamMed3DSession(network=ThresholdNet(), device="cpu")
+    s.set_volume(vol)
+    s.add_point((30, 150, 150))
+    assert "edge of the 128" in s.message
+
+
+def test_initial_mask_is_the_first_mask_prompt(sphere):
+    vol, truth = sphere
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    s.set_initial_mask(truth)
+    s.add_point((24, 80, 85))
+    prompt = net.calls[0][2]
+    assert float(prompt.sum()) > 0 and set(torch.unique(prompt).tolist()) <= {0.0, 1.0}
+
+
+def test_map_back_equals_reference_pipeline():
+    """Upsample 32^3 -> 128^3 (trilinear), threshold, nearest back to the original grid:
+    our separable, region-limited version gives the same voxels."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(-1, 1, size=(32, 32, 32)).astype(np.float32)
+    logits[:4] = -5  # some empty margin
+    shape, spacing = (70, 230, 250), (2.0, 0.7, 0.9)
+    res_shape = resampled_shape(shape, spacing)
+    start = (10, 40, 60)
+    maps = [_AxisMap(n, r, s0) for n, r, s0 in zip(shape, res_shape, start)]
+    bounds, mask = SamMed3DSession._map_back(maps, logits)
+    # reference: 128^3 mask pasted into the resampled grid, nearest back to the original
+    up = F.interpolate(torch.from_numpy(logits)[None, None], size=(128,) * 3, mode="trilinear", align_corners=False)
+    crop_mask = (torch.sigmoid(up[0, 0]) > 0.5).numpy()
+    full_res = np.zeros(res_shape, bool)
+    dst = tuple(slice(max(s0, 0), min(s0 + 128, r)) for s0, r in zip(start, res_shape))
+    src = tuple(slice(d.start - s0, d.stop - s0) for d, s0 in zip(dst, start))
+    full_res[dst] = crop_mask[src]
+    idx = [np.clip(np.floor((np.arange(n) + 0.5) * r / n).astype(int), 0, r - 1) for n, r in zip(shape, res_shape)]
+    expected = full_res[np.ix_(*idx)]
+    got = np.zeros(shape, bool)
+    got[tuple(slice(a, b) for a, b in bounds)] = mask
+    assert got.sum() > 1000
+    assert (got != expected).sum() <= int(0.0005 * expected.sum())  # float rounding at logit == 0 only
+
+
+def test_resample_matches_trilinear_interpolation():
+    rng = np.random.default_rng(2)
+    arr = rng.normal(size=(20, 33, 41)).astype(np.float32)
+    shape = resampled_shape(arr.shape, (2.5, 0.8, 0.7))
+    ours = resample_linear(arr, shape, chunk=7).numpy()
+    ref = F.interpolate(torch.from_numpy(arr)[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0]
+    assert ours.shape == tuple(shape) == (33, 18, 19)
+    assert_close_to_scale(ours, ref.numpy(), name="trilinear resampling")
+
+
+def test_normalisation_uses_voxels_above_zero():
+    crop = np.zeros((8, 8, 8), np.float32)
+    crop[:4] = np.arange(4 * 64).reshape(4, 8, 8) + 1
+    out = normalise_crop(crop)
+    fg = out[:4]
+    assert abs(fg.mean()) < 1e-5 and abs(fg.std() - 1) < 1e-4
+    assert np.all(np.isfinite(normalise_crop(np.zeros((4, 4, 4), np.float32))))
+
+
+def test_small_real_network_end_to_end(tiny_net, sphere):
+    vol, _ = sphere
+    s = SamMed3DSession(network=tiny_net, device="cpu")
+    s.set_volume(vol)
+    up = s.add_point((24, 80, 85))
+    assert up.mask.shape == vol.shape
+    assert s.last_iou is not None and np.isfinite(s.last_iou)
+    up2 = s.add_point((24, 80, 95), positive=False)
+    assert up2.mask.dtype == bool
+    assert len(s._embeddings) == 1
+    s.reset()
+    assert not s.mask.any()
+
+
+def test_real_ct_click_reaches_the_model_at_the_clicked_voxel(shared_data):
+    """On the real CT: the crop the encoder sees is centred on the clicked voxel (same
+    intensity after normalisation), and the returned mask contains the click."""
+    from napari_medseg.io import read_volume
+
+    vol = read_volume(shared_data / "totalseg_example" / "example_ct_sm.nii.gz")
+    seg = read_volume(shared_data / "totalseg_example" / "example_seg.nii.gz").array
+    liver = np.argwhere(seg == 5)  # TotalSegmentator id 5: liver
+    click = tuple(int(v) for v in liver[len(liver) // 2])
+    net = ThresholdNet(level=-1.5)
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    up = s.add_point(click)
+    crop = net.crops[0][0, 0].numpy()
+    from scipy.ndimage import map_coordinates
+
+    start = s._state["start"]
+    raw = s._crop_image(start)
+    fg = raw[raw > 0]
+    # original (continuous) coordinates of the crop centre voxel, interpolated linearly
+    orig = [(st + 64 + 0.5) * n / r - 0.5 for st, n, r in zip(start, vol.shape, s._res_shape)]
+    assert np.allclose(orig, click, atol=0.75)  # the crop centre is the clicked voxel
+    value = map_coordinates(vol.array.astype(np.float64), np.array(orig)[:, None], order=1, mode="nearest")[0]
+    expected = (value - fg.mean()) / fg.std()
+    assert abs(float(crop[64, 64, 64]) - expected) < 1e-3
+    assert up.mask[click]
+    assert up.mask[seg == 5].mean() > 0.5  # most of the liver is in the intensity band
+
+
+@pytest.mark.parametrize("shape, spacing, start", [
+    ((40, 60, 70), (3.0, 3.0, 3.0), (-20, 5, 10)),  # original coarser than the crop grid
+    ((300, 120, 110), (0.5, 1.6, 1.5), (30, -40, 0)),  # finer along z; crop beyond the edge
+])
+def test_map_back_on_coarse_and_fine_grids(shape, spacing, start):
+    """The original-grid mask equals nearest-neighbour sampling of the thresholded
+    128^3 upsampled logits, whether original voxels are larger or smaller than crop voxels."""
+    rng = np.random.default_rng(3)
+    logits = -np.ones((32, 32, 32), np.float32)
+    logits[8:20, 10:25, 12:22] = rng.uniform(0.2, 2.0, size=(12, 15, 10))
+    res_shape = resampled_shape(shape, spacing)
+    maps = [_AxisMap(n, r, s0) for n, r, s0 in zip(shape, res_shape, start)]
+    bounds, mask = SamMed3DSession._map_back(maps, logits)
+    up = F.interpolate(torch.from_numpy(logits)[None, None], size=(128,) * 3, mode="trilinear", align_corners=False)
+    crop_mask = (up[0, 0] > 0).numpy()
+    expected = np.zeros(shape, bool)
+    idx = [np.clip(np.floor((np.arange(n) + 0.5) * r / n).astype(int), 0, r - 1) - s0
+           for n, r, s0 in zip(shape, res_shape, start)]
+    inside = [(i >= 0) & (i < 128) for i in idx]
+    sub = crop_mask[np.ix_(*(np.clip(i, 0, 127) for i in idx))]
+    sub &= inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+    expected[:] = sub
+    got = np.zeros(shape, bool)
+    got[tuple(slice(a, b) for a, b in bounds)] = mask
+    assert expected.sum() > 100
+    assert np.array_equal(got, expected)
+
+
+# --- bad input and faults
+
+
+def _sam():
+    from napari_medseg.prompts.sam_med3d_session import SamMed3DSession
+
+    return SamMed3DSession
+
+
+def _write(path, what):
+    if what == "empty":
+        path.write_bytes(b"")
+    elif what == "garbage":
+        path.write_bytes(b"this is not a checkpoint" * 10)
+    elif what == "nnunet":
+        torch.save({"network_weights": {"a": torch.zeros(1)}, "trainer_name": "nnUNetTrainer"}, path)
+    elif what == "payload":
+        class Payload:
+            def __reduce__(self):
+                return (print, ("payload ran",))
+
+        torch.save({"model_state_dict": {"x": Payload()}}, path)
+
+
+@pytest.fixture
+def tiny_sam_net():
+    from napari_medseg.models.sam_med3d import build_sam_med3d
+
+    torch.manual_seed(0)
+    return build_sam_med3d(embed_dim=48, depth=2, num_heads=2, global_attn_indexes=(1,), prompt_dim=48)
+
+
+@pytest.mark.parametrize(
+    "what, error, fragment",
+    [
+        ("empty", ImageReadError, "empty"),
+        ("garbage", ImageReadError, "corrupt"),
+        ("nnunet", CheckpointMismatchError, "not a SAM-Med3D checkpoint"),
+        ("payload", UnsafeCheckpointError, "nothing was executed"),
+    ],
+)
+def test_bad_sam_checkpoint_fails_at_set_volume_and_leaves_session_empty(tmp_path, what, error, fragment):
+    path = tmp_path / "sam_med3d_turbo.pth"
+    _write(path, what)
+    session = _sam()(weights=path, device="cpu")
+    vol = Volume(np.zeros((8, 8, 8), np.int16))
+    with pytest.raises(error) as info:
+        session.set_volume(vol)
+    assert fragment in str(info.value)
+    with pytest.raises(InvalidInputError, match="no volume set"):
+        session.volume
+
+
+@pytest.mark.parametrize(
+    "array, fragment",
+    [
+        (np.full((6, 8, 8), np.nan, np.float32), "NaN"),
+        (np.where(np.arange(384).reshape(6, 8, 8) == 5, np.inf, 0).astype(np.float32), "NaN or infinite"),
+        (np.zeros((6, 8, 8), np.complex64), "real-valued"),
+    ],
+)
+def test_bad_volumes_are_refused(tiny_sam_net, array, fragment):
+    session = _sam()(network=tiny_sam_net, device="cpu")
+    with pytest.raises(InvalidInputError) as info:
+        session.set_volume(Volume(array))
+    assert fragment in str(info.value)
+    with pytest.raises(InvalidInputError):
+        session.volume
+
+
+def test_point_outside_volume_changes_nothing(tiny_sam_net):
+    session = _sam()(network=tiny_sam_net, device="cpu")
+    session.set_volume(Volume(np.zeros((6, 8, 8), np.int16)))
+    with pytest.raises(InvalidInputError, match="outside the volume"):
+        session.add_point((10, 2, 2))
+    assert not session.can_undo and not session.mask.any()
