@@ -46,7 +46,7 @@ def real_cohort(tmp_path, phantom_files, shared_data) -> Path:
 def nnunet_model(tmp_path_factory) -> Path:
     """A tiny random-weight nnU-Net v2 model folder (3 mm, 4 classes)."""
     pytest.importorskip("torch")
-    from napari_medseg.models.nnunet.synthetic import make_random_model_folder
+    from napari_medseg.testing.nnunet import make_random_model_folder
 
     return make_random_model_folder(tmp_path_factory.mktemp("nnunet"), patch_size=(16, 32, 32),
                                     base_features=4, max_features=16, n_stages=3,
