@@ -27,7 +27,7 @@ def test_import_contracts_are_kept():
     proc = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "Contracts: 3 kept, 0 broken." in proc.stdout
+    assert "Contracts: 4 kept, 0 broken." in proc.stdout
 
 
 def test_contracts_catch_an_upward_import(tmp_path):
@@ -61,3 +61,39 @@ def test_io_contract_catches_a_cycle_inside_io(tmp_path):
         probe.unlink()
     assert proc.returncode != 0
     assert "napari_medseg.io._probe_cycle -> napari_medseg.io.readers" in proc.stdout
+
+
+def test_contract_catches_the_product_importing_the_test_helpers(tmp_path):
+    """A product module importing napari_medseg.testing breaks its forbidden contract."""
+    config = (ROOT / ".importlinter").read_text()
+    probe = ROOT / "src" / "napari_medseg" / "editing" / "_probe_testing_import.py"
+    probe.write_text("from ..testing import tolerance  # noqa: F401\n")
+    try:
+        cfg = tmp_path / "contracts.ini"
+        cfg.write_text(config)
+        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        probe.unlink()
+    assert proc.returncode != 0
+    # lint-imports wraps long lines
+    assert ("napari_medseg.editing._probe_testing_import -> napari_medseg.testing.tolerance"
+            in " ".join(proc.stdout.split()))
+
+
+def test_test_helpers_import_without_napari_qt_or_torch():
+    """Every napari_medseg.testing module imports light: napari, Qt and torch load inside functions."""
+    import pkgutil
+
+    import napari_medseg.testing as testing
+
+    names = [f"napari_medseg.testing.{m.name}" for m in pkgutil.iter_modules(testing.__path__)]
+    assert "napari_medseg.testing.nnunet" in names and "napari_medseg.testing.sam_med3d" in names
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            "heavy = sorted(m for m in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'torch') if m in sys.modules)\n"
+            "print(','.join(heavy))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"napari_medseg.testing imported {proc.stdout.strip()} at import time"
