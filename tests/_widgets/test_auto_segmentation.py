@@ -14,6 +14,12 @@ from napari_medseg.phantom import make_phantom
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no-totalseg"))
+
+
 TIMEOUT_MS = 120_000
 
 

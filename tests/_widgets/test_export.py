@@ -1,45 +1,17 @@
-"""Statistics and Export widgets in a real viewer, docked as the Plugins menu docks them (proxy viewer)."""
-
+"""Export widget in a real viewer, docked as the Plugins menu docks it (proxy viewer)."""
 
 import numpy as np
 import pytest
-from napari_medseg._widgets.export import DICOM_FORMAT, ExportWidget
+
 from napari_medseg._widgets._layers import apply_to_layer
+from napari_medseg._widgets.export import DICOM_FORMAT, ExportWidget
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple
-from napari_medseg.io.volume import Volume
-import hashlib
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
+from tests.napari_open import open_as_user
 
+from ._dock import digest, dock
 
 pytestmark = pytest.mark.gui
-
-
-def dock(viewer, name):
-    """The widget napari's Plugins menu gives: it holds a PublicOnlyProxy of the viewer."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
-    return widget
-
-
-@pytest.fixture
-def scene(make_napari_viewer):
-    viewer = make_napari_viewer()
-    rng = np.random.default_rng(0)
-    ct = Volume(rng.integers(-100, 200, (6, 20, 20)).astype(np.int16), spacing=(0.7, 0.7, 2.5),
-                origin=(-5.0, 3.0, 40.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), modality="CT")
-    arr = np.zeros(ct.shape, np.uint8)
-    arr[1:4, 2:8, 2:9] = 1
-    arr[5, 10:15, 10:12] = 3
-    table = LabelTable.from_names({1: "liver", 3: "lesion"})
-    d, kw, _ = image_layer_tuple(ct, "ct")
-    image = viewer.add_image(d, **kw)
-    d, kw, _ = labels_layer_tuple(arr, ct, table, "seg")
-    labels = viewer.add_labels(d, **kw)
-    return viewer, ct, image, labels, table
 
 
 def test_export_widget_writes_formats(qtbot, scene, tmp_path):
@@ -67,15 +39,14 @@ def test_export_widget_writes_formats(qtbot, scene, tmp_path):
     assert "choose a file" in blocker.args[0]
 
 
-def test_export_widget_dicom_seg(qtbot, make_napari_viewer, shared_data, tmp_path):
+def test_export_widget_dicom_seg(qtbot, viewer_after_first_use, shared_data, tmp_path):
     from napari_medseg.io.dicom_seg import read_dicom_seg
 
-    viewer = make_napari_viewer()
+    viewer = viewer_after_first_use
     folder = shared_data / "dcmqi_ct3slice"
     ct = read_volume(folder)
     ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
-    d, kw, _ = image_layer_tuple(ct, "ct")
-    image = viewer.add_image(d, **kw)
+    [image] = open_as_user(viewer, folder)  # the DICOM folder, as File > Open opens it
     d, kw, _ = labels_layer_tuple(ref.array, ct, LabelTable.from_names({1: "liver"}), "liver")
     labels = viewer.add_labels(d, **kw)
     widget = dock(viewer, "Export labels")
@@ -152,42 +123,14 @@ def test_dicom_seg_from_the_export_dock_records_how_each_segment_was_made(qtbot,
 # --- bad input and faults
 
 
-def _digest(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def sample_files(tmp_path_factory):
-    out = tmp_path_factory.mktemp("guard")
-    res = subprocess.run([sys.executable, "-m", "napari_medseg.cli", "sample", out, "--shape", "24,80,80"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return out
-
-
-@pytest.fixture
-def opened(viewer_after_first_use, sample_files, tmp_path):
-    for name in ("ct.nii.gz", "labels.nii.gz", "labels.json"):
-        shutil.copy(sample_files / name, tmp_path / name)
-    viewer = viewer_after_first_use
-    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "ct.nii.gz")] == ["Image"]
-    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "labels.nii.gz")] == ["Labels"]
-    return viewer, tmp_path
-
-
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
-    return widget
-
-
 def test_export_widget_refuses_open_files(qtbot, opened):
     viewer, folder = opened
-    widget = _dock(viewer, "Export labels")
-    before = {n: _digest(folder / n) for n in ("ct.nii.gz", "labels.nii.gz", "labels.json")}
+    widget = dock(viewer, "Export labels")
+    before = {n: digest(folder / n) for n in ("ct.nii.gz", "labels.nii.gz", "labels.json")}
     for target in ("labels.nii.gz", "ct.nii.gz", "sub/../ct.nii.gz"):
         assert widget.export(folder / target) is None
         assert "refusing to write the export" in widget.status.text()
-    assert {n: _digest(folder / n) for n in before} == before
+    assert {n: digest(folder / n) for n in before} == before
     # a fresh name works
     worker = widget.export(folder / "labels_copy.nii.gz")
     assert worker is not None

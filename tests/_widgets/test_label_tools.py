@@ -1,9 +1,13 @@
-"""Label tools widget in a real viewer: operations, undo, class list, autosave/restore."""
+"""Label tools widget in a real viewer: operations, undo, class list, autosave/restore.
 
+Every widget is docked as the Plugins menu docks it (``add_plugin_dock_widget``: the widget
+holds napari's PublicOnlyProxy of the viewer).
+"""
 
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+
 from napari_medseg._widgets._layers import apply_to_layer, hidden_labels, layer_key, layer_table
 from napari_medseg._widgets.label_tools import LabelToolsWidget
 from napari_medseg.editing import grow
@@ -13,8 +17,17 @@ from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple
 from napari_medseg.io.volume import Volume
 
 
+def dock(viewer) -> LabelToolsWidget:
+    """The widget napari's Plugins menu gives (it holds a PublicOnlyProxy of the viewer)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Label tools")
+    assert isinstance(widget, LabelToolsWidget)
+    return widget
+
+
 @pytest.fixture
-def setup(make_napari_viewer, tmp_path):
+def setup(make_napari_viewer, tmp_path, monkeypatch):
+    # the docked widget autosaves where MEDSEG_RECOVERY_DIR points (never the user's cache)
+    monkeypatch.setenv("MEDSEG_RECOVERY_DIR", str(tmp_path / "rec"))
     viewer = make_napari_viewer()
     ct = Volume(np.full((8, 24, 24), -50, np.int16), spacing=(0.8, 0.8, 2.0), origin=(1, 2, 3), modality="CT")
     ct.array[:, :, 12:] = 400  # right half "bone"
@@ -27,7 +40,8 @@ def setup(make_napari_viewer, tmp_path):
     image = viewer.add_image(data, **kw)
     data, kw, _ = labels_layer_tuple(arr, ct, table, "seg")
     labels = viewer.add_labels(data, **kw)
-    widget = LabelToolsWidget(viewer, autosaver=Autosaver(tmp_path / "rec", session="gui"))
+    widget = dock(viewer)
+    widget.autosaver = Autosaver(tmp_path / "rec", session="gui")
     widget.labels_combo.set_layer(labels)
     return viewer, widget, labels, image, arr.copy(), ct
 
@@ -156,7 +170,7 @@ def test_split_beyond_dtype_widens_with_message(qtbot, make_napari_viewer):
     arr = np.zeros((1, 3, 5), np.uint8)
     arr[0, 1, 0] = arr[0, 1, 2] = arr[0, 1, 4] = 255
     labels = viewer.add_labels(arr)
-    widget = LabelToolsWidget(viewer)
+    widget = dock(viewer)
     widget.labels_combo.set_layer(labels)
     widget.set_operation("Split into components", label=255)
     msg = _run(qtbot, widget)
@@ -358,9 +372,7 @@ def test_class_undo_through_the_plugin_proxy(make_napari_viewer):
     expected = arr.copy()  # the layer may share arr's memory
     data, kw, _ = labels_layer_tuple(arr, ct, LabelTable.from_names({1: "liver"}), "seg")
     labels = viewer.add_labels(data, **kw)
-    from napari.utils._proxies import PublicOnlyProxy  # what napari hands a plugin's dock widget
-
-    widget = LabelToolsWidget(PublicOnlyProxy(viewer))
+    widget = dock(viewer)
     assert widget.labels_layer() is not widget.labels_layer()  # a new proxy per access
     widget.rename_class(1, "hepar")
     widget.set_class_visible(1, False)

@@ -1,48 +1,20 @@
-"""Statistics and Export widgets in a real viewer, docked as the Plugins menu docks them (proxy viewer)."""
-
+"""Statistics widget in a real viewer, docked as the Plugins menu docks it (proxy viewer)."""
 
 import csv
+
+from pathlib import Path
+
 import numpy as np
 import pytest
-from napari_medseg._widgets.export import ExportWidget
+
 from napari_medseg._widgets._layers import apply_to_layer
+from napari_medseg._widgets.export import ExportWidget
 from napari_medseg._widgets.statistics import StatisticsWidget
 from napari_medseg.analysis.statistics import label_statistics
-from napari_medseg.io import LabelTable
-from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple
-from napari_medseg.io.volume import Volume
-import hashlib
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
 
+from ._dock import digest, dock
 
 pytestmark = pytest.mark.gui
-
-
-def dock(viewer, name):
-    """The widget napari's Plugins menu gives: it holds a PublicOnlyProxy of the viewer."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
-    return widget
-
-
-@pytest.fixture
-def scene(make_napari_viewer):
-    viewer = make_napari_viewer()
-    rng = np.random.default_rng(0)
-    ct = Volume(rng.integers(-100, 200, (6, 20, 20)).astype(np.int16), spacing=(0.7, 0.7, 2.5),
-                origin=(-5.0, 3.0, 40.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1), modality="CT")
-    arr = np.zeros(ct.shape, np.uint8)
-    arr[1:4, 2:8, 2:9] = 1
-    arr[5, 10:15, 10:12] = 3
-    table = LabelTable.from_names({1: "liver", 3: "lesion"})
-    d, kw, _ = image_layer_tuple(ct, "ct")
-    image = viewer.add_image(d, **kw)
-    d, kw, _ = labels_layer_tuple(arr, ct, table, "seg")
-    labels = viewer.add_labels(d, **kw)
-    return viewer, ct, image, labels, table
 
 
 def test_statistics_widget_matches_core_and_follows_edits(qtbot, scene, tmp_path):
@@ -102,8 +74,9 @@ def test_statistics_widget_wrong_image_shows_message(qtbot, scene):
 
 def test_closed_widgets_do_not_break_the_viewer(qtbot, scene):
     viewer, ct, image, labels, table = scene
-    stats = StatisticsWidget(viewer)
-    export = ExportWidget(viewer)
+    stats = dock(viewer, "Statistics")
+    export = dock(viewer, "Export labels")
+    assert isinstance(stats, StatisticsWidget) and isinstance(export, ExportWidget)
     stats.labels_combo.set_layer(labels)
     stats.close()
     stats.deleteLater()
@@ -124,44 +97,16 @@ def test_closed_widgets_do_not_break_the_viewer(qtbot, scene):
 # --- bad input and faults
 
 
-def _digest(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def sample_files(tmp_path_factory):
-    out = tmp_path_factory.mktemp("guard")
-    res = subprocess.run([sys.executable, "-m", "napari_medseg.cli", "sample", out, "--shape", "24,80,80"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    return out
-
-
-@pytest.fixture
-def opened(viewer_after_first_use, sample_files, tmp_path):
-    for name in ("ct.nii.gz", "labels.nii.gz", "labels.json"):
-        shutil.copy(sample_files / name, tmp_path / name)
-    viewer = viewer_after_first_use
-    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "ct.nii.gz")] == ["Image"]
-    assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "labels.nii.gz")] == ["Labels"]
-    return viewer, tmp_path
-
-
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
-    return widget
-
-
 def test_statistics_csv_refuses_open_files(qtbot, opened):
     from napari_medseg.errors import InvalidInputError
 
     viewer, folder = opened
-    widget = _dock(viewer, "Statistics")
+    widget = dock(viewer, "Statistics")
     widget.debounce_ms = 10
     widget.refresh()
     qtbot.waitUntil(lambda: bool(widget.stats), timeout=30000)
-    before = _digest(folder / "labels.json")
+    before = digest(folder / "labels.json")
     with pytest.raises(InvalidInputError, match="refusing to write the CSV"):
         widget.export_csv(folder / "labels.json")
-    assert _digest(folder / "labels.json") == before
+    assert digest(folder / "labels.json") == before
     assert Path(widget.export_csv(folder / "stats.csv")).is_file()

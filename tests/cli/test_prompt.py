@@ -9,7 +9,6 @@ that grow implausible objects.
 from __future__ import annotations
 import json
 import numpy as np
-from ._run import medseg
 from ._run import digest, medseg, refused
 import pytest
 from napari_medseg.cli import main
@@ -118,7 +117,7 @@ def test_prompt_over_its_image_is_refused(work):
 
 @pytest.fixture()
 def sphere_file(tmp_path):
-    from .test_region_growing import _sphere_volume
+    from tests.prompts.test_region_growing import _sphere_volume
 
     volume, ref, centre = _sphere_volume()
     volume = Volume(volume.array, spacing=volume.spacing, origin=(10.0, -20.0, 33.0),

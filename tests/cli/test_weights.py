@@ -12,6 +12,8 @@ import subprocess
 import sys
 import os
 from ._run import refused
+import pytest
+
 from napari_medseg.cli import main
 from napari_medseg.models.registry import get_card
 
@@ -33,6 +35,12 @@ def test_weights_list_says_what_the_checksum_check_is(tmp_path):
 
 
 # --- bad input and faults
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no-totalseg"))
 
 
 def test_weights_import_never_deletes_its_source(tmp_path):

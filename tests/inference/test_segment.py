@@ -23,6 +23,12 @@ from napari_medseg.errors import (Cancelled, InsufficientMemoryError, InvalidInp
 from napari_medseg.progress import CancelToken
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no-totalseg"))
+
+
 def install_fake(card_name: str) -> Path:
     """A complete (fake) weights layout for a TotalSegmentator card in the cache."""
     card = get_card(card_name)
