@@ -1,4 +1,4 @@
-"""Writers fail cleanly: old files intact, no partial or temporary file left, clear errors."""
+"""The npe2 writer: labels saved through the plugin, non-3D layers refused."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The npe2 reader/writer and the window-presets widget, in a real napari viewer."""
+"""The CT window presets widget in a real napari viewer."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DICOM-SEG: read dcmqi's liver SEG, write our own for the same CT, read it back."""
+"""``medseg export`` in use: DICOM-SEG written from a segmentation and back, and outputs that would overwrite inputs."""
 
 
 import numpy as np

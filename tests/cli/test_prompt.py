@@ -1,9 +1,4 @@
-"""Item 9 of issue 11: the command line with the mistakes users make, run as users run it.
-
-Every test starts ``medseg`` in a subprocess: pipes closed early, negative coordinates,
-options the model does not use, misspelt structures, the wrong kind of image, and clicks
-that grow implausible objects.
-"""
+"""``medseg prompt``: masks with the image's geometry, negative coordinates, click plausibility, bad input."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of the synthetic abdominal CT phantom (napari_medseg.phantom)."""
+"""``medseg sample``: the phantom's files and names, bad arguments, nothing written on refusal."""
 
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""Item 5 of issue 11: no command overwrites one of its inputs, however the path is spelled.
-
-Each test runs ``medseg`` in a subprocess with the mistake a user makes and checks the
-refusal (exit 2, one line naming the files, no traceback) and that the input is unchanged
-byte for byte.
-"""
+"""``medseg stats``: the CSV never overwrites an input."""
 
 
 from __future__ import annotations

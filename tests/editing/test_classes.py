@@ -1,4 +1,4 @@
-"""Fill between slices, logical operations, threshold painting and class bookkeeping."""
+"""Class bookkeeping: relabel, rename and delete with the label table."""
 
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Fill between slices, logical operations, threshold painting and class bookkeeping."""
+"""Fill between slices: copies, morphs linearly, respects other labels and the axis."""
 
 
 import numpy as np

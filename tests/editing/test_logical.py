@@ -1,4 +1,4 @@
-"""Fill between slices, logical operations, threshold painting and class bookkeeping."""
+"""Logical operations between labels (merge, subtract, intersect, add, copy), one slice or 3D."""
 
 
 import numpy as np

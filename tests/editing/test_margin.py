@@ -1,4 +1,4 @@
-"""Tiled margin transforms against a plain scipy reference (float64, whole array)."""
+"""Margins (grow, shrink) in millimetres with anisotropic voxels; tiled transforms against a plain scipy reference."""
 
 
 import importlib

@@ -1,4 +1,4 @@
-"""Smoothing and margins in millimetres, with anisotropic voxels."""
+"""Smoothing, opening and closing in millimetres, with anisotropic voxels."""
 
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Fill between slices, logical operations, threshold painting and class bookkeeping."""
+"""Threshold painting, restricted to a label."""
 
 
 import numpy as np

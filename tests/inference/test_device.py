@@ -1,4 +1,4 @@
-"""Device choice and the memory check."""
+"""Device choice and autocast."""
 
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The cascade's plumbing (resampling, largest component, lesions inside the liver, flips),
-the nnU-Net route and label mapping, and the `medseg lesions` command."""
+"""The liver cascade's plumbing (resampling, largest component, lesions inside the liver, flips), the nnU-Net route and label mapping; bad volumes and short memory refused."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Device choice and the memory check."""
+"""The memory check's message."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Device choice and the memory check."""
+"""The nnU-Net predictor: parity with nnunetv2's nnUNetPredictor, folds, inputs, progress, cancel, memory."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's building blocks against nnU-Net's own functions."""
+"""nnU-Net preprocessing against nnU-Net's own functions."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's CPU fast paths compute what the plain torch operations compute."""
+"""Resampling of logits and labels against nnU-Net's, and the class argmax fast path."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine's CPU fast paths compute what the plain torch operations compute."""
+"""Sliding window: steps, Gaussian and padding against nnU-Net's, mirroring, out-of-memory resume, non-finite scores."""
 
 
 from __future__ import annotations

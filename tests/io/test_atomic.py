@@ -1,4 +1,4 @@
-"""Writers fail cleanly: old files intact, no partial or temporary file left, clear errors."""
+"""atomic_write: the old file stays intact, no temporary file is left."""
 
 
 from __future__ import annotations

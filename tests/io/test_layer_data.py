@@ -1,4 +1,4 @@
-"""Layer tuples, windows, validation and the `medseg info` command (no Qt)."""
+"""Layer tuples (no Qt) and the one reader of a layer's class table."""
 
 
 import numpy as np

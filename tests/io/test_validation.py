@@ -1,4 +1,4 @@
-"""Layer tuples, windows, validation and the `medseg info` command (no Qt)."""
+"""check_volume_for_model: what a model refuses, and non-finite voxel counts."""
 
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Layer tuples, windows, validation and the `medseg info` command (no Qt)."""
+"""CT window presets and the default window."""
 
 
 import numpy as np

@@ -1,8 +1,4 @@
-"""Untrusted weights: https only, sha256 before use, no partial downloads, safe archives.
-
-Everything runs offline: downloads go through a fake opener that serves bytes (or fails
-the way a network does), and archives are crafted in the tests.
-"""
+"""Archive extraction of downloaded weights: crafted zip/tar refused with nothing written, good ones extract."""
 
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Untrusted and broken checkpoints: refused with a specific error, no code ever runs.
-
-Table-driven: each case builds a bad checkpoint, asserts the error type and
-message, and that nothing was executed or modified.
-"""
+"""Untrusted and broken checkpoints: refused with a specific error, no code ever runs."""
 
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""3DSAM-adapter: strict loading of the published checkpoint layout, the cached per-click
-path against the plain reference path, and a session end to end (small config)."""
+"""3DSAM-adapter session end to end on the volume grid; bad checkpoints refused."""
 
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""Bad input and faults for the liver cascade, lesion measurement, training data and checkpoints.
-
-Each case asserts the error type, a message that says what was wrong, and that nothing was
-modified (input arrays unchanged, no output files).
-"""
+"""Training data: missing, mismatched or empty cases give clear errors."""
 
 
 from __future__ import annotations

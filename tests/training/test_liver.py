@@ -1,4 +1,4 @@
-"""The hybrid network, its checkpoint format, and the training loop (tiny, CPU)."""
+"""The liver cascade's training loop: a few steps reduce the loss (tiny, CPU)."""
 
 
 from __future__ import annotations

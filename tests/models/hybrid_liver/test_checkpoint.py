@@ -1,4 +1,4 @@
-"""The hybrid network, its checkpoint format, and the training loop (tiny, CPU)."""
+"""The hybrid liver checkpoint: wrong architectures list their keys; broken and malicious files are refused."""
 
 
 from __future__ import annotations

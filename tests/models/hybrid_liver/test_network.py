@@ -1,4 +1,4 @@
-"""The hybrid network, its checkpoint format, and the training loop (tiny, CPU)."""
+"""The hybrid liver network: any input size, positional embedding."""
 
 
 from __future__ import annotations

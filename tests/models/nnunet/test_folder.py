@@ -1,4 +1,4 @@
-"""Loading trained-model folders: folder resolution, folds, plans formats, network build."""
+"""Trained-model folders: trainer/plans/configuration resolution, folds."""
 
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loading trained-model folders: folder resolution, folds, plans formats, network build."""
+"""nnU-Net networks: built like dynamic_network_architectures, CPU fast paths, unsupported entries refused."""
 
 
 from __future__ import annotations

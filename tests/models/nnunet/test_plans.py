@@ -1,4 +1,4 @@
-"""Loading trained-model folders: folder resolution, folds, plans formats, network build."""
+"""nnU-Net plans: old formats converted like nnU-Net, inherits_from resolved."""
 
 
 from __future__ import annotations
