@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSEG_SHARED_DIR", REPO.parent / "shared"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 SRC = ROOT / "src" / "napari_medseg"

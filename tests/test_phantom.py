@@ -1,15 +1,17 @@
 """Tests of the synthetic abdominal CT phantom (napari_medseg.phantom)."""
 
-
 from __future__ import annotations
+
 import math
 import tracemalloc
+
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from napari_medseg.errors import InvalidInputError
-from napari_medseg.phantom import HU_RANGES, LABEL_IDS, LABEL_NAMES, make_phantom
 from napari_medseg.errors import InsufficientMemoryError, InvalidInputError
+from napari_medseg.phantom import HU_RANGES, LABEL_IDS, LABEL_NAMES, make_phantom
 
 
 SMALL = (64, 128, 128)

@@ -16,8 +16,8 @@ failure (``napari_open.py``); the last test runs the real ``napari`` command lin
 under Xvfb.
 """
 
-
 from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -25,17 +25,19 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
-from napari_medseg.testing.volumes import write_dicom_series
-from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
+
 from napari_medseg._reader import FOLDER_PATTERN, PLUGIN_NAME, reader_patterns, register_reader_preferences  # noqa: E402
-from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume  # noqa: E402
-from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
 from napari_medseg._reader import napari_get_reader, read_layers  # noqa: E402
 from napari_medseg.errors import ImageReadError  # noqa: E402
+from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume  # noqa: E402
 from napari_medseg.io import LabelTable, Volume, read_labels, read_volume, write_labels, write_volume  # noqa: E402
+from napari_medseg.testing.volumes import write_dicom_series
+from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
+from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
 
 
 MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_medseg" / "napari.yaml"

@@ -1,7 +1,7 @@
 """Tests of the synthetic abdominal CT phantom (napari_medseg.phantom)."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 

@@ -1,13 +1,14 @@
 """The npe2 writer: labels saved through the plugin, non-3D layers refused."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError
+from napari_medseg.io import LabelTable, read_labels, read_volume, write_volume
 from napari_medseg.testing.volumes import oblique_volume
 from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
-from napari_medseg.io import LabelTable, read_labels, read_volume, write_volume
 
 
 # --- bad input and faults

@@ -1,9 +1,10 @@
 """The "Automatic segmentation" dock widget in a real viewer (Xvfb)."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg._widgets.auto_segmentation import CUSTOM, AutoSegmentationWidget
 from napari_medseg.io.layer_data import image_layer_tuple
 from napari_medseg.io.volume import Volume

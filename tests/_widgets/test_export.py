@@ -11,6 +11,7 @@ from tests.napari_open import open_as_user
 
 from ._dock import digest, dock
 
+
 pytestmark = pytest.mark.gui
 
 

@@ -6,12 +6,14 @@ and drives multi-step sessions through the widget's public methods, waiting on i
 ``finished`` signal: the numbers must move the right way at each step.
 """
 
-
 from __future__ import annotations
+
 import json
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+
 from napari_medseg.io.label_table import LabelTable, UNLISTED_COLOR
 from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple
 from napari_medseg.io.volume import Volume

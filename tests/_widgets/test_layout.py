@@ -13,9 +13,10 @@ docks all of them through ``add_plugin_dock_widget`` (the user's path), shows th
   the height it needs (its minimum size hint, or its height for its width when wrapping).
 """
 
-
 from __future__ import annotations
+
 import itertools
+
 import pytest
 from qtpy.QtCore import QRect
 from qtpy.QtWidgets import QApplication, QLayout, QScrollArea, QSizePolicy, QWidget

@@ -1,12 +1,14 @@
 """GUI tests of the "Liver & lesions" widget, docked as users get it (napari's plugin proxy)."""
 
-
 from __future__ import annotations
+
 import csv
 import json
+
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+
 from napari_medseg._widgets._jobs import CANCELLED
 from napari_medseg._widgets.liver_lesions import AXES_LAYER, MODE_HYBRID, MODE_MEASURE
 

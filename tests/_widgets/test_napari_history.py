@@ -1,8 +1,8 @@
 """ClassUndo (the napari-history adapter) on a bare napari Labels layer: no viewer, no widget."""
 
-
 import numpy as np
 from napari.layers import Labels
+
 from napari_medseg._widgets._layers import layer_table, set_layer_table
 from napari_medseg._widgets._napari_history import ClassUndo
 from napari_medseg.io.label_table import LabelTable

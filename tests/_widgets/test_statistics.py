@@ -1,7 +1,6 @@
 """Statistics widget in a real viewer, docked as the Plugins menu docks it (proxy viewer)."""
 
 import csv
-
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from napari_medseg._widgets.statistics import StatisticsWidget
 from napari_medseg.analysis.statistics import label_statistics
 
 from ._dock import digest, dock
+
 
 pytestmark = pytest.mark.gui
 

@@ -1,7 +1,7 @@
 """The CT window presets widget in a real napari viewer."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 

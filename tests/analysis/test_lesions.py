@@ -1,15 +1,16 @@
 """Lesion geometry the liver widget uses to show a lesion."""
 
-import dataclasses
-
-from napari_medseg.analysis.lesions import Lesion
 import csv
+import dataclasses
 import json
+
 import numpy as np
 import pytest
+
+from napari_medseg.analysis.lesions import Lesion
 from napari_medseg.analysis.lesions import measure_lesions
-from napari_medseg.io.volume import Volume
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError
+from napari_medseg.io.volume import Volume
 
 
 def test_view_point_is_the_centroid_on_the_long_axis_slice():

@@ -1,9 +1,10 @@
 """What every ``medseg`` command shares (cli/_common.py): JSON output into pipes closed early."""
 
-
 from __future__ import annotations
+
 import subprocess
 import sys
+
 import pytest
 
 

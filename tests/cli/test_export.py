@@ -1,11 +1,13 @@
 """``medseg export`` in use: DICOM-SEG written from a segmentation and back, and outputs that would overwrite inputs."""
 
+import shutil
 
 import numpy as np
 import pydicom
 import pytest
+
 from napari_medseg.io import LabelTable, read_labels, read_volume
-import shutil
+
 from ._run import digest, medseg, refused
 
 

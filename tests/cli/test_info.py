@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 
 from napari_medseg.testing.volumes import write_dicom_series
+from napari_medseg.testing.volumes import oblique_volume
 
 from ._run import medseg
-from napari_medseg.testing.volumes import oblique_volume
 
 
 def test_info_says_image_or_label_map_with_its_classes(sample):

@@ -1,14 +1,17 @@
 """``medseg lesions``: measure and run, options it does not use, outputs over inputs, grid mismatches."""
 
-
 from __future__ import annotations
-from ._run import medseg
-import shutil
-from ._run import digest, medseg, refused
+
 import json
-from napari_medseg.testing.liver import COARSE, small_phantom
+import shutil
+
 import numpy as np
+
 from napari_medseg.io.volume import Volume
+from napari_medseg.testing.liver import COARSE, small_phantom
+
+from ._run import medseg
+from ._run import digest, medseg, refused
 
 
 # --- bad input and faults

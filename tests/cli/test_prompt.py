@@ -1,14 +1,17 @@
 """``medseg prompt``: masks with the image's geometry, negative coordinates, click plausibility, bad input."""
 
-
 from __future__ import annotations
+
 import json
+
 import numpy as np
-from ._run import digest, medseg, refused
 import pytest
+
 from napari_medseg.cli import main
 from napari_medseg.io import read_volume, write_volume
 from napari_medseg.io.volume import Volume
+
+from ._run import digest, medseg, refused
 
 
 # --- bad input and faults

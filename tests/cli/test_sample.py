@@ -1,9 +1,10 @@
 """``medseg sample``: the phantom's files and names, bad arguments, nothing written on refusal."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg.phantom import make_phantom
 
 

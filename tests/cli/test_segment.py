@@ -1,16 +1,19 @@
 """``medseg segment``: files written with the source geometry, JSON, the mistakes users make, the output guard."""
 
-
 from __future__ import annotations
+
 import json
+import os
+
 import numpy as np
 import pytest
-from ._run import digest, medseg
-import os
-from ._run import digest, medseg, refused
+
 from napari_medseg.cli import main
 from napari_medseg.io import read_labels, read_volume, sidecar_path, write_volume
 from napari_medseg.phantom import make_phantom
+
+from ._run import digest, medseg
+from ._run import digest, medseg, refused
 
 
 # --- bad input and faults

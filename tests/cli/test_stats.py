@@ -1,7 +1,7 @@
 """``medseg stats``: the CSV never overwrites an input."""
 
-
 from __future__ import annotations
+
 from ._run import digest, medseg, refused
 
 

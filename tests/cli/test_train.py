@@ -1,11 +1,13 @@
 """``medseg train``: checkpoints that reload identically, bad data, outputs inside the training images."""
 
-
 from __future__ import annotations
-from ._run import medseg, refused
+
 import numpy as np
 import torch
+
 from napari_medseg.models import hybrid_liver as hl
+
+from ._run import medseg, refused
 
 
 # --- bad input and faults

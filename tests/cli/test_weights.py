@@ -1,16 +1,18 @@
 """``medseg weights``: list (JSON, text, checksum note), path and import, manual models."""
 
-
 from __future__ import annotations
+
 import json
+import os
 import subprocess
 import sys
-import os
-from ._run import refused
+
 import pytest
 
 from napari_medseg.cli import main
 from napari_medseg.models.registry import get_card
+
+from ._run import refused
 
 
 # --- bad input and faults

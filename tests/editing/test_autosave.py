@@ -1,6 +1,12 @@
 """Autosave: change detection, retention, integrity checks, restore."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -15,12 +21,7 @@ from napari_medseg.editing.autosave import (
 from napari_medseg.errors import ImageReadError, InvalidInputError
 from napari_medseg.io.label_table import LabelTable
 from napari_medseg.io.volume import Volume
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+
 
 GEO = Volume(np.zeros((3, 4, 5), np.uint8), spacing=(0.5, 0.7, 2.0), origin=(1, 2, 3),
              direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)).geometry_dict()

@@ -1,8 +1,8 @@
 """Class bookkeeping: relabel, rename and delete with the label table."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.editing import delete_class, next_free_id, recolor_class, relabel, rename_class
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.label_table import LabelTable

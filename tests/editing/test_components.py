@@ -1,8 +1,8 @@
 """Connected components against hand-computed results: islands in mm, largest, split."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.editing import keep_largest_component, remove_small_islands, split_components
 
 

@@ -1,7 +1,7 @@
 """Hole filling against hand-computed results (3D, per slice, size limit, other labels)."""
 
-
 import numpy as np
+
 from napari_medseg.editing import fill_holes
 
 

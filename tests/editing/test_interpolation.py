@@ -1,7 +1,7 @@
 """Fill between slices: copies, morphs linearly, respects other labels and the axis."""
 
-
 import numpy as np
+
 from napari_medseg.editing import fill_between_slices
 
 

@@ -1,7 +1,7 @@
 """Logical operations between labels (merge, subtract, intersect, add, copy), one slice or 3D."""
 
-
 import numpy as np
+
 from napari_medseg.editing import add_mask, copy_label, intersect_mask, mask_of, merge_labels, subtract_mask
 
 

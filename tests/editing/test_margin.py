@@ -1,10 +1,11 @@
 """Margins (grow, shrink) in millimetres with anisotropic voxels; tiled transforms against a plain scipy reference."""
 
-
 import importlib
+
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from napari_medseg.editing import grow, margin, shrink, smooth
 
 

@@ -4,9 +4,9 @@ Each row: a call on fresh inputs, the exception type, a regex the message must m
 After the call the inputs must be bit-identical to before and no file may exist.
 """
 
-
 import numpy as np
 import pytest
+
 from napari_medseg import editing
 from napari_medseg.analysis.statistics import label_statistics
 from napari_medseg.editing.autosave import Autosaver

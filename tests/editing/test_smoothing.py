@@ -1,8 +1,8 @@
 """Smoothing, opening and closing in millimetres, with anisotropic voxels."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.editing import smooth
 from napari_medseg.editing._common import ellipsoid
 

@@ -1,7 +1,7 @@
 """Threshold painting, restricted to a label."""
 
-
 import numpy as np
+
 from napari_medseg.editing import grow, intensity_mask, paint_mask, restrict_edit, threshold_fill
 
 

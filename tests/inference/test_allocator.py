@@ -1,8 +1,9 @@
 """glibc heap reuse during prediction: set, nested, restored."""
 
-
 from __future__ import annotations
+
 import sys
+
 import pytest
 
 

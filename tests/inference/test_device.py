@@ -1,8 +1,9 @@
 """Device choice and autocast."""
 
-
 from __future__ import annotations
+
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 
 

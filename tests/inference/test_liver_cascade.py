@@ -1,16 +1,17 @@
 """The liver cascade's plumbing (resampling, largest component, lesions inside the liver, flips), the nnU-Net route and label mapping; bad volumes and short memory refused."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
+
 from napari_medseg.errors import InvalidInputError
+from napari_medseg.errors import InsufficientMemoryError, InvalidInputError
 from napari_medseg.inference import liver_cascade as lc
 from napari_medseg.io.volume import Volume
 from napari_medseg.models.hybrid_liver import preprocessing as pp
 from napari_medseg.testing.liver import small_phantom
-from napari_medseg.errors import InsufficientMemoryError, InvalidInputError
 
 
 class ThresholdNet(torch.nn.Module):

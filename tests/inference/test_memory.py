@@ -1,8 +1,9 @@
 """The memory check's message."""
 
-
 from __future__ import annotations
+
 import pytest
+
 from napari_medseg.errors import InsufficientMemoryError
 
 

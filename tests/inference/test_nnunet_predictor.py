@@ -1,13 +1,15 @@
 """The nnU-Net predictor: parity with nnunetv2's nnUNetPredictor, folds, inputs, progress, cancel, memory."""
 
-
 from __future__ import annotations
-import pytest
-from napari_medseg.errors import InsufficientMemoryError
-import numpy as np
-from napari_medseg.testing.nnunet import dice_per_class, reference_predict
+
 import shutil
+
+import numpy as np
+import pytest
+
+from napari_medseg.errors import InsufficientMemoryError
 from napari_medseg.errors import InvalidInputError, WeightsNotFoundError  # noqa: E402
+from napari_medseg.testing.nnunet import dice_per_class, reference_predict
 
 
 torch = pytest.importorskip("torch")

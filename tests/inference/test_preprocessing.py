@@ -1,9 +1,10 @@
 """nnU-Net preprocessing against nnU-Net's own functions."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg.testing import assert_close_to_scale
 
 

@@ -1,9 +1,10 @@
 """Resampling of logits and labels against nnU-Net's, and the class argmax fast path."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg.testing import assert_close_to_scale
 
 

@@ -5,21 +5,23 @@ that returns known local ids, on a fake TotalSegmentator weights layout; one tes
 real (small, random-weight) nnU-Net folder end to end.
 """
 
-
 from __future__ import annotations
+
 import json
 from pathlib import Path
+
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError, WeightsNotFoundError
+from napari_medseg.errors import (Cancelled, InsufficientMemoryError, InvalidInputError,
+                                  WeightsNotFoundError)
 from napari_medseg.inference import segment as seg_mod
 from napari_medseg.inference.segment import segment, segment_with_info
 from napari_medseg.io.volume import Volume
 from napari_medseg.models import totalseg_classes as tsc
 from napari_medseg.models import weights as wm
 from napari_medseg.models.registry import get_card
-from napari_medseg.errors import (Cancelled, InsufficientMemoryError, InvalidInputError,
-                                  WeightsNotFoundError)
 from napari_medseg.progress import CancelToken
 
 

@@ -1,8 +1,9 @@
 """Sliding window: steps, Gaussian and padding against nnU-Net's, mirroring, out-of-memory resume, non-finite scores."""
 
-
 from __future__ import annotations
+
 import pytest
+
 from napari_medseg.testing import assert_close_to_scale
 
 

@@ -1,8 +1,9 @@
 """atomic_write: the old file stays intact, no temporary file is left."""
 
-
 from __future__ import annotations
+
 import pytest
+
 from napari_medseg.errors import ImageReadError
 from napari_medseg.io import atomic_write
 

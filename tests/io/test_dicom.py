@@ -1,12 +1,13 @@
 """DICOM series reading on synthetic series written with pydicom."""
 
-
 import warnings
+
 import numpy as np
 import pytest
-from napari_medseg.testing.volumes import rotation, write_dicom_series, write_dicom_slice
+
 from napari_medseg.io import read_volume
 from napari_medseg.io.dicom import DicomWarning
+from napari_medseg.testing.volumes import rotation, write_dicom_series, write_dicom_slice
 
 
 def test_sorted_by_position_not_file_name_and_hu(tmp_path):

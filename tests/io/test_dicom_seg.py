@@ -1,9 +1,9 @@
 """DICOM-SEG: read dcmqi's liver SEG, write our own for the same CT, read it back."""
 
-
 import numpy as np
 import pydicom
 import pytest
+
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg

@@ -1,8 +1,8 @@
 """export_labels: the writer follows the extension; names, colours and geometry survive."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.export import EXPORT_FORMATS, export_labels, format_of, is_dicom_reference

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
 from napari_medseg.io import write_labels, write_volume
 from napari_medseg.io.formats import (DETACHED, DICOM_SUFFIXES, EXTENSIONS, WRITABLE, WRITABLE_LABELS,
                                       detached_data_file, detect_format, extension_of, has_slicer_segments,
                                       is_dicom_file, is_dicom_seg, is_slicer_segmentation, looks_like_dicom,
                                       strip_extension)
+from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
+
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "napari_medseg"
 MANIFEST = SRC / "napari.yaml"

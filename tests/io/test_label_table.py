@@ -1,8 +1,9 @@
 """LabelTable API, default colours and sidecar paths."""
 
-
 import json
+
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io import LabelTable, default_color, read_sidecar, sidecar_path
 

@@ -1,13 +1,13 @@
 """Layer tuples (no Qt) and the one reader of a layer's class table."""
 
-
 import numpy as np
 import pytest
-from napari_medseg.testing.volumes import label_volume, oblique_volume
+
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError
 from napari_medseg.io import LabelTable, Volume
 from napari_medseg.io.layer_data import image_layer_tuple, labels_layer_tuple, volume_from_layer
 from napari_medseg.io.layer_data import layer_label_table
+from napari_medseg.testing.volumes import label_volume, oblique_volume
 
 
 def test_image_layer_tuple_oblique():

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
 from napari_medseg.errors import ImageReadError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, MultiChannelError, Volume, read_volume, write_labels, write_volume
 from napari_medseg.io.opening import MAX_LABEL_VALUES, looks_like_labels, open_path
+from napari_medseg.testing.volumes import label_volume, oblique_volume, write_dicom_series
 
 
 def test_image_labels_and_their_names(tmp_path):

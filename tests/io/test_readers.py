@@ -1,23 +1,24 @@
 """Real CT (TotalSegmentator example) and DICOM (dcmqi) load with SimpleITK's geometry."""
 
-
-import warnings
-import numpy as np
-import pytest
-from napari_medseg.errors import GeometryMismatchError, UnsupportedFormatError
-from napari_medseg.io import read_labels, read_volume
 import gzip
 import re
 import struct
 import sys
+import warnings
 from pathlib import Path
+
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from napari_medseg.testing.volumes import oblique_volume, snapshot, write_dicom_series, write_dicom_slice
+
+from napari_medseg.errors import GeometryMismatchError, UnsupportedFormatError
 from napari_medseg.errors import (GeometryMismatchError, ImageReadError, InvalidInputError,  # noqa: E402
                                   MedsegError, UnsupportedFormatError)
+from napari_medseg.io import read_labels, read_volume
 from napari_medseg.io import MultiChannelError, Volume, read_labels, read_volume, write_labels, write_volume  # noqa: E402
 from napari_medseg.io.dicom import DicomWarning  # noqa: E402
+from napari_medseg.testing.volumes import oblique_volume, snapshot, write_dicom_series, write_dicom_slice
 
 
 pytestmark = pytest.mark.shared_data

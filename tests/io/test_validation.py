@@ -1,8 +1,8 @@
 """check_volume_for_model: what a model refuses, and non-finite voxel counts."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io import Volume, check_volume_for_model
 

@@ -1,8 +1,8 @@
 """CT window presets and the default window."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.windows import (PRESETS, default_contrast_limits, looks_like_hu, preset_contrast_limits,
                                       window_to_contrast_limits)

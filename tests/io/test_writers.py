@@ -1,15 +1,16 @@
 """read -> write -> read keeps values and geometry, for every format (oblique + anisotropic)."""
 
-
 import json
+from pathlib import Path
+
 import numpy as np
 import pytest
-from napari_medseg.testing.volumes import label_volume, oblique_volume
-from napari_medseg.io import LabelTable, read_labels, read_volume, sidecar_path, write_labels, write_volume
-from pathlib import Path
-from napari_medseg.testing.volumes import label_volume, oblique_volume, snapshot
+
 from napari_medseg.errors import ImageReadError, InvalidInputError, UnsupportedFormatError  # noqa: E402
+from napari_medseg.io import LabelTable, read_labels, read_volume, sidecar_path, write_labels, write_volume
 from napari_medseg.io import LabelTable, Volume, read_volume, write_labels, write_volume
+from napari_medseg.testing.volumes import label_volume, oblique_volume
+from napari_medseg.testing.volumes import label_volume, oblique_volume, snapshot
 
 
 FORMATS = [".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"]

@@ -1,12 +1,14 @@
 """Archive extraction of downloaded weights: crafted zip/tar refused with nothing written, good ones extract."""
 
-
 from __future__ import annotations
+
 import io
 import stat
 import tarfile
 import zipfile
+
 import pytest
+
 from napari_medseg.errors import DownloadError
 from napari_medseg.models.archive import check_archive, safe_extract
 

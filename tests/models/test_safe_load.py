@@ -1,12 +1,14 @@
 """Untrusted and broken checkpoints: refused with a specific error, no code ever runs."""
 
-
 from __future__ import annotations
+
 import os
 import pickle
 import zipfile
 from pathlib import Path
+
 import pytest
+
 from napari_medseg.errors import (  # noqa: E402
     CheckpointMismatchError,
     ImageReadError,

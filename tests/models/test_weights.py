@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -10,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from napari_medseg.errors import DownloadError, WeightsNotFoundError
+from napari_medseg.errors import Cancelled, DownloadError
 from napari_medseg.models import weights as wm
 from napari_medseg.models.registry import ModelCard, RemoteFile, get_card
-import hashlib
-from napari_medseg.errors import Cancelled, DownloadError
 from napari_medseg.progress import CancelToken
 
 

@@ -1,8 +1,8 @@
 """The PromptSession base: prompts, changed boxes, undo (bounded), reset, errors."""
 
-
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts.base import Prediction, PromptSession

@@ -1,17 +1,19 @@
 """Backend factory and the ``medseg prompt`` command."""
 
-
 from __future__ import annotations
+
 import subprocess
 import sys
+
 import pytest
+
 from napari_medseg.errors import MedsegError
+from napari_medseg.errors import InvalidInputError
+from napari_medseg.errors import WeightsNotFoundError
 from napari_medseg.prompts import factory
 from napari_medseg.prompts.base import PromptSession
-from napari_medseg.prompts.region_growing import RegionGrowingSession
-from napari_medseg.errors import InvalidInputError
 from napari_medseg.prompts.factory import make_session
-from napari_medseg.errors import WeightsNotFoundError
+from napari_medseg.prompts.region_growing import RegionGrowingSession
 
 
 def test_default_backend_is_weights_free_and_listed_first():

@@ -1,10 +1,11 @@
 """nnInteractive backend: clear error when unavailable; wiring checked with a stand-in."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
+
 from napari_medseg.errors import MedsegError
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts import nninteractive_session as nni

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts.region_growing import RegionGrowingSession
-
 from napari_medseg.testing.clicker import deepest_point, dice, simulate
-from napari_medseg.errors import InvalidInputError
+
 
 # TotalSegmentator v2 ids in example_seg.nii.gz
 ORGANS = {"liver": 5, "spleen": 1, "kidney_right": 2, "kidney_left": 3}

@@ -1,14 +1,15 @@
 """3DSAM-adapter session end to end on the volume grid; bad checkpoints refused."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
+
+from napari_medseg.errors import CheckpointMismatchError
 from napari_medseg.io.volume import Volume
 from napari_medseg.models.sam3d_adapter import AdapterConfig, Sam3DAdapter
 from napari_medseg.prompts.sam3d_adapter_session import Sam3DAdapterSession
-from napari_medseg.errors import CheckpointMismatchError
 
 
 TINY = AdapterConfig(img_size=64, patch_size=8, patch_depth=4, embed_dim=24, num_heads=2, out_chans=16,

@@ -7,15 +7,16 @@ where it is in the volume, through the 1.5 mm resampling, the crop, the 32^3 log
 and the map back. A small real SAM-Med3D runs the same path end to end.
 """
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from napari_medseg._ndimage import resample_linear, target_shape
+from napari_medseg.errors import CheckpointMismatchError, ImageReadError, InvalidInputError, UnsafeCheckpointError
 from napari_medseg.io.volume import Volume
-from napari_medseg.testing import assert_close_to_scale
 from napari_medseg.prompts.sam_med3d_session import (
     CROP,
     TARGET_SPACING_MM,
@@ -23,7 +24,7 @@ from napari_medseg.prompts.sam_med3d_session import (
     _AxisMap,
     normalise_crop,
 )
-from napari_medseg.errors import CheckpointMismatchError, ImageReadError, InvalidInputError, UnsafeCheckpointError
+from napari_medseg.testing import assert_close_to_scale
 
 
 def resampled_shape(shape, spacing):

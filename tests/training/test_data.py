@@ -1,9 +1,10 @@
 """Training data: missing, mismatched or empty cases give clear errors."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.volume import Volume
 

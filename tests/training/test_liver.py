@@ -1,9 +1,10 @@
 """The liver cascade's training loop: a few steps reduce the loss (tiny, CPU)."""
 
-
 from __future__ import annotations
+
 import numpy as np
 import torch
+
 from napari_medseg.models import hybrid_liver as hl
 from napari_medseg.testing.liver import COARSE, TINY, liver_labels, small_phantom
 

@@ -1,13 +1,15 @@
 """The hybrid liver checkpoint: wrong architectures list their keys; broken and malicious files are refused."""
 
-
 from __future__ import annotations
-import pytest
-from napari_medseg.errors import CheckpointMismatchError
-from napari_medseg.models import hybrid_liver as hl
+
 import os
 import pickle
+
+import pytest
+
+from napari_medseg.errors import CheckpointMismatchError
 from napari_medseg.errors import CheckpointMismatchError, ImageReadError, UnsafeCheckpointError
+from napari_medseg.models import hybrid_liver as hl
 
 
 def test_wrong_architecture_lists_keys(tmp_path):

@@ -1,9 +1,10 @@
 """The hybrid liver network: any input size, positional embedding."""
 
-
 from __future__ import annotations
+
 import pytest
 import torch
+
 from napari_medseg.errors import CheckpointMismatchError
 from napari_medseg.models import hybrid_liver as hl
 

@@ -1,9 +1,11 @@
 """Trained-model folders: trainer/plans/configuration resolution, folds."""
 
-
 from __future__ import annotations
+
 import shutil
+
 import pytest
+
 from napari_medseg.errors import WeightsNotFoundError
 
 

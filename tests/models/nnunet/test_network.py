@@ -1,9 +1,11 @@
 """nnU-Net networks: built like dynamic_network_architectures, CPU fast paths, unsupported entries refused."""
 
-
 from __future__ import annotations
+
 import json
+
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.testing import assert_close_to_scale
 

@@ -1,9 +1,11 @@
 """nnU-Net plans: old formats converted like nnU-Net, inherits_from resolved."""
 
-
 from __future__ import annotations
+
 import json
+
 import pytest
+
 from napari_medseg.errors import InvalidInputError
 
 

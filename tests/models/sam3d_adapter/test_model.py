@@ -1,14 +1,15 @@
 """3DSAM-adapter: strict loading of the published checkpoint layout, the cached per-click
 path against the plain reference path, and a session end to end (small config)."""
 
-
 from __future__ import annotations
+
 import json
+
 import numpy as np
 import pytest
 import torch
+
 from napari_medseg.errors import CheckpointMismatchError
-from napari_medseg.testing import assert_close_to_scale
 from napari_medseg.models.sam3d_adapter import (
     AdapterConfig,
     Sam3DAdapter,
@@ -16,6 +17,7 @@ from napari_medseg.models.sam3d_adapter import (
     checkpoint_dict,
     load_sam3d_adapter,
 )
+from napari_medseg.testing import assert_close_to_scale
 
 
 TINY = AdapterConfig(img_size=64, patch_size=8, patch_depth=4, embed_dim=24, num_heads=2, out_chans=16,

@@ -1,9 +1,11 @@
 """Loading SAM-Med3D checkpoints in the published structure, safely and strictly."""
 
-
 from __future__ import annotations
+
 import pytest
 import torch
+import torch.nn.functional as F
+
 from napari_medseg.errors import CheckpointMismatchError, ImageReadError, UnsafeCheckpointError
 from napari_medseg.models.sam_med3d import (
     build_sam_med3d,
@@ -11,9 +13,8 @@ from napari_medseg.models.sam_med3d import (
     load_sam_med3d,
     sam_med3d_from_state_dict,
 )
-import torch.nn.functional as F
-from napari_medseg.testing.sam_med3d import fixture_input
 from napari_medseg.testing import PARITY_REL, assert_close_to_scale, scaled_error
+from napari_medseg.testing.sam_med3d import fixture_input
 
 
 @pytest.fixture(scope="module")
