@@ -27,6 +27,7 @@ from .memory import check_memory as _check_memory
 from .memory import estimate_nnunet_bytes
 from .preprocessing import preprocess_case
 from .resample import compute_new_shape, resample_logits_to_labels
+from .runtimes import RuntimeReport, check_runtime, compile_module, resolve_runtime
 from .sliding_window import mirror_combinations, sliding_window_logits
 
 __all__ = ["NnUNetPredictor"]
@@ -54,6 +55,59 @@ def _reorient_to_ras(volume) -> tuple:
         if d[2 - t, m] < 0:
             flips.append(t)
     return tuple(axes), tuple(flips), tuple(spacing)
+
+
+class _CompiledUNet:
+    """A U-Net whose ``forward_features`` (encoder and decoder up to the last decoder
+    features) runs compiled, while ``head`` (the 1x1 seg layer, per class block) stays
+    the torch matrix product: the sliding window's feature-level mirroring and
+    class-block scoring work unchanged.
+
+    One fold's compiled model is held at a time (``load_fold`` drops the previous one
+    first), so a five-fold ensemble never holds five compiled copies. A failure while
+    running falls back to the torch network for the rest of the run.
+    """
+
+    def __init__(self, network: Any, input_shape: tuple):
+        self.network = network
+        self.input_shape = tuple(input_shape)
+        self.report: Optional[RuntimeReport] = None
+        self._fn = None
+        self._fold: Optional[int] = None
+
+    def load_fold(self, fold: int, weights_key: str) -> None:
+        if self.report.used != "openvino":
+            return
+        if self._fn is not None and self._fold == fold:
+            self.report.cache_hits += 1  # still compiled from the previous run: nothing to do
+            return
+        from .runtimes.openvino import MethodModule
+
+        self._fn = None  # free the previous fold's compiled model before building the next
+        self._fn = compile_module(MethodModule(self.network, "forward_features"), self.input_shape,
+                                  report=self.report, what="nnU-Net network",
+                                  weights_key=weights_key)
+        self._fold = fold if self._fn is not None else None
+
+    def forward_features(self, x):
+        if self._fn is None or self.report.used != "openvino":
+            return self.network.forward_features(x)
+        import torch
+
+        try:
+            if x.shape[0] == 1:
+                return self._fn(x)
+            return torch.cat([self._fn(x[i:i + 1]) for i in range(x.shape[0])])
+        except Exception as exc:  # a runtime error in the compiled model: torch finishes the job
+            self.report.fall_back(f"OpenVINO failed while running ({type(exc).__name__}: {exc})")
+            self._fn = None
+            return self.network.forward_features(x)
+
+    def head(self, features, classes: slice = slice(None)):
+        return self.network.head(features, classes)
+
+    def __call__(self, x):
+        return self.head(self.forward_features(x))
 
 
 class NnUNetPredictor:
@@ -84,12 +138,20 @@ class NnUNetPredictor:
         #: "nnunet": reproduce nnU-Net's float16 score accumulation and export rounding
         #: (voxel-identical output); "float32": full precision throughout.
         self.precision = "nnunet"
+        #: "auto" (OpenVINO on the CPU when installed), "openvino" or "torch"; see
+        #: :mod:`napari_medseg.inference.runtimes`.
+        self.runtime = "auto"
+        #: What ran the network in the last :meth:`predict` (runtime, fallback reason,
+        #: conversion seconds, cache hits).
+        self.runtime_report: Optional[RuntimeReport] = None
+        self._compiled: Optional[_CompiledUNet] = None
+        self._weights_keys: dict = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_folder(cls, folder: Union[str, Path], folds: Optional[Sequence] = None,
                     checkpoint: str = "checkpoint_final.pth", device: Any = "auto",
-                    configuration: Optional[str] = None) -> "NnUNetPredictor":
+                    configuration: Optional[str] = None, runtime: str = "auto") -> "NnUNetPredictor":
         """Load a trained-model folder (dataset.json, plans.json, fold_*/checkpoint).
 
         Parameters
@@ -104,6 +166,10 @@ class NnUNetPredictor:
             ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
         configuration : str, optional
             Defaults to the checkpoint's, else the folder name's.
+        runtime : {"auto", "openvino", "torch"}
+            What runs the network on the CPU: ``auto`` takes OpenVINO when installed
+            (compiled once per weights and patch size, cached on disk); every failure
+            falls back to PyTorch (see :attr:`runtime_report`). GPUs use PyTorch.
 
         Raises
         ------
@@ -115,6 +181,7 @@ class NnUNetPredictor:
         from ..models.nnunet.network import build_network
         from ..models.safe_load import load_state_dict_strict
 
+        runtime = check_runtime(runtime)
         folder = Path(folder)
         if not folder.is_dir():
             raise WeightsNotFoundError(f"nnU-Net model folder not found: {folder}")
@@ -158,6 +225,7 @@ class NnUNetPredictor:
         state_dicts = [ck.state_dict for ck in ckpts] if len(ckpts) > 1 else [None]
         model = cls(folder, plans, dataset_json, network, state_dicts, folds,
                     ckpts[0].mirror_axes, dev, ckpts[0].trainer_name)
+        model.runtime = runtime
         log.info("loaded nnU-Net model %s (%s, folds %s) on %s", folder, configuration, folds, dev)
         return model
 
@@ -333,12 +401,32 @@ class NnUNetPredictor:
         # CPU convolutions (oneDNN) are faster on channels-last tensors; same maths
         if self.device.type == "cpu":
             self.network = self.network.to(memory_format=torch.channels_last_3d)
+        report = resolve_runtime(self.runtime, self.device)
+        self.runtime_report = report
+        network, set_fold = self.network, self._set_fold
+        if report.used == "openvino":
+            shape = (1, self.num_input_channels, *map(int, self.plans.patch_size))
+            if self._compiled is None or self._compiled.input_shape != shape:
+                self._compiled = _CompiledUNet(self.network, shape)
+            compiled = self._compiled
+            compiled.network, compiled.report = self.network, report
+            network, batch = compiled, 1  # compiled for one window: mirrors run one by one
+
+            def set_fold(fold: int) -> None:
+                self._set_fold(fold)
+                if fold not in self._weights_keys:
+                    from .runtimes.cache import weights_hash
+
+                    self._weights_keys[fold] = weights_hash(self.network)
+                compiled.load_fold(fold, self._weights_keys[fold])
+        else:
+            self._compiled = None  # a compiled model for another runtime choice: free it
         return fn(
-            self.network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
+            network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
             tile_step_size=tile_step_size, mirror_axes=mirror, device=self.device,
             autocast=autocast_enabled(self.device), mirror_batch=batch,
             progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
-            n_folds=len(self._fold_state_dicts), set_fold=self._set_fold,
+            n_folds=len(self._fold_state_dicts), set_fold=set_fold,
             emulate_fp16=self.precision == "nnunet",
         )
 

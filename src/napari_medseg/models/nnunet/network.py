@@ -109,7 +109,9 @@ class ConvDropoutNormReLU(nn.Module):
 
 
 def _cpu_inference(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and not torch.is_grad_enabled()
+    # not while tracing for a compiled runtime (OpenVINO): the reference graph
+    # (Conv3d, InstanceNorm3d) is what a compiler fuses best
+    return x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 def _single_channel_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:

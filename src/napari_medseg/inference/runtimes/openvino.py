@@ -1,0 +1,164 @@
+"""OpenVINO: convert a torch module once per (weights, version, shape, precision), cache it
+on disk as IR (``.xml`` + ``.bin``), compile it for the CPU and run it on torch tensors.
+
+Float32 inference is forced (``INFERENCE_PRECISION_HINT=f32``): on CPUs with bfloat16
+units OpenVINO would otherwise compute in bfloat16, which is faster but no longer
+matches the reference's labels. Threads follow torch's setting (``torch.set_num_threads``,
+which ``--threads`` sets), read when a model is compiled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .cache import cache_key, compiled_cache_dir, weights_hash
+
+__all__ = ["compile_torch_module", "CompiledNetwork", "MethodModule"]
+
+log = logging.getLogger(__name__)
+
+PRECISION = "f32"
+
+
+class MethodModule:
+    """Build a torch module whose ``forward`` is another module's method (e.g.
+    ``forward_features``), so that method can be traced and converted on its own."""
+
+    def __new__(cls, module: Any, method: str):
+        import torch
+
+        class _Bound(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return getattr(self.inner, method)(x)
+
+            def extra_repr(self):
+                return f"method={method}"
+
+        _Bound.__qualname__ = f"MethodModule[{type(module).__qualname__}.{method}]"
+        return _Bound(module).eval()
+
+
+class CompiledNetwork:
+    """A compiled OpenVINO model called like the torch module it came from.
+
+    Parameters
+    ----------
+    compiled : openvino.CompiledModel
+    input_shape : tuple of int
+        The one shape it accepts; another shape raises ``ValueError``.
+    """
+
+    def __init__(self, compiled: Any, input_shape: tuple):
+        self.compiled = compiled
+        self.input_shape = tuple(input_shape)
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, x):
+        import torch
+
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        if arr.shape != self.input_shape:
+            raise ValueError(f"compiled for input {self.input_shape}, got {arr.shape}")
+        # outputs are copied out of the request (share_outputs=False): the caller may
+        # keep them while the next window runs
+        out = self._request.infer({0: arr}, share_inputs=True, share_outputs=False)
+        return torch.from_numpy(np.asarray(out[0]))
+
+    def __repr__(self) -> str:
+        return f"CompiledNetwork(openvino, input={self.input_shape})"
+
+
+def _config() -> dict:
+    import torch
+
+    return {"INFERENCE_PRECISION_HINT": PRECISION,
+            "INFERENCE_NUM_THREADS": int(max(1, torch.get_num_threads())),
+            "PERFORMANCE_HINT": "LATENCY"}
+
+
+_CORE = None
+
+
+def _core():
+    global _CORE
+    if _CORE is None:
+        import openvino as ov
+
+        _CORE = ov.Core()
+    return _CORE
+
+
+def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any, what: str,
+                         weights_key: Optional[str] = None) -> CompiledNetwork:
+    """Convert (or read from the cache) and compile ``module`` for ``input_shape``.
+
+    Raises whatever the conversion raises; :func:`..compile_module` turns that into
+    a fallback to torch.
+    """
+    import openvino as ov
+    import torch
+
+    shape = tuple(int(s) for s in input_shape)
+    t0 = time.perf_counter()
+    wkey = weights_key or weights_hash(module)
+    key = cache_key(module, shape, runtime="openvino", runtime_version=ov.__version__,
+                    precision=PRECISION, weights_key=wkey)
+    folder = compiled_cache_dir()
+    xml = folder / f"{key}.xml"
+    core = _core()
+    hit = xml.is_file() and xml.with_suffix(".bin").is_file()
+    if hit:
+        try:
+            model = core.read_model(str(xml))
+        except Exception as exc:  # a truncated or foreign file: convert again
+            log.warning("cached %s model %s unreadable (%s); converting again", what, xml, exc)
+            hit = False
+    if not hit:
+        log.info("converting the %s to OpenVINO for input %s (once; cached in %s)", what, shape,
+                 folder)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                model = ov.convert_model(module, example_input=torch.randn(shape),
+                                         input=[(list(shape), ov.Type.f32)])
+        finally:
+            module.train(was_training)
+        _save_atomically(model, xml)
+    compiled = core.compile_model(model, "CPU", _config())
+    del model  # the compiled model holds the weights; drop the IR graph's copy now
+    dt = time.perf_counter() - t0
+    report.convert_s += dt
+    if hit:
+        report.cache_hits += 1
+    else:
+        report.compiled += 1
+    report.shapes.append(shape)
+    log.info("%s %s for %s in %.2f s", "loaded" if hit else "compiled", what, shape, dt)
+    return CompiledNetwork(compiled, shape)
+
+
+def _save_atomically(model: Any, xml: Path) -> None:
+    """Write ``xml``/``.bin`` under temporary names, then rename (another process
+    reading the cache never sees half a model); a write error only loses the cache."""
+    import openvino as ov
+
+    try:
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.tmp.xml")
+        ov.save_model(model, str(tmp), compress_to_fp16=False)
+        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+        os.replace(tmp, xml)
+    except OSError as exc:
+        log.warning("could not cache the converted model in %s (%s); it will be converted "
+                    "again next time", xml.parent, exc)
