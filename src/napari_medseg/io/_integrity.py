@@ -11,12 +11,15 @@ reported instead of displayed.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import gzip
 import re
 import struct
+import tempfile
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -42,6 +45,9 @@ def precheck(path: Path, fmt: str) -> None:
     if size == 0:
         raise ImageReadError(f"{path} is an empty file (0 bytes)")
     name = FORMAT_NAMES[fmt]
+    if fmt == "nifti" and path.name.lower().endswith((".hdr", ".img")):
+        _precheck_pair(path)
+        return
     if fmt == "nifti":
         data = head
         if head[:2] == b"\x1f\x8b":
@@ -68,6 +74,102 @@ def precheck(path: Path, fmt: str) -> None:
         text = head.decode("latin-1")
         if not re.search(r"^\s*(NDims|ObjectType)\s*=", text, re.M):
             raise ImageReadError(f"{path} is not a valid {name} file: no 'NDims =' / 'ObjectType =' header lines")
+
+
+def _precheck_pair(path: Path) -> None:
+    """A NIfTI-1/Analyze pair: the header half must hold a 348-byte header."""
+    hdr = path if path.name.lower().endswith(".hdr") else path.with_suffix(".hdr")
+    if not hdr.exists():
+        hdr = path.with_suffix(".HDR")
+    if not hdr.is_file():
+        return  # the reader names the missing half
+    with open(hdr, "rb") as fh:
+        data = fh.read(352)
+    if len(data) < 348 or not {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]} & {348}:
+        what = "a text file" if _looks_textual(data[:348]) else "not a NIfTI-1/Analyze header (its first 4 bytes are not 348)"
+        raise ImageReadError(f"{path} is not a valid NIfTI/Analyze pair: its header file {hdr.name} is {what}")
+    if data[344:348] in (b"ni1\x00", b"n+1\x00"):
+        _check_nifti_spacing(path, data)
+
+
+# ------------------------------------------------------- NRRD headers
+def _nrrd_fields(path: Path) -> tuple:
+    """(fields lower-cased, header text incl. the blank line or None if no data follows) of a NRRD file."""
+    raw, text = _text_header(path)
+    end = text.find("\n\n")
+    header = text if end < 0 else text[:end]
+    fields = {}
+    for line in header.splitlines()[1:]:
+        if line.startswith("#") or ":=" in line or ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        fields[key.strip().lower()] = value.strip()
+    return fields, (None if end < 0 else text[: end + 2])
+
+
+def nrrd_encoding(path: Path) -> str:
+    """The ``encoding:`` of a NRRD header, lower-cased ('' when unreadable)."""
+    try:
+        return _nrrd_fields(path)[0].get("encoding", "raw").lower()
+    except OSError:
+        return ""
+
+
+def _skip_lines(fh, n: int) -> None:
+    for _ in range(n):
+        fh.readline()
+
+
+@contextlib.contextmanager
+def decoded_bzip2_nrrd(path: Path) -> Iterator[Path]:
+    """A temporary raw-encoded copy of a bzip2 NRRD file (attached or detached data).
+
+    ITK has no bzip2 decoder; Python's :mod:`bz2` has. ``line skip`` applies to the
+    compressed file and ``byte skip`` to the decompressed data (NRRD spec, as teem and
+    pynrrd do). Errors name ``path``.
+    """
+    fields, header_text = _nrrd_fields(path)
+    data_file = fields.get("data file") or fields.get("datafile")
+    if data_file and (data_file.upper().startswith("LIST") or "%" in data_file):
+        raise ImageReadError(f"{path}: bzip2-encoded NRRD data split over several files is not supported; "
+                             "re-save it with gzip or raw encoding (e.g. with unu or 3D Slicer)")
+    if data_file:
+        source, offset = path.parent / data_file.split()[0], 0
+        if not source.is_file():
+            raise ImageReadError(f"{path}: its pixel data file {source.name} is missing")
+    elif header_text is not None:
+        source, offset = path, len(header_text.encode("latin-1"))
+    else:
+        raise ImageReadError(f"{path} is not a valid NRRD file: no blank line ends its header")
+    try:
+        with open(source, "rb") as fh:
+            fh.seek(offset)
+            _skip_lines(fh, int(fields.get("line skip", fields.get("lineskip", 0)) or 0))
+            payload = bz2.decompress(fh.read())
+    except (OSError, EOFError, ValueError) as exc:
+        raise ImageReadError(f"{path} is corrupt or truncated: its bzip2 pixel data fails to decode ({exc})") from None
+    skip = int(fields.get("byte skip", fields.get("byteskip", 0)) or 0)
+    payload = payload[skip:] if skip >= 0 else payload
+    kept = []
+    with open(path, "rb") as fh:
+        lines = fh.read(len((header_text or "").encode("latin-1")) or 65536).decode("latin-1").splitlines()
+    for line in lines:
+        if not line.strip():
+            break
+        key = line.split(":", 1)[0].strip().lower() if ":" in line and ":=" not in line else ""
+        if key in ("encoding", "data file", "datafile", "line skip", "lineskip", "byte skip", "byteskip"):
+            continue
+        kept.append(line)
+    kept.append("encoding: raw")
+    with tempfile.TemporaryDirectory(prefix="medseg-nrrd-") as tmp:
+        plain = Path(tmp) / (path.name.rsplit(".", 1)[0] + ".nrrd")
+        with open(plain, "wb") as out:
+            out.write(("\n".join(kept) + "\n\n").encode("latin-1"))
+            out.write(payload)
+        try:
+            yield plain
+        except ImageReadError as exc:
+            raise ImageReadError(str(exc).replace(str(plain), str(path))) from None
 
 
 # ------------------------------------------------------- payload integrity
@@ -170,7 +272,10 @@ def verify_payload(path: Path, fmt: str) -> None:
     """Check the pixel data is all there (and its checksum, when compressed)."""
     try:
         if fmt == "nifti":
-            gz = open(path, "rb").read(2) == b"\x1f\x8b"
+            if path.name.lower().endswith((".hdr", ".img")):
+                return  # pairs: nibabel checks the .img size against the header itself
+            with open(path, "rb") as fh:
+                gz = fh.read(2) == b"\x1f\x8b"
             if gz:
                 with gzip.open(path, "rb") as fh:
                     head = fh.read(544)
@@ -183,15 +288,7 @@ def verify_payload(path: Path, fmt: str) -> None:
             offset, nbytes = layout
             _check_size(path, path, 0, offset + nbytes, "gzip" if gz else None)
         elif fmt == "nrrd":
-            raw, text = _text_header(path)
-            end = text.find("\n\n")
-            header = text if end < 0 else text[:end]
-            fields = {}
-            for line in header.splitlines()[1:]:
-                if line.startswith("#") or ":=" in line or ":" not in line:
-                    continue
-                key, value = line.split(":", 1)
-                fields[key.strip().lower()] = value.strip()
+            fields, header_text = _nrrd_fields(path)
             try:
                 sizes = [int(v) for v in fields["sizes"].split()]
                 itemsize = 1 if fields.get("encoding", "raw") == "ascii" else _NRRD_TYPES[fields["type"].lower()]
@@ -202,13 +299,30 @@ def verify_payload(path: Path, fmt: str) -> None:
                 return
             need = int(np.prod(sizes, dtype=np.int64)) * itemsize
             compressed = "gzip" if encoding in ("gzip", "gz") else None
+            line_skip = int(fields.get("line skip", fields.get("lineskip", 0)) or 0)
+            byte_skip = int(fields.get("byte skip", fields.get("byteskip", 0)) or 0)
+            if byte_skip < 0:
+                return  # data at the end of the file: its start is not known from the header
             data_file = fields.get("data file") or fields.get("datafile")
             if data_file:
                 if data_file.upper().startswith("LIST") or "%" in data_file:
                     return
-                _check_size(path, path.parent / data_file.split()[0], int(fields.get("byte skip", 0) or 0), need, compressed)
-            elif end >= 0:
-                _check_size(path, path, len(text[: end + 2].encode("latin-1")), need, compressed)
+                data_path, offset = path.parent / data_file.split()[0], 0
+            elif header_text is not None:
+                data_path, offset = path, len(header_text.encode("latin-1"))
+            else:
+                return
+            if line_skip > 0 and data_path.is_file():
+                # "line skip" lines precede the data (compressed or not), as teem reads them
+                with open(data_path, "rb") as fh:
+                    fh.seek(offset)
+                    _skip_lines(fh, line_skip)
+                    offset = fh.tell()
+            if compressed:
+                need += byte_skip  # byte skip counts decompressed bytes
+            else:
+                offset += byte_skip
+            _check_size(path, data_path, offset, need, compressed)
         elif fmt == "metaimage":
             raw, text = _text_header(path)
             fields, offset = {}, None
@@ -268,4 +382,4 @@ def _check_nifti_spacing(path: Path, data: bytes) -> None:
         )
 
 
-__all__ = ["precheck", "verify_payload"]
+__all__ = ["precheck", "verify_payload", "nrrd_encoding", "decoded_bzip2_nrrd"]

@@ -16,7 +16,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError, UnsupportedFormatError
-from ._integrity import precheck, verify_payload
+from ._integrity import decoded_bzip2_nrrd, nrrd_encoding, precheck, verify_payload
+from ._nifti import HeaderInfo, load_nifti, nifti_header, to_sitk
 from .formats import FORMAT_NAMES
 
 
@@ -46,6 +47,23 @@ def read_image_file(path: Path, fmt: str, *, read_pixels: bool = True, verify: b
     import SimpleITK as sitk
 
     precheck(path, fmt)
+    if fmt == "nifti":
+        # NIfTI-1/2 and pairs: nibabel (NIfTI-2, NaN voxels and the qform/sform rules; see _nifti)
+        if read_pixels and verify:
+            verify_payload(path, fmt)  # first: nibabel's own message on a cut gzip stream is vague
+        img = load_nifti(path)
+        if not read_pixels:
+            return HeaderInfo(img), nifti_header(img)
+        if np.dtype(img.get_data_dtype()).kind == "c":
+            raise UnsupportedFormatError(f"{path} holds complex-valued voxels; napari-medseg reads real-valued images only")
+        return to_sitk(img, path), nifti_header(img)
+    if fmt == "nrrd" and nrrd_encoding(path) in ("bz2", "bzip2"):
+        # ITK cannot decode bzip2 NRRD data: decode it here and let ITK read the raw copy
+        with decoded_bzip2_nrrd(path) as plain:
+            image, header = read_image_file(plain, fmt, read_pixels=read_pixels, verify=False)
+            if not read_pixels:
+                image = _header_only(image)
+            return image, header
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -79,6 +97,20 @@ def read_image_file(path: Path, fmt: str, *, read_pixels: bool = True, verify: b
     except MemoryError:
         raise ImageReadError(f"{path}: not enough memory to load its pixel data") from None
     return image, header
+
+
+def _header_only(reader: Any) -> Any:
+    """A header-only reader's answers kept after its (temporary) file is gone."""
+    class _Info:
+        pass
+
+    info = _Info()
+    pid, dim, size, ncomp = reader.GetPixelID(), reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents()
+    info.GetPixelID = lambda: pid
+    info.GetDimension = lambda: dim
+    info.GetSize = lambda: size
+    info.GetNumberOfComponents = info.GetNumberOfComponentsPerPixel = lambda: ncomp
+    return info
 
 
 def embed_2d(image: Any) -> Any:
@@ -146,13 +178,14 @@ def select_channel(image: Any, path: Path, channel: Optional[int]) -> tuple:
 
 def channel_count(path: Path) -> int:
     """Volumes of a 4D file or components per voxel (0 when the header cannot be read)."""
-    import SimpleITK as sitk
+    from .formats import detect_format
 
+    fmt = detect_format(path)
+    if fmt not in FORMAT_NAMES or fmt == "dicom":
+        return 0
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-    except RuntimeError:
+        reader, _ = read_image_file(Path(path), fmt, read_pixels=False)
+    except (ImageReadError, UnsupportedFormatError):
         return 0
     if reader.GetDimension() == 4:
         return int(reader.GetSize()[3])

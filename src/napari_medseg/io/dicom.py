@@ -88,6 +88,7 @@ class _Header:
     slope: float = 1.0
     intercept: float = 0.0
     non_image_kind: str = ""
+    mosaic_images: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -150,6 +151,15 @@ def _read_header(path: Path) -> Optional[_Header]:
         h.intercept = float(get("RescaleIntercept", 0.0) or 0.0)
     except (TypeError, ValueError):
         pass
+    raw_type = get("ImageType", None)
+    image_type = ([str(raw_type).upper()] if isinstance(raw_type, str)
+                  else [str(v).upper() for v in (raw_type or [])])
+    if "MOSAIC" in image_type:
+        try:
+            # Siemens private (0019,100A) NumberOfImagesInMosaic (also in the CSA header)
+            h.mosaic_images = int(ds[0x0019, 0x100A].value) if (0x0019, 0x100A) in ds else -1
+        except (TypeError, ValueError, KeyError):
+            h.mosaic_images = -1
     if h.sop_class in NON_IMAGE_SOP_CLASSES:
         h.non_image_kind = NON_IMAGE_SOP_CLASSES[h.sop_class]
     else:
@@ -161,6 +171,18 @@ def _read_header(path: Path) -> Optional[_Header]:
         if not h.non_image_kind and (h.rows <= 0 or h.columns <= 0):
             h.non_image_kind = "non-image object (no pixel matrix)"
     return h
+
+
+def _refuse_mosaic(h: _Header) -> None:
+    """Siemens mosaic files tile many slices into one 2D image; reading one as a slice
+    would show a grid of slices as if it were one. Refuse with the way out."""
+    if h.mosaic_images:
+        n = f"{h.mosaic_images} slices" if h.mosaic_images > 0 else "several slices"
+        raise UnsupportedFormatError(
+            f"{h.path} is a Siemens mosaic image: {n} tiled into one {h.rows}x{h.columns} image "
+            "(ImageType MOSAIC, typical of EPI/DWI/fMRI); napari-medseg does not unpack mosaics. "
+            "Convert the series with dcm2niix (it unpacks mosaics with their geometry) and open the NIfTI."
+        )
 
 
 def _candidate_files(folder: Path, recursive: bool) -> list:
@@ -243,13 +265,27 @@ def scan_folder(folder: Union[str, Path], recursive: bool = True) -> tuple:
 def _series_label(h: _Header, n: int) -> str:
     desc = f" '{h.series_description}'" if h.series_description else ""
     number = f" #{h.series_number}" if h.series_number not in (None, "") else ""
-    return f"{h.modality or '?'} series{number}{desc} ({n} slice{'s' if n != 1 else ''}, UID {h.series_uid})"
+    uid = f"UID {h.series_uid}" if h.series_uid else "no SeriesInstanceUID"
+    return f"{h.modality or '?'} series{number}{desc} ({n} slice{'s' if n != 1 else ''}, {uid})"
+
+
+def _series_key(h: _Header) -> str:
+    """What a file's series is known by: its SeriesInstanceUID or, where an anonymiser
+    blanked it, what defines a volume: orientation, in-plane size and pixel spacing
+    (plus the study, modality and series number when present). Never an empty string."""
+    if h.series_uid:
+        return h.series_uid
+    ori = "?" if h.orientation is None else ",".join(f"{v:.3f}" for v in h.orientation)
+    ps = "?" if h.pixel_spacing is None else ",".join(f"{v:.4f}" for v in h.pixel_spacing)
+    number = "" if h.series_number in (None, "") else str(h.series_number)
+    return (f"<no SeriesInstanceUID: {h.modality or '?'} #{number} {h.rows}x{h.columns} px {ps} mm "
+            f"orientation {ori} study {h.study_uid or '?'}>")
 
 
 def _group(headers: list) -> dict:
     groups: dict = {}
     for h in headers:
-        groups.setdefault(h.series_uid or f"<no SeriesInstanceUID: {h.path.name}>", []).append(h)
+        groups.setdefault(_series_key(h), []).append(h)
     return groups
 
 
@@ -461,7 +497,8 @@ def read_dicom(path: Union[str, Path]) -> tuple:
                 f"{path} is a {own.non_image_kind}, not an image; open the image series it refers "
                 "to (its folder), and load segmentations with the DICOM-SEG reader"
             )
-        wanted_uid = own.series_uid
+        _refuse_mosaic(own)
+        wanted_uid = _series_key(own)
         headers, others = scan_folder(folder, recursive=False)
     if not headers:
         shown = ", ".join(p.name for p in others[:4]) + (" ..." if len(others) > 4 else "")
@@ -491,7 +528,8 @@ def read_dicom(path: Union[str, Path]) -> tuple:
                 "Open a folder holding only the series you want to choose another.",
                 DicomWarning, stacklevel=3,
             )
-    series = groups[chosen_uid]
+    series = groups.get(chosen_uid) or [own]
+    _refuse_mosaic(series[0])
     # The same instance copied twice (a common export accident) is one slice.
     unique: dict = {}
     for h in series:

@@ -42,7 +42,7 @@ from .. import __version__
 from ..errors import GeometryMismatchError, ImageReadError, InvalidInputError, UnsupportedFormatError
 from .atomic import atomic_write
 from .dicom import read_dicom
-from .formats import SEG_SOP_CLASS
+from .formats import SEG_SOP_CLASSES
 from .label_table import Code, LabelTable, SegmentCode, SegmentInfo
 from .volume import Volume
 _TRACKING_RE = re.compile(r"^napari-medseg label (\d+)$")
@@ -193,7 +193,7 @@ def _segment_description(hd, number: int, label_id: int, table: LabelTable, vers
 
 def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
                     path: Union[str, os.PathLike], *, series_description: str = "napari-medseg segmentation",
-                    content_creator: Optional[str] = None) -> Path:
+                    content_creator: Optional[str] = None, segmentation_type: str = "binary") -> Path:
     """Write a label map as a DICOM-SEG referencing its source series (atomic).
 
     Parameters
@@ -208,6 +208,11 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
         folder, a list of files or a list of pydicom datasets of the source series.
     path : path-like
         Output file (``.dcm``).
+    segmentation_type : {"binary", "labelmap"}
+        ``"binary"`` (default): a Segmentation Storage object, one bit mask per segment and
+        slice, read by every SEG consumer. ``"labelmap"``: a Label Map Segmentation Storage
+        object (SOP class 1.2.840.10008.5.1.4.1.1.66.7, DICOM 2024+), one frame per slice
+        whose pixel values are segment numbers; smaller, but older viewers do not read it.
 
     Returns
     -------
@@ -222,6 +227,10 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
     arr = labels.array
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise InvalidInputError(f"labels must hold integer ids, got dtype {arr.dtype}")
+    kinds = {"binary": "BINARY", "labelmap": "LABELMAP"}
+    if str(segmentation_type).lower() not in kinds:
+        raise InvalidInputError(f"segmentation_type must be 'binary' or 'labelmap', got {segmentation_type!r}")
+    seg_kind = getattr(hd.seg.SegmentationTypeValues, kinds[str(segmentation_type).lower()])
     ids = segment_ids(arr)
     if not ids:
         raise InvalidInputError("the label map is empty: a DICOM-SEG needs at least one labelled voxel")
@@ -244,7 +253,7 @@ def write_dicom_seg(labels: Volume, table: Optional[LabelTable], source: Any,
             seg = hd.seg.Segmentation(
                 source_images=datasets,
                 pixel_array=stacked,
-                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segmentation_type=seg_kind,
                 segment_descriptions=descriptions,
                 series_instance_uid=hd.UID(),
                 series_number=int(getattr(datasets[0], "SeriesNumber", 0) or 0) + 1000,
@@ -308,13 +317,13 @@ def _seq_item(group, name):
     return seq[0] if seq else None
 
 
-def _frame_info(ds) -> list:
+def _frame_info(ds, path: Path) -> list:
     """(position, orientation, pixel spacing, segment number) of every frame."""
     shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
     n = int(getattr(ds, "NumberOfFrames", 1))
     if len(per_frame) != n:
-        raise ImageReadError(f"the SEG lists {len(per_frame)} frame descriptions for {n} frames")
+        raise ImageReadError(f"{path}: the SEG lists {len(per_frame)} frame descriptions for {n} frames")
 
     def _get(frame, seq_name, attr):
         for group in (frame, shared):
@@ -330,7 +339,9 @@ def _frame_info(ds) -> list:
         sp = _get(frame, "PixelMeasuresSequence", "PixelSpacing")
         seg_no = _get(frame, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
         if pos is None or ori is None or sp is None:
-            raise ImageReadError(f"frame {i + 1} of the SEG has no position/orientation/pixel spacing")
+            raise ImageReadError(
+                f"{path}: frame {i + 1} of the SEG has no position/orientation/pixel spacing, so where it "
+                "lies is unknown; the file is incomplete (re-export it from the tool that made it)")
         infos.append((np.array([float(v) for v in pos]), np.array([float(v) for v in ori]),
                       np.array([float(v) for v in sp]), None if seg_no is None else int(seg_no)))
     return infos
@@ -387,7 +398,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
         ds = pydicom.dcmread(str(path))
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(f"{path} is not a readable DICOM file: {exc}") from None
-    if str(getattr(ds, "SOPClassUID", "")) != SEG_SOP_CLASS and getattr(ds, "Modality", "") != "SEG":
+    if str(getattr(ds, "SOPClassUID", "")) not in SEG_SOP_CLASSES and getattr(ds, "Modality", "") != "SEG":
         raise UnsupportedFormatError(f"{path} is not a DICOM Segmentation (Modality {getattr(ds, 'Modality', '?')})")
     seg_type = str(getattr(ds, "SegmentationType", "BINARY")).upper()
     try:
@@ -396,7 +407,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
         raise ImageReadError(f"{path}: cannot decode the SEG frames: {exc}") from None
     if frames.ndim == 2:
         frames = frames[None]
-    infos = _frame_info(ds)
+    infos = _frame_info(ds, path)
 
     seg_to_id, entries, infos_by_id = {}, {}, {}
     for item in getattr(ds, "SegmentSequence", []):
@@ -407,9 +418,7 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
         color = None
         lab = getattr(item, "RecommendedDisplayCIELabValue", None)
         if lab is not None:
-            import highdicom as hd
-
-            color = tuple(c / 255.0 for c in hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in lab)).to_rgb())
+            color = cielab_to_rgb(lab)
         entries[label_id] = (str(getattr(item, "SegmentLabel", f"segment {number}")), color)
         infos_by_id[label_id] = _segment_info(item)
     if not seg_to_id:
@@ -453,6 +462,28 @@ def read_dicom_seg(path: Union[str, os.PathLike], reference: Optional[Volume] = 
     labels = Volume(out, spacing=grid.spacing, origin=grid.origin, direction=grid.direction, metadata=meta)
     table = LabelTable({k: v for k, v in sorted(entries.items())}, infos_by_id)
     return labels, table
+
+
+def cielab_to_rgb(value: Any) -> tuple:
+    """sRGB (0..1) of a DICOM-encoded CIELab value (PS3.3 C.10.7.1.1: L* 0..100 and a*/b*
+    -128..127 scaled to 0..65535; D65 white), clipped to the sRGB gamut.
+
+    Colours outside sRGB are legal in DICOM (dcmqi and other tools write them); they
+    are clipped to the nearest displayable colour instead of failing.
+    """
+    enc = np.asarray([float(v) for v in value], dtype=float)
+    L = enc[0] * 100.0 / 65535.0
+    a = enc[1] * 255.0 / 65535.0 - 128.0
+    b = enc[2] * 255.0 / 65535.0 - 128.0
+    fy = (L + 16.0) / 116.0
+    f = np.array([fy + a / 500.0, fy, fy - b / 200.0])
+    delta = 6.0 / 29.0
+    xyz = np.where(f > delta, f ** 3, 3 * delta ** 2 * (f - 4.0 / 29.0)) * np.array([0.95047, 1.0, 1.08883])
+    m = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                  [0.0556434, -0.2040259, 1.0572252]])
+    lin = np.clip(m @ xyz, 0.0, 1.0)
+    rgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return tuple(float(round(c, 4)) for c in np.clip(rgb, 0.0, 1.0))
 
 
 def _referenced_series(ds) -> Optional[str]:

@@ -23,6 +23,9 @@ EXTENSIONS = {
     ".seg.nrrd": "nrrd",
     ".nii.gz": "nifti",
     ".nii": "nifti",
+    # NIfTI-1/Analyze pairs: header in .hdr, voxels in the .img beside it
+    ".hdr": "nifti",
+    ".img": "nifti",
     ".nrrd": "nrrd",
     ".nhdr": "nrrd",
     ".mha": "metaimage",
@@ -32,7 +35,7 @@ EXTENSIONS = {
     ".dicom": "dicom",
 }
 FORMAT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage", "dicom": "DICOM"}
-SUPPORTED_TEXT = "NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) or a DICOM series"
+SUPPORTED_TEXT = "NIfTI-1/2 (.nii, .nii.gz, .hdr/.img pairs), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) or a DICOM series"
 
 #: Extensions of DICOM files (files without one are recognised by their content).
 DICOM_SUFFIXES = tuple(ext for ext, fmt in EXTENSIONS.items() if fmt == "dicom")
@@ -42,11 +45,17 @@ WRITABLE = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 WRITABLE_LABELS = (".seg.nrrd",) + WRITABLE
 #: Header formats whose pixels may live in a separate data file.
 DETACHED = (".mhd", ".nhdr")
-#: NIfTI extensions (the formats that may carry an XML label table in a header extension).
-NIFTI_SUFFIXES = tuple(ext for ext, fmt in EXTENSIONS.items() if fmt == "nifti")
+#: Single-file NIfTI extensions (the files that may carry an XML label table in a header extension).
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: NIfTI-1/Analyze pair extensions (header, voxels).
+NIFTI_PAIR_SUFFIXES = (".hdr", ".img")
 
 #: SOP Class UID of a DICOM Segmentation Storage object.
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+#: SOP Class UID of a Label Map Segmentation Storage object (DICOM 2024+, dcmqi/highdicom write it).
+LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
+#: Both segmentation SOP classes; both are read as label maps.
+SEG_SOP_CLASSES = (SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS)
 
 
 def extension_of(name: Union[str, PathLike], extensions: Iterable[str] = EXTENSIONS, *,
@@ -115,7 +124,7 @@ def is_dicom_seg(path: PathLike) -> bool:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
     except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files
         return False
-    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS or str(ds.get("Modality", "")).upper() == "SEG"
+    return str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASSES or str(ds.get("Modality", "")).upper() == "SEG"
 
 
 def has_slicer_segments(header: Mapping[str, str]) -> bool:
@@ -149,7 +158,8 @@ def detached_data_file(header: PathLike) -> Optional[str]:
 
 __all__ = [
     "EXTENSIONS", "FORMAT_NAMES", "SUPPORTED_TEXT", "DICOM_SUFFIXES", "WRITABLE", "WRITABLE_LABELS",
-    "DETACHED", "NIFTI_SUFFIXES", "SEG_SOP_CLASS", "extension_of", "strip_extension", "is_dicom_file",
+    "DETACHED", "NIFTI_SUFFIXES", "NIFTI_PAIR_SUFFIXES", "SEG_SOP_CLASS", "LABELMAP_SEG_SOP_CLASS",
+    "SEG_SOP_CLASSES", "extension_of", "strip_extension", "is_dicom_file",
     "looks_like_dicom", "detect_format", "is_dicom_seg", "has_slicer_segments", "is_slicer_segmentation",
     "detached_data_file",
 ]

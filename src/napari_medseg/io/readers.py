@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -36,6 +37,10 @@ from .slicer_seg import check_single_layer
 from .volume import Volume
 
 PathLike = Union[str, os.PathLike]
+
+
+class NaNVoxelsWarning(UserWarning):
+    """The file holds NaN voxels; they were kept (the count is in ``metadata["nan_voxels"]``)."""
 
 
 # ---------------------------------------------------------------- conversion
@@ -72,9 +77,17 @@ def _to_volume(image: Any, path: Path, channel: Optional[int], modality: Optiona
     if image.GetDimension() == 3 and image.GetSize()[2] == 1:
         meta.setdefault("single_slice", True)
     try:
-        return Volume.from_sitk(image, modality=modality, metadata=meta)
+        volume = Volume.from_sitk(image, modality=modality, metadata=meta)
     except InvalidInputError as exc:
         raise ImageReadError(f"{path} has a broken geometry header: {exc}") from None
+    if np.issubdtype(volume.array.dtype, np.floating):
+        # NaN voxels (masked-out regions of float maps) are kept as they are, never zeroed; say so
+        n_nan = int(np.count_nonzero(np.isnan(volume.array)))
+        if n_nan:
+            volume.metadata["nan_voxels"] = n_nan
+            warnings.warn(f"{path} holds {n_nan} NaN voxel(s) (no value); they are kept as NaN",
+                          NaNVoxelsWarning, stacklevel=3)
+    return volume
 
 
 def check_exists(path: Path) -> None:
@@ -247,5 +260,5 @@ def _embed_in_reference(labels: Volume, reference: Volume) -> Optional[Volume]:
                   modality=labels.modality, metadata=meta)
 
 
-__all__ = ["read_volume", "read_labels", "check_exists", "readable_format", "MultiChannelError", "detect_format", "present_ids",
+__all__ = ["read_volume", "read_labels", "NaNVoxelsWarning", "check_exists", "readable_format", "MultiChannelError", "detect_format", "present_ids",
            "to_label_array", "label_dtype_for"]
