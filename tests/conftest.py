@@ -22,6 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSEG_SHARED_DIR", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_models_in_tmp(tmp_path_factory):
+    """Networks compiled by the OpenVINO runtime go to a per-run folder, not ~/.cache
+    (the CLI subprocesses inherit the variable)."""
+    old = os.environ.get("MEDSEG_COMPILED_DIR")
+    os.environ["MEDSEG_COMPILED_DIR"] = str(tmp_path_factory.mktemp("compiled"))
+    yield
+    if old is None:
+        os.environ.pop("MEDSEG_COMPILED_DIR", None)
+    else:
+        os.environ["MEDSEG_COMPILED_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` (data and fixtures), or skip."""

@@ -36,7 +36,8 @@ def test_out_of_memory_in_a_window_becomes_a_clear_error(model_factory, syntheti
     from napari_medseg.inference import sliding_window as sw
     from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
-    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu")
+    # torch: GPUs run torch, and a compiled CPU model runs one mirror at a time
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=3), device="cpu", runtime="torch")
     batches = []
 
     def oom(network, x, combos, mirror_batch):
@@ -65,33 +66,89 @@ def _assert_parity(ours, ref, n_classes, what):
     assert all(d >= 0.99 for d in dice.values()), f"{what}: Dice {dice}"
 
 
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
 @pytest.mark.parametrize("plans_format", ["new", "old"])
-def test_parity_real_ct(model_factory, ct_small, plans_format):
+def test_parity_real_ct(model_factory, ct_small, plans_format, runtime):
     from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
     # 5 mm x 6 mm x 6 mm: resampling on the way in and out, 2 x 3 x 3 windows, 8 mirrors
     folder = model_factory(plans_format=plans_format, n_classes=4, spacing=(5.0, 6.0, 6.0), seed=1)
-    model = NnUNetPredictor.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu", runtime=runtime)
     ours = model.predict(ct_small)
+    assert model.runtime_report.used == runtime, model.runtime_report
     ref = reference_predict(folder, ct_small)
-    _assert_parity(ours, ref, 4, f"{plans_format} plans on the real CT")
+    _assert_parity(ours, ref, 4, f"{plans_format} plans on the real CT, {runtime}")
 
 
-def test_parity_synthetic_anisotropic_transposed_two_folds(model_factory, synthetic_ct):
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_parity_synthetic_anisotropic_transposed_two_folds(model_factory, synthetic_ct, runtime):
     """Anisotropic input (separate-z resampling), a transposed plan, a 2-fold ensemble."""
     from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
     folder = model_factory(plans_format="new", n_classes=3, spacing=(4.0, 4.0, 4.0),
                            transpose_forward=(2, 0, 1), patch_size=(32, 16, 32), folds=(0, 1),
                            seed=2)
-    model = NnUNetPredictor.from_folder(folder, device="cpu")
+    model = NnUNetPredictor.from_folder(folder, device="cpu", runtime=runtime)
     assert model.folds == [0, 1]
     ours = model.predict(synthetic_ct)
+    report = model.runtime_report
+    assert report.used == runtime
+    if runtime == "openvino":
+        assert report.compiled + report.cache_hits == 2  # one compiled model per fold
     ref = reference_predict(folder, synthetic_ct, folds=(0, 1))
-    _assert_parity(ours, ref, 3, "2-fold ensemble, transposed plans, synthetic CT")
+    _assert_parity(ours, ref, 3, f"2-fold ensemble, transposed plans, synthetic CT, {runtime}")
     # the ensemble differs from a single fold (else the test would not test averaging)
-    single = NnUNetPredictor.from_folder(folder, folds=[0], device="cpu").predict(synthetic_ct)
+    single = NnUNetPredictor.from_folder(folder, folds=[0], device="cpu",
+                                         runtime=runtime).predict(synthetic_ct)
     assert (single != ours).any()
+
+
+def test_openvino_second_run_reads_the_cache_and_a_failed_conversion_falls_back(
+        model_factory, ct_small, monkeypatch, tmp_path, caplog):
+    """Run 1 converts; run 2 (a new predictor: another process, the next click) reads the
+    cache; a forced conversion failure runs torch with the reason logged, same labels."""
+    ov = pytest.importorskip("openvino")
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    folder = model_factory(plans_format="new", n_classes=4, spacing=(5.0, 6.0, 6.0), seed=5,
+                           network="ResidualEncoderUNet")
+    first = NnUNetPredictor.from_folder(folder, device="cpu", runtime="auto")
+    labels = first.predict(ct_small, use_mirroring=False)
+    assert first.runtime_report.used == "openvino" and first.runtime_report.compiled == 1
+    again = first.predict(ct_small, use_mirroring=False)  # same predictor: still compiled
+    assert first.runtime_report.compiled == 0 and np.array_equal(again, labels)
+
+    real_convert = ov.convert_model
+    calls = []
+    monkeypatch.setattr(ov, "convert_model", lambda *a, **k: calls.append(1) or real_convert(*a, **k))
+    second = NnUNetPredictor.from_folder(folder, device="cpu")
+    assert np.array_equal(second.predict(ct_small, use_mirroring=False), labels)
+    assert calls == [] and second.runtime_report.cache_hits == 1
+    assert second.runtime_report.used == "openvino"
+
+    # --- a conversion failure (fresh cache): torch runs, with the reason
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "fresh"))
+
+    def broken(*a, **k):
+        raise RuntimeError("no conversion rule for aten::something")
+
+    monkeypatch.setattr(ov, "convert_model", broken)
+    third = NnUNetPredictor.from_folder(folder, device="cpu", runtime="openvino")
+    with caplog.at_level("WARNING"):
+        fallback = third.predict(ct_small, use_mirroring=False)
+    assert third.runtime_report.used == "torch"
+    assert "aten::something" in third.runtime_report.reason
+    assert "instead of OpenVINO" in caplog.text
+    torch_labels = NnUNetPredictor.from_folder(folder, device="cpu", runtime="torch").predict(
+        ct_small, use_mirroring=False)
+    assert np.array_equal(fallback, torch_labels)
+    ref = reference_predict(folder, ct_small, use_mirroring=False)
+    _assert_parity(labels, ref, 4, "ResEnc U-Net, OpenVINO, no mirroring")
 
 
 def test_parity_residual_encoder_order3_export(model_factory, synthetic_ct):

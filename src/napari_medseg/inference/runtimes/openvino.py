@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -129,7 +130,9 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
         was_training = module.training
         module.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # shape checks become constants of the trace: right for one static shape
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 model = ov.convert_model(module, example_input=torch.randn(shape),
                                          input=[(list(shape), ov.Type.f32)])
         finally:
