@@ -77,16 +77,17 @@ def precheck(path: Path, fmt: str) -> None:
 
 
 def _precheck_pair(path: Path) -> None:
-    """A NIfTI-1/Analyze pair: the header half must hold a 348-byte header."""
+    """A NIfTI/Analyze pair: the header half must hold a NIfTI-1/Analyze (348) or NIfTI-2 (540) header."""
     hdr = path if path.name.lower().endswith(".hdr") else path.with_suffix(".hdr")
     if not hdr.exists():
         hdr = path.with_suffix(".HDR")
     if not hdr.is_file():
         return  # the reader names the missing half
     with open(hdr, "rb") as fh:
-        data = fh.read(352)
-    if len(data) < 348 or not {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]} & {348}:
-        what = "a text file" if _looks_textual(data[:348]) else "not a NIfTI-1/Analyze header (its first 4 bytes are not 348)"
+        data = fh.read(544)
+    if len(data) < 348 or not {struct.unpack("<i", data[:4])[0], struct.unpack(">i", data[:4])[0]} & {348, 540}:
+        what = ("a text file" if _looks_textual(data[:348])
+                else "not a NIfTI-1/2 or Analyze header (its first 4 bytes are not 348 or 540)")
         raise ImageReadError(f"{path} is not a valid NIfTI/Analyze pair: its header file {hdr.name} is {what}")
     if data[344:348] in (b"ni1\x00", b"n+1\x00"):
         _check_nifti_spacing(path, data)
