@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batch_helpers import digests, medseg_batch, read_rows, write_phantom_cohort
+from tests.batch._fixtures import cohort, nnunet_model, phantom_files, ray_address, real_cohort  # noqa: F401
+from tests.batch._helpers import digests, medseg_batch, read_rows, write_phantom_cohort
 
 from napari_medseg.io import read_labels, read_volume
 

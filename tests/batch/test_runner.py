@@ -1,33 +1,10 @@
-"""The cohort runner's core without subprocesses: case discovery, the per-case function
-keeping the model loaded, and what makes a record "done"."""
+"""The per-case function (:mod:`napari_medseg.batch.runner`) without subprocesses: the model
+stays loaded across cases, failures become rows, and what makes a record "done"."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from napari_medseg.batch import Case, CaseRunner, Settings, discover_cases
 from napari_medseg.batch.records import model_identity, read_record
-from napari_medseg.errors import InvalidInputError
-
-
-def test_discovery_folder_glob_and_ids(cohort, tmp_path, shared_data):
-    series = cohort / "patient7"
-    shutil.copytree(shared_data / "dcmqi_ct3slice", series)
-    (cohort / ".hidden.nii.gz").write_bytes(b"x")
-    (cohort / "case0.json").write_text("{}")
-    cases, notes = discover_cases(cohort)
-    assert [c.case_id for c in cases] == ["case0", "case1", "case2", "case3", "patient7"]
-    assert all(c.problem is None for c in cases)
-    globbed, _ = discover_cases(str(cohort / "case[12].nii.gz"))
-    assert [c.case_id for c in globbed] == ["case1", "case2"]
-    with pytest.raises(InvalidInputError, match="holds no cases"):
-        discover_cases(str(tmp_path / "nothing*.nii.gz"))
-    bad = tmp_path / "bad.csv"
-    bad.write_text("case_id,path\n../evil,x.nii.gz\n")
-    with pytest.raises(InvalidInputError, match="cannot name an output file"):
-        discover_cases(bad)
 
 
 def test_nnunet_model_loaded_once_per_worker(cohort, tmp_path, nnunet_model, monkeypatch):
