@@ -56,9 +56,12 @@ class FakeNets:
 
     def __init__(self, liver_box=None):
         self.calls = []
+        self.runtimes = []
         self.liver_box = liver_box
 
-    def __call__(self, folder, volume, *, device, folds, use_mirroring, progress, cancel):
+    def __call__(self, folder, volume, *, device, folds, use_mirroring, progress, cancel,
+                 runtime="auto", result=None):
+        self.runtimes.append(runtime)
         name = Path(folder).parent.name
         self.calls.append((name, volume.shape, tuple(volume.origin)))
         out = np.zeros(volume.shape, np.uint8)
@@ -319,3 +322,31 @@ def test_cancel_raises_and_leaves_input_unchanged():
     token.reset()
     labels, _ = segment(volume, cancel=token)  # a rerun works
     assert labels.any()
+
+
+# ---------------------------------------------------------------- network runtime
+def test_runtime_reaches_every_part_model_and_a_fallback_is_noted(ct, monkeypatch, model_factory,
+                                                                   one_torch_thread):
+    """``runtime=`` goes to every part model of a task; on a model folder a forced
+    OpenVINO without OpenVINO installed runs torch, with the reason in notes and
+    ``result.runtime`` (never a failure)."""
+    import sys
+
+    install_fake("total")
+    real = seg_mod._predict_folder
+    fake = FakeNets()
+    monkeypatch.setattr(seg_mod, "_predict_folder", fake)
+    segment_with_info(ct, "total", runtime="torch")
+    assert len(fake.runtimes) == 5 and set(fake.runtimes) == {"torch"}
+    monkeypatch.setattr(seg_mod, "_predict_folder", real)
+
+    folder = model_factory(n_classes=3, seed=2)
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(0, 300, (24, 48, 48)).astype(np.int16), spacing=(3.0, 3.0, 3.0))
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    res = segment_with_info(vol, folder, device="cpu", runtime="openvino")
+    assert res.runtime["requested"] == "openvino" and res.runtime["used"] == "torch"
+    assert any("not OpenVINO" in n and "napari-medseg[openvino]" in n for n in res.notes)
+    assert res.timings["convert_s"] == 0.0
+    with pytest.raises(InvalidInputError, match="unknown runtime"):
+        segment_with_info(vol, folder, runtime="tensorrt")

@@ -2,8 +2,10 @@
 
 Writes the label map on the image's grid (same spacing, origin and direction) with the
 names sidecar, atomically; ``--json`` prints what was written, the structures present with
-their voxel counts and volumes, and the timings (``total_s``: the whole command, read to
-write; ``read_s``, ``segment_s``, ``write_s`` and the model's own stages). An output that
+their voxel counts and volumes, the timings (``total_s``: the whole command, read to
+write; ``read_s``, ``segment_s``, ``write_s``, the model's own stages and ``convert_s``, the
+time spent converting or loading compiled networks) and ``runtime`` (``--runtime``: what
+ran the networks, and the reason for a fallback to PyTorch). An output that
 is the input, options the model does not use (``--weights`` for hu-tissue, a GPU
 ``--device`` for hu-tissue or one this machine lacks), unknown ``--roi-subset`` names and,
 for hu-tissue, a label map or non-CT image are refused before anything is written.
@@ -39,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the network runs (default: auto = CUDA, MPS, then CPU; "
                              "hu-tissue runs on the CPU only)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
+                        help="what runs the network on the CPU (default: auto = OpenVINO when "
+                             "installed, compiled once and cached; else PyTorch; any OpenVINO "
+                             "failure falls back to PyTorch with a note; GPUs use PyTorch)")
     parser.add_argument("--roi-subset", default=None,
                         help="comma-separated structure names to keep (e.g. liver,spleen); "
                              "for 'total' only the part models holding them run")
@@ -70,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.output], [args.image], what="-o/--output")
     client = remote_client(args)  # None: run here
     if client is None:
-        check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi)
+        check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi,
+                              runtime=args.runtime)
     volume = read_volume(args.image, channel=args.channel)
     t_read = time.perf_counter() - t0
     with TqdmProgress(desc=f"medseg segment ({args.model})") as bar:
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                                         progress=bar)
         else:
             result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
-                                       roi_subset=roi, progress=bar)
+                                       roi_subset=roi, progress=bar, runtime=args.runtime)
     t1 = time.perf_counter()
     path = write_labels(volume.with_array(result.labels), args.output, result.table)
     t_write = time.perf_counter() - t1
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             "model": result.model,
             "labels": present,
             "timings": timings,
+            "runtime": getattr(result, "runtime", {}) or {"requested": args.runtime, "used": "none"},
             "notes": result.notes,
         })
     else:

@@ -48,6 +48,9 @@ class SegmentResult:
     model: str
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    #: What ran the networks: ``requested``, ``used`` (openvino/torch), ``reason`` for a
+    #: fallback, ``convert_s``, ``compiled``, ``cache_hits`` (empty for models without one).
+    runtime: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------- model lookup
@@ -114,12 +117,12 @@ def validate_roi_subset(roi_subset: Optional[Sequence[str]], classes: dict, mode
 
 
 def check_segment_options(model: ModelLike, *, weights=None, device: Optional[str] = "auto",
-                          roi_subset: Optional[Sequence[str]] = None):
+                          roi_subset: Optional[Sequence[str]] = None, runtime: Optional[str] = "auto"):
     """Refuse options the model does not use, before any image is read.
 
     Parameters
     ----------
-    model, weights, device, roi_subset
+    model, weights, device, roi_subset, runtime
         As for :func:`segment`.
 
     Returns
@@ -134,8 +137,12 @@ def check_segment_options(model: ModelLike, *, weights=None, device: Optional[st
         Unknown model or structure (the message lists the valid names); ``weights`` for
         a model that has none to load (hu-tissue) or holds its own (a model folder);
         a GPU ``device`` for the CPU-only hu-tissue model; a forced device this machine
-        lacks (the message says which devices exist); a promptable model.
+        lacks (the message says which devices exist); a promptable model; an unknown
+        ``runtime``.
     """
+    from .runtimes import check_runtime
+
+    check_runtime(runtime)
     kind, target = resolve_model(model)
     family = target.family if kind == "card" else None
     if family is not None and not family.automatic:
@@ -311,23 +318,50 @@ def keep_models_loaded(enabled: bool = True) -> None:
 
 
 def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirroring: bool,
-                    progress, cancel) -> tuple:
-    """Run one nnU-Net trained-model folder; return (labels, {id: name})."""
+                    progress, cancel, runtime: str = "auto",
+                    result: Optional[SegmentResult] = None) -> tuple:
+    """Run one nnU-Net trained-model folder; return (labels, {id: name}).
+
+    ``result``: the network runtime's report is added to its ``runtime``,
+    ``timings["convert_s"]`` and, for a fallback, ``notes``.
+    """
     from .nnunet_predictor import NnUNetPredictor
 
-    key = (str(folder), None if folds is None else tuple(folds), str(device))
+    key = (str(folder), None if folds is None else tuple(folds), str(device), runtime)
     model = _LOADED.get(key) if _LOADED is not None else None
     if model is None:
-        model = NnUNetPredictor.from_folder(folder, folds=folds, device=device)
+        model = NnUNetPredictor.from_folder(folder, folds=folds, device=device, runtime=runtime)
         if _LOADED is not None:
             _LOADED[key] = model
     labels = model.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring)
+    if result is not None and model.runtime_report is not None:
+        _add_runtime_report(result, model.runtime_report)
     return np.asarray(labels), dict(model.labels)
+
+
+def _add_runtime_report(result: SegmentResult, report) -> None:
+    """Sum one network's runtime report into ``result`` (several part models add up)."""
+    rt = result.runtime
+    new = report.as_dict()
+    if not rt:
+        rt.update(new)
+    else:
+        rt["convert_s"] = round(rt["convert_s"] + new["convert_s"], 3)
+        rt["compiled"] += new["compiled"]
+        rt["cache_hits"] += new["cache_hits"]
+        if new["used"] == "torch":
+            rt["used"] = "torch"
+            rt["reason"] = rt["reason"] or new["reason"]
+    result.timings["convert_s"] = rt["convert_s"]
+    note = f"networks ran with PyTorch, not OpenVINO: {rt['reason']}"
+    if rt["requested"] != "torch" and rt["used"] == "torch" and rt["reason"] \
+            and note not in result.notes:
+        result.notes.append(note)
 
 
 # ---------------------------------------------------------------------------- runs
 def _run_hu(card, volume: Volume, roi: Optional[list], weights, device, progress, cancel,
-            result: SegmentResult):
+            result: SegmentResult, runtime: str = "auto"):
     from ..inference.memory import check_memory
     from ..models.hu_tissue import segment_hu_tissue
 
@@ -341,7 +375,7 @@ def _run_hu(card, volume: Volume, roi: Optional[list], weights, device, progress
 
 
 def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, progress,
-                  cancel, result: SegmentResult):
+                  cancel, result: SegmentResult, runtime: str = "auto"):
     from ..models import weights as wm
     from ..models.registry import get_card
 
@@ -381,7 +415,8 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
             _memory_check_nnunet(volume, crop_folder, f"{crop_card.name} (region of interest)")
             rough, _ = _predict_folder(
                 crop_folder, volume, device=device, folds=crop_card.folds, use_mirroring=False,
-                progress=sub_progress(progress, 0.0, 0.15, f"{crop_card.name}: "), cancel=cancel)
+                progress=sub_progress(progress, 0.0, 0.15, f"{crop_card.name}: "), cancel=cancel,
+                runtime=runtime, result=result)
             ids = [k for k, n in crop_card.classes.items() if n in crop_names]
             box = _crop_box(np.isin(rough, ids), card.crop_margin_vox)
             result.timings["roi_s"] = time.perf_counter() - t0
@@ -408,7 +443,8 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
                             f"{card.name} {label} [{i + 1}/{len(units)}]: " if len(units) > 1
                             else f"{card.name}: ")
         pred, _names = _predict_folder(folder, work, device=device, folds=card.folds,
-                                       use_mirroring=False, progress=step, cancel=cancel)
+                                       use_mirroring=False, progress=step, cancel=cancel,
+                                       runtime=runtime, result=result)
         if to_global is not None:
             lut = np.zeros(max(max(to_global), int(pred.max(initial=0))) + 1, out.dtype)
             for local, glob in to_global.items():
@@ -425,12 +461,14 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
     return out, dict(card.classes)
 
 
-def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: SegmentResult):
+def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: SegmentResult,
+                runtime: str = "auto"):
     folder = trained_model_folder(path)
     _memory_check_nnunet(volume, folder, f"nnU-Net model {folder.name}")
     t0 = time.perf_counter()
     labels, names = _predict_folder(folder, volume, device=device, folds=None, use_mirroring=True,
-                                    progress=progress, cancel=cancel)
+                                    progress=progress, cancel=cancel, runtime=runtime,
+                                    result=result)
     result.timings["predict_s"] = time.perf_counter() - t0
     names = {int(k): v for k, v in names.items() if int(k) != 0}
     return labels, names
@@ -445,13 +483,16 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
                       weights: Optional[Union[str, Path]] = None, device: str = "auto",
                       roi_subset: Optional[Sequence[str]] = None,
                       progress: Optional[ProgressCallback] = None,
-                      cancel: Optional[CancelLike] = None) -> SegmentResult:
-    """Like :func:`segment`, returning a :class:`SegmentResult` (with timings and notes)."""
+                      cancel: Optional[CancelLike] = None,
+                      runtime: str = "auto") -> SegmentResult:
+    """Like :func:`segment`, returning a :class:`SegmentResult` (with timings, notes and the
+    network runtime used: ``result.runtime``; conversion time in ``timings["convert_s"]``)."""
     from ..io.validation import check_volume_for_model
 
     t_start = time.perf_counter()
     kind, target, roi = check_segment_options(model, weights=weights, device=device,
-                                              roi_subset=roi_subset)
+                                              roi_subset=roi_subset, runtime=runtime)
+    runtime = (runtime or "auto").strip().lower()
     label = target.name if kind == "card" else str(target)
     check_volume_for_model(volume, what=f"model {label!r}")
     result = SegmentResult(labels=np.zeros(0, np.uint8), table=LabelTable(), model=label)
@@ -460,10 +501,11 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
     report(progress, 0.0, f"{label}: starting")
     check_cancel(cancel)
     if kind == "folder":
-        labels, names = _run_folder(target, volume, device, progress, cancel, result)
+        labels, names = _run_folder(target, volume, device, progress, cancel, result, runtime)
     else:
         run = _RUNNERS[target.family.kind]
-        labels, names = run(target, volume, roi, weights, device, progress, cancel, result)
+        labels, names = run(target, volume, roi, weights, device, progress, cancel, result,
+                            runtime=runtime)
     check_cancel(cancel)
     if roi is not None:
         keep_ids = [k for k, n in names.items() if n in roi]
@@ -485,7 +527,7 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
             weights: Optional[Union[str, Path]] = None, device: str = "auto",
             roi_subset: Optional[Sequence[str]] = None,
             progress: Optional[ProgressCallback] = None,
-            cancel: Optional[CancelLike] = None) -> tuple:
+            cancel: Optional[CancelLike] = None, runtime: str = "auto") -> tuple:
     """Segment ``volume`` automatically.
 
     Parameters
@@ -504,6 +546,10 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
         ``(fraction, text)``.
     cancel : CancelToken-like, optional
         Checked between stages; raises :class:`~napari_medseg.errors.Cancelled`.
+    runtime : {"auto", "openvino", "torch"}
+        What runs the networks on the CPU: ``auto`` takes OpenVINO when installed
+        (compiled once, cached on disk), else PyTorch; any OpenVINO failure falls back
+        to PyTorch with a note. GPUs always run PyTorch.
 
     Returns
     -------
@@ -526,5 +572,6 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
         ``cancel`` was set; nothing was modified.
     """
     res = segment_with_info(volume, model, weights=weights, device=device,
-                            roi_subset=roi_subset, progress=progress, cancel=cancel)
+                            roi_subset=roi_subset, progress=progress, cancel=cancel,
+                            runtime=runtime)
     return res.labels, res.table
