@@ -73,9 +73,11 @@ def test_real_ct_three_positive_clicks(real_ct):
 
 
 @pytest.mark.shared_data
-def test_negative_click_removes_leak_into_neighbour(real_ct):
-    """With leak control loosened, the spleen leaks into the liver; one negative click
-    inside the leak removes (almost) all of it."""
+def test_negative_clicks_remove_leak_into_neighbour(real_ct):
+    """With leak control loosened, the spleen leaks into the whole liver. A negative
+    click acts locally (within ~3 x its depth in the mask + 10 mm): each negative click
+    in the largest remaining leak removes a large part of it, Dice rises at every click,
+    and the spleen itself is never cut away."""
     volume, seg = real_ct
     ref = seg == ORGANS["spleen"]
     session = RegionGrowingSession(leak_ratio=1000, opening_mm=0, tolerance=3.5)
@@ -83,12 +85,20 @@ def test_negative_click_removes_leak_into_neighbour(real_ct):
     before = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask.copy()  # the session updates its mask in place
     leak = before & (seg == ORGANS["liver"])
     assert leak.sum() > 10000, "the test needs a leak into the liver"
-    labelled, _ = ndi.label(leak)
-    largest = labelled == (np.argmax(np.bincount(labelled.ravel())[1:]) + 1)
-    after = session.add_point(deepest_point(largest, volume.spacing_zyx), positive=False).mask
-    assert (after & largest).sum() < 0.2 * largest.sum()
-    assert dice(after, ref) > dice(before, ref) + 0.3
-    assert (after & ref).sum() > 0.8 * (before & ref).sum(), "the spleen itself was cut away"
+    scores = [dice(before, ref)]
+    mask = before
+    for _ in range(3):
+        leaked = mask & ~ref
+        labelled, _ = ndi.label(leaked)
+        largest = labelled == (np.argmax(np.bincount(labelled.ravel())[1:]) + 1)
+        after = session.add_point(deepest_point(largest, volume.spacing_zyx), positive=False).mask.copy()
+        assert (after & largest).sum() < 0.8 * largest.sum(), "a negative click removed little of its leak"
+        assert (after & ref).sum() > 0.95 * (mask & ref).sum(), "the spleen itself was cut away"
+        scores.append(dice(after, ref))
+        mask = after
+    assert all(b > a for a, b in zip(scores, scores[1:])), scores
+    assert (mask & leak).sum() < 0.2 * leak.sum(), scores
+    assert scores[-1] > scores[0] + 0.3, scores
 
 
 @pytest.mark.parametrize("name", ["liver", "spleen", "kidney_right", "kidney_left"])
@@ -291,3 +301,35 @@ def test_cancel_during_set_volume_keeps_session_unprepared():
         s.set_volume(big, cancel=token)
     with pytest.raises(InvalidInputError, match="no volume set"):
         s.add_point((1, 1, 1))
+
+
+# --- the click protocol: corrections are monotone
+#: real-CT structures (TotalSegmentator ids) whose corrections made Dice drop by up to
+#: 0.34 before corrections were local: spleen, kidney_right, liver, aorta, portal vein,
+#: vertebra L2, small bowel
+PROTOCOL_IDS = {"spleen": 1, "kidney_right": 2, "liver": 5, "aorta": 52, "portal_vein": 64,
+                "vertebrae_L2": 29, "small_bowel": 55}
+#: still not monotone (measured): a negative click's watershed split takes a slice of
+#: the spleen (0.909 -> 0.888 -> 0.865); a positive click on the portal vein, the
+#: vertebra and the small bowel adds a leak. Strict: the mark goes when they are fixed.
+NOT_YET_MONOTONE = {"spleen", "portal_vein", "vertebrae_L2", "small_bowel"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="corrections not yet monotone here"))
+    if n in NOT_YET_MONOTONE else n for n in PROTOCOL_IDS])
+def test_protocol_corrections_do_not_lower_dice(real_ct, name):
+    """Five protocol clicks (deepest point, then the largest error region): with local
+    corrections no click lowers Dice by more than 0.02 on these structures, and the
+    re-segment-from-all-clicks behaviour is kept measurable (the check can fail)."""
+    from napari_medseg.testing.clicker import run_protocol
+
+    volume, seg = real_ct
+    ref = seg == PROTOCOL_IDS[name]
+    assert ref.sum() >= 200
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    result = run_protocol(session, ref, n_clicks=5)
+    assert len(result.clicks) >= 2, "the protocol made no correction"
+    assert result.worse() == [], result.dice
+    assert result.dice[-1] >= result.dice[0] - 0.02, result.dice

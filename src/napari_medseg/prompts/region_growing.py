@@ -50,6 +50,8 @@ from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, stepped
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
+from .._ndimage import union_box
+from ._corrections import incremental_click, limit_addition, negative_cut, object_radius_mm
 from .base import Prediction, PromptSession, Prompts
 
 
@@ -211,6 +213,9 @@ class RegionGrowingSession(PromptSession):
         self._overview: Optional[_Crop] = None
         self._components: "OrderedDict[tuple, tuple]" = OrderedDict()
         self._click_values: dict = {}
+        #: corrective clicks change the mask near the click only (False: re-segment
+        #: from all clicks, the behaviour before local corrections)
+        self.local_corrections = True
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -368,6 +373,44 @@ class RegionGrowingSession(PromptSession):
     def _predict(self, prompts: Prompts, previous_state: Any) -> Prediction:
         if self._array is None:
             raise InvalidInputError("no volume set: call set_volume(volume) first")
+        prev = self._prompts
+        if (self.local_corrections and self._mask is not None and self._mask_box is not None
+                and prompts.box == prev.box and prompts.initial_mask is prev.initial_mask
+                and any(prev.labels)):
+            i = incremental_click(prev.points, prev.labels, prompts.points, prompts.labels)
+            if i is not None:
+                return self._correct(prompts, i)
+        return self._predict_all(prompts)
+
+    def _correct(self, prompts: Prompts, i: int) -> Prediction:
+        """A corrective click changes the current mask near the click only (see ``_corrections``)."""
+        old = self._mask
+        click = tuple(int(round(c)) for c in prompts.points[i])
+        spacing = self._spacing
+        if prompts.labels[i]:
+            if old[click]:
+                return Prediction(old[self._mask_box].copy(), self._mask_box, None)
+            alone = Prompts((prompts.points[i],) + tuple(prompts.negative_points),
+                            (True,) + (False,) * len(prompts.negative_points), prompts.box, None)
+            grown = self._predict_all(alone)
+            added = np.zeros(old.shape, dtype=bool)
+            added[grown.region] = grown.mask
+            added[click] = True
+            radius = max(15.0, 1.5 * object_radius_mm(old[self._mask_box], spacing))
+            added = limit_addition(added, old, click, spacing, radius)
+            region = union_box(self._mask_box, bbox(added))
+            return Prediction(old[region] | added[region], region, None)
+        if not old[click]:
+            return Prediction(old[self._mask_box].copy(), self._mask_box, None)
+        neg = [tuple(int(round(c)) for c in p) for p in prompts.negative_points]
+        pos = [tuple(int(round(c)) for c in p) for p in prompts.positive_points]
+        remove = negative_cut(self._array, old, spacing, neg, pos, click, self.smoothing_mm,
+                              self.max_split_voxels, self.negative_radius_mm)
+        region = self._mask_box
+        return Prediction(old[region] & ~remove[region], region, None)
+
+    def _predict_all(self, prompts: Prompts) -> Prediction:
+        """Segment from all prompts at once (first click, box, initial mask, replays)."""
         if self._overview is None:
             # Small volume: work on all of it at once (no crop growth needed).
             region = tuple(slice(0, n) for n in self.volume.shape)
