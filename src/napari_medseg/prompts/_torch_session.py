@@ -25,7 +25,15 @@ from .base import Prediction, PromptSession
 
 
 class TorchPromptSession(PromptSession):
-    """A :class:`PromptSession` whose backend is a torch network loaded lazily."""
+    """A :class:`PromptSession` whose backend is a torch network loaded lazily.
+
+    Heavy network calls go through :meth:`_run_network`, which runs them compiled by
+    the CPU runtime :attr:`runtime` selects (OpenVINO, see
+    :mod:`napari_medseg.inference.runtimes`), once per input shape, or with torch.
+    """
+
+    #: "auto" (OpenVINO on the CPU when installed), "openvino" or "torch".
+    runtime: str = "auto"
 
     def __init__(self, weights: Any, device: str, model_name: str, network: Any,
                  loader: Callable[..., Any]) -> None:
@@ -36,6 +44,9 @@ class TorchPromptSession(PromptSession):
         self._network_ready = False
         self._loader = loader
         self._checkpoint = None
+        #: What ran the compiled calls (set on the first :meth:`_run_network`).
+        self.runtime_report = None
+        self._compiled_calls: dict = {}
         if network is None:
             from ..models.weights import resolve_weights
 
@@ -49,6 +60,36 @@ class TorchPromptSession(PromptSession):
 
             self._device = choose_device(self._device_pref)
         return self._device
+
+    def _run_network(self, module, x, what: str):
+        """``module(x)`` for one tensor, compiled for ``x``'s shape when the runtime allows.
+
+        The compiled model is kept for the session (the next crop, the next click reuse
+        it) and on disk (the next session reads it). Any failure runs torch instead,
+        with the reason in :attr:`runtime_report`.
+        """
+        from ..inference.runtimes import check_runtime, compile_module, resolve_runtime
+
+        report = self.runtime_report
+        if report is None or report.requested != check_runtime(self.runtime):
+            report = self.runtime_report = resolve_runtime(self.runtime, self.device)
+            self._compiled_calls.clear()
+        key = (what, tuple(x.shape))
+        if key not in self._compiled_calls:
+            self._compiled_calls[key] = compile_module(module, tuple(x.shape), report=report,
+                                                       what=what)
+        fn = self._compiled_calls[key]
+        if fn is not None and report.used == "openvino":
+            try:
+                return fn(x).to(x.device)
+            except Exception as exc:  # a runtime error: torch from now on, never a failure
+                report.fall_back(f"OpenVINO failed while running the {what} "
+                                 f"({type(exc).__name__}: {exc})")
+                self._compiled_calls[key] = None
+        import torch
+
+        with torch.no_grad():
+            return module(x)
 
     def _model(self):
         """The network on :attr:`device`, in float32, in eval mode (loaded on first use)."""

@@ -142,7 +142,8 @@ def _spec(name: str) -> BackendSpec:
     return BACKENDS[key]
 
 
-def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = "auto") -> PromptSession:
+def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = "auto",
+                 runtime: str = "auto") -> PromptSession:
     """A new :class:`~napari_medseg.prompts.base.PromptSession` of ``backend``.
 
     Parameters
@@ -155,6 +156,9 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (region growing runs on the CPU:
         it accepts only ``"auto"`` and ``"cpu"``).
+    runtime : {"auto", "openvino", "torch"}
+        What runs the network backends' heavy calls on the CPU (see
+        :mod:`napari_medseg.inference.runtimes`); ignored by weights-free backends.
 
     Raises
     ------
@@ -164,6 +168,9 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
         The backend's module or a package it needs is missing (the message says which),
         or its weights are not installed (:class:`~napari_medseg.errors.WeightsNotFoundError`).
     """
+    from ..inference.runtimes import check_runtime
+
+    runtime = check_runtime(runtime)
     spec = _spec(backend)
     if spec.weights_card is None:
         if weights is not None:
@@ -194,4 +201,7 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
             f"the '{spec.name}' backend module napari_medseg.prompts.{spec.module} has no "
             f"class {spec.cls}; this installation is incomplete"
         )
-    return cls(weights=weights, device=device)
+    session = cls(weights=weights, device=device)
+    if hasattr(session, "runtime"):
+        session.runtime = runtime
+    return session

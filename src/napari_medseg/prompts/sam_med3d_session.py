@@ -182,7 +182,8 @@ class SamMed3DSession(CroppedTorchSession):
             return emb
         crop = normalise_crop(self._crop_image(start))
         tensor = torch.from_numpy(crop)[None, None].to(self.device)
-        emb = self._model().encode(tensor)
+        # the image encoder is the expensive call: compiled for the CPU when possible
+        emb = self._run_network(self._model().image_encoder, tensor, "SAM-Med3D image encoder")
         self._embeddings[start] = emb
         while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
             self._embeddings.pop(next(iter(self._embeddings)))
