@@ -9,8 +9,7 @@ pytest.importorskip("fastapi", reason="the [serve] extra (fastapi, uvicorn, http
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 pytest.importorskip("httpx", reason="the [serve] extra is not installed")
 
-TOKEN_A = "token-a-" + "a" * 32
-TOKEN_B = "token-b-" + "b" * 32
+from ._helpers import TOKEN_A, TOKEN_B  # noqa: E402  (after the skips)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +52,3 @@ def start_server():
 def server(start_server):
     """A server with the default configuration and two tokens."""
     return start_server()
-
-
-def same_mask(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a, b))

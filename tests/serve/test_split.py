@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import TOKEN_A, same_mask
+from ._helpers import TOKEN_A, same_mask
 
 torch = pytest.importorskip("torch")
 

@@ -33,7 +33,23 @@ from .wire import MEDIA_TYPE, pack, region_from_json, region_to_json, unpack
 
 
 class ServerError(MedsegError):
-    """The server could not be reached, or answered with an error (the message says which)."""
+    """The server could not be reached, or answered with an error (the message says which).
+
+    ``status`` is the HTTP status of a refusal (``None`` when no answer came): 404 means
+    the server no longer holds the session or job (expired, deleted, restarted).
+    """
+
+    def __init__(self, *args, status: Optional[int] = None, hints=None) -> None:
+        super().__init__(*args, hints=hints)
+        self.status = status
+
+
+#: what to do when the server cannot be reached or was lost, per interface
+_REACH_HINTS = {
+    "cli": "check that `medseg serve` runs there, the URL and the port (--server).",
+    "gui": "check that `medseg serve` runs there and the Server URL under Options "
+           "(Where it runs); your layers were not changed.",
+}
 
 
 class AuthenticationError(ServerError):
@@ -113,28 +129,34 @@ class Client:
         except httpx.TimeoutException as exc:
             raise ServerError(
                 f"the medseg server at {self.url} did not answer {method} {path} within "
-                f"{timeout:g} s; nothing was changed here") from exc
+                f"{timeout:g} s; nothing was changed here;", hints=_REACH_HINTS) from exc
         except httpx.ConnectError as exc:
             raise ServerError(
-                f"cannot reach the medseg server at {self.url} ({exc}); check that `medseg serve` "
-                "runs there, the URL and the port; nothing was changed here") from exc
+                f"cannot reach the medseg server at {self.url} ({exc}); nothing was changed "
+                "here;", hints=_REACH_HINTS) from exc
         except httpx.HTTPError as exc:
             raise ServerError(
-                f"lost the medseg server at {self.url} ({type(exc).__name__}: {exc}); check that "
-                "`medseg serve` runs there and the URL; nothing was changed here") from exc
+                f"lost the medseg server at {self.url} ({type(exc).__name__}: {exc}); nothing "
+                "was changed here;", hints=_REACH_HINTS) from exc
         sent = len(content) if content is not None else len(response.request.content or b"")
         self.last_bytes = (sent, len(response.content))
         if response.status_code == 401:
             raise AuthenticationError(
-                f"the medseg server at {self.url} refused the token (401): use a token from its "
-                "--token-file")
+                f"the medseg server at {self.url} refused the token (401);", status=401,
+                hints={"cli": "use a token from its --token-file (pass that file with --token-file).",
+                       "gui": "under Options > Token file, choose a copy of the token file "
+                              "`medseg serve` was started with."})
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text[:500]
+            hints = None
+            if response.status_code == 404:
+                hints = {"gui": "run it again: the image is uploaded anew."}
             raise ServerError(f"the medseg server refused {method} {path} "
-                              f"({response.status_code}): {detail}")
+                              f"({response.status_code}): {detail}",
+                              status=response.status_code, hints=hints)
         return response
 
     def json(self, method: str, path: str, **kwargs) -> Any:
