@@ -62,6 +62,19 @@ def test_export_widget_dicom_seg(qtbot, viewer_after_first_use, shared_data, tmp
     np.testing.assert_array_equal(back.array, ref.array)
     assert table.names == {1: "liver"}
 
+    # the same labels as a LABELMAP SEG (DICOM 2024+), chosen in the format list
+    import pydicom
+
+    widget.set_format("DICOM-SEG label map (.dcm)")
+    with qtbot.waitSignal(widget.exported, timeout=60000) as blocker:
+        widget.export(tmp_path / "liver_labelmap.dcm")
+    assert blocker.args[0].startswith("wrote"), blocker.args[0]
+    ds = pydicom.dcmread(tmp_path / "liver_labelmap.dcm", stop_before_pixels=True)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7" and ds.SegmentationType == "LABELMAP"
+    back, table = read_dicom_seg(tmp_path / "liver_labelmap.dcm", reference=ct)
+    np.testing.assert_array_equal(back.array, ref.array)
+    assert table.names == {1: "liver"}
+
 
 def test_dicom_seg_from_the_export_dock_records_how_each_segment_was_made(qtbot, make_napari_viewer,
                                                                           shared_data, tmp_path):

@@ -125,6 +125,30 @@ def test_cli_export_converts_dicom_seg_and_back(shared_data, tmp_path, capsys):
     assert main(["export", str(seg_nrrd), "-o", str(tmp_path / "x.png")]) == 2
 
 
+def test_cli_export_labelmap_seg_and_seg_type_only_for_dcm(shared_data, tmp_path, capsys):
+    import pydicom
+
+    from napari_medseg.cli import main
+    from napari_medseg.io.dicom_seg import read_dicom_seg
+
+    folder = shared_data / "dcmqi_ct3slice"
+    ct = read_volume(folder)
+    out = tmp_path / "liver_lm.dcm"
+    assert main(["export", str(folder / "liver_seg.nrrd"), "--reference", str(folder), "-o", str(out),
+                 "--seg-type", "labelmap"]) == 0
+    ds = pydicom.dcmread(out, stop_before_pixels=True)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7" and ds.SegmentationType == "LABELMAP"
+    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
+    back, _ = read_dicom_seg(out, reference=ct)
+    np.testing.assert_array_equal(back.array, ref.array)
+    capsys.readouterr()
+    # --seg-type with another format is an option that would not be used: refused, nothing written
+    assert main(["export", str(folder / "liver_seg.nrrd"), "-o", str(tmp_path / "l.nii.gz"),
+                 "--seg-type", "labelmap"]) == 2
+    assert "--seg-type applies to DICOM-SEG" in capsys.readouterr().err
+    assert not (tmp_path / "l.nii.gz").exists()
+
+
 # --- bad input and faults
 
 

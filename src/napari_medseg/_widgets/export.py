@@ -28,13 +28,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InvalidInputError, MedsegError
-from ..io.export import EXPORT_FORMATS, is_dicom_reference
+from ..io.export import DICOM_SEG_TYPES, EXPORT_FORMATS, is_dicom_reference
+from ..io.formats import WRITABLE_LABELS, strip_extension
 from ._jobs import JobRunner, StatusLine
 from ._layers import LayerPicker, layer_sources, layer_table, layer_volume
 from ._layout import make_scrollable
 
+#: the default DICOM-SEG flavour's format name (binary segments)
 DICOM_FORMAT = "DICOM-SEG (.dcm)"
-
 
 class ExportWidget(QWidget):
     """Export the selected Labels layer with its geometry and class names.
@@ -91,7 +92,7 @@ class ExportWidget(QWidget):
             dicom = is_dicom_reference(self._reference())
         except MedsegError:
             dicom = False
-        return [name for name in EXPORT_FORMATS if name != DICOM_FORMAT or dicom]
+        return [name for name in EXPORT_FORMATS if name not in DICOM_SEG_TYPES or dicom]
 
     def _update_formats(self, *_):
         current = self.format_combo.currentText()
@@ -109,7 +110,7 @@ class ExportWidget(QWidget):
         if idx < 0:
             raise InvalidInputError(
                 f"format {name!r} is not available now"
-                + (" (DICOM-SEG needs a reference image opened from DICOM)" if name == DICOM_FORMAT else "")
+                + (" (DICOM-SEG needs a reference image opened from DICOM)" if name in DICOM_SEG_TYPES else "")
             )
         self.format_combo.setCurrentIndex(idx)
 
@@ -119,11 +120,7 @@ class ExportWidget(QWidget):
         if not text or not ext:
             return
         p = Path(text)
-        base = p.name
-        for known in sorted(EXPORT_FORMATS.values(), key=len, reverse=True) + [".nii", ".mhd", ".nhdr"]:
-            if base.lower().endswith(known):
-                base = base[: -len(known)]
-                break
+        base = strip_extension(p.name, set(EXPORT_FORMATS.values()) | set(WRITABLE_LABELS))
         self.path_edit.setText(str(p.with_name(base + ext)))
 
     def _browse(self) -> None:
@@ -159,13 +156,14 @@ class ExportWidget(QWidget):
             labels = labels.with_array(labels.array.copy())
             table = with_anatomical_codes(layer_table(layer))  # known structures get their codes
             reference = self._reference()
+            seg_type = DICOM_SEG_TYPES.get(self.format_combo.currentText(), "binary")
         except MedsegError as exc:
             self.status.error(exc, notify=False)
             self.exported.emit(self.status.text())
             return None
 
         def job(progress, cancel):
-            return export_labels(labels, table, text, reference=reference)
+            return export_labels(labels, table, text, reference=reference, dicom_seg_type=seg_type)
 
         return self.jobs.start(job, done=self._written, text="exporting...")
 

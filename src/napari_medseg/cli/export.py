@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output file (never LABELS, the reference, or a file inside a "
                              "DICOM reference folder)")
+    parser.add_argument("--seg-type", choices=("binary", "labelmap"), default=None,
+                        help="DICOM-SEG flavour for .dcm: binary (default; read by every SEG "
+                             "consumer) or labelmap (DICOM 2024+ Label Map Segmentation)")
     parser.set_defaults(func=run)
 
 
@@ -31,7 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io.paths import check_outputs
 
-    format_of(args.output)  # refuse an unknown extension before reading anything
+    kind = format_of(args.output)  # refuse an unknown extension before reading anything
+    if args.seg_type is not None and kind != "dicom-seg":
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"--seg-type applies to DICOM-SEG (.dcm) output only, not "
+                                f"{args.output}; drop it")
     check_outputs([args.output], [args.labels, args.reference], what="-o/--output")
     reference = read_volume(args.reference) if args.reference else None
     from ..io.dicom_seg import segment_ids
@@ -39,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     labels, table = read_labels_any(args.labels, reference=reference)
     table = with_anatomical_codes(table)  # known structure names get their published codes
-    out = export_labels(labels, table, args.output, reference=reference)
+    out = export_labels(labels, table, args.output, reference=reference,
+                        dicom_seg_type=args.seg_type or "binary")
     # report what the file holds: the ids present (a DICOM-SEG writes one segment each),
     # not every name the table lists
     ids = segment_ids(labels)

@@ -37,7 +37,13 @@ EXPORT_FORMATS = {
     "MetaImage (.mha)": ".mha",
     "3D Slicer segmentation (.seg.nrrd)": ".seg.nrrd",
     "DICOM-SEG (.dcm)": ".dcm",
+    "DICOM-SEG label map (.dcm)": ".dcm",
 }
+
+#: DICOM-SEG flavour of each DICOM entry of :data:`EXPORT_FORMATS`: ``"binary"`` (one frame
+#: per segment and slice, read by every SEG consumer) or ``"labelmap"`` (Label Map
+#: Segmentation Storage, DICOM 2024+: one frame per slice holding the ids; smaller, newer)
+DICOM_SEG_TYPES = {"DICOM-SEG (.dcm)": "binary", "DICOM-SEG label map (.dcm)": "labelmap"}
 
 def format_of(path: Union[str, os.PathLike]) -> str:
     """The export format key of ``path``: ``"seg.nrrd"``, ``"dicom-seg"`` or ``"image"``.
@@ -70,7 +76,8 @@ def is_dicom_reference(reference: Optional[Volume]) -> bool:
 
 
 def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable],
-                  path: Union[str, os.PathLike], reference: Optional[Volume] = None) -> Path:
+                  path: Union[str, os.PathLike], reference: Optional[Volume] = None, *,
+                  dicom_seg_type: str = "binary") -> Path:
     """Write ``labels`` to ``path``, choosing the writer from the extension.
 
     Parameters
@@ -84,6 +91,10 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
     reference : Volume, optional
         The image the labels were drawn on: checked to share the labels' grid, and
         for DICOM-SEG the source of the referenced DICOM series.
+    dicom_seg_type : {"binary", "labelmap"}
+        For ``.dcm``: a binary SEG (every consumer reads it) or a LABELMAP SEG (DICOM
+        2024+); see :data:`DICOM_SEG_TYPES`. Anything but ``"binary"`` for another
+        extension is refused.
 
     Returns
     -------
@@ -110,6 +121,9 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise InvalidInputError(f"labels must hold integer ids, got dtype {arr.dtype}")
     path = Path(path)
+    if dicom_seg_type != "binary" and kind != "dicom-seg":
+        raise InvalidInputError(
+            f"a {dicom_seg_type} DICOM-SEG needs a .dcm output, not {path.name}")
     if kind == "seg.nrrd":
         return write_seg_nrrd(labels, path, table)
     if kind == "dicom-seg":
@@ -118,7 +132,7 @@ def export_labels(labels: Union[Volume, np.ndarray], table: Optional[LabelTable]
                 f"cannot write DICOM-SEG {path}: it must reference the DICOM series the labels were "
                 "drawn on; give that image (opened from its DICOM folder) as the reference"
             )
-        return write_dicom_seg(labels, table, reference, path)
+        return write_dicom_seg(labels, table, reference, path, segmentation_type=dicom_seg_type)
     return write_labels(labels, path, table)
 
 
