@@ -183,7 +183,10 @@ class SamMed3DSession(CroppedTorchSession):
         crop = normalise_crop(self._crop_image(start))
         tensor = torch.from_numpy(crop)[None, None].to(self.device)
         # the image encoder is the expensive call: compiled for the CPU when possible
-        emb = self._run_network(self._model().image_encoder, tensor, "SAM-Med3D image encoder")
+        net = self._model()
+        encoder = getattr(net, "image_encoder", None)  # stand-in networks have encode() only
+        emb = (self._run_network(encoder, tensor, "SAM-Med3D image encoder")
+               if encoder is not None else net.encode(tensor))
         self._embeddings[start] = emb
         while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
             self._embeddings.pop(next(iter(self._embeddings)))
