@@ -203,3 +203,15 @@ def test_cli_missing_image(tmp_path, capsys):
     rc = main(["prompt", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "o.nii.gz"), "--point", "1,1,1"])
     assert rc == 2
     assert "nope.nii.gz" in capsys.readouterr().err
+
+
+def test_runtime_option_is_accepted_and_reported(sample, tmp_path):
+    """--runtime reaches the session; the weights-free backend has no network: runtime null."""
+    res = medseg("prompt", sample["ct"], "-o", tmp_path / "m.nii.gz", "--point", "12,40,40",
+                 "--runtime", "torch", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["runtime"] is None
+    bad = medseg("prompt", sample["ct"], "-o", tmp_path / "b.nii.gz", "--point", "12,40,40",
+                 "--runtime", "tensorrt")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--runtime" in bad.stderr
+    assert not (tmp_path / "b.nii.gz").exists()

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", default=None, help="checkpoint for backends that need one")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where a network backend runs (default: auto)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
+                        help="what runs the network's image encoder on the CPU (default: auto = "
+                             "OpenVINO when installed, compiled once and cached; else PyTorch)")
     parser.add_argument("--point", action="append", default=[], metavar="Z,Y,X",
                         help="a positive click (inside the object); repeatable")
     parser.add_argument("--negative", action="append", default=[], metavar="Z,Y,X",
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
         session = RemotePromptSession(args.model, client=client)
     else:
-        session = make_session(args.model, weights=args.weights, device=args.device)
+        session = make_session(args.model, weights=args.weights, device=args.device,
+                               runtime=args.runtime)
     t1 = time.perf_counter()
     with TqdmProgress(desc=f"medseg prompt ({args.model})") as bar:
         session.set_volume(volume, progress=bar)
@@ -174,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
                 "write_s": round(t_write, 3),
                 "total_s": round(time.perf_counter() - t0, 3),
             },
+            # what ran the encoder (absent for weights-free and remote backends)
+            "runtime": (session.runtime_report.as_dict()
+                        if getattr(session, "runtime_report", None) is not None else None),
         })
     else:
         print(report.text())
