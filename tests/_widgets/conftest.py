@@ -50,3 +50,30 @@ def opened(viewer_after_first_use, sample_files, tmp_path):
     assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "ct.nii.gz")] == ["Image"]
     assert [layer.__class__.__name__ for layer in open_as_user(viewer, tmp_path / "labels.nii.gz")] == ["Labels"]
     return viewer, tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path_factory, monkeypatch):
+    """Each test remembers its "Where it runs" choice in its own folder (never the user's)."""
+    monkeypatch.setenv("MEDSEG_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
+@pytest.fixture
+def medseg_server(tmp_path):
+    """A real ``medseg serve`` application on loopback (uvicorn in a thread) and its token file.
+
+    Returns an object with ``url``, ``token_file`` (mode 600, as ``medseg serve --new-token``
+    writes it), ``handle`` (``app``, ``stop()``); stopped after the test.
+    """
+    pytest.importorskip("fastapi", reason="the [serve] extra (fastapi, uvicorn, httpx) is not installed")
+    pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
+    pytest.importorskip("httpx", reason="the [serve] extra is not installed")
+    from types import SimpleNamespace
+
+    from napari_medseg.serve.app import ServeConfig, serve_in_thread
+    from napari_medseg.serve.auth import make_token
+
+    token_file = tmp_path / "medseg-token"
+    handle = serve_in_thread(ServeConfig(tokens=[make_token(token_file)]))
+    yield SimpleNamespace(url=handle.url, token_file=token_file, handle=handle)
+    handle.stop()

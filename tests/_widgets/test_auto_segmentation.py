@@ -254,3 +254,86 @@ def test_download_button_runs_in_background_and_refreshes(make_napari_viewer, qt
     assert blocker.args[0] == "done" and calls == ["total-fastest"]
     assert widget.model_combo.currentText() == "total-fastest (installed)"
     assert "installed" in widget.status.text() and widget.run_btn.isEnabled()
+
+
+# ---------------------------------------------------------------- where it runs: a server
+def use_server(widget, url, token_file) -> None:
+    """Fill in Options > Where it runs as a user does (pick "a server", type URL and file)."""
+    fields = widget.server
+    fields.where_combo.setCurrentIndex(fields.where_combo.findData(True))
+    for edit, text in ((fields.url_edit, url), (fields.token_edit, str(token_file))):
+        edit.setText(text)
+        edit.editingFinished.emit()
+
+
+def test_hu_tissue_on_a_server_equals_this_computer(make_napari_viewer, qtbot, phantom, medseg_server):
+    """The same run here and on a loopback server: same labels and class table; the bar moves;
+    local-only options are refused with a server; a stopped server is a message, no layer."""
+    viewer = make_napari_viewer()
+    add_image(viewer, phantom.ct, "CT")
+    widget = dock(viewer)
+    assert run_and_wait(qtbot, widget) == "done"
+    here = viewer.layers["CT hu-tissue"]
+    use_server(widget, medseg_server.url, medseg_server.token_file)
+    bar = []
+    widget.progress_bar.valueChanged.connect(bar.append)
+    assert run_and_wait(qtbot, widget) == "done", widget.status.text()
+    there = viewer.layers["CT hu-tissue [2]"]
+    assert np.array_equal(there.data, here.data) and there.data.dtype == here.data.dtype
+    assert len(np.unique(there.data)) > 2
+    assert dict(zip(there.features["index"], there.features["name"])) == \
+        dict(zip(here.features["index"], here.features["name"]))
+    np.testing.assert_allclose(there.scale, here.scale)
+    np.testing.assert_allclose(there.translate, here.translate)
+    assert bar and bar[-1] == 1000 and bar == sorted(bar)
+    assert "Done" in widget.status.text()
+    assert len(medseg_server.handle.app.state.jobs._jobs) == 0  # the finished job was fetched and deleted
+    # options that only apply here
+    widget.device_combo.setCurrentText("cuda")
+    assert run_and_wait(qtbot, widget) == "error"
+    assert "set Device to auto" in widget.status.text()
+    widget.device_combo.setCurrentText("auto")
+    widget.set_custom_folder("/models/Dataset001_Liver")
+    assert run_and_wait(qtbot, widget) == "error"
+    assert "pick a registry model" in widget.status.text()
+    widget.set_model("hu-tissue")
+    # the server is gone: a clear message, no new layer, Run usable again
+    medseg_server.handle.stop()
+    before = layer_names(viewer)
+    assert run_and_wait(qtbot, widget) == "error"
+    assert "cannot reach the medseg server" in widget.status.text() and "Server URL" in widget.status.text()
+    assert layer_names(viewer) == before and widget.run_btn.isEnabled()
+
+
+def test_cancel_on_a_server_cancels_its_job(make_napari_viewer, qtbot, phantom, tmp_path):
+    """Cancel while the server's job runs: the job stops there, no layer is added."""
+    import threading
+
+    from napari_medseg.serve.app import ServeConfig, serve_in_thread
+    from napari_medseg.serve.auth import make_token
+
+    from ..serve._helpers import slow_segment
+
+    started = threading.Event()
+    token_file = tmp_path / "token"
+    handle = serve_in_thread(ServeConfig(tokens=[make_token(token_file)], segment_fn=slow_segment(started)))
+    try:
+        viewer = make_napari_viewer()
+        add_image(viewer, phantom.ct, "CT")
+        widget = dock(viewer)
+        use_server(widget, handle.url, token_file)
+        seen = []
+
+        def on_progress(value):
+            seen.append(value)
+            if value > 300 and widget.cancel_btn.isEnabled():
+                widget.cancel_btn.click()  # the user presses Cancel part-way
+
+        widget.progress_bar.valueChanged.connect(on_progress)
+        assert run_and_wait(qtbot, widget) == "cancelled"
+        assert started.is_set() and 300 < max(seen) < 900  # it ran on the server, then stopped
+        assert layer_names(viewer) == ["CT"] and "Cancelled" in widget.status.text()
+        assert len(handle.app.state.jobs._jobs) == 0  # cancelled and forgotten on the server
+        assert widget.run_btn.isEnabled()
+    finally:
+        handle.stop()

@@ -548,3 +548,128 @@ def test_widget_cancel_and_backend_error_leave_layers_unchanged(make_napari_view
     qtbot.waitUntil(lambda: not widget.busy, timeout=30000)
     assert (labels.data == 1).sum() > 100
     assert labels.data[0, 0, 0] == 9
+
+
+# ---------------------------------------------------------------- where it runs: a server
+def _use_server(widget, url, token_file):
+    """Fill in Options > Where it runs as a user does (pick "a server", type URL and file)."""
+    fields = widget.server
+    fields.where_combo.setCurrentIndex(fields.where_combo.findData(True))
+    for edit, text in ((fields.url_edit, url), (fields.token_edit, str(token_file))):
+        edit.setText(text)
+        edit.editingFinished.emit()
+
+
+def _session_steps(qtbot, widget, labels):
+    """Positive click, negative click, undo, next object, positive click: label counts after each."""
+    counts = []
+    for step in (lambda: widget.add_point_voxel((12, 24, 18), positive=True),
+                 lambda: widget.add_point_voxel((12, 24, 26), positive=False),
+                 widget.undo,
+                 lambda: (widget.next_object(), widget.add_point_voxel((12, 24, 46), positive=True))):
+        _step(qtbot, widget, step)
+        assert widget.last_error == "", widget.last_error
+        counts.append((int((labels.data == 1).sum()), int((labels.data == 2).sum()), labels.data.copy()))
+    return counts
+
+
+def test_a_server_session_writes_what_a_local_one_writes(make_napari_viewer, qtbot, medseg_server):
+    """The same clicks on this computer and on a loopback server give the same labels at
+    every step; the choice is remembered for the next dock (the token file's path only)."""
+    from napari_medseg.serve.settings import load_setting, settings_path
+
+    volume, a, b = _two_blobs_volume()
+    runs = {}
+    for where in ("here", "server"):
+        viewer, image, widget = _widget(make_napari_viewer, volume)
+        if where == "server":
+            assert not widget.server.setting().remote  # this computer until the user picks a server
+            _use_server(widget, medseg_server.url, medseg_server.token_file)
+        labels = widget.create_labels_layer()
+        runs[where] = _session_steps(qtbot, widget, labels)
+        if where == "server":
+            assert len(medseg_server.handle.app.state.sessions) == 1  # one upload, reused by every click
+            assert "ms" in widget.status.text() and widget.server.setting().remote
+    for (l1, l2, here), (r1, r2, there) in zip(runs["here"], runs["server"]):
+        assert (l1, l2) == (r1, r2) and np.array_equal(here, there)
+    counts = [(c1, c2) for c1, c2, _ in runs["server"]]
+    assert counts[0][0] > 100 and counts[0][1] == 0  # the click finds blob a
+    assert counts[1][0] < counts[0][0]  # the negative click removes voxels
+    assert counts[2][0] == counts[0][0]  # undo brings them back
+    assert counts[3][0] == counts[0][0] and counts[3][1] > 100  # object 2 is blob b, object 1 kept
+    # remembered: a new dock (next napari session) shows the server; the file holds no token
+    saved = load_setting()
+    assert saved.remote and saved.url == medseg_server.url and saved.token_file == str(medseg_server.token_file)
+    token = medseg_server.token_file.read_text().strip()
+    assert token not in settings_path().read_text()
+    viewer = make_napari_viewer()
+    assert _dock(viewer).server.setting() == saved
+
+
+def test_a_lost_server_leaves_the_layers_and_says_so(make_napari_viewer, qtbot, medseg_server):
+    """The server stops between clicks: the click is taken back, the labels are untouched and
+    the status names the server and what to check; this computer then works again."""
+    volume, a, b = _two_blobs_volume()
+    viewer, image, widget = _widget(make_napari_viewer, volume)
+    _use_server(widget, medseg_server.url, medseg_server.token_file)
+    labels = widget.create_labels_layer()
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 18))
+    before = labels.data.copy()
+    assert (before == 1).sum() > 100
+    medseg_server.handle.stop()
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
+    assert "cannot reach the medseg server" in widget.last_error or "lost the medseg server" in widget.last_error
+    assert medseg_server.url in widget.last_error and "Server URL" in widget.last_error
+    assert "Error:" in widget.status.text()
+    assert np.array_equal(labels.data, before)
+    assert len(viewer.layers["prompts"].data) == 1  # the failed click left the prompts layer
+    # back to this computer: the next click works (a new local session, same object)
+    widget.server.where_combo.setCurrentIndex(widget.server.where_combo.findData(False))
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
+    assert widget.last_error == ""
+    assert (labels.data == 1).sum() > 100 and (labels.data[b] == 1).mean() > 0.7
+
+
+def test_a_wrong_or_missing_token_is_a_clear_message(make_napari_viewer, qtbot, medseg_server, tmp_path):
+    import os
+
+    volume, a, b = _two_blobs_volume()
+    viewer, image, widget = _widget(make_napari_viewer, volume)
+    labels = widget.create_labels_layer()
+    wrong = tmp_path / "wrong-token"
+    fd = os.open(wrong, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("a-token-the-server-does-not-know\n")
+    for token_file, words in ((wrong, "refused the token (401)"), (tmp_path / "nothing-here", "does not exist")):
+        _use_server(widget, medseg_server.url, token_file)
+        _step(qtbot, widget, widget.add_point_voxel, (12, 24, 18))
+        assert words in widget.last_error, widget.last_error
+        assert not labels.data.any() and len(viewer.layers["prompts"].data) == 0
+        if token_file == wrong:  # widget wording: the field to change, no command-line flag
+            assert "Options > Token file" in widget.last_error and "--token-file" not in widget.last_error
+    assert len(medseg_server.handle.app.state.sessions) == 0
+    # the right file: the same dock now works
+    _use_server(widget, medseg_server.url, medseg_server.token_file)
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 18))
+    assert widget.last_error == "" and (labels.data == 1).sum() > 100
+
+
+def test_a_session_the_server_dropped_is_uploaded_again(make_napari_viewer, qtbot, medseg_server):
+    """The server reaped the session (idle timeout, restart): that click says so and is taken
+    back; the next click uploads the image again and segments."""
+    import time
+
+    volume, a, b = _two_blobs_volume()
+    viewer, image, widget = _widget(make_napari_viewer, volume)
+    _use_server(widget, medseg_server.url, medseg_server.token_file)
+    labels = widget.create_labels_layer()
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 18))
+    before = labels.data.copy()
+    store = medseg_server.handle.app.state.sessions
+    assert len(store.reap(now=time.monotonic() + 1e6)) == 1 and len(store) == 0
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
+    assert "404" in widget.last_error and "uploaded anew" in widget.last_error
+    assert np.array_equal(labels.data, before) and len(viewer.layers["prompts"].data) == 1
+    _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
+    assert widget.last_error == "" and len(store) == 1
+    assert (labels.data[b] == 1).mean() > 0.7

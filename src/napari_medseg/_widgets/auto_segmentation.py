@@ -5,6 +5,12 @@ Wiring only: the work is :func:`napari_medseg.inference.segment.segment_with_inf
 (progress, cancel); on the main thread the result becomes a *new* Labels layer (names in
 ``features``, colours, physical placement of the image). Errors become a message in the
 widget's words; the widget is usable again after any outcome.
+
+"Where it runs" (Options): this computer, or a ``medseg serve`` machine (URL and token
+file, remembered between napari sessions); the job is then
+:func:`napari_medseg.serve.settings.run_segment`, which calls
+:func:`~napari_medseg.serve.client.remote_segment` (the server's progress shows in the bar,
+Cancel cancels the server's job, the result is the same as a local run's).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from ..errors import InvalidInputError, MedsegError
 from ._jobs import JobRunner, StatusLine
 from ._layers import LayerPicker, layer_volume, placement_of, unique_name
 from ._layout import collapsible, make_scrollable
+from ._server import ServerFields
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +107,10 @@ class AutoSegmentationWidget(QWidget):
         custom_row.addWidget(self.custom_browse)
         form.addRow("Folder", custom_row)
         # what most runs leave alone, folded away so that several docks fit one screen
-        self.options = collapsible("Options (weights folder, device)",
-                                   [("Weights", self.weights_edit), ("Device", self.device_combo)])
+        self.server = ServerFields()
+        self.options = collapsible("Options (weights folder, device, where it runs)",
+                                   [("Weights", self.weights_edit), ("Device", self.device_combo),
+                                    *self.server.rows()])
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
         buttons.addWidget(self.cancel_btn)
@@ -256,7 +265,7 @@ class AutoSegmentationWidget(QWidget):
 
     def run(self) -> None:
         """Start a run with the current choices (no-op while one is running)."""
-        from ..inference.segment import segment_with_info
+        from ..serve.settings import run_segment
 
         if self.running:
             return
@@ -272,12 +281,14 @@ class AutoSegmentationWidget(QWidget):
             "device": self.device_combo.currentText(),
             "roi_subset": self.selected_structures() or None,
         }
+        setting = self.server.setting()
 
         def job(progress, cancel):
-            return segment_with_info(volume, model, progress=progress, cancel=cancel, **kwargs)
+            return run_segment(volume, model, setting, progress=progress, cancel=cancel, **kwargs)
 
+        where = "" if not setting.remote else f" on {setting.where}"
         self.jobs.start(job, done=lambda result: self._on_returned(layer, volume, label, result),
-                        text=f"Running {label} on {layer.name}…")
+                        text=f"Running {label} on {layer.name}{where}…")
 
     def cancel(self) -> None:
         """Ask the running job to stop; the result is discarded and no layer changes."""

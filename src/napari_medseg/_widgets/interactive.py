@@ -37,6 +37,13 @@ How it is wired
   last write (a click's result) without changing the session's prompts.
 * **Keys** (prompts layer selected): ``T`` toggle positive/negative, ``M`` next object
   (next free label id), ``R`` reset the current object, ``Ctrl+Z`` undo click.
+* **Where it runs** (Options): this computer, or a ``medseg serve`` machine (URL and
+  token file, remembered between napari sessions). With a server the worker builds a
+  :class:`~napari_medseg.serve.client.RemotePromptSession`
+  (:func:`napari_medseg.serve.settings.prompt_session`): the image is uploaded once,
+  each click sends a few bytes and gets the changed box back; everything after that
+  (compositing, undo, next object, click report) is the same. A lost server is an error
+  in the status line; the layers stay as they were.
 * **Box**: draw a rectangle in the "prompt box" Shapes layer on the current slice and
   press "Use box": the box covers the rectangle in-plane and ``box depth`` mm across
   the slice direction (``Volume.box_from_corners``; drawn in 3D, the corners' full
@@ -78,6 +85,7 @@ from ._layers import (
     write_voxels,
 )
 from ._layout import collapsible, make_scrollable
+from ._server import ServerFields
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +124,10 @@ class InteractiveSegmentationWidget(QWidget):
         self.last_report: str = ""  # the plausibility report of the last click, if any
         self._filled_name = ""  # the Name field's text when it was filled in from the class table
         self._adding = False
+        self._retired: list = []  # replaced sessions, freed (on their server too) by the next job
+        # the session's prompts are to be reset by the next job: a remote session's reset is a
+        # request to its server, which never runs on the main thread
+        self._stale = False
         self._build_ui()
         self.jobs = JobRunner(self.status, progress_bar=self.progress, cancel_button=self.cancel_btn,
                               busy=[self.backend_combo, self.image_combo, self.labels_combo, self.refine_btn])
@@ -207,8 +219,10 @@ class InteractiveSegmentationWidget(QWidget):
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("checkpoint (optional; default: installed weights)")
         # what most sessions leave alone, folded so that several docks fit one screen
-        self.options = collapsible("Options (weights, box depth, overwriting)", [
-            ("Weights", self.weights_edit), ("Box depth", self.box_depth), ("", self.overwrite_check)])
+        self.server = ServerFields()
+        self.options = collapsible("Options (weights, box depth, overwriting, where it runs)", [
+            ("Weights", self.weights_edit), ("Box depth", self.box_depth), ("", self.overwrite_check),
+            *self.server.rows()])
 
         self.status = StatusLine("Pick an image, then click inside a structure.")
         self.progress = QProgressBar()
@@ -492,7 +506,7 @@ class InteractiveSegmentationWidget(QWidget):
 
     def _clear_prompts(self) -> None:
         if self._session is not None:
-            self._session.reset()
+            self._stale = True
         self._compositor = None
         self._object_layer = None
         self._records.clear()
@@ -552,19 +566,28 @@ class InteractiveSegmentationWidget(QWidget):
             if not initial.any():
                 raise InvalidInputError(f"label {self.label_id} has no voxels in '{labels.name}' to refine")
             interaction = Interaction.refine(initial)
+        setting = self.server.setting()
         # unique_id, not id(): through the plugin's proxy viewer id() changes on every access
-        key = (layer_key(image), backend, weights)
+        key = (layer_key(image), backend, weights, setting.key)
         session = self._session if self._session_key == key else None
         volume = layer_volume(image) if session is None else None
+        retired, self._retired = self._retired, []
+        stale = self._stale and session is not None
+        self._stale = False
+        preparing = f"preparing {backend}" + ("" if not setting.remote else f" on {setting.where}")
 
         def job(progress, cancel):
             nonlocal session
-            from ..prompts.factory import make_session
+            from ..serve.settings import close_session, prompt_session
 
+            for old in retired:
+                close_session(old)
             try:
+                if stale:
+                    session.reset()
                 if session is None:
-                    progress(0.0, f"preparing {backend}...")
-                    session = make_session(backend, weights=weights)
+                    progress(0.0, f"{preparing}...")
+                    session = prompt_session(backend, setting, weights=weights)
                     session.set_volume(volume, progress=None, cancel=cancel)
                 progress(0.5, "segmenting...")
                 return session, run_interaction(session, interaction, cancel)
@@ -576,13 +599,25 @@ class InteractiveSegmentationWidget(QWidget):
                                   "see the log for details") from exc
 
         self.jobs.start(job, done=lambda result: self._done(interaction, key, *result),
-                        failed=lambda exc: self._take_back(interaction),
-                        cancelled=lambda: self._take_back(interaction),
-                        text="segmenting..." if session is not None else f"preparing {backend}...")
+                        failed=lambda exc: self._failed(interaction, exc, stale),
+                        cancelled=lambda: self._failed(interaction, None, stale),
+                        text="segmenting..." if session is not None else f"{preparing}...")
 
     def _job_finished(self, state: str) -> None:
         self.finished.emit()
         self._pump()
+
+    def _failed(self, interaction, exc, stale: bool) -> None:
+        """A step failed (its error is shown) or was cancelled: take its click back; a
+        session the server no longer holds is forgotten, so that the next click uploads
+        the image again."""
+        from ..serve.settings import session_lost
+
+        self._take_back(interaction)
+        self._stale = self._stale or stale  # its pending reset may not have happened
+        if exc is not None and session_lost(exc) and self._session is not None:
+            self._retired.append(self._session)
+            self._session, self._session_key = None, None
 
     def _take_back(self, interaction) -> None:
         """A click that was not applied: its point leaves the prompts layer."""
@@ -592,6 +627,8 @@ class InteractiveSegmentationWidget(QWidget):
 
     def _done(self, interaction: Interaction, key: tuple, session, result) -> None:
         if session is not self._session:  # a core object, not a layer proxy: identity is stable
+            if self._session is not None:
+                self._retired.append(self._session)  # freed by the next job, off this thread
             self._session, self._session_key = session, key
         kind, update, report = interaction.kind, result.update, result.report
         if kind == "reset":

@@ -9,6 +9,8 @@ Public API (the server needs the ``[serve]`` extra: FastAPI, uvicorn, httpx):
   :func:`~.client.remote_segment`, :class:`~.client.Client`;
 - :mod:`.split`: :class:`~.split.SplitSamMed3DSession` (SAM-Med3D encoded on the server,
   decoded here);
+- :mod:`.settings`: where the docks' work runs (:class:`~.settings.ServerSetting`,
+  remembered without the token; :func:`~.settings.prompt_session`, :func:`~.settings.run_segment`);
 - :mod:`.wire`: the message format (JSON header + compressed arrays, no pickle);
 - :mod:`.auth`: token files and constant-time token checks.
 
