@@ -15,6 +15,20 @@ a) ``3mm``: a TotalSegmentator-"fast"-like model (118 classes, 3 mm) on the real
 b) ``1.5mm``: a 1.5 mm model (25 classes, like one TotalSegmentator part) on a
    synthetic 512 x 512 x 300 CT (``napari_medseg.phantom``, 0.78 x 0.78 x 1.5 mm).
 
+c) ``--matrix``: the model shapes users meet (:data:`MATRIX`: 4-6 stages, 32..320
+   features, 64^3-128^3 patches, 5/25/118 classes, 1.5 and 3 mm, mirroring on and
+   off, one and five folds) on the real CT and the synthetic 512 x 512 x 300 CT.
+   Each row prints time and peak-memory ratios against ``nnUNetPredictor`` measured
+   in the same run, parity, the OpenVINO conversion time (measured once before the
+   timed runs, which then read the compiled model from the cache, as every run
+   after the first on a user's machine does) and the network's effective GFLOP/s
+   (convolution FLOPs of every window / the predict time: a lower bound, as the
+   predict time includes resampling and export) against this machine's measured
+   float32 GEMM ceiling (a 2048^2 matmul, same threads).
+
+``--runtime`` (``auto``, ``openvino``, ``torch``) chooses what runs our engine's
+network; nnU-Net always runs PyTorch.
+
 ``--quick`` shrinks the networks (not the images or class counts): on this
 shared 2-core machine a full-size TotalSegmentator network costs minutes per
 window. The network compute is the same work in both engines, so a smaller
@@ -25,6 +39,8 @@ Usage::
 
     python benchmarks/bench_nnunet.py --quick            # ~15 min here
     python benchmarks/bench_nnunet.py --scenario 3mm --repeats 3
+    python benchmarks/bench_nnunet.py --matrix all --threads 2 --repeats 1
+    python benchmarks/bench_nnunet.py --matrix m4-1.5mm-5cls --quick --runtime torch
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSEG_SHARED_DIR", REPO.parent / "shared"))
@@ -50,6 +67,32 @@ SCENARIOS = {
     "1.5mm": dict(n_classes=25, spacing=(1.5, 1.5, 1.5),
                   full=dict(patch_size=(128, 128, 128), base_features=32, max_features=320),
                   quick=dict(patch_size=(128, 128, 128), base_features=4, max_features=32)),
+}
+
+
+#: The matrix of model shapes (``--matrix``): image ``real`` (the 3 mm real CT) or
+#: ``synthetic`` (512 x 512 x 300 at 0.78 x 0.78 x 1.5 mm); ``--quick`` divides the
+#: features by 4 (at least 4) and keeps everything else.
+MATRIX = {
+    "m1-3mm-118cls-5st": dict(image="real", n_classes=118, spacing=(3.0, 3.0, 3.0), n_stages=5,
+                              base_features=32, max_features=320, patch_size=(96, 96, 96),
+                              mirroring=False, folds=1),
+    "m2-3mm-118cls-6st": dict(image="real", n_classes=118, spacing=(3.0, 3.0, 3.0), n_stages=6,
+                              base_features=32, max_features=320, patch_size=(112, 112, 128),
+                              mirroring=False, folds=1),
+    "m3-1.5mm-25cls-6st-synthetic": dict(image="synthetic", n_classes=25, spacing=(1.5, 1.5, 1.5),
+                                         n_stages=6, base_features=32, max_features=320,
+                                         patch_size=(128, 128, 128), mirroring=False, folds=1),
+    "m4-1.5mm-5cls": dict(image="real", n_classes=5, spacing=(1.5, 1.5, 1.5), n_stages=4,
+                          base_features=32, max_features=256, patch_size=(64, 64, 64),
+                          mirroring=True, folds=1),
+    "m5-3mm-5cls-5folds": dict(image="real", n_classes=5, spacing=(3.0, 3.0, 3.0), n_stages=4,
+                               base_features=32, max_features=256, patch_size=(64, 64, 64),
+                               mirroring=True, folds=5),
+    "m6-1.5mm-25cls-5st-mirror-synthetic": dict(image="synthetic", n_classes=25,
+                                                spacing=(1.5, 1.5, 1.5), n_stages=5,
+                                                base_features=32, max_features=320,
+                                                patch_size=(128, 128, 128), mirroring=True, folds=1),
 }
 
 
@@ -70,12 +113,14 @@ def _worker(args) -> None:
         from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
         t1 = time.perf_counter()
-        model = NnUNetPredictor.from_folder(args.model, device="cpu")
+        model = NnUNetPredictor.from_folder(args.model, device="cpu", runtime=args.runtime,
+                                            folds=list(range(args.folds)))
         t2 = time.perf_counter()
         vol = Volume.from_sitk(sitk.ReadImage(args.image))
         labels = model.predict(vol, use_mirroring=not args.no_mirroring, check_memory=False)
         sitk.WriteImage(vol.to_sitk(labels), args.out, True)
         t3 = t4 = time.perf_counter()
+        runtime = model.runtime_report.as_dict()
     else:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -83,19 +128,79 @@ def _worker(args) -> None:
         predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=not args.no_mirroring,
                                     perform_everything_on_device=False, device=torch.device("cpu"),
                                     verbose=False, allow_tqdm=False)
-        predictor.initialize_from_trained_model_folder(args.model, use_folds=(0,))
+        predictor.initialize_from_trained_model_folder(args.model,
+                                                       use_folds=tuple(range(args.folds)))
         t2 = time.perf_counter()
         out_trunc = args.out[: -len(".nii.gz")]
         predictor.predict_from_files_sequential([[args.image]], [out_trunc], save_probabilities=False,
                                                 overwrite=True)
         t3 = t4 = time.perf_counter()
+        runtime = {"used": "torch"}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_kib = usage.ru_maxrss
     print("RESULT " + json.dumps({
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "import_s": t_import, "load_s": t2 - t1, "predict_s": t3 - t2, "write_s": t4 - t3,
-        "total_in_process_s": t4 - t0, "peak_mb": peak_kib / 1024.0,
+        "total_in_process_s": t4 - t0, "peak_mb": peak_kib / 1024.0, "runtime": runtime,
     }), flush=True)
+
+
+def _prepare_worker(args) -> None:
+    """Convert (and cache) our network for the runtime, before the timed runs."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+    from napari_medseg.inference.runtimes import compile_module, resolve_runtime
+    from napari_medseg.inference.runtimes.openvino import MethodModule
+
+    model = NnUNetPredictor.from_folder(args.model, device="cpu", runtime=args.runtime,
+                                        folds=list(range(args.folds)))
+    report = resolve_runtime(args.runtime, model.device)
+    shape = (1, model.num_input_channels, *model.plans.patch_size)
+    for fold in range(args.folds):
+        model._set_fold(fold)
+        compile_module(MethodModule(model.network, "forward_features"), shape, report=report,
+                       what=f"fold {fold}")
+    flops = _conv_flops(model.network, shape)
+    print("RESULT " + json.dumps({"runtime": report.as_dict(), "flops_per_window": flops}),
+          flush=True)
+
+
+def _conv_flops(network, shape) -> int:
+    """Multiply-add FLOPs (x2) of the convolutions of one window, counted on the meta device."""
+    import copy
+
+    import torch
+
+    total = [0]
+
+    def hook(module, inputs, output):
+        w = module.weight
+        if isinstance(module, torch.nn.ConvTranspose3d):
+            total[0] += 2 * inputs[0][0].numel() * w.shape[1] * int(torch.tensor(w.shape[2:]).prod())
+        else:
+            total[0] += 2 * output[0].numel() * w.shape[1] * int(torch.tensor(w.shape[2:]).prod())
+
+    meta = copy.deepcopy(network).to("meta")
+    for m in meta.modules():
+        if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        meta(torch.empty(shape, device="meta"))
+    return int(total[0])
+
+
+def _gemm_gflops(threads: int) -> float:
+    """This machine's float32 dense-GEMM rate (2048^2 matmul, best of 5) in GFLOP/s."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min((lambda t0: (a @ b, time.perf_counter() - t0)[1])(time.perf_counter())
+               for _ in range(5))
+    return 2 * 2048 ** 3 / best / 1e9
 
 
 # --------------------------------------------------------------------------- driver
@@ -116,6 +221,19 @@ def _make_image(scenario: str, workdir: Path) -> Path:
     return path
 
 
+def _make_matrix_model(name: str, quick: bool, workdir: Path) -> Path:
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    row = MATRIX[name]
+    scale = 4 if quick else 1
+    return make_random_model_folder(
+        workdir / f"model_{name}_{'quick' if quick else 'full'}", n_classes=row["n_classes"],
+        spacing=row["spacing"], n_stages=row["n_stages"], patch_size=row["patch_size"],
+        base_features=max(4, row["base_features"] // scale),
+        max_features=max(8, row["max_features"] // scale), folds=tuple(range(row["folds"])),
+        seed=7)
+
+
 def _make_model(scenario: str, quick: bool, workdir: Path) -> Path:
     from napari_medseg.testing.nnunet import make_random_model_folder
 
@@ -125,13 +243,16 @@ def _make_model(scenario: str, quick: bool, workdir: Path) -> Path:
                                     n_classes=spec["n_classes"], spacing=spec["spacing"], seed=7, **net)
 
 
-def _run(engine: str, model: Path, image: Path, out: Path, threads: int, no_mirroring: bool) -> dict:
+def _run(engine: str, model: Path, image: Path, out: Path, threads: int, no_mirroring: bool,
+         runtime: str = "auto", folds: int = 1, workdir: Optional[Path] = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", engine, "--model", str(model), "--image", str(image),
-           "--out", str(out), "--threads", str(threads)]
+           "--out", str(out), "--threads", str(threads), "--runtime", runtime, "--folds", str(folds)]
     if no_mirroring:
         cmd.append("--no-mirroring")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), nnUNet_def_n_proc=str(threads),
                nnUNet_raw="/tmp", nnUNet_preprocessed="/tmp", nnUNet_results="/tmp")
+    if workdir is not None:
+        env["MEDSEG_COMPILED_DIR"] = str(workdir / "compiled")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
@@ -168,15 +289,25 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both engines")
     ap.add_argument("--no-mirroring", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--runtime", choices=["auto", "openvino", "torch"], default="auto",
+                    help="what runs our engine's network (nnU-Net always runs PyTorch)")
+    ap.add_argument("--matrix", nargs="+", default=None, metavar="ROW",
+                    help=f"run matrix rows ('all' or names: {', '.join(MATRIX)}) instead of scenarios")
+    ap.add_argument("--folds", type=int, default=1, help=argparse.SUPPRESS)
     # internal: worker mode
-    ap.add_argument("--worker", choices=["ours", "nnunet"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ours", "nnunet", "prepare"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker == "prepare":
+        _prepare_worker(args)
+        return 0
     if args.worker:
         _worker(args)
         return 0
+    if args.matrix:
+        return _run_matrix(args)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nnunet_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -191,12 +322,16 @@ def main(argv=None) -> int:
         spec = SCENARIOS[scenario]
         net = spec["quick" if args.quick else "full"]
         print(f"\n## {scenario}: {spec['n_classes']} classes, {net}, image {image.name}")
+        prep = _run_prepare(model, args.threads, args.runtime, 1, workdir)
+        print(f"  runtime {prep['runtime']['used']}: conversion (once, cached) "
+              f"{prep['runtime']['convert_s']:.1f} s")
         results = {"ours": [], "nnunet": []}
         outs = {}
         for r in range(args.repeats):
             for engine in (("nnunet", "ours") if r % 2 == 0 else ("ours", "nnunet")):
                 out = workdir / f"{scenario}_{engine}.nii.gz"
-                res = _run(engine, model, image, out, args.threads, args.no_mirroring)
+                res = _run(engine, model, image, out, args.threads, args.no_mirroring,
+                           args.runtime, 1, workdir)
                 results[engine].append(res)
                 outs[engine] = out
                 print(f"  run {r + 1} {engine:7s} process {res['process_wall_s']:7.1f} s wall, "
@@ -217,6 +352,92 @@ def main(argv=None) -> int:
               f"peak memory {o['peak_mb'] / n['peak_mb']:.2f}x")
         print(f"  parity: {identical * 100:.4f} % identical voxels, Dice min {dmin:.4f} / mean "
               f"{dmean:.4f} over {ncls} classes present")
+    return 0
+
+
+def _run_prepare(model: Path, threads: int, runtime: str, folds: int, workdir: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "prepare", "--model", str(model), "--threads",
+           str(threads), "--runtime", runtime, "--folds", str(folds)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MEDSEG_COMPILED_DIR=str(workdir / "compiled"))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"preparing {model} failed (exit {proc.returncode})")
+    res = json.loads(lines[-1][len("RESULT "):])
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _windows(image: Path, model: Path) -> int:
+    """Sliding windows one fold and one mirror of ``model`` runs on ``image``."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+    from napari_medseg.inference.resample import compute_new_shape
+    from napari_medseg.inference.sliding_window import compute_steps
+    from napari_medseg.io.volume import Volume
+
+    plans = NnUNetPredictor.from_folder(model, device="cpu", folds=[0], runtime="torch").plans
+    vol = Volume.from_sitk(sitk.ReadImage(str(image)))
+    tf = plans.transpose_forward
+    shape = compute_new_shape([vol.shape[i] for i in tf], [vol.spacing_zyx[i] for i in tf],
+                              plans.spacing)
+    padded = [max(int(s), int(p)) for s, p in zip(shape, plans.patch_size)]
+    steps = compute_steps(padded, plans.patch_size, 0.5)
+    return int(np.prod([len(s) for s in steps]))
+
+
+def _run_matrix(args) -> int:
+    names = list(MATRIX) if args.matrix == ["all"] else args.matrix
+    unknown = [n for n in names if n not in MATRIX]
+    if unknown:
+        raise SystemExit(f"unknown matrix rows {unknown}; choose from {', '.join(MATRIX)} or all")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nnunet_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    gemm = _gemm_gflops(args.threads)
+    kind = "quick" if args.quick else "full"
+    print(f"# nnU-Net matrix ({kind} networks), CPU, {args.threads} thread(s), runtime "
+          f"{args.runtime}, {args.repeats} run(s) per engine; float32 GEMM ceiling "
+          f"{gemm:.0f} GFLOP/s; load average {os.getloadavg()[0]:.1f}")
+    print("| row | net | image | ours s | nnU-Net s | time | peak | identical | Dice min | "
+          "convert s (once) | GFLOP/s (% GEMM) | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        row = MATRIX[name]
+        image = _make_image("3mm" if row["image"] == "real" else "1.5mm", workdir)
+        model = _make_matrix_model(name, args.quick, workdir)
+        prep = _run_prepare(model, args.threads, args.runtime, row["folds"], workdir)
+        results = {"ours": [], "nnunet": []}
+        outs = {}
+        for r in range(args.repeats):
+            for engine in (("nnunet", "ours") if r % 2 == 0 else ("ours", "nnunet")):
+                out = workdir / f"{name}_{engine}.nii.gz"
+                results[engine].append(_run(engine, model, image, out, args.threads,
+                                            not row["mirroring"], args.runtime, row["folds"],
+                                            workdir))
+                outs[engine] = out
+        med = {e: {k: statistics.median(x[k] for x in v) for k in ("process_wall_s", "peak_mb",
+                                                                  "predict_s")}
+               for e, v in results.items()}
+        identical, dmin, _dmean, _n = _parity(outs["ours"], outs["nnunet"])
+        o, n = med["ours"], med["nnunet"]
+        mirrors = 8 if row["mirroring"] else 1
+        flops = prep["flops_per_window"] * _windows(image, model) * mirrors * row["folds"]
+        gflops = flops / o["predict_s"] / 1e9
+        used = results["ours"][-1]["runtime"].get("used", "?")
+        net = (f"{row['n_stages']}st {max(4, row['base_features'] // (4 if args.quick else 1))}.."
+               f"{max(8, row['max_features'] // (4 if args.quick else 1))} "
+               f"{'x'.join(map(str, row['patch_size']))} {row['n_classes']}cls "
+               f"{row['spacing'][0]}mm {'mirror' if row['mirroring'] else 'no mirror'} "
+               f"{row['folds']} fold{'s' if row['folds'] > 1 else ''} [{used}{', quick' if args.quick else ''}]")
+        print(f"| {name} | {net} | {row['image']} | {o['process_wall_s']:.1f} | "
+              f"{n['process_wall_s']:.1f} | {o['process_wall_s'] / n['process_wall_s']:.2f}x | "
+              f"{o['peak_mb'] / n['peak_mb']:.2f}x | {identical * 100:.3f} % | {dmin:.4f} | "
+              f"{prep['runtime']['convert_s']:.1f} | {gflops:.0f} ({100 * gflops / gemm:.0f} %) | "
+              f"{os.getloadavg()[0]:.1f} |", flush=True)
     return 0
 
 
