@@ -25,7 +25,7 @@ def test_every_card_has_its_family_and_each_family_is_registered_once():
 
 def test_what_the_engine_may_do_comes_from_the_family():
     assert [c.name for c in automatic_cards()] == [
-        c.name for c in list_cards() if c.kind in ("hu-tissue", "totalseg", "nnunet")]
+        c.name for c in list_cards() if c.kind in ("hu-tissue", "totalseg", "nnunet", "deepbet")]
     hu = get_card("hu-tissue").family
     assert not hu.needs_weights and hu.cpu_only and hu.hu_input
     for name in ("total-fast", "sam-med3d", "nninteractive", "hybrid-liver"):
@@ -33,6 +33,10 @@ def test_what_the_engine_may_do_comes_from_the_family():
         assert family.needs_weights and not family.cpu_only and not family.hu_input
     assert not get_card("hybrid-liver").family.automatic
     assert not get_card("sam-med3d").family.automatic
+    deepbet = get_card("deepbet").family
+    # networks inside the installed package: nothing to download, no HU input, any device
+    assert not deepbet.needs_weights and deepbet.automatic and not deepbet.hu_input
+    assert not deepbet.cpu_only
 
 
 def _dataset(root: Path, card) -> Path:

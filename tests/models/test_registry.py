@@ -119,3 +119,78 @@ def test_every_card_is_https_and_named_uniquely():
 def test_unknown_model_suggests_close_names():
     with pytest.raises(InvalidInputError, match=r"did you mean 'total-fast'"):
         get_card("total-fats")
+
+
+# ------------------------------------------------------------------ MR cards
+#: ``class_map["total_mr"]`` of TotalSegmentator 2.18.0's map_to_binary.py, as it names the
+#: 50 output files of ``TotalSegmentator --task total_mr`` (ids in file order).
+_TOTAL_MR_OUTPUT_NAMES = (
+    "spleen kidney_right kidney_left gallbladder liver stomach pancreas adrenal_gland_right "
+    "adrenal_gland_left lung_left lung_right esophagus small_bowel duodenum colon "
+    "urinary_bladder prostate sacrum vertebrae intervertebral_discs spinal_cord heart aorta "
+    "inferior_vena_cava portal_vein_and_splenic_vein iliac_artery_left iliac_artery_right "
+    "iliac_vena_left iliac_vena_right humerus_left humerus_right scapula_left scapula_right "
+    "clavicula_left clavicula_right femur_left femur_right hip_left hip_right "
+    "gluteus_maximus_left gluteus_maximus_right gluteus_medius_left gluteus_medius_right "
+    "gluteus_minimus_left gluteus_minimus_right autochthon_left autochthon_right "
+    "iliopsoas_left iliopsoas_right brain").split()
+
+
+def test_total_mr_has_the_50_totalsegmentator_output_names_in_order():
+    assert len(tsc.TOTAL_MR) == 50
+    assert [tsc.TOTAL_MR[i] for i in range(1, 51)] == _TOTAL_MR_OUTPUT_NAMES
+    # anchors a reader can check against TotalSegmentator's README table
+    assert tsc.TOTAL_MR[5] == "liver" and tsc.TOTAL_MR[19] == "vertebrae" and tsc.TOTAL_MR[50] == "brain"
+
+
+def test_total_mr_parts_cover_the_task_exactly_once_and_map_by_name():
+    names = [n for _, c in tsc.TOTAL_MR_PARTS.values() for n in c.values()]
+    assert sorted(names) == sorted(tsc.TOTAL_MR.values()) and len(names) == len(set(names))
+    organs, muscles = tsc.part_to_global(850), tsc.part_to_global(851)
+    assert organs[5] == 5 and organs[29] == 29  # liver; iliac_vena_right
+    assert muscles[1] == 30 and muscles[21] == 50  # humerus_left; brain
+    # the CT parts still map to the 117-class ids
+    assert tsc.part_to_global(291)[10] == tsc.global_id("lung_upper_lobe_left") == 10
+
+
+@pytest.mark.parametrize("name,datasets,trainer,spacing", [
+    ("total-mr", [850, 851], "nnUNetTrainer_2000epochs_NoMirroring", 1.5),
+    ("total-mr-fast", [852], "nnUNetTrainer_2000epochs_NoMirroring", 3.0),
+    ("total-mr-fastest", [853], "nnUNetTrainer_2000epochs_NoMirroring", 6.0),
+    ("body-mr", [597], "nnUNetTrainer_DASegOrd0", 1.5),
+    ("vertebrae-mr", [756], "nnUNetTrainer_DASegOrd0_NoMirroring", 1.5),
+])
+def test_mr_cards_datasets_trainers_and_urls(name, datasets, trainer, spacing):
+    card = get_card(name)
+    assert card.kind == "totalseg" and card.trainer == trainer
+    assert card.spacing[-1] == spacing
+    assert [int(u.rsplit("/Dataset", 1)[1][:3]) for u in card.urls] == datasets
+    assert all(u.startswith(
+        "https://github.com/wasserth/TotalSegmentator/releases/download/v2.5.0-weights/")
+        for u in card.urls)
+    assert not card.family.hu_input and "MRI" in card.citation
+
+
+def test_mr_cropped_cards_find_the_liver_with_the_3mm_mr_model():
+    for name, n in (("liver-segments-mr", 8), ("liver-lesions-mr", 1)):
+        card = get_card(name)
+        assert card.crop == ("liver",) and card.crop_model == "total-mr-fast"
+        assert len(card.classes) == n
+        assert "liver" in get_card(card.crop_model).classes.values()
+    assert get_card("total-mr").crop_model == "total-mr-fast"
+
+
+def test_licensed_mr_tasks_have_no_card():
+    names = {c.name for c in list_cards()}
+    for licensed in ("appendicular-bones-mr", "tissue-types-mr", "face-mr",
+                     "thigh-shoulder-muscles-mr"):
+        assert licensed not in names
+
+
+def test_roi_subset_names_are_checked_against_the_mr_map():
+    from napari_medseg.inference.segment import check_segment_options
+
+    _, _, roi = check_segment_options("total-mr", roi_subset=["Liver", "iliopsoas-left"])
+    assert roi == ["liver", "iliopsoas_left"]
+    with pytest.raises(InvalidInputError, match="lung_upper_lobe_left"):
+        check_segment_options("total-mr", roi_subset=["lung_upper_lobe_left"])  # CT-only name

@@ -461,10 +461,10 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
     return out, dict(card.classes)
 
 
-def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: SegmentResult,
+def _run_folder(path: Path, volume, device, progress, cancel, result: SegmentResult,
                 runtime: str = "auto"):
     folder = trained_model_folder(path)
-    _memory_check_nnunet(volume, folder, f"nnU-Net model {folder.name}")
+    _memory_check_nnunet(first, folder, f"nnU-Net model {folder.name}")
     t0 = time.perf_counter()
     labels, names = _predict_folder(folder, volume, device=device, folds=None, use_mirroring=True,
                                     progress=progress, cancel=cancel, runtime=runtime,
@@ -474,8 +474,144 @@ def _run_folder(path: Path, volume: Volume, device, progress, cancel, result: Se
     return labels, names
 
 
+def _run_deepbet(card, volume: Volume, roi: Optional[list], weights, device, progress, cancel,
+                 result: SegmentResult, runtime: str = "auto"):
+    """deepbet on ``volume`` in any orientation; the mask comes back on the exact source grid.
+
+    deepbet reads a NIfTI image and works in its closest-canonical (RAS) voxel order, then
+    puts the mask back in the input's voxel order. The Volume is handed over as an in-memory
+    NIfTI whose affine is the Volume's own geometry (LPS -> RAS: x and y negated), so any
+    reader's volume, flipped or permuted, gives the same mask in physical space.
+    """
+    import nibabel as nib
+    import torch
+
+    from ..models.deepbet import archive_paths
+
+    paths = archive_paths()  # only the installed package's networks, hash-checked
+    report(progress, 0.05, "deepbet: loading its networks from the installed package")
+    from deepbet import BrainExtraction
+
+    dev = (device or "auto").strip().lower()
+    no_gpu = dev == "cpu" or not (torch.cuda.is_available() or (
+        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
+    t0 = time.perf_counter()
+    bet = BrainExtraction(no_gpu=no_gpu, model_path=str(paths["model"]),
+                          bbox_model_path=str(paths["bbox"]))
+    check_cancel(cancel)
+    affine_lps = np.eye(4)
+    affine_lps[:3, :3] = volume.direction_matrix * np.asarray(volume.spacing, float)[None, :]
+    affine_lps[:3, 3] = volume.origin
+    affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
+    xyz = np.ascontiguousarray(np.asarray(volume.array, np.float32).transpose(2, 1, 0))
+    img = nib.Nifti1Image(xyz, affine_ras)
+    report(progress, 0.2, "deepbet: extracting the brain")
+    try:
+        _, mask_img, tiv = bet.run(img)
+    except AssertionError as exc:  # deepbet's own checks (e.g. no head found)
+        raise InvalidInputError(f"deepbet could not find a brain in the image: {exc}. It "
+                                "expects a T1-weighted head MRI") from None
+    mask = np.asarray(mask_img.dataobj).astype(bool).transpose(2, 1, 0)
+    result.timings["deepbet_s"] = time.perf_counter() - t0
+    result.notes.append(f"brain volume {float(tiv):.1f} ml")
+    return np.ascontiguousarray(mask.astype(np.uint8)), dict(card.classes)
+
+
 #: How each automatic model family runs (``ModelFamily.automatic``; keyed by family kind).
-_RUNNERS = {"hu-tissue": _run_hu, "totalseg": _run_totalseg, "nnunet": _run_totalseg}
+_RUNNERS = {"hu-tissue": _run_hu, "totalseg": _run_totalseg, "nnunet": _run_totalseg,
+            "deepbet": _run_deepbet}
+
+
+def model_channels(model: ModelLike) -> dict:
+    """``{index: name}`` of the input channels a model takes (from its ``dataset.json``).
+
+    Registry models other than nnU-Net folders take one image: ``{0: "image"}``.
+    """
+    kind, target = resolve_model(model)
+    if kind != "folder":
+        return {0: "image"}
+    from ..models.nnunet.plans import read_json
+
+    folder = trained_model_folder(target)
+    data = read_json(folder / "dataset.json", "dataset.json")
+    channels = data.get("channel_names", data.get("modality", {"0": "image"}))
+    return {int(k): str(v) for k, v in sorted(channels.items(), key=lambda kv: int(kv[0]))}
+
+
+def channels_onto_first_grid(volumes: Sequence[Volume], names: Optional[Sequence[str]] = None
+                             ) -> tuple:
+    """Put every channel volume on the first one's voxel grid.
+
+    A channel on another grid (shape, spacing, origin or direction) is resampled in
+    physical space (linear, zero outside its field of view) and a warning says so: a
+    multi-sequence study is often acquired on different grids, and silently mixing grids
+    would misalign the sequences.
+
+    Returns
+    -------
+    (list of Volume, list of str)
+        The volumes on the first grid and the warnings.
+    """
+    import SimpleITK as sitk
+
+    vols = list(volumes)
+    names = list(names) if names is not None else [f"channel {i}" for i in range(len(vols))]
+    ref = vols[0]
+    out, warnings = [ref], []
+    for vol, name in zip(vols[1:], names[1:]):
+        if ref.same_grid(vol):
+            out.append(vol)
+            continue
+        moving = vol.to_sitk(np.asarray(vol.array, np.float32))
+        resampled = sitk.Resample(moving, ref.to_sitk(np.zeros(ref.shape, np.float32)),
+                                  sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        out.append(ref.with_array(sitk.GetArrayFromImage(resampled)))
+        warnings.append(
+            f"the {name} image ({'x'.join(map(str, vol.shape))} voxels, spacing "
+            f"{'x'.join(f'{v:g}' for v in vol.spacing)} mm) is not on the {names[0]} image's "
+            f"grid ({'x'.join(map(str, ref.shape))}, {'x'.join(f'{v:g}' for v in ref.spacing)}"
+            " mm): resampled onto it (linear interpolation, zero outside its field of view)")
+    return out, warnings
+
+
+def _channel_inputs(volume, model: ModelLike, label: str) -> tuple:
+    """``(volume or list of Volume, notes)``: the inputs in the model's channel order.
+
+    ``volume`` is one Volume, a sequence of Volumes (channel order) or a mapping
+    ``{channel name: Volume}`` (names from the model's ``dataset.json``, case-insensitive).
+    """
+    channels = model_channels(model)
+    names = [channels[k] for k in sorted(channels)]
+    if isinstance(volume, Volume):
+        given = [volume]
+    elif isinstance(volume, dict):
+        by_name = {str(k).strip().lower(): v for k, v in volume.items()}
+        unknown = [k for k in volume if str(k).strip().lower() not in
+                   {n.lower() for n in names}]
+        if unknown and len(names) > 1:
+            raise InvalidInputError(
+                f"model {label!r} has no channel named {', '.join(map(repr, unknown))}; its "
+                f"channels are {', '.join(names)}")
+        if len(names) == 1 and len(volume) == 1:
+            given = list(volume.values())
+        else:
+            given = [by_name.get(n.lower()) for n in names]
+    else:
+        given = list(volume)
+    missing = [n for n, v in zip(names, given + [None] * len(names)) if v is None]
+    if len(given) > len(names):
+        raise InvalidInputError(
+            f"model {label!r} takes {len(names)} image(s) ({', '.join(names)}); got "
+            f"{len(given)}")
+    if missing:
+        raise InvalidInputError(
+            f"model {label!r} takes {len(names)} images, one per channel "
+            f"({', '.join(names)}); missing: {', '.join(missing)}. Give each with "
+            "`--channel-image NAME=PATH` (or repeat --image in channel order)")
+    if len(given) == 1:
+        return given[0], []
+    vols, notes = channels_onto_first_grid(given, names)
+    return vols, notes
 
 
 # ---------------------------------------------------------------------- entry points
@@ -494,8 +630,11 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
                                               roi_subset=roi_subset, runtime=runtime)
     runtime = (runtime or "auto").strip().lower()
     label = target.name if kind == "card" else str(target)
-    check_volume_for_model(volume, what=f"model {label!r}")
+    volume, channel_notes = _channel_inputs(volume, model, label)
+    for v in (volume if isinstance(volume, list) else [volume]):
+        check_volume_for_model(v, what=f"model {label!r}")
     result = SegmentResult(labels=np.zeros(0, np.uint8), table=LabelTable(), model=label)
+    result.notes.extend(channel_notes)
     if kind == "card" and target.family.hu_input:
         result.notes.extend(check_ct_values(volume, what=f"the {label!r} model"))
     report(progress, 0.0, f"{label}: starting")

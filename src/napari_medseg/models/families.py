@@ -16,6 +16,8 @@ Families:
   (:class:`TotalSegFamily`);
 - ``nnunet``: any nnU-Net v2 trained-model folder (:class:`NnUNetFamily`);
 - ``hybrid-liver``: the locally trained liver cascade, a folder (:class:`HybridLiverFamily`);
+- ``deepbet``: T1w brain extraction whose networks ship in the deepbet package
+  (:class:`DeepBetFamily`);
 - ``sam-med3d``, ``3dsam-adapter``: one checkpoint file (:class:`CheckpointFamily`);
 - ``nninteractive``: a folder of several published files (:class:`NnInteractiveFamily`).
 
@@ -228,6 +230,25 @@ class TotalSegFamily(NnUNetFamily):
                 "(TotalSegmentator users: set TOTALSEG_WEIGHTS_PATH to your weights folder)")
 
 
+class DeepBetFamily(ModelFamily):
+    """deepbet brain extraction: TorchScript networks inside the installed ``deepbet`` package.
+
+    No download and no weights folder: the networks are part of the package (the ``[mri]``
+    extra) and are loaded only from there (:mod:`.deepbet`).
+    """
+
+    kind = "deepbet"
+    needs_weights = False
+    automatic = True
+    no_weights_reason = "its networks ship inside the installed deepbet package"
+    no_download_source = "inside the deepbet package (pip install \"napari-medseg[mri]\")"
+
+    def missing_in_root(self, card: "ModelCard", root: Path) -> list:
+        from .deepbet import INSTALL_HINT, available
+
+        return [] if available() else [INSTALL_HINT]
+
+
 class HybridLiverFamily(ModelFamily):
     """The liver cascade trained with ``medseg train liver-lesion``: a folder of checkpoints."""
 
@@ -287,6 +308,7 @@ FAMILIES: dict = {
         TotalSegFamily(),
         NnUNetFamily(),
         HybridLiverFamily(),
+        DeepBetFamily(),
         CheckpointFamily("sam-med3d"),
         CheckpointFamily("3dsam-adapter"),
         NnInteractiveFamily(),

@@ -27,6 +27,7 @@ from typing import Optional
 from ..errors import InvalidInputError
 from . import totalseg_classes as tsc
 from .families import family_of
+from .deepbet import CLASSES as DEEPBET_CLASSES
 from .hu_tissue import CLASSES as HU_TISSUE_CLASSES
 from .hybrid_liver import CLASSES as HYBRID_LIVER_CLASSES
 
@@ -189,8 +190,9 @@ class ModelCard:
 
 
 # --------------------------------------------------------------------------- cards
-def _ts_part(dataset_id: int, folder: str, size_mb: float) -> ModelPart:
-    name, classes = tsc.TOTAL_PARTS[dataset_id]
+def _ts_part(dataset_id: int, folder: str, size_mb: Optional[float],
+             release: str = "v2.0.0-weights") -> ModelPart:
+    name, classes = {**tsc.TOTAL_PARTS, **tsc.TOTAL_MR_PARTS}[dataset_id]
     return ModelPart(
         name=name,
         dataset_id=dataset_id,
@@ -198,7 +200,7 @@ def _ts_part(dataset_id: int, folder: str, size_mb: float) -> ModelPart:
         classes=dict(classes),
         to_global=tsc.part_to_global(dataset_id),
         file=RemoteFile(
-            url=f"{_TS_RELEASES}/v2.0.0-weights/{folder}.zip",
+            url=f"{_TS_RELEASES}/{release}/{folder}.zip",
             target=folder,
             archive=True,
             size_mb=size_mb,
@@ -206,7 +208,7 @@ def _ts_part(dataset_id: int, folder: str, size_mb: float) -> ModelPart:
     )
 
 
-def _ts_single(folder: str, release: str, size_mb: float) -> RemoteFile:
+def _ts_single(folder: str, release: str, size_mb: Optional[float]) -> RemoteFile:
     return RemoteFile(url=f"{_TS_RELEASES}/{release}/{folder}.zip", target=folder, archive=True,
                       size_mb=size_mb)
 
@@ -308,6 +310,123 @@ _add(_ts_card(
     notes="Needs 'total-fast' too (to find the liver). Lesion masks are a detection aid, not "
           "a diagnosis.",
 ))
+
+# ------------------------------------------------------------------ MR (TotalSegmentator)
+# Dataset ids, folders, releases, trainers and spacings from TotalSegmentator 2.18.0
+# (map_tasks_config.py: TASK_CONFIGS and TASK_ID_WEIGHTS_CONFIGS); every MR task it serves
+# from its GitHub releases (open licence) has a card; the licensed MR tasks do not.
+# TotalSegmentator states no download sizes for them, so none is shown.
+_TS_MR_CITATION = (
+    "Akinci D'Antonoli T. et al. TotalSegmentator MRI: Robust Sequence-independent "
+    "Segmentation of Multiple Anatomic Structures in MRI. Radiology 2025;314(2):e241613. "
+    + _TS_CITATION
+)
+_MR_TRAINER = "nnUNetTrainer_2000epochs_NoMirroring"
+
+_add(_ts_card(
+    "total-mr", "total_mr",
+    "TotalSegmentator MRI 'total_mr': 50 structures at 1.5 mm (two part models: organs, "
+    "muscles and bones), merged into one label map. Any MR sequence.",
+    tsc.TOTAL_MR,
+    parts=(
+        _ts_part(850, "Dataset850_TotalSegMRI_part1_organs_1088subj", None, "v2.5.0-weights"),
+        _ts_part(851, "Dataset851_TotalSegMRI_part2_muscles_1088subj", None, "v2.5.0-weights"),
+    ),
+    trainer=_MR_TRAINER,
+    spacing=(1.5, 1.5, 1.5),
+    crop_model="total-mr-fast",
+    citation=_TS_MR_CITATION,
+    notes="With roi_subset only the part models holding the requested classes run, inside "
+          "the box the 3 mm MR model finds (TotalSegmentator uses the 3 mm model for MR: the "
+          "6 mm one is too coarse).",
+))
+for _name, _mm, _dataset in (
+        ("total-mr-fast", 3, "Dataset852_TotalSegMRI_total_3mm_1088subj"),
+        ("total-mr-fastest", 6, "Dataset853_TotalSegMRI_total_6mm_1088subj")):
+    _add(_ts_card(
+        _name, f"total_mr --{_name.rsplit('-', 1)[1]}",
+        f"TotalSegmentator MRI 'total_mr' at {_mm} mm: one model, 50 structures.",
+        tsc.TOTAL_MR,
+        files=(_ts_single(_dataset, "v2.5.0-weights", None),),
+        trainer=_MR_TRAINER,
+        spacing=(float(_mm),) * 3,
+        citation=_TS_MR_CITATION,
+    ))
+_add(_ts_card(
+    "body-mr", "body_mr",
+    "TotalSegmentator MRI 'body_mr': body trunk and extremities at 1.5 mm.",
+    tsc.BODY_MR,
+    files=(_ts_single("Dataset597_mri_body_139subj", "v2.5.0-weights", None),),
+    trainer="nnUNetTrainer_DASegOrd0",
+    spacing=(1.5, 1.5, 1.5),
+    citation=_TS_MR_CITATION,
+))
+_add(_ts_card(
+    "vertebrae-mr", "vertebrae_mr",
+    "TotalSegmentator MRI 'vertebrae_mr': sacrum and each vertebra C1-L5 at 1.5 mm.",
+    tsc.VERTEBRAE_MR,
+    files=(_ts_single("Dataset756_mri_vertebrae_1076subj", "v2.5.0-weights", None),),
+    trainer="nnUNetTrainer_DASegOrd0_NoMirroring",
+    spacing=(1.5, 1.5, 1.5),
+    citation=_TS_MR_CITATION,
+))
+_add(_ts_card(
+    "liver-segments-mr", "liver_segments_mr",
+    "TotalSegmentator MRI 'liver_segments_mr': Couinaud liver segments 1-8, inside the liver "
+    "box found by the 3 mm MR model.",
+    tsc.LIVER_SEGMENTS_MR,
+    files=(_ts_single("Dataset576_mri_liver_segments_120subj", "v2.5.0-weights", None),),
+    trainer="nnUNetTrainer_DASegOrd0_NoMirroring",
+    spacing=(1.1250001788139343, 1.1875, 3.0),
+    crop=("liver",),
+    crop_model="total-mr-fast",
+    crop_margin_vox=10,
+    citation=_TS_MR_CITATION,
+    notes="Needs 'total-mr-fast' too (to find the liver).",
+))
+_add(_ts_card(
+    "liver-lesions-mr", "liver_lesions_mr",
+    "TotalSegmentator 'liver_lesions_mr' (trained on CT and MR): focal liver lesions inside "
+    "the liver box found by the 3 mm MR model.",
+    tsc.LIVER_LESIONS_MR,
+    files=(_ts_single("Dataset589_ct_mri_liver_lesions_750subj", "v2.5.0-weights", None),),
+    trainer="nnUNetTrainer_DASegOrd0",
+    spacing=(0.8603515625, 0.857421875, 1.0),
+    crop=("liver",),
+    crop_model="total-mr-fast",
+    citation=_TS_MR_CITATION,
+    notes="Needs 'total-mr-fast' too (to find the liver). Lesion masks are a detection aid, "
+          "not a diagnosis.",
+))
+_add(_ts_card(
+    "brain-aneurysm", "brain_aneurysm",
+    "TotalSegmentator 'brain_aneurysm' (MAXIMUS): intracranial aneurysms on time-of-flight "
+    "MR angiography only.",
+    tsc.BRAIN_ANEURYSM,
+    files=(_ts_single("Dataset615_MAXIMUS", "v2.5.0-weights", None),),
+    trainer="nnUNetTrainerDiceTopK10Loss_2000epochs",
+    folds=None,
+    spacing=(0.390625, 0.390625, 0.5000016391277313),
+    citation=_TS_MR_CITATION,
+    notes="TOF-MRA only (TotalSegmentator's own warning); a detection aid, not a diagnosis.",
+))
+
+
+_add(ModelCard(
+    name="deepbet",
+    kind="deepbet",
+    task="brain extraction (MRI)",
+    description="deepbet: brain mask of a T1-weighted head MRI (any orientation), from the "
+                "trained networks inside the deepbet package; seconds on a CPU.",
+    classes=dict(DEEPBET_CLASSES),
+    licence="MIT (deepbet code and networks)",
+    citation="Fisch L. et al. deepbet: Fast brain extraction of T1-weighted MRI using "
+             "Convolutional Neural Networks. Computers in Biology and Medicine 2024;179:108845.",
+    notes="Optional extra: pip install \"napari-medseg[mri]\". Its TorchScript networks are "
+          "loaded only from the installed package, after checking them against the hashes "
+          "pip recorded; nothing is downloaded.",
+))
+
 
 def _sam_med3d_card(name: str, file: str, description: str, notes: str) -> ModelCard:
     """A SAM-Med3D release: one checkpoint on the authors' Hugging Face repo."""

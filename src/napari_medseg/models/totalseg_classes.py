@@ -187,7 +187,61 @@ LIVER_VESSELS: dict[int, str] = {1: "liver_vessels", 2: "liver_tumor"}
 #: ``liver_lesions`` (dataset 591, TotalSegmentator >= 2.5 weights release).
 LIVER_LESIONS: dict[int, str] = {1: "liver_lesions"}
 
+# ------------------------------------------------------------------------- MR tasks
+# TotalSegmentator's MR tasks (``class_map["total_mr"]``, ``class_map_parts_mr``,
+# ``class_map["body_mr" | "vertebrae_mr" | "liver_segments_mr" | "liver_lesions_mr" |
+# "brain_aneurysm"]`` of map_to_binary.py in TotalSegmentator 2.18.0). The licensed MR tasks
+# (appendicular_bones_mr, tissue_types_mr, face_mr, thigh_shoulder_muscles_mr) are left out:
+# their weights come only from TotalSegmentator's licence server.
+
+#: The two part models of ``total_mr`` at 1.5 mm (``class_map_parts_mr``), local ids 1..n.
+_MR_PART_ORGANS = [
+    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas",
+    "adrenal_gland_right", "adrenal_gland_left", "lung_left", "lung_right", "esophagus",
+    "small_bowel", "duodenum", "colon", "urinary_bladder", "prostate", "sacrum", "vertebrae",
+    "intervertebral_discs", "spinal_cord", "heart", "aorta", "inferior_vena_cava",
+    "portal_vein_and_splenic_vein", "iliac_artery_left", "iliac_artery_right",
+    "iliac_vena_left", "iliac_vena_right",
+]
+_MR_PART_MUSCLES = [
+    "humerus_left", "humerus_right", "scapula_left", "scapula_right", "clavicula_left",
+    "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right",
+    "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
+    "gluteus_medius_right", "gluteus_minimus_left", "gluteus_minimus_right", "autochthon_left",
+    "autochthon_right", "iliopsoas_left", "iliopsoas_right", "brain",
+]
+
+#: TotalSegmentator ``total_mr``: 50 classes, the organ part's 29 then the muscle part's 21
+#: (the fast 3 mm and fastest 6 mm models, datasets 852/853, predict these ids directly).
+TOTAL_MR: dict[int, str] = {i + 1: n for i, n in enumerate(_MR_PART_ORGANS + _MR_PART_MUSCLES)}
+
+#: The part models of ``total_mr`` (datasets 850, 851): dataset id -> (part, local classes).
+TOTAL_MR_PARTS: dict[int, tuple[str, dict[int, str]]] = {
+    850: ("organs", {i + 1: n for i, n in enumerate(_MR_PART_ORGANS)}),
+    851: ("muscles", {i + 1: n for i, n in enumerate(_MR_PART_MUSCLES)}),
+}
+
+#: ``body_mr`` (dataset 597).
+BODY_MR: dict[int, str] = {1: "body_trunc", 2: "body_extremities"}
+
+#: ``vertebrae_mr`` (dataset 756): sacrum, then L5 up to C1.
+VERTEBRAE_MR: dict[int, str] = {
+    i + 1: n for i, n in enumerate(
+        ["sacrum"] + [f"vertebrae_L{i}" for i in range(5, 0, -1)]
+        + [f"vertebrae_T{i}" for i in range(12, 0, -1)] + [f"vertebrae_C{i}" for i in range(7, 0, -1)])
+}
+
+#: ``liver_segments_mr`` (dataset 576): Couinaud segments 1-8.
+LIVER_SEGMENTS_MR: dict[int, str] = {i: f"liver_segment_{i}" for i in range(1, 9)}
+
+#: ``liver_lesions_mr`` (dataset 589, trained on CT and MR).
+LIVER_LESIONS_MR: dict[int, str] = {1: "liver_lesions"}
+
+#: ``brain_aneurysm`` (dataset 615, MAXIMUS; time-of-flight MR angiography only).
+BRAIN_ANEURYSM: dict[int, str] = {1: "brain_aneurysm"}
+
 _TOTAL_BY_NAME = {name: idx for idx, name in TOTAL.items()}
+_TOTAL_MR_BY_NAME = {name: idx for idx, name in TOTAL_MR.items()}
 
 
 def global_id(name: str) -> int:
@@ -196,7 +250,13 @@ def global_id(name: str) -> int:
 
 
 def part_to_global(dataset_id: int) -> dict[int, int]:
-    """Map one part model's local ids to the global ``total`` ids (by name)."""
+    """Map one part model's local ids to the global ids of its task (by name).
+
+    CT parts (291-295) map to ``total``, MR parts (850, 851) to ``total_mr``.
+    """
+    if dataset_id in TOTAL_MR_PARTS:
+        _, classes = TOTAL_MR_PARTS[dataset_id]
+        return {local: _TOTAL_MR_BY_NAME[name] for local, name in classes.items()}
     _, classes = TOTAL_PARTS[dataset_id]
     return {local: _TOTAL_BY_NAME[name] for local, name in classes.items()}
 

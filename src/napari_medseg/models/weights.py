@@ -448,7 +448,11 @@ def describe(name: CardLike) -> dict:
     except WeightsNotFoundError:
         location, is_installed = None, False
     if not card.needs_weights:
-        source = "built in (no weights)"
+        # weights-free, or networks inside an installed package (deepbet): the family says
+        # whether that package is there
+        is_installed = not family_of(card).missing_in_root(card, Path("."))
+        source = family_of(card).no_download_source if card.kind != "hu-tissue" \
+            else "built in (no weights)"
     elif card.urls:
         source = card.urls[0] + (f" (+{len(card.urls) - 1} more)" if len(card.urls) > 1 else "")
     else:

@@ -109,6 +109,8 @@ def make_random_model_folder(
     dataset_name: str = "Dataset999_Synthetic",
     label_names: Optional[dict] = None,
     seed: int = 0,
+    channel_names: Optional[Sequence[str]] = None,
+    use_mask_for_norm: bool = False,
 ) -> Path:
     """Write a complete random-weight nnU-Net v2 trained-model folder.
 
@@ -153,6 +155,11 @@ def make_random_model_folder(
         dataset.json ``labels`` (name -> id).
     seed : int
         Seeds the weights.
+    channel_names : sequence of str, optional
+        dataset.json ``channel_names`` in order (e.g. ``("T1", "T2")``); each channel uses
+        ``normalization``. Default: one channel, "CT" or "MRI" after ``normalization``.
+    use_mask_for_norm : bool
+        The plans' ``use_mask_for_norm`` of every channel (Z-score inside the non-zero mask).
 
     Returns
     -------
@@ -175,6 +182,9 @@ def make_random_model_folder(
     features = [min(base_features * 2**i, max_features) for i in range(n)]
     arch = _architecture(network, n, features, strides, kernels, conv_per_stage)
     tf = [int(i) for i in transpose_forward]
+    channels = list(channel_names) if channel_names else [
+        "CT" if normalization == "CTNormalization" else "MRI"]
+    n_in = len(channels)
     tb = [int(i) for i in np.argsort(tf)]
 
     config = {
@@ -184,8 +194,8 @@ def make_random_model_folder(
         "patch_size": patch_size,
         "median_image_size_in_voxels": [max(p, 64) for p in patch_size],
         "spacing": [float(s) for s in spacing],
-        "normalization_schemes": [normalization],
-        "use_mask_for_norm": [False],
+        "normalization_schemes": [normalization] * n_in,
+        "use_mask_for_norm": [bool(use_mask_for_norm)] * n_in,
         "resampling_fn_data": "resample_data_or_seg_to_shape",
         "resampling_fn_seg": "resample_data_or_seg_to_shape",
         "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
@@ -227,10 +237,10 @@ def make_random_model_folder(
         "configurations": configurations,
         "experiment_planner_used": "ExperimentPlanner",
         "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": dict(props)},
+        "foreground_intensity_properties_per_channel": {str(c): dict(props) for c in range(n_in)},
     }
     dataset = {
-        "channel_names": {"0": "CT" if normalization == "CTNormalization" else "MRI"},
+        "channel_names": {str(c): name for c, name in enumerate(channels)},
         "labels": labels,
         "numTraining": 10,
         "file_ending": ".nii.gz",
@@ -244,7 +254,7 @@ def make_random_model_folder(
 
     for k, fold in enumerate(folds):
         torch.manual_seed(seed * 1000 + k)
-        net = build_network(arch, 1, n_out)
+        net = build_network(arch, n_in, n_out)
         _structure_weights(net, seed * 1000 + k, patch_size)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True,
                                     weight_decay=3e-5)
@@ -308,7 +318,9 @@ def _structure_weights(net, seed: int, patch_size: Sequence[int]) -> None:
         calib = gaussian_filter(rng.normal(size=tuple(int(p) for p in patch_size)), 2.0)
         calib = (calib - calib.mean()) / (calib.std() + 1e-8) * 2.0
         net.eval()
-        feats = net.forward_features(torch.from_numpy(calib[None, None].astype(np.float32)))
+        n_in = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d)).in_channels
+        calib_in = np.repeat(calib[None, None], n_in, axis=1).astype(np.float32)
+        feats = net.forward_features(torch.from_numpy(calib_in))
         mean = feats.mean(dim=tuple(range(2, feats.dim())))[0]
         seg.bias.copy_(-(w @ mean))
 
