@@ -46,6 +46,33 @@ def test_session_end_to_end_on_volume_grid(tiny_model):
     assert "positive" in empty.message
 
 
+def test_compiled_encoder_gives_the_torch_result(tiny_model, monkeypatch, tmp_path):
+    """The encoder's blocks through OpenVINO: same cache (to 1e-4 of its scale), same mask;
+    the next crop of the same size reuses the compiled model."""
+    pytest.importorskip("openvino")
+    from napari_medseg.testing import assert_close_to_scale
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    rng = np.random.default_rng(1)
+    arr = rng.normal(0, 20, size=(14, 30, 26)).astype(np.float32)
+    arr[4:10, 10:20, 8:18] += 150
+    vol = Volume(arr, spacing=(1.2, 0.9, 2.0))
+    results = {}
+    for runtime in ("torch", "openvino"):
+        s = Sam3DAdapterSession(network=tiny_model, device="cpu")
+        s.runtime = runtime
+        s.set_volume(vol)
+        up = s.add_point((7, 15, 13))
+        results[runtime] = (s._cache, up.mask.copy(), s)
+    (ref, ref_mask, _), (got, got_mask, session) = results["torch"], results["openvino"]
+    assert session.runtime_report.used == "openvino" and session.runtime_report.compiled == 1
+    assert_close_to_scale(got["deepest"], ref["deepest"], name="deepest feature")
+    assert_close_to_scale(got["partial"], ref["partial"], name="cached head input")
+    assert (got_mask == ref_mask).mean() >= 0.999
+    session.add_point((2, 3, 3))  # another crop: compiled model reused
+    assert session.runtime_report.compiled == 1
+
+
 # --- bad input and faults
 
 

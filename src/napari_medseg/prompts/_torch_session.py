@@ -81,7 +81,8 @@ class TorchPromptSession(PromptSession):
         fn = self._compiled_calls[key]
         if fn is not None and report.used == "openvino":
             try:
-                return fn(x).to(x.device)
+                out = fn(x)
+                return [o.to(x.device) for o in out] if isinstance(out, list) else out.to(x.device)
             except Exception as exc:  # a runtime error: torch from now on, never a failure
                 report.fall_back(f"OpenVINO failed while running the {what} "
                                  f"({type(exc).__name__}: {exc})")

@@ -110,7 +110,10 @@ class Sam3DAdapterSession(CroppedTorchSession):
 
     def _encoded(self, start: tuple):
         if self._cache_key != start:
-            self._cache = self._model().encode(self._crop(start).to(self.device))
+            # the encoder's blocks through the CPU runtime (compiled once per crop size)
+            self._cache = self._model().encode(
+                self._crop(start).to(self.device),
+                run_blocks=lambda module, x: self._run_network(module, x, "3DSAM-adapter encoder"))
             self._cache_key = start
         return self._cache
 

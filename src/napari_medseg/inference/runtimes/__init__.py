@@ -139,7 +139,8 @@ def compile_module(module: Any, input_shape: Sequence[int], *, report: RuntimeRe
     Parameters
     ----------
     module : torch.nn.Module
-        Called with one float32 tensor of ``input_shape``; returns one tensor.
+        Called with one float32 tensor of ``input_shape``; returns one tensor or a
+        list/tuple of tensors (then the compiled callable returns a list).
     input_shape : sequence of int
         The static input shape to compile for.
     report : RuntimeReport

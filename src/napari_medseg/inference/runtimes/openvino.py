@@ -57,6 +57,9 @@ class CompiledNetwork:
     compiled : openvino.CompiledModel
     input_shape : tuple of int
         The one shape it accepts; another shape raises ``ValueError``.
+
+    Called with one tensor, it returns a tensor, or a list of tensors when the module
+    returned several.
     """
 
     def __init__(self, compiled: Any, input_shape: tuple):
@@ -73,7 +76,10 @@ class CompiledNetwork:
         # outputs are copied out of the request (share_outputs=False): the caller may
         # keep them while the next window runs
         out = self._request.infer({0: arr}, share_inputs=True, share_outputs=False)
-        return torch.from_numpy(np.asarray(out[0]))
+        if len(out) == 1:
+            return torch.from_numpy(np.asarray(out[0]))
+        # a module returning a list or tuple of tensors: the outputs in order
+        return [torch.from_numpy(np.asarray(out[i])) for i in range(len(out))]
 
     def __repr__(self) -> str:
         return f"CompiledNetwork(openvino, input={self.input_shape})"

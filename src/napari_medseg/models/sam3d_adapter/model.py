@@ -81,19 +81,24 @@ class Sam3DAdapter(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def encode(self, crop: torch.Tensor) -> dict:
+    def encode(self, crop: torch.Tensor, run_blocks=None) -> dict:
         """Prompt-independent work for one crop (D, H, W) scaled to [0, 1].
 
         Returns a cache: the four feature maps, the resized image and the part of the
         head's first convolution that does not depend on the prompt (that convolution
         is linear in its input channels, so it is split into a cached and a per-click
         part; this makes a click several times cheaper).
+
+        ``run_blocks(module, tokens)``: runs the transformer blocks
+        (``image_encoder.forward_tokens``, the expensive part), e.g. compiled for the
+        CPU; default: ``module(tokens)``.
         """
         cfg = self.config
         n = crop.shape[0]
         enc = self.image_encoder
         up = F.interpolate(crop[None, None].float(), scale_factor=enc.slice_size / n, mode="trilinear")[0, 0]
-        feats = enc.forward_tokens(enc.embed_volume(up))
+        tokens = enc.embed_volume(up)
+        feats = run_blocks(_ForwardTokens(enc), tokens) if run_blocks else enc.forward_tokens(tokens)
         del up
         mid = n // 2
         image = F.interpolate(crop.permute(1, 2, 0)[None, None].float(), scale_factor=mid / n, mode="trilinear")
@@ -210,3 +215,15 @@ def checkpoint_dict(model: Sam3DAdapter, epoch: int = 0) -> dict:
         "epoch": epoch,
         "best_val_loss": 0.5,
     }
+
+
+class _ForwardTokens(nn.Module):
+    """The encoder's transformer blocks as a module of one input (tokens), so a runtime
+    can convert them on their own."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, tokens: torch.Tensor):
+        return self.encoder.forward_tokens(tokens)
