@@ -50,6 +50,59 @@ def test_out_of_memory_in_a_window_becomes_a_clear_error(model_factory, syntheti
     assert batches[0] > 1 and batches[-1] == 1
 
 
+def test_confidence_changes_no_label_and_its_maps_are_probabilities(model_factory, synthetic_ct):
+    """Confidence on: the labels are identical; the maps are valid and agree with each other."""
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+
+    model = NnUNetPredictor.from_folder(model_factory(n_classes=4, seed=4), device="cpu",
+                                        runtime="torch")
+    plain = model.predict(synthetic_ct, use_mirroring=False)
+    labels, conf = model.predict_with_confidence(synthetic_ct, use_mirroring=False)
+    assert np.array_equal(labels, plain)
+    assert len(np.unique(plain)) >= 2
+    for m in (conf.max_prob, conf.entropy):
+        assert m.shape == synthetic_ct.shape and m.dtype == np.float32
+    assert conf.max_prob.min() >= 1 / 4 - 1e-6 and conf.max_prob.max() <= 1 + 1e-6
+    assert conf.entropy.min() >= 0 and conf.entropy.max() <= 1
+    assert conf.fold_disagreement is None and conf.n_folds == 1
+    # not constant, and where the top class is surer the entropy is lower
+    assert conf.max_prob.std() > 1e-3
+    r = np.corrcoef(conf.max_prob.ravel(), conf.entropy.ravel())[0, 1]
+    assert r < -0.5, r
+    # a temperature above 1 flattens the probabilities and changes no label
+    hot_labels, hot = model.predict_with_confidence(synthetic_ct, use_mirroring=False,
+                                                    temperature=3.0)
+    assert np.array_equal(hot_labels, plain)
+    assert hot.max_prob.mean() < conf.max_prob.mean() and hot.entropy.mean() > conf.entropy.mean()
+    assert hot.temperature == 3.0
+    with pytest.raises(ValueError, match="temperature"):
+        model.predict_with_confidence(synthetic_ct, use_mirroring=False, temperature=0)
+
+
+def test_fold_disagreement_of_a_two_fold_ensemble(model_factory, synthetic_ct):
+    """Two folds with different weights: disagreement where their labels differ, 0 where equal."""
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+
+    folder = model_factory(n_classes=3, folds=(0, 1), seed=5)
+    model = NnUNetPredictor.from_folder(folder, device="cpu", runtime="torch")
+    labels, conf = model.predict_with_confidence(synthetic_ct, use_mirroring=False)
+    assert np.array_equal(labels, model.predict(synthetic_ct, use_mirroring=False))
+    d = conf.fold_disagreement
+    assert d is not None and d.shape == synthetic_ct.shape and conf.n_folds == 2
+    assert d.min() >= 0 and d.max() <= 1
+    f0 = NnUNetPredictor.from_folder(folder, folds=[0], device="cpu", runtime="torch").predict(
+        synthetic_ct, use_mirroring=False)
+    f1 = NnUNetPredictor.from_folder(folder, folds=[1], device="cpu", runtime="torch").predict(
+        synthetic_ct, use_mirroring=False)
+    differ = f0 != f1
+    assert differ.any() and (~differ).any()
+    # where the folds differ one of them disagrees with the ensemble (1/2); where they
+    # agree (and with the ensemble) nobody does; the network's coarser grid (resampled
+    # linearly) blurs this near the boundaries between the two
+    assert d[differ].mean() > 0.35
+    assert d[differ].mean() > 2 * d[~differ].mean()
+
+
 pytest.importorskip("nnunetv2")
 
 
@@ -234,3 +287,47 @@ def test_progress_and_cancel(model_factory, synthetic_ct):
         model.predict(synthetic_ct, progress=cancel_after_first_window, cancel=token)
     token.reset()
     assert model.predict(synthetic_ct, use_mirroring=False).shape == synthetic_ct.shape
+
+
+def _reference_probabilities(folder, volume, folds=(0,), use_mirroring=True):
+    """nnunetv2's labels and saved probabilities (``save_or_return_probabilities=True``)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(use_mirroring=use_mirroring, perform_everything_on_device=False,
+                                device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=tuple(folds))
+    props = {"spacing": [float(s) for s in volume.spacing_zyx]}
+    seg, probs = predictor.predict_single_npy_array(volume.array[None].astype(np.float32), props,
+                                                    save_or_return_probabilities=True)
+    return seg, np.asarray(probs, dtype=np.float32)
+
+
+@pytest.mark.parametrize("case", ["real CT, resampled", "anisotropic, transposed, 2 folds"])
+def test_confidence_parity_with_nnunet_saved_probabilities(model_factory, ct_small, synthetic_ct,
+                                                          case):
+    """The maps are those of nnU-Net's own saved probabilities, and labels do not move."""
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+
+    if case.startswith("real"):
+        folder, volume, folds = model_factory(n_classes=4, spacing=(5.0, 6.0, 6.0), seed=1), ct_small, (0,)
+    else:
+        folder = model_factory(plans_format="new", n_classes=3, spacing=(4.0, 4.0, 4.0),
+                               transpose_forward=(2, 0, 1), patch_size=(32, 16, 32), folds=(0, 1),
+                               seed=2)
+        volume, folds = synthetic_ct, (0, 1)
+    model = NnUNetPredictor.from_folder(folder, device="cpu", runtime="torch")
+    plain = model.predict(volume)
+    labels, conf = model.predict_with_confidence(volume)
+    assert np.array_equal(labels, plain)  # confidence changes no label voxel
+    ref_seg, probs = _reference_probabilities(folder, volume, folds)
+    _assert_parity(labels, ref_seg, probs.shape[0], case)
+    ref_max = probs.max(0)
+    assert ref_max.shape == conf.max_prob.shape
+    assert ref_max.std() > 1e-3, "the reference is flat; the test would be void"
+    err = float(np.abs(conf.max_prob - ref_max).max())
+    assert err <= 1e-2, f"{case}: max-probability map differs by {err:.3g}"
+    p = np.clip(probs.astype(np.float64), 1e-12, 1)
+    ref_entropy = -(probs * np.log(p)).sum(0) / np.log(probs.shape[0])
+    err_h = float(np.abs(conf.entropy - ref_entropy).max())
+    assert err_h <= 2e-2, f"{case}: entropy map differs by {err_h:.3g}"

@@ -26,7 +26,8 @@ from .device import autocast_enabled, choose_device
 from .memory import check_memory as _check_memory
 from .memory import estimate_nnunet_bytes
 from .preprocessing import preprocess_case
-from .resample import compute_new_shape, resample_logits_to_labels
+from .resample import (ConfidenceMaps, class_argmax, compute_new_shape, resample_like_nnunet,
+                       resample_logits_to_labels)
 from .runtimes import RuntimeReport, check_runtime, compile_module, resolve_runtime
 from .sliding_window import mirror_combinations, sliding_window_logits
 
@@ -268,8 +269,38 @@ class NnUNetPredictor:
         return estimate_nnunet_bytes(shape_t, net_shape, self.num_classes, self.plans.patch_size,
                                      self.num_input_channels, int(np.atleast_1d(feats)[0]))
 
+    def predict_with_confidence(self, volume: Any, *, temperature: float = 1.0, progress=None,
+                                cancel=None, use_mirroring: bool = True,
+                                tile_step_size: float = 0.5, check_memory: bool = True) -> tuple:
+        """Segment ``volume`` and say how sure the model is, voxel by voxel.
+
+        The labels are exactly those of :meth:`predict`. The maps are computed from the
+        same class scores while they are resampled and arg-maxed (class by class, no
+        classes x voxels probability array), plus, for a fold ensemble, each fold's own
+        label on the network's grid.
+
+        Parameters
+        ----------
+        volume, progress, cancel, use_mirroring, tile_step_size, check_memory
+            As for :meth:`predict`.
+        temperature : float
+            Softmax temperature (> 0; 1 = the network's own probabilities); fitted with
+            ``medseg calibrate``. It changes the maps, never the labels.
+
+        Returns
+        -------
+        labels : numpy.ndarray
+            As :meth:`predict` returns them.
+        confidence : ConfidenceMaps
+            float32 maps on the volume's grid.
+        """
+        return self.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring,
+                            tile_step_size=tile_step_size, check_memory=check_memory,
+                            _confidence=True, _temperature=temperature)
+
     def predict(self, volume: Any, *, progress=None, cancel=None, use_mirroring: bool = True,
-                tile_step_size: float = 0.5, check_memory: bool = True) -> np.ndarray:
+                tile_step_size: float = 0.5, check_memory: bool = True, _confidence: bool = False,
+                _temperature: float = 1.0) -> np.ndarray:
         """Segment ``volume`` and return label ids on its voxel grid.
 
         Parameters
@@ -322,23 +353,36 @@ class NnUNetPredictor:
             data = np.stack([np.asarray(v.array) for v in volumes])
         labels = self.predict_array(data, spacing_zyx, progress=progress, cancel=cancel,
                                     use_mirroring=use_mirroring, tile_step_size=tile_step_size,
-                                    check_memory=check_memory)
+                                    check_memory=check_memory, confidence=_confidence,
+                                    temperature=_temperature)
+        conf = None
+        if _confidence:
+            labels, conf = labels
         if reorient:
-            labels = np.flip(labels, flips)
-            labels = np.ascontiguousarray(np.transpose(labels, np.argsort(axes)))
-        return labels
+            def back(a):
+                return np.ascontiguousarray(np.transpose(np.flip(a, flips), np.argsort(axes)))
+
+            labels = back(labels)
+            conf = conf.transformed(back) if conf is not None else None
+        return labels if not _confidence else (labels, conf)
 
     def predict_array(self, data: np.ndarray, spacing_zyx: Sequence[float], *, progress=None,
                       cancel=None, use_mirroring: bool = True, tile_step_size: float = 0.5,
-                      check_memory: bool = True) -> np.ndarray:
-        """Segment a (C, Z, Y, X) array with the given spacing (nnU-Net's axis convention)."""
+                      check_memory: bool = True, confidence: bool = False,
+                      temperature: float = 1.0):
+        """Segment a (C, Z, Y, X) array with the given spacing (nnU-Net's axis convention).
+
+        ``confidence=True`` returns ``(labels, ConfidenceMaps)`` (see
+        :meth:`predict_with_confidence`).
+        """
         with reuse_freed_memory():
             return self._predict_array(data, spacing_zyx, progress=progress, cancel=cancel,
                                        use_mirroring=use_mirroring, tile_step_size=tile_step_size,
-                                       check_memory=check_memory)
+                                       check_memory=check_memory, confidence=confidence,
+                                       temperature=temperature)
 
     def _predict_array(self, data, spacing_zyx, *, progress, cancel, use_mirroring, tile_step_size,
-                       check_memory) -> np.ndarray:
+                       check_memory, confidence=False, temperature=1.0):
         import torch
 
         data = np.asarray(data)
@@ -354,27 +398,63 @@ class NnUNetPredictor:
         check_cancel(cancel)
         report(progress, 0.08, "predicting")
         mirror = self.mirror_axes if use_mirroring else None
+        fold_labels = confidence and len(self._fold_state_dicts) > 1
         logits = self._sliding_window(sliding_window_logits, torch.from_numpy(pre), mirror,
-                                      tile_step_size, progress, cancel)
+                                      tile_step_size, progress, cancel, fold_labels=fold_labels)
         del pre
+        per_fold = None
+        if fold_labels:
+            logits, per_fold = logits
         check_cancel(cancel)
         kw = self.plans.probabilities_resampling_kwargs
+        resampling = dict(
+            order=int(kw.get("order", 1)), order_z=int(kw.get("order_z", 0)),
+            force_separate_z=kw.get("force_separate_z"),
+            separate_z_anisotropy_threshold=float(kw.get("separate_z_anisotropy_threshold", 3)))
+
+        disagreement = None
+        if per_fold:
+            # fraction of folds whose own label differs from the ensemble's, on the
+            # network's grid (one uint8 image per fold), resampled like the scores
+            ensemble = class_argmax(logits)
+            count = torch.zeros(ensemble.shape, dtype=torch.uint8)
+            for fold_label in per_fold:
+                count += fold_label != ensemble
+            del ensemble, per_fold
+            disagreement = count.numpy().astype(np.float32)[None] / len(self._fold_state_dicts)
+            disagreement = resample_like_nnunet(disagreement, geom.shape_after_cropping,
+                                                geom.target_spacing, geom.original_spacing,
+                                                **resampling)[0]
 
         out_dtype = np.uint8 if self.num_classes - 1 < 255 else np.uint16
         seg = resample_logits_to_labels(
             logits, geom.shape_after_cropping, geom.target_spacing, geom.original_spacing,
-            order=int(kw.get("order", 1)), order_z=int(kw.get("order_z", 0)),
-            force_separate_z=kw.get("force_separate_z"),
-            separate_z_anisotropy_threshold=float(kw.get("separate_z_anisotropy_threshold", 3)),
-            out_dtype=out_dtype, round_fp16=self.precision == "nnunet",
+            **resampling, out_dtype=out_dtype, round_fp16=self.precision == "nnunet",
             progress=sub_progress(progress, 0.9, 0.99), cancel=cancel,
+            confidence=confidence, temperature=temperature,
         )
         del logits
-        full = np.zeros(geom.shape_before_cropping, dtype=out_dtype)
-        full[tuple(slice(a, b) for a, b in geom.bbox)] = seg
-        full = np.ascontiguousarray(full.transpose(self.plans.transpose_backward))
+        box = tuple(slice(a, b) for a, b in geom.bbox)
+        back = self.plans.transpose_backward
+
+        def uncrop(a, fill, dtype):
+            # outside nnU-Net's crop the label is background with probability 1
+            full = np.full(geom.shape_before_cropping, fill, dtype=dtype)
+            full[box] = a
+            return np.ascontiguousarray(full.transpose(back))
+
+        conf = None
+        if confidence:
+            seg, max_prob, entropy = seg
+            conf = ConfidenceMaps(
+                uncrop(max_prob, 1.0, np.float32), uncrop(entropy, 0.0, np.float32),
+                None if disagreement is None else uncrop(disagreement, 0.0, np.float32),
+                temperature=float(temperature), n_classes=self.num_classes,
+                n_folds=len(self._fold_state_dicts))
+            del max_prob, entropy, disagreement
+        full = uncrop(seg, 0, out_dtype)
         report(progress, 1.0, "done")
-        return full
+        return full if conf is None else (full, conf)
 
     def activation_bytes_per_sample(self) -> int:
         """Rough memory of one forward pass of one patch (float32): activations of the
@@ -393,7 +473,8 @@ class NnUNetPredictor:
                 return b
         return 1
 
-    def _sliding_window(self, fn, data, mirror, tile_step_size, progress, cancel):
+    def _sliding_window(self, fn, data, mirror, tile_step_size, progress, cancel,
+                        fold_labels: bool = False):
         import torch
 
         n_variants = len(mirror_combinations(mirror)) + 1
@@ -428,6 +509,7 @@ class NnUNetPredictor:
             progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
             n_folds=len(self._fold_state_dicts), set_fold=set_fold,
             emulate_fp16=self.precision == "nnunet",
+            **({"fold_labels": True} if fold_labels else {}),
         )
 
     def __repr__(self) -> str:

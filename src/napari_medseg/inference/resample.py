@@ -21,6 +21,7 @@ full-resolution (classes x voxels) array that nnU-Net materialises never exists.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
@@ -33,6 +34,9 @@ __all__ = [
     "zoom_matrix",
     "resample_like_nnunet",
     "resample_logits_to_labels",
+    "class_argmax",
+    "class_confidence",
+    "ConfidenceMaps",
 ]
 
 #: nnU-Net's ``ANISO_THRESHOLD``: above this spacing ratio an axis is resampled apart.
@@ -258,13 +262,15 @@ def _row_chunks(new_shape: Sequence[int], n_channels: int, budget_bytes: int = 1
         yield r0, min(r0 + rows, int(new_shape[0]))
 
 
-def class_argmax(scores):
+def class_argmax(scores, return_max: bool = False):
     """``scores.argmax(0)`` of (C, ...) class scores, as the smallest unsigned dtype.
 
     A running maximum over the classes: every step reads one contiguous class
     image, where ``argmax(0)`` strides across all C images for every voxel (about
     twice as slow for 118 classes). Ties go to the lowest class id, as in
     ``argmax``. float16 scores are compared in float32, one class at a time.
+    ``return_max``: also return the running maximum (float32), which
+    :func:`class_confidence` reuses.
     """
     import torch
 
@@ -277,7 +283,107 @@ def class_argmax(scores):
         better = value > best
         index.masked_fill_(better, c)
         torch.maximum(best, value, out=best)
-    return index
+    return (index, best) if return_max else index
+
+
+def class_confidence(scores, best, temperature: float = 1.0) -> tuple:
+    """Maximum softmax probability and normalised entropy of (C, ...) class scores.
+
+    Streams over the classes (one class image at a time, as :func:`class_argmax`),
+    so no (C, ...) float32 probability array is made: with ``z = scores / T``,
+    ``m = max_c z_c`` (``best / T``), ``s = sum_c exp(z_c - m)`` and
+    ``t = sum_c (z_c - m) exp(z_c - m)``, the largest probability is ``1 / s`` and
+    the entropy ``-sum p log p = log s - t / s``, divided by ``log C`` so that 0
+    means one class holds all the probability and 1 means every class is equally
+    likely.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        (C, ...) class scores (logits), float16 or float32.
+    best : torch.Tensor
+        Their maximum over the classes (``class_argmax(scores, return_max=True)[1]``).
+    temperature : float
+        Softmax temperature (> 0); 1 is the network's own softmax. It never changes
+        the argmax.
+
+    Returns
+    -------
+    (max_prob, entropy) : tuple of torch.Tensor
+        float32, the shape of ``best``.
+    """
+    import torch
+
+    n = scores.shape[0]
+    inv_t = 1.0 / float(temperature)
+    m = best * inv_t
+    s = torch.zeros_like(m)
+    t = torch.zeros_like(m)
+    for c in range(n):
+        d = scores[c].to(torch.float32, copy=True)  # a copy: the scores stay untouched
+        d.mul_(inv_t).sub_(m)  # z_c - m <= 0
+        e = torch.exp(d)
+        s.add_(e)
+        t.add_(d.mul_(e))
+    max_prob = torch.reciprocal(s)
+    entropy = torch.log(s).sub_(t.mul_(max_prob))
+    if n > 1:
+        entropy.mul_(1.0 / float(np.log(n))).clamp_(0.0, 1.0)
+    else:
+        entropy.zero_()
+    return max_prob, entropy
+
+
+@dataclass
+class ConfidenceMaps:
+    """How sure an automatic segmentation is, voxel by voxel, on the image's grid.
+
+    Computed from the network's class scores while they are turned into labels
+    (:func:`resample_logits_to_labels` with ``confidence=True``). These are the
+    model's own probabilities, not a measured accuracy: a confident model can be
+    confidently wrong (an unseen scanner, a pathology it never saw).
+
+    Attributes
+    ----------
+    max_prob : numpy.ndarray
+        float32, the softmax probability of the chosen class, in [1/C, 1]
+        (1 outside the region the model looked at, where the label is background).
+    entropy : numpy.ndarray
+        float32, the normalised entropy of the class probabilities in [0, 1]
+        (0: certain; 1: all classes equally likely).
+    fold_disagreement : numpy.ndarray or None
+        float32, for a fold ensemble: the fraction of folds whose own label differs
+        from the ensemble's (computed on the network's grid, resampled linearly);
+        None for a single fold.
+    temperature : float
+        The softmax temperature used (1: none).
+    n_classes, n_folds : int
+        What the scores came from.
+    """
+
+    max_prob: np.ndarray
+    entropy: np.ndarray
+    fold_disagreement: Optional[np.ndarray] = None
+    temperature: float = 1.0
+    n_classes: int = 0
+    n_folds: int = 1
+
+    def map(self, measure: str = "max_prob") -> np.ndarray:
+        """One map by name: ``max_prob``, ``entropy`` or ``fold_disagreement``."""
+        if measure not in ("max_prob", "entropy", "fold_disagreement"):
+            raise ValueError(f"unknown confidence measure {measure!r}; use max_prob, entropy or "
+                             "fold_disagreement")
+        out = getattr(self, measure)
+        if out is None:
+            raise ValueError("fold_disagreement needs a fold ensemble (this model ran one fold)")
+        return out
+
+    def transformed(self, fn) -> "ConfidenceMaps":
+        """The same maps with ``fn(array)`` applied to each (crop, paste, transpose)."""
+        return ConfidenceMaps(
+            fn(self.max_prob), fn(self.entropy),
+            None if self.fold_disagreement is None else fn(self.fold_disagreement),
+            self.temperature, self.n_classes, self.n_folds)
 
 
 def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing: Sequence[float],
@@ -285,13 +391,19 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
                               force_separate_z: Optional[bool] = None,
                               separate_z_anisotropy_threshold: float = ANISO_THRESHOLD,
                               out_dtype=np.uint8, round_fp16: bool = False, progress=None,
-                              cancel=None) -> np.ndarray:
+                              cancel=None, confidence: bool = False, temperature: float = 1.0):
     """Resample class scores (C, Z, Y, X) to ``new_shape`` and take the argmax, slab by slab.
 
     Equivalent to nnU-Net's ``resampling_fn_probabilities`` followed by
     ``argmax(0)``, without holding the full-resolution class scores.
     ``round_fp16`` rounds the resampled scores to float16 before the argmax, as
     nnU-Net stores them (so ties are broken the same way: lowest class id).
+
+    ``confidence=True`` also computes, from the same slab of resampled scores, the
+    maximum softmax probability and the normalised entropy (:func:`class_confidence`,
+    with ``temperature``), which equal those of nnU-Net's saved probabilities
+    (softmax of the resampled scores); the labels are the same either way. Returns
+    ``(labels, max_prob, entropy)`` then (float32 maps of ``new_shape``).
     """
     import torch
 
@@ -302,11 +414,25 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
     if x.dtype not in (torch.float16, torch.float32):
         x = x.float()
     new_shape = tuple(int(s) for s in new_shape)
+    if temperature is None or not float(temperature) > 0 or not np.isfinite(float(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     out = np.empty(new_shape, dtype=out_dtype)
+    conf = (np.empty(new_shape, np.float32), np.empty(new_shape, np.float32)) if confidence else None
+
+    def finish(r0, r1, slab):
+        if conf is None:
+            out[r0:r1] = class_argmax(slab).numpy()
+            return
+        index, best = class_argmax(slab, return_max=True)
+        out[r0:r1] = index.numpy()
+        max_prob, entropy = class_confidence(slab, best, temperature)
+        conf[0][r0:r1] = max_prob.numpy()
+        conf[1][r0:r1] = entropy.numpy()
+
     if tuple(x.shape[1:]) == new_shape:
         for r0, r1 in _row_chunks(new_shape, x.shape[0]):
-            out[r0:r1] = class_argmax(x[:, r0:r1]).numpy()
-        return out
+            finish(r0, r1, x[:, r0:r1])
+        return out if conf is None else (out, *conf)
     sep_axis = _plan(x.shape[1:], new_shape, current_spacing, new_spacing, order, order_z,
                      force_separate_z, separate_z_anisotropy_threshold)
     if sep_axis is None:
@@ -321,6 +447,6 @@ def resample_logits_to_labels(logits, new_shape: Sequence[int], current_spacing:
         # float16-rounded scores go to the argmax as float16: class_argmax compares them
         # in float32 one class at a time (no full-size float32 copy of the slab)
         y = y.half() if round_fp16 else y.float()
-        out[r0:r1] = class_argmax(y).numpy()
+        finish(r0, r1, y)
         report(progress, (k + 1) / len(chunks), "resampling to the original grid")
-    return out
+    return out if conf is None else (out, *conf)

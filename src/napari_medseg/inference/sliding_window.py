@@ -186,6 +186,7 @@ def sliding_window_logits(
     n_folds: int = 1,
     set_fold: Optional[Callable[[int], None]] = None,
     emulate_fp16: bool = True,
+    fold_labels: bool = False,
 ):
     """Average class scores of every window (and fold), Gaussian-weighted.
 
@@ -219,12 +220,18 @@ def sliding_window_logits(
         border, where a single window's Gaussian weight is tiny, nnU-Net's float16
         sums underflow and the scores there are quantised. ``False`` keeps full
         float32 precision (better-defined borders, not nnU-Net-identical).
+    fold_labels : bool
+        Also return each fold's own argmax (for the fold-disagreement confidence map).
+        With ``emulate_fp16`` the folds are normalised one by one anyway, so this adds
+        one uint8 image per fold; in float32 it also holds a second score sum.
+        Ignored (an empty list) for a single fold: that path pays nothing.
 
     Returns
     -------
     torch.Tensor
         (num_classes, Z, Y, X) on the CPU: float16 when ``emulate_fp16`` (exactly
-        nnU-Net's values), else float32.
+        nnU-Net's values), else float32. With ``fold_labels``: ``(scores, labels)``,
+        ``labels`` a list of one (Z, Y, X) uint8 tensor per fold (empty for one fold).
     """
     import contextlib
 
@@ -269,6 +276,8 @@ def sliding_window_logits(
            else contextlib.nullcontext())
     total = len(slicers) * n_folds
     done = 0
+    per_fold = []  # each fold's argmax, when fold_labels (fold ensembles only)
+    track_folds = bool(fold_labels) and n_folds > 1
     padded_dev = None
     with torch.inference_mode():
         for fold in range(n_folds):
@@ -318,9 +327,13 @@ def sliding_window_logits(
                         ) from None
                 done += 1
                 report(progress, done / total, f"window {done}/{total}")
-            if emulate_fp16 and n_folds > 1:
+            if (emulate_fp16 or track_folds) and n_folds > 1:
                 # nnU-Net: each fold's scores are normalised (float16), then summed and averaged
                 fold_scores = torch.div(logits, weights).cpu()
+                if track_folds:
+                    from .resample import class_argmax
+
+                    per_fold.append(class_argmax(fold_scores[(slice(None),) + revert[1:]]))
                 if total_folds is None:
                     total_folds = fold_scores
                 else:
@@ -338,6 +351,8 @@ def sliding_window_logits(
             if n_folds > 1:
                 weights *= n_folds
             logits /= weights
+    if fold_labels:
+        return logits[revert], per_fold
     return logits[revert]
 
 
