@@ -117,3 +117,141 @@ def test_nninteractive_missing(monkeypatch):
     monkeypatch.setattr(nni, "package_available", lambda: False)
     with pytest.raises(MedsegError, match="pip install nninteractive"):
         nni.NnInteractiveSession(device="cpu")
+
+
+# --- the real package (nninteractive 2.6, requirements/parity.txt) on a random-weight model
+
+
+@pytest.fixture(scope="module")
+def nni_folder(tmp_path_factory):
+    pytest.importorskip("nnInteractive.inference.inference_session",
+                        reason="the nninteractive package is not installed (requirements/parity.txt)")
+    from napari_medseg.testing.nninteractive import make_random_nninteractive_folder
+
+    return make_random_nninteractive_folder(tmp_path_factory.mktemp("nni"))
+
+
+def _scan(seed=0, shape=(36, 44, 44)):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(40, 25, shape)
+    img[8:28, 10:34, 10:34] += 150  # a bright object, with texture
+    img[14:22, 30:40, 16:26] -= 120
+    return img.astype(np.int16)
+
+
+def _reference(folder):
+    from nnInteractive.inference.inference_session import nnInteractiveInferenceSession
+
+    ref = nnInteractiveInferenceSession(device=torch.device("cpu"), use_torch_compile=False, verbose=False,
+                                        torch_n_threads=1, do_autozoom=True)
+    ref.initialize_from_trained_model_folder(str(folder))
+    return ref
+
+
+def assert_true(value):
+    assert value
+
+
+def test_real_package_equals_calling_it_directly(nni_folder):
+    """A multi-step session through NnInteractiveSession gives, at every step, exactly the
+    mask that nnInteractive's own session gives for the same interactions."""
+    img = _scan()
+    vol = Volume(img, spacing=(0.8, 0.8, 1.0))
+    s = NnInteractiveSession(weights=nni_folder, device="cpu")
+    s.set_volume(vol)
+    assert s.message == ""  # near-isotropic: nothing to say
+    ref = _reference(nni_folder)
+    ref.set_image(img[None])
+    buf = torch.zeros(img.shape, dtype=torch.uint8)
+    ref.set_target_buffer(buf)
+    seen = []
+
+    def same(update, what):
+        want = buf.numpy().astype(bool)
+        assert np.array_equal(s.mask, want), f"{what}: {np.count_nonzero(s.mask ^ want)} voxels differ"
+        assert np.array_equal(update.mask, want)
+        # the changed box covers every voxel that changed
+        if seen:
+            diff = seen[-1] ^ want
+            outside = diff.copy()
+            outside[update.changed] = False
+            assert not outside.any(), what
+        seen.append(want.copy())
+
+    def step(ours, theirs, what):
+        # nnInteractive draws refinement boxes with NumPy's global RNG: equal inputs give
+        # equal masks from equal RNG states
+        np.random.seed(len(seen))
+        up = ours()
+        np.random.seed(len(seen))
+        theirs()
+        same(up, what)
+
+    p1, p2, p3, p4, p5 = (18, 22, 22), (18, 30, 30), (12, 16, 16), (20, 14, 28), (24, 26, 18)
+    step(lambda: s.add_point(p1), lambda: ref.add_point_interaction(p1, include_interaction=True), "positive click")
+    assert seen[-1].any()
+    step(lambda: s.add_point(p2, positive=False),
+         lambda: ref.add_point_interaction(p2, include_interaction=False), "negative click")
+    step(lambda: s.add_box((10, 12, 12), (26, 32, 32)),
+         lambda: ref.add_bbox_interaction([[18, 19], [12, 33], [12, 33]], include_interaction=True), "box")
+    # one level of undo: nnInteractive's own undo
+    step(s.undo, lambda: assert_true(ref.undo()), "undo (one level)")
+    step(lambda: s.add_point(p3), lambda: ref.add_point_interaction(p3, include_interaction=True),
+         "click after undo")
+    # an initial mask starts the interactions afresh, as in the package
+    init = np.zeros(img.shape, bool)
+    init[10:26, 12:30, 12:30] = True
+    step(lambda: s.set_initial_mask(init),
+         lambda: ref.add_initial_seg_interaction(init.astype(np.uint8), run_prediction=False), "initial mask")
+    step(lambda: s.add_point(p4, positive=False),
+         lambda: ref.add_point_interaction(p4, include_interaction=False), "negative click on the initial mask")
+    # two levels of undo: beyond the package's single level, the session replays
+    s.undo()
+    up = s.undo()
+    assert np.array_equal(up.mask, seen[-3])  # back to the state after p3
+
+    def replay():
+        ref.reset_interactions()
+        for p, inc in ((p1, True), (p2, False), (p3, True), (p5, True)):
+            ref.add_point_interaction(p, include_interaction=inc)
+
+    step(lambda: s.add_point(p5), replay, "click after a two-level undo")
+    s.reset()
+    assert not s.mask.any()
+    step(lambda: s.add_point(p2), lambda: (ref.reset_interactions(), ref.add_point_interaction(p2, True)),
+         "click after reset")
+    # the steps did different things: the comparison is not between constant masks
+    assert len({m.tobytes() for m in seen}) >= 5
+
+
+def test_real_package_anisotropic_volume_is_sent_as_acquired(nni_folder):
+    img = _scan(seed=1, shape=(20, 44, 44))
+    s = NnInteractiveSession(weights=nni_folder, device="cpu")
+    s.set_volume(Volume(img, spacing=(0.7, 0.7, 5.0)))
+    assert "ignores voxel spacing" in s.message and "5 x 0.7 x 0.7" in s.message
+    np.random.seed(0)
+    up = s.add_point((10, 22, 22))
+    assert up.mask.shape == img.shape  # the acquired grid, not resampled
+    ref = _reference(nni_folder)
+    ref.set_image(img[None])
+    buf = torch.zeros(img.shape, dtype=torch.uint8)
+    ref.set_target_buffer(buf)
+    np.random.seed(0)
+    ref.add_point_interaction((10, 22, 22), include_interaction=True)
+    assert np.array_equal(up.mask, buf.numpy().astype(bool))
+
+
+def test_real_package_refuses_pickle_payload_checkpoint(tmp_path, nni_folder):
+    import shutil
+
+    from napari_medseg.errors import UnsafeCheckpointError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(nni_folder, bad)
+    ckpt = bad / "fold_0" / "checkpoint_final.pth"
+    payload = torch.load(ckpt, weights_only=False)
+    payload["trainer_name"] = Volume  # a global outside the allow-list
+    torch.save(payload, ckpt)
+    s = NnInteractiveSession(weights=bad, device="cpu")
+    with pytest.raises(UnsafeCheckpointError):
+        s.set_volume(Volume(_scan(), spacing=(1.0, 1.0, 1.0)))

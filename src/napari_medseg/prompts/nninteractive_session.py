@@ -27,7 +27,7 @@ from .._ndimage import bbox, union_box
 from ..errors import MedsegError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
-from .base import Prediction, PromptSession, Prompts
+from .base import Prediction, PromptSession, Prompts, Update
 
 INSTALL_HINT = (
     "the nnInteractive backend needs the optional 'nninteractive' package and its weights: "
@@ -60,15 +60,41 @@ def _default_factory(device) -> Any:
 
     from nnInteractive.inference.inference_session import nnInteractiveInferenceSession  # type: ignore
 
-    return nnInteractiveInferenceSession(
-        device=device,
-        use_torch_compile=False,
-        verbose=False,
-        torch_n_threads=os.cpu_count() or 1,
-        do_autozoom=True,
-        use_pinned_memory=getattr(device, "type", str(device)) == "cuda",
-    )
+    with _quiet():
+        return nnInteractiveInferenceSession(
+            device=device,
+            use_torch_compile=False,
+            verbose=False,
+            torch_n_threads=os.cpu_count() or 1,
+            do_autozoom=True,
+        )
 
+
+def _quiet():
+    """nnInteractive prints progress on stdout; keep stdout clean (``medseg prompt --json``)."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """Equal interaction logs (an initial mask compares by identity, not by value)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x[0] != y[0]:
+            return False
+        if x[0] == "init":
+            if x[1] is not y[1]:
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+#: anisotropy (largest / smallest voxel side) above which the session says what happens
+ANISOTROPY_NOTE = 3.0
 
 class NnInteractiveSession(PromptSession):
     """Interactive segmentation with nnInteractive.
@@ -117,7 +143,10 @@ class NnInteractiveSession(PromptSession):
             except WeightsNotFoundError as exc:
                 raise WeightsNotFoundError(f"{exc} ({INSTALL_HINT})") from None
         self._backend = None
-        self._applied: tuple = ((), (), None, None)  # points, labels, box, initial mask id
+        # The interactions the backend holds, in the order it received them: ("point",
+        # (z, y, x), positive), ("box", 2D box) or ("init", mask). The session's state
+        # (kept per undo level by the base class) is (log, points sent, box sent).
+        self._applied: tuple = ()
         self.message = ""
 
     # ------------------------------------------------------------------ set-up
@@ -134,7 +163,8 @@ class NnInteractiveSession(PromptSession):
 
                 load_checkpoint(ckpt)  # refuses pickle payloads before nnInteractive's loader runs
         backend = _default_factory(device)
-        backend.initialize_from_trained_model_folder(str(self._folder))
+        with _quiet():
+            backend.initialize_from_trained_model_folder(str(self._folder))
         return backend
 
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -145,10 +175,21 @@ class NnInteractiveSession(PromptSession):
             self._backend = self._make_backend()
         check_cancel(cancel)
         report(progress, 0.5, "sending the image")
-        self._backend.set_image(np.asarray(volume.array)[None])
-        self._buffer = torch.zeros(volume.shape, dtype=torch.uint8)
-        self._backend.set_target_buffer(self._buffer)
-        self._applied = ((), (), None, None)
+        with _quiet():
+            # the acquired grid, unresampled: nnInteractive works in voxels and was trained
+            # on scans of every spacing; resampling would blur thin slices' edges and move
+            # clicks off the voxels the user saw
+            self._backend.set_image(np.asarray(volume.array)[None])
+            self._buffer = torch.zeros(volume.shape, dtype=torch.uint8)
+            self._backend.set_target_buffer(self._buffer)
+        self._applied = ()
+        sz = volume.spacing_zyx
+        ratio = max(sz) / min(sz)
+        self.message = "" if ratio <= ANISOTROPY_NOTE else (
+            f"nnInteractive ignores voxel spacing: this volume's voxels are "
+            f"{' x '.join(f'{v:g}' for v in sz)} mm (z, y, x; {ratio:.1f}:1), segmented on that grid "
+            "as acquired; expect coarser boundaries across the thick axis"
+        )
         report(progress, 1.0, "ready")
 
     # ------------------------------------------------------------------ interactions
@@ -158,47 +199,87 @@ class NnInteractiveSession(PromptSession):
         zm = int(round((z0 + z1) / 2.0))
         return [[zm, zm + 1], [int(y0), int(y1) + 1], [int(x0), int(x1) + 1]]
 
-    def _send(self, prompts: Prompts, start: int) -> None:
+    def _send(self, event: tuple) -> Optional[list]:
+        """Give one interaction to the backend; returns the box it changed (if it says)."""
         b = self._backend
-        for p, positive in list(zip(prompts.points, prompts.labels))[start:]:
-            b.add_point_interaction(tuple(int(round(c)) for c in p), include_interaction=bool(positive))
+        with _quiet():
+            if event[0] == "point":
+                return b.add_point_interaction(event[1], include_interaction=event[2])
+            if event[0] == "box":
+                return b.add_bbox_interaction(event[1], include_interaction=True)
+            b.add_initial_seg_interaction(event[1].astype(np.uint8), run_prediction=False)
+            return None
 
-    def _replay(self, prompts: Prompts) -> None:
-        b = self._backend
-        b.reset_interactions()
-        if prompts.initial_mask is not None and hasattr(b, "add_initial_seg_interaction"):
-            b.add_initial_seg_interaction(prompts.initial_mask.astype(np.uint8), run_prediction=False)
-        if prompts.box is not None:
-            b.add_bbox_interaction(self._bbox_2d(prompts.box), include_interaction=True)
-        self._send(prompts, 0)
+    def _replay(self, log: tuple) -> None:
+        """Bring the backend to ``log`` from a reset state, in the original order (each
+        interaction predicts from the mask the previous one left, as it did the first time)."""
+        with _quiet():
+            self._backend.reset_interactions()
+        for event in log:
+            self._send(event)
 
     def _predict(self, prompts: Prompts, previous_state: Any) -> Prediction:
-        pts, labs, box, init = self._applied
-        mask_id = None if prompts.initial_mask is None else id(prompts.initial_mask)
-        n = len(pts)
-        incremental = (
-            n > 0
-            and tuple(prompts.points[:n]) == pts
-            and tuple(prompts.labels[:n]) == labs
-            and prompts.box == box
-            and mask_id == init
-            and len(prompts.points) == n + 1
-        )
-        if incremental:
-            self._send(prompts, n)
+        log, n_points, box = previous_state if previous_state is not None else ((), 0, None)
+        new = [("point", tuple(int(round(c)) for c in p), bool(lab))
+               for p, lab in zip(prompts.points[n_points:], prompts.labels[n_points:])]
+        if prompts.box != box and prompts.box is not None:
+            # a box replaces the previous one: the old box leaves the log (a replay)
+            log = tuple(e for e in log if e[0] != "box")
+            new.append(("box", self._bbox_2d(prompts.box)))
+        target = tuple(log) + tuple(new)
+        changed = None
+        if new and _same(self._applied, tuple(log)):
+            for event in new:  # incremental: the backend already holds the rest
+                changed = union_box(changed, _slices(self._send(event)))
         else:
-            self._replay(prompts)
-        self._applied = (tuple(prompts.points), tuple(prompts.labels), prompts.box, mask_id)
+            self._replay(target)
+            changed = None
+        self._applied = target
         result = self._backend.target_buffer
         result = result.cpu().numpy() if hasattr(result, "cpu") else np.asarray(result)
-        new = result.astype(bool)
-        region = union_box(bbox(new), getattr(self, "_mask_box", None))
+        if changed is None:
+            changed = bbox(result)  # a replay: anything may have changed
+        region = union_box(changed, getattr(self, "_mask_box", None))
+        state = (target, len(prompts.points), prompts.box)
         if region is None:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, None)
-        return Prediction(new[region].copy(), region, None)
+            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3, state)
+        return Prediction(result[region].astype(bool), region, state)
+
+    def set_initial_mask(self, mask: np.ndarray) -> Update:
+        """Start from an existing segmentation (nnInteractive's initial-label interaction;
+        like the package, it starts the object's interactions afresh)."""
+        update = super().set_initial_mask(mask)
+        if self._backend is not None and hasattr(self._backend, "add_initial_seg_interaction"):
+            event = ("init", self._prompts.initial_mask)
+            self._send(event)
+            self._applied = (event,)
+            self._state = ((event,), len(self._prompts.points), self._prompts.box)
+        return update
+
+    def undo(self) -> Update:
+        """Revert the last interaction: nnInteractive's own undo when the backend is exactly
+        one interaction ahead (it keeps one level), otherwise the next interaction replays."""
+        applied = self._applied
+        update = super().undo()
+        restored = self._state[0] if self._state is not None else ()
+        b = self._backend
+        if (b is not None and len(applied) == len(restored) + 1 and _same(applied[:-1], restored)
+                and getattr(b, "supports_undo", False)):
+            with _quiet():
+                if b.undo():
+                    self._applied = restored
+        return update
 
     def reset(self) -> None:
         super().reset()
         if self._backend is not None:
-            self._backend.reset_interactions()
-        self._applied = ((), (), None, None)
+            with _quiet():
+                self._backend.reset_interactions()
+        self._applied = ()
+
+
+def _slices(box: Optional[list]) -> Optional[tuple]:
+    """nnInteractive's changed box ``[[lo, hi], ...]`` as slices (None when it gives none)."""
+    if box is None:
+        return None
+    return tuple(slice(int(lo), int(hi)) for lo, hi in box)
