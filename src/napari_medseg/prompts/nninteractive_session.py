@@ -8,9 +8,17 @@ non-commercial). Neither is a dependency of napari-medseg.
 Wiring: the image is given unprocessed (nnInteractive normalises it itself, as its
 README insists), points are voxel indices in the array's (z, y, x) order, negative
 clicks are ``include_interaction=False``. nnInteractive accumulates interactions
-internally, so a new click is sent as one more interaction, while undo, reset or a
-changed box replay the whole prompt list from a reset state. Its pre-trained models
-accept 2D boxes only: a 3D box is sent as the 2D box on its middle axial slice. Before
+internally and each prediction starts from the mask the previous one left, so the
+session keeps the ordered log of interactions the package holds: a new click or box is
+sent as one more interaction; one level of undo uses the package's own ``undo``; deeper
+undo replays the log in its original order from a reset state (so the result equals the
+package called with the same interactions); an initial mask restarts the interactions,
+as the package's ``add_initial_seg_interaction`` does; a new box replaces the previous
+one. Its pre-trained models accept 2D boxes only: a 3D box is sent as the 2D box on its
+middle axial slice. Spacing: nnInteractive works in voxels and ignores it; the volume is
+sent on its acquired grid, unresampled, and :attr:`NnInteractiveSession.message` says so
+when the voxels are more than 3:1 anisotropic. The package prints progress on stdout;
+the session sends that to stderr. Before
 the third-party loader touches the checkpoint, it is opened with our safe loader
 (``weights_only``), so a checkpoint carrying a pickle payload is refused first.
 """
