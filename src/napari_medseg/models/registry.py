@@ -127,6 +127,10 @@ class ModelCard:
         For single-file checkpoints, the file's path relative to the install root.
     notes : str
         Honest remarks (checksums, manual download, limits).
+    temperature : float
+        Softmax temperature of the confidence maps (``medseg segment --confidence``);
+        1 = the network's own probabilities. Fit one on your labelled cases with
+        ``medseg calibrate`` and pass it with ``--temperature``.
     """
 
     name: str
@@ -149,6 +153,7 @@ class ModelCard:
     install_dir: str = ""
     checkpoint: Optional[str] = None
     notes: str = ""
+    temperature: float = 1.0
 
     @property
     def family(self):
