@@ -51,6 +51,9 @@ class SegmentResult:
     #: What ran the networks: ``requested``, ``used`` (openvino/torch), ``reason`` for a
     #: fallback, ``convert_s``, ``compiled``, ``cache_hits`` (empty for models without one).
     runtime: dict = field(default_factory=dict)
+    #: With ``confidence=True`` (network models): the voxel maps on the volume's grid
+    #: (:class:`~napari_medseg.inference.resample.ConfidenceMaps`); None otherwise.
+    confidence: Optional[object] = None
 
 
 # --------------------------------------------------------------------- model lookup
@@ -319,11 +322,13 @@ def keep_models_loaded(enabled: bool = True) -> None:
 
 def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirroring: bool,
                     progress, cancel, runtime: str = "auto",
-                    result: Optional[SegmentResult] = None) -> tuple:
+                    result: Optional[SegmentResult] = None, confidence: bool = False,
+                    temperature: float = 1.0) -> tuple:
     """Run one nnU-Net trained-model folder; return (labels, {id: name}).
 
     ``result``: the network runtime's report is added to its ``runtime``,
-    ``timings["convert_s"]`` and, for a fallback, ``notes``.
+    ``timings["convert_s"]`` and, for a fallback, ``notes``. ``confidence``: returns
+    ``(labels, names, ConfidenceMaps)``.
     """
     from .nnunet_predictor import NnUNetPredictor
 
@@ -333,10 +338,63 @@ def _predict_folder(folder: Path, volume: Volume, *, device, folds, use_mirrorin
         model = NnUNetPredictor.from_folder(folder, folds=folds, device=device, runtime=runtime)
         if _LOADED is not None:
             _LOADED[key] = model
-    labels = model.predict(volume, progress=progress, cancel=cancel, use_mirroring=use_mirroring)
+    if confidence:
+        labels, conf = model.predict_with_confidence(volume, progress=progress, cancel=cancel,
+                                                     use_mirroring=use_mirroring,
+                                                     temperature=temperature)
+    else:
+        labels = model.predict(volume, progress=progress, cancel=cancel,
+                               use_mirroring=use_mirroring)
     if result is not None and model.runtime_report is not None:
         _add_runtime_report(result, model.runtime_report)
+    if confidence:
+        return np.asarray(labels), dict(model.labels), conf
     return np.asarray(labels), dict(model.labels)
+
+
+class _ConfidenceMerge:
+    """Confidence of several part models merged like their labels.
+
+    A voxel a part labels (> 0, later parts winning) takes that part's maps; a
+    voxel no part labels takes the least sure part's (lowest probability, highest
+    entropy and disagreement): each part only vouches for its own structures.
+    """
+
+    def __init__(self):
+        self.maps = None
+        self._labelled = None
+
+    def add(self, conf, won: np.ndarray) -> None:
+        from .resample import ConfidenceMaps
+
+        if self.maps is None:
+            self.maps, self._labelled = conf, won.copy()
+            return
+        m, merged = self.maps, {}
+        for name in ("max_prob", "entropy", "fold_disagreement"):
+            old, new = getattr(m, name), getattr(conf, name)
+            if old is None or new is None:
+                merged[name] = None
+                continue
+            worst = np.minimum(old, new) if name == "max_prob" else np.maximum(old, new)
+            merged[name] = np.where(won, new, np.where(self._labelled, old, worst)).astype(np.float32)
+        self._labelled |= won
+        self.maps = ConfidenceMaps(merged["max_prob"], merged["entropy"],
+                                   merged["fold_disagreement"], temperature=conf.temperature,
+                                   n_classes=max(m.n_classes, conf.n_classes),
+                                   n_folds=min(m.n_folds, conf.n_folds))
+
+
+def _paste_confidence(conf, box: tuple, shape: tuple):
+    """Maps of a sub-volume placed in the whole image (outside: background, probability 1)."""
+    def paste(a, fill):
+        full = np.full(shape, fill, np.float32)
+        full[box] = a
+        return full
+
+    return type(conf)(paste(conf.max_prob, 1.0), paste(conf.entropy, 0.0),
+                      None if conf.fold_disagreement is None else paste(conf.fold_disagreement, 0.0),
+                      conf.temperature, conf.n_classes, conf.n_folds)
 
 
 def _add_runtime_report(result: SegmentResult, report) -> None:
@@ -361,7 +419,8 @@ def _add_runtime_report(result: SegmentResult, report) -> None:
 
 # ---------------------------------------------------------------------------- runs
 def _run_hu(card, volume: Volume, roi: Optional[list], weights, device, progress, cancel,
-            result: SegmentResult, runtime: str = "auto"):
+            result: SegmentResult, runtime: str = "auto", confidence: bool = False,
+            temperature: Optional[float] = None):
     from ..inference.memory import check_memory
     from ..models.hu_tissue import segment_hu_tissue
 
@@ -371,11 +430,15 @@ def _run_hu(card, volume: Volume, roi: Optional[list], weights, device, progress
     t0 = time.perf_counter()
     labels = segment_hu_tissue(volume, progress=progress, cancel=cancel)
     result.timings["hu_tissue_s"] = time.perf_counter() - t0
+    if confidence:
+        result.notes.append("the hu-tissue model thresholds HU values and has no class "
+                            "probabilities: no confidence map")
     return labels, dict(card.classes)
 
 
 def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, progress,
-                  cancel, result: SegmentResult, runtime: str = "auto"):
+                  cancel, result: SegmentResult, runtime: str = "auto", confidence: bool = False,
+                  temperature: Optional[float] = None):
     from ..models import weights as wm
     from ..models.registry import get_card
 
@@ -433,6 +496,7 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
 
     max_id = max(card.classes, default=1)
     out = np.zeros(work.shape, _output_dtype(max_id))
+    merge = _ConfidenceMerge() if confidence else None
     start = 0.15 if box is not None else 0.0
     span = (1.0 - start) / max(1, len(units))
     for i, (label, folder, to_global) in enumerate(units):
@@ -442,9 +506,12 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
         step = sub_progress(progress, start + i * span, start + (i + 1) * span,
                             f"{card.name} {label} [{i + 1}/{len(units)}]: " if len(units) > 1
                             else f"{card.name}: ")
-        pred, _names = _predict_folder(folder, work, device=device, folds=card.folds,
-                                       use_mirroring=False, progress=step, cancel=cancel,
-                                       runtime=runtime, result=result)
+        pred, _names, *conf = _predict_folder(
+            folder, work, device=device, folds=card.folds, use_mirroring=False, progress=step,
+            cancel=cancel, runtime=runtime, result=result, confidence=confidence,
+            temperature=getattr(card, "temperature", 1.0) if temperature is None else temperature)
+        if merge is not None:
+            merge.add(conf[0], pred > 0)
         if to_global is not None:
             lut = np.zeros(max(max(to_global), int(pred.max(initial=0))) + 1, out.dtype)
             for local, glob in to_global.items():
@@ -458,24 +525,33 @@ def _run_totalseg(card, volume: Volume, roi: Optional[list], weights, device, pr
         full = np.zeros(volume.shape, out.dtype)
         full[box] = out
         out = full
+    if merge is not None:
+        conf = merge.maps
+        result.confidence = conf if box is None else _paste_confidence(conf, box, volume.shape)
     return out, dict(card.classes)
 
 
 def _run_folder(path: Path, volume, device, progress, cancel, result: SegmentResult,
-                runtime: str = "auto"):
+                runtime: str = "auto", confidence: bool = False,
+                temperature: Optional[float] = None):
     folder = trained_model_folder(path)
+    first = volume[0] if isinstance(volume, list) else volume
     _memory_check_nnunet(first, folder, f"nnU-Net model {folder.name}")
     t0 = time.perf_counter()
-    labels, names = _predict_folder(folder, volume, device=device, folds=None, use_mirroring=True,
-                                    progress=progress, cancel=cancel, runtime=runtime,
-                                    result=result)
+    labels, names, *conf = _predict_folder(
+        folder, volume, device=device, folds=None, use_mirroring=True, progress=progress,
+        cancel=cancel, runtime=runtime, result=result, confidence=confidence,
+        temperature=1.0 if temperature is None else temperature)
+    if conf:
+        result.confidence = conf[0]
     result.timings["predict_s"] = time.perf_counter() - t0
     names = {int(k): v for k, v in names.items() if int(k) != 0}
     return labels, names
 
 
 def _run_deepbet(card, volume: Volume, roi: Optional[list], weights, device, progress, cancel,
-                 result: SegmentResult, runtime: str = "auto"):
+                 result: SegmentResult, runtime: str = "auto", confidence: bool = False,
+                 temperature: Optional[float] = None):
     """deepbet on ``volume`` in any orientation; the mask comes back on the exact source grid.
 
     deepbet reads a NIfTI image and works in its closest-canonical (RAS) voxel order, then
@@ -514,6 +590,8 @@ def _run_deepbet(card, volume: Volume, roi: Optional[list], weights, device, pro
     mask = np.asarray(mask_img.dataobj).astype(bool).transpose(2, 1, 0)
     result.timings["deepbet_s"] = time.perf_counter() - t0
     result.notes.append(f"brain volume {float(tiv):.1f} ml")
+    if confidence:
+        result.notes.append("deepbet returns a mask without its probabilities: no confidence map")
     return np.ascontiguousarray(mask.astype(np.uint8)), dict(card.classes)
 
 
@@ -620,9 +698,20 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
                       roi_subset: Optional[Sequence[str]] = None,
                       progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelLike] = None,
-                      runtime: str = "auto") -> SegmentResult:
+                      runtime: str = "auto", confidence: bool = False,
+                      temperature: Optional[float] = None) -> SegmentResult:
     """Like :func:`segment`, returning a :class:`SegmentResult` (with timings, notes and the
-    network runtime used: ``result.runtime``; conversion time in ``timings["convert_s"]``)."""
+    network runtime used: ``result.runtime``; conversion time in ``timings["convert_s"]``).
+
+    ``confidence=True`` also computes the model's voxel confidence
+    (``result.confidence``, a :class:`~napari_medseg.inference.resample.ConfidenceMaps` on
+    the volume's grid; None for hu-tissue, which has no probabilities, with a note); the
+    labels are the same either way. ``temperature``: softmax temperature (> 0) for the
+    maps (default: the model card's, 1 for a model folder), fitted with ``medseg
+    calibrate``; per-structure figures: :func:`napari_medseg.analysis.confidence.summarise_confidence`.
+    """
+    if temperature is not None and not (np.isfinite(float(temperature)) and float(temperature) > 0):
+        raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
     from ..io.validation import check_volume_for_model
 
     t_start = time.perf_counter()
@@ -640,11 +729,12 @@ def segment_with_info(volume: Volume, model: ModelLike = "hu-tissue", *,
     report(progress, 0.0, f"{label}: starting")
     check_cancel(cancel)
     if kind == "folder":
-        labels, names = _run_folder(target, volume, device, progress, cancel, result, runtime)
+        labels, names = _run_folder(target, volume, device, progress, cancel, result, runtime,
+                                    confidence=confidence, temperature=temperature)
     else:
         run = _RUNNERS[target.family.kind]
         labels, names = run(target, volume, roi, weights, device, progress, cancel, result,
-                            runtime=runtime)
+                            runtime=runtime, confidence=confidence, temperature=temperature)
     check_cancel(cancel)
     if roi is not None:
         keep_ids = [k for k, n in names.items() if n in roi]
