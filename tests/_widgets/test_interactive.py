@@ -673,3 +673,22 @@ def test_a_session_the_server_dropped_is_uploaded_again(make_napari_viewer, qtbo
     _step(qtbot, widget, widget.add_point_voxel, (12, 24, 46))
     assert widget.last_error == "" and len(store) == 1
     assert (labels.data[b] == 1).mean() > 0.7
+
+
+def test_what_the_session_says_reaches_the_status_line(make_napari_viewer, qtbot):
+    """A session's message (SAM-Med3D: the object reaches the edge of its crop; nnInteractive:
+    spacing ignored) is shown with the click's result, and goes when the session stops saying it."""
+    volume, a, b = _two_blobs_volume()
+    viewer, image, widget = _widget(make_napari_viewer, volume)
+    widget.add_point_world(_world(image, (12, 24, 18)), positive=True)
+    _wait(qtbot, widget)
+    assert "crop" not in widget.status.text()
+    said = "the object reaches the edge of the 128³ SAM-Med3D crop (19 cm) along z"
+    widget._session.message = said  # what a backend sets during its click
+    widget.add_point_world(_world(image, (12, 25, 18)), positive=True)
+    _wait(qtbot, widget)
+    assert said in widget.status.text() and "voxels" in widget.status.text()
+    widget._session.message = ""
+    widget.add_point_world(_world(image, (12, 23, 18)), positive=True)
+    _wait(qtbot, widget)
+    assert said not in widget.status.text()

@@ -364,3 +364,33 @@ def test_point_outside_volume_changes_nothing(tiny_sam_net):
     with pytest.raises(InvalidInputError, match="outside the volume"):
         session.add_point((10, 2, 2))
     assert not session.can_undo and not session.mask.any()
+
+
+def test_one_object_longer_than_the_crop_is_reported_then_completed_by_recrops():
+    """A 32 cm bar (crop: 19.2 cm at 1.5 mm): the first click says the object was cut at the
+    crop along x; clicks in the missing parts re-crop and merge; Dice rises at each step and
+    no step loses what an earlier one found."""
+    shape = (24, 60, 440)  # z, y, x at 2.5 x 0.8 x 0.8 mm: 35 cm along x
+    rng = np.random.default_rng(3)
+    arr = rng.normal(-100, 5, size=shape).astype(np.int16)
+    truth = np.zeros(shape, bool)
+    truth[6:18, 20:40, 20:420] = True  # 32 cm long
+    arr[truth] = rng.normal(100, 10, size=int(truth.sum())).astype(np.int16)
+    vol = Volume(arr, spacing=(0.8, 0.8, 2.5))
+    net = ThresholdNet()
+    s = SamMed3DSession(network=net, device="cpu")
+    s.set_volume(vol)
+    first = s.add_point((12, 30, 220)).mask.copy()
+    assert "edge of the 128" in s.message and "along x" in s.message
+    d1 = _dice(first, truth)
+    xs = np.flatnonzero(first.any(axis=(0, 1)))
+    assert 20 < xs[0] and xs[-1] < 419  # cut at the crop: only the middle
+    left = s.add_point((12, 30, 40)).mask.copy()
+    d2 = _dice(left, truth)
+    assert len(net.crops) == 2 and d2 > d1 + 0.05 and (left & first).sum() == first.sum()
+    right = s.add_point((12, 30, 400)).mask.copy()
+    d3 = _dice(right, truth)
+    assert len(net.crops) == 3 and d3 > d2 + 0.05 and (right & left).sum() == left.sum()
+    xs = np.flatnonzero(right.any(axis=(0, 1)))
+    assert xs[0] <= 22 and xs[-1] >= 417  # end to end (the stand-in's 4x pooling thins z)
+    assert s.message == ""  # the last crop's left face lies inside what earlier crops found

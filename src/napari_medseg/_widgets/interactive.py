@@ -656,6 +656,9 @@ class InteractiveSegmentationWidget(QWidget):
             text += "\n" + lines[0] + "".join(f"\n<b>{line}</b>" for line in lines[1:])
         if note:
             text += "\n" + note
+        said = getattr(session, "message", "")  # e.g. SAM-Med3D: the object was cut at its crop
+        if said:
+            text += f"\n<b>{said}</b>"
         self.status.message(text.replace("\n", "<br>"))
 
     # ------------------------------------------------------------------ writing

@@ -346,12 +346,16 @@ class SamMed3DSession(CroppedTorchSession):
 
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
         pos = logits > 0
+        before = self._mask  # the object before this click (other crops' parts)
         touching = []
         for axis, (m, name) in enumerate(zip(maps, "zyx")):
             first = np.take(pos, 0, axis=axis).any()
             last = np.take(pos, LOW - 1, axis=axis).any()
-            # a face counts only when the volume continues beyond it
-            if (first and m.start > 0) or (last and m.start + CROP < m.n_res):
+            # a face counts only when the volume continues beyond it and the object is not
+            # already there (an earlier crop covered that side: nothing was cut)
+            if first and m.start > 0 and not self._continues(before, axis, m.lo - 1):
+                touching.append(name)
+            elif last and m.start + CROP < m.n_res and not self._continues(before, axis, m.hi):
                 touching.append(name)
         if touching:
             self.message = (
@@ -361,6 +365,13 @@ class SamMed3DSession(CroppedTorchSession):
             )
         else:
             self.message = ""
+
+    @staticmethod
+    def _continues(mask: Optional[np.ndarray], axis: int, index: int) -> bool:
+        """Whether ``mask`` holds object voxels on the plane ``index`` of ``axis``."""
+        if mask is None or not 0 <= index < mask.shape[axis]:
+            return False
+        return bool(np.take(mask, index, axis=axis).any())
 
     def reset(self) -> None:
         super().reset()
