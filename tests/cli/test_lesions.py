@@ -33,6 +33,10 @@ def test_lesions_with_labels_refuses_unused_model_options(sample, tmp_path):
     assert not (tmp_path / "r").exists()
     ok = medseg("lesions", sample["ct"], "--labels", sample["labels"], "-o", tmp_path / "r")
     assert ok.returncode == 0, ok.stderr
+    res = medseg("lesions", sample["ct"], "--labels", sample["labels"], "-o", tmp_path / "r2",
+                 "--runtime", "openvino")
+    _one_line_error(res, "--runtime would not be used")
+    assert not (tmp_path / "r2").exists()
 
 
 # --- bad input and faults

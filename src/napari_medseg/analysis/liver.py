@@ -64,6 +64,7 @@ def segment_and_measure(
     cancel: Optional[CancelLike] = None,
     *,
     table: Union[LabelTable, Mapping[int, str], None] = None,
+    runtime: Optional[str] = None,
 ) -> LiverLesionResult:
     """Segment the liver and its lesions (unless ``labels`` is given) and measure the lesions.
 
@@ -93,6 +94,8 @@ def segment_and_measure(
         nothing is returned.
     table : LabelTable or dict, optional
         Class names of ``labels`` (``{id: name}`` or a table), used to find the ids.
+    runtime : {"auto", "openvino", "torch"}, optional
+        CPU runtime of nnU-Net models (default ``"auto"``); not with ``labels``.
 
     Returns
     -------
@@ -115,7 +118,8 @@ def segment_and_measure(
     """
     if labels is not None:
         unused = [name for name, value in (("model", model), ("weights", weights),
-                                           ("device", device)) if value is not None]
+                                           ("device", device), ("runtime", runtime))
+                  if value is not None]
         if unused:
             raise InvalidInputError(
                 f"a label map was given to measure, so {', '.join(unused)} would not be "
@@ -135,7 +139,7 @@ def segment_and_measure(
         model_used = str(model) if model is not None else DEFAULT_MODEL
         array, result_table = segment_liver(
             image, model_used, weights=weights, device=device or "auto",
-            progress=sub_progress(progress, 0.0, 0.95), cancel=cancel)
+            progress=sub_progress(progress, 0.0, 0.95), cancel=cancel, runtime=runtime or "auto")
         check_cancel(cancel)
         label_volume = image.with_array(array, metadata={})
         found = liver_lesion_ids(result_table.names)

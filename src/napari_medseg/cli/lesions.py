@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--lesion-id", type=int, default=None, help="lesion label id in --labels (default: by name, else 2)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"),
                    help="where the network runs (default: auto = CUDA, MPS, then CPU)")
+    p.add_argument("--runtime", default=None, choices=("auto", "openvino", "torch"),
+                   help="what runs an nnU-Net --model on the CPU (default: auto = OpenVINO when "
+                        "installed); the hybrid-liver cascade runs PyTorch")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.set_defaults(func=_run)
 
@@ -44,7 +47,8 @@ def _run(args) -> int:
     if args.labels:
         # said in the flags' words, before any file is read (the core refuses the same)
         unused = [flag for flag, value in (("--model", args.model), ("--weights", args.weights),
-                                           ("--device", args.device)) if value is not None]
+                                           ("--device", args.device), ("--runtime", args.runtime))
+                  if value is not None]
         if unused:
             raise InvalidInputError(
                 f"--labels measures an existing label map, so {', '.join(unused)} would not be "
@@ -64,7 +68,7 @@ def _run(args) -> int:
             result = segment_and_measure(image, model=args.model or DEFAULT_MODEL,
                                          weights=args.weights, device=args.device or "auto",
                                          liver_id=args.liver_id, lesion_id=args.lesion_id,
-                                         progress=bar)
+                                         progress=bar, runtime=args.runtime)
         out.mkdir(parents=True, exist_ok=True)
         label_path = write_labels(result.labels, out / "liver_lesions.nii.gz", result.table)
     report = result.report

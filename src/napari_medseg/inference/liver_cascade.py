@@ -205,7 +205,8 @@ def map_nnunet_labels(labels: np.ndarray, names: dict) -> tuple:
 
 
 def run_nnunet(volume: Volume, model, *, weights=None, device="auto",
-               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None) -> np.ndarray:
+               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
+               runtime: str = "auto") -> np.ndarray:
     """Liver/lesion labels from an nnU-Net model (trained-model folder or registry name).
 
     Runs :func:`napari_medseg.inference.segment.segment` (the automatic-segmentation engine)
@@ -214,7 +215,7 @@ def run_nnunet(volume: Volume, model, *, weights=None, device="auto",
     from .segment import segment
 
     raw, table = segment(volume, model=model, weights=weights, device=device,
-                         progress=progress, cancel=cancel)
+                         progress=progress, cancel=cancel, runtime=runtime)
     check_cancel(cancel)
     mapped, _ = map_nnunet_labels(raw, table.names)
     return mapped
@@ -229,7 +230,8 @@ def label_table():
 
 
 def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="auto",
-                  progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None) -> tuple:
+                  progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
+                  runtime: str = "auto") -> tuple:
     """Segment the liver and its lesions.
 
     Parameters
@@ -246,6 +248,10 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
         "auto", "cpu", "cuda" or "mps".
     progress, cancel
         Progress callback ``(fraction, text)`` and cancel flag (``is_set()``).
+    runtime : {"auto", "openvino", "torch"}
+        CPU runtime of nnU-Net models (:mod:`napari_medseg.inference.runtimes`). The
+        hybrid cascade runs PyTorch: its 2.5D inputs change size with every image and
+        liver box, and converting each new size costs more than OpenVINO saves.
 
     Returns
     -------
@@ -259,6 +265,9 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
         ``cancel`` was set; nothing was modified.
     WeightsNotFoundError, CheckpointMismatchError, UnsafeCheckpointError, InvalidInputError
     """
+    from .runtimes import check_runtime
+
+    runtime = check_runtime(runtime)
     check_volume_for_model(volume)
     check_cancel(cancel)
     if str(model) == HYBRID or str(model).endswith((".pt", ".pth")):
@@ -266,7 +275,8 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
         ckpt = weights if str(model) == HYBRID else model
         labels = run_hybrid_from_weights(volume, weights=ckpt, device=device, progress=progress, cancel=cancel)
     else:
-        labels = run_nnunet(volume, model, weights=weights, device=device, progress=progress, cancel=cancel)
+        labels = run_nnunet(volume, model, weights=weights, device=device, progress=progress,
+                            cancel=cancel, runtime=runtime)
     return labels, label_table()
 
 
