@@ -231,3 +231,58 @@ def test_unknown_runtime_is_one_line_exit_2(ct_file, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--runtime" in res.stderr and "openvino" in res.stderr
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+# ---------------------------------------------------------------- --confidence
+def test_confidence_map_and_review_flags(model_factory, synthetic_ct, tmp_path):
+    """--confidence writes a float32 map on the source grid, --json gains per-structure
+    figures and flags, and the labels equal those of a run without it."""
+    folder = model_factory(n_classes=4, seed=4)
+    ct = tmp_path / "ct.nii.gz"
+    write_volume(synthetic_ct, ct)
+    plain = medseg("segment", ct, "-o", tmp_path / "plain.nii.gz", "--model", folder,
+                   "--runtime", "torch", "--device", "cpu")
+    assert plain.returncode == 0, plain.stderr
+    res = medseg("segment", ct, "-o", tmp_path / "seg.nii.gz", "--model", folder, "--runtime",
+                 "torch", "--device", "cpu", "--confidence", tmp_path / "conf.nii.gz", "--json",
+                 "--review-threshold", "mean=0.95")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    conf = read_volume(tmp_path / "conf.nii.gz")
+    assert doc["confidence"] == str(tmp_path / "conf.nii.gz")
+    assert conf.array.dtype == np.float32 and conf.shape == synthetic_ct.shape
+    assert np.allclose(conf.spacing, synthetic_ct.spacing) and np.allclose(conf.origin, synthetic_ct.origin)
+    assert 0.25 - 1e-6 <= conf.array.min() and conf.array.max() <= 1 + 1e-6 and conf.array.std() > 1e-3
+    seg = read_labels(tmp_path / "seg.nii.gz", reference=synthetic_ct)[0].array
+    ref = read_labels(tmp_path / "plain.nii.gz", reference=synthetic_ct)[0].array
+    assert np.array_equal(seg, ref)
+    assert doc["labels"] and doc["review_thresholds"]["mean"] == 0.95
+    for item in doc["labels"]:
+        mask = seg == item["id"]
+        assert item["mean_confidence"] == pytest.approx(float(conf.array[mask].mean()), abs=1e-3)
+        assert 0 <= item["fraction_below"] <= 1 and 0 <= item["boundary_confidence"] <= 1
+        assert item["review"] == (item["name"] in doc["review"])
+        assert item["review"] == bool(item["reasons"])
+    # a stricter mean threshold flags at least as many structures
+    assert set(doc["review"]) >= {i["name"] for i in doc["labels"] if i["mean_confidence"] < 0.95}
+
+
+def test_confidence_mistakes_are_refused_before_anything_is_written(ct_file, tmp_path, sample):
+    out = tmp_path / "x.nii.gz"
+    before = digest(ct_file)
+    res = medseg("segment", ct_file, "-o", out, "--confidence", ct_file)
+    refused(res, "--confidence")
+    assert digest(ct_file) == before and not out.exists()
+    res = medseg("segment", ct_file, "-o", out, "--confidence", tmp_path / "c.nii.gz",
+                 "--review-threshold", "meen=0.9")
+    _one_line_error(res, "unknown name 'meen'", "fraction_below")
+    res = medseg("segment", ct_file, "-o", out, "--confidence", tmp_path / "c.nii.gz",
+                 "--temperature", "-1")
+    _one_line_error(res, "--temperature must be a positive number")
+    assert not out.exists() and not (tmp_path / "c.nii.gz").exists()
+    # hu-tissue has no probabilities: it says so, writes the labels and no map
+    res = medseg("segment", sample["ct"], "-o", out, "--confidence", tmp_path / "c.nii.gz", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["confidence"] is None and any("no confidence map" in n for n in doc["notes"])
+    assert out.exists() and not (tmp_path / "c.nii.gz").exists()

@@ -11,6 +11,9 @@ is the input, options the model does not use (``--weights`` for hu-tissue, a GPU
 for hu-tissue, a label map or non-CT image are refused before anything is written.
 With ``--server URL --token-file FILE`` the work runs on a ``medseg serve`` machine
 (:mod:`napari_medseg.serve.client`) and the same file is written here.
+``--confidence FILE`` also writes the model's confidence (the probability of each voxel's
+class, float32 on the image's grid) and adds per-structure confidence figures and review
+flags to ``--json`` (:mod:`napari_medseg.analysis.confidence`).
 """
 
 from __future__ import annotations
@@ -53,10 +56,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print output, model, labels present (voxels, ml) and timings as JSON "
                              "(total_s: the whole command)")
+    _add_confidence_options(parser)
     from .serve import add_remote_options
 
     add_remote_options(parser)
     parser.set_defaults(func=run)
+
+
+def _add_confidence_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("confidence (network models)")
+    group.add_argument("--confidence", default=None, metavar="FILE",
+                       help="also write the confidence map (probability of each voxel's class, "
+                            "float32, 1 = certain) to FILE (.nii.gz, .nrrd, .mha), and add "
+                            "per-structure confidence and review flags to the output")
+    group.add_argument("--temperature", type=float, default=None,
+                       help="softmax temperature for the confidence (default: the model's, 1); "
+                            "fit one on your labelled cases with `medseg calibrate`")
+    group.add_argument("--review-threshold", default=None, metavar="NAME=VALUE[,...]",
+                       help="review-flag thresholds (voxel=0.9, mean=0.85, fraction_below=0.25, "
+                            "boundary=0.7 by default)")
+
+
+def review_thresholds(text):
+    """``--review-threshold voxel=0.8,mean=0.9`` as a ReviewThresholds (SystemExit 2 on errors)."""
+    from dataclasses import fields
+
+    from ..analysis.confidence import ReviewThresholds
+    from ..errors import InvalidInputError
+
+    if not text:
+        return ReviewThresholds()
+    known = [f.name for f in fields(ReviewThresholds)]
+    values = {}
+    for item in str(text).split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in known:
+            raise InvalidInputError(f"--review-threshold: unknown name {name!r}; use "
+                                    + ", ".join(known))
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"--review-threshold {name}: {value!r} is not a number") from None
+    try:
+        return ReviewThresholds(**values)
+    except ValueError as exc:
+        raise InvalidInputError(f"--review-threshold: {exc}") from None
+
+
+def _confidence_outputs(args, volume, result, thresholds) -> dict:
+    """Write the confidence map and return the per-structure figures (``{}`` when not asked)."""
+    from ..analysis.confidence import flagged, summarise_confidence
+    from ..io import write_volume
+
+    if not args.confidence:
+        return {}
+    if result.confidence is None:
+        return {"confidence": None}
+    path = write_volume(volume.with_array(result.confidence.max_prob.astype("float32")),
+                        args.confidence)
+    summary = summarise_confidence(result.labels, result.confidence.max_prob, result.table.names,
+                                   thresholds)
+    return {"confidence": str(path), "temperature": result.confidence.temperature,
+            "structures": {s.id: s for s in summary},
+            "review": [s.name for s in flagged(summary)]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +137,18 @@ def run(args: argparse.Namespace) -> int:
     roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
     # Refusals first: nothing is read, computed or written for a bad command line.
     check_outputs([args.output], [args.image], what="-o/--output")
+    if args.confidence:
+        check_outputs([args.confidence], [args.image, args.output], what="--confidence")
+    thresholds = review_thresholds(args.review_threshold)
+    if args.temperature is not None and not args.temperature > 0:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"--temperature must be a positive number, got {args.temperature}")
     client = remote_client(args)  # None: run here
+    if client is not None and args.confidence:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError("--confidence runs on this computer only; leave out --server")
     if client is None:
         check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi,
                               runtime=args.runtime)
@@ -89,9 +163,12 @@ def run(args: argparse.Namespace) -> int:
                                         progress=bar)
         else:
             result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
-                                       roi_subset=roi, progress=bar, runtime=args.runtime)
+                                       roi_subset=roi, progress=bar, runtime=args.runtime,
+                                       confidence=bool(args.confidence),
+                                       temperature=args.temperature)
     t1 = time.perf_counter()
     path = write_labels(volume.with_array(result.labels), args.output, result.table)
+    conf = _confidence_outputs(args, volume, result, thresholds)
     t_write = time.perf_counter() - t1
 
     counts = np.bincount(result.labels.ravel())
@@ -105,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
             "voxels": int(counts[idx]),
             "volume_ml": round(float(counts[idx]) * volume.voxel_volume_ml, 3),
         })
+        if conf.get("structures") and int(idx) in conf["structures"]:
+            figures = conf["structures"][int(idx)].as_dict()
+            present[-1].update({k: figures[k] for k in (
+                "mean_confidence", "fraction_below", "boundary_confidence", "review", "reasons")})
     # total_s is the whole command (read, segment, write, summary); segment_s the model.
     timings = {"read_s": round(t_read, 3)}
     timings.update({("segment_s" if k == "total_s" else k): round(v, 3)
@@ -119,12 +200,18 @@ def run(args: argparse.Namespace) -> int:
             "timings": timings,
             "runtime": getattr(result, "runtime", {}) or {"requested": args.runtime, "used": "none"},
             "notes": result.notes,
+            **({"confidence": conf["confidence"], "temperature": conf.get("temperature"),
+                "review": conf.get("review", []), "review_thresholds": vars(thresholds)}
+               if conf else {}),
         })
     else:
         print(f"wrote {path} ({len(present)} structures, model {result.model}, "
               f"{timings['total_s']:.1f} s)")
         for note in result.notes:
             print(f"note: {note}")
+        if conf.get("confidence"):
+            print(f"wrote {conf['confidence']} (confidence); to review: "
+                  + (", ".join(conf["review"]) or "none flagged"))
         for item in present:
             print(f"  {item['id']:>4}  {item['name']:<32} {item['volume_ml']:>10.1f} ml")
     return 0
