@@ -60,7 +60,8 @@ class FakeNets:
         self.liver_box = liver_box
 
     def __call__(self, folder, volume, *, device, folds, use_mirroring, progress, cancel,
-                 runtime="auto", result=None):
+                 runtime="auto", result=None, confidence=False, temperature=1.0):
+        assert not confidence, "these tests run without confidence maps"
         self.runtimes.append(runtime)
         name = Path(folder).parent.name
         self.calls.append((name, volume.shape, tuple(volume.origin)))
@@ -350,3 +351,189 @@ def test_runtime_reaches_every_part_model_and_a_fallback_is_noted(ct, monkeypatc
     assert res.timings["convert_s"] == 0.0
     with pytest.raises(InvalidInputError, match="unknown runtime"):
         segment_with_info(vol, folder, runtime="tensorrt")
+
+
+# --------------------------------------------------------------------- MRI: deepbet
+def _mni_paths():
+    pytest.importorskip("deepbet", reason="deepbet is not installed (pip install -e '.[mri]')")
+    nilearn = pytest.importorskip("nilearn", reason="nilearn (the MNI152 template) is not installed")
+    data = Path(nilearn.__file__).parent / "datasets" / "data"
+    return {k: data / f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
+
+
+def _dice(a, b):
+    return 2.0 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+
+
+def brain_reference(paths) -> np.ndarray:
+    """The template's filled grey + white matter mask (probabilities summed, > 0.2), zyx."""
+    from scipy.ndimage import binary_fill_holes
+
+    from napari_medseg.io.readers import read_volume
+
+    gm = read_volume(paths["gm"]).array.astype(np.float32)
+    wm_ = read_volume(paths["wm"]).array.astype(np.float32)
+    return binary_fill_holes((gm + wm_) > 0.2)
+
+
+@pytest.mark.slow
+def test_deepbet_extracts_the_brain_of_the_mni_template():
+    from napari_medseg.io.readers import read_volume
+
+    paths = _mni_paths()
+    volume = read_volume(paths["t1"])
+    assert volume.shape == (189, 233, 197)
+    res = segment_with_info(volume, "deepbet", device="cpu")
+    assert res.labels.shape == volume.shape and res.labels.dtype == np.uint8
+    assert res.table.names == {1: "brain"}
+    dice = _dice(res.labels == 1, brain_reference(paths))
+    # deepbet's own code gives 0.977 against this reference; the plugin must match it
+    assert dice >= 0.97, dice
+    assert any("brain volume" in n for n in res.notes)
+
+
+@pytest.mark.slow
+def test_deepbet_on_a_flipped_and_permuted_copy_gives_the_same_mask_in_physical_space(tmp_path):
+    import nibabel as nib
+
+    from napari_medseg.io.readers import read_volume
+
+    paths = _mni_paths()
+    img = nib.load(str(paths["t1"]))
+    # voxel axes reordered (x, z, y) and the first two flipped; the affine follows, so
+    # every voxel keeps its physical position
+    ornt = np.array([[0, -1], [2, -1], [1, 1]])
+    data = nib.orientations.apply_orientation(np.asarray(img.dataobj), ornt)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)
+    moved = tmp_path / "t1_flipped_permuted.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), str(moved))
+
+    a = segment(read_volume(paths["t1"]), "deepbet", device="cpu")[0]
+    b_vol = read_volume(moved)
+    assert b_vol.shape != a.shape  # the copy really is stored differently
+    b = segment(b_vol, "deepbet", device="cpu")[0]
+    # back to the original voxel order (xyz arrays for nibabel's orientation tools)
+    back = nib.orientations.apply_orientation(
+        b.transpose(2, 1, 0), nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(affine), nib.orientations.io_orientation(img.affine)))
+    back = back.transpose(2, 1, 0)
+    assert back.shape == a.shape
+    assert np.mean(back == a) >= 0.999
+    assert _dice(back == 1, a == 1) >= 0.995
+
+
+def test_deepbet_refuses_weights_and_is_listed_installed():
+    pytest.importorskip("deepbet", reason="deepbet is not installed (pip install -e '.[mri]')")
+    with pytest.raises(InvalidInputError, match="inside the installed deepbet package"):
+        segment(Volume(np.zeros((8, 8, 8), np.float32)), "deepbet", weights="/tmp/x")
+    info = wm.describe("deepbet")
+    assert info["installed"] and "deepbet package" in info["source"]
+
+
+def test_deepbet_archives_come_from_the_installed_package_and_a_modified_one_is_refused(
+        tmp_path, monkeypatch):
+    pytest.importorskip("deepbet", reason="deepbet is not installed (pip install -e '.[mri]')")
+    import importlib.metadata as md
+    import shutil
+
+    from napari_medseg.models import deepbet as db
+
+    paths = db.archive_paths()
+    assert set(paths) == {"bbox", "model"}
+    site = Path(md.distribution("deepbet").locate_file(""))
+    assert all(p.is_relative_to(site) and p.suffix == ".pt" for p in paths.values())
+    # a copy of the distribution whose model.pt was changed after installation
+    dist = md.distribution("deepbet")
+    fake_root = tmp_path / "site"
+    for f in dist.files:
+        src = Path(dist.locate_file(f))
+        if src.is_file() and (str(f).startswith("data/models") or ".dist-info" in str(f)):
+            dst = fake_root / f
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    with open(fake_root / "data/models/model.pt", "ab") as fh:
+        fh.write(b"tampered")
+    fake = md.PathDistribution(next((fake_root).glob("deepbet-*.dist-info")))
+    monkeypatch.setattr(db, "_distribution", lambda: fake)
+    with pytest.raises(InvalidInputError, match="modified after installation"):
+        db.archive_paths()
+
+
+# ----------------------------------------------------------- multi-sequence models
+@pytest.fixture(scope="module")
+def two_channel_folder(tmp_path_factory):
+    pytest.importorskip("torch")
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    return make_random_model_folder(tmp_path_factory.mktemp("t1t2"), n_classes=3,
+                                    normalization="ZScoreNormalization",
+                                    channel_names=("T1", "T2"), patch_size=(16, 16, 16),
+                                    spacing=(3.0, 3.0, 3.0))
+
+
+def _mr_pair():
+    rng = np.random.default_rng(5)
+    z, y, x = np.mgrid[0:20, 0:24, 0:24]
+    blob = ((z - 10) ** 2 + (y - 12) ** 2 + (x - 11) ** 2) < 40
+    t1 = (300 + 500 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32)
+    t2 = (900 - 400 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32)
+    geo = dict(spacing=(3.0, 3.0, 3.0), origin=(5.0, -3.0, 2.0), modality="MR")
+    return Volume(t1, **geo), Volume(t2, **geo)
+
+
+def test_two_channel_model_takes_named_images_in_any_order(two_channel_folder):
+    from napari_medseg.inference.segment import model_channels
+    from napari_medseg.testing.nnunet import reference_predict
+
+    t1, t2 = _mr_pair()
+    assert model_channels(two_channel_folder) == {0: "T1", 1: "T2"}
+    by_list = segment([t1, t2], two_channel_folder)[0]
+    by_name = segment({"t2": t2, "T1": t1}, two_channel_folder)[0]
+    assert np.array_equal(by_list, by_name)
+    swapped = segment([t2, t1], two_channel_folder)[0]
+    assert not np.array_equal(swapped, by_list)  # the channel order reaches the network
+    # parity with nnunetv2 on the stacked channels
+    pytest.importorskip("nnunetv2")
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    pred = nnUNetPredictor(tile_step_size=0.5, use_mirroring=True, perform_everything_on_device=False,
+                           device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+    pred.initialize_from_trained_model_folder(str(two_channel_folder), use_folds=(0,))
+    ref = pred.predict_single_npy_array(np.stack([t1.array, t2.array]),
+                                        {"spacing": list(t1.spacing_zyx)})
+    assert np.mean(ref == by_list) >= 0.999
+    del reference_predict
+
+
+def test_channel_on_another_grid_is_resampled_with_a_warning(two_channel_folder):
+    t1, t2 = _mr_pair()
+    same = segment_with_info([t1, t2], two_channel_folder)
+    assert not any("resampled" in n for n in same.notes)
+    # T2 acquired at half the resolution: resampled onto T1's grid, never silently
+    coarse = Volume(t2.array[::2, ::2, ::2].copy(), spacing=(6.0, 6.0, 6.0), origin=t2.origin,
+                    modality="MR")
+    res = segment_with_info({"T1": t1, "T2": coarse}, two_channel_folder)
+    assert res.labels.shape == t1.shape
+    assert any("T2" in n and "resampled onto it" in n for n in res.notes)
+    from napari_medseg.inference.segment import channels_onto_first_grid
+
+    (_, on_t1), warnings = channels_onto_first_grid([t1, coarse], ["T1", "T2"])
+    assert on_t1.same_grid(t1) and len(warnings) == 1
+    # the resampled T2 shows the same anatomy where the coarse grid covers T1's
+    inside = (slice(2, 16), slice(2, 20), slice(2, 20))
+    assert np.corrcoef(on_t1.array[inside].ravel(), t2.array[inside].ravel())[0, 1] > 0.9
+    assert np.array_equal(res.labels, segment([t1, on_t1], two_channel_folder)[0])
+
+
+# --- bad input and faults (multi-sequence)
+def test_missing_or_unknown_channel_is_a_clear_error(two_channel_folder):
+    t1, t2 = _mr_pair()
+    with pytest.raises(InvalidInputError, match=r"missing: T2.*--channel-image"):
+        segment({"T1": t1}, two_channel_folder)
+    with pytest.raises(InvalidInputError, match=r"missing: T2"):
+        segment(t1, two_channel_folder)
+    with pytest.raises(InvalidInputError, match=r"no channel named 'FLAIR'.*T1, T2"):
+        segment({"T1": t1, "FLAIR": t2}, two_channel_folder)
+    with pytest.raises(InvalidInputError, match="takes 2 image"):
+        segment([t1, t2, t2], two_channel_folder)
