@@ -117,7 +117,13 @@ def _worker(args) -> None:
                                             folds=list(range(args.folds)))
         t2 = time.perf_counter()
         vol = Volume.from_sitk(sitk.ReadImage(args.image))
-        labels = model.predict(vol, use_mirroring=not args.no_mirroring, check_memory=False)
+        if args.with_confidence:
+            labels, conf = model.predict_with_confidence(vol, use_mirroring=not args.no_mirroring,
+                                                         check_memory=False)
+            sitk.WriteImage(vol.to_sitk(conf.max_prob), args.out.replace(".nii.gz", "_conf.nii.gz"),
+                            True)
+        else:
+            labels = model.predict(vol, use_mirroring=not args.no_mirroring, check_memory=False)
         sitk.WriteImage(vol.to_sitk(labels), args.out, True)
         t3 = t4 = time.perf_counter()
         runtime = model.runtime_report.as_dict()
@@ -245,8 +251,12 @@ def _make_model(scenario: str, quick: bool, workdir: Path) -> Path:
 
 def _run(engine: str, model: Path, image: Path, out: Path, threads: int, no_mirroring: bool,
          runtime: str = "auto", folds: int = 1, workdir: Optional[Path] = None) -> dict:
+    confidence = engine == "ours+conf"  # our engine with the confidence maps computed
+    engine = "ours" if confidence else engine
     cmd = [sys.executable, __file__, "--worker", engine, "--model", str(model), "--image", str(image),
            "--out", str(out), "--threads", str(threads), "--runtime", runtime, "--folds", str(folds)]
+    if confidence:
+        cmd.append("--with-confidence")
     if no_mirroring:
         cmd.append("--no-mirroring")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), nnUNet_def_n_proc=str(threads),
@@ -295,6 +305,10 @@ def main(argv=None) -> int:
                     help=f"run matrix rows ('all' or names: {', '.join(MATRIX)}) instead of scenarios")
     ap.add_argument("--folds", type=int, default=1, help=argparse.SUPPRESS)
     # internal: worker mode
+    ap.add_argument("--confidence", action="store_true",
+                    help="also run our engine with the confidence maps (max probability, "
+                         "entropy) and print its time and peak-memory ratios to the plain run")
+    ap.add_argument("--with-confidence", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["ours", "nnunet", "prepare"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
@@ -326,9 +340,12 @@ def main(argv=None) -> int:
         print(f"  runtime {prep['runtime']['used']}: conversion (once, cached) "
               f"{prep['runtime']['convert_s']:.1f} s")
         results = {"ours": [], "nnunet": []}
+        if args.confidence:
+            results["ours+conf"] = []
         outs = {}
         for r in range(args.repeats):
-            for engine in (("nnunet", "ours") if r % 2 == 0 else ("ours", "nnunet")):
+            order = list(results)
+            for engine in (order if r % 2 == 0 else order[::-1]):
                 out = workdir / f"{scenario}_{engine}.nii.gz"
                 res = _run(engine, model, image, out, args.threads, args.no_mirroring,
                            args.runtime, 1, workdir)
@@ -352,6 +369,13 @@ def main(argv=None) -> int:
               f"peak memory {o['peak_mb'] / n['peak_mb']:.2f}x")
         print(f"  parity: {identical * 100:.4f} % identical voxels, Dice min {dmin:.4f} / mean "
               f"{dmean:.4f} over {ncls} classes present")
+        if args.confidence:
+            c = med["ours+conf"]
+            same, *_ = _parity(outs["ours+conf"], outs["ours"])
+            print(f"  confidence on/off: CPU time {c['cpu_s'] / o['cpu_s']:.2f}x, "
+                  f"read+predict+write {c['predict_s'] / o['predict_s']:.2f}x, "
+                  f"peak memory {c['peak_mb'] / o['peak_mb']:.2f}x (goal <= 1.15x); labels "
+                  f"{same * 100:.4f} % identical (must be 100 %)")
     return 0
 
 
@@ -411,9 +435,12 @@ def _run_matrix(args) -> int:
         model = _make_matrix_model(name, args.quick, workdir)
         prep = _run_prepare(model, args.threads, args.runtime, row["folds"], workdir)
         results = {"ours": [], "nnunet": []}
+        if args.confidence:
+            results["ours+conf"] = []
         outs = {}
         for r in range(args.repeats):
-            for engine in (("nnunet", "ours") if r % 2 == 0 else ("ours", "nnunet")):
+            order = list(results)
+            for engine in (order if r % 2 == 0 else order[::-1]):
                 out = workdir / f"{name}_{engine}.nii.gz"
                 results[engine].append(_run(engine, model, image, out, args.threads,
                                             not row["mirroring"], args.runtime, row["folds"],
