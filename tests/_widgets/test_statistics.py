@@ -110,3 +110,27 @@ def test_statistics_csv_refuses_open_files(qtbot, opened):
         widget.export_csv(folder / "labels.json")
     assert digest(folder / "labels.json") == before
     assert Path(widget.export_csv(folder / "stats.csv")).is_file()
+
+
+def test_statistics_headers_say_hu_for_ct_and_intensity_for_mr(qtbot, scene):
+    from napari_medseg.io.layer_data import image_layer_tuple
+
+    viewer, ct, image, labels, table = scene
+    widget = dock(viewer, "Statistics")
+    widget.labels_combo.set_layer(labels)
+    widget.image_combo.set_layer(image)
+    qtbot.waitUntil(lambda: len(widget.stats) == 2, timeout=20000)
+    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    assert "mean (HU)" in headers and not any("intensity" in h for h in headers)
+    # the same voxels as an MR image (the file said MR): intensity, never HU
+    mr = ct.with_array(np.abs(ct.array).astype(np.float32) * 3.7, modality="MR")
+    d, kw, _ = image_layer_tuple(mr, "t1")
+    mr_layer = viewer.add_image(d, **kw)
+    widget.image_combo.set_layer(mr_layer)
+    with qtbot.waitSignal(widget.updated, timeout=20000):
+        widget.refresh()
+    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    assert "mean (intensity)" in headers and "std (intensity)" in headers
+    assert not any("HU" in h for h in headers) and widget.unit == "intensity"
+    expected = float(mr.array[np.asarray(labels.data) == 1].mean())
+    assert widget.stats[0]["mean"] == pytest.approx(expected, rel=1e-5)

@@ -29,3 +29,38 @@ def test_window_presets_widget(make_napari_viewer, qtbot):
     widget.apply_button.click()
     assert list(layer.contrast_limits) == [-125.0, 225.0]
     assert widget.apply_window(0, 0) is None and "positive width" in widget.status.text()
+
+
+@pytest.mark.gui
+def test_window_presets_offer_mr_windows_for_an_mr_file_and_follow_the_override(
+        make_napari_viewer, qtbot, tmp_path):
+    import SimpleITK as sitk
+
+    from tests.napari_open import open_as_user
+
+    from ._dock import dock
+
+    rng = np.random.default_rng(2)
+    mr = rng.gamma(2.0, 200.0, (10, 32, 32)).astype(np.float32)
+    path = tmp_path / "t2.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(mr), str(path))  # NIfTI states no modality
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "CT window presets")
+    layer = open_as_user(viewer, path)[0]
+    widget.refresh()
+    assert widget.layer_modality() == "MR" and "MR" in widget.modality_label.text()
+    visible = {n for n, b in widget.buttons.items() if not b.isHidden()}
+    assert "lung" not in visible and "soft tissue" not in visible
+    assert {"robust (1-99 %)", "wide (0.5-99.5 %)", "full range"} <= visible
+    lo, hi = widget.apply_preset("robust (1-99 %)")
+    assert list(layer.contrast_limits) == [lo, hi] and 0 < lo < hi < float(mr.max())
+    # an HU preset typed on MR is refused with the reason; the limits stay
+    assert widget.apply_preset("lung") is None and "MR" in widget.status.text()
+    assert list(layer.contrast_limits) == [lo, hi]
+    # the user says it is CT after all: HU presets appear and apply
+    widget.modality.setCurrentText("CT")
+    assert layer.metadata["medseg_modality"] == "CT"
+    assert not widget.buttons["lung"].isHidden() and widget.buttons["robust (1-99 %)"].isHidden()
+    assert widget.apply_preset("lung") == (-1350.0, 150.0)
+    widget.modality.setCurrentText("auto")
+    assert widget.layer_modality() == "MR"

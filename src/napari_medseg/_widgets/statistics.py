@@ -96,6 +96,7 @@ class StatisticsWidget(QWidget):
         layout.addWidget(self.auto)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        self.unit = None  # "HU" or "intensity" once an image is measured
         self.table.setSortingEnabled(False)
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
@@ -185,6 +186,7 @@ class StatisticsWidget(QWidget):
         # (compared by identity through a weak reference: no digest of a large CT on every
         # slice change, and a freed array never matches a new one at the same address).
         image_token = None if image_layer is None else _image_token(image_layer)
+        self._set_intensity_unit(image)
         same_image = _same_image(image_token, self._last_image)
         last_key = self._last_key
         have_stats = bool(self.stats)
@@ -196,6 +198,19 @@ class StatisticsWidget(QWidget):
             return key, image_token, label_statistics(image, labels, table)
 
         return self.jobs.start(job, done=self._show, failed=lambda exc: self._clear(), text="computing...")
+
+    #: columns whose numbers are image intensities (their header names the unit)
+    _INTENSITY_KEYS = ("mean", "std", "min", "max", "median")
+
+    def _set_intensity_unit(self, image) -> None:
+        """Headers say "HU" for a CT image and "intensity" for MR (or any other image)."""
+        from ..io.windows import image_modality, intensity_unit
+
+        self.unit = None if image is None else intensity_unit(image_modality(image))
+        for col, (header, key, _fmt) in enumerate(COLUMNS):
+            if key in self._INTENSITY_KEYS:
+                self.table.setHorizontalHeaderItem(
+                    col, QTableWidgetItem(header if self.unit is None else f"{header} ({self.unit})"))
 
     def _worker_done(self, state: str) -> None:
         if state != "done":
