@@ -354,7 +354,8 @@ def main(argv=None) -> int:
                 print(f"  run {r + 1} {engine:7s} process {res['process_wall_s']:7.1f} s wall, "
                       f"{res['cpu_s']:7.1f} s CPU, read+predict+write {res['predict_s']:7.1f} s, "
                       f"peak {res['peak_mb']:7.0f} MB", flush=True)
-        med = {e: {k: statistics.median(x[k] for x in v) for k in v[0]} for e, v in results.items()}
+        med = {e: {k: statistics.median(x[k] for x in v) for k in v[0]
+                   if isinstance(v[0][k], (int, float))} for e, v in results.items()}
         identical, dmin, dmean, ncls = _parity(outs["ours"], outs["nnunet"])
         o, n = med["ours"], med["nnunet"]
         print(f"  median ours   : process {o['process_wall_s']:.1f} s wall, {o['cpu_s']:.1f} s CPU "
