@@ -286,3 +286,91 @@ def test_confidence_mistakes_are_refused_before_anything_is_written(ct_file, tmp
     doc = json.loads(res.stdout)
     assert doc["confidence"] is None and any("no confidence map" in n for n in doc["notes"])
     assert out.exists() and not (tmp_path / "c.nii.gz").exists()
+
+
+# ------------------------------------------------------------- multi-sequence and MRI
+@pytest.fixture(scope="module")
+def t1_t2_files(tmp_path_factory):
+    """A two-channel (T1, T2) random-weight model and two MR images on one grid + a coarse T2."""
+    pytest.importorskip("torch")
+    from napari_medseg.io.volume import Volume
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    root = tmp_path_factory.mktemp("mr_cli")
+    folder = make_random_model_folder(root / "model", n_classes=3, normalization="ZScoreNormalization",
+                                      channel_names=("T1", "T2"), patch_size=(16, 16, 16))
+    rng = np.random.default_rng(4)
+    z, y, x = np.mgrid[0:20, 0:24, 0:24]
+    blob = ((z - 10) ** 2 + (y - 12) ** 2 + (x - 11) ** 2) < 40
+    geo = dict(spacing=(3.0, 3.0, 3.0), origin=(2.0, -4.0, 10.0))
+    t1 = Volume((300 + 500 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32), **geo)
+    t2 = Volume((900 - 400 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32), **geo)
+    coarse = Volume(t2.array[::2, ::2, ::2].copy(), spacing=(6.0, 6.0, 6.0), origin=t2.origin)
+    paths = {"model": folder}
+    for name, vol in (("t1", t1), ("t2", t2), ("t2_coarse", coarse)):
+        paths[name] = write_volume(vol, root / f"{name}.nii.gz")
+    return paths
+
+
+def test_multi_sequence_model_by_order_and_by_name_writes_the_same_labels(t1_t2_files, tmp_path):
+    f = t1_t2_files
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    res = medseg("segment", f["t1"], "--image", f["t2"], "--model", f["model"], "-o", a, "--json")
+    assert res.returncode == 0, res.stderr
+    res = medseg("segment", f["t1"], "--channel-image", f"t2={f['t2']}", "--model", f["model"],
+                 "-o", b)
+    assert res.returncode == 0, res.stderr
+    la, lb = read_labels(a)[0].array, read_labels(b)[0].array
+    assert np.array_equal(la, lb) and len(np.unique(la)) >= 2
+    assert read_labels(a)[0].same_grid(read_volume(f["t1"]))
+    # a T2 on another grid is resampled onto T1's, and the user is told
+    res = medseg("segment", f["t1"], "--channel-image", f"T2={f['t2_coarse']}", "--model",
+                 f["model"], "-o", tmp_path / "c.nii.gz", "--json")
+    assert res.returncode == 0, res.stderr
+    notes = json.loads(res.stdout)["notes"]
+    assert any("T2" in n and "resampled" in n for n in notes)
+    assert read_labels(tmp_path / "c.nii.gz")[0].shape == read_volume(f["t1"]).shape
+
+
+# --- bad input and faults (multi-sequence)
+def test_multi_sequence_mistakes_are_one_line_errors(t1_t2_files, tmp_path):
+    f = t1_t2_files
+    out = tmp_path / "x.nii.gz"
+    _one_line_error(medseg("segment", f["t1"], "--model", f["model"], "-o", out),
+                    "missing: T2", "--channel-image")
+    _one_line_error(medseg("segment", f["t1"], "--channel-image", f"FLAIR={f['t2']}",
+                           "--model", f["model"], "-o", out), "FLAIR", "T1, T2")
+    _one_line_error(medseg("segment", f["t1"], "--channel-image", f["t2"], "--model", f["model"],
+                           "-o", out), "NAME=PATH")
+    _one_line_error(medseg("segment", f["t1"], "--image", f["t2"], "--channel-image",
+                           f"T2={f['t2']}", "--model", f["model"], "-o", out), "not both")
+    _one_line_error(medseg("segment", "--model", f["model"], "-o", out), "no input image")
+    assert not out.exists()
+
+
+def test_deepbet_from_the_command_line_writes_brain_on_the_source_grid(tmp_path):
+    pytest.importorskip("deepbet", reason="deepbet is not installed (pip install -e '.[mri]')")
+    nilearn = pytest.importorskip("nilearn", reason="nilearn (the MNI152 template) is not installed")
+    from pathlib import Path
+
+    t1 = (Path(nilearn.__file__).parent / "datasets" / "data"
+          / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    out = tmp_path / "brain.nii.gz"
+    res = medseg("segment", t1, "--model", "deepbet", "-o", out, "--json", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert [s["name"] for s in info["labels"]] == ["brain"]
+    assert 1200 < info["labels"][0]["volume_ml"] < 2200  # an adult brain, in ml
+    labels, table = read_labels(out)
+    assert labels.same_grid(read_volume(t1)) and table.names == {1: "brain"}
+
+
+def test_hu_tissue_refuses_an_mr_image_with_the_reason(tmp_path):
+    from napari_medseg.io.volume import Volume
+
+    rng = np.random.default_rng(0)
+    mr = write_volume(Volume(rng.gamma(2.0, 200.0, (8, 24, 24)).astype(np.float32), modality="MR"),
+                      tmp_path / "t1.nrrd")
+    out = tmp_path / "x.nii.gz"
+    _one_line_error(medseg("segment", mr, "-o", out), "Hounsfield", "MR")
+    assert not out.exists()

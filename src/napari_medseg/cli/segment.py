@@ -11,6 +11,10 @@ is the input, options the model does not use (``--weights`` for hu-tissue, a GPU
 for hu-tissue, a label map or non-CT image are refused before anything is written.
 With ``--server URL --token-file FILE`` the work runs on a ``medseg serve`` machine
 (:mod:`napari_medseg.serve.client`) and the same file is written here.
+A multi-sequence nnU-Net model takes one image per channel: IMAGE then ``--image PATH``
+repeated in the model's channel order, or IMAGE (the first channel) plus
+``--channel-image NAME=PATH`` by the names of its ``dataset.json``; images on another grid
+are resampled onto the first channel's grid with a note, a missing channel is refused.
 ``--confidence FILE`` also writes the model's confidence (the probability of each voxel's
 class, float32 on the image's grid) and adds per-structure confidence figures and review
 flags to ``--json`` (:mod:`napari_medseg.analysis.confidence`).
@@ -32,7 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "The default, hu-tissue, needs no weights."
         ),
     )
-    parser.add_argument("image", help="image file (NIfTI, NRRD, MetaImage) or DICOM folder")
+    parser.add_argument("image", nargs="?", default=None,
+                        help="image file (NIfTI, NRRD, MetaImage) or DICOM folder (for a "
+                             "multi-sequence model: its first channel)")
+    parser.add_argument("--image", dest="images", action="append", default=[], metavar="PATH",
+                        help="one more input image, repeated in the model's channel order "
+                             "(e.g. T1, T1c, T2, FLAIR for a four-channel nnU-Net model)")
+    parser.add_argument("--channel-image", action="append", default=[], metavar="NAME=PATH",
+                        help="the image of the model channel NAME (names from the model's "
+                             "dataset.json); images on another grid are resampled onto the "
+                             "first channel's grid, with a note")
     parser.add_argument("-o", "--output", required=True,
                         help="output label file (.nii.gz, .nrrd, .seg.nrrd, .mha)")
     parser.add_argument("--model", default="hu-tissue",
@@ -122,6 +135,45 @@ def _confidence_outputs(args, volume, result, thresholds) -> dict:
             "review": [s.name for s in flagged(summary)]}
 
 
+def _channel_paths(args):
+    """The input paths: a list in channel order, or ``{channel name: path}`` (first: IMAGE).
+
+    Raises
+    ------
+    InvalidInputError
+        No image at all, a ``--channel-image`` without ``NAME=``, a name given twice, or
+        ``--channel-image`` mixed with repeated ``--image``.
+    """
+    from ..errors import InvalidInputError
+
+    ordered = ([args.image] if args.image else []) + list(args.images)
+    if not args.channel_image:
+        if not ordered:
+            raise InvalidInputError("no input image: give IMAGE (and --image PATH for each more "
+                                    "channel, or --channel-image NAME=PATH)")
+        return ordered
+    if args.images:
+        raise InvalidInputError("give the channels either in order (--image, repeated) or by name "
+                                "(--channel-image NAME=PATH), not both")
+    named = {}
+    for item in args.channel_image:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise InvalidInputError(f"--channel-image {item!r}: write NAME=PATH, e.g. T2=t2.nii.gz")
+        if name.strip().lower() in {n.lower() for n in named}:
+            raise InvalidInputError(f"--channel-image: channel {name.strip()!r} given twice")
+        named[name.strip()] = path.strip()
+    if args.image:
+        from ..inference.segment import model_channels
+
+        first = model_channels(args.model)[0]
+        if first.lower() in {n.lower() for n in named}:
+            raise InvalidInputError(f"IMAGE is the model's first channel ({first}) and "
+                                    f"--channel-image names {first} too: give it once")
+        named = {first: args.image, **named}
+    return named
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -135,8 +187,11 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
+    inputs = _channel_paths(args)
+    args.image = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs[0]
     # Refusals first: nothing is read, computed or written for a bad command line.
-    check_outputs([args.output], [args.image], what="-o/--output")
+    check_outputs([args.output], list(inputs.values() if isinstance(inputs, dict) else inputs),
+                  what="-o/--output")
     if args.confidence:
         check_outputs([args.confidence], [args.image, args.output], what="--confidence")
     thresholds = review_thresholds(args.review_threshold)
@@ -149,10 +204,20 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import InvalidInputError
 
         raise InvalidInputError("--confidence runs on this computer only; leave out --server")
+    if client is not None and len(inputs) > 1:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError("multi-sequence inputs run on this computer only; leave out --server")
     if client is None:
         check_segment_options(args.model, weights=args.weights, device=args.device, roi_subset=roi,
                               runtime=args.runtime)
-    volume = read_volume(args.image, channel=args.channel)
+    if isinstance(inputs, dict):
+        channels = {name: read_volume(p, channel=args.channel) for name, p in inputs.items()}
+        volume = next(iter(channels.values()))
+    else:
+        channels = [read_volume(p, channel=args.channel) for p in inputs]
+        volume = channels[0]
+    model_input = channels if len(inputs) > 1 else volume
     t_read = time.perf_counter() - t0
     with TqdmProgress(desc=f"medseg segment ({args.model})") as bar:
         if client is not None:
@@ -162,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
                 result = remote_segment(volume, args.model, client=client, roi_subset=roi,
                                         progress=bar)
         else:
-            result = segment_with_info(volume, args.model, weights=args.weights, device=args.device,
+            result = segment_with_info(model_input, args.model, weights=args.weights,
+                                       device=args.device,
                                        roi_subset=roi, progress=bar, runtime=args.runtime,
                                        confidence=bool(args.confidence),
                                        temperature=args.temperature)
