@@ -51,6 +51,7 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
+from ._leak_guard import guard_leak
 from ._corrections import incremental_click, limit_addition, negative_cut, object_radius_mm
 from .base import Prediction, PromptSession, Prompts
 
@@ -216,6 +217,9 @@ class RegionGrowingSession(PromptSession):
         #: corrective clicks change the mask near the click only (False: re-segment
         #: from all clicks, the behaviour before local corrections)
         self.local_corrections = True
+        #: a click's region larger than this many balls of the click's depth is a
+        #: leak into a neighbour and is cut back (``_leak_guard``); 0 switches it off
+        self.leak_guard = 50.0
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -614,6 +618,8 @@ class RegionGrowingSession(PromptSession):
                                   iterations=min(6, max(2, int(round(4.0 / float(spacing.min()))))))
         sub = ndi.binary_fill_holes(sub)
         sub = components_at(sub, [s for s in local_seeds if sub[s]] or local_seeds)
+        if self.leak_guard and len(local_seeds) == 1 and sub[local_seeds[0]]:
+            sub = guard_leak(sub, local_seeds[0], spacing, ratio=self.leak_guard)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         return out
