@@ -241,3 +241,24 @@ def test_make_phantom_refuses_what_does_not_fit_in_memory(monkeypatch):
     monkeypatch.setenv("MEDSEG_AVAILABLE_MEMORY", str(10 * 2**20))  # 10 MiB
     with pytest.raises(InsufficientMemoryError, match=r"256 x 256 x 100 phantom needs about"):
         make_phantom()
+
+
+def test_mr_contrast_is_deterministic_and_shares_the_bias_field():
+    from napari_medseg.errors import InvalidInputError
+    from napari_medseg.phantom import MR_SIGNAL, make_phantom, mr_contrast
+
+    ph = make_phantom(seed=3, shape=(24, 64, 64), spacing_zyx=(6.0, 3.0, 3.0), n_lesions=1)
+    t1, t1b = mr_contrast(ph, "T1"), mr_contrast(ph, "t1")
+    assert t1.modality == "MR" and t1.array.dtype == np.uint16 and t1.same_grid(ph.ct)
+    assert np.array_equal(t1.array, t1b.array)
+    assert not np.array_equal(t1.array, mr_contrast(ph, "T1", seed=4).array)
+    # no noise, no blur: the ratio T1/T2 inside one structure is constant (shared bias field)
+    a = mr_contrast(ph, "T1", noise=0, blur_mm=0).array.astype(float)
+    b = mr_contrast(ph, "T2", noise=0, blur_mm=0).array.astype(float)
+    liver = ph.labels == ph.label_ids["liver"]
+    ratio = a[liver] / b[liver]
+    expected = MR_SIGNAL["T1"]["liver"] / MR_SIGNAL["T2"]["liver"]
+    assert np.allclose(ratio, expected, rtol=0.01)
+    assert a[liver].std() / a[liver].mean() > 0.01  # and the field does vary
+    with pytest.raises(InvalidInputError, match="T1 or T2"):
+        mr_contrast(ph, "FLAIR")

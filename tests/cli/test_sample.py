@@ -109,3 +109,48 @@ def test_medseg_sample_output_folder_that_cannot_be_made(tmp_path, capsys):
     assert main(["sample", str(blocker / "sub"), "--shape", "40,96,96"]) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
+
+
+def test_medseg_sample_mr_writes_t1_t2_of_the_same_anatomy(tmp_path):
+    import json as _json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from napari_medseg.io import read_labels, read_volume
+    from napari_medseg.io.windows import image_modality
+
+    out = tmp_path / "mr"
+    res = subprocess.run([sys.executable, "-m", "napari_medseg.cli", "sample", str(out),
+                          "--modality", "MR", "--shape", "40,96,96", "--spacing", "5,2,2", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    info = _json.loads(res.stdout)
+    assert info["modality"] == "MR" and "ct" not in info and not (out / "ct.nii.gz").exists()
+    t1, t2 = read_volume(info["t1"]), read_volume(info["t2"])
+    labels, table = read_labels(info["labels"])
+    assert t1.modality == t2.modality == "MR" and image_modality(t1) == "MR"  # sidecar says so
+    assert t1.same_grid(labels) and t2.same_grid(labels)
+    ids = {n: i for i, n in table.names.items()}
+
+    def mean(img, name):
+        return float(img.array[labels.array == ids[name]].mean())
+
+    # T1: liver brighter than spleen, fluid dark; T2: the reverse; fat bright on both
+    assert mean(t1, "liver") > mean(t1, "spleen") and mean(t2, "liver") < mean(t2, "spleen")
+    assert mean(t1, "spinal_canal") < mean(t1, "muscle") < mean(t2, "spinal_canal") / 3
+    assert mean(t2, "liver_lesion") > 2 * mean(t2, "liver")
+    assert mean(t1, "subcutaneous_fat") > 800 and mean(t2, "subcutaneous_fat") > 600
+    # Rician noise: the air outside the body is positive, never zero on average
+    air = t1.array[labels.array == 0]
+    assert air.min() >= 0 and 10 < air.mean() < 60
+    # the bias field shades the fat smoothly by several percent across the body
+    fat = np.where(labels.array == ids["subcutaneous_fat"], t1.array.astype(float), np.nan)
+    halves = [np.nanmean(fat[:, :, :48]), np.nanmean(fat[:, :, 48:])]
+    assert abs(halves[0] - halves[1]) / np.mean(halves) > 0.01
+    # the CT phantom command is unchanged by default
+    res = subprocess.run([sys.executable, "-m", "napari_medseg.cli", "sample", str(tmp_path / "ct"),
+                          "--shape", "20,48,48", "--spacing", "5,4,4", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert _json.loads(res.stdout)["modality"] == "CT" and (tmp_path / "ct" / "ct.nii.gz").exists()
