@@ -23,13 +23,15 @@ from scipy import ndimage as ndi
 from .._ndimage import bbox, components_at, dilate, erode, stepped_ball
 
 
-def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float = 60.0) -> float:
+def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float = 60.0,
+                near_mm: float = 0.0) -> float:
     """Distance (mm) from ``click`` to the nearest voxel outside ``region`` (capped at ``cap_mm``).
 
-    Computed in a box of ``cap_mm`` around the click only, so the cost does not grow
-    with the region.
+    With ``near_mm``, the largest such distance within ``near_mm`` of the click (a click
+    next to a noisy gap in the region still measures the object). Computed in a box of
+    ``cap_mm + near_mm`` around the click only, so the cost does not grow with the region.
     """
-    r = [int(math.ceil(cap_mm / s)) + 1 for s in spacing]
+    r = [int(math.ceil((cap_mm + near_mm) / s)) + 1 for s in spacing]
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, r, region.shape))
     # Pinholes (noisy voxels left out of the region) would make every click shallow.
     sub = ndi.binary_fill_holes(region[box])
@@ -48,8 +50,12 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
         if hi:
             idx[a] = slice(padded.shape[a] - 1, padded.shape[a])
             padded[tuple(idx)] = False
-    dist = ndi.distance_transform_edt(padded, sampling=spacing)
-    return float(min(cap_mm, dist[tuple(c + 1 for c in local)]))
+    dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    if near_mm > 0:
+        grids = np.ogrid[tuple(slice(0, k) for k in dist.shape)]
+        d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing))
+        return float(min(cap_mm, dist[(d2 <= near_mm ** 2) & sub].max()))
+    return float(min(cap_mm, dist[local]))
 
 
 def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: float = 25.0,

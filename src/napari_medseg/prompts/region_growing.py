@@ -51,7 +51,7 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import guard_leak
+from ._leak_guard import click_depth, guard_leak
 from ._corrections import incremental_click, limit_addition, negative_cut, object_radius_mm
 from .base import Prediction, PromptSession, Prompts
 
@@ -584,13 +584,23 @@ class RegionGrowingSession(PromptSession):
         local_seeds = [tuple(c - b.start for c, b in zip(s, box)) for s in seeds]
         # Opening by reconstruction: erode, keep the parts holding a click, grow back
         # inside the original region. Bridges thinner than 2 x opening_mm are cut.
-        if self.opening_mm > 0:
-            core = erode(sub, stepped_ball(self.opening_mm, spacing), border_value=1)
+        # The opening adapts to the object: a click whose region is thin (a rib, a
+        # disc, a small vessel) gets a radius no larger than its depth, else the opening
+        # would erase the object itself.
+        opening = self.opening_mm
+        if opening > 0 and local_seeds:
+            depth = max(click_depth(sub, s_, spacing, cap_mm=2.0 * opening + 1.0,
+                                        near_mm=self.seed_radius_mm) for s_ in local_seeds)
+            opening = min(opening, depth)
+            if opening < 1.01 * float(spacing.min()):
+                opening = 0.0
+        if opening > 0:
+            core = erode(sub, stepped_ball(opening, spacing), border_value=1)
             # Every click keeps its part: a click on a thin spot (gone after erosion)
             # is represented by the nearest surviving core voxel.
             core_seeds = [s for s in local_seeds if core[s]]
             core_seeds += _deepest(core, [s for s in local_seeds if not core[s]],
-                                   (self.opening_mm + 2.0 * float(spacing.max())), spacing)
+                                   (opening + 2.0 * float(spacing.max())), spacing)
             kept = components_at(core, core_seeds)
             # Keep the cut only when it removes the smaller part: if the clicks' part
             # of the core is a small fraction of it, the object itself is made of
@@ -600,7 +610,7 @@ class RegionGrowingSession(PromptSession):
             else:
                 core = np.zeros_like(core)
             if core.any():
-                sub = dilate(core, stepped_ball(self.opening_mm + float(spacing.max()), spacing), within=sub)
+                sub = dilate(core, stepped_ball(opening + float(spacing.max()), spacing), within=sub)
         # Boundary: growth stops a voxel or two inside a border (smoothing and the
         # scanner's blur spread it). Voxels next to the object join it while their own
         # value is closer to the object's than to the most different value just
