@@ -306,3 +306,77 @@ def test_interrupt_then_resume(tmp_path, phantom_files):
     assert all(rows[k]["status"] == "skipped" for k in partial)
     assert sum(r["status"] == "ok" for r in rows.values()) == 8 - len(partial)
     assert not list((out / "labels").glob(".medseg-tmp-*"))
+
+
+# ---------------------------------------------------------------- --confidence
+def _two_cases(cohort: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for p in sorted(cohort.glob("*.nii.gz"))[:2]:
+        shutil.copy2(p, folder / p.name)
+    return folder
+
+
+@pytest.mark.slow
+def test_confidence_columns_flags_and_resume(cohort, tmp_path, nnunet_model):
+    """--confidence adds per-structure figures named like the --stats columns and a review
+    column; labels equal a run without it; the thresholds are part of the fingerprint."""
+    two = _two_cases(cohort, tmp_path)
+    plain, out = tmp_path / "plain", tmp_path / "out"
+    _ok(medseg_batch(two, "-o", plain, "--model", nnunet_model, "--workers", "1", "--device", "cpu"))
+    _ok(medseg_batch(two, "-o", out, "--model", nnunet_model, "--workers", "1", "--device", "cpu",
+                     "--confidence", "--stats"))
+    rows, plain_rows = read_rows(out), read_rows(plain)
+    names = json.loads((out / "labels" / "case0.json").read_text())
+    header = list(next(iter(rows.values())))
+    assert "review" in header and "review" not in list(next(iter(plain_rows.values())))
+    seen = 0
+    for case_id, row in rows.items():
+        assert row["status"] == "ok"
+        labels = read_labels(out / row["output"])[0].array
+        assert np.array_equal(labels, read_labels(plain / plain_rows[case_id]["output"])[0].array)
+        flagged = [s for s in row["review"].split("; ") if s]
+        for col in header:
+            if not col.endswith("_mean_confidence"):
+                continue
+            name = col[: -len("_mean_confidence")]
+            assert f"{name}_ml" in header  # same naming as --stats
+            if row[col] == "":  # absent structure: no figures, and a volume of 0
+                assert float(row[f"{name}_ml"]) == 0 and row[f"{name}_review"] == ""
+                continue
+            seen += 1
+            mean, below = float(row[col]), float(row[f"{name}_fraction_below"])
+            boundary = float(row[f"{name}_boundary_confidence"])
+            assert 0.25 - 1e-6 <= mean <= 1 and 0 <= below <= 1 and 0.25 - 1e-6 <= boundary <= 1
+            assert (row[f"{name}_review"] == "True") == (name in flagged)
+            # the defaults: flagged exactly when a figure crosses its threshold
+            assert (name in flagged) == (mean < 0.85 or below > 0.25 or boundary < 0.7)
+    assert seen > 0 and names
+    # same command: every case is skipped, the figures are kept
+    res = medseg_batch(two, "-o", out, "--model", nnunet_model, "--workers", "1", "--device", "cpu",
+                       "--confidence", "--stats")
+    _ok(res)
+    again = read_rows(out)
+    assert [r["status"] for r in again.values()] == ["skipped"] * 2
+    assert [r["review"] for r in again.values()] == [r["review"] for r in rows.values()]
+    # a threshold no structure can pass flags every present structure, and reruns the cases
+    _ok(medseg_batch(two, "-o", out, "--model", nnunet_model, "--workers", "1", "--device", "cpu",
+                     "--confidence", "--review-threshold", "mean=1"))
+    strict = read_rows(out)
+    assert [r["status"] for r in strict.values()] == ["ok"] * 2
+    for row in strict.values():
+        present = [c[: -len("_mean_confidence")] for c in row
+                   if c.endswith("_mean_confidence") and row[c] != "" and float(row[c]) < 1]
+        assert present and set(row["review"].split("; ")) >= set(present)
+
+
+def test_confidence_mistakes_refused_before_any_case(cohort, tmp_path):
+    out = tmp_path / "out"
+    res = medseg_batch(cohort, "-o", out, "--confidence")  # hu-tissue: no probabilities
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--confidence" in res.stderr and "hu-tissue" in res.stderr and "probabilities" in res.stderr
+    res = medseg_batch(cohort, "-o", out, "--temperature", "1.5")
+    assert res.returncode == 2 and "--confidence" in res.stderr
+    res = medseg_batch(cohort, "-o", out, "--confidence", "--review-threshold", "mean=2")
+    assert res.returncode == 2 and "mean" in res.stderr and "Traceback" not in res.stderr
+    assert not (out / "results.csv").exists() and not (out / "labels").exists()

@@ -47,6 +47,13 @@ class Settings:
         Output extension (``.nii.gz``, ``.nrrd``, ``.mha``, ``.seg.nrrd``).
     stats : bool
         Add each structure's volume and mean/std intensity to the rows.
+    confidence : bool
+        Add each structure's confidence figures and review flag to the rows
+        (:mod:`napari_medseg.analysis.confidence`).
+    temperature : float, optional
+        Softmax temperature of the confidence (None: the model's).
+    review_thresholds : dict, optional
+        :class:`~napari_medseg.analysis.confidence.ReviewThresholds` fields (None: defaults).
     model_id : dict
         What identifies the model's files (filled by :func:`model_identity`).
     """
@@ -58,15 +65,23 @@ class Settings:
     channel: Optional[int] = None
     ext: str = ".nii.gz"
     stats: bool = False
+    confidence: bool = False
+    temperature: Optional[float] = None
+    review_thresholds: Optional[dict] = None
     model_id: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex digits) of everything that changes the label files."""
+        """sha256 (16 hex digits) of everything that changes the label files (and, with
+        ``confidence``, the confidence figures: temperature and review thresholds)."""
         from .. import __version__
 
         doc = {"model": self.model_id or {"name": self.model}, "weights": self.weights,
                "device": self.device, "roi_subset": list(self.roi_subset or []) or None,
                "channel": self.channel, "ext": self.ext, "medseg": __version__}
+        if self.confidence:
+            # only when on: a run without it keeps the fingerprint (and the done cases) it had
+            doc["confidence"] = {"temperature": self.temperature,
+                                 "review": dict(sorted((self.review_thresholds or {}).items()))}
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -2,7 +2,10 @@
 
 One row per case (:data:`~.runner.ROW_COLUMNS`); with ``--stats`` each structure of the
 model adds ``<name>_ml``, ``<name>_mean`` and ``<name>_std`` (mean/std of the image
-inside it; empty for an absent structure, whose volume is 0). Both files are written
+inside it; empty for an absent structure, whose volume is 0); with ``--confidence`` a
+``review`` column (the structures flagged for review, ``;``-separated) and, per structure,
+``<name>_mean_confidence``, ``<name>_fraction_below``, ``<name>_boundary_confidence`` and
+``<name>_review`` (empty for an absent structure). Both files are written
 atomically, so a reader never sees half a table.
 """
 
@@ -14,30 +17,38 @@ from pathlib import Path
 from typing import List, Sequence
 
 from ..io.atomic import atomic_write, atomic_write_text
+from ..analysis.confidence import CONFIDENCE_COLUMNS
 from .runner import ROW_COLUMNS
 
 __all__ = ["flatten_rows", "write_results", "parquet_available"]
 
+#: (row key, per-structure fields) spread into ``<name>_<field>`` columns
+_SPREAD = (("stats", (("ml", "ml"), ("mean", "mean"), ("std", "std"))),
+           ("confidence", tuple((c, c) for c in CONFIDENCE_COLUMNS)))
+
 
 def flatten_rows(rows: Sequence[dict]) -> tuple:
-    """Rows with their ``stats`` spread into columns; returns ``(columns, rows)``."""
-    structures: List[str] = []
-    for row in rows:
-        for name in (row.get("stats") or {}):
-            if name not in structures:
-                structures.append(name)
+    """Rows with their ``stats`` and ``confidence`` spread into columns; returns
+    ``(columns, rows)``."""
     columns = list(ROW_COLUMNS)
-    for name in structures:
-        columns += [f"{name}_ml", f"{name}_mean", f"{name}_std"]
+    if any("confidence" in row for row in rows):
+        columns.append("review")
+    spread = []
+    for key, fields in _SPREAD:
+        structures: List[str] = []
+        for row in rows:
+            for name in (row.get(key) or {}):
+                if name not in structures:
+                    structures.append(name)
+        for name in structures:
+            for field, column in fields:
+                spread.append((key, name, field, f"{name}_{column}"))
+                columns.append(f"{name}_{column}")
     flat = []
     for row in rows:
-        out = {c: row.get(c) for c in ROW_COLUMNS}
-        stats = row.get("stats") or {}
-        for name in structures:
-            item = stats.get(name) or {}
-            out[f"{name}_ml"] = item.get("ml")
-            out[f"{name}_mean"] = item.get("mean")
-            out[f"{name}_std"] = item.get("std")
+        out = {c: row.get(c) for c in columns if c in ROW_COLUMNS or c == "review"}
+        for key, name, field, column in spread:
+            out[column] = ((row.get(key) or {}).get(name) or {}).get(field)
         flat.append(out)
     return columns, flat
 

@@ -143,10 +143,42 @@ def check_batch_options(source, outdir, cases: Sequence[Case], *, model: str, we
     return tuple(roi) if roi else None
 
 
+def _check_confidence(model, confidence: bool, temperature, thresholds) -> Optional[dict]:
+    """Refuse confidence options that cannot apply; returns the thresholds as a dict."""
+    from dataclasses import asdict
+
+    from ..analysis.calibration import confidence_unavailable
+    from ..analysis.confidence import ReviewThresholds
+
+    if not confidence:
+        if temperature is not None or thresholds is not None:
+            raise InvalidInputError("--temperature and --review-threshold apply to --confidence; "
+                                    "add --confidence or leave them out")
+        return None
+    why = confidence_unavailable(model)
+    if why:
+        raise InvalidInputError(f"--confidence: {why}; use a network model (an nnU-Net folder or "
+                                "a TotalSegmentator model) or leave out --confidence")
+    if temperature is not None:
+        import math
+
+        if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+            raise InvalidInputError(f"--temperature must be a positive number, got {temperature}")
+    if thresholds is None:
+        return None
+    if isinstance(thresholds, dict):
+        try:
+            thresholds = ReviewThresholds(**thresholds)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"--review-threshold: {exc}") from None
+    return asdict(thresholds)
+
+
 def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str] = None,
               device: str = "auto", roi_subset: Optional[Sequence[str]] = None,
               channel: Optional[int] = None, ext: str = ".nii.gz", stats: bool = False,
-              engine: str = "local", workers: Optional[int] = None, retries: int = 2,
+              confidence: bool = False, temperature: Optional[float] = None,
+              review_thresholds=None, engine: str = "local", workers: Optional[int] = None, retries: int = 2,
               address: Optional[str] = None, gpus_per_worker: float = 0.0,
               resume: bool = True, threads: Optional[int] = None,
               on_start: Optional[Callable[[dict], None]] = None,
@@ -166,6 +198,13 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
         Label file extension (one of ``WRITABLE_LABELS``).
     stats : bool
         Per-structure volume (mL) and mean/std intensity in the rows.
+    confidence : bool
+        Per-structure confidence figures and review flags in the rows
+        (:func:`~.runner.confidence_of`); network models only.
+    temperature : float, optional
+        Softmax temperature of the confidence (default: the model's; ``medseg calibrate``).
+    review_thresholds : ReviewThresholds or dict, optional
+        When a structure is flagged (default: the documented defaults).
     engine : {"local", "ray"}
         Process pool on this machine, or Ray actors.
     workers : int, optional
@@ -205,12 +244,15 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
         raise InvalidInputError(f"--retries must be 0 or more, got {retries}")
     if workers is not None and workers < 1:
         raise InvalidInputError(f"--workers must be 1 or more, got {workers}")
+    review = _check_confidence(model, confidence, temperature, review_thresholds)
     if gpus_per_worker and engine != "ray":
         raise InvalidInputError("--gpus-per-worker applies to --engine ray; the local engine "
                                 "runs on this machine's device (--device)")
     settings = Settings(model=str(model), weights=None if weights is None else str(weights),
                         device=device, roi_subset=roi, channel=channel, ext=ext, stats=stats,
-                        model_id=model_identity(str(model), weights))
+                        confidence=bool(confidence),
+                        temperature=None if temperature is None else float(temperature),
+                        review_thresholds=review, model_id=model_identity(str(model), weights))
     fingerprint = settings.fingerprint()
     out = Path(os.path.expanduser(str(outdir))).absolute()
     out.mkdir(parents=True, exist_ok=True)

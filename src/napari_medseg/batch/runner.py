@@ -29,7 +29,8 @@ from .records import (Settings, read_record, record_matches, refresh_stat, sha25
 
 __all__ = ["CaseRunner", "ROW_COLUMNS", "error_row", "output_path"]
 
-#: Columns of every results row, in order (``--stats`` appends per-structure columns).
+#: Columns of every results row, in order (``--stats`` and ``--confidence`` append
+#: per-structure columns, ``--confidence`` also ``review``: the flagged structures).
 ROW_COLUMNS = ("case_id", "input", "input_sha256", "model", "fingerprint", "status", "error",
                "seconds", "peak_memory_mb", "attempts", "output")
 
@@ -100,6 +101,27 @@ def _stats_of(volume, labels_volume, table) -> dict:
             "mean": None if row["mean"] is None else round(float(row["mean"]), 3),
             "std": None if row["std"] is None else round(float(row["std"]), 3),
         }
+    return out
+
+
+def confidence_of(labels, confidence, table, settings: Settings) -> dict:
+    """Per-structure confidence figures of a case: ``{name: {mean_confidence, fraction_below,
+    boundary_confidence, review, reasons}}`` for every structure of the model (an absent one
+    has no figures), from :func:`~napari_medseg.analysis.confidence.summarise_confidence`."""
+    from ..analysis.confidence import ReviewThresholds, summarise_confidence
+
+    thresholds = ReviewThresholds(**(settings.review_thresholds or {}))
+    names = {int(k): v for k, v in table.names.items()}
+    summary = {s.id: s for s in summarise_confidence(labels, confidence.max_prob, names,
+                                                     thresholds=thresholds)}
+    out = {}
+    for sid in sorted(names):
+        s = summary.get(sid)
+        out[names[sid]] = {} if s is None else {
+            "mean_confidence": round(float(s.mean_confidence), 4),
+            "fraction_below": round(float(s.fraction_below), 4),
+            "boundary_confidence": round(float(s.boundary_confidence), 4),
+            "review": bool(s.review), "reasons": "; ".join(s.reasons)}
     return out
 
 
@@ -174,7 +196,8 @@ class CaseRunner:
         s = self.settings
         volume = read_volume(case.path, channel=s.channel)
         result = segment_with_info(volume, s.model, weights=s.weights, device=s.device,
-                                   roi_subset=list(s.roi_subset) if s.roi_subset else None)
+                                   roi_subset=list(s.roi_subset) if s.roi_subset else None,
+                                   confidence=s.confidence, temperature=s.temperature)
         rel = output_path(s, case.case_id)
         out = Path(self.outdir) / rel
         labels_volume = volume.with_array(result.labels)
@@ -185,6 +208,11 @@ class CaseRunner:
         if s.stats:
             row["stats"] = _stats_of(volume, labels_volume, result.table)
             row["has_stats"] = True
+        if s.confidence:
+            if result.confidence is None:  # refused up front; a model change is one error row
+                raise MedsegError(" ".join(result.notes) or "the model returned no confidence map")
+            row["confidence"] = confidence_of(result.labels, result.confidence, result.table, s)
+            row["review"] = "; ".join(name for name, c in row["confidence"].items() if c.get("review"))
         # The record comes after the label file: a record never names a missing output.
         write_record(self.outdir, case.case_id, {
             "case_id": case.case_id, "input": case.path, "input_sha256": sha,

@@ -65,6 +65,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="retries of a case whose worker process died during it (default 2)")
     parser.add_argument("--stats", action="store_true",
                         help="add each structure's volume (mL) and mean/std intensity to the rows")
+    group = parser.add_argument_group("confidence (network models)")
+    group.add_argument("--confidence", action="store_true",
+                       help="add each structure's mean confidence, fraction of unsure voxels, "
+                            "boundary confidence and review flag, and a review column (the "
+                            "flagged structures), to the rows")
+    group.add_argument("--temperature", type=float, default=None,
+                       help="softmax temperature for the confidence (default: the model's, 1); "
+                            "fit one on your labelled cases with `medseg calibrate`")
+    group.add_argument("--review-threshold", default=None, metavar="NAME=VALUE[,...]",
+                       help="review-flag thresholds (voxel=0.9, mean=0.85, fraction_below=0.25, "
+                            "boundary=0.7 by default)")
     parser.add_argument("--no-resume", action="store_true",
                         help="rerun every case, even those already done")
     parser.set_defaults(func=run)
@@ -118,6 +129,7 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import run_batch
+    from .segment import review_thresholds
 
     roi = [s for s in args.roi_subset.split(",") if s.strip()] if args.roi_subset else None
     progress = _Progress()
@@ -125,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
         summary = run_batch(
             args.input, args.output, model=args.model, weights=args.weights, device=args.device,
             roi_subset=roi, channel=args.channel, ext=args.ext, stats=args.stats,
+            confidence=args.confidence, temperature=args.temperature,
+            review_thresholds=(review_thresholds(args.review_threshold)
+                               if args.review_threshold else None),
             engine=args.engine, workers=args.workers, retries=args.retries, address=args.address,
             gpus_per_worker=args.gpus_per_worker, resume=not args.no_resume, threads=args.threads,
             on_start=progress.start, on_row=progress.row, argv=list(sys.argv))

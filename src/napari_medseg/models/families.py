@@ -72,6 +72,8 @@ class ModelFamily:
         What ``medseg weights list`` says where the model has no download address.
     no_weights_reason : str
         Why ``--weights`` is refused, for a weights-free family.
+    no_probabilities : str
+        Non-empty for automatic models without class probabilities (no confidence map): why.
     """
 
     kind: str = ""
@@ -81,6 +83,7 @@ class ModelFamily:
     cpu_only: str = ""
     hu_input: bool = False
     no_download_source: str = "manual download"
+    no_probabilities: str = ""
 
     # ------------------------------------------------------------------ layout
     def extra_roots(self, card: "ModelCard") -> list:
@@ -164,6 +167,7 @@ class HuTissueFamily(ModelFamily):
     cpu_only = "NumPy/SciPy, no network"
     hu_input = True
     no_weights_reason = "it thresholds Hounsfield units"
+    no_probabilities = "it thresholds HU values and has no class probabilities"
 
 
 class NnUNetFamily(ModelFamily):
@@ -241,6 +245,7 @@ class DeepBetFamily(ModelFamily):
     needs_weights = False
     automatic = True
     no_weights_reason = "its networks ship inside the installed deepbet package"
+    no_probabilities = "it returns a brain mask without its probabilities"
     no_download_source = "inside the deepbet package (pip install \"napari-medseg[mri]\")"
 
     def missing_in_root(self, card: "ModelCard", root: Path) -> list:
