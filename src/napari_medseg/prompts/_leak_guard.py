@@ -38,18 +38,9 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
     local = tuple(c - b.start for c, b in zip(click, box))
     if not sub[local]:
         return 0.0
-    # The box faces that are volume faces count as boundary (pad with background);
-    # the others are not boundaries of the region (pad with foreground).
-    pads = [(1 if b.start == 0 else 0, 1 if b.stop == n else 0) for b, n in zip(box, region.shape)]
+    # Neither the box faces nor the volume's faces bound the object (it goes on past
+    # the field of view: a click on the last slice of a liver is not shallow).
     padded = np.pad(sub, [(1, 1)] * 3, constant_values=True)
-    for a, (lo, hi) in enumerate(pads):
-        idx = [slice(None)] * 3
-        if lo:
-            idx[a] = slice(0, 1)
-            padded[tuple(idx)] = False
-        if hi:
-            idx[a] = slice(padded.shape[a] - 1, padded.shape[a])
-            padded[tuple(idx)] = False
     dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
     if near_mm > 0:
         grids = np.ogrid[tuple(slice(0, k) for k in dist.shape)]
