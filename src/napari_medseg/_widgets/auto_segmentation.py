@@ -21,6 +21,7 @@ import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -57,7 +58,8 @@ class AutoSegmentationWidget(QWidget):
 
     Public methods for scripts and tests: :meth:`run`, :meth:`cancel`, :meth:`set_model`,
     :meth:`set_custom_folder`, :meth:`select_structures`, :meth:`selected_structures`,
-    :meth:`set_image_layer`, :meth:`download_weights`. The ``finished`` signal is emitted
+    :meth:`set_image_layer`, :meth:`download_weights`, :meth:`set_confidence`,
+    :meth:`show_flagged` (:attr:`review`, :attr:`confidence_layer`). The ``finished`` signal is emitted
     with ``"done"``, ``"cancelled"`` or ``"error"`` when a run ends.
     """
 
@@ -68,6 +70,9 @@ class AutoSegmentationWidget(QWidget):
         self.viewer = napari_viewer
         self.last_layer = None
         self.last_result = None
+        self.confidence_layer = None  # the confidence Image layer of the last run (if asked)
+        self.review: list = []  # StructureConfidence of the flagged structures, least sure first
+        self._review_pending = None  # the summary the worker computed for the run in flight
 
         from napari.layers import Image
 
@@ -108,8 +113,18 @@ class AutoSegmentationWidget(QWidget):
         form.addRow("Folder", custom_row)
         # what most runs leave alone, folded away so that several docks fit one screen
         self.server = ServerFields()
+        self.confidence_check = QCheckBox("confidence map and review flags")
+        self.confidence_check.setToolTip(
+            "Also add the model's confidence (probability of each voxel's class; hidden layer, "
+            "magma: dark = unsure) and list the structures to review. Network models only.")
+        self.review_label = QLabel("")
+        self.review_label.setWordWrap(True)
+        self.review_list = QListWidget()
+        self.review_list.setMaximumHeight(120)
+        self.review_list.setVisible(False)
         self.options = collapsible("Options (weights folder, device, where it runs)",
                                    [("Weights", self.weights_edit), ("Device", self.device_combo),
+                                    ("Confidence", self.confidence_check),
                                     *self.server.rows()])
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
@@ -126,10 +141,14 @@ class AutoSegmentationWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
+        layout.addWidget(self.review_label)
+        layout.addWidget(self.review_list)
         layout.addStretch(1)
         make_scrollable(self)
 
         self.run_btn.clicked.connect(self.run)
+        self.review_list.itemClicked.connect(lambda item: self.show_flagged(item.data(Qt.UserRole)))
+        self.confidence_check.toggled.connect(self._on_confidence_toggled)
         self.download_btn.clicked.connect(self.download_weights)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.roi_filter.textChanged.connect(self._filter_structures)
@@ -185,6 +204,7 @@ class AutoSegmentationWidget(QWidget):
         self.custom_edit.setEnabled(custom)
         self.custom_browse.setEnabled(custom)
         self.roi_list.clear()
+        self._sync_confidence(name)
         if custom or not name:
             self.model_info.setText("Any nnU-Net v2 trained-model folder; structure names come "
                                     "from its dataset.json.")
@@ -280,12 +300,14 @@ class AutoSegmentationWidget(QWidget):
             "weights": self.weights_edit.text().strip() or None,
             "device": self.device_combo.currentText(),
             "roi_subset": self.selected_structures() or None,
+            "confidence": self.confidence_check.isChecked(),
         }
         setting = self.server.setting()
 
         def job(progress, cancel):
             return run_segment(volume, model, setting, progress=progress, cancel=cancel, **kwargs)
 
+        job = self._with_review(job)
         where = "" if not setting.remote else f" on {setting.where}"
         self.jobs.start(job, done=lambda result: self._on_returned(layer, volume, label, result),
                         text=f"Running {label} on {layer.name}{where}…")
@@ -317,12 +339,99 @@ class AutoSegmentationWidget(QWidget):
                                   medseg_source_layer=layer.name)
         self.last_layer = self.viewer.add_labels(data, **kwargs)
         self.last_result = result
+        self._show_confidence(layer, result)
         present = int(np.count_nonzero(np.bincount(result.labels.ravel())[1:]))
         seconds = result.timings.get("total_s", 0.0)
         text = f"Done: {present} structure(s) in {name!r} ({seconds:.1f} s)."
         if result.notes:
             text += " " + " ".join(result.notes)
         self.status.message(text)
+
+    # -------------------------------------------------------------- confidence
+    def _confidence_reason(self, name) -> str:
+        """Why the chosen model has no confidence map (``""``: it has one)."""
+        from ..analysis.calibration import confidence_unavailable
+
+        if not name or name == CUSTOM:
+            return ""
+        try:
+            return confidence_unavailable(name)
+        except MedsegError:
+            return ""
+
+    def _sync_confidence(self, name) -> None:
+        # on for network models, off for those without probabilities (hu-tissue, deepbet)
+        self.confidence_check.blockSignals(True)
+        self.confidence_check.setChecked(not self._confidence_reason(name))
+        self.confidence_check.blockSignals(False)
+
+    def _on_confidence_toggled(self, checked: bool) -> None:
+        why = self._confidence_reason(self.model_combo.currentData())
+        if checked and why:
+            self.status.message(f"{why}: the run will give labels only.")
+
+    def set_confidence(self, on: bool) -> None:
+        """Ask for (or not) the confidence map and review flags of the next run."""
+        self.confidence_check.setChecked(bool(on))
+
+    def _with_review(self, job):
+        """``job`` that also sums the confidence up per structure, in the worker thread."""
+        def reviewed(progress, cancel):
+            from ..analysis.confidence import summarise_confidence
+
+            result = job(progress, cancel)
+            self._review_pending = None
+            if getattr(result, "confidence", None) is not None:
+                self._review_pending = summarise_confidence(
+                    result.labels, result.confidence.max_prob, result.table.names)
+            return result
+        return reviewed
+
+    def _show_confidence(self, image_layer, result) -> None:
+        """Add the confidence layer and list the flagged structures (main thread)."""
+        from ..analysis.confidence import flagged
+        from ._confidence import add_confidence_layer
+
+        summary, self._review_pending = self._review_pending, None
+        self.review_list.clear()
+        self.review = []
+        self.confidence_layer = None
+        if result.confidence is None or summary is None:
+            self.review_label.setText("")
+            self.review_list.setVisible(False)
+            return
+        self.confidence_layer = add_confidence_layer(self.viewer, image_layer, self.last_layer,
+                                                     result.confidence)
+        self.review = flagged(summary)
+        self.review_list.setVisible(bool(self.review))
+        self.review_label.setText(
+            f"To review ({len(self.review)} of {len(summary)} structures; click one to go "
+            "there):" if self.review else
+            f"No structure flagged for review ({len(summary)} checked; confidence is not accuracy).")
+        for k, s in enumerate(self.review):
+            item = QListWidgetItem(f"{s.name}: {'; '.join(s.reasons)}")
+            item.setData(Qt.UserRole, k)
+            self.review_list.addItem(item)
+        # the layer moves behind the labels so that, shown, it does not hide them
+        layers = self.viewer.layers
+        names = [l.name for l in layers]
+        if self.last_layer is not None and self.last_layer.name in names:
+            layers.move(names.index(self.confidence_layer.name), names.index(self.last_layer.name))
+
+    def show_flagged(self, index: int) -> None:
+        """Go to flagged structure ``index`` (in :attr:`review` order): its least sure slice,
+        centred, with its label selected in the labels layer."""
+        from ._confidence import show_structure
+
+        if not 0 <= int(index) < len(self.review) or self.last_layer is None:
+            return
+        image = self.image_combo.layer()
+        source = (self.last_layer.metadata or {}).get("medseg_source_layer")
+        names = [l.name for l in self.viewer.layers]
+        if source in names:
+            image = self.viewer.layers[source]
+        show_structure(self.viewer, image if image is not None else self.last_layer,
+                       self.last_layer, self.review[int(index)])
 
     def _on_downloaded(self, name: str, path) -> None:
         self.status.message(f"{name}: weights installed at {path}")

@@ -4,6 +4,11 @@ The numbers come from :func:`napari_medseg.analysis.statistics.label_statistics`
 same as ``medseg stats``). The table refreshes after edits: paint/data events of the
 Labels layer start a short single-shot timer (debounce), so a brush stroke triggers
 one computation, in a worker thread.
+
+When the Labels layer has a confidence layer (added by the Automatic segmentation dock
+with its confidence option; found with :func:`._confidence.confidence_layer_of`), the
+table and its CSV gain the confidence columns
+(:func:`napari_medseg.analysis.statistics.add_confidence_columns`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ COLUMNS = (
     ("min", "min", "{:.0f}"), ("max", "max", "{:.0f}"), ("median", "median", "{:.1f}"),
     ("bbox z", "bbox", 0), ("bbox y", "bbox", 1), ("bbox x", "bbox", 2),
     ("centroid x,y,z (mm)", "centroid_xyz_mm", "xyz"),
+)
+
+#: Columns added when the labels have a confidence layer
+CONFIDENCE_TABLE_COLUMNS = (
+    ("mean confidence", "mean_confidence", "{:.3f}"), ("fraction below", "fraction_below", "{:.1%}"),
+    ("boundary confidence", "boundary_confidence", "{:.3f}"), ("review", "review", "flag"),
 )
 
 
@@ -157,7 +168,7 @@ class StatisticsWidget(QWidget):
         With ``force=False`` (automatic refreshes) nothing is recomputed when the
         labels, the image and the names are unchanged since the last result.
         """
-        from ..analysis.statistics import label_statistics
+        from ..analysis.statistics import add_confidence_columns, label_statistics
         from ..editing.autosave import fingerprint
 
         if self.jobs.running:
@@ -171,6 +182,7 @@ class StatisticsWidget(QWidget):
             labels = labels.with_array(np.array(labels.array, copy=True))
             table = layer_table(labels_layer)
             image = None
+            conf, conf_key = self._confidence_of(labels_layer, labels.shape)
             image_layer = self.image_combo.layer()
             if image_layer is not None:
                 image = layer_volume(image_layer)
@@ -192,12 +204,30 @@ class StatisticsWidget(QWidget):
         have_stats = bool(self.stats)
 
         def job(progress, cancel):
-            key = (fingerprint(labels.array), repr(table.to_dict()))
+            key = (fingerprint(labels.array), repr(table.to_dict()), conf_key)
             if not force and same_image and key == last_key and have_stats:
                 return None
-            return key, image_token, label_statistics(image, labels, table)
+            stats = label_statistics(image, labels, table)
+            if conf is not None:
+                stats = add_confidence_columns(stats, labels.array, conf)
+            return key, image_token, stats
 
         return self.jobs.start(job, done=self._show, failed=lambda exc: self._clear(), text="computing...")
+
+    def _confidence_of(self, labels_layer, shape) -> tuple:
+        """``(map, key)`` of the labels' confidence layer (``(None, None)`` without one)."""
+        from ._confidence import confidence_layer_of
+
+        layer = confidence_layer_of(self.viewer, labels_layer)
+        if layer is None or tuple(np.shape(layer.data)) != tuple(shape):
+            return None, None
+        return np.asarray(layer.data), layer_key(layer)
+
+    @property
+    def columns(self) -> tuple:
+        """The columns shown now: (header, key, format)."""
+        has = bool(self.stats) and "mean_confidence" in self.stats[0]
+        return COLUMNS + (CONFIDENCE_TABLE_COLUMNS if has else ())
 
     #: columns whose numbers are image intensities (their header names the unit)
     _INTENSITY_KEYS = ("mean", "std", "min", "max", "median")
@@ -226,12 +256,19 @@ class StatisticsWidget(QWidget):
             return
         self._last_key, self._last_image, stats = result
         self.stats = stats
+        columns = self.columns
+        if self.table.columnCount() != len(columns):
+            self.table.setColumnCount(len(columns))
+            for col in range(len(COLUMNS), len(columns)):
+                self.table.setHorizontalHeaderItem(col, QTableWidgetItem(columns[col][0]))
         self.table.setRowCount(len(stats))
         for row, s in enumerate(stats):
-            for col, (_, key, fmt) in enumerate(COLUMNS):
+            for col, (_, key, fmt) in enumerate(columns):
                 value = s.get(key)
                 if value is None:
                     text = "-"
+                elif fmt == "flag":
+                    text = "review" if value else ""
                 elif isinstance(fmt, int):
                     text = f"{value[fmt][0]}..{value[fmt][1] - 1}"
                 elif fmt == "xyz":

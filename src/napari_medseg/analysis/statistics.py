@@ -163,13 +163,42 @@ def _csv_row(row: dict) -> list:
     return ["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in values]
 
 
+def add_confidence_columns(stats: Sequence[dict], labels, max_prob, thresholds=None) -> list:
+    """The statistics rows with the confidence columns of their structures.
+
+    Each row gains ``CONFIDENCE_COLUMNS`` (mean confidence, fraction below the voxel
+    threshold, boundary confidence, review flag) and ``reasons``, from
+    :func:`~napari_medseg.analysis.confidence.summarise_confidence` of ``labels`` (array)
+    and the confidence map ``max_prob`` on the same grid; the background row and ids
+    absent from the labels get None.
+    """
+    from .confidence import CONFIDENCE_COLUMNS, summarise_confidence
+
+    ids = [int(r["label"]) for r in stats if int(r["label"]) > 0]
+    summary = {c.id: c for c in summarise_confidence(np.asarray(labels), max_prob,
+                                                     thresholds=thresholds, ids=ids)}
+    out = []
+    for row in stats:
+        c = summary.get(int(row["label"]))
+        extra = {k: None if c is None else getattr(c, k) for k in CONFIDENCE_COLUMNS}
+        extra["reasons"] = None if c is None else "; ".join(c.reasons)
+        out.append(dict(row, **extra))
+    return out
+
+
 def to_csv_text(stats: Sequence[dict]) -> str:
-    """The statistics as CSV text (header + one row per label)."""
+    """The statistics as CSV text (header + one row per label; the confidence columns
+    too when the rows have them: :func:`add_confidence_columns`)."""
+    from .confidence import CONFIDENCE_COLUMNS
+
+    conf = any("mean_confidence" in row for row in stats)
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + (CONFIDENCE_COLUMNS if conf else ()))
     for row in stats:
-        writer.writerow(_csv_row(row))
+        extra = [row.get(k) for k in CONFIDENCE_COLUMNS] if conf else []
+        writer.writerow(_csv_row(row) + ["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+                                         for v in extra])
     return buf.getvalue()
 
 

@@ -221,7 +221,7 @@ def prompt_session(backend: str, setting: ServerSetting, *, weights=None):
 def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: str = "auto",
                 roi_subset: Optional[Sequence[str]] = None,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-                poll_s: float = 0.25):
+                poll_s: float = 0.25, confidence: bool = False):
     """Automatic segmentation where ``setting`` says; the same result either way.
 
     Parameters
@@ -237,6 +237,9 @@ def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: 
         ``cancel`` cancels the job on the server.
     poll_s : float
         Seconds between progress polls of a server job.
+    confidence : bool
+        Also compute the confidence maps (``result.confidence``). A server returns labels
+        only: the result then has no maps and a note that says so.
 
     Returns
     -------
@@ -246,13 +249,17 @@ def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: 
         from ..inference.segment import segment_with_info
 
         return segment_with_info(volume, model, weights=weights, device=device, roi_subset=roi_subset,
-                                 progress=progress, cancel=cancel)
+                                 progress=progress, cancel=cancel, confidence=confidence)
     _no_local_options(setting, weights=weights, device=device, model=model)
     from .client import remote_segment
 
     with setting.client() as client:
-        return remote_segment(volume, str(model), client=client, roi_subset=roi_subset,
-                              progress=progress, cancel=cancel, poll_s=poll_s)
+        result = remote_segment(volume, str(model), client=client, roi_subset=roi_subset,
+                                progress=progress, cancel=cancel, poll_s=poll_s)
+    if confidence:
+        result.notes.append(f"the server at {setting.where} returns labels only: no confidence "
+                            "map (run on this computer for one)")
+    return result
 
 
 def close_session(session) -> None:
