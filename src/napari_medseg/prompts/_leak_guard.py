@@ -50,7 +50,8 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
 
 
 def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: float = 25.0,
-               open_factor: float = 0.6, reach: float = 4.0, min_depth_mm: float = 2.0) -> np.ndarray:
+               open_factor: float = 0.6, reach: float = 4.0, min_depth_mm: float = 2.0,
+               near_mm: float = 6.0) -> np.ndarray:
     """``region`` (the connected region grown from ``click``) with an implausible leak cut.
 
     Parameters
@@ -69,6 +70,9 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
         Last resort: the region is limited to ``reach`` depths around the click.
     min_depth_mm : float
         Floor of the depth (a click on a 1-voxel-thin spot).
+    near_mm : float
+        The depth is the largest within this distance of the click (a vessel or a noisy
+        gap next to the click does not make a big organ look thin).
 
     Returns
     -------
@@ -79,7 +83,7 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     if n == 0 or not region[click]:
         return region
     voxel = float(np.prod(spacing))
-    d = max(click_depth(region, click, spacing), min_depth_mm, float(spacing.max()))
+    d = max(click_depth(region, click, spacing, near_mm=near_mm), min_depth_mm, float(spacing.max()))
     limit = ratio * (4.0 / 3.0 * math.pi * d ** 3) / voxel
     if n <= limit:
         return region
