@@ -24,7 +24,7 @@ from .._ndimage import bbox, components_at, dilate, erode, stepped_ball
 
 
 def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float = 60.0,
-                near_mm: float = 0.0) -> float:
+                near_mm: float = 0.0, closing: bool = False) -> float:
     """Distance (mm) from ``click`` to the nearest voxel outside ``region`` (capped at ``cap_mm``).
 
     With ``near_mm``, the largest such distance within ``near_mm`` of the click (a click
@@ -33,8 +33,13 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
     """
     r = [int(math.ceil((cap_mm + near_mm) / s)) + 1 for s in spacing]
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, r, region.shape))
-    # Pinholes (noisy voxels left out of the region) would make every click shallow.
-    sub = ndi.binary_fill_holes(region[box])
+    # Pinholes and thin channels (noisy voxels, vessels through an organ left out of
+    # the region) would make every click shallow: close (2 voxels) and fill first.
+    sub = region[box]
+    if closing:
+        sub = ndi.binary_closing(np.pad(sub, 2, mode="edge"), ndi.generate_binary_structure(3, 1),
+                                 iterations=2)[2:-2, 2:-2, 2:-2] | sub
+    sub = ndi.binary_fill_holes(sub)
     local = tuple(c - b.start for c, b in zip(click, box))
     if not sub[local]:
         return 0.0
@@ -51,7 +56,7 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
 
 def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: float = 25.0,
                open_factor: float = 0.6, reach: float = 4.0, min_depth_mm: float = 2.0,
-               near_mm: float = 6.0) -> np.ndarray:
+               near_mm: float = 0.0) -> np.ndarray:
     """``region`` (the connected region grown from ``click``) with an implausible leak cut.
 
     Parameters
@@ -83,7 +88,7 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     if n == 0 or not region[click]:
         return region
     voxel = float(np.prod(spacing))
-    d = max(click_depth(region, click, spacing, near_mm=near_mm), min_depth_mm, float(spacing.max()))
+    d = max(click_depth(region, click, spacing, near_mm=near_mm, closing=True), min_depth_mm, float(spacing.max()))
     limit = ratio * (4.0 / 3.0 * math.pi * d ** 3) / voxel
     if n <= limit:
         return region
