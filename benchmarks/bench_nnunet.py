@@ -463,7 +463,8 @@ def _run_matrix(args) -> int:
                f"{row['folds']} fold{'s' if row['folds'] > 1 else ''} [{used}{', quick' if args.quick else ''}]")
         print(f"| {name} | {net} | {row['image']} | {o['process_wall_s']:.1f} | "
               f"{n['process_wall_s']:.1f} | {o['process_wall_s'] / n['process_wall_s']:.2f}x | "
-              f"{o['peak_mb'] / n['peak_mb']:.2f}x | {identical * 100:.3f} % | {dmin:.4f} | "
+              f"{o['peak_mb'] / n['peak_mb']:.2f}x ({o['peak_mb']:.0f}/{n['peak_mb']:.0f} MB) | "
+              f"{identical * 100:.3f} % | {dmin:.4f} | "
               f"{prep['runtime']['convert_s']:.1f} | {gflops:.0f} ({100 * gflops / gemm:.0f} %) | "
               f"{os.getloadavg()[0]:.1f} |", flush=True)
     return 0
