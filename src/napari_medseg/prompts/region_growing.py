@@ -25,7 +25,8 @@ voxels are handled):
    are kept. A light spacing-aware opening (by reconstruction: thin bridges are cut,
    the object's own detail is restored) stops leaks into neighbours; boundary voxels
    on the object's edge are added back, holes are filled and islands not connected to
-   a positive click are dropped.
+   a positive click are dropped. A region holding more than 50 balls of the click's
+   depth has leaked into a same-intensity neighbour and is cut back (``_leak_guard``).
 6. **Negative clicks.** A small barrier ball around each negative click is never part
    of the object. If the negative click's intensity differs from the object's, the
    interval is cut half-way between them. If the object still connects to the negative
