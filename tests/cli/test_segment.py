@@ -199,7 +199,7 @@ def test_runtime_openvino_converts_once_and_matches_torch(model_factory, ct_smal
     ct = tmp_path / "ct.nii.gz"
     write_volume(ct_small, ct)
     docs = []
-    for i, runtime in enumerate(["openvino", "auto", "torch"]):
+    for i, runtime in enumerate(["openvino", "openvino", "auto"]):
         res = _medseg_env({"MEDSEG_COMPILED_DIR": str(env_dir)}, "segment", ct, "-o",
                           tmp_path / f"s{i}.nii.gz", "--model", folder, "--runtime", runtime,
                           "--device", "cpu", "--json")
@@ -209,7 +209,7 @@ def test_runtime_openvino_converts_once_and_matches_torch(model_factory, ct_smal
     assert first["used"] == "openvino" and first["compiled"] == 1 and first["convert_s"] > 0
     assert docs[0]["timings"]["convert_s"] == first["convert_s"]
     assert second["used"] == "openvino" and second["compiled"] == 0 and second["cache_hits"] == 1
-    assert ref == {"requested": "torch", "used": "torch", "reason": "", "convert_s": 0.0,
+    assert ref == {"requested": "auto", "used": "torch", "reason": "", "convert_s": 0.0,
                    "compiled": 0, "cache_hits": 0}
     labels = [read_labels(tmp_path / f"s{i}.nii.gz", reference=ct_small)[0].array for i in range(3)]
     assert np.array_equal(labels[0], labels[1])

@@ -170,7 +170,7 @@ def test_openvino_second_run_reads_the_cache_and_a_failed_conversion_falls_back(
     monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
     folder = model_factory(plans_format="new", n_classes=4, spacing=(5.0, 6.0, 6.0), seed=5,
                            network="ResidualEncoderUNet")
-    first = NnUNetPredictor.from_folder(folder, device="cpu", runtime="auto")
+    first = NnUNetPredictor.from_folder(folder, device="cpu", runtime="openvino")
     labels = first.predict(ct_small, use_mirroring=False)
     assert first.runtime_report.used == "openvino" and first.runtime_report.compiled == 1
     again = first.predict(ct_small, use_mirroring=False)  # same predictor: still compiled
@@ -179,7 +179,7 @@ def test_openvino_second_run_reads_the_cache_and_a_failed_conversion_falls_back(
     real_convert = ov.convert_model
     calls = []
     monkeypatch.setattr(ov, "convert_model", lambda *a, **k: calls.append(1) or real_convert(*a, **k))
-    second = NnUNetPredictor.from_folder(folder, device="cpu")
+    second = NnUNetPredictor.from_folder(folder, device="cpu", runtime="openvino")
     assert np.array_equal(second.predict(ct_small, use_mirroring=False), labels)
     assert calls == [] and second.runtime_report.cache_hits == 1
     assert second.runtime_report.used == "openvino"

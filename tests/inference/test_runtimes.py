@@ -12,7 +12,11 @@ from napari_medseg.inference.runtimes import RUNTIMES, check_runtime, resolve_ru
 pytest.importorskip("openvino")
 
 
-def test_auto_takes_openvino_on_the_cpu_and_torch_on_gpus():
+def test_auto_takes_openvino_on_the_cpu_and_torch_on_gpus(monkeypatch):
+    from napari_medseg.inference import runtimes
+
+    assert resolve_runtime("auto", "cpu").used == "torch"  # until every matrix row passes parity
+    monkeypatch.setattr(runtimes, "AUTO_PICKS_OPENVINO", True)
     assert resolve_runtime("auto", "cpu").used == "openvino"
     assert resolve_runtime(" OpenVINO ", "cpu").used == "openvino"
     assert resolve_runtime("torch", "cpu").used == "torch"
@@ -25,6 +29,9 @@ def test_auto_takes_openvino_on_the_cpu_and_torch_on_gpus():
 
 
 def test_openvino_absent_falls_back_with_the_install_command(monkeypatch):
+    from napari_medseg.inference import runtimes
+
+    monkeypatch.setattr(runtimes, "AUTO_PICKS_OPENVINO", True)
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     forced = resolve_runtime("openvino", "cpu")
     assert forced.used == "torch"

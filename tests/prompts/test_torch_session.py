@@ -34,6 +34,7 @@ def test_sam_med3d_encoder_compiled_matches_reference_and_is_not_recompiled(
 
     monkeypatch.setattr(ov, "convert_model", lambda *a, **k: pytest.fail("converted again"))
     fresh = SamMed3DSession(network=deterministic_net, device="cpu")
+    fresh.runtime = "openvino"
     emb2 = fresh._run_network(encoder, x, "SAM-Med3D image encoder")
     assert fresh.runtime_report.cache_hits == 1 and fresh.runtime_report.compiled == 0
     assert torch.equal(emb2, emb)
@@ -54,6 +55,7 @@ def test_runtime_failure_runs_torch_for_the_rest_of_the_session(tiny_net, monkey
 
     monkeypatch.setattr(ov_rt.CompiledNetwork, "__call__", broken)
     session = SamMed3DSession(network=tiny_net, device="cpu")
+    session.runtime = "openvino"
     enc = session._model().image_encoder
     x = torch.randn(1, 1, 128, 128, 128, generator=torch.Generator().manual_seed(0))
     out = session._run_network(enc, x, "encoder")

@@ -30,8 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"),
                    help="where the network runs (default: auto = CUDA, MPS, then CPU)")
     p.add_argument("--runtime", default=None, choices=("auto", "openvino", "torch"),
-                   help="what runs an nnU-Net --model on the CPU (default: auto = OpenVINO when "
-                        "installed); the hybrid-liver cascade runs PyTorch")
+                   help="what runs an nnU-Net --model on the CPU: openvino or torch (default: "
+                        "auto = PyTorch); the hybrid-liver cascade runs PyTorch")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.set_defaults(func=_run)
 

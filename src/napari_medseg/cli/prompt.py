@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where a network backend runs (default: auto)")
     parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
-                        help="what runs the network's image encoder on the CPU (default: auto = "
-                             "OpenVINO when installed, compiled once and cached; else PyTorch)")
+                        help="what runs the network's image encoder on the CPU: openvino "
+                             "(compiled once and cached) or torch; default auto = PyTorch")
     parser.add_argument("--point", action="append", default=[], metavar="Z,Y,X",
                         help="a positive click (inside the object); repeatable")
     parser.add_argument("--negative", action="append", default=[], metavar="Z,Y,X",

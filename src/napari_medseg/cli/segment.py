@@ -58,9 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where the network runs (default: auto = CUDA, MPS, then CPU; "
                              "hu-tissue runs on the CPU only)")
     parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
-                        help="what runs the network on the CPU (default: auto = OpenVINO when "
-                             "installed, compiled once and cached; else PyTorch; any OpenVINO "
-                             "failure falls back to PyTorch with a note; GPUs use PyTorch)")
+                        help="what runs the network on the CPU: openvino (compiled once and "
+                             "cached; any failure falls back to PyTorch with a note) or torch; "
+                             "default auto = PyTorch until OpenVINO passes every parity gate; "
+                             "GPUs use PyTorch")
     parser.add_argument("--roi-subset", default=None,
                         help="comma-separated structure names to keep (e.g. liver,spleen); "
                              "for 'total' only the part models holding them run")

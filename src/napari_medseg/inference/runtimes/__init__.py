@@ -6,8 +6,8 @@ runs the same maths in a fraction of the time (float32, results equal to float
 rounding: the parity tests compare voxel labels against nnunetv2).
 
 * :func:`resolve_runtime` turns ``"auto" | "openvino" | "torch"`` and the torch device
-  into the runtime to use (CUDA and MPS keep PyTorch; ``auto`` takes OpenVINO on the
-  CPU when it is installed);
+  into the runtime to use (CUDA and MPS keep PyTorch; ``auto`` is PyTorch until the
+  parity gate passes on every benchmark row, see :data:`AUTO_PICKS_OPENVINO`);
 * :func:`compile_module` converts a torch module for one input shape, caches the
   result on disk (:mod:`.cache`) and returns a callable, or ``None`` with the reason
   logged and stored in the :class:`RuntimeReport`: every failure (runtime absent,
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 #: The choices offered to users (CLI ``--runtime``, the Python API, the widgets).
 RUNTIMES = ("auto", "openvino", "torch")
+
+#: Whether ``auto`` takes OpenVINO on the CPU. Off: the parity gate (>= 99.9 % of voxels
+#: identical to nnUNetPredictor) fails for a full-size 6-stage, 118-class random-weight
+#: network compiled by OpenVINO 2026.4 (99.77 %; PyTorch 99.999 %), so the automatic choice
+#: stays the reference until every row of the benchmark matrix passes. ``openvino`` opts in.
+AUTO_PICKS_OPENVINO = False
 
 
 @dataclass
@@ -101,7 +107,8 @@ def resolve_runtime(runtime: Optional[str], device: Any) -> RuntimeReport:
     Parameters
     ----------
     runtime : {"auto", "openvino", "torch"}
-        ``auto``: OpenVINO on the CPU when installed, else PyTorch. ``openvino`` on a
+        ``auto``: PyTorch while :data:`AUTO_PICKS_OPENVINO` is off (see there why),
+        else OpenVINO on the CPU when installed. ``openvino`` on a
         GPU device, or without OpenVINO installed, falls back to PyTorch with the
         reason in the report (a GPU is faster than any CPU runtime).
     device : torch.device or str
@@ -114,7 +121,7 @@ def resolve_runtime(runtime: Optional[str], device: Any) -> RuntimeReport:
     """
     name = check_runtime(runtime)
     report = RuntimeReport(requested=name, used="torch")
-    if name == "torch":
+    if name == "torch" or (name == "auto" and not AUTO_PICKS_OPENVINO):
         return report
     kind = getattr(device, "type", str(device).split(":", 1)[0])
     if kind != "cpu":
