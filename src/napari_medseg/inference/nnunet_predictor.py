@@ -139,7 +139,7 @@ class NnUNetPredictor:
         #: "nnunet": reproduce nnU-Net's float16 score accumulation and export rounding
         #: (voxel-identical output); "float32": full precision throughout.
         self.precision = "nnunet"
-        #: "auto" (OpenVINO on the CPU when installed), "openvino" or "torch"; see
+        #: "auto" (PyTorch for now, see runtimes.AUTO_PICKS_OPENVINO), "openvino" or "torch"; see
         #: :mod:`napari_medseg.inference.runtimes`.
         self.runtime = "auto"
         #: What ran the network in the last :meth:`predict` (runtime, fallback reason,
@@ -168,9 +168,10 @@ class NnUNetPredictor:
         configuration : str, optional
             Defaults to the checkpoint's, else the folder name's.
         runtime : {"auto", "openvino", "torch"}
-            What runs the network on the CPU: ``auto`` takes OpenVINO when installed
-            (compiled once per weights and patch size, cached on disk); every failure
-            falls back to PyTorch (see :attr:`runtime_report`). GPUs use PyTorch.
+            What runs the network on the CPU: ``openvino`` (compiled once per weights
+            and patch size, cached on disk; every failure falls back to PyTorch, see
+            :attr:`runtime_report`) or ``torch``; ``auto`` is PyTorch until OpenVINO
+            passes every parity gate (``runtimes.AUTO_PICKS_OPENVINO``). GPUs use PyTorch.
 
         Raises
         ------

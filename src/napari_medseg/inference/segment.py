@@ -776,9 +776,9 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
     cancel : CancelToken-like, optional
         Checked between stages; raises :class:`~napari_medseg.errors.Cancelled`.
     runtime : {"auto", "openvino", "torch"}
-        What runs the networks on the CPU: ``auto`` takes OpenVINO when installed
-        (compiled once, cached on disk), else PyTorch; any OpenVINO failure falls back
-        to PyTorch with a note. GPUs always run PyTorch.
+        What runs the networks on the CPU: ``openvino`` (compiled once, cached on disk;
+        any OpenVINO failure falls back to PyTorch with a note) or ``torch``; ``auto`` is
+        PyTorch until OpenVINO passes every parity gate. GPUs always run PyTorch.
 
     Returns
     -------
