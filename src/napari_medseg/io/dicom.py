@@ -13,6 +13,9 @@ What this module does, and why:
 * Slice spacing is the median gap between positions; irregular gaps and missing
   slices produce a warning naming the positions; mixed orientations and duplicated
   positions are refused (the series is not one volume).
+* Enhanced (multi-frame) CT/MR objects take their geometry from the per-frame functional
+  groups (plane position/orientation, pixel measures, pixel value transformation): frames
+  are sorted along the normal like the slices of a series, with the same checks.
 * Pixels are decoded by SimpleITK/GDCM (compressed transfer syntaxes included), which
   applies ``RescaleSlope``/``RescaleIntercept`` (CT in Hounsfield units). When the
   rescale differs between slices, pixels are read as float32 so none is clipped.
@@ -454,6 +457,99 @@ def _normalise_multiframe(image: Any) -> Any:
     return out
 
 
+def _frame_headers(h: _Header) -> Optional[list]:
+    """One pseudo-header per frame of an enhanced (multi-frame) object, from its functional
+    groups (per-frame first, then shared): PlanePositionSequence, PlaneOrientationSequence,
+    PixelMeasuresSequence, PixelValueTransformationSequence. ``extra["frame"]`` is the
+    frame's index in the file. None when the frames carry no plane positions (e.g. a
+    multi-frame secondary capture): GDCM's reading is then the only geometry there is."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(h.path), stop_before_pixels=True)
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
+        shared_seq = ds.get("SharedFunctionalGroupsSequence", None)
+    except Exception as exc:  # pydicom raises many types on damaged sequences
+        raise ImageReadError(f"{h.path}: the multi-frame functional groups cannot be read: {exc}") from None
+    if not per_frame or len(per_frame) != h.n_frames:
+        return None
+    shared = shared_seq[0] if shared_seq else None
+
+    def item(frame: Any, seq: str) -> Any:
+        for group in (frame, shared):
+            if group is not None and seq in group and len(group[seq].value):
+                return group[seq].value[0]
+        return None
+
+    frames = []
+    for i, frame in enumerate(per_frame):
+        pos, ori, pix, rescale = (item(frame, s) for s in (
+            "PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
+            "PixelValueTransformationSequence"))
+        if pos is None:
+            return None
+        f = _Header(path=h.path, sop_class=h.sop_class, sop_instance=h.sop_instance, modality=h.modality,
+                    series_uid=h.series_uid, series_description=h.series_description,
+                    series_number=h.series_number, rows=h.rows, columns=h.columns,
+                    slope=h.slope, intercept=h.intercept, extra={"frame": i})
+        f.position = _float_list(pos.get("ImagePositionPatient", None) or (), 3)
+        f.orientation = (_float_list(ori.get("ImageOrientationPatient", None) or (), 6) if ori is not None
+                         else h.orientation)
+        ps = _float_list(pix.get("PixelSpacing", None) or (), 2) if pix is not None else None
+        f.pixel_spacing = tuple(ps) if ps is not None else h.pixel_spacing
+        if pix is not None and pix.get("SliceThickness", None) not in (None, ""):
+            f.slice_thickness = float(pix.SliceThickness)
+        if rescale is not None:
+            try:
+                f.slope = float(rescale.get("RescaleSlope", 1.0) or 1.0)
+                f.intercept = float(rescale.get("RescaleIntercept", 0.0) or 0.0)
+            except (TypeError, ValueError):
+                pass
+        frames.append(f)
+    return frames
+
+
+def _read_multiframe(where: Path, h: _Header) -> tuple:
+    """An enhanced (multi-frame) CT/MR object as a volume, its geometry from the functional
+    groups: frames are sorted by position along the slice normal (files store them in
+    acquisition order, descending, or interleaved; GDCM keeps the file order and derives
+    one spacing from the first frames, so an interleaved file would come out scrambled), and
+    the same checks as for a classic series apply (mixed orientations, several frames at one
+    position, gaps, tilt). Returns (image, slice positions or None)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(h.path))
+    except RuntimeError as exc:
+        raise ImageReadError(f"{h.path}: cannot read the multi-frame DICOM image: {exc}") from None
+    frames = _frame_headers(h)
+    if frames is None or image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1 \
+            or image.GetSize()[2] != len(frames):
+        return _normalise_multiframe(image), None
+    ordered, spacing, origin, direction, positions = _slice_geometry(where, frames)
+    order = [f.extra["frame"] for f in ordered]
+    rescales = {(f.slope, f.intercept) for f in frames}
+    if len(rescales) > 1:
+        # Per-frame rescale (e.g. MR scaled frame by frame): GDCM applies one; apply each.
+        import pydicom
+
+        try:
+            stored = pydicom.dcmread(str(h.path)).pixel_array
+        except Exception as exc:
+            raise ImageReadError(
+                f"{h.path}: its frames have different RescaleSlope/Intercept, and pydicom cannot decode "
+                f"its pixels to apply them frame by frame ({exc}); install the [test] extra's decoders"
+            ) from None
+        arr = np.stack([stored[f.extra["frame"]] * f.slope + f.intercept for f in ordered]).astype(np.float32)
+    else:
+        arr = sitk.GetArrayFromImage(image)[order]
+    out = _narrow_int32(sitk.GetImageFromArray(np.ascontiguousarray(arr)))
+    out.SetSpacing(spacing)
+    out.SetOrigin(origin)
+    out.SetDirection(direction)
+    return out, positions
+
+
 def read_dicom(path: Union[str, Path]) -> tuple:
     """Read a DICOM series from a folder or from one file of the series.
 
@@ -557,17 +653,13 @@ def read_dicom(path: Union[str, Path]) -> tuple:
     }
     modality = first.modality or None
     if len(series) == 1 and first.n_frames > 1:
-        # Enhanced (multi-frame) object: GDCM derives the geometry from the
-        # functional groups; trust it and record the one SOP instance.
-        import SimpleITK as sitk
-
-        try:
-            image = sitk.ReadImage(str(first.path))
-        except RuntimeError as exc:
-            raise ImageReadError(f"{first.path}: cannot read the multi-frame DICOM image: {exc}") from None
+        # Enhanced (multi-frame) object: geometry from its functional groups.
+        image, positions = _read_multiframe(path, first)
         meta["dicom"].update({"SOPInstanceUIDs": [first.sop_instance], "files": [str(first.path)],
                               "multiframe": True})
-        return _normalise_multiframe(image), modality, meta
+        if positions is not None:
+            meta["dicom"]["slice_positions_mm"] = [float(p) for p in positions]
+        return image, modality, meta
     series, spacing, origin, direction, positions = _slice_geometry(path, series)
     image = _read_pixels(path, series)
     if image.GetDimension() == 3 and image.GetSize()[2] == len(series):
