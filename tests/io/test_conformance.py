@@ -389,6 +389,272 @@ def test_oblique_series_reads_like_simpleitk(tmp_path):
     assert len(files) == vol.shape[0]
 
 
+def _series_reference(files) -> dict:
+    """pydicom's decoded pixels x rescale for each file, stacked along the slice normal (z here)."""
+    from pydicom.pixels import apply_modality_lut
+
+    dss = sorted((pydicom.dcmread(str(p)) for p in files), key=lambda d: float(d.ImagePositionPatient[2]))
+    return {"array": np.stack([apply_modality_lut(d.pixel_array, d).astype(float) for d in dss]),
+            "spacing": [float(v) for v in dss[0].PixelSpacing][::-1]
+            + [float(dss[1].ImagePositionPatient[2]) - float(dss[0].ImagePositionPatient[2])],
+            "origin": [float(v) for v in dss[0].ImagePositionPatient], "direction": np.eye(3).ravel()}
+
+
+def _add_geometry(ds, z=0.0) -> None:
+    """Patient geometry for a shipped file that has none (secondary capture / NM); the
+    encoded PixelData is left as it is."""
+    from pydicom.uid import generate_uid
+
+    ds.ImagePositionPatient = [-50.0, -60.0, z]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing = [0.7, 0.8]
+    ds.SliceThickness = 2.0
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyInstanceUID = ds.get("StudyInstanceUID") or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid()
+
+
+@pytest.mark.parametrize("name,lossy", [("JPGExtended.dcm", True), ("image_dfl.dcm", False)])
+def test_shipped_jpeg_extended_and_deflate_read_like_pydicom(tmp_path, name, lossy):
+    """pydicom's 12-bit JPEG Extended (1.2.840.10008.1.2.4.51) and Deflated Explicit VR LE
+    (...1.2.1.99) files, given patient geometry (their PixelData bytes untouched)."""
+    src = get_testdata_file(name)
+    if src is None:
+        pytest.skip(f"pydicom's wheel does not ship {name}")
+    ds = pydicom.dcmread(src)
+    encoded = ds.PixelData
+    _add_geometry(ds)
+    path = tmp_path / name
+    ds.save_as(str(path))
+    assert pydicom.dcmread(str(path)).PixelData == encoded
+    try:
+        ref = _pydicom_reference(path)
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"pydicom cannot decode {name} here ({exc}); install the [test] extra's decoders")
+    vol = read_quietly(path)
+    assert vol.shape == ref["array"].shape == (1, ds.Rows, ds.Columns)
+    if lossy:
+        # Lossy JPEG: the standard allows decoders' IDCTs to differ by one stored unit
+        # (GDCM's libjpeg vs pylibjpeg's libjpeg); anything more is a wrong decode.
+        diff = np.abs(vol.array.astype(float) - ref["array"])
+        assert diff.max() <= 1.0 and diff.mean() < 0.05, (diff.max(), diff.mean())
+        assert ref["array"].max() > 255  # more than 8 bits decoded (12-bit precision)
+    else:
+        _close(vol.array, ref["array"], f"{name} voxels")
+    _close(vol.spacing, [0.8, 0.7, 2.0], "spacing")
+    _close(vol.origin, ref["origin"], "origin")
+    _close(vol.direction, ref["direction"], "direction")
+
+
+def _recode(files, transform) -> list:
+    """Rewrite each file of a series with ``transform(ds, index)`` (pixels, transfer syntax)."""
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(str(f))
+        transform(ds, i)
+        ds.save_as(str(f))
+    return files
+
+
+def test_jpeg_baseline_series_reads_like_pydicom(tmp_path):
+    """A 3-slice 8-bit CT series encoded as JPEG Baseline (1.2.840.10008.1.2.4.50) by Pillow,
+    with a rescale slope/intercept."""
+    PIL = pytest.importorskip("PIL.Image")
+    from io import BytesIO
+
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    def to_jpeg(ds, i):
+        yy, xx = np.mgrid[:128, :128]
+        pixels = ((xx * 2 + yy + 40 * i) % 256).astype(np.uint8)
+        buf = BytesIO()
+        PIL.fromarray(pixels).save(buf, format="JPEG", quality=90)
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.RescaleSlope, ds.RescaleIntercept = "4", "-1024"
+        ds.PixelData = encapsulate([buf.getvalue()])
+        ds["PixelData"].VR = "OB"
+
+    files = _recode(_series(tmp_path / "jpeg", n=3), to_jpeg)
+    try:
+        ref = _series_reference(files)
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"pydicom cannot decode JPEG baseline here ({exc}); install the [test] extra's decoders")
+    vol = read_quietly(tmp_path / "jpeg")
+    assert vol.shape == ref["array"].shape == (3, 128, 128)
+    diff = np.abs(vol.array.astype(float) - ref["array"])
+    assert diff.max() <= 4.0 and diff.mean() < 0.2, (diff.max(), diff.mean())  # <= 1 stored unit x slope 4
+    assert vol.array.min() < -900  # the intercept was applied
+    for key in ("spacing", "origin", "direction"):
+        _close(getattr(vol, key), ref[key], key)
+
+
+def test_deflated_ct_series_reads_like_pydicom(tmp_path):
+    """The CT series written with Deflated Explicit VR Little Endian (the whole data set zlib-deflated)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    def deflate(ds, i):
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+
+    files = _recode(_series(tmp_path / "dfl", n=3), deflate)
+    assert pydicom.dcmread(str(files[0])).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert b"ImagePositionPatient" not in files[0].read_bytes()  # really deflated (no plain tags)
+    ref = _series_reference(files)
+    vol = read_quietly(tmp_path / "dfl")
+    _same(vol, ref)
+    _same(vol, _sitk_series_reference(files))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("sign_extended", [True, False])
+def test_12_bit_series_with_rescale_reads_like_pydicom(tmp_path, signed, sign_extended):
+    """BitsStored 12 / HighBit 11 in 16-bit words, unsigned and signed, with slope 0.5 and
+    intercept -1024. Signed values are stored either sign-extended or with the 4 unused high
+    bits zero (both occur); readers must take the sign from bit 11."""
+
+    def twelve_bits(ds, i):
+        values = (np.arange(128 * 128).reshape(128, 128) * 37 + 500 * i) % 4096 - (2048 if signed else 0)
+        stored = values.astype(np.int16 if signed else np.uint16)
+        if not sign_extended:
+            stored = stored.view(np.uint16) & 0x0FFF
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, int(signed)
+        ds.RescaleSlope, ds.RescaleIntercept = "0.5", "-1024"
+        ds.PixelData = stored.tobytes()
+
+    files = _recode(_series(tmp_path / "b12", n=3), twelve_bits)
+    ref = _series_reference(files)
+    vol = read_quietly(tmp_path / "b12")
+    _same(vol, ref)
+    lo, hi = (-2048.0, -0.5) if signed else (-1024.0, 1023.5)
+    assert vol.array.min() == lo and vol.array.max() == hi  # full 12-bit range, sign from bit 11
+
+
+def test_nibabel_12_bit_decimal_rescale_reads_like_pydicom(tmp_path):
+    """nibabel's ``decimal_rescale.dcm``: a real 12-bit oblique MR slice with a decimal rescale
+    and no SOPClassUID."""
+    src = Path(NIBABEL_DATA).parent.parent / "nicom" / "tests" / "data" / "decimal_rescale.dcm"
+    if not src.is_file():
+        pytest.skip("nibabel's wheel does not ship nicom/tests/data/decimal_rescale.dcm")
+    shutil.copy(src, tmp_path / "x.dcm")
+    ref = _pydicom_reference(tmp_path / "x.dcm")
+    assert pydicom.dcmread(str(src)).BitsStored == 12
+    vol = read_quietly(tmp_path / "x.dcm")
+    assert vol.shape == ref["array"].shape
+    _close(vol.array, ref["array"], "voxels")
+    _close(vol.spacing[:2], ref["spacing"], "pixel spacing")
+    _close(vol.origin, ref["origin"], "origin")
+    _close(vol.direction, ref["direction"], "direction")
+
+
+# ------------------------------------------------------------------ enhanced multi-frame
+def _functional_groups_reference(path) -> dict:
+    """Geometry from the per-frame (else shared) functional groups, pixels from pydicom with
+    each frame's PixelValueTransformation, frames sorted along the slice normal."""
+    ds = pydicom.dcmread(str(path))
+    per_frame, shared = ds.PerFrameFunctionalGroupsSequence, ds.SharedFunctionalGroupsSequence[0]
+
+    def group(i, name):
+        return getattr(per_frame[i], name)[0] if name in per_frame[i] else getattr(shared, name)[0]
+
+    n = len(per_frame)
+    pos = np.array([[float(v) for v in group(i, "PlanePositionSequence").ImagePositionPatient] for i in range(n)])
+    ori = np.array([float(v) for v in group(0, "PlaneOrientationSequence").ImageOrientationPatient])
+    normal = np.cross(ori[:3], ori[3:])
+    along = pos @ normal
+    order = np.argsort(along)
+    frames = ds.pixel_array.astype(float)
+    rescale = [group(i, "PixelValueTransformationSequence") for i in range(n)]
+    arr = np.stack([frames[i] * float(rescale[i].RescaleSlope) + float(rescale[i].RescaleIntercept) for i in order])
+    ps = [float(v) for v in group(0, "PixelMeasuresSequence").PixelSpacing]
+    return {"array": arr, "spacing": [ps[1], ps[0], float(np.median(np.diff(along[order])))],
+            "origin": pos[order[0]], "direction": np.column_stack([ori[:3], ori[3:], normal]).ravel()}
+
+
+def _enhanced(folder: Path, *, modality="CT", orientation=None, frame_order=None, rescales=None) -> Path:
+    """The 6-slice series as one enhanced CT/MR object (highdicom's legacy converter), its
+    frames then stored in ``frame_order`` (scanners write acquisition order, descending or
+    interleaved), optionally with a different rescale per frame."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage, LegacyConvertedEnhancedMRImage
+    from pydicom.uid import generate_uid
+
+    files = _series(folder / "classic", n=6, orientation=orientation)
+    legacy = [pydicom.dcmread(str(f)) for f in files]
+    if modality == "MR":
+        for ds in legacy:
+            ds.Modality, ds.SOPClassUID = "MR", "1.2.840.10008.5.1.4.1.1.4"
+    cls = LegacyConvertedEnhancedMRImage if modality == "MR" else LegacyConvertedEnhancedCTImage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # highdicom: no window in the source, person-name style
+        enhanced = cls(legacy_datasets=legacy, series_instance_uid=generate_uid(), series_number=9,
+                       sop_instance_uid=generate_uid(), instance_number=1)
+    path = folder / "multi" / "enhanced.dcm"
+    path.parent.mkdir()
+    enhanced.save_as(str(path))
+    ds = pydicom.dcmread(str(path))
+    order = list(frame_order or range(len(files)))
+    frames = ds.pixel_array[order]
+    groups = [ds.PerFrameFunctionalGroupsSequence[i] for i in order]
+    if rescales is not None:
+        from pydicom.dataset import Dataset
+
+        for item, (slope, intercept) in zip(groups, rescales):
+            t = Dataset()
+            t.RescaleSlope, t.RescaleIntercept, t.RescaleType = str(slope), str(intercept), "HU"
+            item.PixelValueTransformationSequence = [t]
+    ds.PerFrameFunctionalGroupsSequence = groups
+    ds.PixelData = np.ascontiguousarray(frames).tobytes()
+    ds.save_as(str(path))
+    return path
+
+
+@pytest.mark.parametrize("modality,orientation,frame_order", [
+    ("CT", None, None),                                  # highdicom's order: descending along the normal
+    ("CT", None, [5, 4, 3, 2, 1, 0]),                    # ascending
+    ("CT", None, [2, 0, 5, 1, 4, 3]),                    # interleaved acquisition order
+    ("MR", None, [2, 0, 5, 1, 4, 3]),
+    ("MR", "oblique", [3, 1, 4, 0, 5, 2]),
+])
+def test_enhanced_multiframe_reads_like_its_functional_groups(tmp_path, modality, orientation, frame_order):
+    """Enhanced CT/MR: geometry from PlanePosition/PlaneOrientation/PixelMeasures per frame,
+    frames in any stored order (GDCM alone keeps the file order and spaces interleaved
+    frames 1 mm apart with scrambled slices)."""
+    pytest.importorskip("highdicom")
+    if orientation == "oblique":
+        c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+        orientation = [c, s, 0.0, -s, c, 0.0]
+    path = _enhanced(tmp_path, modality=modality, orientation=orientation, frame_order=frame_order)
+    ref = _functional_groups_reference(path)
+    for target in (path, path.parent):
+        vol = read_quietly(target)
+        _same(vol, ref)
+        assert vol.metadata["dicom"]["multiframe"] is True and vol.modality == modality
+    _same(vol, _sitk_series_reference(sorted((tmp_path / "classic").iterdir())))  # = the classic series
+    assert vol.metadata["dicom"]["slice_positions_mm"] == sorted(vol.metadata["dicom"]["slice_positions_mm"])
+
+
+def test_enhanced_multiframe_per_frame_rescale(tmp_path):
+    """A different RescaleSlope/Intercept per frame is applied frame by frame."""
+    pytest.importorskip("highdicom")
+    rescales = [(1, -1024), (2, -1024), (0.5, 0), (1, 0), (3, -2000), (1, 10)]
+    path = _enhanced(tmp_path, frame_order=[2, 0, 5, 1, 4, 3], rescales=rescales)
+    ref = _functional_groups_reference(path)
+    _same(read_quietly(path), ref)
+
+
+def test_enhanced_multiframe_with_two_stacks_is_refused(tmp_path):
+    """Two frames at one position (e.g. two echoes in one object) are not one volume."""
+    pytest.importorskip("highdicom")
+    path = _enhanced(tmp_path)
+    ds = pydicom.dcmread(str(path))
+    ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0].ImagePositionPatient = \
+        ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+    ds.save_as(str(path))
+    with pytest.raises(ImageReadError, match=r"enhanced\.dcm.*several slices at the same position"):
+        read_quietly(path)
+
+
 def test_siemens_mosaic_is_refused_by_name(tmp_path):
     """nibabel's Siemens DWI mosaic: one file tiles many slices; never shown as one image."""
     src = Path(NIBABEL_DATA).parent.parent / "nicom" / "tests" / "data" / "siemens_dwi_1000.dcm.gz"
