@@ -114,7 +114,7 @@ def parse_label_table_xml(content: Union[bytes, str]) -> Optional[LabelTable]:
         key = label.get("Key")
         try:
             label_id = int(float(key))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "INF" parses as a float
             continue
         if label_id <= 0:
             continue
