@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_medseg._widgets.auto_segmentation import CUSTOM, AutoSegmentationWidget
+from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.layer_data import image_layer_tuple
 from napari_medseg.io.volume import Volume
 from napari_medseg.models.hu_tissue import CLASSES
@@ -337,3 +338,87 @@ def test_cancel_on_a_server_cancels_its_job(make_napari_viewer, qtbot, phantom, 
         assert widget.run_btn.isEnabled()
     finally:
         handle.stop()
+
+
+# ------------------------------------------------------------------------------ MRI
+def make_two_channel_folder_in_subprocess(out_dir) -> "Path":
+    """A random-weight (T1, T2) model folder, built in a child process (see above)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from napari_medseg.testing.nnunet import make_random_model_folder as m\n"
+        f"print(m({str(out_dir)!r}, n_classes=3, patch_size=(16, 16, 16), spacing=(3.0, 3.0, 3.0),"
+        " base_features=4, max_features=8, normalization='ZScoreNormalization',"
+        " channel_names=('T1', 'T2'), seed=2))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=600)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def test_multi_sequence_model_gets_one_picker_per_channel(make_napari_viewer, qtbot, tmp_path,
+                                                          one_torch_thread):
+    from napari_medseg.inference.segment import segment
+
+    folder = make_two_channel_folder_in_subprocess(tmp_path / "Dataset556_t1t2")
+    rng = np.random.default_rng(1)
+    z, y, x = np.mgrid[0:16, 0:20, 0:20]
+    blob = ((z - 8) ** 2 + (y - 10) ** 2 + (x - 9) ** 2) < 30
+    geo = dict(spacing=(3.0, 3.0, 3.0), origin=(1.0, 2.0, 3.0), modality="MR")
+    t1 = Volume((300 + 500 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32), **geo)
+    t2 = Volume((900 - 400 * blob + rng.normal(0, 20, blob.shape)).astype(np.float32), **geo)
+    viewer = make_napari_viewer()
+    add_image(viewer, t1, "t1")
+    add_image(viewer, t2, "t2")
+    widget = dock(viewer)
+    assert widget.channel_pickers == {}  # hu-tissue: one image
+    widget.set_custom_folder(folder)
+    assert list(widget.channel_pickers) == ["T2"] and widget.channel_names == ["T1", "T2"]
+    assert widget.form.labelForField(widget.image_combo).text() == "Image (T1)"
+    widget.set_image_layer("t1")
+    widget.set_channel_layer("T2", "t2")
+    widget.device_combo.setCurrentText("cpu")
+    assert run_and_wait(qtbot, widget) == "done"
+    layer = viewer.layers[f"t1 {folder.name}"]
+    expected = segment({"T1": t1, "T2": t2}, folder)[0]
+    assert np.array_equal(layer.data, expected) and len(np.unique(expected)) >= 2
+    # the channel picked matters: T1 twice gives another result
+    widget.set_channel_layer("T2", "t1")
+    assert run_and_wait(qtbot, widget) == "done"
+    assert not np.array_equal(viewer.layers[f"t1 {folder.name} [2]"].data, expected)
+    with pytest.raises(InvalidInputError, match="no extra channel 'FLAIR'"):
+        widget.set_channel_layer("FLAIR", "t2")
+    # back to a one-image model: the extra picker goes
+    widget.set_model("hu-tissue")
+    assert widget.channel_pickers == {}
+    assert widget.form.labelForField(widget.image_combo).text() == "Image"
+
+
+def test_deepbet_in_the_widget_on_the_mni_template(viewer_after_first_use, qtbot):
+    pytest.importorskip("deepbet", reason="deepbet is not installed (pip install -e '.[mri]')")
+    nilearn = pytest.importorskip("nilearn", reason="nilearn (the MNI152 template) is not installed")
+    from pathlib import Path
+
+    from scipy.ndimage import binary_fill_holes
+
+    from napari_medseg.io import read_volume
+    from tests.napari_open import open_as_user
+
+    data = Path(nilearn.__file__).parent / "datasets" / "data"
+    viewer = viewer_after_first_use  # the plugin is the reader of .nii.gz, as after first use
+    widget = dock(viewer)
+    image = open_as_user(viewer, data / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")[0]
+    widget.set_image_layer(image.name)
+    widget.set_model("deepbet")
+    assert "brain" in widget.model_info.text().lower() and not widget.download_btn.isEnabled()
+    assert run_and_wait(qtbot, widget) == "done", widget.status.text()
+    layer = [lyr for lyr in viewer.layers if lyr.name.endswith("deepbet")][0]
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+    gm = read_volume(data / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz").array.astype(float)
+    wm_ = read_volume(data / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz").array.astype(float)
+    ref = binary_fill_holes((gm + wm_) > 0.2)
+    mask = layer.data == 1
+    assert 2 * (mask & ref).sum() / (mask.sum() + ref.sum()) >= 0.97

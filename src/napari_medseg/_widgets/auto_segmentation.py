@@ -111,6 +111,13 @@ class AutoSegmentationWidget(QWidget):
         custom_row.addWidget(self.custom_edit)
         custom_row.addWidget(self.custom_browse)
         form.addRow("Folder", custom_row)
+        # a multi-sequence model folder: one more image picker per channel after the first,
+        # named from its dataset.json (the Image picker above is the first channel)
+        self.channel_pickers = {}
+        self.channel_names = []
+        self.channel_form = QFormLayout()
+        form.addRow(self.channel_form)
+        self.form = form
         # what most runs leave alone, folded away so that several docks fit one screen
         self.server = ServerFields()
         self.confidence_check = QCheckBox("confidence map and review flags")
@@ -154,6 +161,7 @@ class AutoSegmentationWidget(QWidget):
         self.roi_filter.textChanged.connect(self._filter_structures)
         self.roi_clear.clicked.connect(self.roi_list.clearSelection)
         self.custom_browse.clicked.connect(self._browse_custom)
+        self.custom_edit.textChanged.connect(self._update_channels)
         self.refresh_models()
 
     # ------------------------------------------------------------------ pickers
@@ -190,6 +198,52 @@ class AutoSegmentationWidget(QWidget):
         self.model_combo.setCurrentIndex(self.model_combo.findData(CUSTOM))
         self.custom_edit.setText(str(path))
 
+    def _update_channels(self, *_) -> None:
+        """One image picker per extra input channel of the chosen model folder."""
+        from ..inference.segment import model_channels
+
+        names = []
+        if self.model_combo.currentData() == CUSTOM and self.custom_edit.text().strip():
+            try:
+                names = list(model_channels(self._model_choice()[0]).values())
+            except MedsegError:
+                names = []  # not (yet) a model folder: the run says why
+        if names == self.channel_names:
+            return
+        while self.channel_form.rowCount():
+            self.channel_form.removeRow(0)
+        self.channel_pickers = {}
+        self.channel_names = names
+        from napari.layers import Image
+
+        for name in names[1:]:
+            picker = LayerPicker(self.viewer, Image)
+            self.channel_form.addRow(f"{name} image", picker)
+            self.channel_pickers[name] = picker
+        label = self.form.labelForField(self.image_combo)
+        if label is not None:
+            label.setText(f"Image ({names[0]})" if len(names) > 1 else "Image")
+
+    def set_channel_layer(self, channel: str, name: str) -> None:
+        """Pick the image layer ``name`` for input channel ``channel`` of the model."""
+        if channel not in self.channel_pickers:
+            raise InvalidInputError(f"the model has no extra channel {channel!r}; its channels: "
+                                    + ", ".join(self.channel_names or ["one image"]))
+        self.channel_pickers[channel].set_layer(name)
+
+    def _channel_volumes(self, volume):
+        """``{channel: Volume}`` for a multi-sequence model, else ``volume`` itself."""
+        if not self.channel_pickers:
+            return volume
+        out = {self.channel_names[0]: volume}
+        for name, picker in self.channel_pickers.items():
+            layer = picker.layer()
+            if layer is None:
+                raise InvalidInputError(f"the model needs a {name} image: pick it under "
+                                        f"'{name} image'")
+            out[name] = layer_volume(layer)
+        return out
+
     def _browse_custom(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "nnU-Net v2 trained-model folder")
         if path:
@@ -201,6 +255,7 @@ class AutoSegmentationWidget(QWidget):
 
         name = self.model_combo.currentData()
         custom = name == CUSTOM
+        self._update_channels()
         self.custom_edit.setEnabled(custom)
         self.custom_browse.setEnabled(custom)
         self.roi_list.clear()
@@ -292,6 +347,7 @@ class AutoSegmentationWidget(QWidget):
         try:
             layer, volume = self._image_volume()
             model, label = self._model_choice()
+            inputs = self._channel_volumes(volume)
         except MedsegError as exc:
             self.status.error(exc)
             self.finished.emit("error")
@@ -305,7 +361,7 @@ class AutoSegmentationWidget(QWidget):
         setting = self.server.setting()
 
         def job(progress, cancel):
-            return run_segment(volume, model, setting, progress=progress, cancel=cancel, **kwargs)
+            return run_segment(inputs, model, setting, progress=progress, cancel=cancel, **kwargs)
 
         job = self._with_review(job)
         where = "" if not setting.remote else f" on {setting.where}"
