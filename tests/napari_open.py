@@ -37,18 +37,31 @@ def viewer_after_first_use(make_napari_viewer, monkeypatch):
     viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "CT window presets")
     assert settings.plugins.extension2reader.get("*.nii.gz") == PLUGIN_NAME
 
-    def no_dialog(self):
-        from qtpy.QtWidgets import QLabel
-
-        texts = [label.text() for label in self.findChildren(QLabel)]
-        raise AssertionError(f"napari showed the 'Choose reader' dialog for {self._current_file}: {texts}")
-
-    monkeypatch.setattr(QtReaderDialog, "get_user_choices", no_dialog)
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", _no_dialog)
     return viewer
 
 
+def _no_dialog(self):
+    from qtpy.QtWidgets import QLabel
+
+    texts = [label.text() for label in self.findChildren(QLabel)]
+    raise AssertionError(f"napari showed the 'Choose reader' dialog for {self._current_file}: {texts}")
+
+
 def open_as_user(viewer, path) -> list:
-    """What ``napari PATH``, File > Open and drag and drop run; returns the new layers."""
+    """What ``napari PATH``, File > Open and drag and drop run; returns the new layers.
+
+    A "Choose reader" dialog fails the test here too (it would block the run forever):
+    use the ``viewer_after_first_use`` fixture, a session where the plugin has been used.
+    """
+    import contextlib
+    from unittest import mock
+
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+
     before = len(viewer.layers)
-    viewer.window._qt_viewer._qt_open([str(path)], stack=False)
+    # napari's own dialog would block; a test that answers the dialog itself keeps its answer
+    own = getattr(QtReaderDialog.get_user_choices, "__module__", "").startswith("napari.")
+    with mock.patch.object(QtReaderDialog, "get_user_choices", _no_dialog) if own else contextlib.nullcontext():
+        viewer.window._qt_viewer._qt_open([str(path)], stack=False)
     return list(viewer.layers)[before:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.napari_open import open_as_user, viewer_after_first_use  # noqa: F401  (fixture)
+
 
 @pytest.mark.gui
 def test_window_presets_widget(make_napari_viewer, qtbot):
@@ -33,10 +35,8 @@ def test_window_presets_widget(make_napari_viewer, qtbot):
 
 @pytest.mark.gui
 def test_window_presets_offer_mr_windows_for_an_mr_file_and_follow_the_override(
-        make_napari_viewer, qtbot, tmp_path):
+        viewer_after_first_use, qtbot, tmp_path):
     import SimpleITK as sitk
-
-    from tests.napari_open import open_as_user
 
     from ._dock import dock
 
@@ -44,7 +44,7 @@ def test_window_presets_offer_mr_windows_for_an_mr_file_and_follow_the_override(
     mr = rng.gamma(2.0, 200.0, (10, 32, 32)).astype(np.float32)
     path = tmp_path / "t2.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(mr), str(path))  # NIfTI states no modality
-    viewer = make_napari_viewer()
+    viewer = viewer_after_first_use
     widget = dock(viewer, "CT window presets")
     layer = open_as_user(viewer, path)[0]
     widget.refresh()
