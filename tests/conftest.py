@@ -175,3 +175,14 @@ def tiny_net():
 
     torch.manual_seed(0)
     return build_sam_med3d(embed_dim=48, depth=2, num_heads=2, global_attn_indexes=(1,), prompt_dim=48)
+
+
+@pytest.fixture(scope="module")
+def ct3(shared_data):
+    """The dcmqi 3-slice CT series: ``(folder, image Volume, liver label Volume on its grid)``."""
+    from napari_medseg.io import read_labels, read_volume
+
+    folder = shared_data / "dcmqi_ct3slice"
+    ct = read_volume(folder)
+    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
+    return folder, ct, ref

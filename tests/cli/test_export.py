@@ -7,49 +7,9 @@ import pydicom
 import pytest
 
 from napari_medseg.io import LabelTable, read_labels, read_volume
+from napari_medseg.testing.dicom_seg import raw_segments, three_objects
 
 from ._run import digest, medseg, refused
-
-
-@pytest.fixture(scope="module")
-def ct3(shared_data):
-    folder = shared_data / "dcmqi_ct3slice"
-    ct = read_volume(folder)
-    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
-    return folder, ct, ref
-
-
-# ------------------------------------------------------------- segment semantics
-def _raw_segments(path) -> dict:
-    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    out = {}
-    for item in ds.SegmentSequence:
-        ptype = item.SegmentedPropertyTypeCodeSequence[0]
-        cat = item.SegmentedPropertyCategoryCodeSequence[0]
-        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
-        region = getattr(item, "AnatomicRegionSequence", None)
-        out[str(item.SegmentLabel)] = {
-            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
-            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
-            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
-            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
-            "algorithm_type": str(item.SegmentAlgorithmType),
-            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
-            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
-                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
-        }
-    return out
-
-
-def _three_objects(ct):
-    arr = np.zeros(ct.shape, np.uint8)
-    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
-    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
-    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
-    arr[2, 400:420, 400:420] = 40    # an interactive object
-    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
-    return arr
 
 
 def _medseg(*args, cwd):
@@ -71,7 +31,7 @@ def test_cli_segment_then_export_writes_what_it_reports(ct3, tmp_path):
     out = tmp_path / "tissue.dcm"
     run = _medseg("export", seg, "--reference", folder, "-o", out, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    raw = _raw_segments(out)
+    raw = raw_segments(out)
     reported = re.search(r"\((\d+) segment\(s\): ([^)]*)\)", run.stderr)
     assert reported, run.stderr
     assert int(reported.group(1)) == len(raw) and reported.group(2).split(", ") == list(raw)
@@ -91,14 +51,14 @@ def test_cli_export_fills_published_codes_for_known_names(ct3, tmp_path):
     from napari_medseg.io import write_labels
 
     folder, ct, _ = ct3
-    arr = _three_objects(ct)
+    arr = three_objects(ct)
     arr[arr >= 40] = 0
     names = LabelTable.from_names({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 60: "unused"})
     src = write_labels(ct.with_array(arr, metadata={}), tmp_path / "ts.nii.gz", names)
     out = tmp_path / "ts.dcm"
     run = _medseg("export", src, "--reference", folder, "-o", out, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    raw = _raw_segments(out)
+    raw = raw_segments(out)
     assert "(3 segment(s): kidney_right, liver, kidney_cyst_left)" in run.stderr
     assert len(raw) == 3 and raw["liver"]["type"] == ("SCT", "10200004", "Liver")
     assert raw["liver"]["algorithm_type"] == "MANUAL"  # nobody recorded how it was made

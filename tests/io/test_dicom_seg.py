@@ -7,47 +7,7 @@ import pytest
 from napari_medseg.errors import GeometryMismatchError, InvalidInputError, UnsupportedFormatError
 from napari_medseg.io import LabelTable, read_labels, read_volume
 from napari_medseg.io.dicom_seg import read_dicom_seg, write_dicom_seg
-
-
-@pytest.fixture(scope="module")
-def ct3(shared_data):
-    folder = shared_data / "dcmqi_ct3slice"
-    ct = read_volume(folder)
-    ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
-    return folder, ct, ref
-
-
-# ------------------------------------------------------------- segment semantics
-def _raw_segments(path) -> dict:
-    """Segment label -> the raw coded attributes, read with pydicom alone (independent reader)."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    out = {}
-    for item in ds.SegmentSequence:
-        ptype = item.SegmentedPropertyTypeCodeSequence[0]
-        cat = item.SegmentedPropertyCategoryCodeSequence[0]
-        mod = getattr(ptype, "SegmentedPropertyTypeModifierCodeSequence", None)
-        region = getattr(item, "AnatomicRegionSequence", None)
-        out[str(item.SegmentLabel)] = {
-            "category": (cat.CodingSchemeDesignator, cat.CodeValue, cat.CodeMeaning),
-            "type": (ptype.CodingSchemeDesignator, ptype.CodeValue, ptype.CodeMeaning),
-            "modifier": (mod[0].CodingSchemeDesignator, mod[0].CodeValue, mod[0].CodeMeaning) if mod else None,
-            "region": (region[0].CodeValue, region[0].CodeMeaning) if region else None,
-            "algorithm_type": str(item.SegmentAlgorithmType),
-            "algorithm_name": str(getattr(item, "SegmentAlgorithmName", "")) or None,
-            "algorithm_ident": (str(item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName)
-                                if "SegmentationAlgorithmIdentificationSequence" in item else None),
-        }
-    return out
-
-
-def _three_objects(ct):
-    arr = np.zeros(ct.shape, np.uint8)
-    arr[0, 100:200, 100:200] = 5     # liver (automatic, total)
-    arr[1, 300:340, 300:360] = 2     # kidney_right (automatic, total: coded with a "Right" modifier)
-    arr[2, 50:90, 50:90] = 23        # kidney_cyst_left (lesion: anatomic region Kidney)
-    arr[2, 400:420, 400:420] = 40    # an interactive object
-    arr[1, 10:20, 10:20] = 41        # painted by hand, free-text name
-    return arr
+from napari_medseg.testing.dicom_seg import raw_segments, three_objects
 
 
 def test_read_dcmqi_liver_matches_nrrd(ct3):
@@ -127,12 +87,12 @@ def test_codes_and_provenance_per_segment(ct3, tmp_path):
     from napari_medseg.models.totalseg_classes import automatic_table
 
     folder, ct, _ = ct3
-    arr = _three_objects(ct)
+    arr = three_objects(ct)
     table = automatic_table({5: "liver", 2: "kidney_right", 23: "kidney_cyst_left", 6: "stomach"}, "total")
     table = (table.with_label(40, "tumour A").with_provenance("SEMIAUTOMATIC", "nnInteractive", ids=[40])
              .with_label(41, "my marker").marked_edited([41]))
     out = write_dicom_seg(ct.with_array(arr, metadata={}), table, ct, tmp_path / "coded.dcm")
-    raw = _raw_segments(out)
+    raw = raw_segments(out)
     # stomach is in the table but not in the labels: not written
     assert list(raw) == ["kidney_right", "liver", "kidney_cyst_left", "tumour A", "my marker"]
     liver = raw["liver"]
@@ -160,7 +120,7 @@ def test_codes_and_provenance_per_segment(ct3, tmp_path):
         assert back_table.algorithm_of(i) == table.algorithm_of(i), i
         assert back_table.code_of(i) == table.code_of(i), i
     again = write_dicom_seg(back, back_table, ct, tmp_path / "again.dcm")
-    assert _raw_segments(again) == raw
+    assert raw_segments(again) == raw
 
 
 def test_edited_automatic_label_becomes_semiautomatic(ct3, tmp_path):
@@ -169,15 +129,15 @@ def test_edited_automatic_label_becomes_semiautomatic(ct3, tmp_path):
     folder, ct, ref = ct3
     arr = (ref.array > 0).astype(np.uint8) * 5
     table = automatic_table({5: "liver"}, "total")
-    assert _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), table, ct, tmp_path / "a.dcm"))[
+    assert raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), table, ct, tmp_path / "a.dcm"))[
         "liver"]["algorithm_type"] == "AUTOMATIC"
     edited = table.marked_edited([5])
-    raw = _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), edited, ct, tmp_path / "b.dcm"))
+    raw = raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), edited, ct, tmp_path / "b.dcm"))
     assert raw["liver"]["algorithm_type"] == "SEMIAUTOMATIC" and raw["liver"]["algorithm_name"] == "total"
     assert raw["liver"]["type"] == ("SCT", "10200004", "Liver")  # still the liver
     # renaming drops the code (it named the old structure), provenance stays
     renamed = edited.with_label(5, "spleen?")
-    raw = _raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), renamed, ct, tmp_path / "c.dcm"))
+    raw = raw_segments(write_dicom_seg(ct.with_array(arr, metadata={}), renamed, ct, tmp_path / "c.dcm"))
     assert raw["spleen?"]["type"] == ("SCT", "85756007", "Tissue")
     assert raw["spleen?"]["algorithm_type"] == "SEMIAUTOMATIC"
 
@@ -188,7 +148,7 @@ def test_dcmqi_codes_survive_a_round_trip(ct3, tmp_path):
     info = table.info_of(1)
     assert info.algorithm_type == "SEMIAUTOMATIC" and info.algorithm_name == "SlicerEditor"
     assert (info.code.type.scheme, info.code.type.value, info.code.type.meaning) == ("SRT", "T-62000", "Liver")
-    raw = _raw_segments(write_dicom_seg(labels, table, ct, tmp_path / "rt.dcm"))
+    raw = raw_segments(write_dicom_seg(labels, table, ct, tmp_path / "rt.dcm"))
     assert raw["Liver"]["type"] == ("SRT", "T-62000", "Liver")
     assert raw["Liver"]["category"] == ("SRT", "T-D0050", "Tissue")
     assert raw["Liver"]["algorithm_type"] == "SEMIAUTOMATIC" and raw["Liver"]["algorithm_name"] == "SlicerEditor"
