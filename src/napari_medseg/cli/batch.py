@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .segment import add_review_options
+
 #: Exit status when the run finished but some cases failed.
 EXIT_CASES_FAILED = 3
 
@@ -70,12 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="add each structure's mean confidence, fraction of unsure voxels, "
                             "boundary confidence and review flag, and a review column (the "
                             "flagged structures), to the rows")
-    group.add_argument("--temperature", type=float, default=None,
-                       help="softmax temperature for the confidence (default: the model's, 1); "
-                            "fit one on your labelled cases with `medseg calibrate`")
-    group.add_argument("--review-threshold", default=None, metavar="NAME=VALUE[,...]",
-                       help="review-flag thresholds (voxel=0.9, mean=0.85, fraction_below=0.25, "
-                            "boundary=0.7 by default)")
+    add_review_options(group)
     parser.add_argument("--no-resume", action="store_true",
                         help="rerun every case, even those already done")
     parser.set_defaults(func=run)

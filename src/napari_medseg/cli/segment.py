@@ -83,6 +83,11 @@ def _add_confidence_options(parser: argparse.ArgumentParser) -> None:
                        help="also write the confidence map (probability of each voxel's class, "
                             "float32, 1 = certain) to FILE (.nii.gz, .nrrd, .mha), and add "
                             "per-structure confidence and review flags to the output")
+    add_review_options(group)
+
+
+def add_review_options(group) -> None:
+    """``--temperature`` and ``--review-threshold``, shared by ``medseg segment`` and ``medseg batch``."""
     group.add_argument("--temperature", type=float, default=None,
                        help="softmax temperature for the confidence (default: the model's, 1); "
                             "fit one on your labelled cases with `medseg calibrate`")
