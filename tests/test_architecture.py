@@ -24,6 +24,18 @@ def _lint_imports() -> str:
     return exe
 
 
+def _lint_with_probe(tmp_path, probe_path: Path, code: str, config: str) -> subprocess.CompletedProcess:
+    """Run lint-imports with ``config`` while ``probe_path`` (a source module) holds ``code``."""
+    probe_path.write_text(code)
+    try:
+        cfg = tmp_path / "contracts.ini"
+        cfg.write_text(config)
+        return subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        probe_path.unlink()
+
+
 def test_import_contracts_are_kept():
     proc = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
@@ -34,15 +46,8 @@ def test_import_contracts_are_kept():
 def test_contracts_catch_an_upward_import(tmp_path):
     """A models module importing inference breaks the layers contract (the check can fail)."""
     config = (ROOT / ".importlinter").read_text()
-    probe = ROOT / "src" / "napari_medseg" / "models" / "_probe_upward_import.py"
-    probe.write_text("from ..inference import segment  # noqa: F401\n")
-    try:
-        cfg = tmp_path / "contracts.ini"
-        cfg.write_text(config)
-        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-    finally:
-        probe.unlink()
+    proc = _lint_with_probe(tmp_path, ROOT / "src" / "napari_medseg" / "models" / "_probe_upward_import.py",
+                            "from ..inference import segment  # noqa: F401\n", config)
     assert proc.returncode != 0
     assert "napari_medseg.models._probe_upward_import -> napari_medseg.inference" in proc.stdout
 
@@ -51,15 +56,9 @@ def test_io_contract_catches_a_cycle_inside_io(tmp_path):
     """A bottom io module importing the readers breaks the io layers contract (no cycles in io/)."""
     config = (ROOT / ".importlinter").read_text()
     assert "    formats | arrays\n" in config
-    probe = ROOT / "src" / "napari_medseg" / "io" / "_probe_cycle.py"
-    probe.write_text("from . import readers  # noqa: F401\n")
-    try:
-        cfg = tmp_path / "contracts.ini"
-        cfg.write_text(config.replace("    formats | arrays\n", "    formats | arrays | _probe_cycle\n"))
-        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-    finally:
-        probe.unlink()
+    proc = _lint_with_probe(tmp_path, ROOT / "src" / "napari_medseg" / "io" / "_probe_cycle.py",
+                            "from . import readers  # noqa: F401\n",
+                            config.replace("    formats | arrays\n", "    formats | arrays | _probe_cycle\n"))
     assert proc.returncode != 0
     assert "napari_medseg.io._probe_cycle -> napari_medseg.io.readers" in proc.stdout
 
@@ -67,15 +66,8 @@ def test_io_contract_catches_a_cycle_inside_io(tmp_path):
 def test_contract_catches_the_product_importing_the_test_helpers(tmp_path):
     """A product module importing napari_medseg.testing breaks its forbidden contract."""
     config = (ROOT / ".importlinter").read_text()
-    probe = ROOT / "src" / "napari_medseg" / "editing" / "_probe_testing_import.py"
-    probe.write_text("from ..testing import tolerance  # noqa: F401\n")
-    try:
-        cfg = tmp_path / "contracts.ini"
-        cfg.write_text(config)
-        proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(cfg)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-    finally:
-        probe.unlink()
+    proc = _lint_with_probe(tmp_path, ROOT / "src" / "napari_medseg" / "editing" / "_probe_testing_import.py",
+                            "from ..testing import tolerance  # noqa: F401\n", config)
     assert proc.returncode != 0
     # lint-imports wraps long lines
     assert ("napari_medseg.editing._probe_testing_import -> napari_medseg.testing.tolerance"

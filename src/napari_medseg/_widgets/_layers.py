@@ -49,7 +49,7 @@ def layer_key(layer) -> str:
     """A key identifying ``layer`` for as long as it lives.
 
     Dock widgets get napari's ``PublicOnlyProxy`` viewer, whose every attribute access
-    returns a new proxy object: ``id(layer)`` then differs from one call to the next
+    returns a new proxy object: the Python identity of a layer then differs from one call to the next
     and a weak reference to it dies at once. The layer's public ``unique_id`` is the
     same through every proxy.
     """
