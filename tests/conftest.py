@@ -72,6 +72,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for one test (tiny networks on a shared CPU: no spin contention)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --- nnU-Net: tiny random-weight model folders (4-16 features, 3 stages) and small volumes,
 # so that nnunetv2's ``nnUNetPredictor`` (the parity reference) runs in seconds on a CPU.
 NNUNET_TINY = dict(patch_size=(16, 32, 32), base_features=4, max_features=16, n_stages=3)

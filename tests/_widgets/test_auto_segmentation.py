@@ -30,15 +30,6 @@ def phantom():
     return make_phantom(seed=2, shape=(24, 96, 96), spacing_zyx=(5.0, 2.0, 2.0))
 
 
-@pytest.fixture
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def dock(viewer) -> AutoSegmentationWidget:
     """The widget as napari's Plugins menu docks it (it holds a PublicOnlyProxy viewer)."""
     _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Automatic segmentation")

@@ -26,15 +26,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no-totalseg"))
 
 
-@pytest.fixture
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_confidence_layer_review_list_and_statistics_columns(make_napari_viewer, qtbot, tmp_path,
                                                              one_torch_thread):
     from napari_medseg.inference.segment import segment_with_info

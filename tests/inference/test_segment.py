@@ -88,16 +88,6 @@ class FakeNets:
         return out, {}
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine: one intra-op thread avoids spin contention."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_total_parts_merge_into_global_ids(ct, monkeypatch):
     install_fake("total")
     fake = FakeNets()

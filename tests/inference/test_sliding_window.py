@@ -11,17 +11,9 @@ torch = pytest.importorskip("torch")
 
 
 def _net(n_in=1, n_classes=7, seed=0):
-    from napari_medseg.models.nnunet.network import build_network
-    from napari_medseg.testing.nnunet import _architecture
+    from napari_medseg.testing.nnunet import small_network
 
-    torch.manual_seed(seed)
-    arch = _architecture("PlainConvUNet", 3, [4, 8, 16], [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-                         [[1, 3, 3], [3, 3, 3], [3, 3, 3]], 2)
-    net = build_network(arch, n_in, n_classes).eval()
-    with torch.no_grad():  # non-trivial norm affines and seg bias
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return net
+    return small_network(n_in, n_classes, seed)
 
 
 class _Plain(torch.nn.Module):

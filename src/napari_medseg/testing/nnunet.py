@@ -362,3 +362,23 @@ def dice_per_class(a, b, n_classes):
         if denom:
             out[c] = 2.0 * np.logical_and(sa, sb).sum() / denom
     return out
+
+
+def small_network(n_in: int = 1, n_classes: int = 7, seed: int = 0):
+    """A 3-stage PlainConvUNet (4-16 features) with random, non-trivial weights, in eval mode.
+
+    The norm affines and the seg bias are perturbed so that fast paths that would only be
+    right for default initialisations are caught.
+    """
+    import torch
+
+    from ..models.nnunet.network import build_network
+
+    torch.manual_seed(seed)
+    arch = _architecture("PlainConvUNet", 3, [4, 8, 16], [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+                         [[1, 3, 3], [3, 3, 3], [3, 3, 3]], 2)
+    net = build_network(arch, n_in, n_classes).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net
