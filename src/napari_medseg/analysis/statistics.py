@@ -61,7 +61,8 @@ def _check_inputs(image, labels):
             raise InvalidInputError(f"the image must be numeric, got dtype {image.array.dtype}")
 
 
-def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] = None) -> list:
+def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] = None,
+                     bias_correct: bool = False) -> list:
     """Statistics of every label present in ``labels``.
 
     Parameters
@@ -75,6 +76,10 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
         Names; unnamed labels are called ``"label <id>"``.
     ids : sequence of int, optional
         Only these labels (absent ones are reported with 0 voxels).
+    bias_correct : bool
+        Intensity columns from the MR image's N4 bias-field corrected intensities
+        (:func:`~napari_medseg.inference.bias_field.correct_bias_field`, cached per
+        image); CT is refused.
 
     Returns
     -------
@@ -89,6 +94,12 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
     from scipy import ndimage
 
     _check_inputs(image, labels)
+    if bias_correct:
+        if image is None:
+            raise InvalidInputError("bias-field correction needs the image; none was given")
+        from ..inference.bias_field import correct_bias_field
+
+        image = correct_bias_field(image)
     lab = labels.array
     flat = lab.ravel()
 

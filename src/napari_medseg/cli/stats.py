@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="OUT", help="write the table as CSV to OUT (atomically; never over IMAGE, LABELS "
                              "or their sidecars)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    parser.add_argument("--bias-correct", action="store_true",
+                        help="MR only: intensity columns from the N4 bias-field corrected image "
+                             "(refused for CT)")
     parser.set_defaults(func=run)
 
 
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.csv], [args.image, args.labels], what="--csv")
     image = read_volume(args.image)
     labels, table = read_labels_any(args.labels, reference=image)
-    stats = label_statistics(image, labels, table)
+    stats = label_statistics(image, labels, table, bias_correct=args.bias_correct)
+    if args.bias_correct:
+        print("intensities are N4 bias-field corrected", file=sys.stderr)
     if args.csv:
         path = to_csv(stats, args.csv)
         print(f"wrote {len(stats)} rows to {path}", file=sys.stderr)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
+from ..io.arrays import fingerprint  # one home for array digests; re-exported here
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,6 @@ def _write_atomic(path: Path, write: Callable[[Any], None]) -> str:
         raise
     _fsync_dir(path.parent)
     return sha
-
-
-def fingerprint(array: np.ndarray) -> str:
-    """A digest of the array's shape, dtype and bytes (change detection)."""
-    arr = np.ascontiguousarray(array)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.shape}{arr.dtype.str}".encode())
-    h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """Label arrays as files store them: smallest unsigned dtype, ids present, validation.
 
 Low in :mod:`napari_medseg.io` (imports only the errors): readers, writers, the Slicer and
-DICOM-SEG formats and the layer tuples all use these three functions.
+DICOM-SEG formats and the layer tuples all use these three functions. :func:`fingerprint`
+(a digest of any array's content) lives here too, low enough for every layer that caches
+work per array (autosave, statistics, the bias-field cache).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -76,3 +80,12 @@ def to_label_array(array: np.ndarray, what: str = "labels", *, from_file: bool =
 
 
 __all__ = ["label_dtype_for", "present_ids", "to_label_array"]
+
+
+def fingerprint(array: np.ndarray) -> str:
+    """A digest of the array's shape, dtype and bytes (change detection, cache keys)."""
+    arr = np.ascontiguousarray(array)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.shape}{arr.dtype.str}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
