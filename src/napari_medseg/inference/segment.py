@@ -562,18 +562,16 @@ def _run_deepbet(card, volume: Volume, roi: Optional[list], weights, device, pro
     import nibabel as nib
     import torch
 
-    from ..models.deepbet import archive_paths
-
-    paths = archive_paths()  # only the installed package's networks, hash-checked
-    report(progress, 0.05, "deepbet: loading its networks from the installed package")
-    from deepbet import BrainExtraction
+    from ..models import deepbet as deepbet_model
 
     dev = (device or "auto").strip().lower()
     no_gpu = dev == "cpu" or not (torch.cuda.is_available() or (
         hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
     t0 = time.perf_counter()
-    bet = BrainExtraction(no_gpu=no_gpu, model_path=str(paths["model"]),
-                          bbox_model_path=str(paths["bbox"]))
+    if not deepbet_model.loaded():
+        report(progress, 0.05, "deepbet: loading its networks from the installed package")
+    # only the installed package's networks, hash-checked when loaded; kept loaded per device
+    bet, run_lock = deepbet_model.brain_extractor(no_gpu)
     check_cancel(cancel)
     affine_lps = np.eye(4)
     affine_lps[:3, :3] = volume.direction_matrix * np.asarray(volume.spacing, float)[None, :]
@@ -583,7 +581,8 @@ def _run_deepbet(card, volume: Volume, roi: Optional[list], weights, device, pro
     img = nib.Nifti1Image(xyz, affine_ras)
     report(progress, 0.2, "deepbet: extracting the brain")
     try:
-        _, mask_img, tiv = bet.run(img)
+        with run_lock:
+            _, mask_img, tiv = bet.run(img)
     except AssertionError as exc:  # deepbet's own checks (e.g. no head found)
         raise InvalidInputError(f"deepbet could not find a brain in the image: {exc}. It "
                                 "expects a T1-weighted head MRI") from None

@@ -7,14 +7,20 @@ from a user path, a download or the weights cache, because a TorchScript archive
 Before loading, each file's sha256 is checked against the ``RECORD`` that pip wrote when
 it installed the wheel, so a modified archive is refused by name.
 
-Nothing here imports torch; the network run is
-:func:`napari_medseg.inference.segment.segment` (model ``"deepbet"``).
+Loading the two networks costs seconds, so :func:`brain_extractor` keeps them loaded for
+the life of the process, one copy per device (CPU, GPU): the second brain extraction in
+the widget or a batch reuses them. The archives' hashes are checked when they are loaded;
+later calls re-check them only when a file's size or modification time changed (then the
+networks are loaded again, or refused). Only :func:`brain_extractor` imports torch (through
+deepbet); the network run is :func:`napari_medseg.inference.segment.segment` (model
+``"deepbet"``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -92,3 +98,70 @@ def archive_paths(verify: bool = True) -> dict:
 def version() -> str:
     """The installed deepbet version."""
     return _distribution().version
+
+
+# no_gpu -> (archive signature, BrainExtraction, lock held while it runs)
+_EXTRACTORS: dict = {}
+_EXTRACTORS_LOCK = threading.Lock()
+
+
+def _signature(paths: dict) -> tuple:
+    """Path, size and modification time of each archive (what says "the same files")."""
+    out = []
+    for key in sorted(paths):
+        st = Path(paths[key]).stat()
+        out.append((key, str(paths[key]), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _load(paths: dict, no_gpu: bool):
+    """deepbet's ``BrainExtraction`` with both TorchScript networks loaded (the costly step)."""
+    from deepbet import BrainExtraction
+
+    return BrainExtraction(no_gpu=no_gpu, model_path=str(paths["model"]),
+                           bbox_model_path=str(paths["bbox"]))
+
+
+def brain_extractor(no_gpu: bool = True) -> tuple:
+    """deepbet's ``BrainExtraction``, its networks loaded once per process and device.
+
+    Parameters
+    ----------
+    no_gpu : bool
+        Load the networks on the CPU (True) or on deepbet's choice of GPU when one exists.
+
+    Returns
+    -------
+    (BrainExtraction, threading.Lock)
+        The extractor and the lock to hold while calling its ``run`` (it keeps the last
+        run's bounding box on itself, so two runs must not overlap).
+
+    Raises
+    ------
+    InvalidInputError
+        deepbet is not installed, or an archive is missing or modified
+        (:func:`archive_paths`).
+    """
+    located = archive_paths(verify=False)
+    signature = _signature(located)
+    key = bool(no_gpu)
+    with _EXTRACTORS_LOCK:
+        hit = _EXTRACTORS.get(key)
+        if hit is not None and hit[0] == signature:
+            return hit[1], hit[2]
+        _EXTRACTORS.pop(key, None)  # changed files: never run the old networks beside new ones
+        paths = archive_paths(verify=True)
+        bet = _load(paths, key)
+        _EXTRACTORS[key] = (_signature(paths), bet, threading.Lock())
+        return bet, _EXTRACTORS[key][2]
+
+
+def loaded() -> bool:
+    """True when :func:`brain_extractor` holds loaded networks (for any device)."""
+    return bool(_EXTRACTORS)
+
+
+def release() -> None:
+    """Drop the loaded networks (their memory is freed when no run still uses them)."""
+    with _EXTRACTORS_LOCK:
+        _EXTRACTORS.clear()
