@@ -34,7 +34,7 @@ def viewer_after_first_use(make_napari_viewer, monkeypatch):
     monkeypatch.setattr(settings, "config_path", None)
     assert dict(settings.plugins.extension2reader) == {}
     npe2.PluginManager.instance().deactivate(PLUGIN_NAME)
-    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "CT window presets")
+    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "Window presets")
     assert settings.plugins.extension2reader.get("*.nii.gz") == PLUGIN_NAME
 
     monkeypatch.setattr(QtReaderDialog, "get_user_choices", _no_dialog)

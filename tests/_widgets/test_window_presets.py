@@ -1,4 +1,4 @@
-"""The CT window presets widget in a real napari viewer."""
+"""The Window presets widget (CT HU windows, MR percentile windows) in a real napari viewer."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_window_presets_offer_mr_windows_for_an_mr_file_and_follow_the_override(
     path = tmp_path / "t2.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(mr), str(path))  # NIfTI states no modality
     viewer = viewer_after_first_use
-    widget = dock(viewer, "CT window presets")
+    widget = dock(viewer, "Window presets")
     layer = open_as_user(viewer, path)[0]
     widget.refresh()
     assert widget.layer_modality() == "MR" and "MR" in widget.modality_label.text()
@@ -62,5 +62,28 @@ def test_window_presets_offer_mr_windows_for_an_mr_file_and_follow_the_override(
     assert layer.metadata["medseg_modality"] == "CT"
     assert not widget.buttons["lung"].isHidden() and widget.buttons["robust (1-99 %)"].isHidden()
     assert widget.apply_preset("lung") == (-1350.0, 150.0)
+    widget.modality.setCurrentText("auto")
+    assert widget.layer_modality() == "MR"
+
+
+@pytest.mark.gui
+def test_an_mr_dicom_series_is_mr_from_its_tag_and_the_override_wins(
+        viewer_after_first_use, qtbot, tmp_path):
+    """A DICOM folder opened as users do: the Modality tag (MR) decides the windows offered,
+    and the user's CT/MR choice beats the tag."""
+    from napari_medseg.testing.volumes import write_pydicom_mr_series
+
+    from ._dock import dock
+
+    write_pydicom_mr_series(tmp_path / "series", n=5)
+    viewer = viewer_after_first_use
+    widget = dock(viewer, "Window presets")
+    layer = open_as_user(viewer, tmp_path / "series")[0]
+    widget.refresh()
+    assert widget.layer_modality() == "MR"
+    assert widget.buttons["lung"].isHidden() and not widget.buttons["robust (1-99 %)"].isHidden()
+    widget.modality.setCurrentText("CT")
+    assert layer.metadata["medseg_modality"] == "CT" and widget.layer_modality() == "CT"
+    assert not widget.buttons["lung"].isHidden()
     widget.modality.setCurrentText("auto")
     assert widget.layer_modality() == "MR"

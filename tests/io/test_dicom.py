@@ -96,3 +96,38 @@ def test_duplicate_copies_of_an_instance_are_one_slice(tmp_path):
     (tmp_path / "copy.dcm").write_bytes(info["files"][0].read_bytes())
     with pytest.warns(DicomWarning, match="ignoring 1 duplicate file"):
         assert read_volume(tmp_path).shape[0] == 3
+
+
+# --- modality from the DICOM tags
+
+def test_modality_comes_from_the_mr_tag(tmp_path):
+    """pydicom's MR_small.dcm as a series: the Modality tag makes it MR, and MR windows apply."""
+    from napari_medseg.io.windows import image_modality, presets_for
+    from napari_medseg.testing.volumes import write_pydicom_mr_series
+
+    info = write_pydicom_mr_series(tmp_path, n=5)
+    vol = read_volume(tmp_path)
+    assert vol.shape == (5, 64, 64)
+    np.testing.assert_array_equal(vol.array[2], info["pixels"])
+    assert vol.modality == "MR" and image_modality(vol) == "MR"
+    assert "lung" not in presets_for(image_modality(vol))
+
+
+def test_the_tag_beats_the_values_and_the_user_beats_the_tag(tmp_path):
+    """An MR series whose stored values happen to look like Hounsfield units stays MR (the
+    file says so); the user's override wins over the file; "auto" gives the file's word back."""
+    from napari_medseg.io.windows import image_modality, infer_modality_from_values
+    from napari_medseg.testing.volumes import MR_IMAGE_STORAGE
+
+    write_dicom_series(tmp_path / "mr", n=4, modality="MR", sop_class=MR_IMAGE_STORAGE,
+                       intercept=-1024.0)
+    write_dicom_series(tmp_path / "ct", n=4)
+    mr, ct = read_volume(tmp_path / "mr"), read_volume(tmp_path / "ct")
+    assert infer_modality_from_values(mr.array) == "CT"  # the values alone would say CT
+    assert mr.modality == "MR" and image_modality(mr) == "MR"
+    assert ct.modality == "CT" and image_modality(ct) == "CT"
+    for volume, said in ((mr, "CT"), (ct, "MR"), (ct, "mri")):
+        volume.metadata["medseg_modality"] = said
+        assert image_modality(volume) == ("MR" if said == "mri" else said)
+    mr.metadata["medseg_modality"] = "auto"
+    assert image_modality(mr) == "MR"

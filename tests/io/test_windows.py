@@ -1,4 +1,4 @@
-"""CT window presets and the default window."""
+"""Window presets (CT: HU level/width; MR: percentile windows) and the default window."""
 
 import numpy as np
 import pytest

@@ -135,3 +135,36 @@ def write_dicom_series(folder: Path, n: int = 4, *, shape=(6, 5), z0: float = 10
                           series_uid=series_uid, instance=i + 1, **kwargs)
         files.append(path)
     return {"uid": series_uid, "stored": stored, "positions": positions, "files": files}
+
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def write_pydicom_mr_series(folder: Path, n: int = 5, *, dz: float = 0.8) -> dict:
+    """A real scanner's MR header as an ``n``-slice series: pydicom's ``MR_small.dcm`` test file
+    (64 x 64, Modality MR, MR Image Storage) copied with new UIDs, instance numbers and
+    positions ``dz`` mm apart along the slice normal. Returns {"uid", "files", "pixels"}."""
+    import copy
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    origin = np.asarray([float(v) for v in src.ImagePositionPatient])
+    series_uid = generate_uid()
+    files = []
+    for i in range(n):
+        ds = copy.deepcopy(src)
+        uid = generate_uid()
+        ds.SOPInstanceUID = uid
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = i + 1
+        ds.SliceThickness = f"{dz:g}"
+        ds.ImagePositionPatient = [f"{v:.6g}" for v in origin + np.array([0.0, 0.0, i * dz])]
+        path = folder / f"mr{i:03d}.dcm"
+        ds.save_as(str(path))
+        files.append(path)
+    return {"uid": series_uid, "files": files, "pixels": src.pixel_array}
