@@ -8,8 +8,8 @@ is what a radiologist does: click where the mask is wrong.
 
 :func:`structures` lists the objects a protocol run clicks on (each connected part of
 >= 200 voxels of each label), :func:`run_protocol` runs the clicks on one object and
-records Dice and latency after each, :func:`mr_like` makes an MR-like contrast of the
-CT phantom (for the benchmark and tests only).
+records Dice and latency after each, :func:`mr_like` gives the MR-like contrast of the
+CT phantom the protocol benchmark uses (:func:`napari_medseg.phantom.mr_contrast`).
 """
 
 from __future__ import annotations
@@ -148,39 +148,13 @@ def structures(labels: np.ndarray, names: dict, min_voxels: int = 200) -> dict:
     return out
 
 
-#: T1-weighted-like signal per phantom label (arbitrary units): fat bright, fluid and
-#: flowing blood dark, marrow fatty, air black. Not a physical MR simulation.
-MR_SIGNAL = {
-    0: 15.0, "liver": 620.0, "liver_lesion": 330.0, "spleen": 470.0, "kidney_right": 520.0,
-    "kidney_left": 520.0, "aorta": 180.0, "vertebrae": 560.0, "lung": 40.0, "skin": 420.0,
-    "subcutaneous_fat": 900.0, "muscle": 360.0, "visceral_fat": 880.0, "bowel": 270.0,
-    "intervertebral_disc": 300.0, "spinal_canal": 140.0, "inferior_vena_cava": 230.0, "ribs": 250.0,
-}
+def mr_like(phantom, seed: int = 0, noise: float = 18.0, bias: float = 0.2, weighting: str = "T1"):
+    """An MR-like contrast of a CT phantom for the click protocol: a Volume, modality ``"MR"``.
 
-
-def mr_like(phantom, seed: int = 0, noise: float = 18.0, bias: float = 0.2):
-    """An MR-like (T1-weighted-like) contrast of a CT phantom: a Volume, modality ``"MR"``.
-
-    Per-label signal (:data:`MR_SIGNAL`), a partial-volume blur, a smooth
-    multiplicative bias field (+-``bias``) and Rician noise, on the phantom's grid:
-    the label map stays the ground truth. For benchmarks and tests only; it is an
-    intensity remapping, not an MR simulation.
+    :func:`napari_medseg.phantom.mr_contrast` (the one home of the phantom's MR contrast,
+    what ``medseg sample --modality mr`` writes) with this benchmark's defaults: T1-weighted-
+    like, seed 0, noise 18, a +-20 % bias field. The label map stays the ground truth.
     """
-    labels = phantom.labels
-    lut = np.full(256, MR_SIGNAL[0], dtype=np.float32)
-    for i, name in phantom.names.items():
-        lut[i] = MR_SIGNAL.get(name, 400.0)
-    img = lut[labels]
-    spacing = np.asarray(phantom.ct.spacing_zyx, float)
-    img = ndi.gaussian_filter(img, [0.6 / s for s in spacing])  # partial volume
-    rng = np.random.default_rng(seed)
-    # Bias field: a smooth random field over the grid, scaled to +-bias.
-    coarse = rng.standard_normal((4, 4, 4)).astype(np.float32)
-    field_ = ndi.zoom(coarse, [n / 4.0 for n in img.shape], order=3, grid_mode=True, mode="nearest")
-    field_ = field_[: img.shape[0], : img.shape[1], : img.shape[2]]
-    field_ = 1.0 + bias * field_ / max(float(np.abs(field_).max()), 1e-6)
-    img = img * field_
-    re = img + rng.standard_normal(img.shape, dtype=np.float32) * noise
-    im = rng.standard_normal(img.shape, dtype=np.float32) * noise
-    mag = np.sqrt(re * re + im * im)
-    return phantom.ct.with_array(np.rint(mag).astype(np.int16), modality="MR")
+    from ..phantom import mr_contrast
+
+    return mr_contrast(phantom, weighting, seed=seed, noise=noise, bias=bias)
