@@ -331,3 +331,42 @@ def test_confidence_parity_with_nnunet_saved_probabilities(model_factory, ct_sma
     ref_entropy = -(probs * np.log(p)).sum(0) / np.log(probs.shape[0])
     err_h = float(np.abs(conf.entropy - ref_entropy).max())
     assert err_h <= 2e-2, f"{case}: entropy map differs by {err_h:.3g}"
+
+
+def test_openvino_frees_the_torch_weights_and_a_failure_reads_them_back(
+        model_factory, ct_small, monkeypatch, tmp_path):
+    """While the compiled model runs only the seg head stays in the torch network; an
+    error while running reads the weights back from the checkpoint and torch finishes
+    with torch's labels; a later torch run has every weight again."""
+    pytest.importorskip("openvino")
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+    from napari_medseg.inference.runtimes.openvino import CompiledNetwork
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    folder = model_factory(plans_format="new", n_classes=4, spacing=(5.0, 6.0, 6.0), seed=5)
+    torch_labels = NnUNetPredictor.from_folder(folder, device="cpu", runtime="torch").predict(
+        ct_small, use_mirroring=False)
+    model = NnUNetPredictor.from_folder(folder, device="cpu", runtime="openvino")
+
+    def held():
+        return sum(p.numel() for p in model.network.parameters())
+
+    full = held()
+    head = sum(p.numel() for p in model.network.decoder.seg_layers[-1].parameters())
+    labels = model.predict(ct_small, use_mirroring=False)
+    assert model.runtime_report.used == "openvino"
+    assert held() == head < full
+    assert (labels == torch_labels).mean() >= 0.999
+    model.predict(ct_small, use_mirroring=False)  # the next run: still compiled, still freed
+    assert model.runtime_report.cache_hits == 1 and held() == head
+
+    def broken(self, x):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(CompiledNetwork, "__call__", broken)
+    fallback = model.predict(ct_small, use_mirroring=False)
+    assert model.runtime_report.used == "torch" and "device lost" in model.runtime_report.reason
+    assert held() == full
+    assert np.array_equal(fallback, torch_labels)
+    model.runtime = "torch"
+    assert np.array_equal(model.predict(ct_small, use_mirroring=False), torch_labels)

@@ -65,8 +65,10 @@ class _CompiledUNet:
     class-block scoring work unchanged.
 
     One fold's compiled model is held at a time (``load_fold`` drops the previous one
-    first), so a five-fold ensemble never holds five compiled copies. A failure while
-    running falls back to the torch network for the rest of the run.
+    first), so a five-fold ensemble never holds five compiled copies. While a compiled
+    model runs, the torch encoder and decoder weights are freed (the predictor's
+    ``release`` callback; only the seg head stays); a failure while running restores them
+    (``restore``) and falls back to the torch network for the rest of the run.
     """
 
     def __init__(self, network: Any, input_shape: tuple):
@@ -75,20 +77,31 @@ class _CompiledUNet:
         self.report: Optional[RuntimeReport] = None
         self._fn = None
         self._fold: Optional[int] = None
+        self.release = lambda: None
+        self.restore = lambda: None
 
     def load_fold(self, fold: int, weights_key: str) -> None:
         if self.report.used != "openvino":
             return
         if self._fn is not None and self._fold == fold:
             self.report.cache_hits += 1  # still compiled from the previous run: nothing to do
+            self.release()
             return
         from .runtimes.openvino import MethodModule
 
         self._fn = None  # free the previous fold's compiled model before building the next
+        self.restore()  # converting needs the weights (a cache hit only their hash)
         self._fn = compile_module(MethodModule(self.network, "forward_features"), self.input_shape,
                                   report=self.report, what="nnU-Net network",
                                   weights_key=weights_key)
         self._fold = fold if self._fn is not None else None
+        if self._fn is not None:
+            self.release()
+
+    def release_memory(self) -> None:
+        """Free the compiled model's activation buffers (reallocated by the next window)."""
+        if self._fn is not None and hasattr(self._fn, "release_memory"):
+            self._fn.release_memory()
 
     def forward_features(self, x):
         if self._fn is None or self.report.used != "openvino":
@@ -102,6 +115,7 @@ class _CompiledUNet:
         except Exception as exc:  # a runtime error in the compiled model: torch finishes the job
             self.report.fall_back(f"OpenVINO failed while running ({type(exc).__name__}: {exc})")
             self._fn = None
+            self.restore()
             return self.network.forward_features(x)
 
     def head(self, features, classes: slice = slice(None)):
@@ -119,7 +133,7 @@ class NnUNetPredictor:
 
     def __init__(self, folder: Path, plans: NnUNetPlans, dataset_json: dict, network: Any,
                  fold_state_dicts: list, folds: list, mirror_axes: Optional[tuple], device: Any,
-                 trainer_name: Optional[str] = None):
+                 trainer_name: Optional[str] = None, checkpoint_paths: Sequence = ()):
         self.folder = Path(folder)
         self.plans = plans
         self.dataset_json = dataset_json
@@ -147,6 +161,11 @@ class NnUNetPredictor:
         self.runtime_report: Optional[RuntimeReport] = None
         self._compiled: Optional[_CompiledUNet] = None
         self._weights_keys: dict = {}
+        #: Checkpoint file of each fold: a one-fold model keeps its weights only in the
+        #: network, so weights freed for a compiled model are read back from here.
+        self._checkpoint_paths = [Path(p) for p in checkpoint_paths]
+        #: Shapes of the torch parameters freed while a compiled model runs (name -> shape).
+        self._released: dict = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -226,7 +245,8 @@ class NnUNetPredictor:
         # one fold: its weights live in the network only (no second copy in memory)
         state_dicts = [ck.state_dict for ck in ckpts] if len(ckpts) > 1 else [None]
         model = cls(folder, plans, dataset_json, network, state_dicts, folds,
-                    ckpts[0].mirror_axes, dev, ckpts[0].trainer_name)
+                    ckpts[0].mirror_axes, dev, ckpts[0].trainer_name,
+                    checkpoint_paths=[folder / f"fold_{f}" / checkpoint for f in folds])
         model.runtime = runtime
         log.info("loaded nnU-Net model %s (%s, folds %s) on %s", folder, configuration, folds, dev)
         return model
@@ -247,13 +267,50 @@ class NnUNetPredictor:
 
     def _set_fold(self, fold_index: int) -> None:
         if self._loaded_fold != fold_index and self._fold_state_dicts[fold_index] is not None:
+            self._restore_torch_weights(load=False)
             self.network.load_state_dict(self._fold_state_dicts[fold_index], strict=True)
             self._loaded_fold = fold_index
+
+    def _release_torch_weights(self) -> None:
+        """Free the encoder/decoder weights of the torch network (a compiled model holds
+        its own copy); the seg head stays, the sliding window runs it in torch."""
+        import torch
+
+        keep = {id(p) for p in self.network.decoder.seg_layers[-1].parameters()}
+        for name, p in self.network.named_parameters():  # each aliased tensor once
+            if id(p) not in keep and p.numel():
+                self._released[name] = tuple(p.shape)
+                p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+
+    def _restore_torch_weights(self, load: bool = True) -> None:
+        """Give the freed parameters back their shapes and (``load``) the loaded fold's
+        weights: from memory for an ensemble, else read again from the checkpoint."""
+        if not self._released:
+            return
+        import torch
+
+        for name, p in self.network.named_parameters():
+            if name in self._released:
+                p.data = torch.empty(self._released[name], dtype=p.dtype, device=p.device)
+        self._released = {}
+        if not load:
+            return  # the caller loads a fold's state dict next
+        fold = self._loaded_fold or 0
+        state = self._fold_state_dicts[fold]
+        if state is None:
+            from ..models.nnunet.checkpoint import read_fold_checkpoint
+
+            path = self._checkpoint_paths[fold]
+            log.info("reading the torch weights again from %s (OpenVINO fallback)", path)
+            state = read_fold_checkpoint(path).state_dict
+        self.network.load_state_dict(state, strict=True)
 
     def to(self, device: Any) -> "NnUNetPredictor":
         """Move the network to another device (``"cpu"``, ``"cuda"``, ...)."""
         import torch
 
+        self._compiled = None
+        self._restore_torch_weights()
         dev = device if isinstance(device, torch.device) else choose_device(str(device))
         self.network = self.network.to(dev)
         self.device = dev
@@ -486,12 +543,15 @@ class NnUNetPredictor:
         report = resolve_runtime(self.runtime, self.device)
         self.runtime_report = report
         network, set_fold = self.network, self._set_fold
+        compiled = None
         if report.used == "openvino":
             shape = (1, self.num_input_channels, *map(int, self.plans.patch_size))
             if self._compiled is None or self._compiled.input_shape != shape:
                 self._compiled = _CompiledUNet(self.network, shape)
             compiled = self._compiled
             compiled.network, compiled.report = self.network, report
+            compiled.release = self._release_torch_weights
+            compiled.restore = self._restore_torch_weights
             network, batch = compiled, 1  # compiled for one window: mirrors run one by one
 
             def set_fold(fold: int) -> None:
@@ -499,19 +559,26 @@ class NnUNetPredictor:
                 if fold not in self._weights_keys:
                     from .runtimes.cache import weights_hash
 
+                    self._restore_torch_weights()
                     self._weights_keys[fold] = weights_hash(self.network)
                 compiled.load_fold(fold, self._weights_keys[fold])
         else:
             self._compiled = None  # a compiled model for another runtime choice: free it
-        return fn(
-            network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
-            tile_step_size=tile_step_size, mirror_axes=mirror, device=self.device,
-            autocast=autocast_enabled(self.device), mirror_batch=batch,
-            progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
-            n_folds=len(self._fold_state_dicts), set_fold=set_fold,
-            emulate_fp16=self.precision == "nnunet",
-            **({"fold_labels": True} if fold_labels else {}),
-        )
+            self._restore_torch_weights()
+        try:
+            return fn(
+                network, data, patch_size=self.plans.patch_size, num_classes=self.num_classes,
+                tile_step_size=tile_step_size, mirror_axes=mirror, device=self.device,
+                autocast=autocast_enabled(self.device), mirror_batch=batch,
+                progress=sub_progress(progress, 0.08, 0.9), cancel=cancel,
+                n_folds=len(self._fold_state_dicts), set_fold=set_fold,
+                emulate_fp16=self.precision == "nnunet",
+                **({"fold_labels": True} if fold_labels else {}),
+            )
+        finally:
+            if compiled is not None:
+                # the activation buffers are not needed while the scores are exported
+                compiled.release_memory()
 
     def __repr__(self) -> str:
         return (f"NnUNetPredictor({self.folder.name!r}, configuration={self.configuration!r}, "

@@ -81,6 +81,13 @@ class CompiledNetwork:
         # a module returning a list or tuple of tensors: the outputs in order
         return [torch.from_numpy(np.asarray(out[i])) for i in range(len(out))]
 
+    def release_memory(self) -> None:
+        """Free the activation buffers between runs (the weights stay compiled; the next
+        call allocates the buffers again, a few milliseconds)."""
+        release = getattr(self.compiled, "release_memory", None)
+        if release is not None:
+            release()
+
     def __repr__(self) -> str:
         return f"CompiledNetwork(openvino, input={self.input_shape})"
 
@@ -143,7 +150,11 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
                                          input=[(list(shape), ov.Type.f32)])
         finally:
             module.train(was_training)
-        _save_atomically(model, xml)
+        if _save_atomically(model, xml):
+            # compile from the file (memory-mapped weights): the converted graph's own
+            # copy of the weights is freed before the compiled copy is built
+            del model
+            model = core.read_model(str(xml))
     compiled = core.compile_model(model, "CPU", _config())
     del model  # the compiled model holds the weights; drop the IR graph's copy now
     dt = time.perf_counter() - t0
@@ -157,9 +168,10 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
     return CompiledNetwork(compiled, shape)
 
 
-def _save_atomically(model: Any, xml: Path) -> None:
+def _save_atomically(model: Any, xml: Path) -> bool:
     """Write ``xml``/``.bin`` under temporary names, then rename (another process
-    reading the cache never sees half a model); a write error only loses the cache."""
+    reading the cache never sees half a model); a write error only loses the cache
+    (``False``)."""
     import openvino as ov
 
     try:
@@ -171,3 +183,5 @@ def _save_atomically(model: Any, xml: Path) -> None:
     except OSError as exc:
         log.warning("could not cache the converted model in %s (%s); it will be converted "
                     "again next time", xml.parent, exc)
+        return False
+    return True
