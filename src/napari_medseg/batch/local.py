@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable, List, Optional
@@ -57,11 +58,14 @@ class _Worker:
         child.close()
         self.case: Optional[Case] = None
 
-    def stop(self, wait_s: float = 2.0) -> None:
+    def ask_to_stop(self) -> None:
         try:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
+
+    def stop(self, wait_s: float = 2.0) -> None:
+        self.ask_to_stop()
         self.proc.join(wait_s)
         if self.proc.is_alive():
             self.proc.kill()
@@ -86,7 +90,8 @@ def _death(proc) -> str:
 
 
 def run_local(cases: List[Case], settings: Settings, outdir: str, *, workers: int, retries: int,
-              on_row: Callable[[dict], None], threads: Optional[int] = None) -> None:
+              on_row: Callable[[dict], None], threads: Optional[int] = None,
+              timings: Optional[dict] = None) -> None:
     """Run ``cases`` on a pool of ``workers`` processes; ``on_row`` gets each row.
 
     Parameters
@@ -105,27 +110,39 @@ def run_local(cases: List[Case], settings: Settings, outdir: str, *, workers: in
         Called in this process with each finished case's row, in completion order.
     threads : int, optional
         Torch threads per worker (default: cores / workers).
+    timings : dict, optional
+        Filled with where the engine's time went (seconds from the call):
+        ``workers_started_s``, ``first_row_s``, ``last_row_s``, ``shutdown_s``.
 
     Raises
     ------
     KeyboardInterrupt
         After stopping every worker (finished cases were already passed to ``on_row``).
     """
+    t0 = time.perf_counter()
+    timings = {} if timings is None else timings
     ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads
     fingerprint = settings.fingerprint()
     threads = threads or default_threads(workers)
     queue = deque((c, 1) for c in cases)
     pool: List[_Worker] = []
+    rows: list = []
     try:
         pool = [_Worker(ctx, settings, outdir, threads) for _ in range(min(workers, len(cases)))]
+        timings["workers_started_s"] = round(time.perf_counter() - t0, 3)
         attempts: dict = {}
-        while queue or any(w.case is not None for w in pool):
+        rows: list = []  # received, not yet reported (reported even if Ctrl-C comes first)
+
+        def fill() -> None:
             for w in pool:
                 if w.case is None and queue:
                     case, n = queue.popleft()
                     attempts[case.case_id] = n
                     w.case = case
                     w.conn.send((case, n))
+
+        while queue or any(w.case is not None for w in pool):
+            fill()
             busy = [w for w in pool if w.case is not None]
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=5.0)
             for i, w in enumerate(list(pool)):
@@ -139,7 +156,7 @@ def run_local(cases: List[Case], settings: Settings, outdir: str, *, workers: in
                     row = None
                 if row is not None:
                     w.case = None
-                    on_row(row)
+                    rows.append(row)
                     continue
                 if w.proc.is_alive():
                     continue
@@ -151,13 +168,25 @@ def run_local(cases: List[Case], settings: Settings, outdir: str, *, workers: in
                 if n <= retries:
                     queue.appendleft((case, n + 1))
                 else:
-                    on_row(error_row(case, settings, fingerprint,
-                                     f"the worker process died during this case ({why}) "
-                                     f"{n} time(s); not retried further (--retries {retries})",
-                                     attempts=n))
+                    rows.append(error_row(case, settings, fingerprint,
+                                          f"the worker process died during this case ({why}) "
+                                          f"{n} time(s); not retried further (--retries {retries})",
+                                          attempts=n))
+            if rows:
+                fill()  # the workers get their next cases before the rows are reported
+            while rows:
+                timings.setdefault("first_row_s", round(time.perf_counter() - t0, 3))
+                on_row(rows.pop(0))
+        timings["last_row_s"] = round(time.perf_counter() - t0, 3)
     except BaseException:
         for w in pool:
             w.kill()
+        while rows:  # finished before the interrupt: their outputs are complete
+            on_row(rows.pop(0))
         raise
+    t_stop = time.perf_counter()
+    for w in pool:  # every worker winds down at once, then each is joined
+        w.ask_to_stop()
     for w in pool:
         w.stop()
+    timings["shutdown_s"] = round(time.perf_counter() - t_stop, 3)

@@ -1,20 +1,25 @@
 """The ``ray`` engine: Ray actors running the same per-case function as ``local``.
 
-Each actor builds one :class:`~.runner.CaseRunner` (the model stays loaded in it) and is
-given one case at a time. Actors ask Ray for ``gpus_per_worker`` GPUs (one actor per GPU
-with 1) or one CPU each. ``address="auto"`` (or ``ray://...``, ``HOST:PORT``) joins an
-existing cluster; no address starts a local one for the run. Inputs and OUTDIR must be
-on a file system every node sees under the same paths (each actor reads its input and
-writes its label file and record itself, as on one machine).
+Each actor builds one :class:`~.runner.CaseRunner` (the model stays loaded in it). Actors
+ask Ray for ``gpus_per_worker`` GPUs (one actor per GPU with 1) or one CPU each.
+``address="auto"`` (or ``ray://...``, ``HOST:PORT``) joins an existing cluster; no
+address starts a local one for the run. Inputs and OUTDIR must be on a file system every
+node sees under the same paths (each actor reads its input and writes its label file and
+record itself, as on one machine).
 
-An actor that dies in the middle of a case (its process killed, its node lost) is
-replaced and the case retried on the new actor, up to ``retries`` times, then recorded
-as an ``error`` row. Ctrl-C kills the actors and keeps what is finished.
+Dispatch: each actor holds one case at a time (so the case an actor died in is always
+known); it gets its next case as soon as its previous one is back, before the driver
+reports the finished row, and every result that is ready is collected in one pass. An
+actor that dies in the middle of a case (its process killed, also by Ray's memory
+monitor on a node short of memory, or its node lost) is replaced and the case retried on
+the new actor up to ``retries`` times, then recorded as an ``error`` row. Ctrl-C kills
+the actors and keeps what is finished.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Callable, List, Optional
 
@@ -23,7 +28,7 @@ from .cases import Case
 from .records import Settings
 from .runner import KILL_HOOK, CaseRunner, error_row
 
-__all__ = ["run_ray", "ray_available"]
+__all__ = ["run_ray", "ray_available", "worker_lost_errors", "WORKER_LOST"]
 
 
 class _RayWorker:
@@ -56,10 +61,29 @@ def _import_ray():
     return ray
 
 
+#: Ray's errors for a case whose actor was lost (its process killed, by a signal or by
+#: Ray's memory monitor when the node runs low on memory, or its node gone): the case is
+#: retried on a new actor, then recorded as an error row.
+WORKER_LOST = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
+               "ObjectLostError")
+
+
+def worker_lost_errors(ray) -> tuple:
+    """The exception classes of :data:`WORKER_LOST` that this Ray version has."""
+    return tuple(getattr(ray.exceptions, name) for name in WORKER_LOST
+                 if hasattr(ray.exceptions, name))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Optional[int],
             retries: int, on_row: Callable[[dict], None], address: Optional[str] = None,
             gpus_per_worker: float = 0.0, threads: Optional[int] = None,
-            on_start: Optional[Callable[[dict], None]] = None) -> None:
+            on_start: Optional[Callable[[dict], None]] = None,
+            timings: Optional[dict] = None) -> None:
     """Run ``cases`` on Ray actors; ``on_row`` gets each row (as :func:`~.local.run_local`).
 
     Parameters
@@ -76,16 +100,30 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
         Torch threads per actor (default 1 for CPU actors, torch's default on GPUs).
     on_start : callable, optional
         Called with ``{"workers": N, "cluster": {...}}`` once the actors are placed.
+    timings : dict, optional
+        Filled with where the engine's time went (seconds from the call): ``ray_import_s``,
+        ``ray_init_s`` (joining, or starting a local instance), ``actors_submitted_s``,
+        ``first_row_s``, ``last_row_s``, ``shutdown_s`` (stopping what this run started).
     """
+    t0 = time.perf_counter()
+    timings = {} if timings is None else timings
+
+    def mark(name: str) -> None:
+        timings[name] = round(time.perf_counter() - t0, 3)
+
     ray = _import_ray()
+    mark("ray_import_s")
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs = dict(include_dashboard=False, log_to_driver=False,
-                      ignore_reinit_error=True)
+        # no dashboard and no forwarding of the workers' logs: neither is used here, and
+        # both cost start-up time (the logs stay in Ray's session folder)
+        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, **kwargs)
+    mark("ray_init_s")
+    timings["started_local_ray"] = bool(started_here and not address)
     actors: list = []
     try:
         resources = ray.available_resources()
@@ -101,7 +139,8 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
         n = max(1, min(workers or fit, len(cases)))
         if threads is None and not gpus_per_worker:
             threads = 1
-        options = {"num_cpus": 1, "num_gpus": float(gpus_per_worker or 0.0), "max_restarts": 0}
+        options = {"num_cpus": 1, "num_gpus": float(gpus_per_worker or 0.0), "max_restarts": 0,
+                   "max_task_retries": 0}
         if os.environ.get(KILL_HOOK):  # actors of a running cluster do not see our environment
             options["runtime_env"] = {"env_vars": {KILL_HOOK: os.environ[KILL_HOOK]}}
         actor_cls = ray.remote(_RayWorker).options(**options)
@@ -110,26 +149,50 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
             return actor_cls.remote(settings.to_dict(), outdir, threads)
 
         actors = [new_actor() for _ in range(n)]
+        mark("actors_submitted_s")
         if on_start is not None:
             on_start({"workers": n, "cluster": {k: v for k, v in resources.items()
                                                 if k in ("CPU", "GPU", "memory")}})
-        fingerprint = settings.fingerprint()
-        died = tuple(getattr(ray.exceptions, name) for name in
-                     ("RayActorError", "WorkerCrashedError", "NodeDiedError")
-                     if hasattr(ray.exceptions, name))
-        queue = deque((c, 1) for c in cases)
-        running: dict = {}  # ObjectRef -> (actor index, case, attempts)
-        idle = list(range(n))
+        _dispatch(ray, actors, new_actor, cases, settings, retries, on_row, timings, t0)
+    finally:
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        t_stop = time.perf_counter()
+        if started_here:
+            ray.shutdown()
+        timings["shutdown_s"] = round(time.perf_counter() - t_stop, 3)
+
+
+def _dispatch(ray, actors: list, new_actor, cases: List[Case], settings: Settings,
+              retries: int, on_row: Callable[[dict], None], timings: dict, t0: float) -> None:
+    """Hand ``cases`` to ``actors`` until every case has a row (see the module's notes)."""
+    fingerprint = settings.fingerprint()
+    died = worker_lost_errors(ray)
+    queue = deque((c, 1) for c in cases)
+    running: dict = {}  # ObjectRef -> (actor index, case, attempts); one per actor
+    idle = list(range(len(actors)))
+    rows: list = []  # received, not yet reported (reported even if Ctrl-C comes first)
+
+    def fill() -> None:
+        while idle and queue:
+            i = idle.pop()
+            case, k = queue.popleft()
+            running[actors[i].run.remote(case, k)] = (i, case, k)
+
+    try:
         while queue or running:
-            while idle and queue:
-                i = idle.pop()
-                case, k = queue.popleft()
-                running[actors[i].run.remote(case, k)] = (i, case, k)
-            done, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+            fill()
+            done, rest = ray.wait(list(running), num_returns=1, timeout=5.0)
+            if done and rest:  # collect everything else that is ready in the same pass
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                done += more
             for ref in done:
                 i, case, k = running.pop(ref)
                 try:
-                    row = ray.get(ref)
+                    rows.append(ray.get(ref))
                 except died as exc:
                     # the actor died during this case: replace it, then retry or give up
                     try:
@@ -137,25 +200,23 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
                     except Exception:  # noqa: BLE001 - already gone
                         pass
                     actors[i] = new_actor()
-                    idle.append(i)
                     if k <= retries:
                         queue.appendleft((case, k + 1))
                     else:
-                        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        on_row(error_row(case, settings, fingerprint,
-                                         f"the Ray worker died during this case ({why}) {k} "
-                                         f"time(s); not retried further (--retries {retries})",
-                                         attempts=k))
-                    continue
-                except ray.exceptions.RayTaskError as exc:  # a bug outside the case's own guard
-                    row = error_row(case, settings, fingerprint, f"worker error: {exc}", attempts=k)
+                        rows.append(error_row(
+                            case, settings, fingerprint,
+                            f"the Ray worker died during this case ({_first_line(exc)}) {k} "
+                            f"time(s); not retried further (--retries {retries})", attempts=k))
+                except ray.exceptions.RayTaskError as exc:  # a bug outside the case's guard
+                    rows.append(error_row(case, settings, fingerprint, f"worker error: {exc}",
+                                          attempts=k))
                 idle.append(i)
-                on_row(row)
-    finally:
-        for actor in actors:
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        if started_here:
-            ray.shutdown()
+            fill()  # the actors get their next cases before the rows are reported
+            while rows:
+                timings.setdefault("first_row_s", round(time.perf_counter() - t0, 3))
+                on_row(rows.pop(0))
+    except BaseException:
+        while rows:  # finished before the interrupt: their outputs are complete
+            on_row(rows.pop(0))
+        raise
+    timings["last_row_s"] = round(time.perf_counter() - t0, 3)
