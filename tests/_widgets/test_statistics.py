@@ -134,3 +134,58 @@ def test_statistics_headers_say_hu_for_ct_and_intensity_for_mr(qtbot, scene):
     assert not any("HU" in h for h in headers) and widget.unit == "intensity"
     expected = float(mr.array[np.asarray(labels.data) == 1].mean())
     assert widget.stats[0]["mean"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_statistics_bias_correction_on_mr_only(qtbot, scene, monkeypatch):
+    """The N4 option: disabled with the reason for CT; for an MR image it is off by default,
+    ticked it gives the core's bias-corrected numbers with "intensity, N4" headers, and a second
+    refresh does not run N4 again."""
+    from napari_medseg.inference import bias_field
+    from napari_medseg.io.layer_data import image_layer_tuple
+    from napari_medseg.phantom import make_phantom, mr_contrast
+
+    viewer, ct, image, labels, table = scene
+    widget = dock(viewer, "Statistics")
+    widget.labels_combo.set_layer(labels)
+    widget.image_combo.set_layer(image)
+    assert not widget.bias.isEnabled() and "CT" in widget.bias.toolTip()
+    ph = make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
+    t1 = mr_contrast(ph, "T1")
+    d, kw, _ = image_layer_tuple(t1, "t1")
+    mr_layer = viewer.add_image(d, **kw)
+    d, kw, _ = _mr_labels_tuple(ph)
+    mr_labels = viewer.add_labels(d, **kw)
+    widget.labels_combo.set_layer(mr_labels)
+    widget.image_combo.set_layer(mr_layer)
+    assert widget.bias.isEnabled() and not widget.bias.isChecked()
+
+    bias_field.clear_cache()
+    fits = []
+    real = bias_field._fit_and_divide
+    monkeypatch.setattr(bias_field, "_fit_and_divide", lambda *a, **k: fits.append(1) or real(*a, **k))
+    expected = label_statistics(t1, t1.with_array(ph.labels), bias_correct=True)  # N4 runs here
+    plain = label_statistics(t1, t1.with_array(ph.labels))
+    assert [s["mean"] for s in expected] != pytest.approx([s["mean"] for s in plain])
+    widget.debounce_ms = 10
+    widget.bias.setChecked(True)  # a (debounced) refresh with the option
+
+    def corrected_shown():
+        means = [s["mean"] for s in widget.stats]
+        return len(means) == len(expected) and means == pytest.approx([s["mean"] for s in expected])
+
+    qtbot.waitUntil(corrected_shown, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.jobs.running, timeout=60000)
+    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    assert "mean (intensity, N4)" in headers
+    assert [s["voxels"] for s in widget.stats] == [s["voxels"] for s in expected]
+    with qtbot.waitSignal(widget.updated, timeout=60000):
+        widget.refresh()
+    assert len(fits) == 1  # one N4 run for the image, whatever the number of refreshes
+    bias_field.clear_cache()
+
+
+def _mr_labels_tuple(ph):
+    from napari_medseg.io.label_table import LabelTable
+    from napari_medseg.io.layer_data import labels_layer_tuple
+
+    return labels_layer_tuple(ph.labels, ph.ct, LabelTable.from_names(ph.names), name="mr labels")

@@ -5,7 +5,9 @@ same as ``medseg stats``). The table refreshes after edits: paint/data events of
 Labels layer start a short single-shot timer (debounce), so a brush stroke triggers
 one computation, in a worker thread.
 
-When the Labels layer has a confidence layer (added by the Automatic segmentation dock
+For an MR image, the *Bias-field correction (N4, MR)* option measures the intensities on the
+image with its coil shading divided out (computed once per image, cached in the core;
+disabled with the reason for CT). When the Labels layer has a confidence layer (added by the Automatic segmentation dock
 with its confidence option; found with :func:`._confidence.confidence_layer_of`), the
 table and its CSV gain the confidence columns
 (:func:`napari_medseg.analysis.statistics.add_confidence_columns`).
@@ -32,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InvalidInputError, MedsegError
+from ._bias import BiasCorrectionOption
 from ._jobs import JobRunner, StatusLine
 from ._layers import LayerPicker, layer_key, layer_sources, layer_table, layer_volume
 from ._layout import make_scrollable
@@ -101,6 +104,9 @@ class StatisticsWidget(QWidget):
         self.image_combo = LayerPicker(napari_viewer, Image, allow_none=True)
         form.addRow("Labels layer", self.labels_combo)
         form.addRow("Image layer", self.image_combo)
+        self.bias = BiasCorrectionOption("measuring the intensities")
+        self.bias.toggled.connect(lambda _on: self.schedule_refresh())
+        form.addRow("", self.bias)
         layout.addLayout(form)
         self.auto = QCheckBox("refresh after edits")
         self.auto.setChecked(True)
@@ -135,6 +141,7 @@ class StatisticsWidget(QWidget):
 
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, *_):
+        self.bias.follow(self.image_combo.layer())
         layer = self.labels_combo.layer()
         key = None if layer is None else layer_key(layer)
         if key != self._watched_key:
@@ -169,7 +176,7 @@ class StatisticsWidget(QWidget):
         labels, the image and the names are unchanged since the last result.
         """
         from ..analysis.statistics import add_confidence_columns, label_statistics
-        from ..editing.autosave import fingerprint
+        from ..io.arrays import fingerprint
 
         if self.jobs.running:
             self._pending = True  # one more run when the current one ends
@@ -198,16 +205,18 @@ class StatisticsWidget(QWidget):
         # (compared by identity through a weak reference: no digest of a large CT on every
         # slice change, and a freed array never matches a new one at the same address).
         image_token = None if image_layer is None else _image_token(image_layer)
-        self._set_intensity_unit(image)
+        bias_correct = image is not None and self.bias.wanted
+        self._set_intensity_unit(image, bias_correct)
         same_image = _same_image(image_token, self._last_image)
         last_key = self._last_key
         have_stats = bool(self.stats)
 
         def job(progress, cancel):
-            key = (fingerprint(labels.array), repr(table.to_dict()), conf_key)
+            key = (fingerprint(labels.array), repr(table.to_dict()), conf_key, bias_correct)
             if not force and same_image and key == last_key and have_stats:
                 return None
-            stats = label_statistics(image, labels, table)
+            # N4 is cached per image in the core: after the first refresh only the labels cost
+            stats = label_statistics(image, labels, table, bias_correct=bias_correct)
             if conf is not None:
                 stats = add_confidence_columns(stats, labels.array, conf)
             return key, image_token, stats
@@ -232,11 +241,14 @@ class StatisticsWidget(QWidget):
     #: columns whose numbers are image intensities (their header names the unit)
     _INTENSITY_KEYS = ("mean", "std", "min", "max", "median")
 
-    def _set_intensity_unit(self, image) -> None:
-        """Headers say "HU" for a CT image and "intensity" for MR (or any other image)."""
+    def _set_intensity_unit(self, image, bias_correct: bool = False) -> None:
+        """Headers say "HU" for a CT image and "intensity" for MR (or any other image);
+        "intensity, N4" when the MR image's bias field is corrected."""
         from ..io.windows import image_modality, intensity_unit
 
         self.unit = None if image is None else intensity_unit(image_modality(image))
+        if self.unit is not None and bias_correct:
+            self.unit = f"{self.unit}, N4"
         for col, (header, key, _fmt) in enumerate(COLUMNS):
             if key in self._INTENSITY_KEYS:
                 self.table.setHorizontalHeaderItem(
