@@ -98,6 +98,8 @@ def test_remote_mistakes_are_refused_and_write_nothing(served, sample, tmp_path)
         (["--server", url, "--token-file", wrong], "refused the token (401)"),
         (["--server", f"http://127.0.0.1:{_free_port()}", "--token-file", token], "cannot reach"),
         (["--server", url, "--token-file", token, "--device", "cuda"], "--device cuda does not apply"),
+        (["--server", url, "--token-file", token, "--runtime", "openvino"],
+         "--runtime openvino does not apply"),
         (["--server", url, "--token-file", token, "--model", "no-such-model"], "no-such-model"),
     ]
     for extra, words in cases:

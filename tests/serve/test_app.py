@@ -46,6 +46,25 @@ def test_job_states_through_the_raw_api(start_server, phantom):
             a.json("GET", f"/jobs/{second}")
 
 
+def test_the_servers_runtime_reaches_its_segmentations(start_server, phantom, monkeypatch):
+    """``medseg serve --runtime`` (ServeConfig.runtime) is what the server's default
+    segment function passes on; the job's labels are the local run's."""
+    from napari_medseg.inference import segment as segment_module
+
+    real, seen = segment_module.segment_with_info, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("runtime"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segment_module, "segment_with_info", spy)
+    handle = start_server(runtime="torch")
+    with Client(handle.url, TOKEN_A) as client:
+        result = remote_segment(phantom.ct, "hu-tissue", client=client)
+    assert seen == ["torch"]
+    assert np.array_equal(result.labels, real(phantom.ct, "hu-tissue").labels)
+
+
 def test_jobs_refuse_paths_unknown_models_and_failures_are_reported(server, phantom):
     from napari_medseg.io.volume import Volume
     from napari_medseg.serve.client import volume_message

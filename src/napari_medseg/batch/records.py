@@ -43,6 +43,10 @@ class Settings:
         Registry name or nnU-Net model folder (as for ``medseg segment``).
     weights, device, roi_subset, channel
         As for ``medseg segment``.
+    runtime : str
+        What runs the network on a CPU (``auto``, ``openvino``, ``torch``; as for
+        ``medseg segment --runtime``). In the fingerprint: the runtimes agree to float
+        rounding, not voxel for voxel.
     ext : str
         Output extension (``.nii.gz``, ``.nrrd``, ``.mha``, ``.seg.nrrd``).
     stats : bool
@@ -63,6 +67,7 @@ class Settings:
     device: str = "auto"
     roi_subset: Optional[tuple] = None
     channel: Optional[int] = None
+    runtime: str = "auto"
     ext: str = ".nii.gz"
     stats: bool = False
     confidence: bool = False
@@ -77,7 +82,8 @@ class Settings:
 
         doc = {"model": self.model_id or {"name": self.model}, "weights": self.weights,
                "device": self.device, "roi_subset": list(self.roi_subset or []) or None,
-               "channel": self.channel, "ext": self.ext, "medseg": __version__}
+               "channel": self.channel, "ext": self.ext, "medseg": __version__,
+               "runtime": self.runtime}
         if self.confidence:
             # only when on: a run without it keeps the fingerprint (and the done cases) it had
             doc["confidence"] = {"temperature": self.temperature,

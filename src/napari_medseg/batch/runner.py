@@ -196,6 +196,7 @@ class CaseRunner:
         s = self.settings
         volume = read_volume(case.path, channel=s.channel)
         result = segment_with_info(volume, s.model, weights=s.weights, device=s.device,
+                                   runtime=s.runtime,
                                    roi_subset=list(s.roi_subset) if s.roi_subset else None,
                                    confidence=s.confidence, temperature=s.temperature)
         rel = output_path(s, case.case_id)

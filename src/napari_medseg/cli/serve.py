@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write a new random token to FILE (mode 600) and exit")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu", "mps"),
                         help="where network backends and models run (default: auto)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
+                        help="what runs the networks on a CPU (default: auto; GPUs use PyTorch)")
     parser.add_argument("--backends", default=None,
                         help="comma-separated interactive backends to offer (default: every "
                              "installed one)")
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             if "/" in model or "\\" in model:
                 raise InvalidInputError(f"--models takes registry names, not paths ({model})")
             check_segment_options(model)
-    config = ServeConfig(tokens=tokens, device=args.device, backends=backends, models=models,
+    config = ServeConfig(tokens=tokens, device=args.device, runtime=args.runtime,
+                         backends=backends, models=models,
                          max_sessions=args.max_sessions, max_jobs=args.max_jobs,
                          idle_timeout_s=args.idle_timeout,
                          max_upload_bytes=int(args.max_upload_mb * 1e6))
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{bar}\n{warning}\n{bar}", file=sys.stderr)
     scheme = "https" if args.ssl_certfile else "http"
     print(f"medseg serve: {scheme}://{args.host}:{args.port} ({len(tokens)} token(s), device "
-          f"{args.device}, at most {args.max_sessions} sessions, idle timeout {args.idle_timeout:g} s)",
+          f"{args.device}, runtime {args.runtime}, at most {args.max_sessions} sessions, idle timeout {args.idle_timeout:g} s)",
           file=sys.stderr)
     run_server(config, args.host, args.port, ssl_certfile=args.ssl_certfile,
                ssl_keyfile=args.ssl_keyfile)
@@ -156,7 +159,7 @@ def remote_client(args: argparse.Namespace):
     """A :class:`~napari_medseg.serve.client.Client` for ``--server``, or None without it.
 
     Refuses ``--token-file`` without ``--server`` and the reverse, and options that only
-    apply to local runs (``--weights``, a ``--device``): the server uses its own.
+    apply to local runs (``--weights``, a ``--device``, a ``--runtime``): the server uses its own.
     """
     from ..errors import InvalidInputError, MedsegError
 
@@ -174,6 +177,9 @@ def remote_client(args: argparse.Namespace):
     if getattr(args, "device", "auto") not in (None, "auto"):
         raise InvalidInputError(f"--device {args.device} does not apply with --server: the "
                                 "server's --device decides; drop --device")
+    if getattr(args, "runtime", "auto") not in (None, "auto"):
+        raise InvalidInputError(f"--runtime {args.runtime} does not apply with --server: the "
+                                "server's `medseg serve --runtime` decides; drop --runtime")
     import importlib.util
 
     if importlib.util.find_spec("httpx") is None:

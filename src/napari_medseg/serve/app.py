@@ -64,6 +64,10 @@ class ServeConfig:
         Accepted bearer tokens (each token's sessions and jobs are kept apart).
     device : str
         Where network backends and models run (``auto``, ``cuda``, ``cpu``).
+    runtime : str
+        What runs their networks on a CPU (``auto``, ``openvino``, ``torch``; see
+        :mod:`napari_medseg.inference.runtimes`), for the default factory and segment
+        function.
     backends : tuple of str, optional
         Interactive backends offered (default: every backend of
         :mod:`napari_medseg.prompts.factory` whose code is installed).
@@ -86,6 +90,7 @@ class ServeConfig:
 
     tokens: list
     device: str = "auto"
+    runtime: str = "auto"
     backends: Optional[tuple] = None
     models: Optional[tuple] = None
     max_sessions: int = 8
@@ -102,20 +107,20 @@ class ServeConfig:
         return 4 * int(self.max_upload_bytes)
 
 
-def _default_factory(backend: str, device: str):
+def _default_factory(backend: str, device: str, runtime: str = "auto"):
     from ..prompts.factory import BACKENDS, make_session
 
     spec = BACKENDS.get(backend)
     # weights-free backends run on the CPU and refuse a GPU device: give them "auto"
     dev = device if spec is not None and spec.weights_card is not None else "auto"
-    return make_session(backend, device=dev)
+    return make_session(backend, device=dev, runtime=runtime)
 
 
-def _default_segment(volume, model, roi_subset, device, progress, cancel):
+def _default_segment(volume, model, roi_subset, device, progress, cancel, runtime: str = "auto"):
     from ..inference.segment import segment_with_info
 
     return segment_with_info(volume, model, device=device, roi_subset=roi_subset,
-                             progress=progress, cancel=cancel)
+                             progress=progress, cancel=cancel, runtime=runtime)
 
 
 class _Refused(Exception):
@@ -217,8 +222,10 @@ def create_app(config: ServeConfig):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
 
-    factory = config.session_factory or _default_factory
-    segment_fn = config.segment_fn or _default_segment
+    from functools import partial
+
+    factory = config.session_factory or partial(_default_factory, runtime=config.runtime)
+    segment_fn = config.segment_fn or partial(_default_segment, runtime=config.runtime)
     sessions = SessionStore(config.max_sessions, config.idle_timeout_s)
 
     def run_job(volume, model, roi, progress, cancel):

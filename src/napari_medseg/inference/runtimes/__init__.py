@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 from ...errors import InvalidInputError
 
 __all__ = ["RUNTIMES", "RuntimeReport", "check_runtime", "resolve_runtime", "compile_module",
-           "openvino_available"]
+           "openvino_available", "describe_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,30 @@ class RuntimeReport:
         return {"requested": self.requested, "used": self.used, "reason": self.reason,
                 "convert_s": round(self.convert_s, 3), "compiled": self.compiled,
                 "cache_hits": self.cache_hits}
+
+
+def describe_runtime(info: Any) -> str:
+    """One sentence for users: what ran the network, and why not OpenVINO after a fallback.
+
+    Parameters
+    ----------
+    info : RuntimeReport or dict or None
+        A report or its :meth:`RuntimeReport.as_dict` (``SegmentResult.runtime``).
+        ``None`` or empty (no network ran, e.g. a weights-free model): ``""``.
+    """
+    if isinstance(info, RuntimeReport):
+        info = info.as_dict()
+    if not info or not info.get("used"):
+        return ""
+    names = {"openvino": "OpenVINO", "torch": "PyTorch"}
+    used = names.get(info["used"], info["used"])
+    text = f" Network: {used} (runtime {info.get('requested', 'auto')}"
+    if info["used"] == "openvino":
+        text += ", compiled now" if info.get("compiled") else ", compiled model reused"
+    text += ")."
+    if info["used"] == "torch" and info.get("reason") and info.get("requested") != "torch":
+        text += f" Not OpenVINO: {info['reason']}."
+    return text
 
 
 def check_runtime(runtime: Optional[str]) -> str:
