@@ -104,6 +104,7 @@ def _same(a: tuple, b: tuple) -> bool:
 #: anisotropy (largest / smallest voxel side) above which the session says what happens
 ANISOTROPY_NOTE = 3.0
 
+
 class NnInteractiveSession(PromptSession):
     """Interactive segmentation with nnInteractive.
 
@@ -175,21 +176,23 @@ class NnInteractiveSession(PromptSession):
             backend.initialize_from_trained_model_folder(str(self._folder))
         return backend
 
-    def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
+    def _new_buffer(self, shape: tuple):
+        """The target buffer the backend writes its mask into (the caller owns it)."""
         import torch
 
+        return torch.zeros(shape, dtype=torch.uint8)
+
+    def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
         report(progress, 0.0, "starting nnInteractive")
         if self._backend is None:
             self._backend = self._make_backend()
         check_cancel(cancel)
         report(progress, 0.5, "sending the image")
-        with _quiet():
-            # the acquired grid, unresampled: nnInteractive works in voxels and was trained
-            # on scans of every spacing; resampling would blur thin slices' edges and move
-            # clicks off the voxels the user saw
-            self._backend.set_image(np.asarray(volume.array)[None])
-            self._buffer = torch.zeros(volume.shape, dtype=torch.uint8)
-            self._backend.set_target_buffer(self._buffer)
+        # the acquired grid, unresampled: nnInteractive works in voxels and was trained on
+        # scans of every spacing; resampling would blur thin slices' edges and move clicks
+        # off the voxels the user saw
+        self._buffer = self._new_buffer(volume.shape)
+        self._call(lambda b: self._upload(b, volume))
         self._applied = ()
         sz = volume.spacing_zyx
         ratio = max(sz) / min(sz)
@@ -200,6 +203,12 @@ class NnInteractiveSession(PromptSession):
         )
         report(progress, 1.0, "ready")
 
+    def _upload(self, backend, volume: Volume) -> None:
+        """Give ``backend`` the image and the (zeroed) target buffer."""
+        backend.set_image(np.asarray(volume.array)[None])
+        self._buffer[...] = 0
+        backend.set_target_buffer(self._buffer)
+
     # ------------------------------------------------------------------ interactions
     @staticmethod
     def _bbox_2d(box: tuple) -> list:
@@ -207,22 +216,29 @@ class NnInteractiveSession(PromptSession):
         zm = int(round((z0 + z1) / 2.0))
         return [[zm, zm + 1], [int(y0), int(y1) + 1], [int(x0), int(x1) + 1]]
 
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(backend)``, with the package's stdout kept off ours (a remote session also
+        reconnects here when its server dropped it)."""
+        with _quiet():
+            return fn(self._backend)
+
     def _send(self, event: tuple) -> Optional[list]:
         """Give one interaction to the backend; returns the box it changed (if it says)."""
-        b = self._backend
-        with _quiet():
-            if event[0] == "point":
-                return b.add_point_interaction(event[1], include_interaction=event[2])
-            if event[0] == "box":
-                return b.add_bbox_interaction(event[1], include_interaction=True)
-            b.add_initial_seg_interaction(event[1].astype(np.uint8), run_prediction=False)
-            return None
+        return self._call(lambda b: self._send_to(b, event))
+
+    @staticmethod
+    def _send_to(b, event: tuple) -> Optional[list]:
+        if event[0] == "point":
+            return b.add_point_interaction(event[1], include_interaction=event[2])
+        if event[0] == "box":
+            return b.add_bbox_interaction(event[1], include_interaction=True)
+        b.add_initial_seg_interaction(event[1].astype(np.uint8), run_prediction=False)
+        return None
 
     def _replay(self, log: tuple) -> None:
         """Bring the backend to ``log`` from a reset state, in the original order (each
         interaction predicts from the mask the previous one left, as it did the first time)."""
-        with _quiet():
-            self._backend.reset_interactions()
+        self._call(lambda b: b.reset_interactions())
         for event in log:
             self._send(event)
 
@@ -273,16 +289,14 @@ class NnInteractiveSession(PromptSession):
         b = self._backend
         if (b is not None and len(applied) == len(restored) + 1 and _same(applied[:-1], restored)
                 and getattr(b, "supports_undo", False)):
-            with _quiet():
-                if b.undo():
-                    self._applied = restored
+            if self._call(lambda backend: backend.undo()):
+                self._applied = restored
         return update
 
     def reset(self) -> None:
         super().reset()
         if self._backend is not None:
-            with _quiet():
-                self._backend.reset_interactions()
+            self._call(lambda b: b.reset_interactions())
         self._applied = ()
 
 

@@ -1,4 +1,8 @@
-"""Small random-weight nnInteractive model folders, for tests and benchmarks.
+"""Small random-weight nnInteractive model folders and a loopback server, for tests and benchmarks.
+
+:func:`run_nninteractive_server` starts the nnInteractive package's own server
+(``nninteractive-server``, i.e. ``python -m nnInteractive.inference.server.main``) on a
+free loopback port, serving such a folder on the CPU, for the remote backend's tests.
 
 :func:`make_random_nninteractive_folder` writes what nnInteractive's
 ``nnInteractiveInferenceSession.initialize_from_trained_model_folder`` reads, in the
@@ -22,11 +26,14 @@ second.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
-__all__ = ["make_random_nninteractive_folder", "INTERACTION_CHANNELS"]
+__all__ = ["make_random_nninteractive_folder", "INTERACTION_CHANNELS", "NnInteractiveServer",
+           "run_nninteractive_server"]
 
 #: nnInteractive v1.0's interaction channels (legacy capability): previous segmentation,
 #: box/lasso +/-, point +/-, scribble +/-.
@@ -169,3 +176,104 @@ def _tie_to_interactions(net, seed: int, patch_size: Sequence[int]) -> None:
         w = torch.stack([-d, d]) / 2
         seg.weight.copy_(w.reshape(seg.weight.shape))
         seg.bias.copy_(-(w @ ((f_pos + f_neg) / 2)))
+
+
+@dataclass
+class NnInteractiveServer:
+    """A running ``nninteractive-server`` (see :func:`run_nninteractive_server`)."""
+
+    url: str
+    log_path: Path
+    process: object  # subprocess.Popen
+
+    def log(self) -> str:
+        """Everything the server printed so far (its uvicorn access log included)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def requests(self, path: str) -> int:
+        """How many requests for ``path`` (e.g. ``"/set_image"``) the server answered."""
+        return self.log().count(f'"POST {path} HTTP') + self.log().count(f'"GET {path} HTTP')
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def run_nninteractive_server(
+    model_folder: Union[str, Path],
+    log_dir: Union[str, Path],
+    *,
+    api_key: Optional[str] = None,
+    torch_threads: Optional[int] = None,
+    extra_args: Sequence[str] = (),
+    start_timeout: float = 180.0,
+) -> Iterator[NnInteractiveServer]:
+    """Run the real ``nninteractive-server`` on 127.0.0.1 (CPU) for the ``with`` block.
+
+    Parameters
+    ----------
+    model_folder : str or Path
+        An nnInteractive model folder (e.g. :func:`make_random_nninteractive_folder`).
+    log_dir : str or Path
+        Where the server's output goes (``nninteractive-server.log``).
+    api_key : str, optional
+        Start it with ``--api-key`` (clients must send it).
+    torch_threads : int, optional
+        Its ``--torch-n-threads`` (default: the CPU count, as the local backend uses).
+    extra_args : sequence of str
+        More ``nninteractive-server`` options.
+    start_timeout : float
+        Seconds to wait for ``/healthz``.
+
+    Yields
+    ------
+    NnInteractiveServer
+        Its URL, log and process; the server is stopped when the block ends.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    log_path = Path(log_dir) / "nninteractive-server.log"
+    cmd = [sys.executable, "-m", "nnInteractive.inference.server.main", "--model-dir", str(model_folder),
+           "--fold", "0", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port),
+           "--torch-n-threads", str(torch_threads or os.cpu_count() or 1), "--no-torch-compile",
+           *extra_args]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    env = {k: v for k, v in os.environ.items() if k != "NN_INTERACTIVE_API_KEY"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = NnInteractiveServer(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nninteractive-server exited ({process.returncode}) before answering:\n"
+                                   f"{server.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nninteractive-server did not answer within {start_timeout:g} s:\n"
+                                   f"{server.log()[-3000:]}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
