@@ -4,15 +4,24 @@ A radiologist's second and later clicks say "this part is missing" or "this part
 not the object". Re-segmenting from all clicks at once redraws the whole object and
 can make it worse far from the click (a negative click that moves the intensity
 interval, a positive click whose new seed leaks). Here a correction changes the mask
-only near the click:
+only near the click, and by no more than the click's own evidence supports:
 
 * **positive** (a missed region): the region grown from the new click alone (with the
-  negative clicks as barriers) is added, limited to a ball around the click whose
-  radius scales with the current object, and to its part connected to the click;
-* **negative** (a leak): a competitive (marker watershed) split of the mask on the
-  gradient, between the new negative click (and earlier ones) and *every mask voxel
-  farther than a locality radius* plus the positive clicks: only the part of the mask
-  that the negative click wins is removed, and it lies within that radius.
+  negative clicks as barriers) is added, limited to a ball around the click of twice
+  the missed region's depth (the click lies at its deepest point: the smaller of the
+  click's depth in its own region and its distance to the mask), and to its part
+  connected to the click. A region that fills that whole ball was bounded by no edge
+  there (a same-intensity neighbour): only a ball of the click's depth is added. A
+  positive click never removes anything.
+* **negative** (a leak): a leak of clearly different intensity (a lesion inside the
+  organ, fat, bowel content) goes whole, by intensity. Otherwise the mask is split by
+  competition between seeds: "not the object" = the negative clicks; "object" = the
+  positive clicks, the mask voxels nearer a positive click than the negative one,
+  those beyond a locality radius, and the mask's *core* (voxels deeper than the
+  negative click: a leak is no thicker than where it was clicked). The fronts meet
+  at the narrowest neck or the strongest edge between them (marker watershed on the
+  larger of the gradient and the mask's shallowness); only what the negative click
+  wins is removed.
 
 So the rest of the mask is never redrawn: a correction cannot lower the overlap far
 from where the user clicked.
@@ -27,6 +36,20 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox
+from ._leak_guard import click_depth
+
+#: a leak is no thicker than where the user clicked in it: mask voxels deeper than
+#: this many times the negative click's depth (plus a voxel) are the object's core
+CORE_DEPTH = 1.25
+#: a positive correction adds at most this many times the missed region's depth
+#: around the click (and never less than ``MIN_ADD_MM``)
+ADD_REACH = 2.0
+MIN_ADD_MM = 6.0
+#: an addition filling more than this fraction of its limit ball was bounded by
+#: nothing there: only a ball of the click's depth is added
+FILL_LIMIT = 0.6
+#: the missed region's depth is measured within this distance of the click (mm)
+NEAR_MM = 6.0
 
 
 def _ball_box(shape: tuple, centre: tuple, radius_mm: float, spacing: np.ndarray) -> tuple:
@@ -45,6 +68,44 @@ def object_radius_mm(mask_sub: np.ndarray, spacing: np.ndarray) -> float:
     """Radius (mm) of the sphere with the mask's volume."""
     vol = float(np.count_nonzero(mask_sub)) * float(np.prod(spacing))
     return (3.0 * vol / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def distance_to(mask: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float) -> float:
+    """Distance (mm) from ``click`` to the nearest voxel of ``mask`` (at most ``cap_mm``)."""
+    box = _ball_box(mask.shape, click, cap_mm + float(np.max(spacing)), spacing)
+    sub = mask[box]
+    if not sub.any():
+        return float(cap_mm)
+    local = tuple(int(c) - b.start for c, b in zip(click, box))
+    return float(min(cap_mm, ndi.distance_transform_edt(~sub, sampling=spacing)[local]))
+
+
+def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tuple,
+                   spacing: np.ndarray) -> np.ndarray:
+    """What a positive ``click`` outside the mask adds: ``added`` limited to a ball around it.
+
+    The click lies at the deepest point of a missed region, so that region's depth is
+    about the smaller of the click's depth in its own grown region and its distance to
+    the current mask; the addition may reach ``ADD_REACH`` times that depth (at most
+    1.5 x the object's equivalent-sphere radius or 15 mm). A region that fills its
+    whole ball was not bounded by an edge there (a neighbour of the same intensity: the
+    portal vein in a non-enhanced liver): only a ball of the click's depth is added.
+    """
+    radius = max(15.0, 1.5 * object_radius_mm(old[old_box], spacing))
+    box = _ball_box(old.shape, click, radius + float(np.max(spacing)), spacing)
+    local = tuple(int(c) - b.start for c, b in zip(click, box))
+    new = added[box] & ~old[box]
+    to_mask = distance_to(old[box], local, spacing, radius)
+    # The depth after closing small gaps (noise, vessels: a big organ does not look
+    # thin), and the plain depth for the fallback below.
+    depth = min(click_depth(new, local, spacing, cap_mm=radius, near_mm=NEAR_MM, closing=True), to_mask)
+    limit = min(radius, max(ADD_REACH * depth, MIN_ADD_MM))
+    out = limit_addition(added, old, click, spacing, limit)
+    ball = (4.0 / 3.0) * math.pi * limit ** 3 / float(np.prod(spacing))
+    if np.count_nonzero(out) > FILL_LIMIT * ball:
+        plain = min(click_depth(new, local, spacing, cap_mm=radius), to_mask)
+        out = limit_addition(added, old, click, spacing, max(plain, MIN_ADD_MM))
+    return out
 
 
 def limit_addition(added: np.ndarray, old: np.ndarray, click: tuple, spacing: np.ndarray,
@@ -68,9 +129,12 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
                  barrier_mm: float = 3.0) -> np.ndarray:
     """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
 
-    Marker watershed on the smoothed gradient magnitude inside the mask: the negative
-    clicks' barrier balls against the positive clicks and every mask voxel farther than
-    the locality radius from ``click`` (three times its depth in the mask plus 10 mm).
+    The like-intensity part of the mask joined to the click when its intensity clearly
+    differs from the positive clicks'; otherwise a marker watershed inside the mask on
+    the larger of the smoothed gradient and the mask's shallowness: the negative clicks'
+    barrier balls against the positive clicks, the mask's core deeper than the click,
+    the voxels nearer a positive click, and every mask voxel farther than the locality
+    radius from ``click`` (three times its depth in the mask plus 10 mm).
     """
     from .region_growing import _marker_watershed
 
@@ -84,6 +148,11 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     region = mask[box]
     if not region.any():
         return np.zeros(mask.shape, dtype=bool)
+    # A leak of clearly different intensity (a lesion inside an organ, fat, bowel
+    # content) goes whole by intensity; the shape split is for same-intensity leaks.
+    by_intensity = _intensity_leak(array, mask, spacing, pos, click, smoothing_mm)
+    if by_intensity.any():
+        return by_intensity
     local_centre = tuple(int(c) - b.start for c, b in zip(click, box))
     d_neg = _distance_from(region.shape, local_centre, spacing)
     # Object markers: mask voxels beyond the locality radius that are nearer to a
@@ -94,6 +163,10 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
         d_pos = np.minimum(d_pos, _distance_from(region.shape, tuple(int(round(c)) - b.start
                                                                      for c, b in zip(p, box)), spacing))
     far = (d_neg > radius) & (d_pos < d_neg)
+    # Voxels nearer a positive click than the negative one stay (the click speaks for
+    # its own side only): a thin object that ran into a thick neighbour is not taken
+    # with the neighbour; a big leak goes in a few clicks.
+    far |= d_pos < d_neg
     img = np.asarray(array[box], dtype=np.float32)
     sigma = [max(0.5, smoothing_mm / s) for s in spacing]
     img = ndi.gaussian_filter(img, sigma, mode="nearest")
@@ -101,6 +174,11 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
         else np.zeros_like(img)
     markers = np.zeros(region.shape, dtype=np.uint8)
     markers[far & region] = 1
+    dist = ndi.distance_transform_edt(np.pad(region, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    # The mask deeper than the negative click is the object's core: a leak is no
+    # thicker than where the user clicked in it, so the click never claims it (a click
+    # in a one-voxel leaked rim takes the rim near it, not the organ behind it).
+    markers[region & (dist > CORE_DEPTH * depth + float(spacing.max()))] = 1
     offsets = ball_offsets(barrier_mm, spacing)
     for p in pos:
         _mark(markers, tuple(int(round(c)) - b.start for c, b in zip(p, box)), offsets, 1)
@@ -110,7 +188,14 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     inner = grad[region]
     floor = float(np.percentile(inner, 50)) if inner.size else 0.0
     scale = float(np.percentile(inner, 99)) if inner.size else 1.0
-    levels = np.clip(np.floor((grad - floor) / max(scale - floor, 1e-12) * 12.0), 0, 12).astype(np.uint8)
+    n_levels = 48.0
+    levels = np.clip(np.floor((grad - floor) / max(scale - floor, 1e-12) * n_levels), 0, n_levels)
+    # Shape: the mask's depth (distance to its edge, box faces excluded). Flooding the
+    # deep voxels first puts the split at the narrowest neck between the clicks, where
+    # a leak joins the object, unless a stronger edge lies elsewhere.
+    dcap = max(float(dist[region].max()), 1e-6)
+    levels = np.maximum(levels, np.clip(np.floor((1.0 - dist / dcap) * n_levels), 0, n_levels))
+    levels = levels.astype(np.uint8)
     levels[~region] = 255
     if not (markers == 1).any():
         remove = region.copy()
@@ -119,10 +204,10 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
         remove = (ws == 2) & region
     out = np.zeros(mask.shape, dtype=bool)
     out[box] = remove
-    return out | _intensity_leak(array, mask, spacing, pos, click, out, smoothing_mm)
+    return out
 
 
-def _intensity_leak(array, mask, spacing, pos, click, removed, smoothing_mm) -> np.ndarray:
+def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm) -> np.ndarray:
     """Mask voxels that look like the negative click rather than the object, joined to its cut.
 
     Only when the negative click's intensity clearly differs from the positive clicks'
@@ -150,7 +235,6 @@ def _intensity_leak(array, mask, spacing, pos, click, removed, smoothing_mm) -> 
         return np.zeros(mask.shape, dtype=bool)
     sub = mask[box]
     like = sub & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))
-    like |= removed[box]
     lab, _ = ndi.label(like)
     centre = tuple(int(c) - b.start for c, b in zip(click, box))
     if not lab[centre]:

@@ -53,7 +53,7 @@ from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
 from ._leak_guard import click_depth, guard_leak
-from ._corrections import incremental_click, limit_addition, negative_cut, object_radius_mm
+from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
 
@@ -401,8 +401,7 @@ class RegionGrowingSession(PromptSession):
             added = np.zeros(old.shape, dtype=bool)
             added[grown.region] = grown.mask
             added[click] = True
-            radius = max(15.0, 1.5 * object_radius_mm(old[self._mask_box], spacing))
-            added = limit_addition(added, old, click, spacing, radius)
+            added = local_addition(added, old, self._mask_box, click, spacing)
             region = union_box(self._mask_box, bbox(added))
             return Prediction(old[region] | added[region], region, None)
         if not old[click]:
