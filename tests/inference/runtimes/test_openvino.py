@@ -102,3 +102,44 @@ def test_wrong_input_shape_is_refused(unet, monkeypatch, tmp_path):
     fn = compile_module(_features(unet), (1, 1, 16, 32, 32), report=RuntimeReport(used="openvino"))
     with pytest.raises(ValueError, match="compiled for input"):
         fn(torch.zeros(1, 1, 16, 32, 16))
+
+
+def test_instance_norms_convert_to_pooled_averages_at_torch_accuracy(monkeypatch, tmp_path):
+    """OpenVINO's own MVN drifts with the feature map's size (float32 sums over the whole
+    map); the pooled conversion stays at PyTorch's float32 error on a large map, the
+    module tree is put back after conversion, and the maths equal InstanceNorm3d's."""
+    from napari_medseg.inference.runtimes.openvino import PooledInstanceNorm, pooled_instance_norms
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    gen = torch.Generator().manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 16, 3, padding=1),
+                              torch.nn.InstanceNorm3d(16, affine=True, eps=1e-5),
+                              torch.nn.LeakyReLU(0.01)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.randn(16, generator=gen))
+        net[1].bias.copy_(torch.randn(16, generator=gen))
+    shape = (1, 1, 96, 112, 128)
+    x = torch.randn(shape, generator=gen) * 3 + 1
+    with torch.no_grad():
+        exact = net.double()(x.double())
+        net.float()
+        torch_err = float((net(x).double() - exact).abs().max())
+        h = net[0].double()(x.double())
+        pooled = PooledInstanceNorm(net[1]).double()
+        assert float((pooled(h) - torch.nn.functional.instance_norm(
+            h, weight=net[1].weight, bias=net[1].bias, eps=1e-5)).abs().max()) < 1e-10
+        net.float()
+    before = [type(m) for m in net.modules()]
+    with pooled_instance_norms(net):
+        assert isinstance(net[1].inner, torch.nn.InstanceNorm3d)
+    assert [type(m) for m in net.modules()] == before
+
+    report = RuntimeReport(requested="openvino", used="openvino")
+    fn = compile_module(net, shape, report=report, what="conv + norm")
+    ours = float((fn(x).double() - exact).abs().max())
+    mvn = ov.Core().compile_model(ov.convert_model(net, example_input=x), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    mvn_err = float((torch.from_numpy(mvn({0: x.numpy()})[0]).double() - exact).abs().max())
+    scale = float(exact.abs().max())
+    assert ours <= max(10 * torch_err, 1e-6 * scale), (ours, torch_err)
+    assert ours < mvn_err  # what the pooled conversion is for

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 __all__ = ["compiled_cache_dir", "weights_hash", "cache_key"]
 
 #: Bumped whenever what is traced or how it is converted changes.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: instance norms converted as pooled averages
 
 
 def compiled_cache_dir() -> Path:
