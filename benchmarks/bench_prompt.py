@@ -213,6 +213,28 @@ def _resample(image, seg, spacing_mm: float):
     return one(image, sitk.sitkLinear), one(seg, sitk.sitkNearestNeighbor)
 
 
+#: structure classes of the protocol summary: (class, name fragments), first match wins
+CLASSES = (
+    ("vessels (aorta, IVC, portal/splenic vein)", ("aorta", "vena_cava", "portal_vein")),
+    ("spine (vertebrae, discs, spinal canal/cord)", ("vertebra", "intervertebral", "spinal")),
+    ("ribs and costal cartilage", ("rib", "costal")),
+    ("bowel and stomach", ("bowel", "duodenum", "colon", "stomach")),
+    ("fat and skin (phantom)", ("fat", "skin")),
+    ("small organs, lesions (pancreas, adrenals, gallbladder, iliopsoas, lesions)",
+     ("pancreas", "adrenal", "gallbladder", "iliopsoas", "lesion")),
+    ("large organs (liver, spleen, kidneys, lungs, back muscles, muscle)",
+     ("liver", "spleen", "kidney", "lung", "autochthon", "muscle")),
+)
+
+
+def structure_class(name: str) -> str:
+    """The summary class of a protocol object (``"other"`` when no fragment matches)."""
+    for label, fragments in CLASSES:
+        if any(f in name for f in fragments):
+            return label
+    return "other"
+
+
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None) -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency."""
     from napari_medseg.testing.clicker import WORSE, run_protocol
@@ -246,6 +268,12 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
                 by_modality.setdefault(modality, []).extend(rows)
                 print(f"    {'mean':28s} {'':12s} " + " ".join(f"{v:.3f}" for v in mean))
         print(f"  -- {backend} summary")
+        by_class: dict = {}
+        for (b, _name, obj), r in results.items():
+            if b == backend:
+                by_class.setdefault(structure_class(obj), []).append(r.padded(n_clicks))
+        for label, rows in sorted(by_class.items(), key=lambda kv: -len(kv[1])):
+            print(f"    {label}: {len(rows)} objects, mean Dice " + " ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)))
         for modality, rows in by_modality.items():
             mean = np.mean(rows, axis=0)
             print(f"    {modality}: {len(rows)} objects, mean Dice " + " ".join(f"{v:.3f}" for v in mean)

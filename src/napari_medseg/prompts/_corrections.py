@@ -50,6 +50,8 @@ MIN_ADD_MM = 6.0
 FILL_LIMIT = 0.6
 #: the missed region's depth is measured within this distance of the click (mm)
 NEAR_MM = 6.0
+#: a negative click this many robust SDs from the positive clicks is another tissue
+INTENSITY_SD = 4.0
 
 
 def _ball_box(shape: tuple, centre: tuple, radius_mm: float, spacing: np.ndarray) -> tuple:
@@ -231,7 +233,7 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm) -> np.ndarra
     vn = values(click)
     mp, mn = float(np.median(vp)), float(np.median(vn))
     sd = max(1.4826 * float(np.median(np.abs(vp - mp))), 1.4826 * float(np.median(np.abs(vn - mn))), 1e-6)
-    if abs(mn - mp) <= 3.0 * sd:
+    if abs(mn - mp) <= INTENSITY_SD * sd:
         return np.zeros(mask.shape, dtype=bool)
     sub = mask[box]
     like = sub & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))

@@ -35,6 +35,10 @@ voxels are handled):
 7. **Initial mask.** With :meth:`~napari_medseg.prompts.base.PromptSession.set_initial_mask`,
    positive clicks add regions to the existing mask and negative clicks carve the part
    of it that belongs to the negative click away (same watershed split).
+8. **Corrective clicks.** A click added to an existing mask changes it near the click
+   only and only in its direction (``_corrections``): a positive click adds the region
+   grown from it, limited by the missed part's depth; a negative click removes what it
+   wins against the mask's core, the positive clicks and the far mask.
 """
 
 from __future__ import annotations
