@@ -80,7 +80,18 @@ def test_correction_keeps_the_grid(phantom, fits):
         assert out.modality == "MR" and out.metadata["bias_corrected"] == "N4"
         assert out.array.dtype == np.float32 and np.isfinite(out.array).all()
         assert not out.array.flags.writeable  # shared with the cache
-    assert v.array.dtype == np.uint16  # the input is untouched
+    assert v.array.dtype == np.uint16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_the_input_is_never_changed(phantom, fits, dtype):
+    """A float32 image (what the Statistics dock passes from a layer) is corrected in a copy."""
+    vol = mr_contrast(phantom, "T1")
+    vol = vol.with_array(vol.array.astype(dtype))
+    before = vol.array.copy()
+    out = correct_bias_field(vol)
+    assert np.array_equal(vol.array, before) and vol.array.dtype == dtype
+    assert not np.shares_memory(out.array, vol.array)
 
 
 def test_second_call_is_a_cache_hit(phantom, fits):

@@ -211,7 +211,7 @@ def _fit_and_divide(volume: Volume, settings: BiasFieldSettings,
     import SimpleITK as sitk
     from scipy import ndimage as ndi
 
-    arr = np.asarray(volume.array, dtype=np.float32)
+    arr = np.array(volume.array, dtype=np.float32, copy=True)  # corrected in place below: never the input
     # N4 works on log intensities: shift a signed image to be positive (MR magnitude images
     # are >= 0 already; a processed one may not be)
     low = float(arr.min())
@@ -266,7 +266,7 @@ def _fit_and_divide(volume: Volume, settings: BiasFieldSettings,
     # the field's mean over the foreground is 0 after this: corrected values keep the image's scale
     fg = (arr + offset) > threshold
     shift = float(log_field[fg].mean()) if fg.any() else float(log_field.mean())
-    out = arr  # float32 copy of the input made above, corrected slab by slab in place
+    out = arr  # the float32 copy made above, corrected slab by slab in place
     if offset:
         out += np.float32(offset)
     for z0 in range(0, out.shape[0], 16):
