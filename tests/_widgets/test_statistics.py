@@ -149,6 +149,9 @@ def test_statistics_bias_correction_on_mr_only(qtbot, scene, monkeypatch):
     widget.labels_combo.set_layer(labels)
     widget.image_combo.set_layer(image)
     assert not widget.bias.isEnabled() and "CT" in widget.bias.toolTip()
+    flat = viewer.add_image(np.ones((8, 9), np.float32), name="a 2D image")
+    widget.image_combo.set_layer(flat)  # not a volume: the option says so, nothing raises
+    assert not widget.bias.isEnabled() and "3D" in widget.bias.toolTip()
     ph = make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
     t1 = mr_contrast(ph, "T1")
     d, kw, _ = image_layer_tuple(t1, "t1")

@@ -41,20 +41,7 @@ class BiasCorrectionOption(QCheckBox):
         unavailable : str
             A reason the dock cannot use it now (e.g. a network backend), or "".
         """
-        from ..io.windows import image_modality
-
-        why = unavailable
-        if not why:
-            if image_layer is None:
-                why = "pick an MR image first"
-            else:
-                modality = image_modality(layer_volume(image_layer))
-                if modality == "CT":
-                    why = ("the image is CT: Hounsfield units are calibrated and have no coil "
-                           "shading to correct; N4 is for MR")
-                elif modality != "MR":
-                    why = (f"the image's modality is {modality or 'unknown'}; N4 is for MR (set it "
-                           "to MR in the Window presets dock, then pick the image again)")
+        why = unavailable or _not_offered(image_layer)
         self.setEnabled(not why)
         if why:
             self.setChecked(False)
@@ -66,3 +53,23 @@ class BiasCorrectionOption(QCheckBox):
     def wanted(self) -> bool:
         """True when the option is offered and ticked."""
         return self.isEnabled() and self.isChecked()
+
+
+def _not_offered(image_layer) -> str:
+    """Why N4 is not offered for ``image_layer`` ("" when it is: a 3D MR volume)."""
+    from ..errors import MedsegError
+    from ..io.windows import image_modality
+
+    if image_layer is None:
+        return "pick an MR image first"
+    try:
+        modality = image_modality(layer_volume(image_layer))
+    except MedsegError as exc:  # e.g. a 2D or RGB layer: not a volume
+        return f"N4 needs a 3D MR volume: {exc}"
+    if modality == "CT":
+        return ("the image is CT: Hounsfield units are calibrated and have no coil shading to "
+                "correct; N4 is for MR")
+    if modality != "MR":
+        return (f"the image's modality is {modality or 'unknown'}; N4 is for MR (set it to MR in "
+                "the Window presets dock, then pick the image again)")
+    return ""
