@@ -133,6 +133,24 @@ def bench(backend: str, volume, objects: dict, clicks_per_object: int) -> dict:
     return {"setup": setup, "first": first, "further": further, "cpu": cpu}
 
 
+def correction_latency(volume, objects: dict) -> None:
+    """Latency of the protocol's corrective clicks (positive in a miss, negative in a leak)."""
+    from napari_medseg.prompts.region_growing import RegionGrowingSession
+    from napari_medseg.testing.clicker import run_protocol
+
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    seconds = []
+    for name, mask in objects.items():
+        r = run_protocol(session, mask, 5)
+        seconds += r.seconds[1:]
+        print(f"    {name:13s} Dice " + " ".join(f"{d:.3f}" for d in r.dice) + "  correction ms "
+              + " ".join(f"{t * 1000:.0f}" for t in r.seconds[1:]))
+    if seconds:
+        print(f"    corrective click: median {statistics.median(seconds) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms "
+              f"(target 500 ms: ratio {statistics.median(seconds) / 0.5:.2f} median, {max(seconds) / 0.5:.2f} max)")
+
+
 def memory_run(volume, mask, n: int = 50) -> None:
     from napari_medseg.prompts.region_growing import RegionGrowingSession
 
@@ -348,6 +366,9 @@ def main(argv=None) -> int:
                 line += f" | target {target * 1000:.0f} ms: ratio first {med_first / target:.2f}, further {med_further / target:.2f}"
             print(line)
 
+    if "region-growing" in wanted:
+        print(f"\n== corrective clicks (region-growing, protocol clicks 2..5) on the {syn_name}")
+        correction_latency(*synthetic)
     if not args.quick and ("region-growing" in wanted):
         print("\n== memory (region-growing)")
         volume, objects = synthetic

@@ -41,8 +41,9 @@ def test_real_ct_organ_dice(real_ct, organ):
     """One to three clicks (simulated user) inside an organ of real CT: Dice >= 0.85.
 
     The reference is TotalSegmentator's output on this 3 mm, 30-slice, non-enhanced
-    CT. Measured (this implementation): liver 0.91/0.87/0.91, spleen 0.91/0.79/0.90,
-    kidney R 0.89/0.66/0.87, kidney L 0.93/0.93/0.93 after clicks 1/2/3.
+    CT. Measured (this implementation): liver 0.91/0.91/0.91, spleen 0.91/0.91/0.91,
+    kidney R 0.89/0.89/0.90, kidney L 0.93/0.94/0.94 after clicks 1/2/3: the corrective
+    clicks never lower Dice by more than 0.02.
     """
     volume, seg = real_ct
     session = RegionGrowingSession()
@@ -50,7 +51,7 @@ def test_real_ct_organ_dice(real_ct, organ):
     scores = simulate(session, seg == ORGANS[organ], n_clicks=3)
     assert scores[0] >= 0.85, scores
     assert max(scores) >= 0.85, scores
-    assert min(scores) >= 0.6, f"a corrective click made things much worse: {scores}"
+    assert all(b >= a - 0.02 for a, b in zip(scores, scores[1:])), f"a corrective click made things worse: {scores}"
 
 
 @pytest.mark.shared_data

@@ -50,6 +50,10 @@ MIN_ADD_MM = 6.0
 FILL_LIMIT = 0.6
 #: the missed region's depth is measured within this distance of the click (mm)
 NEAR_MM = 6.0
+#: a correction works on at most this many voxels (a strided grid around the click beyond)
+WORK_VOXELS = 1_000_000
+#: no correction reaches farther from its click (mm)
+MAX_REACH_MM = 150.0
 #: a negative click this many robust SDs from the positive clicks is another tissue
 INTENSITY_SD = 4.0
 
@@ -93,11 +97,21 @@ def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tu
     whole ball was not bounded by an edge there (a neighbour of the same intensity: the
     portal vein in a non-enhanced liver): only a ball of the click's depth is added.
     """
+    spacing = np.asarray(spacing, dtype=float)
     radius = max(15.0, 1.5 * object_radius_mm(old[old_box], spacing))
     box = _ball_box(old.shape, click, radius + float(np.max(spacing)), spacing)
-    local = tuple(int(c) - b.start for c, b in zip(click, box))
-    new = added[box] & ~old[box]
-    to_mask = distance_to(old[box], local, spacing, radius)
+    return _on_work_grid(lambda subs, clicks, sp: _local_addition(subs[0], subs[1], clicks[0], sp, radius),
+                         (added, old), box, [click], spacing, within=lambda b: added[b] & ~old[b])
+
+
+def _local_addition(added: np.ndarray, old: np.ndarray, click: tuple, spacing: np.ndarray,
+                    radius: float) -> np.ndarray:
+    local = click
+    added = added.copy()
+    added[click] = True  # the click's voxel may fall between the samples of a strided grid
+    old = old & ~added if old[click] else old
+    new = added & ~old
+    to_mask = distance_to(old, local, spacing, radius)
     # The depth after closing small gaps (noise, vessels: a big organ does not look
     # thin), and the plain depth for the fallback below.
     depth = min(click_depth(new, local, spacing, cap_mm=radius, near_mm=NEAR_MM, closing=True), to_mask)
@@ -107,6 +121,47 @@ def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tu
     if np.count_nonzero(out) > FILL_LIMIT * ball:
         plain = min(click_depth(new, local, spacing, cap_mm=radius), to_mask)
         out = limit_addition(added, old, click, spacing, max(plain, MIN_ADD_MM))
+    return out
+
+
+def _work_strides(shape: tuple, spacing: np.ndarray, budget: int) -> tuple:
+    """Integer strides per axis so that a ``shape`` box has at most ``budget`` samples (finest axis first)."""
+    f = [1, 1, 1]
+    while int(np.prod([-(-n // k) for n, k in zip(shape, f)])) > budget:
+        work = [spacing[a] * f[a] if shape[a] > f[a] else np.inf for a in range(3)]
+        a = int(np.argmin(work))
+        if not np.isfinite(work[a]):
+            break
+        f[a] += 1
+    return tuple(f)
+
+
+def _on_work_grid(fn, arrays: tuple, box: tuple, clicks: list, spacing: np.ndarray, within=None) -> np.ndarray:
+    """``fn(arrays_in_box, clicks_in_box, spacing)`` on ``box``, on a strided grid when the box is large.
+
+    A correction's cost then does not grow with the voxel size (0.8 mm CT): the box is
+    sampled every f-th voxel (at most ``WORK_VOXELS`` samples), the result is brought
+    back by repetition and limited to ``within(full_box)``. Returns a full-grid mask.
+    """
+    shape = tuple(b.stop - b.start for b in box)
+    full_shape = arrays[1].shape
+    f = _work_strides(shape, spacing, WORK_VOXELS)
+    view = tuple(slice(b.start, b.stop, k) for b, k in zip(box, f))
+    subs = [np.asarray(a[view]) for a in arrays]
+    # Clicks inside the box map to their sample; clicks outside keep their (outside) place.
+    local = [tuple((int(round(c)) - b.start) // k for c, b, k in zip(p, box, f)) for p in clicks]
+    small = fn(subs, local, spacing * np.asarray(f))
+    out = np.zeros(full_shape, dtype=bool)
+    sbox = bbox(small)
+    if sbox is None:
+        return out
+    part = small[sbox]
+    for a, k in enumerate(f):
+        if k > 1:
+            part = np.repeat(part, k, axis=a)
+    full = tuple(slice(b.start + s.start * k, min(b.stop, b.start + s.stop * k)) for b, s, k in zip(box, sbox, f))
+    part = part[tuple(slice(0, x.stop - x.start) for x in full)]
+    out[full] = part & within(full) if within is not None else part
     return out
 
 
@@ -131,6 +186,39 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
                  barrier_mm: float = 3.0) -> np.ndarray:
     """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
 
+    Works within ``MAX_REACH_MM`` of the click, on a strided grid when that box holds
+    more than ``WORK_VOXELS`` voxels (see :func:`_negative_cut`).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    # The locality radius needs the click's depth: measured first on a (strided) box.
+    probe = _ball_box(mask.shape, click, 100.0, spacing)
+    f = _work_strides(tuple(b.stop - b.start for b in probe), spacing, WORK_VOXELS)
+    sub = np.asarray(mask[tuple(slice(b.start, b.stop, k) for b, k in zip(probe, f))])
+    c = tuple(min(n - 1, (int(round(x)) - b.start) // k) for x, b, k, n in zip(click, probe, f, sub.shape))
+    depth = float(ndi.distance_transform_edt(np.pad(sub, 1), sampling=spacing * np.asarray(f))[1:-1, 1:-1, 1:-1][c])
+    reach = min(3.0 * depth + 10.0, MAX_REACH_MM) + 4.0 * float(spacing.max() * max(f))
+    box = _ball_box(mask.shape, click, reach, spacing)
+    n_neg = len(neg)
+    pos_values = _click_values(array, pos, spacing, smoothing_mm) if pos else None
+
+    def run(subs, clicks, sp):
+        sub_mask = subs[1]
+        c = clicks[-1]
+        if all(0 <= a < n for a, n in zip(c, sub_mask.shape)) and not sub_mask[c]:
+            sub_mask = sub_mask.copy()  # the clicked voxel fell between the samples
+            sub_mask[c] = True
+        return _negative_cut(subs[0], sub_mask, sp, clicks[:n_neg], clicks[n_neg:-1], c,
+                             smoothing_mm, max_voxels, barrier_mm, pos_values)
+
+    return _on_work_grid(run, (array, mask), box, list(neg) + list(pos) + [click], spacing,
+                         within=lambda b: mask[b])
+
+
+def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: list, pos: list,
+                  click: tuple, smoothing_mm: float = 1.0, max_voxels: int = 400_000,
+                  barrier_mm: float = 3.0, pos_values: Optional[np.ndarray] = None) -> np.ndarray:
+    """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
+
     The like-intensity part of the mask joined to the click when its intensity clearly
     differs from the positive clicks'; otherwise a marker watershed inside the mask on
     the larger of the smoothed gradient and the mask's shallowness: the negative clicks'
@@ -145,14 +233,14 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     centre = tuple(int(c) - b.start for c, b in zip(click, depth_box))
     dist = ndi.distance_transform_edt(np.pad(sub, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     depth = float(dist[centre])
-    radius = min(3.0 * depth + 10.0, 150.0)
+    radius = min(3.0 * depth + 10.0, MAX_REACH_MM)
     box = _ball_box(mask.shape, click, radius + 2.0 * float(spacing.max()), spacing)
     region = mask[box]
     if not region.any():
         return np.zeros(mask.shape, dtype=bool)
     # A leak of clearly different intensity (a lesion inside an organ, fat, bowel
     # content) goes whole by intensity; the shape split is for same-intensity leaks.
-    by_intensity = _intensity_leak(array, mask, spacing, pos, click, smoothing_mm)
+    by_intensity = _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values)
     if by_intensity.any():
         return by_intensity
     local_centre = tuple(int(c) - b.start for c, b in zip(click, box))
@@ -209,12 +297,13 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     return out
 
 
-def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm) -> np.ndarray:
-    """Mask voxels that look like the negative click rather than the object, joined to its cut.
+def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=None) -> np.ndarray:
+    """Mask voxels that look like the negative click rather than the object, joined to it.
 
     Only when the negative click's intensity clearly differs from the positive clicks'
-    (more than 3 robust standard deviations): a leak into a neighbour of another
-    intensity is then removed whole, also beyond the locality radius.
+    (more than ``INTENSITY_SD`` robust standard deviations; ``pos_values``: their
+    neighbourhood values when the clicks lie outside ``array``): a leak into a
+    neighbour of another intensity is then removed whole.
     """
     box = bbox(mask, pad=1)
     img = ndi.gaussian_filter(np.asarray(array[box], dtype=np.float32),
@@ -227,10 +316,11 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm) -> np.ndarra
         pts = pts[keep]
         return img[pts[:, 0], pts[:, 1], pts[:, 2]]
 
-    if not pos:
-        return np.zeros(mask.shape, dtype=bool)
-    vp = np.concatenate([values(p) for p in pos])
+    vp = pos_values if pos_values is not None else (
+        np.concatenate([values(p) for p in pos]) if pos else np.zeros(0, np.float32))
     vn = values(click)
+    if vp.size == 0 or vn.size == 0:
+        return np.zeros(mask.shape, dtype=bool)
     mp, mn = float(np.median(vp)), float(np.median(vn))
     sd = max(1.4826 * float(np.median(np.abs(vp - mp))), 1.4826 * float(np.median(np.abs(vn - mn))), 1e-6)
     if abs(mn - mp) <= INTENSITY_SD * sd:
@@ -250,6 +340,21 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm) -> np.ndarra
             return np.zeros(mask.shape, dtype=bool)
     out[box] = keep
     return out
+
+
+def _click_values(array: np.ndarray, points: list, spacing: np.ndarray, smoothing_mm: float) -> np.ndarray:
+    """Smoothed intensities in a 4 mm ball around each point (full grid, small boxes only)."""
+    out = []
+    for p in points:
+        p = tuple(int(round(c)) for c in p)
+        box = _ball_box(array.shape, p, 4.0 + 3.0 * smoothing_mm + float(np.max(spacing)), spacing)
+        img = ndi.gaussian_filter(np.asarray(array[box], dtype=np.float32),
+                                  [max(0.5, smoothing_mm / s) for s in spacing], mode="nearest")
+        local = np.asarray([c - b.start for c, b in zip(p, box)])[None, :] + ball_offsets(4.0, spacing)
+        keep = np.all((local >= 0) & (local < np.asarray(img.shape)[None, :]), axis=1)
+        local = local[keep]
+        out.append(img[local[:, 0], local[:, 1], local[:, 2]])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def _mark(markers: np.ndarray, centre: tuple, offsets: np.ndarray, value: int) -> None:
