@@ -29,6 +29,12 @@ c) ``--matrix``: the model shapes users meet (:data:`MATRIX`: 4-6 stages, 32..32
 ``--runtime`` (``auto``, ``openvino``, ``torch``) chooses what runs our engine's
 network; nnU-Net always runs PyTorch.
 
+d) ``--window ROW ...``: one window of a matrix row's network (``forward_features``),
+   in one process: PyTorch, OpenVINO (as our runtime converts it) and ONNX Runtime
+   (``pip install onnxruntime``; exported with ``torch.onnx.export``, CPU execution
+   provider, full graph optimisation, same threads), best of ``--repeats`` after one
+   warm-up call, conversion time and max error relative to PyTorch's output scale.
+
 ``--quick`` shrinks the networks (not the images or class counts): on this
 shared 2-core machine a full-size TotalSegmentator network costs minutes per
 window. The network compute is the same work in both engines, so a smaller
@@ -41,6 +47,7 @@ Usage::
     python benchmarks/bench_nnunet.py --scenario 3mm --repeats 3
     python benchmarks/bench_nnunet.py --matrix all --threads 2 --repeats 1
     python benchmarks/bench_nnunet.py --matrix m4-1.5mm-5cls --quick --runtime torch
+    python benchmarks/bench_nnunet.py --window m1-3mm-118cls-5st --threads 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -162,12 +169,15 @@ def _prepare_worker(args) -> None:
 
     model = NnUNetPredictor.from_folder(args.model, device="cpu", runtime=args.runtime,
                                         folds=list(range(args.folds)))
+    from napari_medseg.inference.runtimes.cache import weights_hash
+
     report = resolve_runtime(args.runtime, model.device)
     shape = (1, model.num_input_channels, *model.plans.patch_size)
     for fold in range(args.folds):
         model._set_fold(fold)
+        # the predictor's cache key (the network's own weights hash), so the timed runs hit it
         compile_module(MethodModule(model.network, "forward_features"), shape, report=report,
-                       what=f"fold {fold}")
+                       what=f"fold {fold}", weights_key=weights_hash(model.network))
     flops = _conv_flops(model.network, shape)
     print("RESULT " + json.dumps({"runtime": report.as_dict(), "flops_per_window": flops}),
           flush=True)
@@ -195,6 +205,79 @@ def _conv_flops(network, shape) -> int:
     with torch.no_grad():
         meta(torch.empty(shape, device="meta"))
     return int(total[0])
+
+
+def _run_windows(args) -> int:
+    """One window per runtime, same process, same input (see the module docstring, d)."""
+    import numpy as np
+    import torch
+
+    from napari_medseg.inference.runtimes import RuntimeReport, compile_module
+    from napari_medseg.inference.runtimes.openvino import MethodModule
+
+    torch.set_num_threads(args.threads)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nnunet_"))
+    os.environ.setdefault("MEDSEG_COMPILED_DIR", str(workdir / "compiled"))
+    print(f"# one window per runtime, {args.threads} thread(s), best of {args.repeats}; load "
+          f"average {os.getloadavg()[0]:.1f}")
+    print("| row | PyTorch s | OpenVINO s (ratio) | ONNX Runtime s (ratio) | OpenVINO err | "
+          "ORT err | conversion OV / ORT s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.window:
+        from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+
+        model = NnUNetPredictor.from_folder(_make_matrix_model(name, args.quick, workdir),
+                                            device="cpu", runtime="torch", folds=[0])
+        net = model.network.eval()
+        shape = (1, model.num_input_channels, *model.plans.patch_size)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+        def best(fn):
+            fn()
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - t0)
+            return min(times), out
+
+        with torch.no_grad():
+            xt = x.contiguous(memory_format=torch.channels_last_3d)
+            net.to(memory_format=torch.channels_last_3d)
+            t_torch, ref = best(lambda: net.forward_features(xt))
+        ref = ref.contiguous()
+        scale = float(ref.abs().max())
+        report = RuntimeReport(requested="openvino", used="openvino")
+        fn = compile_module(MethodModule(net, "forward_features"), shape, report=report,
+                            what=name)
+        t_ov, out_ov = best(lambda: fn(x)) if fn is not None else (float("nan"), ref)
+        err_ov = float((out_ov - ref).abs().max()) / scale
+        t_ort = err_ort = conv_ort = float("nan")
+        try:
+            import onnxruntime as ort
+
+            path = workdir / f"{name}.onnx"
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                torch.onnx.export(MethodModule(net, "forward_features"), (x,), str(path),
+                                  dynamo=False, opset_version=17)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = args.threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            conv_ort = time.perf_counter() - t0
+            feed = {sess.get_inputs()[0].name: x.numpy()}
+            t_ort, out_ort = best(lambda: sess.run(None, feed)[0])
+            err_ort = float(np.abs(out_ort - ref.numpy()).max()) / scale
+            del sess
+        except Exception as exc:  # not installed, export or session failure: say so
+            print(f"  ONNX Runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        print(f"| {name}{' (quick)' if args.quick else ''} | {t_torch:.2f} | {t_ov:.2f} "
+              f"({t_ov / t_torch:.2f}x) | {t_ort:.2f} ({t_ort / t_torch:.2f}x) | {err_ov:.1e} | "
+              f"{err_ort:.1e} | {report.convert_s:.0f} / {conv_ort:.0f} |", flush=True)
+        del fn, model, net
+    return 0
 
 
 def _gemm_gflops(threads: int) -> float:
@@ -303,6 +386,9 @@ def main(argv=None) -> int:
                     help="what runs our engine's network (nnU-Net always runs PyTorch)")
     ap.add_argument("--matrix", nargs="+", default=None, metavar="ROW",
                     help=f"run matrix rows ('all' or names: {', '.join(MATRIX)}) instead of scenarios")
+    ap.add_argument("--window", nargs="+", default=None, metavar="ROW",
+                    help="time one window of these matrix rows' networks with PyTorch, "
+                         "OpenVINO and ONNX Runtime in one process")
     ap.add_argument("--folds", type=int, default=1, help=argparse.SUPPRESS)
     # internal: worker mode
     ap.add_argument("--confidence", action="store_true",
@@ -322,6 +408,8 @@ def main(argv=None) -> int:
         return 0
     if args.matrix:
         return _run_matrix(args)
+    if args.window:
+        return _run_windows(args)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nnunet_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -456,6 +544,8 @@ def _run_matrix(args) -> int:
         flops = prep["flops_per_window"] * _windows(image, model) * mirrors * row["folds"]
         gflops = flops / o["predict_s"] / 1e9
         used = results["ours"][-1]["runtime"].get("used", "?")
+        if results["ours"][-1]["runtime"].get("compiled"):
+            used += ", CONVERTED IN THE TIMED RUN"  # the cache missed: the time includes it
         net = (f"{row['n_stages']}st {max(4, row['base_features'] // (4 if args.quick else 1))}.."
                f"{max(8, row['max_features'] // (4 if args.quick else 1))} "
                f"{'x'.join(map(str, row['patch_size']))} {row['n_classes']}cls "
