@@ -83,3 +83,32 @@ def test_incremental_click_is_one_appended_prompt():
     assert incremental_click(pts[:1], (True,), pts, (True, False)) == 1
     assert incremental_click(pts[:1], (True,), pts[::-1], (True, False)) is None
     assert incremental_click((), (), pts[:1], (True,)) is None
+
+
+def test_corrections_on_a_fine_grid_use_a_strided_work_grid(monkeypatch):
+    """On 0.5 mm voxels the neck case's box holds millions of voxels: the correction runs
+    on a strided grid (at most WORK_VOXELS samples) and still removes the leak, not the
+    object."""
+    import napari_medseg.prompts._corrections as corrections
+
+    spacing = np.asarray((0.5, 0.5, 0.5))
+    shape = (120, 180, 300)
+    image = np.full(shape, 100.0, np.float32)
+    obj = _sphere(shape, (60, 90, 84), 18.0, spacing)
+    leak = _sphere(shape, (60, 90, 216), 15.0, spacing)
+    neck = np.zeros(shape, bool)
+    neck[57:66, 87:96, 84:217] = True
+    mask = obj | leak | neck
+    seen = []
+    real = corrections._negative_cut
+
+    def spy(array, sub_mask, *args, **kwargs):
+        seen.append(sub_mask.size)
+        return real(array, sub_mask, *args, **kwargs)
+
+    monkeypatch.setattr(corrections, "_negative_cut", spy)
+    removed = negative_cut(image, mask, spacing, [(60, 90, 216)], [(60, 90, 84)], (60, 90, 216))
+    assert seen and max(seen) <= corrections.WORK_VOXELS
+    assert (removed & leak).sum() > 0.9 * leak.sum()
+    assert (removed & obj).sum() < 0.01 * obj.sum()
+    assert not (removed & ~mask).any()

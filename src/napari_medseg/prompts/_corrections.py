@@ -52,6 +52,10 @@ FILL_LIMIT = 0.6
 NEAR_MM = 6.0
 #: a correction works on at most this many voxels (a strided grid around the click beyond)
 WORK_VOXELS = 1_000_000
+#: a negative click at least this deep (mm) in the mask may compete for the mask beyond
+#: its locality radius (a thick leak, a neighbour organ, goes in a few clicks); a
+#: shallower one (a thin leak along a rib or a rim) acts within the radius only
+FAR_DEPTH_MM = 6.0
 #: no correction reaches farther from its click (mm)
 MAX_REACH_MM = 150.0
 #: a negative click this many robust SDs from the positive clicks is another tissue
@@ -245,14 +249,14 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
         return by_intensity
     local_centre = tuple(int(c) - b.start for c, b in zip(click, box))
     d_neg = _distance_from(region.shape, local_centre, spacing)
-    # Object markers: mask voxels beyond the locality radius that are nearer to a
-    # positive click than to the negative one (the far side of a leak is left to the
-    # competition, so a big leak goes in a few clicks).
+    # Object markers: mask voxels beyond the locality radius; for a deep click only
+    # those nearer to a positive click than to the negative one (the far side of a
+    # thick leak is left to the competition, so a big leak goes in a few clicks).
     d_pos = np.full(region.shape, np.inf)
     for p in pos:
         d_pos = np.minimum(d_pos, _distance_from(region.shape, tuple(int(round(c)) - b.start
                                                                      for c, b in zip(p, box)), spacing))
-    far = (d_neg > radius) & (d_pos < d_neg)
+    far = (d_neg > radius) & (d_pos < d_neg) if depth >= FAR_DEPTH_MM else (d_neg > radius)
     # Voxels nearer a positive click than the negative one stay (the click speaks for
     # its own side only): a thin object that ran into a thick neighbour is not taken
     # with the neighbour; a big leak goes in a few clicks.
