@@ -13,6 +13,8 @@ For every backend whose code is importable:
 * targets on CPU: region-growing <= 0.5 s per click at 512 x 512 x 300; SAM-Med3D
   <= 50 ms per click once its crop is encoded (SAM-Med3D runs with random weights of
   the released shapes when no checkpoint is installed: same cost);
+* the protocol's corrective clicks (clicks 2..5, below) on the 512 x 512 x 300 CT: the
+  latency of a positive click in a miss and a negative click in a leak;
 * memory across 50 repeated clicks (tracemalloc current/peak after clicks 10 and 50,
   and the process's peak RSS): the undo history keeps bounding-box copies only, so
   growth per click is small and bounded by the object's size.
@@ -26,8 +28,8 @@ point of the largest error region (positive when the missed part is larger than 
 negative otherwise). Objects: every connected part of >= 200 voxels of every label of the
 real CT (TotalSegmentator reference, 3 mm, and the same scan resampled to 1.5 mm), of the
 CT phantom and of its MR-like contrast (``clicker.mr_like``). Prints Dice after clicks
-1..5 per object, the mean per data set and per modality, the corrections that lowered
-Dice by more than 0.02, and the latency per click. ``--backends`` picks the backends
+1..5 per object, the mean per data set, per structure class (:func:`structure_class`) and
+per modality, the corrections that lowered Dice by more than 0.02, and the latency per click. ``--backends`` picks the backends
 (default: region-growing, plus sam-med3d / nninteractive when their weights are installed).
 """
 
