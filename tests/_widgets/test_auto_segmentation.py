@@ -131,6 +131,54 @@ def test_random_weight_nnunet_folder_as_custom_model(make_napari_viewer, qtbot, 
     assert layer.metadata["medseg_model"] == folder.name
 
 
+def test_cpu_runtime_choice_runs_openvino_and_says_what_ran(make_napari_viewer, qtbot, tmp_path,
+                                                           monkeypatch, one_torch_thread):
+    """Options > CPU runtime: openvino compiles the folder's network (labels as the core's
+    OpenVINO run), the status line names the runtime; a failed conversion runs PyTorch and
+    the status says why; torch says PyTorch."""
+    ov = pytest.importorskip("openvino")
+    from napari_medseg.inference.segment import segment_with_info
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "compiled"))
+    folder = make_model_folder_in_subprocess(tmp_path / "Dataset556_rt")
+    rng = np.random.default_rng(1)
+    vol = Volume(rng.normal(0, 200, (10, 20, 24)).astype(np.float32), spacing=(4.0, 3.0, 5.0),
+                 modality="CT")
+    add_image(viewer := make_napari_viewer(), vol, "scan")
+    widget = dock(viewer)
+    widget.set_custom_folder(folder)
+    widget.device_combo.setCurrentText("cpu")
+    assert [widget.runtime_combo.itemText(i) for i in range(widget.runtime_combo.count())] == \
+        ["auto", "openvino", "torch"]
+    with pytest.raises(InvalidInputError, match="unknown runtime"):
+        widget.set_runtime("onnx")
+    widget.set_runtime("openvino")
+    assert run_and_wait(qtbot, widget) == "done"
+    assert widget.last_result.runtime["used"] == "openvino"
+    assert "Network: OpenVINO (runtime openvino, compiled now)" in widget.status.text()
+    assert list((tmp_path / "compiled").glob("*.xml"))
+    core = segment_with_info(vol, folder, device="cpu", runtime="openvino")
+    assert np.array_equal(widget.last_layer.data, core.labels)
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "fresh"))
+
+    def broken(*a, **k):
+        raise RuntimeError("no conversion rule for aten::something")
+
+    monkeypatch.setattr(ov, "convert_model", broken)
+    assert run_and_wait(qtbot, widget) == "done"
+    assert widget.last_result.runtime["used"] == "torch"
+    assert "Network: PyTorch (runtime openvino)" in widget.status.text()
+    assert "Not OpenVINO: OpenVINO could not compile" in widget.status.text()
+    assert "aten::something" in widget.status.text()
+
+    widget.set_runtime("torch")
+    assert run_and_wait(qtbot, widget) == "done"
+    assert "Network: PyTorch (runtime torch)." in widget.status.text()
+    assert np.array_equal(widget.last_layer.data,
+                          segment_with_info(vol, folder, device="cpu", runtime="torch").labels)
+
+
 def test_cancel_mid_run_leaves_layers_unchanged_then_rerun_works(make_napari_viewer, qtbot,
                                                                  phantom, monkeypatch):
     import napari_medseg.models.hu_tissue as hu

@@ -692,3 +692,86 @@ def test_what_the_session_says_reaches_the_status_line(make_napari_viewer, qtbot
     widget.add_point_world(_world(image, (12, 23, 18)), positive=True)
     _wait(qtbot, widget)
     assert said not in widget.status.text()
+
+
+# ------------------------------------------------------- N4 bias-field correction (MR)
+def test_bias_correction_option_on_an_mr_volume(make_napari_viewer, qtbot, monkeypatch):
+    """Off by default; offered for the MR phantom with the weights-free backend, not for CT or a
+    network backend; ticked, the clicks give what the core's bias-corrected session gives, and
+    the correction runs once for the image however many objects are clicked."""
+    from napari_medseg.inference import bias_field
+    from napari_medseg.phantom import make_phantom, mr_contrast
+    from napari_medseg.prompts.factory import make_session
+
+    ph = make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
+    t1 = mr_contrast(ph, "T1")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    ct_layer = _add_image(viewer, ph.ct, "ct")
+    mr_layer = _add_image(viewer, t1, "t1")
+    check = widget.bias_check
+    widget.image_combo.set_layer(ct_layer)
+    assert not check.isEnabled() and not check.isChecked() and "CT" in check.toolTip()
+    widget.image_combo.set_layer(mr_layer)
+    assert check.isEnabled() and not check.isChecked()  # offered, default off
+    widget.backend_combo.setCurrentIndex(widget.backend_combo.findData("sam-med3d"))
+    assert not check.isEnabled() and "weights-free" in check.toolTip()
+    widget.backend_combo.setCurrentIndex(widget.backend_combo.findData("region-growing"))
+    assert check.isEnabled()
+    check.setChecked(True)
+
+    bias_field.clear_cache()
+    fits = []
+    real = bias_field._fit_and_divide
+    monkeypatch.setattr(bias_field, "_fit_and_divide", lambda *a, **k: fits.append(1) or real(*a, **k))
+    ids = {n: i for i, n in ph.names.items()}
+    expected = make_session("region-growing", bias_correct=True)
+    expected.set_volume(t1)
+    for n, organ in enumerate(("liver", "spleen")):
+        point = _inner_point(ph.labels == ids[organ])
+        if n:
+            widget.next_object()
+            _wait(qtbot, widget)
+        _step(qtbot, widget, widget.add_point_voxel, point, positive=True)
+        assert widget.last_error == ""
+        expected.reset()
+        assert np.array_equal(np.asarray(widget.labels_layer.data) == n + 1, expected.add_point(point).mask)
+    assert len(fits) == 1  # computed once for the image (by the test's own session: the cache)
+    bias_field.clear_cache()
+
+
+# ------------------------------------------------------------------ CPU runtime
+def test_cpu_runtime_choice_reaches_network_sessions_and_is_reported(make_napari_viewer, qtbot,
+                                                                     monkeypatch, tmp_path, tiny_net):
+    """Options > CPU runtime: offered for network backends only; the choice reaches the
+    session (a new one when it changes) and the status line says what ran the encoder."""
+    pytest.importorskip("openvino")
+    from napari_medseg.prompts import factory
+    from napari_medseg.prompts.sam_med3d_session import SamMed3DSession
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    asked = []
+
+    def tiny_sessions(backend, **kwargs):  # SAM-Med3D's architecture with small seeded weights
+        asked.append(kwargs.get("runtime"))
+        session = SamMed3DSession(network=tiny_net, device="cpu")
+        session.runtime = kwargs.get("runtime", "auto")
+        return session
+
+    monkeypatch.setattr(factory, "make_session", tiny_sessions)
+    volume, a, b = _two_blobs_volume()
+    viewer, image, widget = _widget(make_napari_viewer, volume)
+    assert not widget.runtime_combo.isEnabled()  # region growing: no network
+    widget.backend_combo.setCurrentIndex(widget.backend_combo.findData("sam-med3d"))
+    assert widget.runtime_combo.isEnabled()
+    widget.set_runtime("openvino")
+    widget.add_point_world(_world(image, (12, 24, 18)), positive=True)
+    _wait(qtbot, widget, timeout=300_000)
+    assert asked == ["openvino"]
+    assert widget._session.runtime_report.used == "openvino"
+    assert "Network: OpenVINO (runtime openvino, compiled now)" in widget.status.text()
+    widget.set_runtime("torch")
+    widget.add_point_world(_world(image, (12, 25, 18)), positive=True)
+    _wait(qtbot, widget, timeout=300_000)
+    assert asked == ["openvino", "torch"]
+    assert "Network: PyTorch (runtime torch)." in widget.status.text()

@@ -27,3 +27,12 @@ def work(tmp_path, sample):
     shutil.copy(sample["label_names"], tmp_path / "labels.json")
     (tmp_path / "a").mkdir()
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def mr_sample(tmp_path_factory) -> dict:
+    """``medseg sample --modality mr`` (T1, T2, labels) written once per test module."""
+    out = tmp_path_factory.mktemp("mr")
+    res = medseg("sample", out, "--modality", "mr", "--shape", "24,80,80", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)

@@ -380,3 +380,31 @@ def test_confidence_mistakes_refused_before_any_case(cohort, tmp_path):
     res = medseg_batch(cohort, "-o", out, "--confidence", "--review-threshold", "mean=2")
     assert res.returncode == 2 and "mean" in res.stderr and "Traceback" not in res.stderr
     assert not (out / "results.csv").exists() and not (out / "labels").exists()
+
+
+@pytest.mark.slow
+def test_runtime_reaches_the_workers_and_the_fingerprint(cohort, tmp_path, nnunet_model):
+    """--runtime goes to each worker (OpenVINO converts there: its cache fills) and into
+    the settings fingerprint (another runtime reruns the done cases); a wrong name is
+    refused by the parser."""
+    pytest.importorskip("openvino")
+    two = _two_cases(cohort, tmp_path)
+    out, cache = tmp_path / "out", tmp_path / "compiled"
+    env = {"MEDSEG_COMPILED_DIR": str(cache)}
+    args = (two, "-o", out, "--model", nnunet_model, "--workers", "1", "--device", "cpu")
+    _ok(medseg_batch(*args, "--runtime", "torch", env=env))
+    first = read_rows(out)
+    assert json.loads((out / "run.json").read_text())["settings"]["runtime"] == "torch"
+    assert not cache.exists() or not list(cache.glob("*.xml"))
+    _ok(medseg_batch(*args, "--runtime", "torch", env=env))
+    assert [r["status"] for r in read_rows(out).values()] == ["skipped"] * 2
+    _ok(medseg_batch(*args, "--runtime", "openvino", env=env))
+    rows = read_rows(out)
+    assert [r["status"] for r in rows.values()] == ["ok"] * 2
+    assert rows["case0"]["fingerprint"] != first["case0"]["fingerprint"]
+    assert list(cache.glob("*.xml")), "the worker did not compile the network with OpenVINO"
+    for case_id in rows:
+        ov_labels = read_labels(out / rows[case_id]["output"])[0]
+        assert ov_labels.shape == read_volume(rows[case_id]["input"]).shape
+    bad = medseg_batch(*args[:2], tmp_path / "bad", "--runtime", "onnx")
+    assert bad.returncode == 2 and "invalid choice: 'onnx'" in bad.stderr

@@ -215,3 +215,31 @@ def test_runtime_option_is_accepted_and_reported(sample, tmp_path):
                  "--runtime", "tensorrt")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--runtime" in bad.stderr
     assert not (tmp_path / "b.nii.gz").exists()
+
+
+# ------------------------------------------------------------ N4 bias correction (MR)
+def test_bias_correct_on_mr(mr_sample, tmp_path):
+    """The command's mask is the API's bias-corrected session's mask, on the image's grid."""
+    from napari_medseg.prompts.factory import make_session
+
+    image = read_volume(mr_sample["t1"])
+    click = tuple(int(v) for v in _liver_voxel(mr_sample))
+    res = medseg("prompt", mr_sample["t1"], "-o", tmp_path / "m.nii.gz", "--point",
+                 ",".join(map(str, click)), "--bias-correct", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    mask = read_volume(tmp_path / "m.nii.gz")
+    assert mask.same_grid(image) and out["voxels"] == int((mask.array > 0).sum()) > 0
+    session = make_session("region-growing", bias_correct=True)
+    session.set_volume(image)
+    assert np.array_equal(mask.array > 0, session.add_point(click).mask)
+
+
+def test_bias_correct_refused_for_ct_and_network_backends(sample, tmp_path):
+    res = medseg("prompt", sample["ct"], "-o", tmp_path / "m.nii.gz", "--point", "12,40,40",
+                 "--bias-correct")
+    _one_line_error(res, "this image is CT")
+    res = medseg("prompt", sample["ct"], "-o", tmp_path / "m.nii.gz", "--point", "12,40,40",
+                 "--bias-correct", "--model", "nninteractive")
+    _one_line_error(res, "applies to the 'region-growing' backend only", "--bias-correct")
+    assert not (tmp_path / "m.nii.gz").exists()

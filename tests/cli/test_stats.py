@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ._run import digest, medseg, refused
 
 
@@ -18,20 +20,6 @@ def test_stats_csv_over_the_labels_sidecar_is_refused(work):
 
 
 # --- N4 bias-field correction (MR)
-
-import json
-
-import pytest
-
-
-@pytest.fixture(scope="module")
-def mr_sample(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("mr")
-    res = medseg("sample", out, "--modality", "mr", "--shape", "24,80,80", "--json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
-
-
 def test_stats_bias_correct_on_mr(mr_sample, tmp_path):
     plain = medseg("stats", mr_sample["t1"], mr_sample["labels"], "--json")
     res = medseg("stats", mr_sample["t1"], mr_sample["labels"], "--json", "--bias-correct")

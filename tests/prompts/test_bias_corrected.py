@@ -77,3 +77,21 @@ def test_ct_is_refused(phantom, fits):
     with pytest.raises(InvalidInputError, match="this image is CT"):
         session.set_volume(phantom.ct)
     assert not fits
+
+
+def test_every_first_click_gives_an_object(phantom):
+    # A click whose voxel the boundary opening removes (the T1 phantom's right lung
+    # after N4) must still give the object nearest the click, never an empty mask.
+    from napari_medseg.testing.clicker import structures
+
+    vol = mr_contrast(phantom, "T1")
+    objects = structures(phantom.labels, phantom.names)
+    for session in (RegionGrowingSession(), BiasCorrectedRegionGrowing()):
+        session.set_volume(vol)
+        empty = []
+        for name, mask in objects.items():
+            session.reset()
+            update = session.add_point(deepest_point(mask, vol.spacing_zyx), positive=True)
+            if not update.mask.any():
+                empty.append(name)
+        assert not empty, f"{session.name}: empty object for {empty}"

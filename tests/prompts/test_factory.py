@@ -22,7 +22,11 @@ def test_default_backend_is_weights_free_and_listed_first():
     session = factory.make_session()
     assert isinstance(session, RegionGrowingSession) and isinstance(session, PromptSession)
     status = {s.name: s for s in factory.backend_statuses()}
-    assert set(status) == {"region-growing", "sam-med3d", "3dsam-adapter", "nninteractive"}
+    assert set(status) == {"region-growing", "sam-med3d", "3dsam-adapter", "nninteractive",
+                           "nninteractive-remote"}
+    # on its own server: no weights here; usable as soon as nnInteractive's client is installed
+    assert not status["nninteractive-remote"].needs_weights
+    assert "nninteractive-remote" not in names  # not offered by a medseg server: it runs on its own
     assert status["region-growing"].ready and not status["region-growing"].needs_weights
     for name in ("sam-med3d", "3dsam-adapter", "nninteractive"):
         assert status[name].needs_weights
@@ -97,3 +101,28 @@ def test_missing_weights_say_what_to_run(empty_cache, factory, fragment):
     with pytest.raises(WeightsNotFoundError) as info:
         factory()(device="cpu")
     assert fragment in str(info.value)
+
+
+# --- nninteractive-remote: a backend on a server of its own
+
+
+def test_remote_backend_refuses_options_that_do_not_apply():
+    pytest.importorskip("nnInteractive.inference.remote")
+    with pytest.raises(InvalidInputError, match="uses the model its server loaded"):
+        make_session("nninteractive-remote", server="http://127.0.0.1:1527", weights="/some/folder")
+    with pytest.raises(InvalidInputError, match="server's --device"):
+        make_session("nninteractive-remote", server="http://127.0.0.1:1527", device="cuda")
+    with pytest.raises(InvalidInputError, match="applies only to nninteractive-remote"):
+        make_session("region-growing", server="http://127.0.0.1:1527")
+
+
+def test_remote_backend_without_its_client_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nnInteractive.inference.remote" else real(name, *a))
+    status = factory.backend_status("nninteractive-remote")
+    assert not status.available and "pip install nninteractive-client" in status.reason
+    with pytest.raises(MedsegError, match="pip install nninteractive-client"):
+        factory.make_session("nninteractive-remote", server="http://127.0.0.1:1527")

@@ -304,3 +304,90 @@ def test_missing_client_says_what_to_install(monkeypatch):
                         lambda name, *a: None if name == "nnInteractive.inference.remote" else real(name, *a))
     with pytest.raises(MedsegError, match="pip install nninteractive-client"):
         NnInteractiveRemoteSession("http://127.0.0.1:1527")
+
+
+# --- how users reach it: `medseg prompt` and the Interactive segmentation dock
+
+
+def _local_mask(folder, vol, clicks):
+    from napari_medseg.prompts.nninteractive_session import NnInteractiveSession
+
+    local = NnInteractiveSession(weights=folder, device="cpu")
+    local.set_volume(vol)
+    for zyx, positive in clicks:
+        local.add_point(zyx, positive=positive)
+    return local.mask
+
+
+def test_cli_prompt_on_the_server_writes_the_local_backends_mask(nni_folder, nni_server, tmp_path,
+                                                                 no_rng_dependence):
+    import json
+
+    from napari_medseg.io import read_volume, write_volume
+    from tests.cli._run import medseg
+
+    img, out, key = tmp_path / "ct.nii.gz", tmp_path / "object.nii.gz", tmp_path / "api-key"
+    write_volume(_scan(), img)
+    key.write_text(API_KEY + "\n")
+    key.chmod(0o600)
+    res = medseg("prompt", img, "-o", out, "--model", "nninteractive-remote", "--server", nni_server.url,
+                 "--token-file", key, "--point", "20,36,40", "--negative", "20,50,34", "--json")
+    assert res.returncode == 0, res.stderr
+    want = _local_mask(nni_folder, read_volume(img), [((20, 36, 40), True), ((20, 50, 34), False)])
+    got = np.asarray(read_volume(out).array) > 0
+    assert want.any() and np.array_equal(got, want)
+    assert json.loads(res.stdout)["voxels"] == int(want.sum())
+    assert no_rng_dependence == []
+
+
+def test_cli_mistakes_are_clear_and_write_nothing(tmp_path):
+    pytest.importorskip("nnInteractive.inference.remote")
+    from napari_medseg.io import write_volume
+    from napari_medseg.testing.nninteractive import _free_port
+    from tests.cli._run import medseg
+
+    img, out = tmp_path / "ct.nii.gz", tmp_path / "object.nii.gz"
+    write_volume(_scan(shape=(8, 16, 16)), img)
+    base = ("prompt", img, "-o", out, "--model", "nninteractive-remote", "--point", "4,8,8")
+    nowhere = f"http://127.0.0.1:{_free_port()}"
+    for extra, expected in [
+        ((), "needs the URL of a running nninteractive-server (e.g. http://gpu-box:1527); pass --server URL"),
+        (("--server", "gpu-box:1527"), "must start with http:// or https://"),
+        (("--server", nowhere, "--weights", str(tmp_path)), "uses the model its server loaded"),
+        (("--server", nowhere), f"cannot reach the nnInteractive server at {nowhere}"),
+    ]:
+        res = medseg(*base, *extra)
+        assert res.returncode != 0 and expected in res.stderr, (extra, res.stderr)
+        assert "Traceback" not in res.stderr and not out.exists()
+
+
+@pytest.mark.gui
+def test_the_dock_drives_the_remote_backend(make_napari_viewer, qtbot, nni_folder, nni_server, monkeypatch,
+                                            tmp_path, no_rng_dependence):
+    """Docked as users dock it: pick nninteractive-remote, the Server row appears; without a
+    URL a click is a message; with the server's URL (key from NN_INTERACTIVE_API_KEY) one
+    click writes the local backend's mask into the labels layer."""
+    from napari_medseg.io.layer_data import image_layer_tuple
+
+    monkeypatch.setenv("MEDSEG_CONFIG_DIR", str(tmp_path / "config"))  # never the user's settings
+    monkeypatch.setenv("NN_INTERACTIVE_API_KEY", API_KEY)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Interactive segmentation")
+    vol = _scan()
+    data, kwargs, _ = image_layer_tuple(vol, "ct")
+    viewer.add_image(data, **kwargs)
+    assert widget.nni_server_row.isHidden()  # compact: only for the backend that needs it
+    widget.backend_combo.setCurrentIndex(widget.backend_combo.findData("nninteractive-remote"))
+    assert not widget.nni_server_row.isHidden()
+    labels = widget.create_labels_layer()
+    with qtbot.waitSignal(widget.finished, timeout=120000):
+        widget.add_point_voxel((20, 36, 40))
+    assert "needs the URL of a running nninteractive-server" in widget.last_error
+    assert "Server field" in widget.last_error and not np.asarray(labels.data).any()
+    widget.nni_server_edit.setText(nni_server.url)
+    with qtbot.waitSignal(widget.finished, timeout=120000):
+        widget.add_point_voxel((20, 36, 40))
+    assert not widget.busy, widget.last_error
+    want = _local_mask(nni_folder, vol, [((20, 36, 40), True)])
+    assert want.any() and np.array_equal(np.asarray(labels.data) == widget.label_id, want)
+    assert no_rng_dependence == []

@@ -82,7 +82,8 @@ def test_local_only_options_are_refused_with_a_server(phantom, token_file):
     with pytest.raises(InvalidInputError) as info:
         prompt_session("sam-med3d", setting, weights="/tmp/sam.pth")
     assert "Weights field" in user_message(info.value, "gui")
-    for kwargs, words in (({"weights": "/w"}, "Weights field"), ({"device": "cuda"}, "Device to auto")):
+    for kwargs, words in (({"weights": "/w"}, "Weights field"), ({"device": "cuda"}, "Device to auto"),
+                          ({"runtime": "openvino"}, "CPU runtime to auto")):
         with pytest.raises(InvalidInputError) as info:
             run_segment(phantom.ct, "hu-tissue", setting, **kwargs)
         assert words in user_message(info.value, "gui")

@@ -11,6 +11,10 @@ file, remembered between napari sessions); the job is then
 :func:`napari_medseg.serve.settings.run_segment`, which calls
 :func:`~napari_medseg.serve.client.remote_segment` (the server's progress shows in the bar,
 Cancel cancels the server's job, the result is the same as a local run's).
+
+"CPU runtime" (Options): what runs the network on this computer's CPU (``auto``,
+``openvino``, ``torch``; :mod:`napari_medseg.inference.runtimes`); after a run the status
+line says which ran and, after a fallback, why.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class AutoSegmentationWidget(QWidget):
     Public methods for scripts and tests: :meth:`run`, :meth:`cancel`, :meth:`set_model`,
     :meth:`set_custom_folder`, :meth:`select_structures`, :meth:`selected_structures`,
     :meth:`set_image_layer`, :meth:`download_weights`, :meth:`set_confidence`,
-    :meth:`show_flagged` (:attr:`review`, :attr:`confidence_layer`). The ``finished`` signal is emitted
+    :meth:`set_runtime`, :meth:`show_flagged` (:attr:`review`, :attr:`confidence_layer`). The ``finished`` signal is emitted
     with ``"done"``, ``"cancelled"`` or ``"error"`` when a run ends.
     """
 
@@ -94,6 +98,14 @@ class AutoSegmentationWidget(QWidget):
         self.roi_clear = QPushButton("Clear selection (all structures)")
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        from ..inference.runtimes import RUNTIMES
+
+        self.runtime_combo = QComboBox()
+        self.runtime_combo.addItems(RUNTIMES)
+        self.runtime_combo.setToolTip(
+            "What runs the network on the CPU: auto (the default choice), openvino (compiled "
+            "once per model and patch size, cached on disk) or torch (the reference). GPUs "
+            "always use PyTorch; any OpenVINO failure falls back to PyTorch.")
         self.run_btn = QPushButton("Run")
         self.cancel_btn = QPushButton("Cancel")
         self.progress_bar = QProgressBar()
@@ -101,7 +113,7 @@ class AutoSegmentationWidget(QWidget):
         self.status = StatusLine("Ready.")
         self.jobs = JobRunner(self.status, progress_bar=self.progress_bar, cancel_button=self.cancel_btn,
                               busy=[self.run_btn, self.download_btn, self.image_combo, self.model_combo,
-                                    self.device_combo])
+                                    self.device_combo, self.runtime_combo])
         self.jobs.finished.connect(self._on_finished)
 
         form = QFormLayout()
@@ -131,6 +143,7 @@ class AutoSegmentationWidget(QWidget):
         self.review_list.setVisible(False)
         self.options = collapsible("Options (weights folder, device, where it runs)",
                                    [("Weights", self.weights_edit), ("Device", self.device_combo),
+                                    ("CPU runtime", self.runtime_combo),
                                     ("Confidence", self.confidence_check),
                                     *self.server.rows()])
         buttons = QHBoxLayout()
@@ -197,6 +210,12 @@ class AutoSegmentationWidget(QWidget):
         """Select "custom nnU-Net folder" with ``path``."""
         self.model_combo.setCurrentIndex(self.model_combo.findData(CUSTOM))
         self.custom_edit.setText(str(path))
+
+    def set_runtime(self, name: str) -> None:
+        """Choose what runs the network on the CPU (``auto``, ``openvino``, ``torch``)."""
+        from ..inference.runtimes import check_runtime
+
+        self.runtime_combo.setCurrentText(check_runtime(name))
 
     def _update_channels(self, *_) -> None:
         """One image picker per extra input channel of the chosen model folder."""
@@ -357,6 +376,7 @@ class AutoSegmentationWidget(QWidget):
             "device": self.device_combo.currentText(),
             "roi_subset": self.selected_structures() or None,
             "confidence": self.confidence_check.isChecked(),
+            "runtime": self.runtime_combo.currentText(),
         }
         setting = self.server.setting()
 
@@ -384,6 +404,7 @@ class AutoSegmentationWidget(QWidget):
 
     # ---------------------------------------------------------------- handlers
     def _on_returned(self, layer, volume, label: str, result) -> None:
+        from ..inference.runtimes import describe_runtime
         from ..io.layer_data import labels_layer_tuple
 
         name = unique_name(self.viewer, f"{layer.name} {label}")
@@ -399,6 +420,7 @@ class AutoSegmentationWidget(QWidget):
         present = int(np.count_nonzero(np.bincount(result.labels.ravel())[1:]))
         seconds = result.timings.get("total_s", 0.0)
         text = f"Done: {present} structure(s) in {name!r} ({seconds:.1f} s)."
+        text += describe_runtime(getattr(result, "runtime", None))
         if result.notes:
             text += " " + " ".join(result.notes)
         self.status.message(text)

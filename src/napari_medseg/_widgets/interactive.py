@@ -44,6 +44,19 @@ How it is wired
   each click sends a few bytes and gets the changed box back; everything after that
   (compositing, undo, next object, click report) is the same. A lost server is an error
   in the status line; the layers stay as they were.
+* **nnInteractive on its own server**: the ``nninteractive-remote`` backend shows a
+  Server field under Backend (the URL of a running ``nninteractive-server``; its API key
+  comes from ``NN_INTERACTIVE_API_KEY``); the worker builds a
+  :class:`~napari_medseg.prompts.nninteractive_remote.NnInteractiveRemoteSession`, which
+  runs there whatever "Where it runs" says.
+* **Bias-field correction (N4, MR)**: an option under Backend, off by default, offered
+  for an MR image with the weights-free backend (disabled with the reason otherwise); the
+  session then grows on :func:`~napari_medseg.inference.bias_field.correct_bias_field`'s
+  cached output (``prompt_session(..., bias_correct=True)``).
+* **CPU runtime** (Options; network backends only): what runs the backend's image encoder
+  on this computer's CPU (``auto``, ``openvino``, ``torch``; a change starts a new
+  session); the status line after a click says what ran it and why not OpenVINO after a
+  fallback (:func:`~napari_medseg.inference.runtimes.describe_runtime`).
 * **Box**: draw a rectangle in the "prompt box" Shapes layer on the current slice and
   press "Use box": the box covers the rectangle in-plane and ``box depth`` mm across
   the slice direction (``Volume.box_from_corners``; drawn in 3D, the corners' full
@@ -63,6 +76,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -73,6 +87,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InvalidInputError, MedsegError
 from ..prompts.interaction import Interaction, object_table, run_interaction
+from ._bias import BiasCorrectionOption
 from ._jobs import JobRunner, StatusLine
 from ._layers import (
     LayerPicker,
@@ -163,6 +178,25 @@ class InteractiveSegmentationWidget(QWidget):
             if not status.available:
                 self.backend_combo.model().item(index).setEnabled(False)
         form.addRow("Backend", self.backend_combo)
+        # the URL of an nninteractive-server: one row, shown only for a backend that needs it
+        self.nni_server_edit = QLineEdit()
+        self.nni_server_edit.setPlaceholderText("http://gpu-box:1527 (nninteractive-server)")
+        self.nni_server_edit.setToolTip("URL of a running nninteractive-server; its API key, if "
+                                        "any, from the NN_INTERACTIVE_API_KEY environment variable")
+        self.nni_server_row = QWidget()
+        row_layout = QHBoxLayout(self.nni_server_row)
+        row_layout.setContentsMargins(0, 0, 0, 0)
+        row_layout.addWidget(QLabel("Server"))
+        row_layout.addWidget(self.nni_server_edit, 1)
+        form.addRow(self.nni_server_row)
+        self.backend_combo.currentIndexChanged.connect(self._on_backend_changed)
+        self._on_backend_changed()
+        # MR only, weights-free backend only: region growing on the N4-corrected intensities
+        self.bias_check = BiasCorrectionOption("growing regions from the clicks")
+        form.addRow("", self.bias_check)
+        self.image_combo.currentIndexChanged.connect(self._update_bias_option)
+        self.backend_combo.currentIndexChanged.connect(self._update_bias_option)
+        self._update_bias_option()
 
         self.label_spin = QSpinBox()
         self.label_spin.setRange(1, 65535)
@@ -218,11 +252,21 @@ class InteractiveSegmentationWidget(QWidget):
         self.overwrite_check.setChecked(False)
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("checkpoint (optional; default: installed weights)")
+        from ..inference.runtimes import RUNTIMES
+
+        self.runtime_combo = QComboBox()
+        self.runtime_combo.addItems(RUNTIMES)
+        self.runtime_combo.setToolTip(
+            "What runs a network backend's image encoder on the CPU: auto, openvino (compiled "
+            "once per crop size, cached on disk) or torch (the reference); any OpenVINO failure "
+            "falls back to PyTorch. Weights-free backends have no network.")
         # what most sessions leave alone, folded so that several docks fit one screen
         self.server = ServerFields()
         self.options = collapsible("Options (weights, box depth, overwriting, where it runs)", [
-            ("Weights", self.weights_edit), ("Box depth", self.box_depth), ("", self.overwrite_check),
+            ("Weights", self.weights_edit), ("CPU runtime", self.runtime_combo),
+            ("Box depth", self.box_depth), ("", self.overwrite_check),
             *self.server.rows()])
+        self._on_backend_changed()  # the CPU runtime applies to network backends only
 
         self.status = StatusLine("Pick an image, then click inside a structure.")
         self.progress = QProgressBar()
@@ -243,6 +287,36 @@ class InteractiveSegmentationWidget(QWidget):
         layout.addStretch(1)
         self.setLayout(layout)
         make_scrollable(self)  # the dock shrinks and scrolls when several are docked
+
+    def _update_bias_option(self, *_) -> None:
+        backend = self.backend_combo.currentData() or DEFAULT_BACKEND
+        self.bias_check.follow(self.image_combo.layer(), "" if backend == DEFAULT_BACKEND else (
+            f"only for the weights-free {DEFAULT_BACKEND} backend; {backend} normalises the image itself"))
+
+    def _on_backend_changed(self, *_) -> None:
+        self.nni_server_row.setVisible(self._remote_backend())
+        if hasattr(self, "runtime_combo"):
+            self.runtime_combo.setEnabled(self._network_backend())
+
+    def _network_backend(self) -> bool:
+        """True when the chosen backend runs a torch network here (the CPU runtime applies)."""
+        from ..prompts.factory import BACKENDS
+
+        spec = BACKENDS.get(self.backend_combo.currentData() or DEFAULT_BACKEND)
+        return bool(spec is not None and spec.weights_card is not None and not spec.remote)
+
+    def set_runtime(self, name: str) -> None:
+        """Choose what runs a network backend's encoder on the CPU (auto, openvino, torch)."""
+        from ..inference.runtimes import check_runtime
+
+        self.runtime_combo.setCurrentText(check_runtime(name))
+
+    def _remote_backend(self) -> bool:
+        """True when the chosen backend runs on a server of its own (its URL in the Server row)."""
+        from ..prompts.factory import BACKENDS
+
+        spec = BACKENDS.get(self.backend_combo.currentData() or DEFAULT_BACKEND)
+        return bool(spec is not None and spec.remote)
 
     # ------------------------------------------------------------------ layers
     @property
@@ -567,14 +641,19 @@ class InteractiveSegmentationWidget(QWidget):
                 raise InvalidInputError(f"label {self.label_id} has no voxels in '{labels.name}' to refine")
             interaction = Interaction.refine(initial)
         setting = self.server.setting()
+        own_server = self.nni_server_edit.text().strip() if self._remote_backend() else None
         # unique_id, not id(): through the plugin's proxy viewer id() changes on every access
-        key = (layer_key(image), backend, weights, setting.key)
+        bias_correct = self.bias_check.wanted
+        runtime = self.runtime_combo.currentText()
+        key = (layer_key(image), backend, weights, setting.key if own_server is None else own_server,
+               bias_correct, runtime)
         session = self._session if self._session_key == key else None
         volume = layer_volume(image) if session is None else None
         retired, self._retired = self._retired, []
         stale = self._stale and session is not None
         self._stale = False
-        preparing = f"preparing {backend}" + ("" if not setting.remote else f" on {setting.where}")
+        where = own_server if own_server is not None else (setting.where if setting.remote else "")
+        preparing = f"preparing {backend}" + (f" on {where}" if where else "")
 
         def job(progress, cancel):
             nonlocal session
@@ -587,7 +666,13 @@ class InteractiveSegmentationWidget(QWidget):
                     session.reset()
                 if session is None:
                     progress(0.0, f"{preparing}...")
-                    session = prompt_session(backend, setting, weights=weights)
+                    if own_server is not None:  # nnInteractive's own server, not `medseg serve`
+                        from ..prompts.factory import make_session
+
+                        session = make_session(backend, weights=weights, server=own_server)
+                    else:
+                        session = prompt_session(backend, setting, weights=weights,
+                                                 bias_correct=bias_correct, runtime=runtime)
                     session.set_volume(volume, progress=None, cancel=cancel)
                 progress(0.5, "segmenting...")
                 return session, run_interaction(session, interaction, cancel)
@@ -656,6 +741,11 @@ class InteractiveSegmentationWidget(QWidget):
             text += "\n" + lines[0] + "".join(f"\n<b>{line}</b>" for line in lines[1:])
         if note:
             text += "\n" + note
+        from ..inference.runtimes import describe_runtime
+
+        ran = describe_runtime(getattr(session, "runtime_report", None)).strip()
+        if ran:  # network backends: what ran the encoder, and why not OpenVINO after a fallback
+            text += "\n" + ran
         said = getattr(session, "message", "")  # e.g. SAM-Med3D: the object was cut at its crop
         if said:
             text += f"\n<b>{said}</b>"

@@ -54,6 +54,10 @@ class BatchSummary:
         Inputs found but not taken.
     files : list of Path
         The results files written.
+    timings : dict
+        Where the engine's time went (seconds from the engine's start: workers or
+        actors started, first and last row, shutdown; with Ray also importing and
+        joining or starting it); also in ``run.json`` as ``engine_timings``.
     """
 
     rows: list = field(default_factory=list)
@@ -63,6 +67,7 @@ class BatchSummary:
     workers: int = 0
     notes: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         """Number of rows with ``status`` (``ok``, ``error``, ``skipped``)."""
@@ -177,6 +182,7 @@ def _check_confidence(model, confidence: bool, temperature, thresholds) -> Optio
 def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str] = None,
               device: str = "auto", roi_subset: Optional[Sequence[str]] = None,
               channel: Optional[int] = None, ext: str = ".nii.gz", stats: bool = False,
+              runtime: str = "auto",
               confidence: bool = False, temperature: Optional[float] = None,
               review_thresholds=None, engine: str = "local", workers: Optional[int] = None, retries: int = 2,
               address: Optional[str] = None, gpus_per_worker: float = 0.0,
@@ -194,6 +200,8 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
         Output folder (created).
     model, weights, device, roi_subset, channel
         As for :func:`~napari_medseg.inference.segment.segment` / ``medseg segment``.
+    runtime : {"auto", "openvino", "torch"}
+        What runs the network on a CPU in each worker (``medseg segment --runtime``).
     ext : str
         Label file extension (one of ``WRITABLE_LABELS``).
     stats : bool
@@ -248,8 +256,11 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
     if gpus_per_worker and engine != "ray":
         raise InvalidInputError("--gpus-per-worker applies to --engine ray; the local engine "
                                 "runs on this machine's device (--device)")
+    from ..inference.runtimes import check_runtime
+
     settings = Settings(model=str(model), weights=None if weights is None else str(weights),
                         device=device, roi_subset=roi, channel=channel, ext=ext, stats=stats,
+                        runtime=check_runtime(runtime),
                         confidence=bool(confidence),
                         temperature=None if temperature is None else float(temperature),
                         review_thresholds=review, model_id=model_identity(str(model), weights))
@@ -298,7 +309,7 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
                 from .local import run_local
 
                 run_local(todo, settings, str(out), workers=n_workers, retries=retries,
-                          on_row=emit, threads=threads)
+                          on_row=emit, threads=threads, timings=summary.timings)
             elif todo:
                 from .ray_engine import run_ray
 
@@ -307,7 +318,7 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
 
                 run_ray(todo, settings, str(out), workers=workers, retries=retries, on_row=emit,
                         address=address, gpus_per_worker=gpus_per_worker, threads=threads,
-                        on_start=placed)
+                        on_start=placed, timings=summary.timings)
         except KeyboardInterrupt:
             summary.interrupted = True
         summary.rows = sorted(rows.values(), key=lambda r: order.get(r["case_id"], len(order)))
@@ -320,7 +331,8 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
                         "seconds": round(summary.seconds, 3),
                         "counts": {s: summary.count(s) for s in ("ok", "skipped", "error")},
                         "failed": [r["case_id"] for r in summary.failed],
-                        "not_run": [c.case_id for c in cases if c.case_id not in rows]})
+                        "not_run": [c.case_id for c in cases if c.case_id not in rows],
+                        "engine_timings": summary.timings})
         atomic_write_text(out / "run.json", json.dumps(run_doc, indent=2, default=str) + "\n")
     return summary
 

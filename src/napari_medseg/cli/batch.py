@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder holding the model's weights (as for medseg segment)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the network runs in each worker (default: auto)")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
+                        help="what runs the network on a CPU (as for medseg segment; part of "
+                             "the settings fingerprint)")
     parser.add_argument("--roi-subset", default=None,
                         help="comma-separated structure names to keep (e.g. liver,spleen)")
     parser.add_argument("--channel", type=int, default=None,
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_batch(
             args.input, args.output, model=args.model, weights=args.weights, device=args.device,
-            roi_subset=roi, channel=args.channel, ext=args.ext, stats=args.stats,
+            runtime=args.runtime, roi_subset=roi, channel=args.channel, ext=args.ext, stats=args.stats,
             confidence=args.confidence, temperature=args.temperature,
             review_thresholds=(review_thresholds(args.review_threshold)
                                if args.review_threshold else None),

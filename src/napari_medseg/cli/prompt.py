@@ -11,7 +11,10 @@ that report under ``"click"`` and ``timings.total_s`` (the whole command). Coord
 may be negative on the command line (``--point -1,52,91``): a point outside the image is
 refused with the image's shape.
 With ``--server URL --token-file FILE`` the work runs on a ``medseg serve`` machine
-(:mod:`napari_medseg.serve.client`) and the same file is written here.
+(:mod:`napari_medseg.serve.client`) and the same file is written here. With
+``--model nninteractive-remote --server URL`` it runs on an ``nninteractive-server`` (the
+nnInteractive package's own server, as labs run for 3D Slicer); ``--token-file`` is then
+optional and holds its ``--api-key`` (default: ``NN_INTERACTIVE_API_KEY``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="output mask file (.nii.gz, .nrrd, .mha)")
     parser.add_argument("--model", default="region-growing",
                         help="backend: region-growing (default, weights-free), sam-med3d, "
-                             "3dsam-adapter, nninteractive")
+                             "3dsam-adapter, nninteractive, nninteractive-remote (on a running "
+                             "nninteractive-server: give its URL with --server)")
     parser.add_argument("--weights", default=None, help="checkpoint for backends that need one")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where a network backend runs (default: auto)")
@@ -49,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label", type=int, default=1, help="value written for the object (1-255, default 1)")
     parser.add_argument("--name", default=None, help="object name for the sidecar (default: 'object')")
     parser.add_argument("--channel", type=int, default=None, help="for 4D / multi-channel images: which volume")
+    parser.add_argument("--bias-correct", action="store_true",
+                        help="MR only, region-growing only: grow on the N4 bias-field corrected "
+                             "intensities (refused for CT)")
     parser.add_argument("--json", action="store_true",
                         help="print output, voxel count, volume, the click report and timings (set-up, "
                              "each interaction, total) as JSON")
@@ -104,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     from .serve import remote_client
 
     t0 = time.perf_counter()
-    client = remote_client(args)  # None: run here
+    # nnInteractive's own server: --server names it, --token-file (optional) holds its API key
+    nni_server = str(args.model).strip().lower() == "nninteractive-remote"
+    client = None if nni_server else remote_client(args)  # None: run here
     if not 1 <= int(args.label) <= 255:
         raise InvalidInputError(f"--label must be 1..255 (the mask is uint8), got {args.label}")
     check_outputs([args.output], [args.image], what="-o/--output")
@@ -112,13 +121,22 @@ def run(args: argparse.Namespace) -> int:
     t_read = time.perf_counter() - t0
     steps = _parse_prompts(args, volume.shape)  # before any heavy work: bad input fails fast
 
-    if client is not None:
+    if nni_server:
+        from ..serve.auth import read_token
+
+        token = read_token(args.token_file) if args.token_file else None
+        session = make_session(args.model, weights=args.weights, device=args.device, runtime=args.runtime,
+                               bias_correct=args.bias_correct, server=args.server, token=token)
+    elif client is not None:
         from ..serve.client import RemotePromptSession
 
+        if args.bias_correct:
+            raise InvalidInputError("--bias-correct runs on this computer only; drop it or "
+                                    "--server")
         session = RemotePromptSession(args.model, client=client)
     else:
         session = make_session(args.model, weights=args.weights, device=args.device,
-                               runtime=args.runtime)
+                               runtime=args.runtime, bias_correct=args.bias_correct)
     t1 = time.perf_counter()
     with TqdmProgress(desc=f"medseg prompt ({args.model})") as bar:
         session.set_volume(volume, progress=bar)
@@ -145,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     if client is not None:
         session.close()
         client.close()
+    elif nni_server:
+        session.close()  # gives the server's session back
     # Echo what the first positive click hit (the box centre for a box alone) and warn
     # when the object is implausible for a click, e.g. grown into most of the body.
     anchor = next((v for k, v in steps if k == "point"), None)

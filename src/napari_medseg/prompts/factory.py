@@ -28,6 +28,8 @@ class BackendSpec:
     description: str
     weights_card: Optional[str] = None  # registry card of its weights (None: weights-free)
     requires: tuple = ()  # extra importable packages it needs
+    install: str = ""  # what to pip install when one of them is missing (default: its name)
+    remote: bool = False  # runs on a server of its own (make_session's ``server``), not here
 
 
 BACKENDS: dict = {
@@ -51,6 +53,11 @@ BACKENDS: dict = {
             "nninteractive", "nninteractive_session", "NnInteractiveSession",
             "nnInteractive (through the nninteractive package)", weights_card="nninteractive",
             requires=("torch", "nnInteractive"),
+        ),
+        BackendSpec(
+            "nninteractive-remote", "nninteractive_remote", "NnInteractiveRemoteSession",
+            "nnInteractive on a running nninteractive-server (its URL under Server)",
+            requires=("nnInteractive.inference.remote",), install="nninteractive-client", remote=True,
         ),
     )
 }
@@ -85,9 +92,9 @@ def _module_exists(spec: BackendSpec) -> tuple:
     for package in spec.requires:
         try:
             if importlib.util.find_spec(package) is None:
-                return False, f"it needs the Python package '{package}' (pip install {package.lower()})"
+                return False, f"it needs the Python package '{package}' (pip install {spec.install or package.lower()})"
         except (ImportError, ValueError):
-            return False, f"it needs the Python package '{package}'"
+            return False, f"it needs the Python package '{package}' (pip install {spec.install or package.lower()})"
     return True, ""
 
 
@@ -128,9 +135,11 @@ def available_backends() -> list:
 
     A backend that needs weights is listed even when they are not installed (it can
     still be used with an explicit ``weights`` path); :func:`backend_statuses` says
-    which ones are ready as they are.
+    which ones are ready as they are. A backend that runs on a server of its own
+    (``nninteractive-remote``) is not listed: it does not run here, and a ``medseg serve``
+    machine, which offers this list, does not relay to another server.
     """
-    return [s.name for s in backend_statuses() if s.available]
+    return [s.name for s in backend_statuses() if s.available and not BACKENDS[s.name].remote]
 
 
 def _spec(name: str) -> BackendSpec:
@@ -143,14 +152,15 @@ def _spec(name: str) -> BackendSpec:
 
 
 def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = "auto",
-                 runtime: str = "auto") -> PromptSession:
+                 runtime: str = "auto", bias_correct: bool = False, server: Optional[str] = None,
+                 token: Optional[str] = None) -> PromptSession:
     """A new :class:`~napari_medseg.prompts.base.PromptSession` of ``backend``.
 
     Parameters
     ----------
     backend : str
         ``"region-growing"`` (default, weights-free), ``"sam-med3d"``,
-        ``"3dsam-adapter"`` or ``"nninteractive"``.
+        ``"3dsam-adapter"``, ``"nninteractive"`` or ``"nninteractive-remote"``.
     weights : path, optional
         Checkpoint for backends that need one (default: the installed weights).
     device : str
@@ -159,11 +169,23 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
     runtime : {"auto", "openvino", "torch"}
         What runs the network backends' heavy calls on the CPU (see
         :mod:`napari_medseg.inference.runtimes`); ignored by weights-free backends.
+    server : str, optional
+        For ``"nninteractive-remote"`` (required there, refused elsewhere): the URL of a
+        running ``nninteractive-server``.
+    token : str, optional
+        That server's API key (default: ``NN_INTERACTIVE_API_KEY``, else none).
+    bias_correct : bool
+        Region growing only: grow on the MR volume's N4 bias-corrected intensities
+        (:class:`~napari_medseg.prompts.bias_corrected.BiasCorrectedRegionGrowing`;
+        computed once per volume and cached). ``set_volume`` then refuses CT.
 
     Raises
     ------
     InvalidInputError
-        Unknown backend, or weights or a GPU device given to a weights-free backend.
+        Unknown backend, or weights or a GPU device given to a weights-free backend, or
+        ``bias_correct`` with a network backend (they normalise the image themselves),
+        weights or a GPU device given to a remote backend, a server URL missing (remote
+        backend) or given to a backend that runs here.
     MedsegError
         The backend's module or a package it needs is missing (the message says which),
         or its weights are not installed (:class:`~napari_medseg.errors.WeightsNotFoundError`).
@@ -172,6 +194,18 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
 
     runtime = check_runtime(runtime)
     spec = _spec(backend)
+    if bias_correct and spec.name != DEFAULT_BACKEND:
+        raise InvalidInputError(
+            f"bias-field correction applies to the '{DEFAULT_BACKEND}' backend only; "
+            f"'{spec.name}' normalises the image itself;",
+            hints={"cli": "drop --bias-correct.", "gui": "untick Bias-field correction (N4)."},
+        )
+    if spec.remote:
+        return _remote_session(spec, weights=weights, device=device, server=server, token=token)
+    if server is not None or token is not None:
+        raise InvalidInputError(
+            f"the '{spec.name}' backend runs here; a server URL or token applies only to "
+            f"{', '.join(s.name for s in BACKENDS.values() if s.remote)}")
     if spec.weights_card is None:
         if weights is not None:
             raise InvalidInputError(
@@ -183,6 +217,10 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
                 f"the '{spec.name}' backend runs on the CPU only; device {device!r} does not "
                 "apply: use auto or cpu"
             )
+        if bias_correct:
+            from .bias_corrected import BiasCorrectedRegionGrowing
+
+            return BiasCorrectedRegionGrowing()
         module = importlib.import_module(f"{__package__}.{spec.module}")
         return getattr(module, spec.cls)()
     ok, reason = _module_exists(spec)
@@ -205,3 +243,20 @@ def make_session(backend: str = DEFAULT_BACKEND, *, weights=None, device: str = 
     if hasattr(session, "runtime"):
         session.runtime = runtime
     return session
+
+
+def _remote_session(spec: BackendSpec, *, weights, device, server, token) -> PromptSession:
+    """A backend that runs on its own server: the server has the weights and the device."""
+    if weights is not None:
+        raise InvalidInputError(
+            f"the '{spec.name}' backend uses the model its server loaded (got weights {weights!s});",
+            hints={"cli": "drop --weights.", "gui": "clear the Weights field."})
+    if str(device or "auto").strip().lower() not in ("auto", "cpu"):
+        raise InvalidInputError(
+            f"the '{spec.name}' backend runs where its server runs (the server's --device); "
+            f"device {device!r} does not apply: drop it")
+    ok, reason = _module_exists(spec)
+    if not ok:
+        raise MedsegError(f"the '{spec.name}' backend is not available: {reason}")
+    module = importlib.import_module(f"{__package__}.{spec.module}")
+    return getattr(module, spec.cls)(server=server, token=token)

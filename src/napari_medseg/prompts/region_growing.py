@@ -631,7 +631,15 @@ class RegionGrowingSession(PromptSession):
         sub = ndi.binary_dilation(sub, structure=cross, mask=closer | sub,
                                   iterations=min(6, max(2, int(round(4.0 / float(spacing.min()))))))
         sub = ndi.binary_fill_holes(sub)
-        sub = components_at(sub, [s for s in local_seeds if sub[s]] or local_seeds)
+        anchors = [s for s in local_seeds if sub[s]]
+        if not anchors:
+            # The click sat on a thin spot the opening removed: the object is the part
+            # nearest the click, or the region as grown when none is near (a click
+            # never returns an empty object).
+            anchors = _deepest(sub, local_seeds, 2.0 * self.opening_mm + 2.0 * float(spacing.max()), spacing)
+            if not anchors:
+                sub, anchors = grown[box].copy(), local_seeds
+        sub = components_at(sub, anchors)
         if self.leak_guard and len(local_seeds) == 1 and sub[local_seeds[0]]:
             sub = guard_leak(sub, local_seeds[0], spacing, ratio=self.leak_guard)
         out = np.zeros(grown.shape, dtype=bool)

@@ -168,7 +168,7 @@ def save_setting(setting: ServerSetting, path=None) -> Path:
 
 
 def _no_local_options(setting: ServerSetting, *, weights=None, device: str = "auto",
-                      model: Any = None) -> None:
+                      model: Any = None, runtime: str = "auto") -> None:
     """Refuse the options that only apply to work on this computer."""
     if weights:
         raise InvalidInputError(
@@ -181,6 +181,11 @@ def _no_local_options(setting: ServerSetting, *, weights=None, device: str = "au
             f"device '{device}' does not apply when the work runs on {setting.where}: the "
             "server's `medseg serve --device` decides;",
             hints={"gui": "set Device to auto.", "cli": "drop --device."})
+    if str(runtime or "auto").strip().lower() != "auto":
+        raise InvalidInputError(
+            f"runtime '{runtime}' does not apply when the work runs on {setting.where}: the "
+            "server's `medseg serve --runtime` decides;",
+            hints={"gui": "set CPU runtime to auto.", "cli": "drop --runtime."})
     if isinstance(model, Path) or (isinstance(model, str) and ("/" in model or "\\" in model)):
         raise InvalidInputError(
             f"a model folder on this computer ({model!s}) cannot run on {setting.where}: a "
@@ -189,7 +194,8 @@ def _no_local_options(setting: ServerSetting, *, weights=None, device: str = "au
                    "cli": "pass a registry model name."})
 
 
-def prompt_session(backend: str, setting: ServerSetting, *, weights=None):
+def prompt_session(backend: str, setting: ServerSetting, *, weights=None, bias_correct: bool = False,
+                   runtime: str = "auto"):
     """The interactive session ``setting`` asks for: local, or on the server.
 
     Parameters
@@ -200,6 +206,11 @@ def prompt_session(backend: str, setting: ServerSetting, *, weights=None):
         Where it runs.
     weights : path, optional
         A checkpoint for a local backend (refused with a server: it uses its own).
+    bias_correct : bool
+        Region growing on the N4 bias-corrected MR intensities (this computer only).
+    runtime : {"auto", "openvino", "torch"}
+        What runs a network backend's encoder on this computer's CPU (refused with a
+        server unless ``auto``: the server's ``--runtime`` decides).
 
     Returns
     -------
@@ -211,8 +222,13 @@ def prompt_session(backend: str, setting: ServerSetting, *, weights=None):
     if not setting.remote:
         from ..prompts.factory import make_session
 
-        return make_session(backend, weights=weights)
-    _no_local_options(setting, weights=weights)
+        return make_session(backend, weights=weights, bias_correct=bias_correct, runtime=runtime)
+    _no_local_options(setting, weights=weights, runtime=runtime)
+    if bias_correct:
+        raise InvalidInputError(
+            f"bias-field correction runs on this computer only, not on {setting.where};",
+            hints={"gui": "untick Bias-field correction (N4), or set 'Where it runs' to this computer.",
+                   "cli": "drop --bias-correct."})
     from .client import RemotePromptSession
 
     return RemotePromptSession(backend, client=setting.client())
@@ -221,7 +237,7 @@ def prompt_session(backend: str, setting: ServerSetting, *, weights=None):
 def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: str = "auto",
                 roi_subset: Optional[Sequence[str]] = None,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-                poll_s: float = 0.25, confidence: bool = False):
+                poll_s: float = 0.25, confidence: bool = False, runtime: str = "auto"):
     """Automatic segmentation where ``setting`` says; the same result either way.
 
     Parameters
@@ -240,6 +256,9 @@ def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: 
     confidence : bool
         Also compute the confidence maps (``result.confidence``). A server returns labels
         only: the result then has no maps and a note that says so.
+    runtime : {"auto", "openvino", "torch"}
+        What runs the network on this computer's CPU (refused with a server unless
+        ``auto``: the server's ``--runtime`` decides).
 
     Returns
     -------
@@ -249,8 +268,9 @@ def run_segment(volume, model, setting: ServerSetting, *, weights=None, device: 
         from ..inference.segment import segment_with_info
 
         return segment_with_info(volume, model, weights=weights, device=device, roi_subset=roi_subset,
-                                 progress=progress, cancel=cancel, confidence=confidence)
-    _no_local_options(setting, weights=weights, device=device, model=model)
+                                 progress=progress, cancel=cancel, confidence=confidence,
+                                 runtime=runtime)
+    _no_local_options(setting, weights=weights, device=device, model=model, runtime=runtime)
     from .client import remote_segment
 
     with setting.client() as client:
