@@ -196,3 +196,31 @@ def ct3(shared_data):
     ct = read_volume(folder)
     ref, _ = read_labels(folder / "liver_seg.nrrd", reference=ct)
     return folder, ct, ref
+
+
+@pytest.fixture(scope="module")
+def mr_phantom():
+    """The small abdominal phantom the MR tests contrast (``phantom.mr_contrast``)."""
+    from napari_medseg.phantom import make_phantom
+
+    return make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
+
+
+@pytest.fixture
+def n4_fits(monkeypatch):
+    """The shapes of the N4 fits that really run (a cache hit runs none), with an empty
+    cache at its default bound before and after the test."""
+    from napari_medseg.inference import bias_field
+
+    bias_field.clear_cache()
+    calls = []
+    real = bias_field._fit_and_divide
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bias_field, "_fit_and_divide", counting)
+    yield calls
+    bias_field.clear_cache()
+    bias_field.set_cache_limit(bias_field.DEFAULT_CACHE_BYTES)

@@ -9,33 +9,10 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_medseg.errors import Cancelled, InvalidInputError
-from napari_medseg.inference import bias_field
 from napari_medseg.inference.bias_field import (
-    BiasFieldSettings, cache_info, clear_cache, correct_bias_field, set_cache_limit, shrink_factors,
+    BiasFieldSettings, cache_info, correct_bias_field, set_cache_limit, shrink_factors,
 )
-from napari_medseg.phantom import make_phantom, mr_contrast
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    return make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
-
-
-@pytest.fixture
-def fits(monkeypatch):
-    """Counts the N4 fits that really run (a cache hit runs none); starts with an empty cache."""
-    clear_cache()
-    calls = []
-    real = bias_field._fit_and_divide
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bias_field, "_fit_and_divide", counting)
-    yield calls
-    clear_cache()
-    set_cache_limit(bias_field.DEFAULT_CACHE_BYTES)
+from napari_medseg.phantom import mr_contrast
 
 
 def _cv(array, mask) -> float:
@@ -44,16 +21,16 @@ def _cv(array, mask) -> float:
 
 
 @pytest.mark.parametrize("weighting", ["T1", "T2"])
-def test_within_organ_variation_drops_on_the_mr_phantom(phantom, fits, weighting):
+def test_within_organ_variation_drops_on_the_mr_phantom(mr_phantom, n4_fits, weighting):
     """The phantom's smooth bias field (+-25 %) makes one tissue vary across the body; after
     N4 the coefficient of variation inside the large structures drops clearly."""
-    vol = mr_contrast(phantom, weighting)
+    vol = mr_contrast(mr_phantom, weighting)
     corrected = correct_bias_field(vol)
-    ids = {name: i for i, name in phantom.names.items()}
+    ids = {name: i for i, name in mr_phantom.names.items()}
     before, after = {}, {}
     for name in ("liver", "subcutaneous_fat", "muscle", "visceral_fat", "spleen"):
         # eroded: partial volume at the edges is not what the bias field does
-        mask = ndi.binary_erosion(phantom.labels == ids[name], iterations=1)
+        mask = ndi.binary_erosion(mr_phantom.labels == ids[name], iterations=1)
         assert mask.sum() > 500, name
         before[name], after[name] = _cv(vol.array, mask), _cv(corrected.array, mask)
     # the widest structure (fat under the skin, all around the body) sees the most shading
@@ -62,13 +39,13 @@ def test_within_organ_variation_drops_on_the_mr_phantom(phantom, fits, weighting
     assert all(after[n] < before[n] * 1.02 for n in before), (before, after)
     # the image keeps its scale: tissue means move by a few per cent at most
     for name in ("liver", "muscle"):
-        mask = phantom.labels == ids[name]
+        mask = mr_phantom.labels == ids[name]
         assert abs(corrected.array[mask].mean() / vol.array[mask].mean() - 1) < 0.08, name
 
 
-def test_correction_keeps_the_grid(phantom, fits):
+def test_correction_keeps_the_grid(mr_phantom, n4_fits):
     """Same shape, spacing, origin, direction, modality: on an oblique, permuted copy too."""
-    vol = mr_contrast(phantom, "T1")
+    vol = mr_contrast(mr_phantom, "T1")
     theta = np.deg2rad(20)
     direction = (np.cos(theta), -np.sin(theta), 0.0, np.sin(theta), np.cos(theta), 0.0, 0.0, 0.0, 1.0)
     oblique = vol.with_array(np.ascontiguousarray(vol.array[::-1].transpose(0, 2, 1)),
@@ -84,9 +61,9 @@ def test_correction_keeps_the_grid(phantom, fits):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
-def test_the_input_is_never_changed(phantom, fits, dtype):
+def test_the_input_is_never_changed(mr_phantom, n4_fits, dtype):
     """A float32 image (what the Statistics dock passes from a layer) is corrected in a copy."""
-    vol = mr_contrast(phantom, "T1")
+    vol = mr_contrast(mr_phantom, "T1")
     vol = vol.with_array(vol.array.astype(dtype))
     before = vol.array.copy()
     out = correct_bias_field(vol)
@@ -94,13 +71,13 @@ def test_the_input_is_never_changed(phantom, fits, dtype):
     assert not np.shares_memory(out.array, vol.array)
 
 
-def test_second_call_is_a_cache_hit(phantom, fits):
-    vol = mr_contrast(phantom, "T1")
+def test_second_call_is_a_cache_hit(mr_phantom, n4_fits):
+    vol = mr_contrast(mr_phantom, "T1")
     first = correct_bias_field(vol)
-    assert len(fits) == 1
+    assert len(n4_fits) == 1
     # the same image again, even as a new Volume object around a copy of the array
     second = correct_bias_field(vol.with_array(vol.array.copy()))
-    assert len(fits) == 1 and cache_info()["hits"] == 1
+    assert len(n4_fits) == 1 and cache_info()["hits"] == 1
     assert np.array_equal(first.array, second.array)
     # other content, other geometry or other settings: a new fit each
     other = vol.array.copy()
@@ -108,11 +85,11 @@ def test_second_call_is_a_cache_hit(phantom, fits):
     correct_bias_field(vol.with_array(other))
     correct_bias_field(vol.with_array(vol.array, spacing=(1.7, 1.6, 4.0)))
     correct_bias_field(vol, BiasFieldSettings(iterations=(20, 20)))
-    assert len(fits) == 4
+    assert len(n4_fits) == 4
 
 
-def test_cache_is_bounded_in_memory(phantom, fits):
-    vol = mr_contrast(phantom, "T1")
+def test_cache_is_bounded_in_memory(mr_phantom, n4_fits):
+    vol = mr_contrast(mr_phantom, "T1")
     one = vol.array.size * 4  # float32 per voxel
     set_cache_limit(int(one * 1.5))
     correct_bias_field(vol)
@@ -120,12 +97,12 @@ def test_cache_is_bounded_in_memory(phantom, fits):
     info = cache_info()
     assert info["entries"] == 1 and info["bytes"] <= info["limit"]
     correct_bias_field(vol)  # dropped to make room: computed again
-    assert len(fits) == 3
+    assert len(n4_fits) == 3
     set_cache_limit(0)  # caching off
     assert cache_info()["entries"] == 0
     correct_bias_field(vol)
     correct_bias_field(vol)
-    assert len(fits) == 5
+    assert len(n4_fits) == 5
 
 
 def test_shrink_factors_bound_the_fitting_grid():
@@ -138,14 +115,14 @@ def test_shrink_factors_bound_the_fitting_grid():
 
 # --- bad input and faults
 
-def test_ct_is_refused(phantom, fits):
+def test_ct_is_refused(mr_phantom, n4_fits):
     with pytest.raises(InvalidInputError, match="for MR images; this image is CT"):
-        correct_bias_field(phantom.ct)
-    assert not fits
+        correct_bias_field(mr_phantom.ct)
+    assert not n4_fits
 
 
-def test_non_finite_and_non_3d_are_refused(phantom, fits):
-    vol = mr_contrast(phantom, "T1")
+def test_non_finite_and_non_3d_are_refused(mr_phantom, n4_fits):
+    vol = mr_contrast(mr_phantom, "T1")
     bad = vol.array.astype(np.float32)
     bad[3, 4, 5] = np.nan
     with pytest.raises(InvalidInputError, match="NaN or infinite"):
@@ -154,12 +131,12 @@ def test_non_finite_and_non_3d_are_refused(phantom, fits):
         BiasFieldSettings(iterations=())
     with pytest.raises(InvalidInputError, match="settings must be"):
         correct_bias_field(vol, {"iterations": 3})
-    assert not fits
+    assert not n4_fits
 
 
-def test_cancel_stops_before_anything_is_cached(phantom, fits):
+def test_cancel_stops_before_anything_is_cached(mr_phantom, n4_fits):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        correct_bias_field(mr_contrast(phantom, "T1"), cancel=cancel)
+        correct_bias_field(mr_contrast(mr_phantom, "T1"), cancel=cancel)
     assert cache_info()["entries"] == 0

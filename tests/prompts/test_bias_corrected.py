@@ -7,40 +7,18 @@ import numpy as np
 import pytest
 
 from napari_medseg.errors import InvalidInputError
-from napari_medseg.inference import bias_field
-from napari_medseg.inference.bias_field import clear_cache, correct_bias_field
-from napari_medseg.phantom import make_phantom, mr_contrast
+from napari_medseg.inference.bias_field import correct_bias_field
+from napari_medseg.phantom import mr_contrast
 from napari_medseg.prompts.bias_corrected import BiasCorrectedRegionGrowing
 from napari_medseg.prompts.region_growing import RegionGrowingSession
 from napari_medseg.testing.clicker import deepest_point
 
 
-@pytest.fixture(scope="module")
-def phantom():
-    return make_phantom(seed=0, shape=(48, 128, 128), spacing_zyx=(4.0, 1.6, 1.6), n_lesions=2)
-
-
-@pytest.fixture
-def fits(monkeypatch):
-    """Counts the N4 fits that really run; starts and ends with an empty cache."""
-    clear_cache()
-    calls = []
-    real = bias_field._fit_and_divide
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bias_field, "_fit_and_divide", counting)
-    yield calls
-    clear_cache()
-
-
-def test_grows_on_the_corrected_intensities(phantom, fits):
+def test_grows_on_the_corrected_intensities(mr_phantom, n4_fits):
     """The session equals plain region growing on correct_bias_field's output, and its mask
     and volume stay on the image as given."""
-    vol = mr_contrast(phantom, "T1")
-    liver = phantom.labels == next(i for i, n in phantom.names.items() if n == "liver")
+    vol = mr_contrast(mr_phantom, "T1")
+    liver = mr_phantom.labels == next(i for i, n in mr_phantom.names.items() if n == "liver")
     click = deepest_point(liver, vol.spacing_zyx)
     session = BiasCorrectedRegionGrowing()
     assert isinstance(session, RegionGrowingSession)
@@ -57,35 +35,35 @@ def test_grows_on_the_corrected_intensities(phantom, fits):
     assert not np.array_equal(ours, uncorrected.add_point(click).mask)  # the option matters
 
 
-def test_a_new_session_on_the_same_volume_reuses_the_correction(phantom, fits):
-    vol = mr_contrast(phantom, "T2")
+def test_a_new_session_on_the_same_volume_reuses_the_correction(mr_phantom, n4_fits):
+    vol = mr_contrast(mr_phantom, "T2")
     progress = []
     first = BiasCorrectedRegionGrowing()
     first.set_volume(vol, progress=lambda f, text="": progress.append((f, text)))
-    assert len(fits) == 1
+    assert len(n4_fits) == 1
     assert any("bias field" in text for _, text in progress)
     second = BiasCorrectedRegionGrowing()
     second.set_volume(vol)  # a second object, a re-opened dock: no second N4 run
     first.set_volume(vol)
-    assert len(fits) == 1
+    assert len(n4_fits) == 1
 
 
 # --- bad input and faults
 
-def test_ct_is_refused(phantom, fits):
+def test_ct_is_refused(mr_phantom, n4_fits):
     session = BiasCorrectedRegionGrowing()
     with pytest.raises(InvalidInputError, match="this image is CT"):
-        session.set_volume(phantom.ct)
-    assert not fits
+        session.set_volume(mr_phantom.ct)
+    assert not n4_fits
 
 
-def test_every_first_click_gives_an_object(phantom):
+def test_every_first_click_gives_an_object(mr_phantom):
     # A click whose voxel the boundary opening removes (the T1 phantom's right lung
     # after N4) must still give the object nearest the click, never an empty mask.
     from napari_medseg.testing.clicker import structures
 
-    vol = mr_contrast(phantom, "T1")
-    objects = structures(phantom.labels, phantom.names)
+    vol = mr_contrast(mr_phantom, "T1")
+    objects = structures(mr_phantom.labels, mr_phantom.names)
     for session in (RegionGrowingSession(), BiasCorrectedRegionGrowing()):
         session.set_volume(vol)
         empty = []
