@@ -257,6 +257,7 @@ def structure_class(name: str) -> str:
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None) -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency."""
+    from napari_medseg.prompts.factory import make_session
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
     results = {}
@@ -266,7 +267,9 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
         by_modality: dict = {}
         all_worse, all_corr, latencies = [], 0, []
         for name, modality, volume, objects in datasets:
-            session = make(backend)
+            # The installed weights: Dice of random weights would mean nothing (the
+            # protocol lists only backends whose weights are installed).
+            session = make_session(backend)
             session.set_volume(volume)
             print(f"  {name} ({len(objects)} objects)")
             rows = []
