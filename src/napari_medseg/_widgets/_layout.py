@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QFormLayout, QFrame, QScrollArea, QSizePolicy, QStyle, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QFrame, QScrollArea, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
 #: Smallest height (px) a scrollable dock body asks for: about three rows of controls.
 MIN_BODY_HEIGHT = 90
@@ -124,3 +124,27 @@ def collapsible(title: str, rows: Iterable[tuple], *, expanded: bool = False, pa
     else:
         section.collapse(animate=False)
     return section
+
+
+def runtime_combo(what: str, compiled_per: str, note: str = "") -> QComboBox:
+    """The "CPU runtime" choice (auto / openvino / torch) of a dock that runs networks.
+
+    Parameters
+    ----------
+    what : str
+        What the runtime runs, for the tooltip ("the network", "a network backend's
+        image encoder").
+    compiled_per : str
+        What one OpenVINO compilation is for ("model and patch size", "crop size").
+    note : str
+        A sentence the dock adds to the tooltip.
+    """
+    from ..inference.runtimes import RUNTIMES
+
+    combo = QComboBox()
+    combo.addItems(RUNTIMES)
+    combo.setToolTip(
+        f"What runs {what} on the CPU: auto (the default choice), openvino (compiled once "
+        f"per {compiled_per}, cached on disk) or torch (the reference); any OpenVINO failure "
+        f"falls back to PyTorch. {note}".rstrip())
+    return combo

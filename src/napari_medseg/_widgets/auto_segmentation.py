@@ -43,7 +43,7 @@ from qtpy.QtWidgets import (
 from ..errors import InvalidInputError, MedsegError
 from ._jobs import JobRunner, StatusLine
 from ._layers import LayerPicker, layer_volume, placement_of, unique_name
-from ._layout import collapsible, make_scrollable
+from ._layout import collapsible, make_scrollable, runtime_combo
 from ._server import ServerFields
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,8 @@ class AutoSegmentationWidget(QWidget):
         self.roi_clear = QPushButton("Clear selection (all structures)")
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
-        from ..inference.runtimes import RUNTIMES
-
-        self.runtime_combo = QComboBox()
-        self.runtime_combo.addItems(RUNTIMES)
-        self.runtime_combo.setToolTip(
-            "What runs the network on the CPU: auto (the default choice), openvino (compiled "
-            "once per model and patch size, cached on disk) or torch (the reference). GPUs "
-            "always use PyTorch; any OpenVINO failure falls back to PyTorch.")
+        self.runtime_combo = runtime_combo("the network", "model and patch size",
+                                           "GPUs always use PyTorch.")
         self.run_btn = QPushButton("Run")
         self.cancel_btn = QPushButton("Cancel")
         self.progress_bar = QProgressBar()

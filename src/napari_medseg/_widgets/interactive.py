@@ -99,7 +99,7 @@ from ._layers import (
     widen_for,
     write_voxels,
 )
-from ._layout import collapsible, make_scrollable
+from ._layout import collapsible, make_scrollable, runtime_combo
 from ._server import ServerFields
 
 log = logging.getLogger(__name__)
@@ -252,14 +252,8 @@ class InteractiveSegmentationWidget(QWidget):
         self.overwrite_check.setChecked(False)
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("checkpoint (optional; default: installed weights)")
-        from ..inference.runtimes import RUNTIMES
-
-        self.runtime_combo = QComboBox()
-        self.runtime_combo.addItems(RUNTIMES)
-        self.runtime_combo.setToolTip(
-            "What runs a network backend's image encoder on the CPU: auto, openvino (compiled "
-            "once per crop size, cached on disk) or torch (the reference); any OpenVINO failure "
-            "falls back to PyTorch. Weights-free backends have no network.")
+        self.runtime_combo = runtime_combo("a network backend's image encoder", "crop size",
+                                           "Weights-free backends have no network.")
         # what most sessions leave alone, folded so that several docks fit one screen
         self.server = ServerFields()
         self.options = collapsible("Options (weights, box depth, overwriting, where it runs)", [
