@@ -55,7 +55,8 @@ def layer_names(viewer):
 IDS_LUNG = 5
 
 
-def make_model_folder_in_subprocess(out_dir) -> "Path":
+def make_model_folder_in_subprocess(out_dir, options: str = "spacing=(4.0, 4.0, 4.0), "
+                                    "label_names={'background': 0, 'organ': 1, 'tumour': 2}, seed=1") -> "Path":
     """Build a random-weight model folder in a child process.
 
     Writing the checkpoint imports torch.optim, which loads triton's bundled LLVM; loaded
@@ -68,9 +69,8 @@ def make_model_folder_in_subprocess(out_dir) -> "Path":
 
     code = (
         "from napari_medseg.testing.nnunet import make_random_model_folder as m\n"
-        f"print(m({str(out_dir)!r}, n_classes=3, patch_size=(16, 16, 16), spacing=(4.0, 4.0, 4.0),"
-        " base_features=4, max_features=8,"
-        " label_names={'background': 0, 'organ': 1, 'tumour': 2}, seed=1))"
+        f"print(m({str(out_dir)!r}, n_classes=3, patch_size=(16, 16, 16), base_features=4,"
+        f" max_features=8, {options}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=600)
@@ -382,19 +382,9 @@ def test_cancel_on_a_server_cancels_its_job(make_napari_viewer, qtbot, phantom, 
 # ------------------------------------------------------------------------------ MRI
 def make_two_channel_folder_in_subprocess(out_dir) -> "Path":
     """A random-weight (T1, T2) model folder, built in a child process (see above)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = (
-        "from napari_medseg.testing.nnunet import make_random_model_folder as m\n"
-        f"print(m({str(out_dir)!r}, n_classes=3, patch_size=(16, 16, 16), spacing=(3.0, 3.0, 3.0),"
-        " base_features=4, max_features=8, normalization='ZScoreNormalization',"
-        " channel_names=('T1', 'T2'), seed=2))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=600)
-    return Path(done.stdout.strip().splitlines()[-1])
+    return make_model_folder_in_subprocess(
+        out_dir, "spacing=(3.0, 3.0, 3.0), normalization='ZScoreNormalization', "
+                 "channel_names=('T1', 'T2'), seed=2")
 
 
 def test_multi_sequence_model_gets_one_picker_per_channel(make_napari_viewer, qtbot, tmp_path,
