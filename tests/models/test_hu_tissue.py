@@ -174,3 +174,52 @@ def test_visceral_fat_and_body_other_have_distinct_colours(phantom):
     assert np.abs(rgb[IDS["visceral_fat"]] - rgb[IDS["body_other"]]).sum() > 1.0
     table = segment(phantom.ct)[1]  # what the widget and the CLI put on the layer / in the file
     assert table.color_of(IDS["visceral_fat"]) == COLORS[IDS["visceral_fat"]]
+
+
+@pytest.mark.parametrize("f", [(2, 3), (3, 3), (3, 1)])
+def test_block_resampling_equals_padded_reference(f):
+    from napari_medseg.models import hu_tissue
+
+    rng = np.random.default_rng(7)
+    mask = rng.random((3, 31, 29)) > 0.6  # sizes that are no multiple of the factors
+    fy, fx = f
+    py, px = (-31) % fy, (-29) % fx
+    blocks = np.pad(mask, ((0, 0), (0, py), (0, px))).reshape(3, (31 + py) // fy, fy,
+                                                              (29 + px) // fx, fx)
+    np.testing.assert_array_equal(hu_tissue._downsample(mask, f, any_=True), blocks.any(axis=(2, 4)))
+    np.testing.assert_array_equal(hu_tissue._downsample(mask, f),
+                                  blocks.sum(axis=(2, 4)) * 2 >= fy * fx)
+    small = rng.random((3, 11, 10)) > 0.5
+    up = hu_tissue._upsample(small, f, (3, 31, 29))
+    np.testing.assert_array_equal(up, np.repeat(np.repeat(small, fy, 1), fx, 2)[:, :31, :29])
+
+
+def _chest_with_airway() -> Volume:
+    """Two lungs (noisy -860 HU), a pure-air trachea touching the left one, a vertebra."""
+    rng = np.random.default_rng(0)
+    hu = np.full((30, 120, 140), -1000, np.int16)
+    yy, xx = np.mgrid[0:120, 0:140]
+    hu[:, ((yy - 60) / 50) ** 2 + ((xx - 70) / 62) ** 2 <= 1] = 40
+    for cx in (45, 95):
+        lung = ((yy - 60) / 30) ** 2 + ((xx - cx) / 18) ** 2 <= 1
+        hu[:, lung] = (-860 + rng.normal(0, 30, size=(30, int(lung.sum())))).astype(np.int16)
+    hu[:, ((yy - 45) / 5) ** 2 + ((xx - 70) / 5) ** 2 <= 1] = -1000
+    hu[:, 45, 62:66] = -1000
+    hu[:, 92:104, 62:78] = 500  # a vertebra with marrow inside its cortex
+    hu[:, 95:101, 66:74] = 150
+    return Volume(hu, spacing=(1.0, 1.0, 2.0), modality="CT")
+
+
+@pytest.mark.parametrize("case", ["phantom", "airway"])
+def test_work_inside_boxes_gives_the_whole_volume_result(case, phantom, monkeypatch):
+    """Labelling and hole filling inside the boxes of the masks (air, pure air, each slab
+    of lung, body and bone) give the voxels that the whole volume gives."""
+    from napari_medseg.models import hu_tissue
+
+    vol = phantom.ct if case == "phantom" else _chest_with_airway()
+    fast = segment_hu_tissue(vol)
+    monkeypatch.setattr(hu_tissue, "bbox", lambda m, pad=0: tuple(slice(0, n) for n in m.shape))
+    whole = segment_hu_tissue(vol)
+    np.testing.assert_array_equal(fast, whole)
+    for name in ("lung", "bone", "body_other") + (("airway",) if case == "airway" else ()):
+        assert (fast == IDS[name]).any(), name  # the paths compared were taken
