@@ -156,3 +156,192 @@ def test_cascade_refuses_when_memory_is_short():
 
     with pytest.raises(InsufficientMemoryError, match="GiB"):
         check_volume_for_model(Volume(np.zeros((4, 64, 64), np.int16)), available_bytes=1000)
+
+
+# --- CPU runtime: the stage networks compiled by OpenVINO, PyTorch the reference and fallback
+
+#: the network of benchmarks/train_liver_synthetic.py (its defaults: 8 features, 2 heads;
+#: 4 levels, 2 transformer layers and batch norm from DEFAULT_CONFIG)
+SYNTHETIC_TRAINED = {"features": 8, "heads": 2}
+#: a random-weight network small enough to convert in seconds
+TINY_NET = {"features": 4, "levels": 3, "transformer_layers": 1, "heads": 2}
+
+
+@pytest.fixture
+def compiled_dir(monkeypatch, tmp_path):
+    """An empty disk cache and an empty in-process cache of compiled stage networks."""
+    from collections import OrderedDict
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "compiled"))
+    monkeypatch.setattr(lc, "_COMPILED", OrderedDict())
+    return tmp_path / "compiled"
+
+
+def _random_net(config, seed):
+    """A network with random weights and, for batch norm, random running statistics (the
+    defaults, mean 0 and variance 1, would hide a wrongly converted norm)."""
+    from napari_medseg.models.hybrid_liver import build_model
+
+    torch.manual_seed(seed)
+    net = build_model(config).eval()
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return net
+
+
+def _openvino_report():
+    from napari_medseg.inference.runtimes import resolve_runtime
+
+    pytest.importorskip("openvino")
+    report = resolve_runtime("openvino", "cpu")
+    assert report.used == "openvino", report.reason
+    return report
+
+
+@pytest.mark.parametrize("config", [TINY_NET, SYNTHETIC_TRAINED], ids=["random-tiny", "synthetic-trained"])
+def test_openvino_stage_network_matches_torch(config, compiled_dir, one_thread):
+    from napari_medseg.testing import assert_close_to_scale
+
+    net = _random_net(config, seed=3)
+    report = _openvino_report()
+    # 5 slices in batches of 4: the second batch (1 slice) is padded to the compiled shape;
+    # 37 x 42 is no multiple of the down-sampling factor (the network pads and crops)
+    volume01 = np.random.default_rng(0).random((5, 37, 42), dtype=np.float32)
+    x = torch.from_numpy(pp.slabs(volume01, [0, 1, 2, 3], 1))
+    fn = lc.compiled_stage_network(net, tuple(x.shape), report)
+    assert fn is not None and report.compiled == 1 and report.used == "openvino"
+    with torch.inference_mode():
+        ref = net(x)
+    out = fn(x)
+    assert out.shape == ref.shape
+    assert_close_to_scale(out, ref, name=f"OpenVINO hybrid-liver logits {config}")
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
+
+    prob_ov = lc.predict_probability(net, volume01, device=torch.device("cpu"), batch_size=4,
+                                     runtime_report=report)
+    assert report.compiled == 1 and report.cache_hits == 1  # the same shape: compiled once
+    prob_torch = lc.predict_probability(net, volume01, device=torch.device("cpu"), batch_size=4)
+    assert_close_to_scale(prob_ov, prob_torch, name="OpenVINO probabilities")
+    assert np.mean((prob_ov >= 0.5) == (prob_torch >= 0.5)) >= 0.999
+    assert report.used == "openvino" and not report.reason
+
+
+def _foreground_fraction(net, volume01, fraction):
+    """Shift the head's foreground bias so that about ``fraction`` of ``volume01``'s voxels
+    come out foreground (a random network's map is otherwise all or nothing)."""
+    x = torch.from_numpy(pp.slabs(volume01, range(volume01.shape[0]), 1))
+    with torch.inference_mode():
+        logits = net(x)
+    margin = (logits[:, 1] - logits[:, 0]).flatten()
+    with torch.no_grad():
+        net.head.conv.conv.bias[1] -= torch.quantile(margin, 1 - fraction)
+    return net
+
+
+def _tiny_checkpoint(ph):
+    """Random-weight stage networks for ``ph`` whose stages find a 'liver' and 'lesions'."""
+    from napari_medseg.models.hybrid_liver import DEFAULT_PREPROCESSING, make_checkpoint
+    from napari_medseg.testing.liver import COARSE
+
+    pre = dict(DEFAULT_PREPROCESSING, **COARSE)
+    coarse = pp.stage1_input(ph.ct.array, ph.ct.spacing_zyx, pre)
+    fine = pp.stage2_input(ph.ct.array, ph.ct.spacing_zyx, pre)
+    stage1 = _foreground_fraction(_random_net(TINY_NET, 1), coarse, 0.3)
+    stage2 = _foreground_fraction(_random_net(TINY_NET, 2), fine, 0.3)
+    return make_checkpoint(stage1, stage2, preprocessing=pre)
+
+
+def test_cascade_with_openvino_labels_and_caches(compiled_dir, one_thread):
+    from napari_medseg.models.hybrid_liver import models_from_checkpoint
+
+    pytest.importorskip("openvino")
+    ph = small_phantom(7)
+    ckpt = _tiny_checkpoint(ph)
+
+    def run(runtime):
+        stage1, stage2 = (m.eval() for m in models_from_checkpoint(ckpt))  # as a new load does
+        info = {}
+        labels = lc.run_hybrid(ph.ct, stage1, stage2, ckpt["preprocessing"], device="cpu",
+                               runtime=runtime, info=info)
+        return labels, info
+
+    reference, info = run("torch")
+    assert info["runtime"]["used"] == "torch" and info["runtime"]["compiled"] == 0
+    assert {1, 2} <= set(np.unique(reference)) and "stage2_s" in info["timings"]  # both stages ran
+    labels, info = run("openvino")
+    assert info["runtime"] == {**info["runtime"], "requested": "openvino", "used": "openvino",
+                               "reason": "", "compiled": 2, "cache_hits": 0}  # two stage shapes
+    assert info["timings"]["convert_s"] > 0 and info["timings"]["stage2_s"] > 0
+    assert np.mean(labels == reference) >= 0.999
+    assert len(list(compiled_dir.glob("*.xml"))) == 2
+    # the second click: new network objects, same weights -> this process' compiled models
+    again, info = run("openvino")
+    assert info["runtime"]["compiled"] == 0 and info["runtime"]["cache_hits"] == 2
+    assert np.array_equal(again, labels)
+    # another process (an empty in-process cache) reads the converted models from disk
+    lc._COMPILED.clear()
+    _, info = run("openvino")
+    assert info["runtime"]["compiled"] == 0 and info["runtime"]["cache_hits"] == 2
+
+
+
+def _fallback_case(monkeypatch, what):
+    """Break OpenVINO the way ``what`` says; return the expected words of the reason."""
+    import sys
+
+    from napari_medseg.inference import runtimes
+    from napari_medseg.inference.runtimes import openvino as ov_runtime
+
+    if what == "not installed":
+        monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+        return "OpenVINO is not installed"
+    if what == "conversion error":
+        def unsupported(*args, **kwargs):
+            raise RuntimeError("Model wasn't fully converted: aten::mystery_op")
+
+        monkeypatch.setattr(ov_runtime, "compile_torch_module", unsupported)
+        return "could not compile the hybrid-liver stage 1 network (RuntimeError: Model wasn't"
+
+    class Broken:  # compiles, then fails while running
+        def __call__(self, x):
+            raise RuntimeError("infer request failed")
+
+    monkeypatch.setattr(runtimes, "compile_module", lambda *a, report, **k: Broken())
+    return "OpenVINO failed while running the hybrid-liver stage 1 network (RuntimeError: infer"
+
+
+@pytest.mark.parametrize("what", ["not installed", "conversion error", "runtime error"])
+def test_cascade_falls_back_to_torch_with_the_reason(what, monkeypatch, compiled_dir, caplog,
+                                                     one_thread):
+    from napari_medseg.models.hybrid_liver import models_from_checkpoint
+
+    ph = small_phantom(7)
+    ckpt = _tiny_checkpoint(ph)
+    stage1, stage2 = (m.eval() for m in models_from_checkpoint(ckpt))
+    reference = lc.run_hybrid(ph.ct, stage1, stage2, ckpt["preprocessing"], device="cpu",
+                              runtime="torch")
+    reason = _fallback_case(monkeypatch, what)
+    info = {}
+    with caplog.at_level("WARNING"):
+        labels = lc.run_hybrid(ph.ct, stage1, stage2, ckpt["preprocessing"], device="cpu",
+                               runtime="openvino", info=info)
+    assert np.array_equal(labels, reference)  # torch finished the job: the same labels
+    assert info["runtime"]["used"] == "torch" and info["runtime"]["requested"] == "openvino"
+    assert reason in info["runtime"]["reason"], info["runtime"]["reason"]
+    assert "PyTorch instead of OpenVINO" in caplog.text
+    assert not lc._COMPILED  # nothing broken was kept for the next run
+
+
+def test_segment_liver_reports_the_runtime_of_an_nnunet_model(tmp_path, one_thread):
+    from napari_medseg.testing.nnunet import make_random_model_folder
+
+    folder = make_random_model_folder(tmp_path / "m", n_classes=3, patch_size=(16, 16, 16),
+                                      spacing=(4.0, 4.0, 4.0),
+                                      label_names={"background": 0, "liver": 1, "liver_tumor": 2})
+    info = {}
+    lc.segment_liver(small_phantom(3).ct, str(folder), device="cpu", runtime="torch", info=info)
+    assert info["runtime"]["requested"] == "torch" and info["runtime"]["used"] == "torch"
+    assert "total_s" in info["timings"]

@@ -21,7 +21,9 @@ mapped to liver / lesion by name (see :func:`map_nnunet_labels`).
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import time
+from collections import OrderedDict
+from typing import Any, Optional
 
 import numpy as np
 
@@ -92,56 +94,154 @@ def check_volume_for_model(volume: Volume, *, bytes_per_voxel: float = 24.0,
 
 
 # ----------------------------------------------------------------------------- stage runner
+#: Compiled stage networks kept in this process (newest last), so a second run on the same
+#: image (the dock's second click) neither reads nor compiles them again; the disk cache
+#: of :mod:`.runtimes` serves other processes. Bounded: two stages of two images.
+_COMPILED: "OrderedDict[tuple, Any]" = OrderedDict()
+_COMPILED_MAX = 4
+
+
+def compiled_stage_network(net, input_shape: tuple, report, what: str = "hybrid-liver network"):
+    """``net`` compiled for ``input_shape`` by the runtime ``report`` chose, or ``None`` (torch).
+
+    The 2.5D network takes whole slices, so each stage of each image has its own input
+    shape (``(batch, 2 * context + 1, Y, X)``): the compiled model is looked up in this
+    process' cache first (keyed by the weights' hash, the architecture, the shape and the
+    thread count), then on disk (:func:`~napari_medseg.inference.runtimes.compile_module`),
+    and only then converted. ``None`` when ``report.used`` is not ``openvino`` or the
+    conversion failed (the reason is then in ``report``).
+    """
+    if report is None or report.used != "openvino":
+        return None
+    import torch
+
+    from .runtimes import compile_module
+    from .runtimes.cache import weights_hash
+
+    shape = tuple(int(s) for s in input_shape)
+    weights_key = weights_hash(net)
+    key = (type(net).__qualname__, repr(net), weights_key, shape, torch.get_num_threads())
+    fn = _COMPILED.get(key)
+    if fn is not None:
+        _COMPILED.move_to_end(key)
+        report.cache_hits += 1
+        report.shapes.append(shape)
+        return fn
+    fn = compile_module(net, shape, report=report, what=what, weights_key=weights_key)
+    if fn is not None:
+        _COMPILED[key] = fn
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return fn
+
+
+def _forget_compiled(fn) -> None:
+    """Drop ``fn`` from the in-process cache (it failed while running)."""
+    for key in [k for k, v in _COMPILED.items() if v is fn]:
+        del _COMPILED[key]
+
+
 def predict_probability(net, volume01: np.ndarray, *, device, batch_size: int = 8,
                         progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-                        amp: bool = False) -> np.ndarray:
+                        amp: bool = False, runtime_report=None,
+                        what: str = "hybrid-liver network") -> np.ndarray:
     """Foreground probability (class 1 softmax) for every slice of a preprocessed volume.
 
     ``volume01`` is (z, y, x) in [0, 1]; runs the 2.5D network slice by slice in batches,
     checking ``cancel`` between batches. Returns float32 (z, y, x).
+
+    ``runtime_report`` (a :class:`~napari_medseg.inference.runtimes.RuntimeReport` from
+    :func:`~napari_medseg.inference.runtimes.resolve_runtime`): when it says ``openvino``,
+    the network runs compiled for ``(batch_size, channels, Y, X)`` (the last, shorter batch
+    is padded with copies of its last slab, whose outputs are dropped: the slices of a batch
+    do not interact); a failure to compile or to run falls back to ``net`` with the reason
+    in the report. ``None``: PyTorch.
     """
     import torch
 
     context = int(net.config["context"])
     nz = volume01.shape[0]
+    batch_size = max(1, min(int(batch_size), nz))
+    fn = compiled_stage_network(net, (batch_size, 2 * context + 1, *volume01.shape[1:]),
+                                runtime_report, what)
     out = np.zeros(volume01.shape, dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, nz, batch_size):
-            check_cancel(cancel)
-            idx = list(range(start, min(start + batch_size, nz)))
-            x = torch.from_numpy(slabs(volume01, idx, context)).to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-                logits = net(x)
-            prob = torch.softmax(logits.float(), dim=1)[:, 1]
-            if not torch.isfinite(prob).all():
-                raise MedsegError(
-                    "the hybrid-liver network produced NaN/Inf probabilities; the checkpoint may be "
-                    "corrupt or the image far outside the training intensity range"
-                )
-            out[idx[0]:idx[-1] + 1] = prob.cpu().numpy()
-            report(progress, (start + len(idx)) / nz, f"slice {idx[-1] + 1}/{nz}")
+    try:
+        with torch.inference_mode():
+            for start in range(0, nz, batch_size):
+                check_cancel(cancel)
+                idx = list(range(start, min(start + batch_size, nz)))
+                x = torch.from_numpy(slabs(volume01, idx, context))
+                logits = None
+                if fn is not None:
+                    try:
+                        if len(idx) < batch_size:
+                            x = torch.cat([x, x[-1:].expand(batch_size - len(idx), *x.shape[1:])])
+                        logits = fn(x)[:len(idx)]
+                    except Exception as exc:  # a runtime error in the compiled model: torch goes on
+                        runtime_report.fall_back(f"OpenVINO failed while running the {what} "
+                                                 f"({type(exc).__name__}: {exc})")
+                        _forget_compiled(fn)  # the next run converts again rather than fail again
+                        fn, x = None, x[:len(idx)]
+                if logits is None:
+                    x = x.to(device)
+                    with torch.autocast(device_type=device.type, dtype=torch.float16,
+                                        enabled=amp and device.type == "cuda"):
+                        logits = net(x)
+                prob = torch.softmax(logits.float(), dim=1)[:, 1]
+                if not torch.isfinite(prob).all():
+                    raise MedsegError(
+                        "the hybrid-liver network produced NaN/Inf probabilities; the checkpoint may be "
+                        "corrupt or the image far outside the training intensity range"
+                    )
+                out[idx[0]:idx[-1] + 1] = prob.cpu().numpy()
+                report(progress, (start + len(idx)) / nz, f"slice {idx[-1] + 1}/{nz}")
+    finally:
+        if fn is not None and hasattr(fn, "release_memory"):
+            fn.release_memory()  # the activation buffers; the compiled weights stay cached
     return out
 
 
 def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=None,
                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-               threshold: float = 0.5) -> np.ndarray:
-    """Run the two-stage cascade with already-loaded networks; returns uint8 labels (z, y, x)."""
+               threshold: float = 0.5, runtime: str = "auto",
+               info: Optional[dict] = None) -> np.ndarray:
+    """Run the two-stage cascade with already-loaded networks; returns uint8 labels (z, y, x).
+
+    ``runtime`` (``auto``/``openvino``/``torch``, resolved with ``device`` by
+    :func:`~napari_medseg.inference.runtimes.resolve_runtime`) chooses what runs the
+    networks on the CPU (see :func:`predict_probability`). ``info``, a dict, receives
+    ``runtime`` (:meth:`RuntimeReport.as_dict`) and ``timings`` (``stage1_s``,
+    ``stage2_s``, each with its compilation, and ``convert_s``, seconds).
+    """
     import torch
+
+    from .runtimes import resolve_runtime
 
     if device is None:
         device = next(stage1.parameters()).device
     device = torch.device(device)
+    runtime_report = resolve_runtime(runtime, device)
+    timings: dict = {}
     flips = canonical_flips(volume)
     image = apply_flips(volume.array, flips)
     spacing = np.asarray(volume.spacing_zyx, dtype=float)
+
+    def finish(labels: np.ndarray) -> np.ndarray:
+        if info is not None:
+            timings["convert_s"] = round(runtime_report.convert_s, 3)
+            info["runtime"] = runtime_report.as_dict()
+            info["timings"] = timings
+        return apply_flips(labels, flips).copy()
 
     # ---- stage 1: liver on the coarse grid
     report(progress, 0.0, "liver: resampling")
     coarse = stage1_input(image, spacing, preprocessing)
     check_cancel(cancel)
+    t0 = time.perf_counter()
     prob = predict_probability(stage1, coarse, device=device, progress=sub_progress(progress, 0.05, 0.45, "liver: "),
-                               cancel=cancel, amp=True)
+                               cancel=cancel, amp=True, runtime_report=runtime_report,
+                               what="hybrid-liver stage 1 network")
+    timings["stage1_s"] = round(time.perf_counter() - t0, 3)
     liver = largest_component(resample_mask(prob, image.shape, threshold), connectivity=3)
     check_cancel(cancel)
     labels = np.zeros(image.shape, dtype=np.uint8)
@@ -149,7 +249,7 @@ def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=No
     if box is None:
         log.info("stage 1 found no liver; no lesions searched")
         report(progress, 1.0, "no liver found")
-        return apply_flips(labels, flips).copy()
+        return finish(labels)
     labels[liver] = LIVER
 
     # ---- stage 2: lesions inside the liver box at the fine grid
@@ -157,15 +257,18 @@ def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=No
     crop = image[box]
     fine = stage2_input(crop, spacing, preprocessing)
     check_cancel(cancel)
+    t0 = time.perf_counter()
     lprob = predict_probability(stage2, fine, device=device, progress=sub_progress(progress, 0.55, 0.95, "lesions: "),
-                                cancel=cancel, amp=True)
+                                cancel=cancel, amp=True, runtime_report=runtime_report,
+                                what="hybrid-liver stage 2 network")
+    timings["stage2_s"] = round(time.perf_counter() - t0, 3)
     lesion = resample_mask(lprob, crop.shape, threshold) & liver[box]
     lesion = drop_small_components(lesion, spacing, float(preprocessing.get("min_lesion_mm3", 20.0)))
     sub = labels[box]
     sub[lesion] = LESION
     check_cancel(cancel)
     report(progress, 1.0, "done")
-    return apply_flips(labels, flips).copy()
+    return finish(labels)
 
 
 # ----------------------------------------------------------------------------- nnU-Net route
@@ -206,18 +309,23 @@ def map_nnunet_labels(labels: np.ndarray, names: dict) -> tuple:
 
 def run_nnunet(volume: Volume, model, *, weights=None, device="auto",
                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-               runtime: str = "auto") -> np.ndarray:
+               runtime: str = "auto", info: Optional[dict] = None) -> np.ndarray:
     """Liver/lesion labels from an nnU-Net model (trained-model folder or registry name).
 
-    Runs :func:`napari_medseg.inference.segment.segment` (the automatic-segmentation engine)
-    and maps its classes to 1 liver / 2 lesion with :func:`map_nnunet_labels`.
+    Runs :func:`napari_medseg.inference.segment.segment_with_info` (the
+    automatic-segmentation engine) and maps its classes to 1 liver / 2 lesion with
+    :func:`map_nnunet_labels`. ``info``, a dict, receives the engine's ``runtime`` and
+    ``timings``.
     """
-    from .segment import segment
+    from .segment import segment_with_info
 
-    raw, table = segment(volume, model=model, weights=weights, device=device,
-                         progress=progress, cancel=cancel, runtime=runtime)
+    result = segment_with_info(volume, model=model, weights=weights, device=device,
+                               progress=progress, cancel=cancel, runtime=runtime)
     check_cancel(cancel)
-    mapped, _ = map_nnunet_labels(raw, table.names)
+    if info is not None:
+        info["runtime"] = dict(result.runtime)
+        info["timings"] = dict(result.timings)
+    mapped, _ = map_nnunet_labels(result.labels, result.table.names)
     return mapped
 
 
@@ -231,7 +339,7 @@ def label_table():
 
 def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="auto",
                   progress: Optional[ProgressCallback] = None, cancel: Optional[CancelLike] = None,
-                  runtime: str = "auto") -> tuple:
+                  runtime: str = "auto", info: Optional[dict] = None) -> tuple:
     """Segment the liver and its lesions.
 
     Parameters
@@ -249,9 +357,15 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
     progress, cancel
         Progress callback ``(fraction, text)`` and cancel flag (``is_set()``).
     runtime : {"auto", "openvino", "torch"}
-        CPU runtime of nnU-Net models (:mod:`napari_medseg.inference.runtimes`). The
-        hybrid cascade runs PyTorch: its 2.5D inputs change size with every image and
-        liver box, and converting each new size costs more than OpenVINO saves.
+        What runs the networks on the CPU (:mod:`napari_medseg.inference.runtimes`):
+        ``openvino`` compiles each stage network for its input shape (one per stage and
+        image, cached in memory and on disk) and falls back to PyTorch with the reason on
+        any failure; ``auto`` is PyTorch while
+        :data:`~napari_medseg.inference.runtimes.AUTO_PICKS_OPENVINO` is off. GPUs run
+        PyTorch.
+    info : dict, optional
+        Receives ``runtime`` (what ran the networks: ``requested``, ``used``, ``reason``,
+        ``convert_s``, ``compiled``, ``cache_hits``) and ``timings`` (seconds).
 
     Returns
     -------
@@ -273,17 +387,20 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
     if str(model) == HYBRID or str(model).endswith((".pt", ".pth")):
         # a checkpoint file given as the model is the hybrid cascade with those weights
         ckpt = weights if str(model) == HYBRID else model
-        labels = run_hybrid_from_weights(volume, weights=ckpt, device=device, progress=progress, cancel=cancel)
+        labels = run_hybrid_from_weights(volume, weights=ckpt, device=device, progress=progress,
+                                         cancel=cancel, runtime=runtime, info=info)
     else:
         labels = run_nnunet(volume, model, weights=weights, device=device, progress=progress,
-                            cancel=cancel, runtime=runtime)
+                            cancel=cancel, runtime=runtime, info=info)
     return labels, label_table()
 
 
 def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
                             progress: Optional[ProgressCallback] = None,
-                            cancel: Optional[CancelLike] = None) -> np.ndarray:
-    """Load a hybrid-liver checkpoint (path, or the registry's installed one) and run it."""
+                            cancel: Optional[CancelLike] = None, runtime: str = "auto",
+                            info: Optional[dict] = None) -> np.ndarray:
+    """Load a hybrid-liver checkpoint (path, or the registry's installed one) and run it
+    (``runtime`` and ``info`` as in :func:`run_hybrid`)."""
     from ..models.hybrid_liver.checkpoint import checkpoint_file, load_cascade
     from .device import choose_device
 
@@ -296,4 +413,5 @@ def run_hybrid_from_weights(volume: Volume, *, weights=None, device="auto",
     report(progress, 0.0, "loading checkpoint")
     stage1, stage2, ckpt = load_cascade(weights, device=dev)
     return run_hybrid(volume, stage1, stage2, ckpt["preprocessing"], device=dev,
-                      progress=sub_progress(progress, 0.02, 1.0), cancel=cancel)
+                      progress=sub_progress(progress, 0.02, 1.0), cancel=cancel,
+                      runtime=runtime, info=info)
