@@ -105,3 +105,31 @@ def test_lesions_cli_geometry_mismatch_writes_nothing(tmp_path, capsys):
     assert main(["lesions", str(tmp_path / "ct.nii.gz"), "-o", str(out), "--labels", str(tmp_path / "lab.nii.gz")]) == 2
     assert "voxel grid" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_lesions_runtime_openvino_writes_the_labels_torch_writes(tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("openvino")
+    from napari_medseg.io import read_labels, write_volume
+    from napari_medseg.models.hybrid_liver import save_checkpoint
+
+    from ..models.hybrid_liver._random import tiny_checkpoint
+
+    # the subprocesses inherit the environment: an empty cache of compiled networks
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "compiled"))
+    ph = small_phantom(7)
+    write_volume(ph.ct, tmp_path / "ct.nii.gz")
+    save_checkpoint(tiny_checkpoint(ph), tmp_path / "tiny.pt")
+    outputs = {}
+    for runtime in ("torch", "openvino"):
+        res = medseg("lesions", tmp_path / "ct.nii.gz", "-o", tmp_path / runtime, "--weights",
+                     tmp_path / "tiny.pt", "--device", "cpu", "--runtime", runtime, timeout=600)
+        assert res.returncode == 0, res.stderr
+        assert "PyTorch instead of OpenVINO" not in res.stderr  # no fallback
+        outputs[runtime] = read_labels(tmp_path / runtime / "liver_lesions.nii.gz")[0].array
+    torch_labels, ov_labels = outputs["torch"], outputs["openvino"]
+    assert {1, 2} <= set(np.unique(torch_labels))  # both stages ran
+    assert np.mean(ov_labels == torch_labels) >= 0.999
+    # both stage networks were converted and cached by the openvino run
+    assert len(list((tmp_path / "compiled").glob("openvino-*.xml"))) == 2

@@ -13,6 +13,8 @@ from napari_medseg.io.volume import Volume
 from napari_medseg.models.hybrid_liver import preprocessing as pp
 from napari_medseg.testing.liver import small_phantom
 
+from ..models.hybrid_liver._random import SYNTHETIC_TRAINED, TINY_NET, random_net, tiny_checkpoint
+
 
 class ThresholdNet(torch.nn.Module):
     """A stand-in 'network': foreground where the centre slice is inside an intensity band."""
@@ -160,13 +162,6 @@ def test_cascade_refuses_when_memory_is_short():
 
 # --- CPU runtime: the stage networks compiled by OpenVINO, PyTorch the reference and fallback
 
-#: the network of benchmarks/train_liver_synthetic.py (its defaults: 8 features, 2 heads;
-#: 4 levels, 2 transformer layers and batch norm from DEFAULT_CONFIG)
-SYNTHETIC_TRAINED = {"features": 8, "heads": 2}
-#: a random-weight network small enough to convert in seconds
-TINY_NET = {"features": 4, "levels": 3, "transformer_layers": 1, "heads": 2}
-
-
 @pytest.fixture
 def compiled_dir(monkeypatch, tmp_path):
     """An empty disk cache and an empty in-process cache of compiled stage networks."""
@@ -175,21 +170,6 @@ def compiled_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "compiled"))
     monkeypatch.setattr(lc, "_COMPILED", OrderedDict())
     return tmp_path / "compiled"
-
-
-def _random_net(config, seed):
-    """A network with random weights and, for batch norm, random running statistics (the
-    defaults, mean 0 and variance 1, would hide a wrongly converted norm)."""
-    from napari_medseg.models.hybrid_liver import build_model
-
-    torch.manual_seed(seed)
-    net = build_model(config).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return net
 
 
 def _openvino_report():
@@ -205,7 +185,7 @@ def _openvino_report():
 def test_openvino_stage_network_matches_torch(config, compiled_dir, one_thread):
     from napari_medseg.testing import assert_close_to_scale
 
-    net = _random_net(config, seed=3)
+    net = random_net(config, seed=3)
     report = _openvino_report()
     # 5 slices in batches of 4: the second batch (1 slice) is padded to the compiled shape;
     # 37 x 42 is no multiple of the down-sampling factor (the network pads and crops)
@@ -229,37 +209,12 @@ def test_openvino_stage_network_matches_torch(config, compiled_dir, one_thread):
     assert report.used == "openvino" and not report.reason
 
 
-def _foreground_fraction(net, volume01, fraction):
-    """Shift the head's foreground bias so that about ``fraction`` of ``volume01``'s voxels
-    come out foreground (a random network's map is otherwise all or nothing)."""
-    x = torch.from_numpy(pp.slabs(volume01, range(volume01.shape[0]), 1))
-    with torch.inference_mode():
-        logits = net(x)
-    margin = (logits[:, 1] - logits[:, 0]).flatten()
-    with torch.no_grad():
-        net.head.conv.conv.bias[1] -= torch.quantile(margin, 1 - fraction)
-    return net
-
-
-def _tiny_checkpoint(ph):
-    """Random-weight stage networks for ``ph`` whose stages find a 'liver' and 'lesions'."""
-    from napari_medseg.models.hybrid_liver import DEFAULT_PREPROCESSING, make_checkpoint
-    from napari_medseg.testing.liver import COARSE
-
-    pre = dict(DEFAULT_PREPROCESSING, **COARSE)
-    coarse = pp.stage1_input(ph.ct.array, ph.ct.spacing_zyx, pre)
-    fine = pp.stage2_input(ph.ct.array, ph.ct.spacing_zyx, pre)
-    stage1 = _foreground_fraction(_random_net(TINY_NET, 1), coarse, 0.3)
-    stage2 = _foreground_fraction(_random_net(TINY_NET, 2), fine, 0.3)
-    return make_checkpoint(stage1, stage2, preprocessing=pre)
-
-
 def test_cascade_with_openvino_labels_and_caches(compiled_dir, one_thread):
     from napari_medseg.models.hybrid_liver import models_from_checkpoint
 
     pytest.importorskip("openvino")
     ph = small_phantom(7)
-    ckpt = _tiny_checkpoint(ph)
+    ckpt = tiny_checkpoint(ph)
 
     def run(runtime):
         stage1, stage2 = (m.eval() for m in models_from_checkpoint(ckpt))  # as a new load does
@@ -319,7 +274,7 @@ def test_cascade_falls_back_to_torch_with_the_reason(what, monkeypatch, compiled
     from napari_medseg.models.hybrid_liver import models_from_checkpoint
 
     ph = small_phantom(7)
-    ckpt = _tiny_checkpoint(ph)
+    ckpt = tiny_checkpoint(ph)
     stage1, stage2 = (m.eval() for m in models_from_checkpoint(ckpt))
     reference = lc.run_hybrid(ph.ct, stage1, stage2, ckpt["preprocessing"], device="cpu",
                               runtime="torch")

@@ -30,8 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"),
                    help="where the network runs (default: auto = CUDA, MPS, then CPU)")
     p.add_argument("--runtime", default=None, choices=("auto", "openvino", "torch"),
-                   help="what runs an nnU-Net --model on the CPU: openvino or torch (default: "
-                        "auto = PyTorch); the hybrid-liver cascade runs PyTorch")
+                   help="what runs the networks (hybrid-liver stages or an nnU-Net --model) on the "
+                        "CPU: openvino (compiled once per input shape, cached; any failure falls "
+                        "back to PyTorch with the reason) or torch (default: auto = PyTorch)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.set_defaults(func=_run)
 
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from ..analysis.liver import DEFAULT_MODEL, segment_and_measure
     from ..errors import InvalidInputError
+    from ..inference.runtimes import describe_runtime
     from ..io import read_labels, read_volume, write_labels
     from ..io.paths import check_outputs
     from ._common import TqdmProgress, print_json
@@ -80,6 +82,9 @@ def _run(args) -> int:
         print_json(report.to_dict())
     else:
         print(report.summary())
+        ran = describe_runtime(report.metadata.get("runtime")).strip()
+        if ran:  # what ran the networks, and why not OpenVINO after a fallback
+            print(ran)
         print(f"wrote {label_path if not args.labels else '(labels given)'}, {out / 'lesions.csv'}, "
               f"{out / 'lesions.json'}")
     return 0
