@@ -2,15 +2,20 @@
 
 A 128^3 crop is cut into 16^3 patches (an 8^3 token grid); twelve transformer blocks
 follow, four of them (2, 5, 8, 11) with global attention, the others with 14^3
-window attention and decomposed relative position biases; a convolutional neck maps
-the 768 channels to the 384-channel image embedding (``1 x 384 x 8 x 8 x 8``).
+window attention and relative position terms; a convolutional neck maps the 768
+channels to the 384-channel image embedding (``1 x 384 x 8 x 8 x 8``).
 
-Window attention note: the token grid (8^3) is smaller than the window (14^3), so the
+Window attention: the token grid (8^3) is smaller than the window (14^3), so the
 reference pads the normalised tokens with zeros to one 14^3 window and attends over
-all 2744 positions. The padded keys are *not* masked, so they change the result; we
-reproduce that exactly but cheaply: a zero token projects to the qkv bias, so the
-padded keys/values are the bias vectors, and only real queries are computed (the
-padded queries' outputs are discarded by the reference anyway).
+all 2744 positions. The padded keys are *not* masked, so they change the result. We
+reproduce that exactly but cheaply: a zero token projects to the qkv bias, so every
+padded key is the key bias and every padded value the value bias; their 2232 logits
+differ only by the relative-position terms, which are sums of three factors, so the
+total softmax weight of the padded keys is a closed-form log-sum-exp. The attention
+then runs over the 512 real keys plus one "padded" key carrying that log-weight
+(:meth:`Attention3D.attend`), 5x fewer products than the padded window and no
+``2744``-wide bias tensors. :meth:`Attention3D.attend_reference` keeps the published
+computation (used by the tests to check the fast form).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm3d, MLPBlock
+from .common import LayerNorm3d, MLPBlock, patch_conv3d
 
 
 def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -55,24 +60,123 @@ class Attention3D(nn.Module):
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[2] - 1, self.head_dim))
 
-    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        # (B, D, H, W, C) -> (B * heads, D*H*W, head_dim)
-        b, d, h, w, _ = t.shape
-        t = t.reshape(b, d * h * w, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
-        return t.reshape(b * self.num_heads, d * h * w, self.head_dim)
+    def extra_repr(self) -> str:
+        # part of the compiled-model cache key (the module's repr): a model converted
+        # from the padded-window computation is not reused for this graph
+        return f"heads={self.num_heads}, head_dim={self.head_dim}, padding=closed-form key"
 
-    def attend(
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        # (B, D, H, W, C) -> (B * heads, D, H, W, head_dim)
+        b, d, h, w, _ = t.shape
+        t = t.reshape(b, d, h, w, self.num_heads, self.head_dim).permute(0, 4, 1, 2, 3, 5)
+        return t.reshape(b * self.num_heads, d, h, w, self.head_dim)
+
+    def _merge_heads(self, t: torch.Tensor, b: int, size: Tuple[int, int, int]) -> torch.Tensor:
+        # (B * heads, D*H*W, head_dim) -> (B, D, H, W, C)
+        d, h, w = size
+        t = t.view(b, self.num_heads, d, h, w, self.head_dim).permute(0, 2, 3, 4, 1, 5)
+        return t.reshape(b, d, h, w, self.num_heads * self.head_dim)
+
+    def _head_bias(self, part: int, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """The q (0), k (1) or v (2) bias per head ``(heads, head_dim)``: what a zero
+        (padding) token projects to; ``None`` without qkv bias (it projects to zero)."""
+        if self.qkv.bias is None:
+            return None
+        c = self.num_heads * self.head_dim
+        return self.qkv.bias[part * c : (part + 1) * c].to(dtype).view(self.num_heads, self.head_dim)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: Optional[int] = None) -> torch.Tensor:
+        """Attention of the real tokens, equal to :meth:`attend_reference` up to float rounding.
+
+        Parameters
+        ----------
+        q, k, v : torch.Tensor
+            ``(B, D, H, W, C)`` projections of the real tokens.
+        window : int, optional
+            ``None``: global attention on the (cubic) grid. Otherwise the edge of the
+            zero-padded window (``>= D, H, W``) the reference attends in: the padded
+            tokens are the qkv biases (see the module docstring).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, D, H, W, C)`` before the output projection.
+
+        Notes
+        -----
+        With ``S`` the window edge, the reference's logit of a query at ``(a, b, c)``
+        and a key at ``(d', h', w')`` is ``scale * q.k + A[w'] + B[d', w'] + C[h', w']``
+        where ``A = q[a,b,c].Rd[a]``, ``B[d', w'] = q[a,b,d'].Rh[b, w']`` and
+        ``C[h', w'] = q[a,b,h'].Rw[h', w']`` (the published broadcast, see
+        :meth:`attend_reference`). Every padded key has the same ``q.k`` (the key
+        bias), so the padded keys' softmax mass is ``exp(scale * q.k_bias) *
+        sum exp(A + B + C)`` over the padded positions; that set is the disjoint union
+        of ``{w' >= W}``, ``{w' < W, d' >= D}`` and ``{w' < W, d' < D, h' >= H}``, and on
+        each part the sum factorises into log-sum-exps along ``d'`` and ``h'``, so it is
+        exact and free of cancellation. One extra key (the key bias, value the value
+        bias) with that log-mass added to its logit stands for all padded keys.
+        """
+        b, d, h, w, _ = q.shape
+        s = window if window is not None else d
+        if window is None and not (d == h == w):
+            raise ValueError("SAM-Med3D global attention works on cubic token grids only")
+        if window is not None and max(d, h, w) > window:
+            raise ValueError(f"token grid {(d, h, w)} does not fit in a {window}^3 window")
+        n, nh, hd = d * h * w, self.num_heads, self.head_dim
+        # (B, heads, D, H, W, hd); batch and heads stay two axes (OpenVINO's attention
+        # fusion mis-reads a merged B*heads axis)
+        qh, kh, vh = (t.reshape(b, d, h, w, nh, hd).permute(0, 4, 1, 2, 3, 5) for t in (q, k, v))
+        rd = relative_position_table(s, s, self.rel_pos_d).to(q.dtype)
+        rh = relative_position_table(s, s, self.rel_pos_h).to(q.dtype)
+        rw = relative_position_table(s, s, self.rel_pos_w).to(q.dtype)
+        zero = torch.zeros(nh, hd, dtype=q.dtype, device=q.device)
+        # the query rows q[a, b, 0..S-1] the B and C terms read: real queries, then padding
+        rows = qh
+        if s > w:
+            pad = self._head_bias(0, q.dtype)
+            pad = (zero if pad is None else pad).view(1, nh, 1, 1, 1, hd).expand(b, -1, d, h, s - w, -1)
+            rows = torch.cat([qh, pad], dim=4)
+        term_a = torch.einsum("bndhwc,dkc->bndhwk", qh, rd[:d])  # (., d, h, w, S): key w'
+        term_b = torch.einsum("bndhjc,hkc->bndhjk", rows, rh[:h])  # (., d, h, S: d', S: w')
+        term_c = torch.einsum("bndhjc,jkc->bndhjk", rows, rw)  # (., d, h, S: h', S: w')
+        # bias of the real keys (d' < D, h' < H, w' < W), as (B, heads, n, n)
+        bias = term_b[..., None, :d, None, :w] + term_c[..., None, None, :h, :w]
+        bias = (bias + term_a[..., None, None, :w]).reshape(b, nh, n, n)
+        queries, keys, values = (t.reshape(b, nh, n, hd) for t in (qh, kh, vh))
+        if s > d or s > h or s > w:
+            parts = []
+            if s > w:  # w' >= W, any d', h'
+                tail = torch.logsumexp(term_b[..., w:], dim=4) + torch.logsumexp(term_c[..., w:], dim=4)
+                parts.append(term_a[..., w:] + tail[..., None, :])
+            if s > d:  # w' < W, d' >= D, any h'
+                tail = torch.logsumexp(term_b[..., d:, :w], dim=4) + torch.logsumexp(term_c[..., :w], dim=4)
+                parts.append(term_a[..., :w] + tail[..., None, :])
+            if s > h:  # w' < W, d' < D, h' >= H
+                tail = torch.logsumexp(term_b[..., :d, :w], dim=4) + torch.logsumexp(term_c[..., h:, :w], dim=4)
+                parts.append(term_a[..., :w] + tail[..., None, :])
+            log_mass = torch.logsumexp(torch.cat(parts, dim=-1), dim=-1).reshape(b, nh, n, 1)
+            bias = torch.cat([bias, log_mass], dim=-1)
+            pads = [self._head_bias(i, q.dtype) for i in (1, 2)]
+            pad_k, pad_v = ((zero if t is None else t).view(1, nh, 1, hd).expand(b, -1, -1, -1) for t in pads)
+            keys, values = torch.cat([keys, pad_k], dim=2), torch.cat([values, pad_v], dim=2)
+        # written out rather than F.scaled_dot_product_attention: with a float mask its CPU
+        # path is this same maths plus checks for fully masked rows
+        attn = (queries * self.scale) @ keys.transpose(-2, -1) + bias
+        out = attn.softmax(dim=-1) @ values  # (B, heads, n, hd)
+        return out.transpose(1, 2).reshape(b, d, h, w, nh * hd)
+
+    def attend_reference(
         self,
         q_full: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
         q_extent: Optional[Tuple[int, int, int]] = None,
     ) -> torch.Tensor:
-        """Attention on a cubic grid, with the reference's relative-position terms.
+        """The published attention on a cubic grid, with its relative-position terms.
 
         ``q_full``, ``k``, ``v`` are (B, S, S, S, C) on the same grid; only queries in
         the corner ``q_extent`` (default: all) are computed. Returns (B, *q_extent, C)
-        before the output projection.
+        before the output projection. :meth:`attend` computes the same faster.
 
         The relative-position terms follow the published SAM-Med3D code *exactly*,
         including how it broadcasts them onto the (query, key) attention map: for a
@@ -88,9 +192,9 @@ class Attention3D(nn.Module):
         d, h, w = q_extent or (s, s, s)
         nh, hd = self.num_heads, self.head_dim
         # (B*heads, S, S, S, hd)
-        qf = q_full.reshape(b, s, s, s, nh, hd).permute(0, 4, 1, 2, 3, 5).reshape(b * nh, s, s, s, hd)
-        kh_ = self._split_heads(k)
-        vh_ = self._split_heads(v)
+        qf = self._heads(q_full)
+        kh_ = self._heads(k).reshape(b * nh, s**3, hd)
+        vh_ = self._heads(v).reshape(b * nh, s**3, hd)
         q = qf[:, :d, :h, :w].reshape(b * nh, d * h * w, hd)
         attn = (q * self.scale) @ kh_.transpose(-2, -1)
         rd = relative_position_table(s, s, self.rel_pos_d)
@@ -107,8 +211,7 @@ class Attention3D(nn.Module):
         ).view(-1, d * h * w, s * s * s)
         attn = attn.softmax(dim=-1)
         out = attn @ vh_  # (B*heads, d*h*w, hd)
-        out = out.view(b, nh, d, h, w, hd).permute(0, 2, 3, 4, 1, 5)
-        return out.reshape(b, d, h, w, nh * hd)
+        return self._merge_heads(out, b, (d, h, w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Global attention over the whole grid ``x`` (B, D, H, W, C)."""
@@ -118,22 +221,24 @@ class Attention3D(nn.Module):
     def forward_padded_window(self, x: torch.Tensor, window: int) -> torch.Tensor:
         """Attention inside one zero-padded ``window``^3 holding the whole grid ``x``.
 
-        Exactly equal to padding ``x`` with zero tokens, attending over the window and
-        cropping the result, at a fraction of the cost (see the module docstring).
+        Equal (up to float rounding) to padding ``x`` with zero tokens, attending over
+        the window and cropping the result (:meth:`forward_reference`), at a fraction
+        of the cost (see :meth:`attend`).
         """
-        b, d, h, w, c = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        if self.qkv.bias is not None:
-            bias_k, bias_v = self.qkv.bias[c : 2 * c], self.qkv.bias[2 * c :]
-            bias_q = self.qkv.bias[:c]
-        else:
-            bias_q = bias_k = bias_v = torch.zeros(c, dtype=x.dtype, device=x.device)
-        full = []
-        for real, bias in ((q, bias_q), (k, bias_k), (v, bias_v)):
-            t = bias.to(x.dtype).expand(b, window, window, window, c).clone()
-            t[:, :d, :h, :w] = real
-            full.append(t)
-        return self.proj(self.attend(full[0], full[1], full[2], q_extent=(d, h, w)))
+        return self.proj(self.attend(q, k, v, window=window))
+
+    def forward_reference(self, x: torch.Tensor, window: Optional[int] = None) -> torch.Tensor:
+        """The published computation: ``x`` zero-padded to ``window``^3 (``None``: not
+        padded), attention over the whole window, the real tokens' outputs."""
+        b, d, h, w, c = x.shape
+        if window is None:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return self.proj(self.attend_reference(q, k, v))
+        padded = x.new_zeros((b, window, window, window, c))
+        padded[:, :d, :h, :w] = x
+        q, k, v = self.qkv(padded).chunk(3, dim=-1)
+        return self.proj(self.attend_reference(q, k, v, q_extent=(d, h, w)))
 
 
 def _window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
@@ -203,7 +308,8 @@ class PatchEmbed3D(nn.Module):
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 4, 1)
+        # one matrix product (no im2col of the generic 3D convolution), channels last
+        return patch_conv3d(x, self.proj).permute(0, 2, 3, 4, 1)
 
 
 class ImageEncoderViT3D(nn.Module):
@@ -248,4 +354,18 @@ class ImageEncoderViT3D(nn.Module):
         x = self.patch_embed(x) + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return self.neck(x.permute(0, 4, 1, 2, 3))
+        return self.forward_neck(x)
+
+    def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
+        """The neck on channels-last tokens ``(B, D, H, W, C)`` -> ``(B, out_chans, D, H, W)``.
+
+        Same maths as ``self.neck(x.permute(0, 4, 1, 2, 3))``: the 1x1x1 convolution is a
+        matrix product on the token rows and the first channel norm a ``layer_norm`` over
+        them, so no channels-first copy is made before the 3x3x3 convolution (which reads
+        the channels-last layout as it is).
+        """
+        conv1, norm1, conv3, norm2 = self.neck
+        x = F.linear(x, conv1.weight.flatten(1))
+        x = F.layer_norm(x, (x.shape[-1],), norm1.weight, norm1.bias, norm1.eps)
+        x = norm2(conv3(x.permute(0, 4, 1, 2, 3)))
+        return x.contiguous()
