@@ -57,6 +57,7 @@ from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
 from ._leak_guard import click_depth, guard_leak
+from ._drift import drift_sigma_mm, follow_drift
 from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
@@ -225,6 +226,10 @@ class RegionGrowingSession(PromptSession):
         #: a click's region larger than this many balls of the click's depth is a
         #: leak into a neighbour and is cut back (``_leak_guard``); 0 switches it off
         self.leak_guard = 50.0
+        #: regrow a click's region against its own local mean intensity (slow drift:
+        #: the MR bias field along a long structure, ``_drift``); None: on MR only
+        self.follow_drift: Optional[bool] = None
+        self._drift = False
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -251,6 +256,7 @@ class RegionGrowingSession(PromptSession):
         self._noise_floor = max(float(hi - lo) * 0.005, 1e-6)
         self._spacing = np.asarray(volume.spacing_zyx, dtype=float)
         self._array = array
+        self._drift = (str(volume.modality).upper() == "MR") if self.follow_drift is None else bool(self.follow_drift)
         self._cache.clear()
         self._components.clear()
         self._overview = None
@@ -687,9 +693,12 @@ class RegionGrowingSession(PromptSession):
         # neighbourhood (at low tolerance it is still filling in the object itself).
         seeds = [s] if moved == s or not np.isfinite(kmap[moved]) else [s, moved]
         comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
+        if self._drift:
+            comp = follow_drift(img, grad * np.float32(h / (sd * self.edge_factor)), ~np.isfinite(kint), comp,
+                                seeds, k, sd, med, spacing, sigma_mm=drift_sigma_mm(spacing))
         # In range on the smoothed or on the unsmoothed image (a sharp border voxel
         # keeps its value only before smoothing).
-        inside = kint <= k + 0.5
+        inside = (kint <= k + 0.5) | comp
         raw_ok = np.abs(crop.raw - np.float32(med)) <= np.float32((k + 0.5) * sd)
         raw_ok &= np.isfinite(kint)  # barriers (negative clicks, box) still hold
         return comp, inside | raw_ok

@@ -1,0 +1,125 @@
+"""Region growing that follows slow intensity drift (the MR bias field) along a structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medseg.io.volume import Volume
+from napari_medseg.prompts._drift import follow_drift, local_reference
+from napari_medseg.prompts.region_growing import RegionGrowingSession
+from napari_medseg.testing.clicker import deepest_point, dice
+
+
+def test_local_reference_follows_a_ramp_inside_the_region():
+    """The reference is the region's own mean nearby: a 40 % ramp is tracked, the outside ignored."""
+    z, y, x = np.ogrid[:40, :40, :80]
+    ramp = (100.0 * (1.0 + 0.4 * x / 79.0)) * np.ones((40, 40, 80))
+    region = np.zeros(ramp.shape, bool)
+    region[10:30, 10:30, :] = True
+    image = np.where(region, ramp, 1000.0).astype(np.float32)
+    ref = local_reference(image, region, np.ones(3), sigma_mm=6.0, fallback=-1.0)
+    inner = ref[20, 20, 10:70]
+    expected = ramp[20, 20, 10:70]
+    assert np.abs(inner - expected).max() < 0.03 * expected.max()
+    # Far outside the region: the fallback, never the bright outside.
+    far = np.zeros(ramp.shape, bool)
+    far[10:30, 10:30, :3] = True
+    ref = local_reference(image, far, np.ones(3), sigma_mm=3.0, fallback=-1.0)
+    assert ref[20, 20, 79] == -1.0
+
+
+def test_local_reference_rejects_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        local_reference(np.zeros((4, 4, 4)), np.zeros((4, 4, 5), bool), np.ones(3), 5.0, 0.0)
+    with pytest.raises(ValueError, match="sigma_mm"):
+        local_reference(np.zeros((4, 4, 4)), np.zeros((4, 4, 4), bool), np.ones(3), 0.0, 0.0)
+
+
+def _drifting_tubes(seed: int = 0):
+    """Two parallel tubes, 120 mm long; a +-30 % multiplicative drift along them.
+
+    Tube A (signal 200) and tube B (signal 320) touch along their length; both drift
+    together, so A's far end (~260) is brighter than B's near end (~224).
+    """
+    rng = np.random.default_rng(seed)
+    shape = (60, 48, 48)  # z runs along the tubes, 2 mm voxels
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    a = ((y - 24) ** 2 + (x - 18) ** 2 <= 25) & (z >= 0)
+    b = ((y - 24) ** 2 + (x - 29) ** 2 <= 25) & ~a & (z >= 0)
+    img = np.full(shape, 60.0)
+    img[a] = 200.0
+    img[b] = 320.0
+    drift = 1.0 + 0.3 * (2.0 * z / (shape[0] - 1) - 1.0)
+    img = img * drift + rng.normal(0.0, 6.0, shape)
+    vol = Volume(array=img.astype(np.float32), spacing=(2.0, 2.0, 2.0), modality="MR")
+    return vol, a, b
+
+
+@pytest.mark.parametrize("follow", [None, False])
+def test_click_on_a_drifting_tube_grows_along_it_without_entering_its_neighbour(follow):
+    """MR (drift on by default): the whole tube, nothing of the touching one; switched off,
+    the region stops where the drift leaves the click's intensity band (the old behaviour)."""
+    vol, a, b = _drifting_tubes()
+    session = RegionGrowingSession()
+    session.follow_drift = follow
+    session.set_volume(vol)
+    click = (12, 24, 18)  # a quarter of the way along the tube
+    mask = session.add_point(click).mask
+    covered = np.unique(np.nonzero(mask & a)[0])
+    if follow is None:
+        assert dice(mask, a) > 0.85
+        assert covered.min() <= 2 and covered.max() >= 57  # both ends of the tube
+        assert (mask & b).sum() < 0.05 * b.sum()
+    else:
+        assert dice(mask, a) < 0.8
+        assert covered.max() < 50
+
+
+def test_drift_is_off_on_ct():
+    """CT has no bias field: the session grows against the click's intensity only."""
+    vol, a, _ = _drifting_tubes()
+    ct = Volume(array=vol.array, spacing=vol.spacing, modality="CT")
+    on_ct, forced = RegionGrowingSession(), RegionGrowingSession()
+    forced.follow_drift = False
+    on_ct.set_volume(ct)
+    forced.set_volume(ct)
+    click = (12, 24, 18)
+    assert np.array_equal(on_ct.add_point(click).mask, forced.add_point(click).mask)
+
+
+def test_follow_drift_keeps_a_region_that_does_not_drift():
+    """A uniform structure: nothing to follow, the region comes back as it was (same object)."""
+    region = np.zeros((20, 20, 20), bool)
+    region[5:15, 5:15, 5:15] = True
+    image = np.where(region, 100.0, 0.0).astype(np.float32)
+    out = follow_drift(image, np.zeros(image.shape, np.float32), np.zeros(image.shape, bool), region,
+                       [(10, 10, 10)], 3.0, 5.0, 100.0, np.ones(3))
+    assert out is region
+
+
+@pytest.fixture(scope="module")
+def mr_vessels():
+    from napari_medseg.phantom import make_phantom
+    from napari_medseg.testing.clicker import mr_like, structures
+
+    ph = make_phantom(seed=0, shape=(64, 192, 192), spacing_zyx=(3.0, 1.5, 1.5))
+    objects = structures(ph.labels, ph.names)
+    return mr_like(ph), objects
+
+
+@pytest.mark.parametrize("name, floor", [("aorta", 0.9), ("inferior_vena_cava", 0.9)])
+def test_mr_phantom_vessel_one_click(mr_vessels, name, floor):
+    """The MR-like phantom's aorta and IVC span the field of view through a +-20 % bias field.
+
+    One click at the deepest point: before, the growth stopped within a few centimetres of
+    the click (aorta 0.13, IVC 0.37 Dice); it now follows the vessel and stays out of its
+    neighbours (measured 0.98 / 0.98).
+    """
+    vol, objects = mr_vessels
+    ref = objects[name]
+    session = RegionGrowingSession()
+    session.set_volume(vol)
+    mask = session.add_point(deepest_point(ref, vol.spacing_zyx)).mask
+    assert dice(mask, ref) >= floor
+    assert (mask & ~ref).sum() < 0.1 * ref.sum()
