@@ -434,10 +434,12 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     body_w = _downsample(body, f)
     inner_w = _erode(body_w, p.skin_mm, wy, wx)
     # Lungs, airways and bone are written into ``out`` now; "taken" is then out in (4, 5, 6).
-    out[body] = IDS["body_other"]
-    out[bone] = IDS["bone"]
-    out[lung] = IDS["lung"]
-    out[airway] = IDS["airway"]
+    # (np.copyto with a mask writes in one branch-free pass: several times faster than
+    # ``out[mask] = id`` on a clinical CT.)
+    np.copyto(out, IDS["body_other"], where=body)
+    np.copyto(out, IDS["bone"], where=bone)
+    np.copyto(out, IDS["lung"], where=lung)
+    np.copyto(out, IDS["airway"], where=airway)
     del lung, airway
     soft = body & (hu >= p.muscle_range[0]) & (hu <= p.muscle_range[1])
     # Wall tissue: soft tissue and bone (lungs and airways count: they lie inside the ribs),
@@ -454,9 +456,9 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     free = out == IDS["body_other"]  # not lung, airway or bone
     trunk = _upsample(trunk_w, f, shape)
     fat = free & (hu >= p.fat_range[0]) & (hu <= p.fat_range[1])
-    out[fat & trunk] = IDS["visceral_fat"]
+    np.copyto(out, IDS["visceral_fat"], where=fat & trunk)
     fat &= ~trunk
-    out[fat] = IDS["subcutaneous_fat"]
+    np.copyto(out, IDS["subcutaneous_fat"], where=fat)
     del fat
     # Muscle: soft tissue outside the trunk, in its outer band, or behind the spine; never
     # the skin (outermost millimetres); specks (< 0.5 ml) dropped on the working grid.
@@ -472,7 +474,7 @@ def segment_hu_tissue(volume, *, params: Optional[HUTissueParams] = None,
     muscle_w = _downsample(soft, f, any_=True)
     soft &= _upsample(_clean_small(muscle_w, 0.5 / (voxel_ml * f[0] * f[1])), f, shape)
     del muscle_w, deep_w, trunk_w, inner_w, body_w
-    out[soft] = IDS["skeletal_muscle"]
+    np.copyto(out, IDS["skeletal_muscle"], where=soft)
     report(progress, 1.0, "done")
     return out
 
