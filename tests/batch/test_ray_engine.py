@@ -65,3 +65,43 @@ def test_memory_monitor_kill_counts_as_a_lost_worker():
     for name in ("OutOfMemoryError", "ActorDiedError", "WorkerCrashedError", "NodeDiedError"):
         assert issubclass(getattr(ray.exceptions, name), lost), name
     assert not issubclass(ray.exceptions.RayTaskError, lost)  # a bug is an error row at once
+
+
+def _ray_descendants() -> dict:
+    """pid -> name of this process's descendants that are Ray's node processes."""
+    import psutil
+
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            name = p.name()
+        except psutil.Error:
+            continue
+        if "raylet" in name or "gcs_server" in name:
+            out[p.pid] = name
+    return out
+
+
+@pytest.mark.slow
+def test_own_ray_instance_is_gone_when_the_run_returns(tmp_path):
+    """No --address: run_batch starts a local Ray instance (in the background, while it
+    does its own work) and stops it, writing the tables meanwhile; when it returns no
+    raylet or GCS process of the run is left, and the timings say what happened."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    from napari_medseg.batch import run_batch
+
+    folder = tmp_path / "cohort"
+    write_phantom_cohort(folder, shapes=PHANTOM_SHAPES[:2])
+    before = _ray_descendants()  # e.g. the session's loopback cluster of other tests
+    summary = run_batch(folder, tmp_path / "out", model="hu-tissue", engine="ray", workers=2)
+    assert summary.count("ok") == 2 and (tmp_path / "out" / "results.csv").is_file()
+    left = {pid: name for pid, name in _ray_descendants().items() if pid not in before}
+    assert not left, left
+    t = summary.timings
+    assert t["started_local_ray"] is True
+    assert 0 <= t["ray_import_s"] <= t["ray_init_s"] <= t["actors_submitted_s"] \
+        <= t["first_row_s"] <= t["last_row_s"]
+    assert t["shutdown_s"] > 0
+    import ray
+
+    assert not ray.is_initialized()

@@ -14,11 +14,19 @@ actor that dies in the middle of a case (its process killed, also by Ray's memor
 monitor on a node short of memory, or its node lost) is replaced and the case retried on
 the new actor up to ``retries`` times, then recorded as an ``error`` row. Ctrl-C kills
 the actors and keeps what is finished.
+
+Start-up: :class:`RayInstance` imports Ray and joins or starts it in a background thread,
+so the driver's own work (locking OUTDIR, run.json, the resume check, loading the
+results writer) runs while a local instance starts (several seconds, mostly waiting on
+Ray's processes). The actors are created as soon as Ray is up. At the end the caller
+writes its results while the same thread stops what the run started.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections import deque
 from typing import Callable, List, Optional
@@ -28,7 +36,7 @@ from .cases import Case
 from .records import Settings
 from .runner import KILL_HOOK, CaseRunner, error_row
 
-__all__ = ["run_ray", "ray_available", "worker_lost_errors", "WORKER_LOST"]
+__all__ = ["run_ray", "RayInstance", "ray_available", "worker_lost_errors", "WORKER_LOST"]
 
 
 class _RayWorker:
@@ -79,11 +87,108 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _NotMainThread(logging.Filter):
+    """Drops Ray's warning that ``ray.init`` outside the main thread sets no SIGTERM
+    handler: the driver keeps Python's default (SIGTERM ends it) and the processes of
+    a local instance die with it (Ray binds them to the starting thread's life)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+class RayInstance:
+    """Ray, joined or started for one run by a background thread that owns it.
+
+    Parameters
+    ----------
+    address : str, optional
+        Cluster to join (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:10001"``); None
+        starts a local instance (stopped by :meth:`stop`).
+    num_cpus : int, optional
+        CPUs of a local instance (default: this machine's cores).
+
+    Notes
+    -----
+    The thread that calls ``ray.init`` lives until :meth:`stop`: Ray starts a local
+    instance's processes (GCS, raylet, ...) with the kernel's parent-death signal, which
+    fires when the *thread* that started them ends. Timings (seconds from the
+    construction) are in :attr:`timings`: ``ray_import_s``, ``ray_init_s``,
+    ``started_local_ray`` and, after :meth:`stop`, ``shutdown_s``.
+    """
+
+    def __init__(self, address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.t0 = time.perf_counter()
+        self.timings: dict = {}
+        self.started_here = False
+        self._ray = None
+        self._error: Optional[BaseException] = None
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._own, name="medseg-ray", daemon=True)
+        self._thread.start()
+
+    def _mark(self, name: str) -> None:
+        self.timings[name] = round(time.perf_counter() - self.t0, 3)
+
+    def _own(self) -> None:
+        ray = None
+        try:
+            ray = _import_ray()
+            self._mark("ray_import_s")
+            self.started_here = not ray.is_initialized()
+            if self.started_here:
+                # no dashboard and no forwarding of the workers' logs: neither is used
+                # here, and both cost start-up time (the logs stay in Ray's session folder)
+                kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+                quiet = _NotMainThread()
+                logging.getLogger("ray._private.worker").addFilter(quiet)
+                try:
+                    if self.address:
+                        ray.init(address=self.address, **kwargs)
+                    else:
+                        ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
+                finally:
+                    logging.getLogger("ray._private.worker").removeFilter(quiet)
+            self._mark("ray_init_s")
+            self.timings["started_local_ray"] = bool(self.started_here and not self.address)
+            self._ray = ray
+        except BaseException as exc:  # noqa: BLE001 - handed to the driver by wait()
+            self._error = exc
+        finally:
+            self._ready.set()
+        self._stop.wait()
+        t = time.perf_counter()
+        if ray is not None and self.started_here:
+            try:
+                ray.shutdown()  # also after a failed init: it may have started processes
+            except Exception:  # noqa: BLE001 - nothing more to stop
+                pass
+        self.timings["shutdown_s"] = round(time.perf_counter() - t, 3)
+
+    def wait(self):
+        """The ``ray`` module once Ray is up; raises what joining or starting it raised."""
+        while not self._ready.wait(0.2):  # in short steps: Ctrl-C stays responsive
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._ray
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop what this instance started (a joined cluster keeps running; the driver
+        disconnects); with ``wait``, return once Ray's processes are gone."""
+        self._stop.set()
+        if wait:
+            while self._thread.is_alive():
+                self._thread.join(0.2)
+
+
 def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Optional[int],
             retries: int, on_row: Callable[[dict], None], address: Optional[str] = None,
             gpus_per_worker: float = 0.0, threads: Optional[int] = None,
             on_start: Optional[Callable[[dict], None]] = None,
-            timings: Optional[dict] = None) -> None:
+            timings: Optional[dict] = None, instance: Optional[RayInstance] = None) -> None:
     """Run ``cases`` on Ray actors; ``on_row`` gets each row (as :func:`~.local.run_local`).
 
     Parameters
@@ -101,29 +206,31 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
     on_start : callable, optional
         Called with ``{"workers": N, "cluster": {...}}`` once the actors are placed.
     timings : dict, optional
-        Filled with where the engine's time went (seconds from the call): ``ray_import_s``,
-        ``ray_init_s`` (joining, or starting a local instance), ``actors_submitted_s``,
-        ``first_row_s``, ``last_row_s``, ``shutdown_s`` (stopping what this run started).
+        Filled with where the engine's time went (seconds from the start of Ray's
+        start-up): ``ray_import_s``, ``ray_init_s`` (joining, or starting a local
+        instance), ``actors_submitted_s``, ``first_row_s``, ``last_row_s``,
+        ``shutdown_s`` (stopping what this run started; only when this call stops it).
+    instance : RayInstance, optional
+        Ray already being joined or started (by :func:`~.run.run_batch`, while it does
+        its own work); the caller stops it. None: this call starts and stops one
+        (``address``, ``workers``).
     """
-    t0 = time.perf_counter()
     timings = {} if timings is None else timings
+    own = instance is None
+    if own:
+        instance = RayInstance(address, workers)
+    t0 = instance.t0
 
     def mark(name: str) -> None:
         timings[name] = round(time.perf_counter() - t0, 3)
 
-    ray = _import_ray()
-    mark("ray_import_s")
-    started_here = not ray.is_initialized()
-    if started_here:
-        # no dashboard and no forwarding of the workers' logs: neither is used here, and
-        # both cost start-up time (the logs stay in Ray's session folder)
-        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, **kwargs)
-    mark("ray_init_s")
-    timings["started_local_ray"] = bool(started_here and not address)
+    try:
+        ray = instance.wait()
+    except BaseException:
+        if own:
+            instance.stop()
+        raise
+    timings.update(instance.timings)
     actors: list = []
     try:
         resources = ray.available_resources()
@@ -160,10 +267,9 @@ def run_ray(cases: List[Case], settings: Settings, outdir: str, *, workers: Opti
                 ray.kill(actor)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        t_stop = time.perf_counter()
-        if started_here:
-            ray.shutdown()
-        timings["shutdown_s"] = round(time.perf_counter() - t_stop, 3)
+        if own:
+            instance.stop()
+            timings["shutdown_s"] = instance.timings.get("shutdown_s", 0.0)
 
 
 def _dispatch(ray, actors: list, new_actor, cases: List[Case], settings: Settings,

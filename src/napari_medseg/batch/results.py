@@ -20,7 +20,7 @@ from ..io.atomic import atomic_write, atomic_write_text
 from ..analysis.confidence import CONFIDENCE_COLUMNS
 from .runner import ROW_COLUMNS
 
-__all__ = ["flatten_rows", "write_results", "parquet_available"]
+__all__ = ["flatten_rows", "write_results", "preload_writers", "parquet_available"]
 
 #: (row key, per-structure fields) spread into ``<name>_<field>`` columns
 _SPREAD = (("stats", (("ml", "ml"), ("mean", "mean"), ("std", "std"))),
@@ -61,6 +61,13 @@ def parquet_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def preload_writers() -> None:
+    """Import what :func:`write_results` uses (pandas, pyarrow's Parquet writer) ahead
+    of time, while the driver waits anyway (a second or more on a busy machine)."""
+    if parquet_available():
+        import pyarrow.parquet  # noqa: F401 - to_parquet imports it on first use
 
 
 def write_results(outdir, rows: Sequence[dict]) -> list:

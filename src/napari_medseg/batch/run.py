@@ -124,6 +124,18 @@ def _clean_staging(outdir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _ray_started(address: Optional[str], workers: Optional[int]):
+    """A :class:`~.ray_engine.RayInstance` starting now; stopped (waited for) on the way out."""
+    from .ray_engine import RayInstance
+
+    instance = RayInstance(address, workers)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
 def check_batch_options(source, outdir, cases: Sequence[Case], *, model: str, weights, device: str,
                         roi_subset, ext: str, engine: str) -> tuple:
     """Refuse a bad command line before any case runs; returns the canonical roi names."""
@@ -276,7 +288,11 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
         if on_row is not None:
             on_row(row)
 
-    with _outdir_lock(out):
+    ray_instance = None
+    with _outdir_lock(out), contextlib.ExitStack() as stack:
+        if engine == "ray" and (not resume or not (out / "records").is_dir()):
+            # nothing can be skipped: start Ray now, while this driver does its own work
+            ray_instance = stack.enter_context(_ray_started(address, workers))
         _clean_staging(out)
         started = time.strftime("%Y-%m-%dT%H:%M:%S")
         run_doc = {"command": argv, "source": str(source), "outdir": str(out), "engine": engine,
@@ -294,6 +310,12 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
                 rec = out / "records" / f"{case.case_id}.json"
                 if rec.exists():
                     rec.unlink()
+        if engine == "ray" and todo and ray_instance is None:
+            ray_instance = stack.enter_context(_ray_started(address, workers))
+        if ray_instance is not None:
+            from .results import preload_writers
+
+            preload_writers()  # while Ray starts, not after the last case
         if engine == "local":
             n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo))) if todo else 0
         else:
@@ -318,13 +340,18 @@ def run_batch(source, outdir, *, model: str = "hu-tissue", weights: Optional[str
 
                 run_ray(todo, settings, str(out), workers=workers, retries=retries, on_row=emit,
                         address=address, gpus_per_worker=gpus_per_worker, threads=threads,
-                        on_start=placed, timings=summary.timings)
+                        on_start=placed, timings=summary.timings, instance=ray_instance)
         except KeyboardInterrupt:
             summary.interrupted = True
+        if ray_instance is not None:
+            ray_instance.stop(wait=False)  # Ray stops while the tables are written
         summary.rows = sorted(rows.values(), key=lambda r: order.get(r["case_id"], len(order)))
         from .results import write_results
 
         summary.files = write_results(out, summary.rows)
+        if ray_instance is not None:
+            ray_instance.stop()  # no process of the run outlives it
+            summary.timings["shutdown_s"] = ray_instance.timings.get("shutdown_s", 0.0)
         summary.seconds = time.perf_counter() - t0
         run_doc.update({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                         "interrupted": summary.interrupted, "workers": summary.workers,
