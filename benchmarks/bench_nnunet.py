@@ -171,7 +171,7 @@ def _prepare_worker(args) -> None:
                                         folds=list(range(args.folds)))
     from napari_medseg.inference.runtimes.cache import weights_hash
 
-    report = resolve_runtime(args.runtime, model.device)
+    report = resolve_runtime(args.runtime, model.device, family="nnunet")
     shape = (1, model.num_input_channels, *model.plans.patch_size)
     for fold in range(args.folds):
         model._set_fold(fold)

@@ -204,6 +204,40 @@ def test_openvino_second_run_reads_the_cache_and_a_failed_conversion_falls_back(
     _assert_parity(labels, ref, 4, "ResEnc U-Net, OpenVINO, no mirroring")
 
 
+def test_auto_converts_when_the_run_repays_it_and_reuses_the_cache(model_factory, ct_small,
+                                                                   monkeypatch, tmp_path):
+    """auto: a small run of an unconverted network stays PyTorch (reason reported, torch's
+    labels); a run with enough window passes converts; a later small run reads the cache."""
+    pytest.importorskip("openvino")
+    from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
+    from napari_medseg.inference.runtimes import AUTO_MIN_PASSES, describe_runtime
+
+    monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path))
+    # 5 x 6 x 6 mm on the real CT: 2 x 3 x 3 = 18 windows, 8 mirrored variants with mirroring
+    folder = model_factory(plans_format="new", n_classes=4, spacing=(5.0, 6.0, 6.0), seed=6)
+    assert 18 < AUTO_MIN_PASSES <= 18 * 8
+    torch_labels = NnUNetPredictor.from_folder(folder, device="cpu", runtime="torch").predict(
+        ct_small, use_mirroring=False)
+
+    small = NnUNetPredictor.from_folder(folder, device="cpu")  # runtime="auto", the default
+    labels = small.predict(ct_small, use_mirroring=False)
+    report = small.runtime_report
+    assert report.requested == "auto" and report.used == "torch" and report.compiled == 0
+    assert "this run: 18" in report.reason and "Not OpenVINO" in describe_runtime(report)
+    assert np.array_equal(labels, torch_labels) and list(tmp_path.iterdir()) == []
+
+    mirrored = NnUNetPredictor.from_folder(folder, device="cpu")
+    with_mirrors = mirrored.predict(ct_small)  # 144 passes: converting pays
+    assert mirrored.runtime_report.used == "openvino" and mirrored.runtime_report.compiled == 1
+    _assert_parity(with_mirrors, reference_predict(folder, ct_small), 4, "auto, OpenVINO, mirrors")
+
+    again = NnUNetPredictor.from_folder(folder, device="cpu")
+    cached = again.predict(ct_small, use_mirroring=False)  # 18 passes, but the model is cached
+    assert again.runtime_report.used == "openvino" and again.runtime_report.cache_hits == 1
+    assert again.runtime_report.compiled == 0 and again.runtime_report.reason == ""
+    assert float((cached == torch_labels).mean()) >= 0.999
+
+
 def test_parity_residual_encoder_order3_export(model_factory, synthetic_ct):
     from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 

@@ -28,8 +28,9 @@ from .memory import estimate_nnunet_bytes
 from .preprocessing import preprocess_case
 from .resample import (ConfidenceMaps, class_argmax, compute_new_shape, resample_like_nnunet,
                        resample_logits_to_labels)
-from .runtimes import RuntimeReport, check_runtime, compile_module, resolve_runtime
-from .sliding_window import mirror_combinations, sliding_window_logits
+from .runtimes import (RuntimeReport, check_runtime, compile_module, conversion_pays,
+                       resolve_runtime)
+from .sliding_window import count_windows, mirror_combinations, sliding_window_logits
 
 __all__ = ["NnUNetPredictor"]
 
@@ -69,12 +70,16 @@ class _CompiledUNet:
     model runs, the torch encoder and decoder weights are freed (the predictor's
     ``release`` callback; only the seg head stays); a failure while running restores them
     (``restore``) and falls back to the torch network for the rest of the run.
+
+    ``passes`` (windows x mirrored variants of the current run) is what ``auto`` weighs
+    against a fold's one-off conversion (:func:`~.runtimes.conversion_pays`).
     """
 
     def __init__(self, network: Any, input_shape: tuple):
         self.network = network
         self.input_shape = tuple(input_shape)
         self.report: Optional[RuntimeReport] = None
+        self.passes = 0
         self._fn = None
         self._fold: Optional[int] = None
         self.release = lambda: None
@@ -91,9 +96,13 @@ class _CompiledUNet:
 
         self._fn = None  # free the previous fold's compiled model before building the next
         self.restore()  # converting needs the weights (a cache hit only their hash)
-        self._fn = compile_module(MethodModule(self.network, "forward_features"), self.input_shape,
-                                  report=self.report, what="nnU-Net network",
-                                  weights_key=weights_key)
+        module = MethodModule(self.network, "forward_features")
+        if not conversion_pays(self.report, module, self.input_shape, passes=self.passes,
+                               weights_key=weights_key):
+            self._fold = None  # auto: not worth converting in this run; torch runs it
+            return
+        self._fn = compile_module(module, self.input_shape, report=self.report,
+                                  what="nnU-Net network", weights_key=weights_key)
         self._fold = fold if self._fn is not None else None
         if self._fn is not None:
             self.release()
@@ -153,8 +162,8 @@ class NnUNetPredictor:
         #: "nnunet": reproduce nnU-Net's float16 score accumulation and export rounding
         #: (voxel-identical output); "float32": full precision throughout.
         self.precision = "nnunet"
-        #: "auto" (PyTorch for now, see runtimes.AUTO_PICKS_OPENVINO), "openvino" or "torch"; see
-        #: :mod:`napari_medseg.inference.runtimes`.
+        #: "auto" (OpenVINO on the CPU when installed and cached or repaid by the run's
+        #: window passes, see :func:`~.runtimes.conversion_pays`), "openvino" or "torch".
         self.runtime = "auto"
         #: What ran the network in the last :meth:`predict` (runtime, fallback reason,
         #: conversion seconds, cache hits).
@@ -189,8 +198,10 @@ class NnUNetPredictor:
         runtime : {"auto", "openvino", "torch"}
             What runs the network on the CPU: ``openvino`` (compiled once per weights
             and patch size, cached on disk; every failure falls back to PyTorch, see
-            :attr:`runtime_report`) or ``torch``; ``auto`` is PyTorch until OpenVINO
-            passes every parity gate (``runtimes.AUTO_PICKS_OPENVINO``). GPUs use PyTorch.
+            :attr:`runtime_report`) or ``torch``; ``auto`` takes OpenVINO when it is
+            installed and the compiled model is cached or the run has enough window passes
+            to repay its conversion (``runtimes.conversion_pays``), else PyTorch with the
+            reason in :attr:`runtime_report`. GPUs use PyTorch.
 
         Raises
         ------
@@ -304,6 +315,17 @@ class NnUNetPredictor:
             log.info("reading the torch weights again from %s (OpenVINO fallback)", path)
             state = read_fold_checkpoint(path).state_dict
         self.network.load_state_dict(state, strict=True)
+
+    def _fold_weights_key(self, fold: int) -> str:
+        """Load fold ``fold`` into the network and return the hash of its weights (the
+        compiled-model cache key's weights part; computed once per fold)."""
+        self._set_fold(fold)
+        if fold not in self._weights_keys:
+            from .runtimes.cache import weights_hash
+
+            self._restore_torch_weights()
+            self._weights_keys[fold] = weights_hash(self.network)
+        return self._weights_keys[fold]
 
     def to(self, device: Any) -> "NnUNetPredictor":
         """Move the network to another device (``"cpu"``, ``"cuda"``, ...)."""
@@ -540,28 +562,34 @@ class NnUNetPredictor:
         # CPU convolutions (oneDNN) are faster on channels-last tensors; same maths
         if self.device.type == "cpu":
             self.network = self.network.to(memory_format=torch.channels_last_3d)
-        report = resolve_runtime(self.runtime, self.device)
+        report = resolve_runtime(self.runtime, self.device, family="nnunet")
         self.runtime_report = report
         network, set_fold = self.network, self._set_fold
         compiled = None
+        shape = (1, self.num_input_channels, *map(int, self.plans.patch_size))
+        # forward passes per compiled model (one per fold): what auto weighs a conversion against
+        passes = n_variants * count_windows(data.shape[1:], self.plans.patch_size, tile_step_size)
+        kept = (self._compiled is not None and self._compiled.input_shape == shape
+                and self._compiled._fn is not None)
+        if report.used == "openvino" and report.requested == "auto" and not kept:
+            from .runtimes.openvino import MethodModule
+
+            # decided before the first window, so a run auto keeps on PyTorch takes the
+            # torch path below (batched mirrors), not the compiled path's one-by-one calls
+            conversion_pays(report, MethodModule(self.network, "forward_features"), shape,
+                            passes=passes, weights_key=self._fold_weights_key(0))
         if report.used == "openvino":
-            shape = (1, self.num_input_channels, *map(int, self.plans.patch_size))
             if self._compiled is None or self._compiled.input_shape != shape:
                 self._compiled = _CompiledUNet(self.network, shape)
             compiled = self._compiled
             compiled.network, compiled.report = self.network, report
             compiled.release = self._release_torch_weights
             compiled.restore = self._restore_torch_weights
+            compiled.passes = passes
             network, batch = compiled, 1  # compiled for one window: mirrors run one by one
 
             def set_fold(fold: int) -> None:
-                self._set_fold(fold)
-                if fold not in self._weights_keys:
-                    from .runtimes.cache import weights_hash
-
-                    self._restore_torch_weights()
-                    self._weights_keys[fold] = weights_hash(self.network)
-                compiled.load_fold(fold, self._weights_keys[fold])
+                compiled.load_fold(fold, self._fold_weights_key(fold))
         else:
             self._compiled = None  # a compiled model for another runtime choice: free it
             self._restore_torch_weights()

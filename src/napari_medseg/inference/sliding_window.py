@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InsufficientMemoryError, InvalidInputError
 from ..progress import check_cancel, report
 
-__all__ = ["compute_steps", "gaussian_importance_map", "pad_to_patch", "sliding_window_logits",
+__all__ = ["compute_steps", "count_windows", "gaussian_importance_map", "pad_to_patch", "sliding_window_logits",
            "mirror_combinations"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ def compute_steps(image_size: Sequence[int], tile_size: Sequence[int], tile_step
         actual = max_step / (num - 1) if num > 1 else 99999999999
         steps.append([int(np.round(actual * i)) for i in range(num)])
     return steps
+
+
+def count_windows(image_size: Sequence[int], tile_size: Sequence[int], tile_step_size: float) -> int:
+    """How many windows :func:`sliding_window_logits` runs on an image of ``image_size``
+    (spatial; padded to the patch first, as it does), per fold and mirrored variant."""
+    padded = [max(int(s), int(t)) for s, t in zip(image_size, tile_size)]
+    return int(np.prod([len(s) for s in compute_steps(padded, tile_size, tile_step_size)]))
 
 
 @lru_cache(maxsize=4)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .cache import cache_key, compiled_cache_dir, weights_hash
 
-__all__ = ["compile_torch_module", "CompiledNetwork", "MethodModule", "PooledInstanceNorm",
+__all__ = ["compile_torch_module", "is_cached", "CompiledNetwork", "MethodModule", "PooledInstanceNorm",
            "pooled_instance_norms"]
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,22 @@ def _core():
     return _CORE
 
 
+def _cached_xml(module: Any, shape: tuple, weights_key: Optional[str]) -> Path:
+    """Where the converted ``module`` for ``shape`` is (or would be) cached."""
+    import openvino as ov
+
+    key = cache_key(module, shape, runtime="openvino", runtime_version=ov.__version__,
+                    precision=PRECISION, weights_key=weights_key or weights_hash(module))
+    return compiled_cache_dir() / f"{key}.xml"
+
+
+def is_cached(module: Any, input_shape: Sequence[int], *,
+              weights_key: Optional[str] = None) -> bool:
+    """Whether ``module`` converted for ``input_shape`` is in the disk cache (both files)."""
+    xml = _cached_xml(module, tuple(int(s) for s in input_shape), weights_key)
+    return xml.is_file() and xml.with_suffix(".bin").is_file()
+
+
 def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any, what: str,
                          weights_key: Optional[str] = None) -> CompiledNetwork:
     """Convert (or read from the cache) and compile ``module`` for ``input_shape``.
@@ -202,11 +218,8 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
 
     shape = tuple(int(s) for s in input_shape)
     t0 = time.perf_counter()
-    wkey = weights_key or weights_hash(module)
-    key = cache_key(module, shape, runtime="openvino", runtime_version=ov.__version__,
-                    precision=PRECISION, weights_key=wkey)
-    folder = compiled_cache_dir()
-    xml = folder / f"{key}.xml"
+    xml = _cached_xml(module, shape, weights_key)
+    folder = xml.parent
     core = _core()
     hit = xml.is_file() and xml.with_suffix(".bin").is_file()
     if hit:
