@@ -187,11 +187,13 @@ def limit_addition(added: np.ndarray, old: np.ndarray, click: tuple, spacing: np
 
 def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: list, pos: list,
                  click: tuple, smoothing_mm: float = 1.0, max_voxels: int = 400_000,
-                 barrier_mm: float = 3.0) -> np.ndarray:
+                 barrier_mm: float = 3.0, bone: bool = False) -> np.ndarray:
     """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
 
     Works within ``MAX_REACH_MM`` of the click, on a strided grid when that box holds
-    more than ``WORK_VOXELS`` voxels (see :func:`_negative_cut`).
+    more than ``WORK_VOXELS`` voxels (see :func:`_negative_cut`). ``bone``: intensities
+    are Hounsfield units; a click on bone splits it at the narrowest neck between the
+    click and the positive clicks (``_bone.bone_cut``).
     """
     spacing = np.asarray(spacing, dtype=float)
     # The locality radius needs the click's depth: measured first on a (strided) box.
@@ -202,6 +204,14 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     depth = float(ndi.distance_transform_edt(np.pad(sub, 1), sampling=spacing * np.asarray(f))[1:-1, 1:-1, 1:-1][c])
     reach = min(3.0 * depth + 10.0, MAX_REACH_MM) + 4.0 * float(spacing.max() * max(f))
     box = _ball_box(mask.shape, click, reach, spacing)
+    if bone:
+        # Bone against bone: the click is another bone's seed; the split falls at the
+        # narrowest neck between it and the positive clicks (a joint, not the rib).
+        # Before the intensity test: cortex and marrow of one bone differ by hundreds
+        # of HU, so an intensity cut would take the object's own cortex or marrow.
+        by_shape = _bone_negative(array, mask, spacing, pos, click, box)
+        if by_shape is not None:
+            return by_shape
     n_neg = len(neg)
     pos_values = _click_values(array, pos, spacing, smoothing_mm) if pos else None
 
@@ -216,6 +226,46 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
 
     return _on_work_grid(run, (array, mask), box, list(neg) + list(pos) + [click], spacing,
                          within=lambda b: mask[b])
+
+
+def _bone_negative(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, pos: list, click: tuple,
+                   box: tuple) -> Optional[np.ndarray]:
+    """:func:`._bone.bone_cut` on a box holding the click's locality ``box`` and the positive clicks.
+
+    The removal stays within ``box``; ``None`` when the bone split does not apply.
+    """
+    from ._bone import bone_cut
+
+    pts = np.asarray([click] + [tuple(int(round(c)) for c in p) for p in pos])
+    if any(all(b.start <= c < b.stop for c, b in zip(p, box)) for p in pts[1:]):
+        big = box  # a positive click within the locality: split there
+    else:
+        # Else the split needs the mask between the click and the positive clicks.
+        lo = np.minimum(pts.min(axis=0), [b.start for b in box])
+        hi = np.minimum(np.maximum(pts.max(axis=0) + 1, [b.stop for b in box]), mask.shape)
+        big = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    applied = []
+
+    def run(subs, clicks, sp):
+        f = np.maximum(np.round(sp / spacing).astype(int), 1)
+        sub_mask = subs[1]
+        c = clicks[0]
+        if not all(0 <= a < n for a, n in zip(c, sub_mask.shape)):
+            return np.zeros(sub_mask.shape, dtype=bool)
+        if not sub_mask[c]:
+            sub_mask = sub_mask.copy()  # the clicked voxel fell between the samples
+            sub_mask[c] = True
+        local_box = tuple(slice(max(0, (b.start - g.start) // k), -(-(b.stop - g.start) // k))
+                          for b, g, k in zip(box, big, f))
+        cut = bone_cut(subs[0], sub_mask, sp, local_box, clicks[1:], c)
+        if cut is None:
+            return np.zeros(sub_mask.shape, dtype=bool)
+        applied.append(True)
+        return cut
+
+    out = _on_work_grid(run, (array, mask), big, [click] + list(pos), spacing,
+                        within=lambda b: mask[b])
+    return out if applied else None
 
 
 def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: list, pos: list,

@@ -58,6 +58,7 @@ from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
 from ._leak_guard import click_depth, guard_leak
 from ._drift import drift_sigma_mm, follow_drift
+from ._bone import bone_object, looks_like_ct
 from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
@@ -230,6 +231,10 @@ class RegionGrowingSession(PromptSession):
         #: the MR bias field along a long structure, ``_drift``); None: on MR only
         self.follow_drift: Optional[bool] = None
         self._drift = False
+        #: a click on bone in CT grows within the bone and stops at the narrowest
+        #: connections to the neighbouring bones (``_bone``); False: intensity growing
+        self.bone_aware = True
+        self._hu = False
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -257,6 +262,7 @@ class RegionGrowingSession(PromptSession):
         self._spacing = np.asarray(volume.spacing_zyx, dtype=float)
         self._array = array
         self._drift = (str(volume.modality).upper() == "MR") if self.follow_drift is None else bool(self.follow_drift)
+        self._hu = looks_like_ct(volume.modality, array)
         self._cache.clear()
         self._components.clear()
         self._overview = None
@@ -419,7 +425,8 @@ class RegionGrowingSession(PromptSession):
         neg = [tuple(int(round(c)) for c in p) for p in prompts.negative_points]
         pos = [tuple(int(round(c)) for c in p) for p in prompts.positive_points]
         remove = negative_cut(self._array, old, spacing, neg, pos, click, self.smoothing_mm,
-                              self.max_split_voxels, self.negative_radius_mm)
+                              self.max_split_voxels, self.negative_radius_mm,
+                              bone=self.bone_aware and self._hu)
         region = self._mask_box
         return Prediction(old[region] & ~remove[region], region, None)
 
@@ -550,6 +557,8 @@ class RegionGrowingSession(PromptSession):
         grown = np.zeros(shape, dtype=bool)
         if pos:
             grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light)
+            if self.bone_aware and self._hu and not light:
+                grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask

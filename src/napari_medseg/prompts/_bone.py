@@ -1,0 +1,418 @@
+"""Bone-aware growing for clicks on bone in CT (weights-free backend).
+
+Intensity region growing fails on bone in two ways: a rib or a vertebral arch a few
+voxels thick is all edge (the gradient test stops the growth after a handful of
+voxels), and bones touch each other at joints with the same intensity (a vertebra's
+facets, a rib's head on its vertebra), so a looser growth runs through the skeleton.
+A click on bone is therefore answered by shape, not by gradient:
+
+1. **Is it bone?** Only on CT (Hounsfield units, :func:`looks_like_ct`): compact bone
+   (the click's neighbourhood >= ``BONE_HU`` with cortex, >= ``CORTEX_HU``, within
+   ``CORTEX_MM``), or cancellous bone (>= ``CANCELLOUS_HU``) whose intensity-grown
+   region is wrapped in bone (``ENCLOSED`` of its outer surface >= ``SHELL_HU``: an
+   osteopenic vertebral body is no brighter than some organs, but it has a shell).
+2. **Bone mask.** Voxels above a partial-volume threshold half-way between the click's
+   bone intensity and the surrounding soft tissue (the 50 % rule: a voxel half filled
+   with bone belongs to it; never below ``MIN_THRESHOLD_HU``), plus the intensity-grown
+   interior for cancellous bone, connected to the click; enclosed cavities are filled.
+3. **Split at the narrowest connections** (:func:`split_at_necks`). The distance
+   transform of the bone mask is flooded from its regional maxima (a watershed of the
+   inverted distance: one basin per thick part). Touching basins are merged, widest
+   neck first, while the neck is at least ``NECK_RATIO`` of the thinner group's
+   thickness (a rib along its length, a vertebral body with its pedicles and arch); a
+   neck clearly thinner than both parts is a joint (facet, costovertebral joint, a
+   disc's rim): the parts stay apart. The object is the group holding the positive
+   clicks.
+4. **Negative clicks** (:func:`bone_cut`, used by ``_corrections.negative_cut``): a
+   negative click on bone is another bone's seed; its group never merges with the
+   positive clicks' group, so the split falls at the narrowest connection between
+   them. Only its side is removed, only within the click's locality, and never a
+   voxel nearer a positive click than the negative one (where no neck is clear the
+   split is no better than half-way).
+
+Nothing here knows anatomy by name: the session sees the image, the spacing, the
+modality and the clicks.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .._ndimage import ball_offsets, bbox
+
+#: a click's neighbourhood at or above this (HU, median) may be bone
+BONE_HU = 120.0
+#: ... when voxels at least this bright (HU, cortical bone) lie within ``CORTEX_MM``
+CORTEX_HU = 250.0
+CORTEX_MM = 6.0
+#: ... or at or above this (HU) inside a region wrapped in bone (cancellous bone)
+CANCELLOUS_HU = 60.0
+#: "wrapped in bone": at least this fraction of the region's outer surface at or above
+#: ``SHELL_HU`` (vertebral bodies 0.39-0.47 on the real CT, organs and muscles <= 0.11)
+ENCLOSED = 0.3
+SHELL_HU = 150.0
+#: soft-tissue level used when the click's surroundings hold no soft tissue (HU)
+SOFT_HU = 40.0
+#: the bone threshold is never below this (HU): fluid, muscle and enhanced blood
+#: partial-volumed with fat must not join the bone
+MIN_THRESHOLD_HU = 100.0
+#: two parts of the bone are one object while the neck between them is at least this
+#: fraction of the thinner part's thickness
+NECK_RATIO = 0.6
+
+
+def looks_like_ct(modality: Optional[str], array: np.ndarray) -> bool:
+    """Whether intensities are Hounsfield units: modality CT, or unknown with air at -1000.
+
+    Parameters
+    ----------
+    modality : str or None
+        The volume's modality (``"CT"``, ``"MR"``, ...).
+    array : numpy.ndarray
+        The volume (a strided sample is read when ``modality`` is unknown).
+
+    Returns
+    -------
+    bool
+    """
+    if modality is not None:
+        return str(modality).strip().upper() == "CT"
+    step = max(1, int(round((array.size / 1_000_000) ** (1 / 3))))
+    sample = np.asarray(array[::step, ::step, ::step], dtype=np.float32)
+    if sample.size == 0:
+        return False
+    lo, hi = np.percentile(sample, [1, 99.5])
+    return bool(lo < -500.0 and hi > CORTEX_HU and np.issubdtype(array.dtype, np.integer))
+
+
+def _values(image: np.ndarray, centre: Sequence[int], radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    pts = np.asarray(centre)[None, :] + ball_offsets(radius_mm, spacing)
+    keep = np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)
+    pts = pts[keep]
+    return image[pts[:, 0], pts[:, 1], pts[:, 2]]
+
+
+def bone_threshold(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
+                   enclosed: float = 0.0) -> Optional[float]:
+    """The partial-volume bone threshold (HU) at ``click``, or ``None`` if it is not bone.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        CT intensities (HU) of the working grid (block means count as partial volume).
+    click : sequence of int
+        The click (indices into ``raw``).
+    spacing : numpy.ndarray
+        Spacing of ``raw`` (mm, z, y, x).
+    enclosed : float
+        Fraction of the intensity-grown region's outer surface that is bone
+        (:func:`enclosure`): cancellous bone (a vertebral body, 60-200 HU) is no
+        brighter than some organs, but it is wrapped in cortex.
+
+    Returns
+    -------
+    float or None
+        Half-way between the click's bone intensity and the soft tissue around it
+        (never below ``MIN_THRESHOLD_HU``); ``None`` when the click is not on bone.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    near = _values(raw, click, max(1.5, 1.01 * float(spacing.min())), spacing)
+    if near.size == 0:
+        return None
+    level = float(np.median(near))
+    wide = _values(raw, click, max(CORTEX_MM, 1.01 * float(spacing.max())), spacing)
+    compact = level >= BONE_HU and float(np.percentile(wide, 95)) >= CORTEX_HU
+    cancellous = level >= CANCELLOUS_HU and enclosed >= ENCLOSED
+    if not (compact or cancellous):
+        return None
+    # The click's bone: the brighter half of its neighbourhood (a click on a thin rib
+    # at 3 mm is itself partial-volumed; its brightest neighbours are the rib).
+    bone = max(level, float(np.percentile(near, 75)))
+    around = _values(raw, click, 10.0 + float(spacing.max()), spacing)
+    soft_part = around[(around > -150.0) & (around < min(bone, 150.0))]
+    soft = float(np.median(soft_part)) if soft_part.size >= 10 else SOFT_HU
+    return max(soft + 0.5 * (bone - soft), MIN_THRESHOLD_HU)
+
+
+def enclosure(raw: np.ndarray, region: np.ndarray) -> float:
+    """Fraction of the voxels just outside ``region`` (face neighbours) at or above ``SHELL_HU``."""
+    box = bbox(region, pad=1)
+    if box is None:
+        return 0.0
+    sub = region[box]
+    shell = ndi.binary_dilation(sub) & ~sub
+    if not shell.any():
+        return 0.0
+    return float(np.mean(raw[box][shell] >= SHELL_HU))
+
+
+def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
+                grown: np.ndarray, barrier: Optional[np.ndarray] = None) -> np.ndarray:
+    """The bone object holding the positive clicks; ``grown`` itself when a click is not on bone.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        CT intensities (HU) of the working grid.
+    spacing : numpy.ndarray
+        Its spacing (mm, z, y, x).
+    pos, neg : list of tuple
+        Positive and negative clicks (indices into ``raw``).
+    grown : numpy.ndarray
+        The intensity-grown region of the clicks (cancellous bone: the body's interior).
+    barrier : numpy.ndarray, optional
+        Voxels that are never part of the object (outside a box).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask on ``raw``'s grid.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    if not pos:
+        return grown
+    small = max(1.5, 1.01 * float(spacing.min()))
+    if min(float(np.median(_values(raw, p, small, spacing))) for p in pos) < CANCELLOUS_HU:
+        return grown  # soft tissue, fat, air, fluid: no bone test needed
+    enclosed = enclosure(raw, grown) if grown.any() else 0.0
+    thresholds = [bone_threshold(raw, p, spacing, enclosed) for p in pos]
+    if any(t is None for t in thresholds):
+        return grown
+    # One threshold for the object: the lowest (the partial-volume rule of the
+    # thinnest clicked part), so every click's bone is inside.
+    candidate = raw >= np.float32(min(thresholds))
+    if enclosed >= ENCLOSED:
+        # Cancellous bone below the threshold: the intensity-grown interior joins
+        # (only when wrapped in bone: elsewhere it may have leaked into soft tissue).
+        candidate |= grown
+    if barrier is not None:
+        candidate &= ~barrier
+    seeds = [_nearest(candidate, p, spacing) for p in pos]
+    seeds = [s for s in seeds if s is not None]
+    if not seeds:
+        return grown
+    lab, _ = ndi.label(candidate)
+    ids = {int(lab[s]) for s in seeds}
+    box = bbox(np.isin(lab, list(ids)), pad=1)
+    sub = np.isin(lab[box], list(ids))
+    sub = ndi.binary_fill_holes(sub)
+    if barrier is not None:
+        sub &= ~barrier[box]
+    local = [tuple(c - b.start for c, b in zip(s, box)) for s in seeds]
+    local_neg = [tuple(c - b.start for c, b in zip(n, box)) for n in neg]
+    local_neg = [n for n in local_neg if all(0 <= c < k for c, k in zip(n, sub.shape))]
+    part = split_at_necks(sub, spacing, local, local_neg)
+    out = np.zeros(raw.shape, dtype=bool)
+    out[box] = part
+    return out
+
+
+def _nearest(candidate: np.ndarray, p: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
+    """``p`` if it is a candidate, else the nearest candidate within 1.5 voxels (a click on a rim)."""
+    p = tuple(int(c) for c in p)
+    if candidate[p]:
+        return p
+    box = tuple(slice(max(0, c - 1), min(n, c + 2)) for c, n in zip(p, candidate.shape))
+    idx = np.argwhere(candidate[box])
+    if idx.size == 0:
+        return None
+    idx = idx + np.asarray([b.start for b in box])[None, :]
+    d = (((idx - np.asarray(p)[None, :]) * spacing[None, :]) ** 2).sum(axis=1)
+    return tuple(int(v) for v in idx[int(np.argmin(d))])
+
+
+def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list = (),
+                   ratio: float = NECK_RATIO) -> np.ndarray:
+    """The part of ``mask`` holding ``pos``, cut from the rest at necks thinner than its parts.
+
+    A watershed of the inverted distance transform (surface distance, mm) from its
+    regional maxima gives one basin per thick part; adjacent basins are merged, widest
+    neck first, while the neck (the thickest contact between them) is at least
+    ``ratio`` times the thinner group's peak thickness (each group: the basins merged
+    so far). Groups holding a negative click
+    never merge with the group holding a positive click.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean mask (one connected bone region and its neighbours).
+    spacing : numpy.ndarray
+        Spacing (mm, z, y, x).
+    pos, neg : list of tuple
+        Positive and negative clicks (indices into ``mask``; each positive inside it).
+    ratio : float
+        Neck-to-part thickness ratio below which two parts are separate objects.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, a subset of ``mask``.
+    """
+    import SimpleITK as sitk
+
+    spacing = np.asarray(spacing, dtype=float)
+    # Distance to the bone's surface (half a voxel inside the nearest background
+    # voxel's centre), so a one-voxel contact is thin at any voxel size.
+    dist = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    dist = np.where(mask, dist - 0.5 * float(spacing.min()), 0.0).astype(np.float32)
+    # Regional maxima (plateaus joined), one marker each.
+    peaks = mask & (dist >= ndi.maximum_filter(dist, size=3, mode="constant"))
+    markers, n = ndi.label(peaks, structure=np.ones((3, 3, 3), bool))
+    # A plateau holding both a positive and a negative click (a uniform rod, or a
+    # coarse grid's flat distance) floods from the clicks instead, so they compete.
+    inside = [tuple(int(c) for c in p) for p in pos if mask[tuple(int(c) for c in p)]]
+    outside = [tuple(int(c) for c in q) for q in neg if mask[tuple(int(c) for c in q)]]
+    shared = ({int(markers[c]) for c in inside} & {int(markers[c]) for c in outside}) - {0}
+    if shared:
+        markers[np.isin(markers, list(shared))] = 0
+        for c in inside + outside:
+            if markers[c] == 0:
+                n += 1
+                markers[c] = n
+    if n <= 1 and not neg:
+        return mask.copy()
+    top = float(dist.max()) + 1.0
+    levels = np.where(mask, top - dist, 2.0 * top).astype(np.float32)
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(levels), sitk.GetImageFromArray(markers.astype(np.uint32)),
+        markWatershedLine=False, fullyConnected=False))
+    ws = np.where(mask, ws, 0).astype(np.int64)
+    peak = np.zeros(n + 1, dtype=np.float64)
+    np.maximum.at(peak, ws.ravel(), dist.ravel())
+    # Necks: per pair of touching basins, the thickest contact (face neighbours).
+    keys, necks = [], []
+    for axis in range(3):
+        a = np.moveaxis(ws, axis, 0)
+        da = np.moveaxis(dist, axis, 0)
+        la, lb = a[:-1], a[1:]
+        touch = (la != lb) & (la > 0) & (lb > 0)
+        if not touch.any():
+            continue
+        x, y = la[touch], lb[touch]
+        v = np.minimum(da[:-1][touch], da[1:][touch])
+        lo, hi = np.minimum(x, y), np.maximum(x, y)
+        keys.append(lo * (n + 1) + hi)
+        necks.append(v)
+    parent = np.arange(n + 1)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    pos_ids = {int(ws[p]) for p in pos if ws[p] > 0}
+    neg_ids = {int(ws[q]) for q in neg if ws[q] > 0} - pos_ids
+    side = {}  # root -> +1 (holds a positive click) / -1 (a negative one)
+    for i in pos_ids:
+        side[i] = 1
+    for i in neg_ids:
+        side[i] = -1
+    gpeak = peak.copy()
+    # All positive clicks belong to one object.
+    pos_list = sorted(pos_ids)
+    for i in pos_list[1:]:
+        gpeak[pos_list[0]] = max(gpeak[pos_list[0]], gpeak[find(i)])
+        parent[find(i)] = find(pos_list[0])
+    if keys:
+        k = np.concatenate(keys)
+        v = np.concatenate(necks)
+        order = np.lexsort((-v, k))
+        k, v = k[order], v[order]
+        first = np.r_[True, k[1:] != k[:-1]]
+        k, v = k[first], v[first]  # the thickest contact per pair
+        for j in np.argsort(-v, kind="stable"):
+            a_id, b_id = int(k[j] // (n + 1)), int(k[j] % (n + 1))
+            ra, rb = find(a_id), find(b_id)
+            if ra == rb:
+                continue
+            # Against the groups' thickest parts, not the touching basins': a chain of
+            # small bumps must not carry a merge across a joint.
+            if v[j] < ratio * min(gpeak[ra], gpeak[rb]):
+                continue
+            sa, sb = side.get(ra, 0), side.get(rb, 0)
+            if sa * sb < 0:
+                continue
+            parent[rb] = ra
+            side[ra] = sa or sb
+            gpeak[ra] = max(gpeak[ra], gpeak[rb])
+    if not pos_ids:
+        return mask.copy()
+    root = find(next(iter(pos_ids)))
+    roots = np.array([find(i) for i in range(n + 1)])
+    keep = roots[ws] == root
+    keep &= mask
+    return keep
+
+
+def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tuple, pos: list,
+             click: tuple) -> Optional[np.ndarray]:
+    """What a negative ``click`` on bone removes from ``mask``: its side of the narrowest neck.
+
+    The mask's part connected to the click is split by :func:`split_at_necks` with the
+    negative click as one seed and the positive clicks as the other; the negative
+    click's side is removed within ``box`` (the click's locality).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        CT intensities (HU).
+    mask : numpy.ndarray
+        The current object (same grid).
+    spacing : numpy.ndarray
+        Spacing (mm, z, y, x).
+    box : tuple of slice
+        The click's locality: nothing outside it is removed.
+    pos : list of tuple
+        Positive clicks.
+    click : tuple
+        The negative click (inside ``mask``).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The voxels to remove, or ``None`` when the click is not on bone, no positive
+        click is connected to it, or no neck separates them (the caller then splits
+        by intensity edges).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    click = tuple(int(round(c)) for c in click)
+    inside = [tuple(int(round(c)) for c in p) for p in pos]
+    inside = [p for p in inside if all(0 <= c < n for c, n in zip(p, mask.shape)) and mask[p]]
+    if not inside or not mask[click]:
+        return None
+    near = _values(array, click, max(1.5, 1.01 * float(spacing.min())), spacing)
+    if float(np.median(near)) < CANCELLOUS_HU:
+        return None
+    lab, _ = ndi.label(mask)
+    inside = [p for p in inside if lab[p] == lab[click]]
+    if not inside:
+        return None
+    part = bbox(lab == lab[click], pad=1)
+    region = lab[part] == lab[click]
+    raw = np.asarray(array[part], dtype=np.float32)
+    if float(np.percentile(raw[region], 95)) < CORTEX_HU:
+        return None
+    local = tuple(c - b.start for c, b in zip(click, part))
+    seeds = [tuple(c - b.start for c, b in zip(p, part)) for p in inside]
+    remove = split_at_necks(region, spacing, [local], seeds)
+    if not remove.any() or any(remove[p] for p in seeds):
+        return None
+    # The click speaks for its own side only: voxels nearer a positive click stay
+    # (where the neck is not clear, the split is no better than half-way).
+    grids = np.ogrid[tuple(slice(0, n) for n in region.shape)]
+
+    def d2(c):
+        return sum(((g - k) * s) ** 2 for g, k, s in zip(grids, c, spacing))
+
+    d_neg = d2(local)
+    for p in seeds:
+        remove &= d_neg <= d2(p)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[part] = remove
+    limit = np.zeros(mask.shape, dtype=bool)
+    limit[box] = True
+    return out & limit
