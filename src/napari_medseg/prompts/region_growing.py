@@ -39,6 +39,9 @@ voxels are handled):
    only and only in its direction (``_corrections``): a positive click adds the region
    grown from it, limited by the missed part's depth; a negative click removes what it
    wins against the mask's core, the positive clicks and the far mask.
+9. **Bone (CT).** A click on bone grows within a partial-volume bone threshold and is
+   split from the bones it touches at the narrowest necks (``_bone``); a negative
+   click on bone is another bone's seed.
 """
 
 from __future__ import annotations
