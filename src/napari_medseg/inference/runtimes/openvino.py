@@ -247,16 +247,23 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
             # copy of the weights is freed before the compiled copy is built
             del model
             model = core.read_model(str(xml))
+    t_compile = time.perf_counter()
     compiled = core.compile_model(model, "CPU", _config())
     del model  # the compiled model holds the weights; drop the IR graph's copy now
     dt = time.perf_counter() - t0
+    t_compile = time.perf_counter() - t_compile
     report.convert_s += dt
     if hit:
         report.cache_hits += 1
     else:
         report.compiled += 1
     report.shapes.append(shape)
-    log.info("%s %s for %s in %.2f s", "loaded" if hit else "compiled", what, shape, dt)
+    # the split says where a slow start went: a conversion (once per model) or the
+    # per-process compile of a cached model (~2 s for a full-size U-Net)
+    log.info("%s %s for %s in %.2f s (%s %.2f s, compile_model %.2f s)",
+             "loaded" if hit else "converted and compiled", what, shape, dt,
+             "cache key and read" if hit else "key, conversion and save", dt - t_compile,
+             t_compile)
     return CompiledNetwork(compiled, shape)
 
 
