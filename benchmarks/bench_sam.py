@@ -19,8 +19,17 @@ the weights' values). Target: <= 50 ms per click once the crop is encoded.
 (:mod:`napari_medseg.inference.runtimes`); with OpenVINO the first crop's encode includes
 converting (or reading the cached model), so a second crop is encoded and timed too.
 
-Run: ``python benchmarks/bench_sam.py [--quick] [--threads N] [--runtime openvino]``. The machine may be
-shared: timings are noisy; medians are reported.
+The run starts with the image encoder alone on the fixture's 128^3 input (target:
+<= 1.0 s per crop on 2 cores), in one process, interleaved, medians of ``--repeats``:
+the published computation (``ImageEncoderViT3D.forward_reference``: padded 14^3 windows,
+full relative-position maps), ours with PyTorch, and ours compiled by OpenVINO (its
+conversion or cache read timed apart); each with its error relative to the fixture's
+embedding and its effective GFLOP/s against a 2048^2 float32 matmul measured in the same
+run (the machine's dense-GEMM ceiling at these threads). ``--encoder-only`` stops there.
+
+Run: ``python benchmarks/bench_sam.py [--quick] [--threads N] [--runtime openvino]
+[--encoder-only] [--repeats N]``. The machine may be shared: the load average is printed
+with every block of timings; compare ratios measured in the same run.
 """
 
 from __future__ import annotations
@@ -127,6 +136,91 @@ class OrganSizedOutput(torch_module_base()):
         return (self.radius_cells - d2.sqrt())[None, None], iou
 
 
+def load_average() -> str:
+    import os
+
+    try:
+        return "load average %.2f, %.2f, %.2f" % os.getloadavg()
+    except OSError:  # not available on this platform
+        return "load average n/a"
+
+
+def gemm_gflops(repeats: int = 3, n: int = 2048) -> float:
+    """Best float32 ``n x n`` matmul rate (GFLOP/s) at torch's current threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_encoder(net, repeats: int) -> dict:
+    """The image encoder alone: published computation, ours (PyTorch), ours (OpenVINO)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_medseg.inference.runtimes import compile_module, resolve_runtime
+    from napari_medseg.testing import scaled_error
+    from napari_medseg.testing.sam_med3d import fixture_input
+
+    enc = net.image_encoder
+    x = fixture_input()
+    ref_file = SHARED / "fixtures" / "sam_med3d_reference.npz"
+    reference = np.load(ref_file)["image_embedding"] if ref_file.is_file() else None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # the math backend spells attention out as matrix products, which the counter counts
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        enc(x)
+    flops = counter.get_total_flops()
+    print(f"\n== image encoder, one 128^3 crop (torch threads {torch.get_num_threads()}; {load_average()})")
+    print(f"  {flops / 1e9:.1f} GFLOP (matrix products and convolutions)")
+    runs = {"published computation (PyTorch)": enc.forward_reference, "ours, PyTorch": enc}
+    report = resolve_runtime("openvino", "cpu")
+    compiled = compile_module(enc, tuple(x.shape), report=report, what="SAM-Med3D image encoder")
+    if compiled is not None:
+        hit = "read from the cache" if report.cache_hits else "converted and compiled"
+        print(f"  OpenVINO: {hit} in {report.convert_s:.1f} s (not in the encode times)")
+        runs["ours, OpenVINO"] = compiled
+    else:
+        print(f"  OpenVINO not measured: {report.reason}")
+    times: dict = {name: [] for name in runs}
+    errors = {}
+    with torch.no_grad():
+        for name, fn in runs.items():  # warm-up (first-call allocations), parity
+            out = fn(x)
+            if reference is not None:
+                err, scale = scaled_error(out, reference)
+                errors[name] = err / scale
+        gemm = [gemm_gflops()]
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                times[name].append(_timed(lambda: fn(x)))
+            gemm.append(gemm_gflops(repeats=1))
+    ceiling = max(gemm)
+    base = statistics.median(times["published computation (PyTorch)"])
+    print(f"  2048^2 float32 matmul: {ceiling:.0f} GFLOP/s (best of the run); {load_average()}")
+    out = {"gflop": flops / 1e9, "gemm_gflops": ceiling, "load_average": load_average()}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        err = f"{errors[name]:.1e} of the scale" if name in errors else "no fixture"
+        print(f"  {name:34s} median {med:6.2f} s (min {min(ts):5.2f}, {len(ts)} runs)  "
+              f"{base / med:4.1f}x the published  {flops / 1e9 / med:5.0f} GFLOP/s = "
+              f"{flops / 1e9 / med / ceiling:4.0%} of the matmul  error vs fixture {err}")
+        out[name] = {"median_s": med, "min_s": min(ts), "runs": ts, "rel_error": errors.get(name)}
+    if compiled is not None:
+        out["openvino_convert_s"] = report.convert_s
+        out["openvino_cache_hit"] = bool(report.cache_hits)
+    return out
+
+
 def bench_volume(name, vol, centre, net, n_clicks, runtime="auto"):
     import torch
 
@@ -194,7 +288,7 @@ def bench_volume(name, vol, centre, net, n_clicks, runtime="auto"):
 
     med_total = statistics.median(totals[1:]) * 1000
     med_backend = statistics.median(backend[1:]) * 1000
-    print(f"\n== {name}: shape {vol.shape} (z, y, x), spacing {tuple(round(v, 2) for v in vol.spacing_zyx)} mm (z, y, x)")
+    print(f"\n== {name}: shape {vol.shape} (z, y, x), spacing {tuple(round(v, 2) for v in vol.spacing_zyx)} mm (z, y, x); {load_average()}")
     print(f"  set-up: resample to 1.5 mm {t_prepare:6.2f} s -> {s._res_shape}; encode one 128^3 crop {t_encode:6.2f} s "
           f"(first), {t_encode2:6.2f} s (another crop); encoder runtime "
           f"{ran.as_dict() if ran is not None else 'torch'}")
@@ -218,7 +312,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--clicks", type=int, default=0)
     parser.add_argument("--runtime", choices=("auto", "openvino", "torch"), default="auto",
-                        help="what runs the image encoder on the CPU (default: auto)")
+                        help="what runs the image encoder in the click benchmark (default: auto)")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="time the image encoder (PyTorch and OpenVINO) and stop")
+    parser.add_argument("--repeats", type=int, default=0, help="encoder timings per variant (default 3, quick 2)")
     args = parser.parse_args(argv)
     import torch
 
@@ -226,6 +323,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     n_clicks = args.clicks or (4 if args.quick else 8)
     net = _net()
+    encoder = bench_encoder(net, args.repeats or (2 if args.quick else 3))
+    if args.encoder_only:
+        print("\nsummary (JSON):")
+        print(json.dumps({"encoder": encoder}, indent=1))
+        return 0
     results = []
     organ = OrganSizedOutput(net)
     real = real_ct()
@@ -243,7 +345,7 @@ def main(argv=None) -> int:
         results.append(bench_volume(f"{label}, random-weights mask (fills the crop: worst case)", v, c, net,
                                     n_clicks, args.runtime))
     print("\nsummary (JSON):")
-    print(json.dumps(results, indent=1))
+    print(json.dumps({"encoder": encoder, "sessions": results}, indent=1))
     return 0
 
 

@@ -46,6 +46,35 @@ def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> 
     return rel_pos[relative.long()]
 
 
+def _padded_log_mass(term_a: torch.Tensor, term_b: torch.Tensor, term_c: torch.Tensor,
+                     size: Tuple[int, int, int]) -> torch.Tensor:
+    """``log sum exp(A[w'] + B[d', w'] + C[h', w'])`` over the padded keys of a window.
+
+    ``term_a`` is ``(..., D, H, W, S)`` (key ``w'``), ``term_b`` and ``term_c``
+    ``(..., D, H, S, S)`` (keys ``d'`` resp. ``h'``, then ``w'``) as in
+    :meth:`Attention3D.attend`; a key ``(d', h', w')`` of the ``S^3`` window is padded
+    unless ``d' < D``, ``h' < H`` and ``w' < W``. Returns ``(..., D, H, W, 1)``.
+
+    Per column ``w'`` the sum over ``(d', h')`` factorises into sums of ``exp(B)`` over
+    ``d'`` and of ``exp(C)`` over ``h'`` (each split at the grid edge into real and
+    padded rows); every padded pair is counted by a sum of positive products (no
+    subtraction, so no cancellation), and the maxima are taken out before ``exp``.
+    """
+    d, h, w = size
+    s = term_b.shape[-1]
+    max_b = term_b.amax(dim=-2, keepdim=True)
+    max_c = term_c.amax(dim=-2, keepdim=True)
+    exp_b, exp_c = (term_b - max_b).exp(), (term_c - max_c).exp()
+    b_real, b_pad = exp_b[..., :d, :].sum(-2), exp_b[..., d:, :].sum(-2)
+    c_real, c_pad = exp_c[..., :h, :].sum(-2), exp_c[..., h:, :].sum(-2)
+    # padded (d', h') pairs: those with d' or h' padded, and in the columns w' >= W
+    # (themselves padded) also the pairs with both real
+    padded_column = (torch.arange(s, device=term_b.device) >= w).to(term_b.dtype)
+    pairs = b_pad * (c_real + c_pad) + b_real * c_pad + padded_column * (b_real * c_real)
+    log_pairs = pairs.log() + (max_b + max_c).squeeze(-2)  # (..., D, H, S); log 0 = -inf: none
+    return torch.logsumexp(term_a + log_pairs[..., None, :], dim=-1, keepdim=True)
+
+
 class Attention3D(nn.Module):
     """Multi-head self-attention over a 3D token grid with decomposed relative positions."""
 
@@ -136,33 +165,20 @@ class Attention3D(nn.Module):
             pad = self._head_bias(0, q.dtype)
             pad = (zero if pad is None else pad).view(1, nh, 1, 1, 1, hd).expand(b, -1, d, h, s - w, -1)
             rows = torch.cat([qh, pad], dim=4)
-        term_a = torch.einsum("bndhwc,dkc->bndhwk", qh, rd[:d])  # (., d, h, w, S): key w'
-        term_b = torch.einsum("bndhjc,hkc->bndhjk", rows, rh[:h])  # (., d, h, S: d', S: w')
-        term_c = torch.einsum("bndhjc,jkc->bndhjk", rows, rw)  # (., d, h, S: h', S: w')
+        term_a = torch.einsum("bndhwc,dkc->bndhwk", qh, rd[:d]).contiguous()  # (., d, h, w, S): key w'
+        term_b = torch.einsum("bndhjc,hkc->bndhjk", rows, rh[:h]).contiguous()  # (., d, h, S: d', S: w')
+        term_c = torch.einsum("bndhjc,jkc->bndhjk", rows, rw).contiguous()  # (., d, h, S: h', S: w')
         # bias of the real keys (d' < D, h' < H, w' < W), as (B, heads, n, n)
         bias = term_b[..., None, :d, None, :w] + term_c[..., None, None, :h, :w]
         bias = (bias + term_a[..., None, None, :w]).reshape(b, nh, n, n)
         queries, keys, values = (t.reshape(b, nh, n, hd) for t in (qh, kh, vh))
         if s > d or s > h or s > w:
-            parts = []
-            if s > w:  # w' >= W, any d', h'
-                tail = torch.logsumexp(term_b[..., w:], dim=4) + torch.logsumexp(term_c[..., w:], dim=4)
-                parts.append(term_a[..., w:] + tail[..., None, :])
-            if s > d:  # w' < W, d' >= D, any h'
-                tail = torch.logsumexp(term_b[..., d:, :w], dim=4) + torch.logsumexp(term_c[..., :w], dim=4)
-                parts.append(term_a[..., :w] + tail[..., None, :])
-            if s > h:  # w' < W, d' < D, h' >= H
-                tail = torch.logsumexp(term_b[..., :d, :w], dim=4) + torch.logsumexp(term_c[..., h:, :w], dim=4)
-                parts.append(term_a[..., :w] + tail[..., None, :])
-            log_mass = torch.logsumexp(torch.cat(parts, dim=-1), dim=-1).reshape(b, nh, n, 1)
+            log_mass = _padded_log_mass(term_a, term_b, term_c, (d, h, w)).reshape(b, nh, n, 1)
             bias = torch.cat([bias, log_mass], dim=-1)
             pads = [self._head_bias(i, q.dtype) for i in (1, 2)]
             pad_k, pad_v = ((zero if t is None else t).view(1, nh, 1, hd).expand(b, -1, -1, -1) for t in pads)
             keys, values = torch.cat([keys, pad_k], dim=2), torch.cat([values, pad_v], dim=2)
-        # written out rather than F.scaled_dot_product_attention: with a float mask its CPU
-        # path is this same maths plus checks for fully masked rows
-        attn = (queries * self.scale) @ keys.transpose(-2, -1) + bias
-        out = attn.softmax(dim=-1) @ values  # (B, heads, n, hd)
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=bias, scale=self.scale)
         return out.transpose(1, 2).reshape(b, d, h, w, nh * hd)
 
     def attend_reference(
@@ -355,6 +371,21 @@ class ImageEncoderViT3D(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.forward_neck(x)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The published computation, for checks and benchmarks: the generic patch
+        convolution, every windowed block on its zero-padded 14^3 window with the full
+        relative-position maps (:meth:`Attention3D.forward_reference`), the neck on
+        channels-first tensors. Same result as :meth:`forward` up to float rounding."""
+        x = self.patch_embed.proj(x).permute(0, 2, 3, 4, 1) + self.pos_embed
+        for block in self.blocks:
+            ws = block.window_size
+            if ws and not all(s <= ws for s in x.shape[1:4]):
+                x = block(x)  # several windows: partitioned, no padded-window shortcut
+                continue
+            x = x + block.attn.forward_reference(block.norm1(x), ws or None)
+            x = x + block.mlp(block.norm2(x))
+        return self.neck(x.permute(0, 4, 1, 2, 3))
 
     def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
         """The neck on channels-last tokens ``(B, D, H, W, C)`` -> ``(B, out_chans, D, H, W)``.
