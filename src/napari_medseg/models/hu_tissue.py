@@ -243,29 +243,38 @@ def _fill_small_holes(mask: np.ndarray, max_area_vox: float, hu: Optional[np.nda
 def _downsample(mask: np.ndarray, f: tuple, any_: bool = False) -> np.ndarray:
     """In-plane block reduction by factors (fy, fx): majority (or any); pads to a multiple.
 
-    Adds the ``fy * fx`` strided sub-grids of the mask into the output (blocks cut by the
-    edge count their missing pixels as false, as zero padding would): a few passes over
-    the mask, instead of a padded copy reduced over two strided axes (several times slower
-    on a 512x512x300 CT).
+    Separable: the ``fx`` strided columns are added (or or-ed) first, then the ``fy`` rows
+    of that third-size result; blocks cut by the edge count their missing pixels as
+    false, as zero padding would. About four passes over the mask, instead of a padded
+    copy reduced over two strided axes (several times slower on a 512x512x300 CT).
     """
     fy, fx = f
     if fy == 1 and fx == 1:
         return mask
-    z, y, x = mask.shape
-    ny, nx = -(-y // fy), -(-x // fx)
-    if any_:
-        out = np.zeros((z, ny, nx), bool)
-        for i in range(fy):
-            for j in range(fx):
-                part = mask[:, i::fy, j::fx]
-                out[:, : part.shape[1], : part.shape[2]] |= part
-        return out
-    count = np.zeros((z, ny, nx), np.uint8)
-    for i in range(fy):
-        for j in range(fx):
-            part = mask[:, i::fy, j::fx].view(np.uint8)
-            count[:, : part.shape[1], : part.shape[2]] += part
-    return count * 2 >= fy * fx
+    dtype = bool if any_ else np.uint8
+    cols = _add_strided(mask if any_ else mask.view(np.uint8), fx, 2, dtype)
+    blocks = _add_strided(cols, fy, 1, dtype)
+    return blocks if any_ else blocks * 2 >= fy * fx
+
+
+def _add_strided(a: np.ndarray, step: int, axis: int, dtype) -> np.ndarray:
+    """Sum (or, for booleans, any) of each run of ``step`` elements along ``axis``; the
+    last run may be short."""
+    n = -(-a.shape[axis] // step)
+    shape = list(a.shape)
+    shape[axis] = n
+    out = np.zeros(shape, dtype)
+    for k in range(step):
+        idx = [slice(None)] * a.ndim
+        idx[axis] = slice(k, None, step)
+        part = a[tuple(idx)]
+        dst = [slice(None)] * a.ndim
+        dst[axis] = slice(0, part.shape[axis])
+        if dtype is bool:
+            out[tuple(dst)] |= part
+        else:
+            out[tuple(dst)] += part
+    return out
 
 
 def _upsample(mask: np.ndarray, f: tuple, shape: tuple) -> np.ndarray:
