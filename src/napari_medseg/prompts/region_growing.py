@@ -61,6 +61,7 @@ from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
 from ._leak_guard import click_depth, guard_leak
 from ._drift import drift_sigma_mm, follow_drift
+from ._reseed import reseed
 from ._bone import bone_object, looks_like_ct
 from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
@@ -705,6 +706,14 @@ class RegionGrowingSession(PromptSession):
         # neighbourhood (at low tolerance it is still filling in the object itself).
         seeds = [s] if moved == s or not np.isfinite(kmap[moved]) else [s, moved]
         comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
+        if np.count_nonzero(comp) < 8:
+            # The click sits on a rim (a gas-fluid level, a partial-volume voxel): grow
+            # from the nearest voxel around it that looks like the object (``_reseed``).
+            alt = reseed(kmap, s, ball_offsets(self.seed_radius_mm, spacing), spacing, exclude=seeds)
+            if alt is not None:
+                kmap[alt] = 0.0
+                seeds = seeds + [alt]
+                comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
         if self._drift:
             comp = follow_drift(img, grad * np.float32(h / (sd * self.edge_factor)), ~np.isfinite(kint), comp,
                                 seeds, k, sd, med, spacing, sigma_mm=drift_sigma_mm(spacing))
