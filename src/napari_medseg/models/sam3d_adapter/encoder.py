@@ -57,7 +57,44 @@ class WindowAttention3D(nn.Module):
         self.lr = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``x``: windows (nW*B, s, s, s, C); ``mask``: (nW, s^3, s^3) additive or None."""
+        """``x``: windows (nW*B, s, s, s, C); ``mask``: (nW, s^3, s^3) additive or None.
+
+        Equal to :meth:`forward_reference` up to float rounding, without its
+        ``windows x heads x s^3 x s^3`` relative-position maps: the decomposed terms
+        ``lr * (q.Rh[h, h'] + q.Rw[w, w'] + q.Rd[d, d'])`` are a dot product of the
+        query's three term vectors with one-hot codes of the key's coordinates, so they
+        ride along as ``3 s`` extra channels of the queries and keys of one fused
+        attention call.
+        """
+        b, h, w, d, _ = x.shape
+        n, nh, hd = h * w * d, self.num_heads, self.head_dim
+        qkv = self.qkv(x).reshape(b, n, 3, nh, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (b, heads, n, hd)
+        r_q = q.reshape(b, nh, h, w, d, hd)
+        rh = relative_position_table(h, h, self.rel_pos_h)
+        rw = relative_position_table(w, w, self.rel_pos_w)
+        rd = relative_position_table(d, d, self.rel_pos_d)
+        terms = [torch.einsum("bnhwdc,hkc->bnhwdk", r_q, rh), torch.einsum("bnhwdc,wkc->bnhwdk", r_q, rw),
+                 torch.einsum("bnhwdc,dkc->bnhwdk", r_q, rd)]
+        q_ext = torch.cat([q * self.scale] + [(self.lr * t).reshape(b, nh, n, -1) for t in terms], dim=-1)
+        # one-hot codes of every key's (h', w', d'), the same for all windows and heads
+        grid = torch.stack(torch.meshgrid(*(torch.arange(m, device=x.device) for m in (h, w, d)), indexing="ij"))
+        codes = torch.cat([F.one_hot(grid[i].reshape(-1), m) for i, m in enumerate((h, w, d))], dim=-1)
+        k_ext = torch.cat([k, codes.to(k.dtype).expand(b, nh, n, h + w + d)], dim=-1)
+        if mask is not None:
+            n_windows = mask.shape[0]
+            mask = mask[:, None].to(q.dtype)  # (nW, 1, n, n), broadcast over the heads
+            if b != n_windows:  # several volumes: the windows' masks again for each
+                mask = mask.repeat(b // n_windows, 1, 1, 1)
+        # values padded to the queries' width: PyTorch's fused CPU kernel needs equal widths
+        # (with unequal ones it falls back to materialising the attention maps)
+        v_ext = torch.cat([v, v.new_zeros(b, nh, n, h + w + d)], dim=-1)
+        out = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, attn_mask=mask, scale=1.0)[..., :hd]
+        out = out.reshape(b, nh, h, w, d, hd).permute(0, 2, 3, 4, 1, 5).reshape(b, h, w, d, -1)
+        return self.proj(out)
+
+    def forward_reference(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The published computation (explicit relative-position maps), for checks."""
         b, h, w, d, _ = x.shape
         n = h * w * d
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
