@@ -606,9 +606,14 @@ def _wall_hull(wall: np.ndarray, body: np.ndarray, wy: float, wx: float,
             continue
         ring = np.concatenate([depth[-half:], depth, depth[:half]])
         windows = np.lib.stride_tricks.sliding_window_view(ring, 2 * half + 1)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
-            med = np.nanmedian(windows, axis=1)
+        if np.isnan(depth).any():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+                med = np.nanmedian(windows, axis=1)
+        else:
+            # no gaps: the plain median is the same middle value (the windows have an odd
+            # length), without nanmedian's masked-array path (a tenth of a case's time)
+            med = np.median(windows, axis=1)
         bad = np.isnan(depth) | (np.abs(depth - med) > p.wall_jump_mm)
         depth = np.where(bad, med, depth)
         valid = ~np.isnan(depth)
