@@ -5,7 +5,7 @@ For each network (the synthetic-trained shape of ``train_liver_synthetic.py`` an
 0.7 x 0.7 x 1 mm on the 2.5 mm grid; stage 2: a 210 x 180 mm liver box on the 1 mm grid),
 prints in one process, same threads: the median time of 8 slices with PyTorch (one batch of 8,
 as the cascade runs it) and with the compiled OpenVINO model (compiled for one slab and run
-slab by slab, as the cascade runs it), their ratio, the conversion time into an empty cache, the time to
+slab by slab, as the cascade runs it), their ratio, the conversion time into an empty cache (wall and CPU seconds), the time to
 load the converted model back from the disk cache (a later run), the error relative to
 PyTorch's scale and the fraction of identical argmax labels, and what a whole stage costs
 (batches x time, plus the conversion on a first run). Random weights (timing does not depend
@@ -69,11 +69,12 @@ def row(name: str, config: dict, stage: str, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["MEDSEG_COMPILED_DIR"] = cache
         report = resolve_runtime("openvino", "cpu")
+        cpu0 = time.process_time()
         fn = compile_module(net, (1, *x.shape[1:]), report=report, what=f"{name} {stage}")
         if fn is None:
             print(f"{name:9s} {stage}: OpenVINO fell back: {report.reason}")
             return
-        convert_s = report.convert_s
+        convert_s, convert_cpu = report.convert_s, time.process_time() - cpu0
         again = resolve_runtime("openvino", "cpu")
         fn = compile_module(net, (1, *x.shape[1:]), report=again, what=f"{name} {stage}")
         assert again.cache_hits == 1, "the second compile did not read the disk cache"
@@ -88,7 +89,8 @@ def row(name: str, config: dict, stage: str, repeats: int) -> None:
     same = float((out.argmax(1) == ref.argmax(1)).float().mean())
     batches = math.ceil(slices / BATCH)
     print(f"{name:9s} {stage} {BATCH}x{net.in_channels}x{h}x{w}: torch {t_torch * 1e3:7.0f} ms, "
-          f"OpenVINO {t_ov * 1e3:6.0f} ms ({t_ov / t_torch:.2f}x); convert {convert_s:5.1f} s, "
+          f"OpenVINO {t_ov * 1e3:6.0f} ms ({t_ov / t_torch:.2f}x); convert {convert_s:5.1f} s "
+          f"({convert_cpu:.1f} s CPU), "
           f"from cache {cached_s:4.1f} s; error {err:.1e} of scale, argmax {same * 100:.3f} % "
           f"identical | stage ({slices} slices): torch {batches * t_torch:5.1f} s, OpenVINO "
           f"{batches * t_ov:4.1f} s + convert {convert_s:.1f} s (first run) or + {cached_s:.1f} s "

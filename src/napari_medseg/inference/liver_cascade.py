@@ -10,11 +10,12 @@ Network, preprocessing and checkpoint come from the family package
 :mod:`napari_medseg.models.hybrid_liver`, whose preprocessing training
 (:mod:`napari_medseg.training.data`) runs too, so a trained checkpoint sees at inference exactly
 what it saw in training. This module adds what only inference does: running the networks
-slice by slice, keeping the liver's largest component, dropping lesion specks and pasting
-the stages back on the image grid.
+slice by slice (PyTorch, or compiled by OpenVINO on the CPU with ``runtime="openvino"``,
+PyTorch being the reference and the fallback), keeping the liver's largest component,
+dropping lesion specks and pasting the stages back on the image grid.
 
 ``model`` may also name an nnU-Net model (a registry name routed through
-:func:`napari_medseg.inference.segment.segment`, or a trained-model folder); its classes are
+:func:`napari_medseg.inference.segment.segment_with_info`, or a trained-model folder); its classes are
 mapped to liver / lesion by name (see :func:`map_nnunet_labels`).
 """
 
@@ -217,7 +218,9 @@ def run_hybrid(volume: Volume, stage1, stage2, preprocessing: dict, *, device=No
     if device is None:
         device = next(stage1.parameters()).device
     device = torch.device(device)
-    runtime_report = resolve_runtime(runtime, device)
+    # family: under auto the runtimes module decides per network family (PyTorch for this
+    # one until its first-run conversion cost is repaid, see docs/liver.md)
+    runtime_report = resolve_runtime(runtime, device, family="hybrid-liver")
     timings: dict = {}
     flips = canonical_flips(volume)
     image = apply_flips(volume.array, flips)
@@ -357,9 +360,10 @@ def segment_liver(volume: Volume, model: str = HYBRID, *, weights=None, device="
         What runs the networks on the CPU (:mod:`napari_medseg.inference.runtimes`):
         ``openvino`` compiles each stage network for its input shape (one per stage and
         image, cached in memory and on disk) and falls back to PyTorch with the reason on
-        any failure; ``auto`` is PyTorch while
-        :data:`~napari_medseg.inference.runtimes.AUTO_PICKS_OPENVINO` is off. GPUs run
-        PyTorch.
+        any failure; ``auto`` is PyTorch for the cascade (family ``hybrid-liver`` is not in
+        :data:`~napari_medseg.inference.runtimes.AUTO_OPENVINO_FAMILIES`: a first run pays
+        the conversion, see ``docs/liver.md``) and the engine's choice for an nnU-Net
+        model. GPUs run PyTorch.
     info : dict, optional
         Receives ``runtime`` (what ran the networks: ``requested``, ``used``, ``reason``,
         ``convert_s``, ``compiled``, ``cache_hits``) and ``timings`` (seconds).
