@@ -75,7 +75,7 @@ def test_real_ct_vertebra_corrections_are_monotone(real_ct, name):
     """Five protocol clicks on each vertebra: no correction lowers Dice by > 0.02 (a
     negative click in the next vertebra splits at the neck between them, not by
     intensity: cortex and marrow of one bone differ by hundreds of HU). Measured:
-    L2 0.61 -> 0.64, L1 0.71 -> 0.77, T12 0.75 -> 0.84."""
+    L2 0.61 -> 0.68, L1 0.71 -> 0.77, T12 0.75 -> 0.83."""
     volume, seg = real_ct
     session = RegionGrowingSession()
     session.set_volume(volume)
@@ -106,7 +106,7 @@ def test_phantom_rib_click_stays_in_that_rib(phantom):
 
 
 def test_phantom_vertebra_click_stays_in_that_vertebra(phantom):
-    """A click on a vertebra of the CT phantom: Dice 0.89 measured (intensity growing
+    """A click on a vertebra of the CT phantom: Dice 0.94 measured (intensity growing
     0.71), no voxel of the neighbouring vertebrae or ribs."""
     vertebrae = _pieces(phantom, "vertebrae")
     for ref in vertebrae[:2]:
@@ -114,6 +114,20 @@ def test_phantom_vertebra_click_stays_in_that_vertebra(phantom):
         assert dice(mask, ref) >= 0.85
         bone = np.isin(phantom.labels, [phantom.label_ids["vertebrae"], phantom.label_ids["ribs"]])
         assert np.count_nonzero(mask & bone & ~ref) <= 0.01 * np.count_nonzero(ref)
+
+
+def test_phantom_disc_click_is_not_taken_for_bone(phantom):
+    """A disc lies between two endplates but is open all round: a click on it keeps
+    intensity growing (the bone path gave 0.00-0.03 Dice on the discs)."""
+    from napari_medseg.prompts._bone import bone_object, enclosure
+
+    raw = phantom.ct.array.astype(np.float32)
+    sp = np.asarray(phantom.ct.spacing_zyx)
+    for ref in _pieces(phantom, "intervertebral_disc")[:3]:
+        p = deepest_point(ref, sp)
+        assert enclosure(raw, p, sp) == 0.0
+        grown = np.zeros(raw.shape, bool)
+        assert bone_object(raw, sp, [p], [], grown) is grown
 
 
 def test_mr_keeps_intensity_growing(phantom):
