@@ -40,6 +40,19 @@ def test_hand_computed_anisotropic():
     assert s4["bbox"] == [[1, 2], [1, 2], [1, 3]]
 
 
+def test_summary_only_keeps_the_summary_columns_and_skips_the_rest():
+    image, labels = _small()
+    table = LabelTable.from_names({1: "liver"})
+    full = label_statistics(image, labels, table)
+    short = label_statistics(image, labels, table, summary_only=True)
+    assert len(short) == len(full) == 2
+    for f, s in zip(full, short):
+        for key in ("label", "name", "voxels", "volume_ml", "mean", "std"):
+            assert s[key] == f[key]
+        for key in ("bbox", "centroid_zyx", "centroid_xyz_mm", "min", "max", "median"):
+            assert f[key] is not None and s[key] is None
+
+
 def test_without_image_and_flipped_direction():
     lab = np.zeros((1, 1, 3), np.uint16)
     lab[0, 0, 2] = 300

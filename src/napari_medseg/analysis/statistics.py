@@ -62,7 +62,7 @@ def _check_inputs(image, labels):
 
 
 def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] = None,
-                     bias_correct: bool = False) -> list:
+                     bias_correct: bool = False, summary_only: bool = False) -> list:
     """Statistics of every label present in ``labels``.
 
     Parameters
@@ -80,6 +80,10 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
         Intensity columns from the MR image's N4 bias-field corrected intensities
         (:func:`~napari_medseg.inference.bias_field.correct_bias_field`, cached per
         image); CT is refused.
+    summary_only : bool
+        Only ``voxels``, ``volume_ml``, ``mean`` and ``std`` (``bbox``, centroids, min,
+        max and median stay None): what ``medseg batch --stats`` rows hold, in about half
+        the time on a 512x512x300 CT.
 
     Returns
     -------
@@ -140,15 +144,16 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
         if n == 0 or label_id == 0:
             out.append(row)
             continue
-        row["bbox"] = [[int(s.start), int(s.stop)] for s in box]
-        centroid = []
-        for ax in range(3):
-            other = tuple(a for a in range(3) if a != ax)
-            profile = mask.sum(axis=other, dtype=np.int64)
-            coords = np.arange(box[ax].start, box[ax].stop, dtype=np.float64)
-            centroid.append(float(profile @ coords) / n)
-        row["centroid_zyx"] = centroid
-        row["centroid_xyz_mm"] = [float(v) for v in labels.index_to_physical(centroid)]
+        if not summary_only:
+            row["bbox"] = [[int(s.start), int(s.stop)] for s in box]
+            centroid = []
+            for ax in range(3):
+                other = tuple(a for a in range(3) if a != ax)
+                profile = mask.sum(axis=other, dtype=np.int64)
+                coords = np.arange(box[ax].start, box[ax].stop, dtype=np.float64)
+                centroid.append(float(profile @ coords) / n)
+            row["centroid_zyx"] = centroid
+            row["centroid_xyz_mm"] = [float(v) for v in labels.index_to_physical(centroid)]
         if image is not None:
             vals = image.array[box][mask]
             # float64 sums of the label's voxels; two-pass variance (no cancellation)
@@ -158,9 +163,10 @@ def label_statistics(image, labels, table=None, *, ids: Optional[Sequence[int]] 
             row["mean"] = mean
             row["std"] = float(np.sqrt(float(np.dot(dev, dev)) / n))
             del dev
-            row["min"] = float(vals.min())
-            row["max"] = float(vals.max())
-            row["median"] = float(np.median(vals))
+            if not summary_only:
+                row["min"] = float(vals.min())
+                row["max"] = float(vals.max())
+                row["median"] = float(np.median(vals))
         out.append(row)
     return out
 

@@ -95,7 +95,7 @@ def _stats_of(volume, labels_volume, table) -> dict:
 
     ids = sorted(int(i) for i in table.names)
     out = {}
-    for row in label_statistics(volume, labels_volume, table, ids=ids):
+    for row in label_statistics(volume, labels_volume, table, ids=ids, summary_only=True):
         out[row["name"]] = {
             "ml": round(float(row["volume_ml"]), 4),
             "mean": None if row["mean"] is None else round(float(row["mean"]), 3),
