@@ -5,11 +5,12 @@ For each network (the synthetic-trained shape of ``train_liver_synthetic.py`` an
 0.7 x 0.7 x 1 mm on the 2.5 mm grid; stage 2: a 210 x 180 mm liver box on the 1 mm grid),
 prints in one process, same threads: the median time of 8 slices with PyTorch (one batch of 8,
 as the cascade runs it) and with the compiled OpenVINO model (compiled for one slab and run
-slab by slab, as the cascade runs it), their ratio, the conversion time into an empty cache (wall and CPU seconds), the time to
-load the converted model back from the disk cache (a later run), the error relative to
-PyTorch's scale and the fraction of identical argmax labels, and what a whole stage costs
-(batches x time, plus the conversion on a first run). Random weights (timing does not depend
-on them), batch norm with random running statistics.
+slab by slab, as the cascade runs it), their ratio, the conversion time into an empty cache
+(wall and CPU seconds), the time to load the converted model back from the disk cache (a
+later run), the error relative to PyTorch's scale and the fraction of identical argmax
+labels, and what a whole stage costs (batches x time, plus the conversion on a first run).
+Random weights (timing does not depend on them), batch norm with random running statistics
+(the networks of tests/models/hybrid_liver/_random.py).
 
     python benchmarks/bench_liver.py                 # 2 threads, 5 repeats
     python benchmarks/bench_liver.py --threads 1 --repeats 3 --networks synthetic

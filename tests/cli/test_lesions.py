@@ -10,7 +10,6 @@ import numpy as np
 from napari_medseg.io.volume import Volume
 from napari_medseg.testing.liver import COARSE, small_phantom
 
-from ._run import medseg
 from ._run import digest, medseg, refused
 
 

@@ -1,4 +1,6 @@
-"""The liver cascade's plumbing (resampling, largest component, lesions inside the liver, flips), the nnU-Net route and label mapping; bad volumes and short memory refused."""
+"""The liver cascade's plumbing (resampling, largest component, lesions inside the liver, flips),
+the nnU-Net route and label mapping, the stage networks compiled by OpenVINO (parity with
+PyTorch, caches, fallbacks); bad volumes and short memory refused."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_medseg.errors import InvalidInputError
 from napari_medseg.errors import InsufficientMemoryError, InvalidInputError
 from napari_medseg.inference import liver_cascade as lc
 from napari_medseg.io.volume import Volume
