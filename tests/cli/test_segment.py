@@ -199,20 +199,22 @@ def test_runtime_openvino_converts_once_and_matches_torch(model_factory, ct_smal
     ct = tmp_path / "ct.nii.gz"
     write_volume(ct_small, ct)
     docs = []
-    for i, runtime in enumerate(["openvino", "openvino", "auto"]):
+    for i, runtime in enumerate(["openvino", "openvino", "torch", "auto"]):
         res = _medseg_env({"MEDSEG_COMPILED_DIR": str(env_dir)}, "segment", ct, "-o",
                           tmp_path / f"s{i}.nii.gz", "--model", folder, "--runtime", runtime,
                           "--device", "cpu", "--json")
         assert res.returncode == 0, res.stderr
         docs.append(json.loads(res.stdout))
-    first, second, ref = (d["runtime"] for d in docs)
+    first, second, ref, auto = (d["runtime"] for d in docs)
     assert first["used"] == "openvino" and first["compiled"] == 1 and first["convert_s"] > 0
     assert docs[0]["timings"]["convert_s"] == first["convert_s"]
     assert second["used"] == "openvino" and second["compiled"] == 0 and second["cache_hits"] == 1
-    assert ref == {"requested": "auto", "used": "torch", "reason": "", "convert_s": 0.0,
+    assert ref == {"requested": "torch", "used": "torch", "reason": "", "convert_s": 0.0,
                    "compiled": 0, "cache_hits": 0}
-    labels = [read_labels(tmp_path / f"s{i}.nii.gz", reference=ct_small)[0].array for i in range(3)]
-    assert np.array_equal(labels[0], labels[1])
+    # auto finds the model in the cache: OpenVINO, nothing converted
+    assert auto["used"] == "openvino" and auto["compiled"] == 0 and auto["cache_hits"] == 1
+    labels = [read_labels(tmp_path / f"s{i}.nii.gz", reference=ct_small)[0].array for i in range(4)]
+    assert np.array_equal(labels[0], labels[1]) and np.array_equal(labels[0], labels[3])
     assert float((labels[0] == labels[2]).mean()) >= 0.999
     assert len(np.unique(labels[2])) >= 2  # not a void comparison
 

@@ -60,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"),
                         help="what runs the network on the CPU: openvino (compiled once and "
                              "cached; any failure falls back to PyTorch with a note) or torch; "
-                             "default auto = PyTorch until OpenVINO passes every parity gate; "
-                             "GPUs use PyTorch")
+                             "default auto = OpenVINO for nnU-Net networks when the "
+                             "compiled model is cached or the run repays the conversion, "
+                             "else PyTorch; GPUs use PyTorch")
     parser.add_argument("--roi-subset", default=None,
                         help="comma-separated structure names to keep (e.g. liver,spleen); "
                              "for 'total' only the part models holding them run")

@@ -776,8 +776,10 @@ def segment(volume: Volume, model: ModelLike = "hu-tissue", *,
         Checked between stages; raises :class:`~napari_medseg.errors.Cancelled`.
     runtime : {"auto", "openvino", "torch"}
         What runs the networks on the CPU: ``openvino`` (compiled once, cached on disk;
-        any OpenVINO failure falls back to PyTorch with a note) or ``torch``; ``auto`` is
-        PyTorch until OpenVINO passes every parity gate. GPUs always run PyTorch.
+        any OpenVINO failure falls back to PyTorch with a note) or ``torch``; ``auto`` runs
+        nnU-Net networks with OpenVINO when the converted model is cached or the run has
+        enough window passes to repay the conversion (``runtimes.conversion_pays``), else
+        PyTorch with the reason in the notes. GPUs always run PyTorch.
 
     Returns
     -------

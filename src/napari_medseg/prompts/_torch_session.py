@@ -32,7 +32,7 @@ class TorchPromptSession(PromptSession):
     :mod:`napari_medseg.inference.runtimes`), once per input shape, or with torch.
     """
 
-    #: "auto" (PyTorch for now, see inference.runtimes.AUTO_PICKS_OPENVINO), "openvino" or "torch".
+    #: "auto" (PyTorch: this family is not in inference.runtimes.AUTO_OPENVINO_FAMILIES), "openvino" or "torch".
     runtime: str = "auto"
 
     def __init__(self, weights: Any, device: str, model_name: str, network: Any,

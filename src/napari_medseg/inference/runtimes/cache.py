@@ -2,14 +2,17 @@
 
 A converted model is valid for one network structure, one set of weights, one
 runtime version, one input shape and one precision; the key hashes all five (plus
-:data:`FORMAT_VERSION`, bumped when the conversion itself changes), so a new
-checkpoint, an OpenVINO upgrade or another patch size never reads a stale model.
+:data:`FORMAT_VERSION`, bumped when the conversion itself changes, and the source
+files that define the network's layers), so a new checkpoint, an OpenVINO upgrade,
+another patch size or an edited ``forward`` never reads a stale model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,12 +54,44 @@ def weights_hash(module: Any) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    # keyed on the file's time and size too, so an edited file is read again
+    with open(path, "rb") as f:
+        return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+
+
+def source_digest(module: Any) -> str:
+    """A digest of the source files that define the classes of ``module``'s layers.
+
+    The structure (``repr``) and the weights do not see a changed ``forward``: a model
+    converted from the old code would compute the old maths. Files are read once per
+    process while their time and size stay the same.
+    """
+    modules = module.modules() if hasattr(module, "modules") else [module]
+    files = set()
+    for m in modules:
+        path = getattr(sys.modules.get(type(m).__module__), "__file__", None)
+        if path:
+            files.add(path)
+    h = hashlib.blake2b(digest_size=16)
+    for path in sorted(files):
+        try:
+            st = os.stat(path)
+            digest = _file_digest(path, st.st_mtime_ns, st.st_size)
+        except OSError:  # a frozen or zipped module: its name is all we can use
+            digest = ""
+        h.update(f"{os.path.basename(path)}:{digest}".encode())
+    return h.hexdigest()
+
+
 def cache_key(module: Any, input_shape: Sequence[int], *, runtime: str, runtime_version: str,
               precision: str, weights_key: str) -> str:
     """The file stem a converted model is stored under."""
     h = hashlib.blake2b(digest_size=16)
-    for part in (FORMAT_VERSION, type(module).__qualname__, repr(module), weights_key, runtime,
-                 runtime_version, "x".join(map(str, input_shape)), precision):
+    for part in (FORMAT_VERSION, type(module).__qualname__, repr(module), source_digest(module),
+                 weights_key, runtime, runtime_version, "x".join(map(str, input_shape)),
+                 precision):
         h.update(str(part).encode())
         h.update(b"\0")
     return f"{runtime}-{h.hexdigest()}"

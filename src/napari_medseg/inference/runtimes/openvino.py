@@ -81,7 +81,9 @@ class PooledInstanceNorm:
                 pool, n = pools[t.dim()], t.dim() - 2
                 for axis in range(n - 1, -1, -1):
                     window = [1] * n
-                    window[axis] = t.shape[2 + axis]
+                    # a Python int: a traced size makes the window a graph value, which
+                    # OpenVINO's avg_pool conversion rejects (2D maps: the hybrid liver net)
+                    window[axis] = int(t.shape[2 + axis])
                     t = pool(t, tuple(window))
                 return t
 
@@ -238,7 +240,15 @@ def compile_torch_module(module: Any, input_shape: Sequence[int], *, report: Any
                 # shape checks become constants of the trace: right for one static shape
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 with pooled_instance_norms(module):
-                    model = ov.convert_model(module, example_input=torch.randn(shape),
+                    from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
+
+                    example = torch.randn(shape)
+                    # traced without torch's trace check, which runs the module twice more
+                    # at the full input shape: a third of the conversion's CPU time (hybrid
+                    # liver net, 180x210 slab: 8.6 -> 2.9-3.9 s CPU, same compiled output)
+                    decoder = TorchScriptPythonDecoder(module, example_input=example,
+                                                       trace_kwargs={"check_trace": False})
+                    model = ov.convert_model(decoder, example_input=example,
                                              input=[(list(shape), ov.Type.f32)])
         finally:
             module.train(was_training)
