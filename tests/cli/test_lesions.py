@@ -123,9 +123,11 @@ def test_lesions_runtime_openvino_writes_the_labels_torch_writes(tmp_path, monke
     outputs = {}
     for runtime in ("torch", "openvino"):
         res = medseg("lesions", tmp_path / "ct.nii.gz", "-o", tmp_path / runtime, "--weights",
-                     tmp_path / "tiny.pt", "--device", "cpu", "--runtime", runtime, timeout=600)
+                     tmp_path / "tiny.pt", "--device", "cpu", "--runtime", runtime, "--json", timeout=600)
         assert res.returncode == 0, res.stderr
         assert "PyTorch instead of OpenVINO" not in res.stderr  # no fallback
+        ran = json.loads(res.stdout)["metadata"]["runtime"]
+        assert ran["requested"] == runtime and ran["used"] == runtime
         outputs[runtime] = read_labels(tmp_path / runtime / "liver_lesions.nii.gz")[0].array
     torch_labels, ov_labels = outputs["torch"], outputs["openvino"]
     assert {1, 2} <= set(np.unique(torch_labels))  # both stages ran

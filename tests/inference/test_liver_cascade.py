@@ -182,7 +182,8 @@ def _openvino_report():
     return report
 
 
-@pytest.mark.parametrize("config", [TINY_NET, SYNTHETIC_TRAINED], ids=["random-tiny", "synthetic-trained"])
+@pytest.mark.parametrize("config", [TINY_NET, SYNTHETIC_TRAINED, dict(TINY_NET, norm="instance")],
+                         ids=["random-tiny", "synthetic-trained", "instance-norm"])
 def test_openvino_stage_network_matches_torch(config, compiled_dir, one_thread):
     from napari_medseg.testing import assert_close_to_scale
 

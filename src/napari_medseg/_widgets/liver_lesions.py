@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from ..errors import InvalidInputError, MedsegError
 from ._jobs import JobRunner, StatusLine
 from ._layers import LayerPicker, layer_sources, layer_table, layer_volume, placement_of
-from ._layout import collapsible, make_scrollable
+from ._layout import collapsible, make_scrollable, runtime_combo
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,13 @@ class LiverLesionWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
         layout.addLayout(form)
+        self.runtime_combo = runtime_combo(
+            "the liver networks (hybrid-liver stages or an nnU-Net model)",
+            "stage and image size (hybrid-liver) or model and patch size (nnU-Net)")
         # folded away so that several docks fit one screen
-        self.options = collapsible("Options (device)", [("Device", self.device_combo)])
+        self.options = collapsible("Options (device, CPU runtime)",
+                                   [("Device", self.device_combo),
+                                    ("CPU runtime", self.runtime_combo)])
         layout.addWidget(self.options)
 
         buttons = QHBoxLayout()
@@ -240,10 +245,11 @@ class LiverLesionWidget(QWidget):
                 raise InvalidInputError("type an nnU-Net model folder or registry name in 'Model'")
             model, weights = text, None
         device = self.device_combo.currentText()
+        runtime = self.runtime_combo.currentText()
 
         def segment(progress, cancel):
             return segment_and_measure(image, model=model, weights=weights, device=device,
-                                       progress=progress, cancel=cancel)
+                                       progress=progress, cancel=cancel, runtime=runtime)
 
         return segment, placement_of(image_layer), f"{image_layer.name} liver & lesions"
 
@@ -260,7 +266,10 @@ class LiverLesionWidget(QWidget):
         self._reference = result.labels
         self._placement = placement
         self.set_report(result.report)
-        self.status.message(f"done: {len(self.report.lesions)} lesion(s)")
+        from ..inference.runtimes import describe_runtime
+
+        ran = describe_runtime(result.report.metadata.get("runtime"))
+        self.status.message(f"done: {len(self.report.lesions)} lesion(s).{ran}")
 
     # ------------------------------------------------------------------ table and axes
     def set_report(self, report, layer=None) -> None:

@@ -95,7 +95,9 @@ def segment_and_measure(
     table : LabelTable or dict, optional
         Class names of ``labels`` (``{id: name}`` or a table), used to find the ids.
     runtime : {"auto", "openvino", "torch"}, optional
-        CPU runtime of nnU-Net models (default ``"auto"``); not with ``labels``.
+        What runs the networks on the CPU (hybrid-liver stages or an nnU-Net model; default
+        ``"auto"``); not with ``labels``. What ran (and why not OpenVINO after a fallback)
+        is in ``report.metadata["runtime"]``, the seconds in ``report.metadata["timings"]``.
 
     Returns
     -------
@@ -137,9 +139,11 @@ def segment_and_measure(
         from ..inference.liver_cascade import segment_liver
 
         model_used = str(model) if model is not None else DEFAULT_MODEL
+        run_info: dict = {}
         array, result_table = segment_liver(
             image, model_used, weights=weights, device=device or "auto",
-            progress=sub_progress(progress, 0.0, 0.95), cancel=cancel, runtime=runtime or "auto")
+            progress=sub_progress(progress, 0.0, 0.95), cancel=cancel, runtime=runtime or "auto",
+            info=run_info)
         check_cancel(cancel)
         label_volume = image.with_array(array, metadata={})
         found = liver_lesion_ids(result_table.names)
@@ -150,6 +154,8 @@ def segment_and_measure(
     lesion_report = measure_lesions(image, label_volume, liver_id=liver, lesion_id=lesion)
     check_cancel(cancel)
     lesion_report.metadata["model"] = model_used
+    if labels is None:  # what ran the networks (medseg lesions --json prints it) and the seconds
+        lesion_report.metadata.update(run_info)
     report(progress, 1.0, f"done: {len(lesion_report.lesions)} lesion(s)")
     return LiverLesionResult(labels=label_volume, table=result_table, report=lesion_report,
                              segmented=labels is None)
