@@ -123,3 +123,119 @@ def test_mr_phantom_vessel_one_click(mr_vessels, name, floor):
     mask = session.add_point(deepest_point(ref, vol.spacing_zyx)).mask
     assert dice(mask, ref) >= floor
     assert (mask & ~ref).sum() < 0.1 * ref.sum()
+
+
+def _whole_grid_reference(image, region, spacing, sigma_mm, fallback):
+    """Oracle: the normalised convolution over the whole strided grid, zoomed back."""
+    from scipy import ndimage as ndi
+
+    spacing = np.asarray(spacing, float)
+    step = tuple(max(1, int((sigma_mm / 3.0) // s)) for s in spacing)
+    sl = tuple(slice(f // 2, None, f) for f in step)
+    w = region[sl].astype(np.float32)
+    v = image[sl].astype(np.float32) * w
+    sigma = [sigma_mm / (s * f) for s, f in zip(spacing, step)]
+    den = ndi.gaussian_filter(w, sigma, mode="constant")
+    num = ndi.gaussian_filter(v, sigma, mode="constant")
+    ref = np.where(den < 1e-3, np.float32(fallback), num / np.maximum(den, np.float32(1e-12))).astype(np.float32)
+    if step == (1, 1, 1):
+        return ref
+    return ndi.zoom(ref, [n / m for n, m in zip(image.shape, ref.shape)], order=1, mode="nearest", grid_mode=True)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.6, 0.8, 1.0), (4.0, 3.2, 4.0)])
+def test_reference_is_computed_only_near_the_region_and_equals_the_whole_grid_one(spacing):
+    """The reference box is the region's box grown by the kernel's reach (4 sigma and a
+    sample), not the grid; inside it the values are the whole-grid computation's."""
+    from napari_medseg.prompts._drift import reference_in_box
+
+    rng = np.random.default_rng(1)
+    shape = (120, 150, 140)
+    image = rng.normal(100.0, 10.0, shape).astype(np.float32)
+    region = np.zeros(shape, bool)
+    region[40:52, 60:75, 50:66] = True
+    sigma_mm = 8.0
+    box, ref = reference_in_box(image, region, spacing, sigma_mm, fallback=-1.0)
+    full = local_reference(image, region, spacing, sigma_mm, fallback=-1.0)
+    oracle = _whole_grid_reference(image, region, spacing, sigma_mm, -1.0)
+    assert full.shape == shape and np.allclose(full, oracle, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(full[box], ref)
+    processed = int(np.prod([b.stop - b.start for b in box]))
+    assert processed < 0.35 * image.size
+    for b, lo, hi, s in zip(box, (40, 60, 50), (52, 75, 66), spacing):
+        step = max(1, int((sigma_mm / 3.0) // s))
+        reach = (int(4.0 * sigma_mm / (s * step) + 0.5) + 2) * step  # kernel, rim sample, stride
+        assert lo - reach <= b.start <= lo and hi <= b.stop <= hi + reach
+
+
+def _whole_grid_follow_drift(image, edge, barrier, region, seeds, k, sd, centre, spacing, sigma_mm):
+    """Oracle: follow_drift with every round's k-map and growth over the whole grid."""
+    from napari_medseg.prompts._drift import _connected
+
+    n = n0 = int(region.sum())
+    original = region
+    for _ in range(12):
+        ref = _whole_grid_reference(image, region, spacing, sigma_mm, centre)
+        kmap = np.maximum(np.abs(image - ref) / np.float32(sd), edge)
+        kmap[barrier] = 1e6
+        kmap = np.minimum(kmap, np.float32(1e6)).astype(np.float32)
+        for s in seeds:
+            kmap[s] = 0.0
+        grown = _connected(kmap, seeds, k)
+        if grown.sum() > 3.0 * n:
+            break
+        grown |= region
+        m = int(grown.sum())
+        changed = m > n * 1.01
+        region, n = grown, m
+        if not changed:
+            break
+    return original if n < 1.1 * n0 else region
+
+
+def _tube_with_a_hump():
+    """A noise-free tube (intensity 100, 2 mm voxels, 300 mm long) with a short bright hump
+    (up to 122) 80 mm from one end: too bright for the click's band (100 +- 18), followed by
+    the local mean; past it the tube is back at 100 for 200 mm, farther than the reference
+    box reaches."""
+    z, y, x = np.ogrid[:150, :24, :24]
+    tube = ((y - 12) ** 2 + (x - 12) ** 2 <= 16) & (z >= 0)
+    profile = np.full(150, 100.0)
+    profile[40:51] = [104, 108, 112, 116, 120, 122, 120, 116, 112, 108, 104]
+    image = np.where(tube, profile[:, None, None], 0.0).astype(np.float32)
+    return image, (2.0, 2.0, 2.0), [(10, 12, 12)], 6.0, 100.0
+
+
+@pytest.mark.parametrize("case", ["drifting tubes", "hump"])
+def test_follow_drift_in_boxes_equals_the_whole_grid_rounds(case, monkeypatch):
+    """Growing inside the reference box gives the whole-grid result, also when the growth
+    leaves the box. The hump: past it the tube is at the click's own intensity again for
+    200 mm, so the round is redone on the whole grid, where the growth multiplies the
+    region by more than 3 (a leak by the rule): the region comes back unchanged, as with
+    whole-grid rounds (inside the box alone it would have looked like a modest gain)."""
+    import napari_medseg.prompts._drift as drift
+
+    if case == "hump":
+        image, spacing, seeds, sd, centre = _tube_with_a_hump()
+    else:
+        vol, a, _ = _drifting_tubes()
+        image, spacing, seeds, sd = vol.array, vol.spacing_zyx, [(12, 24, 18)], 6.0
+        centre = float(np.median(image[10:15][a[10:15]]))
+    k = 3.0
+    edge = np.zeros(image.shape, np.float32)
+    barrier = np.zeros(image.shape, bool)
+    kmap = np.minimum(np.abs(image - np.float32(centre)) / np.float32(sd), np.float32(1e6)).astype(np.float32)
+    kmap[seeds[0]] = 0.0
+    region = drift._connected(kmap, seeds, k)
+    grids = []
+    connected = drift._connected
+    monkeypatch.setattr(drift, "_connected", lambda km, s, kk: grids.append(km.size) or connected(km, s, kk))
+    got = follow_drift(image, edge, barrier, region, seeds, k, sd, centre, spacing, sigma_mm=8.0)
+    want = _whole_grid_follow_drift(image, edge, barrier, region, seeds, k, sd, centre, spacing, 8.0)
+    assert np.array_equal(got, want)
+    # The first round grows in the region's neighbourhood only.
+    assert grids[0] < image.size
+    if case == "hump":
+        assert got is region and image.size in grids
+    else:
+        assert got.sum() > 1.5 * region.sum()  # the drift was followed
