@@ -10,7 +10,7 @@ slab by slab, as the cascade runs it), their ratio, the conversion time into an 
 later run), the error relative to PyTorch's scale and the fraction of identical argmax
 labels, and what a whole stage costs (batches x time, plus the conversion on a first run).
 Random weights (timing does not depend on them), batch norm with random running statistics
-(the networks of tests/models/hybrid_liver/_random.py).
+(``napari_medseg.testing.liver.random_net``).
 
     python benchmarks/bench_liver.py                 # 2 threads, 5 repeats
     python benchmarks/bench_liver.py --threads 1 --repeats 3 --networks synthetic
@@ -27,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 #: network name -> architecture (HybridLiverNet config)
 NETWORKS = {
@@ -61,8 +60,7 @@ def row(name: str, config: dict, stage: str, repeats: int) -> None:
 
     from napari_medseg.inference.runtimes import compile_module, resolve_runtime
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.models.hybrid_liver._random import random_net
+    from napari_medseg.testing.liver import random_net
 
     slices, (h, w) = STAGES[stage]
     net = random_net(config, seed=0)

@@ -113,7 +113,7 @@ def test_lesions_runtime_openvino_writes_the_labels_torch_writes(tmp_path, monke
     from napari_medseg.io import read_labels, write_volume
     from napari_medseg.models.hybrid_liver import save_checkpoint
 
-    from ..models.hybrid_liver._random import tiny_checkpoint
+    from napari_medseg.testing.liver import tiny_checkpoint
 
     # the subprocesses inherit the environment: an empty cache of compiled networks
     monkeypatch.setenv("MEDSEG_COMPILED_DIR", str(tmp_path / "compiled"))

@@ -14,7 +14,7 @@ from napari_medseg.io.volume import Volume
 from napari_medseg.models.hybrid_liver import preprocessing as pp
 from napari_medseg.testing.liver import small_phantom
 
-from ..models.hybrid_liver._random import SYNTHETIC_TRAINED, TINY_NET, random_net, tiny_checkpoint
+from napari_medseg.testing.liver import SYNTHETIC_TRAINED, TINY_NET, random_net, tiny_checkpoint
 
 
 class ThresholdNet(torch.nn.Module):
