@@ -21,16 +21,6 @@ VERTEBRAE = {"L2": 30, "L1": 31, "T12": 32}
 
 
 @pytest.fixture(scope="module")
-def real_ct(shared_data):
-    import SimpleITK as sitk
-
-    folder = shared_data / "totalseg_example"
-    volume = Volume.from_sitk(sitk.ReadImage(str(folder / "example_ct_sm.nii.gz")), modality="CT")
-    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
-    return volume, seg
-
-
-@pytest.fixture(scope="module")
 def phantom():
     from napari_medseg.phantom import make_phantom
 

@@ -19,16 +19,6 @@ ORGANS = {"liver": 5, "spleen": 1, "kidney_right": 2, "kidney_left": 3}
 
 
 @pytest.fixture(scope="module")
-def real_ct(shared_data):
-    import SimpleITK as sitk
-
-    folder = shared_data / "totalseg_example"
-    volume = Volume.from_sitk(sitk.ReadImage(str(folder / "example_ct_sm.nii.gz")), modality="CT")
-    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
-    return volume, seg
-
-
-@pytest.fixture(scope="module")
 def phantom():
     from napari_medseg.phantom import make_phantom
 
