@@ -98,6 +98,17 @@ def test_follow_drift_keeps_a_region_that_does_not_drift():
     assert out is region
 
 
+def test_follow_drift_keeps_a_region_too_small_for_the_strided_reference():
+    """A region between the strided samples of the local mean (here one voxel on the odd
+    grid of a 2-voxel stride) has no local mean: the region comes back, no error."""
+    region = np.zeros((20, 20, 20), bool)
+    region[10, 10, 10] = True
+    image = np.full(region.shape, 100.0, np.float32)
+    out = follow_drift(image, np.zeros(image.shape, np.float32), np.zeros(image.shape, bool), region,
+                       [(10, 10, 10)], 3.0, 5.0, 100.0, np.ones(3), sigma_mm=8.0)
+    assert out is region
+
+
 @pytest.fixture(scope="module")
 def mr_vessels():
     from napari_medseg.phantom import make_phantom

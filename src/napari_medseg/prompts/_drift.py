@@ -191,6 +191,10 @@ def follow_drift(image: np.ndarray, edge: np.ndarray, barrier: np.ndarray, regio
         return original
     for _ in range(max(0, int(rounds))):
         box, ref = reference_in_box(image, region, spacing, sigma_mm, centre)
+        if box is None:
+            # a region too small for the strided samples to see: no local mean, so the
+            # reference stays the click's own intensity and nothing can drift
+            break
         kmap[box] = kmap_of(ref, box)
         for s in seeds:
             kmap[tuple(s)] = 0.0
