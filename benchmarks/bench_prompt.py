@@ -255,8 +255,16 @@ def structure_class(name: str) -> str:
     return "other"
 
 
-def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None) -> dict:
-    """Run the click protocol; print per-object Dice, means, worsening corrections, latency."""
+def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
+             data: str = None, klass: str = None) -> dict:
+    """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
+
+    ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
+    objects, data sets and structure classes: ``--only rib,vertebra --data "real CT 3"``).
+    """
+    def wanted(text, fragments):
+        return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
+
     from napari_medseg.prompts.factory import make_session
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
@@ -267,6 +275,10 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
         by_modality: dict = {}
         all_worse, all_corr, latencies = [], 0, []
         for name, modality, volume, objects in datasets:
+            objects = {o: m for o, m in objects.items()
+                       if wanted(o, only) and wanted(structure_class(o), klass)}
+            if not wanted(name, data) or not objects:
+                continue
             # The installed weights: Dice of random weights would mean nothing (the
             # protocol lists only backends whose weights are installed).
             session = make_session(backend)
@@ -274,8 +286,6 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
             print(f"  {name} ({len(objects)} objects)")
             rows = []
             for obj, mask in objects.items():
-                if only and only not in obj:
-                    continue
                 r = run_protocol(session, mask, n_clicks)
                 d = r.padded(n_clicks)
                 rows.append(d)
@@ -315,7 +325,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller synthetic CT, fewer clicks")
     parser.add_argument("--backends", default=None, help="comma-separated subset")
     parser.add_argument("--protocol", action="store_true", help="the click protocol (Dice after clicks 1..5)")
-    parser.add_argument("--only", default=None, help="protocol: objects whose name contains this")
+    parser.add_argument("--only", default=None,
+                        help="protocol: objects whose name contains one of these (comma-separated)")
+    parser.add_argument("--data", default=None,
+                        help="protocol: data sets whose name contains one of these, e.g. 'real CT 3,MR'")
+    parser.add_argument("--class", dest="klass", default=None,
+                        help="protocol: structure classes containing one of these, e.g. 'ribs,spine'")
     args = parser.parse_args(argv)
 
     if args.protocol:
@@ -324,7 +339,8 @@ def main(argv=None) -> int:
         avail = {s.name for s in backend_statuses() if s.available}
         wanted = args.backends.split(",") if args.backends else [
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
-        protocol(wanted, quick=args.quick, only=args.only)
+        protocol(wanted, quick=args.quick, only=args.only, data=args.data,
+                 klass=args.klass)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses
