@@ -421,7 +421,7 @@ class RegionGrowingSession(PromptSession):
             added = np.zeros(old.shape, dtype=bool)
             added[grown.region] = grown.mask
             added[click] = True
-            added = local_addition(added, old, self._mask_box, click, spacing)
+            added = local_addition(added, old, self._mask_box, click, spacing, array=self._array)
             region = union_box(self._mask_box, bbox(added))
             return Prediction(old[region] | added[region], region, None)
         if not old[click]:
