@@ -60,10 +60,10 @@ FAR_DEPTH_MM = 6.0
 MAX_REACH_MM = 150.0
 #: a negative click this many robust SDs from the positive clicks is another tissue
 INTENSITY_SD = 4.0
-#: a positive click whose value lies this far between the object's and its grown
-#: region's (0: the object's, 1: the region's) is a partial-volume voxel on the rim
-PV_LOW = 0.15
-PV_HIGH = 0.85
+#: a positive click whose value is within this fraction of the object-to-region
+#: difference from its grown region's median is in the region's tissue (else the
+#: region was grown from a voxel the session moved it to: a neighbour)
+REGION_LIKE = 0.15
 #: two tissues whose medians differ by this many robust SDs (of the more homogeneous
 #: one) are told apart by the half-way value with few errors (< 7 % each side)
 PV_SD = 3.0
@@ -130,7 +130,7 @@ def _robust(values: np.ndarray) -> tuple:
 
 def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addition: np.ndarray,
                        click: tuple) -> np.ndarray:
-    """A positive correction's ``addition`` (full grid) when the click is a partial-volume voxel.
+    """A positive correction's ``addition`` (full grid) when it is not made of the clicked tissue.
 
     A voxel on the boundary between the object and a neighbouring tissue holds a mix of
     both: its value lies between theirs. Region growing cannot grow from such a voxel
@@ -140,11 +140,12 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     lobe). The region grown there is then the neighbour, not a missed part of the
     object. Such an addition is recognised by its intensity: it differs clearly from
     the object's (more than ``PV_SD`` robust SDs of the more homogeneous of the two)
-    and the click's own value lies between the two, not at the addition's (a
-    click in another compartment of a mixed object, gas in the colon, has the
-    compartment's value and is kept whole). Then only the addition's voxels closer in
-    value to the object than to the neighbour (the 50 % partial-volume rule) that join
-    the click or the object are added, and the click's voxel itself.
+    and the click's own value is not the region's (farther from it than
+    ``REGION_LIKE`` of the object-to-region difference). A click in another
+    compartment of a mixed object (gas in the colon) has the compartment's value and
+    its region is kept whole. Otherwise only the addition's voxels closer in value to
+    the object than to the region (the 50 % partial-volume rule) that join the click
+    or the object are added, and the click's voxel itself.
     """
     box = bbox(addition, pad=1)
     new = addition[box]
@@ -158,11 +159,10 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     ma, sa = _robust(img[new])
     if abs(ma - mo) <= PV_SD * max(min(so, sa), 1e-6):
         return addition  # the same tissue: an ordinary missed part
-    # The click's value: the mean of its 3 x 3 x 3 neighbourhood (one voxel is noisy).
-    near = tuple(slice(max(0, c - 1), c + 2) for c in click)
-    v = float(np.mean(np.asarray(array[near], dtype=np.float32)))
-    t = (v - mo) / (ma - mo)
-    if not PV_LOW <= t <= PV_HIGH:
+    # The click's value: the median of the voxel and its face neighbours (a mean
+    # would be pulled by a bright neighbour such as bone).
+    v = float(np.median(_face_values(array, [click])))
+    if abs(v - ma) <= REGION_LIKE * abs(ma - mo):
         return addition  # the click looks like its region: another compartment of the object
     like_object = new & (np.abs(img - np.float32(mo)) < np.abs(img - np.float32(ma)))
     local = tuple(int(c) - b.start for c, b in zip(click, box))
@@ -297,12 +297,18 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     return like_the_click(array, remove, pos, click)
 
 
-def _neighbourhood(array: np.ndarray, points: list) -> np.ndarray:
-    """The values of the 3 x 3 x 3 neighbourhoods of ``points`` (pooled)."""
+def _face_values(array: np.ndarray, points: list) -> np.ndarray:
+    """The values of ``points`` and their 6 face neighbours (pooled).
+
+    A click's value: one voxel is noisy, and a 3 x 3 x 3 block on a thin object (a rib
+    two voxels thick) or on a 3 mm rim is mostly the tissues beside it.
+    """
     out = []
+    steps = np.vstack([np.zeros((1, 3), int), np.eye(3, dtype=int), -np.eye(3, dtype=int)])
     for p in points:
-        near = tuple(slice(max(0, int(round(c)) - 1), int(round(c)) + 2) for c in p)
-        out.append(np.asarray(array[near], dtype=np.float32).ravel())
+        q = np.asarray([int(round(c)) for c in p])[None, :] + steps
+        q = q[np.all((q >= 0) & (q < np.asarray(array.shape)[None, :]), axis=1)]
+        out.append(np.asarray([array[tuple(v)] for v in q], dtype=np.float32))
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -312,8 +318,8 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     The shape split decides where the leak joins the object, not what the leak is made
     of. (Not after the bone split: one bone's cortex and marrow differ by hundreds of
     HU, so value does not tell bone from bone.) When the negative click's tissue differs from the
-    positive clicks' by more than ``PV_SD`` robust SDs (of the more homogeneous of the
-    two; each measured in the points' 3 x 3 x 3 neighbourhoods) but not so much that
+    positive clicks' by more than ``PV_SD`` robust SDs (the larger of the two; each
+    measured at the points and their face neighbours) but not so much that
     the intensity rule took the leak whole, the two are still told apart by value: a
     voxel of the removal closer in value to the object than to the click is the
     object's (a thin MR rib along the muscle it leaked into, the cortex next to a
@@ -321,10 +327,11 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     """
     if not remove.any() or not pos:
         return remove
-    vp, vn = _neighbourhood(array, pos), _neighbourhood(array, [click])
+    vp, vn = _face_values(array, pos), _face_values(array, [click])
     mp, sp = _robust(vp)
     mn, sn = _robust(vn)
-    if abs(mn - mp) <= PV_SD * max(min(sp, sn), 1e-6):
+    # The larger spread: a few values on a thin object can have none at all.
+    if abs(mn - mp) <= PV_SD * max(sp, sn, 1e-6):
         return remove  # the same tissue: the shape decides alone
     box = bbox(remove, pad=1)
     img = np.asarray(array[box], dtype=np.float32)
