@@ -34,6 +34,9 @@ d) ``--window ROW ...``: one window of a matrix row's network (``forward_feature
    (``pip install onnxruntime``; exported with ``torch.onnx.export``, CPU execution
    provider, full graph optimisation, same threads), best of ``--repeats`` after one
    warm-up call, conversion time and max error relative to PyTorch's output scale.
+   ``--profile`` adds where the time goes: OpenVINO's per-layer counters summed by layer
+   and kernel type (the convolution primitive, e.g. ``brgconv_avx2_f32``, and the
+   convolutions' memory layout) and torch.profiler's top operators for our torch path.
 
 ``--quick`` shrinks the networks (not the images or class counts): on this
 shared 2-core machine a full-size TotalSegmentator network costs minutes per
@@ -48,6 +51,7 @@ Usage::
     python benchmarks/bench_nnunet.py --matrix all --threads 2 --repeats 1
     python benchmarks/bench_nnunet.py --matrix m4-1.5mm-5cls --quick --runtime torch
     python benchmarks/bench_nnunet.py --window m1-3mm-118cls-5st --threads 2 --repeats 3
+    python benchmarks/bench_nnunet.py --window m1-3mm-118cls-5st --threads 2 --repeats 1 --profile
 """
 
 from __future__ import annotations
@@ -276,8 +280,58 @@ def _run_windows(args) -> int:
         print(f"| {name}{' (quick)' if args.quick else ''} | {t_torch:.2f} | {t_ov:.2f} "
               f"({t_ov / t_torch:.2f}x) | {t_ort:.2f} ({t_ort / t_torch:.2f}x) | {err_ov:.1e} | "
               f"{err_ort:.1e} | {report.convert_s:.0f} / {conv_ort:.0f} |", flush=True)
+        if args.profile and fn is not None:
+            _profile_window(name, net, xt, fn)
         del fn, model, net
     return 0
+
+
+def _profile_window(name: str, net, x, fn) -> None:
+    """Where one window's time goes: OpenVINO's per-layer counters summed by (layer type,
+    kernel), which shows the convolution primitive (e.g. ``brgconv_avx2_f32``) and the
+    share of everything else, and torch.profiler's top operators for our torch path."""
+    import collections
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from napari_medseg.inference.runtimes.openvino import _config
+
+    compiled = fn.compiled
+    core_model = compiled.get_runtime_model()
+    layouts = collections.Counter(
+        (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["outputLayouts"].astype(str))
+        for op in core_model.get_ordered_ops() if "layerType" in op.get_rt_info()
+        and op.get_rt_info()["layerType"].astype(str) in ("Convolution", "Deconvolution"))
+    from napari_medseg.inference.runtimes.openvino import MethodModule, _cached_xml, _core
+
+    cfg = dict(_config(), PERF_COUNT=True)
+    # the same cached graph compiled again with the counters on
+    xml = _cached_xml(MethodModule(net, "forward_features"), tuple(x.shape), None)
+    model = _core().read_model(str(xml))
+    request = _core().compile_model(model, "CPU", cfg).create_infer_request()
+    arr = x.contiguous().numpy()
+    request.infer({0: arr})
+    request.infer({0: arr})
+    agg: dict = collections.defaultdict(lambda: [0.0, 0])
+    for p in request.profiling_info:
+        if p.status.name != "EXECUTED":
+            continue
+        agg[(p.node_type, p.exec_type)][0] += p.real_time.total_seconds()
+        agg[(p.node_type, p.exec_type)][1] += 1
+    total = sum(v[0] for v in agg.values()) or 1.0
+    print(f"## {name}: OpenVINO per-layer counters (one window, {total:.2f} s summed); "
+          f"convolution output layouts {dict(layouts)}")
+    for (kind, impl), (sec, n) in sorted(agg.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {kind:<24} {impl:<22} x{n:<4} {sec:7.3f} s {100 * sec / total:5.1f} %")
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        net.forward_features(x)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    print(f"## {name}: torch.profiler, our torch path (self CPU {total / 1e6:.2f} s)")
+    for e in events[:12]:
+        print(f"  {e.key:<28} x{e.count:<4} {e.self_cpu_time_total / 1e6:7.3f} s "
+              f"{100 * e.self_cpu_time_total / total:5.1f} %")
 
 
 def _gemm_gflops(threads: int) -> float:
@@ -389,6 +443,10 @@ def main(argv=None) -> int:
     ap.add_argument("--window", nargs="+", default=None, metavar="ROW",
                     help="time one window of these matrix rows' networks with PyTorch, "
                          "OpenVINO and ONNX Runtime in one process")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --window: also print where each runtime's window time goes "
+                         "(OpenVINO's per-layer counters by layer and kernel type, "
+                         "torch.profiler's top operators)")
     ap.add_argument("--folds", type=int, default=1, help=argparse.SUPPRESS)
     # internal: worker mode
     ap.add_argument("--confidence", action="store_true",

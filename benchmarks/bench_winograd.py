@@ -1,6 +1,10 @@
 """Benchmark: Winograd F(m^3, 3^3) 3D convolution (``models/nnunet/winograd.py``) against
 torch's ``conv3d`` on the CPU, per layer and per nnU-Net window, same process, same threads.
 
+``--onednn`` also times the window with every convolution on oneDNN and the upsampling as
+one matrix product (``models/nnunet/cpu_conv.py``: PyTorch's size heuristic sends small
+maps to its im2col convolution).
+
 Per layer: every distinct stride-1 3x3x3 convolution shape of a matrix row's network
 (``bench_nnunet.MATRIX``; stage ``s`` at patch / 2^s with ``min(32 * 2^s, 320)`` channels,
 the encoder's C -> C and the decoder's first 2C -> C), channels-last input, best of
@@ -16,6 +20,7 @@ Usage::
 
     python benchmarks/bench_winograd.py --row m1-3mm-118cls-5st --threads 2 --repeats 3
     python benchmarks/bench_winograd.py --row m1-3mm-118cls-5st --layers-only --m 2 4
+    python benchmarks/bench_winograd.py --row m4-1.5mm-5cls --quick --window-only --onednn --m
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ def main(argv=None) -> int:
     ap.add_argument("--row", default="m1-3mm-118cls-5st", choices=sorted(bench.MATRIX))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--m", type=int, nargs="+", default=[2], choices=[2, 4],
+    ap.add_argument("--m", type=int, nargs="*", default=[2], choices=[2, 4],
                     help="Winograd output tile edges to measure")
     ap.add_argument("--min-channels", type=int, nargs="+", default=[64],
                     help="per window: smallest channel count put on Winograd (one run each)")
+    ap.add_argument("--quick", action="store_true", help="the row's --quick network (window)")
+    ap.add_argument("--onednn", action="store_true",
+                    help="per window: also every convolution on oneDNN (cpu_conv.py)")
     ap.add_argument("--layers-only", action="store_true")
     ap.add_argument("--window-only", action="store_true")
     args = ap.parse_args(argv)
@@ -101,7 +109,7 @@ def main(argv=None) -> int:
         from napari_medseg.inference.nnunet_predictor import NnUNetPredictor
 
         workdir = Path(tempfile.mkdtemp(prefix="bench_winograd_"))
-        model = NnUNetPredictor.from_folder(bench._make_matrix_model(args.row, False, workdir),
+        model = NnUNetPredictor.from_folder(bench._make_matrix_model(args.row, args.quick, workdir),
                                             device="cpu", runtime="torch", folds=[0])
         net = model.network.eval().to(memory_format=torch.channels_last_3d)
         shape = (1, model.num_input_channels, *model.plans.patch_size)
@@ -117,6 +125,14 @@ def main(argv=None) -> int:
                 err = float((y - ref).abs().max()) / scale
                 print(f"window, F({m}) on {n} layers with >= {mc} channels: {t:.2f} s "
                       f"({t / t_ref:.2f}x), error {err:.1e} (load {load()})", flush=True)
+        if args.onednn:
+            from napari_medseg.models.nnunet.cpu_conv import onednn_convolutions
+
+            with onednn_convolutions(net) as fast:
+                t, y = _best(lambda: fast.forward_features(x), args.repeats)
+            err = float((y - ref).abs().max()) / scale
+            print(f"window, every convolution on oneDNN, upsampling as GEMM: {t:.2f} s "
+                  f"({t / t_ref:.2f}x), error {err:.1e} (load {load()})", flush=True)
         t_ref2, _ = _best(lambda: net.forward_features(x), args.repeats)
         print(f"window, torch conv3d again: {t_ref2:.2f} s (load {load()})")
     return 0
