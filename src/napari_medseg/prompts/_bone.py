@@ -24,7 +24,9 @@ A click on bone is therefore answered by shape, not by gradient:
    neck clearly thinner than both parts is a joint (facet, costovertebral joint, a
    disc's rim): the parts stay apart. The object is the group holding the positive
    clicks.
-4. **Negative clicks** (:func:`bone_cut`, used by ``_corrections.negative_cut``): a
+4. **Discs.** A soft-tissue click between two bones along one axis and open across it
+   is a disc (``_disc``): the slab between the endplates.
+5. **Negative clicks** (:func:`bone_cut`, used by ``_corrections.negative_cut``): a
    negative click on bone is another bone's seed; its group never merges with the
    positive clicks' group, so the split falls at the narrowest connection between
    them. Only its side is removed, only within the click's locality, and never a
@@ -37,12 +39,14 @@ modality and the clicks.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox
+from ._disc import disc_object
 
 #: a click's neighbourhood at or above this (HU, median) may be bone
 BONE_HU = 120.0
@@ -67,6 +71,29 @@ MIN_THRESHOLD_HU = 100.0
 #: two parts of the bone are one object while the neck between them is at least this
 #: fraction of the thinner part's thickness
 NECK_RATIO = 0.6
+#: ... give or take ``NECK_SLACK`` voxels between two parts both at most ``THIN_VOXELS``
+#: thick (surface distance): the distance transform of a part two or three voxels thick
+#: is quantised to whole voxels (a 3 mm rib's thickness reads 1.5 or 4.5 mm along its
+#: length), so without it a thin bone falls apart at its own bumps; a thin part against
+#: a thick one (a rib against its vertebra) gets no slack
+NECK_SLACK = 1.0
+THIN_VOXELS = 2.0
+#: a click on a partial-volume voxel of thin bone (a rib whose reference is wider than
+#: the bone, a click on its rim): the click's neighbourhood is at least ``PV_LOW_HU``
+#: (fat partial-volumed with bone is no bone click), a bone peak of at least
+#: ``PV_PEAK_HU`` lies within ``PV_MM`` (at least one voxel) ...
+PV_LOW_HU = 20.0
+PV_PEAK_HU = 180.0
+PV_MM = 3.0
+#: ... the click's neighbourhood is itself partial-volumed: at least this fraction
+#: of the way from the soft tissue to the peak (a disc or a muscle at its own
+#: soft-tissue level beside an endplate or a rib is no bone click)
+PV_FRACTION = 0.2
+#: ... and the bone at its 50 % threshold is thin there (surface distance, mm)
+THIN_MM = 5.0
+#: a negative click on thin bone with no joint towards the positive clicks removes
+#: only its own part, within 3 x its depth + ``LOCAL_MM`` of itself
+LOCAL_MM = 10.0
 
 
 def looks_like_ct(modality: Optional[str], array: np.ndarray) -> bool:
@@ -141,6 +168,84 @@ def bone_threshold(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
     return max(soft + 0.5 * (bone - soft), MIN_THRESHOLD_HU)
 
 
+def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
+    """A click on or beside thin bone: ``(threshold, seed)``, or ``None`` when it is not one.
+
+    At 3 mm (or resampled from it) a rib is two or three voxels of 150-350 HU blurred
+    into the soft tissue around it, often with no voxel of ``CORTEX_HU`` (an osteopenic
+    rib), and a click on its reference (wider than the bone) often lands on a 20-160 HU
+    voxel beside the peak: :func:`bone_threshold` does not take it for bone, and
+    intensity growing from it gives the soft tissue. Such a click is a thin-bone click
+    when
+
+    * a bone peak (>= ``PV_PEAK_HU``) lies within ``PV_MM`` (at least one voxel);
+    * the click's neighbourhood is partial-volumed: at least ``PV_FRACTION`` of the way
+      from the soft tissue around the peak to the peak (a muscle or a disc at its own
+      level beside a bone is not);
+    * the bone at the 50 % threshold is thin there: its surface distance within
+      ``THIN_MM`` of the peak stays below ``THIN_MM`` (a rib, a transverse process; not
+      a vertebral body, an enhanced aorta or a kidney).
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        CT intensities (HU) of the working grid.
+    click : sequence of int
+        The click (indices into ``raw``).
+    spacing : numpy.ndarray
+        Spacing of ``raw`` (mm, z, y, x).
+
+    Returns
+    -------
+    tuple or None
+        The partial-volume threshold (half-way between the peak and the soft tissue
+        around it, never below ``MIN_THRESHOLD_HU``) and the peak voxel (the seed of
+        the bone object).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    click = tuple(int(c) for c in click)
+    near = _values(raw, click, max(1.5, 1.01 * float(spacing.min())), spacing)
+    if near.size == 0 or float(np.median(near)) < PV_LOW_HU:
+        return None
+    offsets = ball_offsets(max(PV_MM, 1.01 * float(spacing.max())), spacing)
+    pts = np.asarray(click)[None, :] + offsets
+    pts = pts[np.all((pts >= 0) & (pts < np.asarray(raw.shape)[None, :]), axis=1)]
+    values = raw[pts[:, 0], pts[:, 1], pts[:, 2]]
+    if values.size == 0 or float(values.max()) < PV_PEAK_HU:
+        return None
+    j = int(np.argmax(values))
+    peak, seed = float(values[j]), tuple(int(v) for v in pts[j])
+    around = _values(raw, seed, 10.0 + float(spacing.max()), spacing)
+    soft_part = around[(around > -150.0) & (around < min(peak, 150.0))]
+    soft = float(np.median(soft_part)) if soft_part.size >= 10 else SOFT_HU
+    if float(np.median(near)) < soft + PV_FRACTION * (peak - soft):
+        return None
+    threshold = max(soft + 0.5 * (peak - soft), MIN_THRESHOLD_HU)
+    if not _thin_at(raw, threshold, seed, spacing):
+        return None
+    return threshold, seed
+
+
+def _thin_at(raw: np.ndarray, threshold: float, seed: tuple, spacing: np.ndarray) -> bool:
+    """Whether the bone (``raw >= threshold``) is thinner than ``THIN_MM`` near ``seed``.
+
+    Measured in a box of ``2 THIN_MM`` around the seed (the box faces are not the
+    bone's surface), on the seed's component: the largest surface distance within
+    ``THIN_MM`` of the seed.
+    """
+    r = [int(math.ceil(2.0 * THIN_MM / s)) + 1 for s in spacing]
+    box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(seed, r, raw.shape))
+    sub = raw[box] >= np.float32(threshold)
+    local = tuple(c - b.start for c, b in zip(seed, box))
+    lab, _ = ndi.label(sub)
+    sub = lab == lab[local]
+    dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    grids = np.ogrid[tuple(slice(0, k) for k in sub.shape)]
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing))
+    depth = float(dist[sub & (d2 <= THIN_MM ** 2)].max()) - 0.5 * float(spacing.min())
+    return depth <= THIN_MM
+
+
 def enclosure(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray, reach_mm: float = ENCLOSE_MM) -> float:
     """Fraction of 26 rays from ``click`` that meet a shell within ``reach_mm``.
 
@@ -178,6 +283,9 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
                 grown: np.ndarray, barrier: Optional[np.ndarray] = None) -> np.ndarray:
     """The bone object holding the positive clicks; ``grown`` itself when a click is not on bone.
 
+    A single soft-tissue click between two bones (a disc) gives the slab between them
+    (:func:`._disc.disc_object`) instead of ``grown``.
+
     Parameters
     ----------
     raw : numpy.ndarray
@@ -200,21 +308,35 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     if not pos:
         return grown
     small = max(1.5, 1.01 * float(spacing.min()))
-    if min(float(np.median(_values(raw, p, small, spacing))) for p in pos) < CANCELLOUS_HU:
-        return grown  # soft tissue, fat, air, fluid: no bone test needed
-    thresholds = [bone_threshold(raw, p, spacing, enclosure(raw, p, spacing)) for p in pos]
-    if any(t is None for t in thresholds):
-        return grown
+    thresholds, starts, cancellous = [], [], False
+    for p in pos:
+        level = float(np.median(_values(raw, p, small, spacing)))
+        t = None
+        if level >= CANCELLOUS_HU:
+            t = bone_threshold(raw, p, spacing, enclosure(raw, p, spacing))
+            # Cancellous bone below the threshold: the intensity-grown interior joins
+            # (only when wrapped in bone: elsewhere it may have leaked into soft tissue).
+            cancellous |= t is not None and bone_threshold(raw, p, spacing) is None
+        start = p
+        if t is None:
+            # A partial-volume voxel beside thin bone: grow from the bone's peak.
+            pv = partial_volume_bone(raw, p, spacing)
+            if pv is None:
+                # Soft tissue, fat, air, fluid; a slab of it between two bones (a disc)
+                # is answered by its position (``_disc``).
+                disc = disc_object(raw, spacing, p, barrier) if len(pos) == 1 else None
+                return grown if disc is None else disc
+            t, start = pv
+        thresholds.append(t)
+        starts.append(start)
     # One threshold for the object: the lowest (the partial-volume rule of the
     # thinnest clicked part), so every click's bone is inside.
     candidate = raw >= np.float32(min(thresholds))
-    if any(bone_threshold(raw, p, spacing) is None for p in pos):
-        # Cancellous bone below the threshold: the intensity-grown interior joins
-        # (only when wrapped in bone: elsewhere it may have leaked into soft tissue).
+    if cancellous:
         candidate |= grown
     if barrier is not None:
         candidate &= ~barrier
-    seeds = [_nearest(candidate, p, spacing) for p in pos]
+    seeds = [_nearest(candidate, p, spacing) for p in starts]
     seeds = [s for s in seeds if s is not None]
     if not seeds:
         return grown
@@ -228,7 +350,10 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     local = [tuple(c - b.start for c, b in zip(s, box)) for s in seeds]
     local_neg = [tuple(c - b.start for c, b in zip(n, box)) for n in neg]
     local_neg = [n for n in local_neg if all(0 <= c < k for c, k in zip(n, sub.shape))]
-    part = split_at_necks(sub, spacing, local, local_neg)
+    # The bone goes on past the working grid's faces (the crop grows while the object
+    # touches a face that is not the volume's).
+    faces = [(b.start == 0, b.stop == n) for b, n in zip(box, raw.shape)]
+    part = split_at_necks(sub, spacing, local, local_neg, open_faces=faces)
     out = np.zeros(raw.shape, dtype=bool)
     out[box] = part
     return out
@@ -249,7 +374,8 @@ def _nearest(candidate: np.ndarray, p: Sequence[int], spacing: np.ndarray) -> Op
 
 
 def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list = (),
-                   ratio: float = NECK_RATIO) -> np.ndarray:
+                   ratio: float = NECK_RATIO, own_basin_when_unclear: bool = False,
+                   open_faces: Optional[Sequence[tuple]] = None) -> np.ndarray:
     """The part of ``mask`` holding ``pos``, cut from the rest at necks thinner than its parts.
 
     A watershed of the inverted distance transform (surface distance, mm) from its
@@ -269,6 +395,12 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
         Positive and negative clicks (indices into ``mask``; each positive inside it).
     ratio : float
         Neck-to-part thickness ratio below which two parts are separate objects.
+    own_basin_when_unclear : bool
+        When the positive and the negative groups are thin bone (thinner than
+        ``THIN_MM``) and touch through a neck that does not separate them (a rib read
+        as one rod from ``pos`` to ``neg``), return only the watershed basin holding
+        the first positive click, within 3 x its depth + ``LOCAL_MM`` of it: where no
+        joint is clear the split would fall anywhere along the rod.
 
     Returns
     -------
@@ -278,9 +410,18 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     import SimpleITK as sitk
 
     spacing = np.asarray(spacing, dtype=float)
+    slack = NECK_SLACK * float(spacing.min())
+    thin = THIN_VOXELS * float(spacing.max())
     # Distance to the bone's surface (half a voxel inside the nearest background
     # voxel's centre), so a one-voxel contact is thin at any voxel size.
-    dist = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    padded = np.pad(mask, 1)
+    for axis, faces in enumerate(open_faces or ()):
+        for side, is_open in zip((0, -1), faces):
+            if is_open:
+                idx = [slice(None)] * 3
+                idx[axis] = side
+                padded[tuple(idx)] = True
+    dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
     dist = np.where(mask, dist - 0.5 * float(spacing.min()), 0.0).astype(np.float32)
     # Regional maxima (plateaus joined), one marker each.
     peaks = mask & (dist >= ndi.maximum_filter(dist, size=3, mode="constant"))
@@ -336,6 +477,7 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     for i in neg_ids:
         side[i] = -1
     gpeak = peak.copy()
+    unclear = False
     # All positive clicks belong to one object.
     pos_list = sorted(pos_ids)
     for i in pos_list[1:]:
@@ -355,10 +497,12 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
                 continue
             # Against the groups' thickest parts, not the touching basins': a chain of
             # small bumps must not carry a merge across a joint.
-            if v[j] < ratio * min(gpeak[ra], gpeak[rb]):
+            tol = slack if max(gpeak[ra], gpeak[rb]) <= thin else 0.0
+            if v[j] + tol < ratio * min(gpeak[ra], gpeak[rb]):
                 continue
             sa, sb = side.get(ra, 0), side.get(rb, 0)
             if sa * sb < 0:
+                unclear = True
                 continue
             parent[rb] = ra
             side[ra] = sa or sb
@@ -366,6 +510,17 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     if not pos_ids:
         return mask.copy()
     root = find(next(iter(pos_ids)))
+    others = {find(i) for i in neg_ids}
+    if (own_basin_when_unclear and unclear and others
+            and max([gpeak[root]] + [gpeak[r] for r in others]) <= THIN_MM):
+        # Its own basin, and only within its locality (3 x its depth + ``LOCAL_MM``,
+        # as for a shallow negative click on soft tissue): an even rod has a single
+        # basin flooded from the clicks, which would meet half-way.
+        c0 = tuple(int(c) for c in pos[0])
+        reach = 3.0 * float(dist[c0]) + LOCAL_MM
+        grids = np.ogrid[tuple(slice(0, k) for k in mask.shape)]
+        d2 = sum(((g - c) * s_) ** 2 for g, c, s_ in zip(grids, c0, spacing))
+        return (ws == ws[c0]) & mask & (d2 <= reach ** 2)
     roots = np.array([find(i) for i in range(n + 1)])
     keep = roots[ws] == root
     keep &= mask
@@ -422,7 +577,7 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
         return None
     local = tuple(c - b.start for c, b in zip(click, part))
     seeds = [tuple(c - b.start for c, b in zip(p, part)) for p in inside]
-    remove = split_at_necks(region, spacing, [local], seeds)
+    remove = split_at_necks(region, spacing, [local], seeds, own_basin_when_unclear=True)
     if not remove.any() or any(remove[p] for p in seeds):
         return None
     # The click speaks for its own side only: voxels nearer a positive click stay
