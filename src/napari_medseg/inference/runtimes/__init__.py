@@ -1,9 +1,11 @@
 """Where a network's forward pass runs: PyTorch (the reference) or a compiled OpenVINO model.
 
-PyTorch's 3D convolutions on the CPU are close to dense-GEMM speed; OpenVINO's CPU
-plugin has faster 3D convolution algorithms, so on a CPU a network compiled with it
-runs the same maths in a fraction of the time (float32, results equal to float
-rounding: the parity tests compare voxel labels against nnunetv2).
+OpenVINO's CPU plugin runs a network's 3D convolutions with the same oneDNN direct
+convolution kernel as PyTorch (``brgconv_avx2_f32`` on an AVX2 CPU) and fuses what lies
+between them (norms, activations), which PyTorch runs as separate memory passes: a window
+takes 0.73-0.79x PyTorch's time on an idle AVX2 machine (float32, results equal to float
+rounding: the parity tests compare voxel labels against nnunetv2; see docs/nnunet.md,
+"Why OpenVINO gains only ~25 %").
 
 * :func:`resolve_runtime` turns ``"auto" | "openvino" | "torch"`` and the torch device
   into the runtime to use (CUDA and MPS keep PyTorch; on the CPU ``auto`` takes
@@ -46,11 +48,13 @@ AUTO_OPENVINO_FAMILIES = frozenset({"nnunet"})
 
 #: Under ``auto``, a network not yet in the disk cache is converted only when one run
 #: makes at least this many window passes with it (windows x mirrored variants, per
-#: compiled model). A conversion costs about as much as the time OpenVINO saves on
-#: 12-50 PyTorch window passes (measured: 5 stages 32..320 at 96^3, 99 s against 8 s saved
-#: per window; 4 stages 32..256 at 64^3, 134 s against ~3 s), so 48 passes repay it for
-#: every matrix network. A smaller run stays PyTorch and says why; ``openvino`` converts
-#: regardless, and from then on ``auto`` finds the model cached.
+#: compiled model). On an AVX2 CPU OpenVINO saves 21-27 % of a window (the same oneDNN
+#: convolutions as PyTorch, fused norms), so a conversion costs what it saves on 5-9 window
+#: passes under load (5 stages 32..320 at 96^3: 35-39 s against 4.2-7.5 s per window) and,
+#: idle, on ~20 passes of a 6-stage 128^3 network (2.46 s saved per window) or ~64 of the
+#: 96^3 one (0.77 s), against a 49 s idle conversion (docs/nnunet.md, "How auto chooses").
+#: A smaller run stays PyTorch and says why; ``openvino`` converts regardless, and from
+#: then on ``auto`` finds the model cached.
 AUTO_MIN_PASSES = 48
 
 
