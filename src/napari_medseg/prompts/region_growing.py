@@ -39,9 +39,15 @@ voxels are handled):
    only and only in its direction (``_corrections``): a positive click adds the region
    grown from it, limited by the missed part's depth; a negative click removes what it
    wins against the mask's core, the positive clicks and the far mask.
-9. **Bone (CT).** A click on bone grows within a partial-volume bone threshold and is
-   split from the bones it touches at the narrowest necks (``_bone``); a negative
-   click on bone is another bone's seed.
+9. **MR.** Noise is of the order of the contrasts of thin structures: the edge term
+   counts only monotone intensity change (``edge_map``: a partial-volume ramp, not noise
+   or the inside of a disc or a rib), a click's spread is measured against the noise
+   (the unsmoothed voxels' differences times the smoothing's gain) instead of its
+   neighbourhood, the boundary step adds partial-volume voxels but no plateau of another
+   tissue, and the region follows the coil's shading (``_drift``).
+10. **Bone (CT).** A click on bone grows within a partial-volume bone threshold and is
+    split from the bones it touches at the narrowest necks (``_bone``); a negative
+    click on bone is another bone's seed.
 """
 
 from __future__ import annotations
@@ -77,6 +83,11 @@ class _Crop:
     smoothed: np.ndarray  # float32, working grid
     raw: np.ndarray  # float32, working grid before smoothing (block means)
     gradient: np.ndarray  # float32, |grad| per mm, working grid
+    #: float32 intensity change per voxel that the growth must not cross (``edge_map``);
+    #: None: the gradient magnitude times the mean working spacing
+    edge: Optional[np.ndarray] = None
+    #: standard deviation of the smoothing's output for unit white noise in ``raw``
+    noise_gain: float = 1.0
 
     @property
     def shape(self) -> tuple:
@@ -239,6 +250,16 @@ class RegionGrowingSession(PromptSession):
         #: connections to the neighbouring bones (``_bone``); False: intensity growing
         self.bone_aware = True
         self._hu = False
+        #: MR's intensity model: the growth's edge term counts only monotone intensity
+        #: change (a voxel on a ramp between two tissues), not a noise wiggle or the
+        #: inside of a thin layer (``edge_map``), and a click's spread is measured
+        #: against the image noise, not against neighbours a thin object's
+        #: neighbourhood holds; None: on MR only
+        self.mr_model: Optional[bool] = None
+        #: MR: the fraction of a tissue's intensity its spread is never below (the
+        #: coil's shading across a click's neighbourhood)
+        self.mr_shading = 0.015
+        self._mr = False
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -267,6 +288,7 @@ class RegionGrowingSession(PromptSession):
         self._array = array
         self._drift = (str(volume.modality).upper() == "MR") if self.follow_drift is None else bool(self.follow_drift)
         self._hu = looks_like_ct(volume.modality, array)
+        self._mr = (str(volume.modality).upper() == "MR") if self.mr_model is None else bool(self.mr_model)
         self._cache.clear()
         self._components.clear()
         self._overview = None
@@ -337,7 +359,9 @@ class RegionGrowingSession(PromptSession):
             for a, s in enumerate(spacing)
         ]
         gradient = np.sqrt(sum(g.astype(np.float32) ** 2 for g in grads)).astype(np.float32)
-        return _Crop(region, factors, spacing, smoothed=smoothed, raw=work, gradient=gradient)
+        edge = edge_map(smoothed, spacing) if self._mr else None
+        return _Crop(region, factors, spacing, smoothed=smoothed, raw=work, gradient=gradient, edge=edge,
+                     noise_gain=_noise_gain(sigma))
 
     def _initial_region(self, prompts: Prompts) -> tuple:
         shape = self.volume.shape
@@ -522,13 +546,27 @@ class RegionGrowingSession(PromptSession):
         reach = np.abs(offsets).max(axis=0)
         for s in seeds:
             s = self._relocate(crop, s)
-            patch = crop.smoothed[tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))]
-            noise = max(_noise_level(patch), self._noise_floor)
+            window = tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))
+            if self._mr:
+                # The smoothed image's noise, from the unsmoothed voxels' (independent)
+                # neighbour differences and the smoothing's gain: differences of the
+                # smoothed image are correlated and would understate it.
+                noise = max(_noise_level(crop.raw[window]) * crop.noise_gain, self._noise_floor)
+            else:
+                noise = max(_noise_level(crop.smoothed[window]), self._noise_floor)
             values = _ball_values(crop.smoothed, s, offsets)
             v0 = float(crop.smoothed[s])
             near = values[np.abs(values - v0) <= 4.0 * noise]
             med, sd = _robust_stats(near if near.size >= 3 else np.array([v0]))
-            sd = min(max(sd, noise), 4.0 * noise)
+            if self._mr:
+                # The noise is measured correctly here, so a spread well above it is
+                # the neighbours a thin object's ball holds (a rib's muscle), not the
+                # object: at most 1.25 noise levels. The coil's shading scales the
+                # signal, so a bright tissue also varies by ~1.5 % of its value over a
+                # click's neighbourhood (a T2 spinal canal).
+                sd = max(min(max(sd, noise), 1.25 * noise), self.mr_shading * abs(med))
+            else:
+                sd = min(max(sd, noise), 4.0 * noise)
             grad = _ball_values(crop.gradient, s, offsets)
             stats.append((med, sd, float(np.percentile(grad, 75)) if grad.size else 0.0))
         return stats
@@ -638,13 +676,24 @@ class RegionGrowingSession(PromptSession):
         # scanner's blur spread it). Voxels next to the object join it while their own
         # value is closer to the object's than to the most different value just
         # outside (the half-way / 50 % partial-volume rule), over up to ~4 mm.
-        raw = crop.raw[box]
+        # On MR the noise is of the order of the contrasts of thin objects: the
+        # smoothed image and the 3-voxel neighbourhood (the voxel's own surroundings,
+        # not the fat two voxels behind a rib's muscle) decide.
+        raw = (crop.smoothed if self._mr else crop.raw)[box]
         centre = np.float32(np.median(raw[sub])) if sub.any() else np.float32(0)
-        size = tuple(5 if n >= 5 else max(1, n) for n in raw.shape)
+        w = 3 if self._mr else 5
+        size = tuple(w if n >= w else max(1, n) for n in raw.shape)
         lo = ndi.minimum_filter(raw, size=size, mode="nearest")
         hi = ndi.maximum_filter(raw, size=size, mode="nearest")
         out = np.where(np.abs(lo - centre) > np.abs(hi - centre), lo, hi)
-        closer = (np.abs(raw - centre) < np.abs(raw - out)) | inside[box]
+        closer = np.abs(raw - centre) < np.abs(raw - out)
+        if self._mr and crop.edge is not None:
+            # A voxel of another tissue's plateau (no monotone change at it, value far
+            # from the object's) is not a partial-volume voxel of the object, however
+            # much brighter a tissue beyond it is.
+            ramp_sd = np.float32(min(st[1] for st in stats))
+            closer &= (crop.edge[box] > 2.0 * ramp_sd) | (np.abs(raw - centre) <= 3.0 * ramp_sd)
+        closer |= inside[box]
         cross = ndi.generate_binary_structure(3, 1)
         # One geodesic dilation call (scipy stops early once nothing changes).
         sub = ndi.binary_dilation(sub, structure=cross, mask=closer | sub,
@@ -660,7 +709,10 @@ class RegionGrowingSession(PromptSession):
                 sub, anchors = grown[box].copy(), local_seeds
         sub = components_at(sub, anchors)
         if self.leak_guard and len(local_seeds) == 1 and sub[local_seeds[0]]:
-            sub = guard_leak(sub, local_seeds[0], spacing, ratio=self.leak_guard)
+            # MR's fat and muscle compartments (followed along the coil's shading) are
+            # sheets of hundreds of click depths: the size prior is 4 x looser there.
+            ratio = self.leak_guard * (4.0 if self._mr else 1.0)
+            sub = guard_leak(sub, local_seeds[0], spacing, ratio=ratio)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         return out
@@ -682,7 +734,9 @@ class RegionGrowingSession(PromptSession):
         # lies on an edge and is not crossed at tolerance k (partial-volume rims
         # between fat and soft tissue would otherwise connect everything).
         h = float(np.mean(spacing))
-        kmap = np.maximum(kint, grad * np.float32(h / (sd * self.edge_factor)))
+        edge = grad * np.float32(h / (sd * self.edge_factor)) if crop.edge is None else (
+            crop.edge * np.float32(1.0 / (sd * self.edge_factor)))
+        kmap = np.maximum(kint, edge)
         # A negative click whose intensity is clearly different moves the interval's
         # edge half-way towards it (only then: with similar intensities a global cut
         # would carve the object itself, and the local split in _cut_negatives is the
@@ -715,8 +769,11 @@ class RegionGrowingSession(PromptSession):
                 seeds = seeds + [alt]
                 comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
         if self._drift:
-            comp = follow_drift(img, grad * np.float32(h / (sd * self.edge_factor)), ~np.isfinite(kint), comp,
-                                seeds, k, sd, med, spacing, sigma_mm=drift_sigma_mm(spacing))
+            # The MR model's spread is the noise's (tighter than the neighbourhood's):
+            # the reference moves less per round, so it gets twice the rounds.
+            comp = follow_drift(img, edge, ~np.isfinite(kint), comp,
+                                seeds, k, sd, med, spacing, sigma_mm=drift_sigma_mm(spacing),
+                                rounds=24 if self._mr else 12)
         # In range on the smoothed or on the unsmoothed image (a sharp border voxel
         # keeps its value only before smoothing).
         inside = (kint <= k + 0.5) | comp
@@ -798,6 +855,66 @@ class RegionGrowingSession(PromptSession):
         out = np.zeros(result.shape, dtype=bool)
         out[box] = keep
         return out
+
+
+def edge_map(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Monotone intensity change per voxel: how strongly a voxel lies on a ramp, float32.
+
+    Along each axis, a voxel whose two neighbours lie on opposite sides of its own
+    value (the intensity passes through it: a partial-volume voxel between two tissues)
+    changes by the smaller of its two one-sided differences; a voxel at a local
+    extremum (noise, or the inside of a layer one or two voxels thin: a disc, a rib, a
+    skin shell) or next to an edge on one side only changes by 0 there. The axes
+    combine as a gradient magnitude, in intensity per mean voxel (differences are
+    scaled by ``mean(spacing) / spacing[axis]``), so it compares with the central-
+    difference gradient times the mean spacing: equal on a linear ramp, far smaller in
+    noise (two one-sided differences agree in sign about half the time, and the smaller
+    one is kept), zero inside a thin layer.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Smoothed intensities (z, y, x).
+    spacing : sequence of float
+        Voxel spacing (mm, z, y, x).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of ``image``'s shape.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    h = float(np.mean(spacing))
+    total = np.zeros(image.shape, dtype=np.float32)
+    for axis, s in enumerate(spacing):
+        n = image.shape[axis]
+        if n < 3:
+            continue
+        d = np.diff(image, axis=axis)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, n - 2), slice(1, n - 1)
+        back, fwd = d[tuple(lo)], d[tuple(hi)]  # around voxels 1 .. n-2
+        ramp = np.where(back * fwd > 0, np.minimum(np.abs(back), np.abs(fwd)), np.float32(0))
+        ramp *= np.float32(h / float(s))
+        mid = [slice(None)] * 3
+        mid[axis] = slice(1, n - 1)
+        total[tuple(mid)] += ramp * ramp
+    return np.sqrt(total, out=total)
+
+
+def _noise_gain(sigma: Sequence[float]) -> float:
+    """Output standard deviation of ``gaussian_filter(sigma)`` for unit white noise."""
+    if not any(sigma):
+        return 1.0
+    gain = 1.0
+    for sg in sigma:
+        if sg > 0:
+            # the 1-D discrete kernel scipy applies (truncated at 4 sigma)
+            delta = np.zeros(2 * int(4.0 * sg + 0.5) + 1)
+            delta[len(delta) // 2] = 1.0
+            gain *= float(np.sqrt(np.sum(ndi.gaussian_filter1d(delta, sg, mode="constant") ** 2)))
+    return gain
 
 
 def _noise_level(image: np.ndarray) -> float:
