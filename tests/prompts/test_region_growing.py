@@ -383,7 +383,7 @@ def _mr_layer(seed=0):
     layer[11:13, 12:52, 12:52] = True
     img[layer] = 300.0
     img = ndi.gaussian_filter(img, [0.2, 0.4, 0.4]) + rng.normal(0.0, 18.0, img.shape)
-    return Volume(array=img.astype(np.float32), spacing=(3.0, 1.5, 1.5), modality="MR"), layer
+    return Volume(array=img.astype(np.float32), spacing=(1.5, 1.5, 3.0), modality="MR"), layer
 
 
 @pytest.mark.parametrize("mr_model", [None, False])
@@ -414,14 +414,14 @@ def _mr_rib(seed=0):
     rib[:, :, :4] = rib[:, :, -4:] = False
     img[rib] = 250.0
     img = ndi.gaussian_filter(img, [0.2, 0.4, 0.4]) + rng.normal(0.0, 18.0, shape)
-    return Volume(array=img.astype(np.float32), spacing=(3.0, 1.5, 1.5), modality="MR"), rib
+    return Volume(array=img.astype(np.float32), spacing=(1.5, 1.5, 3.0), modality="MR"), rib
 
 
 def test_thin_mr_tube_stays_out_of_the_muscle_beside_the_fat():
     """The boundary step adds partial-volume voxels, not the muscle plateau between a
     thin dark tube and a bright fat layer (the half-way rule alone takes the muscle: its
-    value is nearer the tube's than the fat's). Measured: 315 of the tube's 392 voxels and
-    343 outside; without the MR model 392 and 1,783 outside."""
+    value is nearer the tube's than the fat's). Measured: all 392 voxels of the tube and
+    245 outside; without the MR model all and 1,374 outside."""
     vol, rib = _mr_rib()
     outside = {}
     for mr_model in (None, False):
@@ -431,8 +431,8 @@ def test_thin_mr_tube_stays_out_of_the_muscle_beside_the_fat():
         mask = session.add_point((10, 20, 32)).mask
         outside[mr_model] = int((mask & ~rib).sum())
         if mr_model is None:
-            assert (mask & rib).sum() >= 0.75 * rib.sum()
-            assert outside[None] <= rib.sum()
+            assert (mask & rib).sum() >= 0.9 * rib.sum()
+            assert outside[None] <= 0.8 * rib.sum()
     assert outside[None] < 0.3 * outside[False]
 
 
