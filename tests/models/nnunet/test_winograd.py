@@ -107,3 +107,7 @@ def test_gradients_and_other_dtypes_use_torchs_convolution():
         y = conv(x)  # gradient enabled: the reference path, bit for bit
         assert y.requires_grad
         assert torch.equal(y, F.conv3d(x, conv.weight, conv.bias, padding=1))
+    conv64 = torch.nn.Conv3d(4, 4, 3, padding=1).double()
+    with torch.no_grad(), winograd_convolutions(conv64, min_channels=4):
+        x64 = x.double()
+        assert torch.equal(conv64(x64), F.conv3d(x64, conv64.weight, conv64.bias, padding=1))
