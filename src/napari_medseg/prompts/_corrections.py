@@ -319,6 +319,20 @@ def _face_values(array: np.ndarray, points: list) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def _noise_in(img: np.ndarray, region: np.ndarray) -> float:
+    """Robust noise SD of ``img`` over ``region``, from differences of neighbouring voxels.
+
+    Differences along the last axis between two voxels of the region, robust SD over
+    sqrt(2): a region holding two tissues (the object and its leak) does not look
+    noisier for it, only the few pairs across their boundary differ.
+    """
+    both = region[..., 1:] & region[..., :-1]
+    if not both.any():
+        return 0.0
+    d = (img[..., 1:] - img[..., :-1])[both]
+    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+
+
 def _box_of(mask: np.ndarray, within: Optional[tuple]) -> tuple:
     """The bounding box (1 voxel padded) of ``mask``, searched in ``within`` when given."""
     if within is None:
@@ -333,25 +347,25 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
 
     The shape split decides where the leak joins the object, not what the leak is made
     of. (Not after the bone split: one bone's cortex and marrow differ by hundreds of
-    HU, so value does not tell bone from bone.) When the negative click's tissue differs from the
-    positive clicks' by more than ``PV_SD`` robust SDs (the larger of the two; each
-    measured at the points and their face neighbours) but not so much that
-    the intensity rule took the leak whole, the two are still told apart by value: a
-    voxel of the removal closer in value to the object than to the click is the
-    object's (a thin MR rib along the muscle it leaked into, the cortex next to a
-    partial-volume rim) and stays. Only the click-like voxels joined to the click go.
-    ``within``: a box holding the whole removal.
+    HU, so value does not tell bone from bone.) When the negative click's value differs
+    from the positive clicks' by more than ``PV_SD`` times the image noise over the
+    removal (:func:`_noise_in`; a few interpolated voxels at a click understate it)
+    and the spread at the positive clicks (each click's value: the median of it and
+    its face neighbours), but not so much that the intensity rule took the leak
+    whole, the two are still told apart by value: a voxel of the removal closer in
+    value to the object than to the click is the object's (a thin MR rib along the
+    muscle it leaked into) and stays. Only the click-like voxels joined to the click
+    go. ``within``: a box holding the whole removal.
     """
     if not pos or not remove[within if within is not None else ...].any():
         return remove
     vp, vn = _face_values(array, pos), _face_values(array, [click])
     mp, sp = _robust(vp)
-    mn, sn = _robust(vn)
-    # The larger spread: a few values on a thin object can have none at all.
-    if abs(mn - mp) <= PV_SD * max(sp, sn, 1e-6):
-        return remove  # the same tissue: the shape decides alone
+    mn = float(np.median(vn))
     box = _box_of(remove, within)
     img = np.asarray(array[box], dtype=np.float32)
+    if abs(mn - mp) <= PV_SD * max(sp, _noise_in(img, remove[box]), 1e-6):
+        return remove  # one tissue: the shape decides alone
     like = remove[box] & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))
     local = tuple(int(round(c)) - b.start for c, b in zip(click, box))
     if not all(0 <= a < n for a, n in zip(local, like.shape)):
