@@ -130,7 +130,7 @@ def reference_in_box(image: np.ndarray, region: np.ndarray, spacing: Sequence[fl
 def follow_drift(image: np.ndarray, edge: np.ndarray, barrier: np.ndarray, region: np.ndarray,
                  seeds: list, k: float, sd: float, centre: float, spacing: Sequence[float], *,
                  sigma_mm: float = 8.0, rounds: int = 12, max_growth: float = 3.0,
-                 min_gain: float = 0.1) -> np.ndarray:
+                 min_gain: float = 0.1, cell_mm: Optional[float] = None) -> np.ndarray:
     """Regrow ``region`` against the region's local mean intensity instead of the click's.
 
     Parameters
@@ -165,6 +165,9 @@ def follow_drift(image: np.ndarray, edge: np.ndarray, barrier: np.ndarray, regio
         A drift that adds less than this fraction of the region is not one: the region
         is returned unchanged (a handful of extra voxels would only change how the
         caller's clean-up treats the region, not what it covers).
+    cell_mm : float, optional
+        Grid step (mm) of the local mean (default ``sigma_mm / 3``, see
+        :func:`local_reference`).
 
     Returns
     -------
@@ -190,7 +193,7 @@ def follow_drift(image: np.ndarray, edge: np.ndarray, barrier: np.ndarray, regio
     if extent is None:
         return original
     for _ in range(max(0, int(rounds))):
-        box, ref = reference_in_box(image, region, spacing, sigma_mm, centre)
+        box, ref = reference_in_box(image, region, spacing, sigma_mm, centre, cell_mm)
         if box is None:
             # a region too small for the strided samples to see: no local mean, so the
             # reference stays the click's own intensity and nothing can drift

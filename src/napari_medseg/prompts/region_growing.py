@@ -73,6 +73,10 @@ from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
 
+#: MR: grid step of the drift's local mean, as a fraction of its width
+_MR_DRIFT_CELL = 0.5
+
+
 @dataclass
 class _Crop:
     """Cached work for one crop of the volume on its working grid."""
@@ -770,10 +774,13 @@ class RegionGrowingSession(PromptSession):
                 comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
         if self._drift:
             # The MR model's spread is the noise's (tighter than the neighbourhood's):
-            # the reference moves less per round, so it gets twice the rounds.
-            comp = follow_drift(img, edge, ~np.isfinite(kint), comp,
-                                seeds, k, sd, med, spacing, sigma_mm=drift_sigma_mm(spacing),
-                                rounds=24 if self._mr else 12)
+            # the reference moves less per round, so it gets twice the rounds, each on a
+            # local mean sampled every sigma / 2 (sigma / 3 otherwise): a smooth
+            # reference needs no finer grid, and the samples are most of a round's cost.
+            sigma_mm = drift_sigma_mm(spacing)
+            comp = follow_drift(img, edge, ~np.isfinite(kint), comp, seeds, k, sd, med, spacing,
+                                sigma_mm=sigma_mm, rounds=24 if self._mr else 12,
+                                cell_mm=_MR_DRIFT_CELL * sigma_mm if (self._mr and _MR_DRIFT_CELL) else None)
         # In range on the smoothed or on the unsmoothed image (a sharp border voxel
         # keeps its value only before smoothing).
         inside = (kint <= k + 0.5) | comp
