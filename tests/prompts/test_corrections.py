@@ -253,7 +253,7 @@ def test_protocol_corrections_are_monotone_on_every_phantom_object(data):
     (the structures in KNOWN_SHORT aside, each with its reason)."""
     volume, objects = _phantom_sets()[data]
     worse, corrections = _worse_over(volume, objects, KNOWN_SHORT.get(data, {}))
-    assert corrections > 100, "the protocol made too few corrections to tell"
+    assert corrections >= 60, f"only {corrections} corrections: too few to tell"
     assert worse == [], worse
 
 
