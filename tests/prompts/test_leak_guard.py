@@ -71,3 +71,25 @@ def test_real_ct_first_click_leak_is_cut(shared_data, organ, label, before_max, 
         scores[guard] = dice(session.add_point(click).mask, ref)
     assert scores[0.0] < before_max, scores
     assert scores[50.0] >= after_min, scores
+
+
+def test_sheet_of_the_clicks_thickness_is_kept():
+    """A shell 3 voxels thick around a box (the subcutaneous fat around the body) holds
+    far more than 50 balls of the click's depth, but it is as thin everywhere as at the
+    click: no thicker neighbour was reached, nothing is cut (the guard cut such a shell
+    to 4 depths around the click: CT phantom subcutaneous fat 0.24 -> 0.68 Dice after
+    one click, measured)."""
+    shape = (40, 80, 80)
+    outer = np.zeros(shape, bool)
+    outer[:, 5:75, 5:75] = True
+    inner = np.zeros(shape, bool)
+    inner[:, 8:72, 8:72] = True
+    shell = outer & ~inner
+    click = (20, 6, 40)
+    out = guard_leak(shell, click, np.ones(3))
+    assert out is shell
+    # The same shell touching a thick block of the same value is still cut.
+    leaked = shell.copy()
+    leaked[:, 8:40, 8:40] = True
+    cut = guard_leak(leaked, click, np.ones(3))
+    assert (cut & ~shell).sum() < 0.2 * (leaked & ~shell).sum()

@@ -11,6 +11,11 @@ bowel). Such a region is cut back in two steps, each only when still needed:
    than ~1.2 ``d`` are cut, the click's part is grown back inside the region (a tube of
    radius ``d`` survives along its length);
 2. a ball of ``reach * d`` around the click (the part connected to the click).
+
+A region that is as thin everywhere as at the click (its deepest voxel no deeper than
+``SHEET_RATIO`` click depths: a sheet like the subcutaneous fat, a tube like the
+spinal canal running through the field of view) has not run into a thicker neighbour
+and is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import bbox, components_at, dilate, erode, stepped_ball
+
+#: a region no deeper anywhere than this many click depths is a sheet or a tube of the
+#: click's own thickness, not a leak into a thicker neighbour
+SHEET_RATIO = 1.5
 
 
 def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float = 60.0,
@@ -95,6 +104,13 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     box = bbox(region, pad=1)
     sub = region[box]
     local = tuple(c - b.start for c, b in zip(click, box))
+    if SHEET_RATIO > 0:
+        # The region's own deepest voxel (after the same closing and hole filling as
+        # the click's depth; the image's faces are not edges).
+        filled = ndi.binary_fill_holes(sub)
+        deepest = float(ndi.distance_transform_edt(filled, sampling=spacing).max())
+        if deepest <= SHEET_RATIO * d:
+            return region
     r = open_factor * d
     if r >= 1.01 * float(spacing.min()):
         core = erode(sub, stepped_ball(r, spacing), border_value=1)
