@@ -70,6 +70,9 @@ REGION_LIKE = 0.15
 #: two tissues whose medians differ by this many robust SDs (of the more homogeneous
 #: one) are told apart by the half-way value with few errors (< 7 % each side)
 PV_SD = 3.0
+#: a negative click's value rule applies only when the click-like voxels are at
+#: least this fraction of the shape split's removal
+LIKE_MIN = 0.25
 
 
 def _ball_box(shape: tuple, centre: tuple, radius_mm: float, spacing: np.ndarray) -> tuple:
@@ -348,14 +351,15 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     The shape split decides where the leak joins the object, not what the leak is made
     of. (Not after the bone split: one bone's cortex and marrow differ by hundreds of
     HU, so value does not tell bone from bone.) When the negative click's value differs
-    from the positive clicks' by more than ``PV_SD`` times the image noise over the
+    from the positive clicks' by more than ``INTENSITY_SD`` times the image noise over the
     removal (:func:`_noise_in`; a few interpolated voxels at a click understate it)
     and the spread at the positive clicks (each click's value: the median of it and
     its face neighbours), but not so much that the intensity rule took the leak
     whole, the two are still told apart by value: a voxel of the removal closer in
     value to the object than to the click is the object's (a thin MR rib along the
     muscle it leaked into) and stays. Only the click-like voxels joined to the click
-    go. ``within``: a box holding the whole removal.
+    go (object-like specks enclosed in the leak with them), unless they are less than
+    ``LIKE_MIN`` of the removal. ``within``: a box holding the whole removal.
     """
     if not pos or not remove[within if within is not None else ...].any():
         return remove
@@ -364,17 +368,25 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     mn = float(np.median(vn))
     box = _box_of(remove, within)
     img = np.asarray(array[box], dtype=np.float32)
-    if abs(mn - mp) <= PV_SD * max(sp, _noise_in(img, remove[box]), 1e-6):
+    if abs(mn - mp) <= INTENSITY_SD * max(sp, _noise_in(img, remove[box]), 1e-6):
         return remove  # one tissue: the shape decides alone
     like = remove[box] & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))
     local = tuple(int(round(c)) - b.start for c, b in zip(click, box))
     if not all(0 <= a < n for a, n in zip(local, like.shape)):
         return remove
     like[local] = bool(remove[click])
+    # Noise leaves object-like specks inside the leak: enclosed ones go with it (the
+    # thin object runs on beyond the removal, it is not enclosed).
+    like = ndi.binary_fill_holes(like) & remove[box]
     lab, _ = ndi.label(like)
+    keep = lab == lab[local] if lab[local] else np.zeros_like(like)
+    if np.count_nonzero(keep) < LIKE_MIN * np.count_nonzero(remove[box]):
+        # Only a sliver of the leak looks like the click: its value does not stand
+        # for the leak (a mixed leak, a click on a partial-volume voxel), so value
+        # cannot tell object from leak there and the shape decides alone.
+        return remove
     out = np.zeros(remove.shape, dtype=bool)
-    if lab[local]:
-        out[box] = lab == lab[local]
+    out[box] = keep
     return out
 
 
