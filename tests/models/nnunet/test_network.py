@@ -35,7 +35,8 @@ def test_network_matches_dynamic_network_architectures(network):
     ours.load_state_dict(b, strict=True)
     x = torch.randn(1, 2, 8, 16, 16)
     with torch.inference_mode():
-        assert torch.equal(ours(x), ref(x))
+        # oneDNN runs every convolution (cpu_conv.py): the same sums in another order
+        assert_close_to_scale(ours(x), ref(x), rel=1e-5, name=network)
 
 
 def test_unsupported_architecture_entries_refused():

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
+from .cpu_conv import gemm_transposed_applies, onednn_applies, onednn_conv3d, transposed_conv3d_as_gemm
 
 __all__ = ["PlainConvUNet", "ResidualEncoderUNet", "build_network"]
 
@@ -98,6 +99,10 @@ class ConvDropoutNormReLU(nn.Module):
             return self.all_modules(x)
         if x.shape[1] == 1 and isinstance(self.conv, nn.Conv3d):
             x = _single_channel_conv3d(self.conv, x)
+        elif "forward" not in vars(self.conv) and onednn_applies(self.conv, x):
+            # PyTorch's size heuristic would run small maps through im2col (cpu_conv.py);
+            # a layer whose forward a block swapped (winograd_convolutions) runs that one
+            x = onednn_conv3d(self.conv, x)
         else:
             x = self.conv(x)
         for module in self.all_modules[1:]:
@@ -337,7 +342,11 @@ class UNetDecoder(nn.Module):
         """The full-resolution decoder features (the input of the last seg layer)."""
         x = skips[-1]
         for s in range(len(self.stages)):
-            x = self.transpconvs[s](x)
+            up = self.transpconvs[s]
+            if _cpu_inference(x) and gemm_transposed_applies(up, x):
+                x = transposed_conv3d_as_gemm(up, x)  # one GEMM instead of slow_conv_transpose3d
+            else:
+                x = up(x)
             x = torch.cat((x, skips[-(s + 2)]), 1)
             x = self.stages[s](x)
         return x
