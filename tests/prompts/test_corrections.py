@@ -272,3 +272,25 @@ def test_protocol_corrections_are_monotone_on_every_real_ct_object(real_ct, shar
     worse, corrections = _worse_over(volume, objects, {})
     assert corrections > 60
     assert worse == [], worse
+
+
+def test_positive_click_on_a_small_brighter_part_adds_it_whole():
+    """A second positive click in a separate, brighter part (100 and 200 HU spheres,
+    blurred and noisy): the added sphere is the clicked tissue even though its blurred
+    rim pulls its median towards the first part's value, so it is added whole."""
+    from napari_medseg.io.volume import Volume
+    from napari_medseg.prompts.region_growing import RegionGrowingSession
+
+    rng = np.random.default_rng(0)
+    shape, spacing_zyx = (24, 48, 64), (2.5, 1.0, 1.0)
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    a = ((z - 12) * 2.5) ** 2 + (y - 24) ** 2 + (x - 18) ** 2 < 12 ** 2
+    b = ((z - 12) * 2.5) ** 2 + (y - 24) ** 2 + (x - 46) ** 2 < 10 ** 2
+    arr = ndi.gaussian_filter(100.0 * a + 200.0 * b, 0.8) + rng.normal(0, 10, shape)
+    session = RegionGrowingSession()
+    session.set_volume(Volume(arr.astype(np.int16), spacing=spacing_zyx[::-1], modality="CT"))
+    first = session.add_point((12, 24, 18), True).mask
+    assert (first & a).sum() > 0.9 * a.sum() and not (first & b).any()
+    second = session.add_point((12, 24, 46), True).mask
+    assert (second & b).sum() > 0.85 * b.sum()
+    assert np.array_equal(second & a, first & a)  # a positive click removes nothing

@@ -149,8 +149,8 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     lobe). The region grown there is then the neighbour, not a missed part of the
     object. Such an addition is recognised by its intensity: it differs clearly from
     the object's (more than ``PV_SD`` robust SDs of the more homogeneous of the two)
-    and the click's own value is not the region's (farther from it than
-    ``REGION_LIKE`` of the object-to-region difference). A click in another
+    and the click's own value is not the region's (farther from its interior's median
+    than ``REGION_LIKE`` of the object-to-region difference). A click in another
     compartment of a mixed object (gas in the colon) has the compartment's value and
     its region is kept whole. Otherwise only the addition's voxels closer in value to
     the object than to the region (the 50 % partial-volume rule) that join the click
@@ -172,7 +172,11 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     # The click's value: the median of the voxel and its face neighbours (a mean
     # would be pulled by a bright neighbour such as bone).
     v = float(np.median(_face_values(array, [click])))
-    if abs(v - ma) <= REGION_LIKE * abs(ma - mo):
+    # The region's tissue value is its interior's: a small or thin missed part is much
+    # partial-volume rim, which pulls its median towards the object's value.
+    core = ndi.binary_erosion(new)
+    mc = float(np.median(img[core])) if np.count_nonzero(core) >= 27 else ma
+    if abs(v - mc) <= REGION_LIKE * abs(mc - mo):
         return addition  # the click looks like its region: another compartment of the object
     like_object = new & (np.abs(img - np.float32(mo)) < np.abs(img - np.float32(ma)))
     local = tuple(int(c) - b.start for c, b in zip(click, box))
