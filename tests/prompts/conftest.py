@@ -10,3 +10,11 @@ def real_ct(ct_small, shared_data):
 
     seg = sitk.ReadImage(str(shared_data / "totalseg_example" / "example_seg.nii.gz"))
     return ct_small, sitk.GetArrayFromImage(seg)
+
+
+@pytest.fixture(scope="module")
+def phantom_3mm():
+    """The CT phantom on the protocol's grid (64 x 192 x 192 at 3 x 1.5 x 1.5 mm)."""
+    from napari_medseg.phantom import make_phantom
+
+    return make_phantom(seed=0, shape=(64, 192, 192), spacing_zyx=(3.0, 1.5, 1.5))

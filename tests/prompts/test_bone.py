@@ -14,24 +14,20 @@ from scipy import ndimage as ndi
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts._bone import bone_threshold, looks_like_ct, split_at_necks
 from napari_medseg.prompts.region_growing import RegionGrowingSession
-from napari_medseg.testing.clicker import deepest_point, dice, run_protocol
+from napari_medseg.testing.clicker import deepest_point, dice, pieces, run_protocol
 
 #: TotalSegmentator v2 ids in example_seg.nii.gz
 VERTEBRAE = {"L2": 30, "L1": 31, "T12": 32}
 
 
 @pytest.fixture(scope="module")
-def phantom():
-    from napari_medseg.phantom import make_phantom
-
-    return make_phantom(seed=0, shape=(64, 192, 192), spacing_zyx=(3.0, 1.5, 1.5))
+def phantom(phantom_3mm):
+    return phantom_3mm
 
 
 def _pieces(phantom, name: str) -> list:
     """The connected pieces (>= 200 voxels) of a phantom label, largest first."""
-    lab, _ = ndi.label(phantom.labels == phantom.label_ids[name])
-    sizes = np.bincount(lab.ravel())[1:]
-    return [lab == (j + 1) for j in np.argsort(sizes)[::-1] if sizes[j] >= 200]
+    return pieces(phantom.labels, phantom.label_ids[name])
 
 
 def _first_click(volume, ref) -> np.ndarray:

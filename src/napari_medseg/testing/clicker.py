@@ -139,13 +139,17 @@ def structures(labels: np.ndarray, names: dict, min_voxels: int = 200) -> dict:
     for i in np.unique(labels):
         if i == 0:
             continue
-        lab, n = ndi.label(labels == i)
-        sizes = np.bincount(lab.ravel())[1:]
-        order = [j for j in np.argsort(sizes)[::-1] if sizes[j] >= min_voxels]
         name = names.get(int(i), f"label_{int(i)}")
-        for k, j in enumerate(order):
-            out[name if k == 0 else f"{name}#{k + 1}"] = lab == (j + 1)
+        for k, piece in enumerate(pieces(labels, int(i), min_voxels)):
+            out[name if k == 0 else f"{name}#{k + 1}"] = piece
     return out
+
+
+def pieces(labels: np.ndarray, label_id: int, min_voxels: int = 200) -> list:
+    """The connected pieces (>= ``min_voxels``) of one label, largest first."""
+    lab, _ = ndi.label(labels == label_id)
+    sizes = np.bincount(lab.ravel())[1:]
+    return [lab == (j + 1) for j in np.argsort(sizes)[::-1] if sizes[j] >= min_voxels]
 
 
 def mr_like(phantom, seed: int = 0, noise: float = 18.0, bias: float = 0.2, weighting: str = "T1"):
