@@ -8,7 +8,7 @@ public API is this list.
 Bounding boxes (``_bbox``)
     :func:`bbox`, :func:`bbox_mm`, :func:`union_box`, :func:`grow_box`, :func:`label_boxes`
 Footprints in millimetres (``_footprints``)
-    :func:`ellipsoid`, :func:`ball_offsets`, :func:`mm_to_voxels`, :func:`stepped_ball`,
+    :func:`ellipsoid`, :func:`ball_offsets`, :func:`values_at`, :func:`mm_to_voxels`, :func:`stepped_ball`,
     :func:`octagon_disk`, :data:`PLANE4`, :data:`PLANE8`
 Morphology (``_morphology``)
     :func:`dilate`, :func:`erode`, :func:`opening`, :func:`closing`, :func:`majority`,
@@ -23,7 +23,8 @@ Resampling (``_resample``)
 
 from ._bbox import bbox, bbox_mm, grow_box, label_boxes, union_box
 from ._components import components_at, label_components, largest_component, min_voxels, small_components, structure
-from ._footprints import PLANE4, PLANE8, ball_offsets, ellipsoid, mm_to_voxels, octagon_disk, stepped_ball
+from ._footprints import (PLANE4, PLANE8, ball_offsets, ellipsoid, mm_to_voxels, octagon_disk, stepped_ball,
+                          values_at)
 from ._morphology import closing, dilate, erode, footprint_count, majority, opening
 from ._resample import (
     linear_upsample_matrix,
@@ -35,7 +36,7 @@ from ._resample import (
 )
 
 __all__ = [
-    "PLANE4", "PLANE8", "ball_offsets", "bbox", "bbox_mm", "closing", "components_at", "dilate",
+    "PLANE4", "PLANE8", "ball_offsets", "values_at", "bbox", "bbox_mm", "closing", "components_at", "dilate",
     "ellipsoid", "erode", "footprint_count", "grow_box", "label_boxes", "label_components",
     "largest_component", "linear_upsample_matrix", "majority", "min_voxels", "mm_to_voxels",
     "nearest_index", "octagon_disk", "opening", "resample_linear", "resample_nearest",

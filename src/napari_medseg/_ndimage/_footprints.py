@@ -38,6 +38,14 @@ def ball_offsets(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     return np.argwhere(fp) - np.asarray(fp.shape) // 2
 
 
+def values_at(image: np.ndarray, centre: Sequence[int], offsets: np.ndarray) -> np.ndarray:
+    """The values of ``image`` at ``centre + offsets`` (e.g. :func:`ball_offsets`) that lie
+    inside it (a click near the volume's face reads the part of its ball that exists)."""
+    pts = np.asarray(centre)[None, :] + offsets
+    pts = pts[np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)]
+    return image[tuple(pts.T)]
+
+
 def stepped_ball(radius_mm: float, spacing: Sequence[float]) -> tuple:
     """Decomposition of a 3D ball of ``radius_mm`` into 3x3x3 face-neighbour steps.
 

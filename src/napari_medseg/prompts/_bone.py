@@ -45,7 +45,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, bbox
+from .._ndimage import ball_offsets, bbox, values_at
 from ._disc import disc_object
 
 #: a click's neighbourhood at or above this (HU, median) may be bone
@@ -121,10 +121,7 @@ def looks_like_ct(modality: Optional[str], array: np.ndarray) -> bool:
 
 
 def _values(image: np.ndarray, centre: Sequence[int], radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    pts = np.asarray(centre)[None, :] + ball_offsets(radius_mm, spacing)
-    keep = np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)
-    pts = pts[keep]
-    return image[pts[:, 0], pts[:, 1], pts[:, 2]]
+    return values_at(image, centre, ball_offsets(radius_mm, spacing))
 
 
 def bone_threshold(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,

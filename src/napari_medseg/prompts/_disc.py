@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets
+from .._ndimage import ball_offsets, values_at
 
 #: bone: at least this bright (HU) ...
 BONE_HU = 150.0
@@ -94,11 +94,10 @@ def sandwich_axis(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) ->
     """
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
-    pts = np.asarray(click)[None, :] + ball_offsets(max(1.5, 1.01 * float(spacing.min())), spacing)
-    pts = pts[np.all((pts >= 0) & (pts < np.asarray(raw.shape)[None, :]), axis=1)]
-    if len(pts) == 0:
+    near = values_at(raw, click, ball_offsets(max(1.5, 1.01 * float(spacing.min())), spacing))
+    if near.size == 0:
         return None
-    level = float(np.median(raw[pts[:, 0], pts[:, 1], pts[:, 2]]))
+    level = float(np.median(near))
     if not SOFT_RANGE[0] <= level <= SOFT_RANGE[1]:
         return None
     bone_level = max(BONE_HU, level + BONE_STEP)
@@ -173,9 +172,7 @@ def disc_object(raw: np.ndarray, spacing: np.ndarray, click: Sequence[int],
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, r, raw.shape))
     sub = raw[box]
     local = tuple(c - b.start for c, b in zip(click, box))
-    pts = np.asarray(local)[None, :] + ball_offsets(max(3.0, 1.01 * float(spacing.max())), spacing)
-    pts = pts[np.all((pts >= 0) & (pts < np.asarray(sub.shape)[None, :]), axis=1)]
-    vals = sub[pts[:, 0], pts[:, 1], pts[:, 2]]
+    vals = values_at(sub, local, ball_offsets(max(3.0, 1.01 * float(spacing.max())), spacing))
     vals = vals[vals < bone_level]
     med = float(np.median(vals)) if vals.size else float(sub[local])
     sd = 1.4826 * float(np.median(np.abs(vals - med))) if vals.size else 0.0

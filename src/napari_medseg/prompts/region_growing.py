@@ -60,7 +60,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, stepped_ball
+from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, stepped_ball, values_at
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
@@ -138,13 +138,6 @@ def _block_mean(array: np.ndarray, factors: tuple) -> np.ndarray:
     total = float(np.prod(factors))
     arr = np.asarray(arr, dtype=np.float32)
     return np.divide(arr, np.float32(total), out=arr)
-
-
-def _ball_values(image: np.ndarray, centre: tuple, offsets: np.ndarray) -> np.ndarray:
-    pts = np.asarray(centre)[None, :] + offsets
-    keep = np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)
-    pts = pts[keep]
-    return image[pts[:, 0], pts[:, 1], pts[:, 2]]
 
 
 def _set_ball(mask: np.ndarray, centre: tuple, offsets: np.ndarray, value: bool) -> None:
@@ -558,7 +551,7 @@ class RegionGrowingSession(PromptSession):
                 noise = max(_noise_level(crop.raw[window]) * crop.noise_gain, self._noise_floor)
             else:
                 noise = max(_noise_level(crop.smoothed[window]), self._noise_floor)
-            values = _ball_values(crop.smoothed, s, offsets)
+            values = values_at(crop.smoothed, s, offsets)
             v0 = float(crop.smoothed[s])
             near = values[np.abs(values - v0) <= 4.0 * noise]
             med, sd = _robust_stats(near if near.size >= 3 else np.array([v0]))
@@ -571,7 +564,7 @@ class RegionGrowingSession(PromptSession):
                 sd = max(min(max(sd, noise), 1.25 * noise), self.mr_shading * abs(med))
             else:
                 sd = min(max(sd, noise), 4.0 * noise)
-            grad = _ball_values(crop.gradient, s, offsets)
+            grad = values_at(crop.gradient, s, offsets)
             stats.append((med, sd, float(np.percentile(grad, 75)) if grad.size else 0.0))
         return stats
 
