@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from napari_medseg.errors import GeometryMismatchError, UnsupportedFormatError
@@ -530,6 +530,9 @@ def test_random_nrrd_headers(tmp_path, sizes, type_, encoding, spacing, payload)
     payload=st.binary(max_size=400),
     compress=st.booleans(),
 )
+@example(dims=[2, 1, -1, 0, 0, 0, 0, 0], datatype=2, bitpix=8,
+         pixdim=[0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], vox_offset=0.0, codes=(0, 0),
+         payload=b"", compress=False)  # a negative size: numpy's mmap raised OverflowError
 def test_random_nifti_headers(tmp_path, dims, datatype, bitpix, pixdim, vox_offset, codes, payload, compress):
     hdr = bytearray(348)
     hdr[0:4] = struct.pack("<i", 348)

@@ -92,7 +92,7 @@ def voxel_array(img: Any, path: Path) -> np.ndarray:
             arr = np.asarray(img.get_fdata(dtype=dtype))
         else:
             arr = np.asarray(img.dataobj)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, OverflowError) as exc:  # mmap of a negative size
         raise ImageReadError(
             f"{path} is damaged: its pixel data cannot be read ({_one_line(exc, path)}); the file is probably truncated or corrupt"
         ) from None
