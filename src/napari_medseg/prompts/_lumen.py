@@ -1,0 +1,195 @@
+"""Hollow viscera on CT (weights-free backend): a click in bowel or stomach content.
+
+A bowel loop, the colon or the stomach holds mixed content: gas (-1000 HU), fluid or
+contrast below it, stool (soft tissue mottled with gas specks), all inside a soft-tissue
+wall a few mm thick that lies in fat. Intensity growing from one click gives one
+compartment only: a click in a stool ball floating in gas gives the ball, a click in the
+fluid gives the fluid without the gas above it, a click in the gas gives the gas without
+the wall. The organ is the union of the compartments inside the wall, and the wall.
+
+:func:`lumen_object` adds to the click's grown region every gas compartment that
+
+1. is **pure gas**: its darkest tenth reaches ``PURE_GAS_HU`` on the smoothed image.
+   Bowel gas is air (-1000 HU); lung parenchyma is gas mixed with tissue and blood
+   (-900..-700 HU on the smoothed image), so a click in a lung, or a lung beside the
+   click, never takes the lung;
+2. is **enclosed**: it touches no face of the volume across the slices (the air around
+   the body does; a loop cut by the first or last slice still counts) and holds at most
+   ``MAX_LUMEN_ML``;
+3. **belongs to the click's compartment**, which is not fat (a region of fat's value
+   without gas specks: the mesentery touches every loop it surrounds; stool has fat's
+   mean value but is mottled with gas): the two share a wide interface (at least
+   ``CONTACT`` of the smaller one's surface: a gas-fluid level, a stool ball in gas), or
+   the click lies in the gas. A neighbouring loop that the click's region merely grazes
+   (a leak along a wall) shares a small fraction of its surface and is not added.
+
+Enclosed holes of the union (gas specks in stool, fluid pockets) are filled, and the
+**wall** is added: the voxels within ``WALL_MM`` (at least one voxel) of the content that
+are not fat (fat lies between ``FAT_HU``; a partial-volume voxel of gas and wall is darker,
+the wall's soft tissue brighter).
+
+CT only (Hounsfield units). On MR gas is a signal void like cortical bone, air outside the
+body and flowing blood, with no absolute scale to tell them apart, so MR is unchanged.
+Nothing here knows anatomy by name: the session sees the image, the spacing, the
+modality and the clicks.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .._ndimage import bbox, components_at, dilate, stepped_ball
+
+#: gas: at or below this (HU, unsmoothed); fat (-120..-80) and stool are above it
+GAS_HU = -400.0
+#: a gas compartment is pure gas (not lung parenchyma) when its darkest tenth on the
+#: smoothed image is at or below this (HU)
+PURE_GAS_HU = -900.0
+#: a lumen holds at most this much gas (ml); a larger compartment is outside air or
+#: airways merged with the lungs
+MAX_LUMEN_ML = 2000.0
+#: a gas compartment joins the click's region when their interface is at least this
+#: fraction of the smaller one's surface
+CONTACT = 0.2
+#: the wall's thickness (mm, at least one voxel)
+WALL_MM = 3.0
+#: fat (HU): a shell voxel in this interval lies outside the wall
+FAT_HU = (-150.0, -50.0)
+#: a region whose darkest twentieth lies below this (HU) holds gas specks (stool)
+SPECK_HU = -200.0
+
+
+def lumen_object(raw: np.ndarray, smoothed: np.ndarray, spacing: Sequence[float], pos: list, neg: list,
+                 grown: np.ndarray, volume_faces: Optional[Sequence[Sequence[bool]]] = None,
+                 barrier: Optional[np.ndarray] = None) -> np.ndarray:
+    """The hollow viscus holding the clicks' region; ``grown`` itself when no lumen joins it.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        CT intensities (HU) of the working grid.
+    smoothed : numpy.ndarray
+        The same, smoothed (the session's crop): the pure-gas test reads it so that
+        noise in the lungs does not read as air.
+    spacing : sequence of float
+        Spacing of the working grid (mm, z, y, x).
+    pos, neg : list of tuple
+        Positive and negative clicks (indices into ``raw``).
+    grown : numpy.ndarray
+        The clicks' grown region (bool, same shape as ``raw``).
+    volume_faces : sequence of (bool, bool), optional
+        Per axis, whether the grid's low and high faces are faces of the volume (a crop's
+        inner faces are not: gas reaching one is not known to be open). ``None``: every
+        face is a volume face.
+    barrier : numpy.ndarray, optional
+        Voxels that are never part of the object (outside a box).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``grown`` (the same object) when no gas compartment qualifies, else a new mask:
+        the region, the qualifying gas, the holes between them filled, and the wall.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    if not pos or not grown.any() or raw.shape != grown.shape:
+        return grown
+    if _fat(raw[grown]):
+        return grown
+    gas = raw <= np.float32(GAS_HU)
+    if barrier is not None:
+        gas &= ~barrier
+    near = dilate(grown, stepped_ball(1.01 * float(spacing.max()), spacing)) & gas
+    if not near.any() and not any(gas[p] for p in pos):
+        return grown
+    labels, _ = ndi.label(gas)
+    ids = set(int(i) for i in np.unique(labels[near]) if i)
+    ids |= {int(labels[p]) for p in pos if labels[p]}
+    blocked = {int(labels[n]) for n in neg if labels[n]}
+    faces = volume_faces if volume_faces is not None else [(True, True)] * 3
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    boxes = ndi.find_objects(labels)
+    added = np.zeros(grown.shape, dtype=bool)
+    for i in sorted(ids - blocked):
+        box = boxes[i - 1]
+        comp = labels[box] == i
+        n = int(np.count_nonzero(comp))
+        if n * voxel_ml > MAX_LUMEN_ML or _open(box, grown.shape, faces):
+            continue
+        if float(np.percentile(smoothed[box][comp], 10)) > PURE_GAS_HU:
+            continue  # lung parenchyma, or a partial-volume speck: not air
+        if not any(labels[p] == i for p in pos) and not _wide_contact(comp, grown, box):
+            continue
+        added[box] |= comp
+    if not added.any():
+        return grown
+    content = grown | added
+    box = bbox(content, pad=[int(np.ceil(WALL_MM / s)) + 1 for s in spacing])
+    sub = ndi.binary_fill_holes(content[box])
+    shell = dilate(sub, stepped_ball(max(WALL_MM, 1.01 * float(spacing.max())), spacing)) & ~sub
+    r = raw[box]
+    wall = shell & ~((r > np.float32(FAT_HU[0])) & (r < np.float32(FAT_HU[1])))
+    sub |= wall
+    if barrier is not None:
+        sub &= ~barrier[box]
+    anchors = [tuple(c - b.start for c, b in zip(p, box)) for p in pos]
+    sub = components_at(sub, [a for a in anchors if sub[a]])
+    out = grown.copy()
+    out[box] |= sub
+    return out
+
+
+def _fat(values: np.ndarray) -> bool:
+    """Whether a region's values are fat's: its median in ``FAT_HU`` and no gas specks.
+
+    Stool has fat's mean value too, but it is mottled with gas (its darkest twentieth
+    lies below ``SPECK_HU``); fat is homogeneous. A region of fat touches every loop
+    it surrounds (mesentery) and holds no lumen.
+    """
+    if values.size == 0:
+        return False
+    p5, med = np.percentile(values, [5, 50])
+    return FAT_HU[0] < med < FAT_HU[1] and p5 > SPECK_HU
+
+
+def _open(box: tuple, shape: tuple, faces: Sequence[Sequence[bool]]) -> bool:
+    """Whether a compartment reaches a volume face across the slices (axes 1 and 2).
+
+    The air around the body reaches the in-plane faces; a bowel loop cut by the first or
+    last slice (axis 0) is still a loop.
+    """
+    for a in (1, 2):
+        if (box[a].start == 0 and faces[a][0]) or (box[a].stop == shape[a] and faces[a][1]):
+            return True
+    return False
+
+
+def _wide_contact(comp: np.ndarray, grown: np.ndarray, box: tuple) -> bool:
+    """Whether ``comp`` (in ``box``) and ``grown`` share at least ``CONTACT`` of the smaller surface."""
+    pad = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+    g = grown[pad]
+    c = np.zeros(g.shape, dtype=bool)
+    c[tuple(slice(b.start - p.start, b.start - p.start + n) for b, p, n in zip(box, pad, comp.shape))] = comp
+    contact = surf_c = 0
+    for a in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[a], hi[a] = slice(0, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        contact += int(np.count_nonzero(c[lo] & g[hi] & ~c[hi])) + int(np.count_nonzero(c[hi] & g[lo] & ~c[lo]))
+        surf_c += int(np.count_nonzero(c[lo] != c[hi]))
+    surf_g = _surface(grown)
+    return contact >= CONTACT * max(1, min(surf_c, surf_g))
+
+
+def _surface(mask: np.ndarray) -> int:
+    """Number of voxel faces between ``mask`` and its outside (the grid's faces count)."""
+    box = bbox(mask, pad=1)
+    sub = mask[box]
+    total = 0
+    for a in range(3):
+        total += int(np.count_nonzero(np.diff(sub.astype(np.int8), axis=a)))
+        total += int(np.count_nonzero(np.take(sub, 0, axis=a))) + int(np.count_nonzero(np.take(sub, -1, axis=a)))
+    return total
