@@ -69,6 +69,7 @@ from ._leak_guard import click_depth, guard_leak
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._bone import bone_object, looks_like_ct
+from ._lumen import lumen_object
 from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
@@ -598,6 +599,10 @@ class RegionGrowingSession(PromptSession):
             grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light)
             if self.bone_aware and self._hu and not light:
                 grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask)
+                # A click in bowel or stomach content: its gas compartments and wall (``_lumen``).
+                faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
+                grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
+                                     None if box_mask is None else ~box_mask)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
