@@ -294,3 +294,28 @@ def test_positive_click_on_a_small_brighter_part_adds_it_whole():
     second = session.add_point((12, 24, 46), True).mask
     assert (second & b).sum() > 0.85 * b.sum()
     assert np.array_equal(second & a, first & a)  # a positive click removes nothing
+
+
+
+def test_negative_click_beside_a_slightly_brighter_neighbour_keeps_the_organ_rim():
+    """MR: a spleen-like organ (490) in bright fat (900) that leaked into a kidney-like
+    neighbour only 40 brighter (530). The organ's rim along the fat is blurred towards
+    the fat's value, as bright as the kidney or brighter, and runs all round the organ:
+    a negative click in the leaked kidney removes kidney voxels, not that rim (the
+    value rule took 1571 organ voxels with it)."""
+    rng = np.random.default_rng(3)
+    shape, spacing = (30, 60, 60), np.asarray((3.0, 1.5, 1.5))
+    image = np.full(shape, 900.0, np.float32)  # fat around
+    organ = _sphere(shape, (15, 30, 26), 24.0, spacing)
+    kidney = np.zeros(shape, bool)
+    kidney[8:22, 18:42, 43:58] = True
+    kidney &= ~organ
+    image[organ] = 490.0
+    image[kidney] = 530.0
+    image = ndi.gaussian_filter(image, 0.7) + rng.normal(0.0, 18.0, shape).astype(np.float32)
+    leak = kidney & ndi.binary_dilation(organ, iterations=4)  # 6 mm into the kidney
+    mask = organ | leak
+    click = (15, 30, int(np.argwhere(leak[15, 30])[:, 0].max()) - 1)
+    removed = negative_cut(image, mask, spacing, [click], [(15, 30, 26)], click)
+    assert removed[click] and (removed & leak).sum() > 50
+    assert (removed & organ).sum() < 0.01 * organ.sum(), (removed & organ).sum()

@@ -16,7 +16,10 @@ only near the click, and by no more than the click's own evidence supports:
   clicked tissue (a partial-volume click on the object's rim, moved by the session
   into the neighbour's interior), only its object-like voxels are added.
 * **negative** (a leak): a leak of clearly different intensity (a lesion inside the
-  organ, fat, bowel content) goes whole, by intensity. Otherwise the mask is split by
+  organ, fat, bowel content) goes whole, by intensity: the mask voxels joined to the
+  click whose value is nearer the click's than the object's and not beyond the click's
+  by more than half the step (the object's rim blurred with a brighter third tissue is
+  not the clicked tissue), outside the mask's core. Otherwise the mask is split by
   competition between seeds: "not the object" = the negative clicks; "object" = the
   positive clicks, the mask voxels nearer a positive click than the negative one,
   those beyond a locality radius, and the mask's *core* (voxels deeper than the
@@ -460,7 +463,7 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
         return np.zeros(mask.shape, dtype=bool)
     # A leak of clearly different intensity (a lesion inside an organ, fat, bowel
     # content) goes whole by intensity; the shape split is for same-intensity leaks.
-    by_intensity = _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values)
+    by_intensity = _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values, depth)
     if by_intensity.any():
         return by_intensity
     local_centre = tuple(int(c) - b.start for c, b in zip(click, box))
@@ -517,13 +520,16 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
     return out
 
 
-def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=None) -> np.ndarray:
+def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=None,
+                    depth: Optional[float] = None) -> np.ndarray:
     """Mask voxels that look like the negative click rather than the object, joined to it.
 
     Only when the negative click's intensity clearly differs from the positive clicks'
     (more than ``INTENSITY_SD`` robust standard deviations; ``pos_values``: their
     neighbourhood values when the clicks lie outside ``array``): a leak into a
-    neighbour of another intensity is then removed whole.
+    neighbour of another intensity is then removed whole. ``depth``: the click's depth
+    in the mask (mm); the mask's core deeper than ``CORE_DEPTH`` times it is never
+    taken (see below).
     """
     box = bbox(mask, pad=1)
     img = ndi.gaussian_filter(np.asarray(array[box], dtype=np.float32),
@@ -546,9 +552,24 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     if abs(mn - mp) <= INTENSITY_SD * sd:
         return np.zeros(mask.shape, dtype=bool)
     sub = mask[box]
-    like = sub & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))
-    lab, _ = ndi.label(like)
+    # Closer to the click's value than to the object's, and no farther beyond the
+    # click's value than half the step (or the noise): a voxel far beyond it is the
+    # object's rim blurred with a third tissue (MR: the spleen beside bright fat reads
+    # as bright as the kidney it leaked into), not the clicked tissue.
+    half = max(0.5 * abs(mn - mp), PV_SD * _noise_in(img, sub))
+    like = sub & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp))) \
+        & (np.abs(img - np.float32(mn)) <= np.float32(half))
     centre = tuple(int(c) - b.start for c, b in zip(click, box))
+    if depth is not None:
+        # A leak is no thicker than where the user clicked in it: the object's core
+        # stays even where it looks like the click. Without this, a neighbour only a
+        # few noise levels brighter (MR: the kidney beside the spleen, the bias field
+        # raising the spleen near it) is joined to the click through the object's
+        # own brighter noise and takes a slab of the object with it.
+        dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        like &= dist <= CORE_DEPTH * depth + float(np.max(spacing))
+        like[centre] = bool(sub[centre])
+    lab, _ = ndi.label(like)
     if not lab[centre]:
         return np.zeros(mask.shape, dtype=bool)
     out = np.zeros(mask.shape, dtype=bool)
