@@ -54,6 +54,9 @@ MAX_LUMEN_ML = 2000.0
 #: a gas compartment joins the click's region when their interface is at least this
 #: fraction of the smaller one's surface
 CONTACT = 0.2
+#: a compartment and the click's region are in contact across gaps of up to this many
+#: voxels (growth stops short of a sharp border)
+GAP_VOXELS = 2
 #: the wall's thickness (mm, at least one voxel)
 WALL_MM = 3.0
 #: fat (HU): a shell voxel in this interval lies outside the wall
@@ -120,7 +123,7 @@ def lumen_object(raw: np.ndarray, smoothed: np.ndarray, spacing: Sequence[float]
             continue
         if float(np.percentile(smoothed[box][comp], 10)) > PURE_GAS_HU:
             continue  # lung parenchyma, or a partial-volume speck: not air
-        if not any(labels[p] == i for p in pos) and not _wide_contact(comp, grown, box):
+        if not any(labels[p] == i for p in pos) and not _wide_contact(comp, grown, box, spacing):
             continue
         added[box] |= comp
     if not added.any():
@@ -166,30 +169,27 @@ def _open(box: tuple, shape: tuple, faces: Sequence[Sequence[bool]]) -> bool:
     return False
 
 
-def _wide_contact(comp: np.ndarray, grown: np.ndarray, box: tuple) -> bool:
-    """Whether ``comp`` (in ``box``) and ``grown`` share at least ``CONTACT`` of the smaller surface."""
-    pad = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
-    g = grown[pad]
-    c = np.zeros(g.shape, dtype=bool)
-    c[tuple(slice(b.start - p.start, b.start - p.start + n) for b, p, n in zip(box, pad, comp.shape))] = comp
-    contact = surf_c = 0
-    for a in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[a], hi[a] = slice(0, -1), slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        contact += int(np.count_nonzero(c[lo] & g[hi] & ~c[hi])) + int(np.count_nonzero(c[hi] & g[lo] & ~c[lo]))
-        surf_c += int(np.count_nonzero(c[lo] != c[hi]))
-    surf_g = _surface(grown)
-    return contact >= CONTACT * max(1, min(surf_c, surf_g))
+def _wide_contact(comp: np.ndarray, grown: np.ndarray, box: tuple, spacing: np.ndarray) -> bool:
+    """Whether ``comp`` (in ``box``) and ``grown`` share at least ``CONTACT`` of the smaller surface.
 
-
-def _surface(mask: np.ndarray) -> int:
-    """Number of voxel faces between ``mask`` and its outside (the grid's faces count)."""
-    box = bbox(mask, pad=1)
-    sub = mask[box]
-    total = 0
-    for a in range(3):
-        total += int(np.count_nonzero(np.diff(sub.astype(np.int8), axis=a)))
-        total += int(np.count_nonzero(np.take(sub, 0, axis=a))) + int(np.count_nonzero(np.take(sub, -1, axis=a)))
-    return total
+    The interface is measured on both sides: the surface voxels of each within
+    ``GAP_VOXELS`` voxels of the other. Intensity growth stops a voxel or two inside
+    a sharp border (the smoothing spreads it), so the two rarely touch face to face.
+    """
+    reach = stepped_ball((GAP_VOXELS + 0.01) * float(spacing.max()), spacing)
+    pad = GAP_VOXELS + 1
+    big = tuple(slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, grown.shape))
+    c = np.zeros(tuple(b.stop - b.start for b in big), dtype=bool)
+    c[tuple(slice(b.start - p.start, b.stop - p.start) for b, p in zip(box, big))] = comp
+    g = grown[big]
+    shell_c = c & ~ndi.binary_erosion(c, border_value=1)
+    touch_c = int(np.count_nonzero(shell_c & dilate(g, reach)))
+    gbox = bbox(grown, pad=1)
+    sub = grown[gbox]
+    shell_g = sub & ~ndi.binary_erosion(sub, border_value=1)
+    n_g = int(np.count_nonzero(shell_g))
+    # the grown region's surface voxels near the compartment (only the part in reach of it)
+    near_c = np.zeros(grown.shape, dtype=bool)
+    near_c[big] = dilate(c, reach)
+    touch_g = int(np.count_nonzero(shell_g & near_c[gbox]))
+    return max(touch_c, touch_g) >= CONTACT * max(1, min(int(np.count_nonzero(shell_c)), n_g))
