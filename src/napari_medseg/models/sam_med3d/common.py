@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+
+def derived(module: nn.Module, name: str, make: Callable[..., torch.Tensor], *sources: torch.Tensor):
+    """``make(*sources)``, kept on ``module`` until one of ``sources`` changes.
+
+    For per-click constants computed from weights (reordered matrices, positional terms
+    projected once): a source counts as changed when it is another tensor, has been
+    modified in place (its version counter) or moved (its storage). The cache holds the
+    sources themselves, so an identity cannot be reused by a new tensor while it lives.
+    """
+    cache = module.__dict__.setdefault("_derived_cache", {})
+    key = tuple((t._version, t.data_ptr(), t.device, t.dtype) for t in sources)
+    hit = cache.get(name)
+    if hit is not None and len(hit[0]) == len(sources) and all(a is b for a, b in zip(hit[0], sources)) \
+            and hit[1] == key:
+        return hit[2]
+    with torch.no_grad():
+        value = make(*sources)
+    cache[name] = (sources, key, value)
+    return value
 
 
 class LayerNorm3d(nn.Module):
@@ -57,25 +79,12 @@ class MLP(nn.Module):
         return x
 
 
-def _is_patch_conv(module: nn.Module) -> bool:
-    """A (transposed) 3D convolution whose kernel equals its stride, without padding."""
-    if not isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
-        return False
-    return (
-        tuple(module.kernel_size) == tuple(module.stride)
-        and tuple(module.padding) == (0, 0, 0)
-        and tuple(module.dilation) == (1, 1, 1)
-        and module.groups == 1
-        and (not isinstance(module, nn.ConvTranspose3d) or tuple(module.output_padding) == (0, 0, 0))
-    )
-
-
 def patch_conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
     """``conv(x)`` for a non-overlapping Conv3d (kernel == stride), as one matrix product.
 
     Same result as ``conv(x)`` up to float rounding, but several times faster on CPU
-    than PyTorch's generic 3D convolution (no im2col copies); this matters for the
-    per-click latency of the decoder.
+    than PyTorch's generic 3D convolution (no im2col copies): the image encoder's patch
+    embedding.
     """
     kd, kh, kw = conv.kernel_size
     b, c, d, h, w = x.shape
@@ -86,30 +95,3 @@ def patch_conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
     if conv.bias is not None:
         out = out + conv.bias
     return out.reshape(b, od, oh, ow, -1).permute(0, 4, 1, 2, 3)
-
-
-def patch_conv_transpose3d(x: torch.Tensor, conv: nn.ConvTranspose3d) -> torch.Tensor:
-    """``conv(x)`` for a ConvTranspose3d with kernel == stride, as one matrix product."""
-    kd, kh, kw = conv.kernel_size
-    b, c, d, h, w = x.shape
-    cout = conv.out_channels
-    rows = x.permute(0, 2, 3, 4, 1).reshape(b, d * h * w, c)
-    out = rows @ conv.weight.reshape(c, -1)  # (b, dhw, cout*kd*kh*kw)
-    out = out.reshape(b, d, h, w, cout, kd, kh, kw).permute(0, 4, 1, 5, 2, 6, 3, 7)
-    out = out.reshape(b, cout, d * kd, h * kh, w * kw)
-    if conv.bias is not None:
-        out = out + conv.bias[None, :, None, None, None]
-    return out
-
-
-def run_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Apply ``seq`` using the matrix-product form of non-overlapping convolutions."""
-    for module in seq:
-        if _is_patch_conv(module):
-            if isinstance(module, nn.ConvTranspose3d):
-                x = patch_conv_transpose3d(x, module)
-            else:
-                x = patch_conv3d(x, module)
-        else:
-            x = module(x)
-    return x

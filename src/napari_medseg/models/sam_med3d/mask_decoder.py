@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP, LayerNorm3d
+from .common import MLP, LayerNorm3d, derived
 from .transformer import TwoWayTransformer3D
 
 
@@ -85,25 +85,33 @@ class MaskDecoder3D(nn.Module):
         """``output_upscaling`` followed by the hypernetwork product, channels-last.
 
         Same operations as the reference (two 2x2x2 stride-2 transposed convolutions,
-        LayerNorm3d, GELU), written as matrix products on token rows so that the 32^3
-        feature map is never permuted to channels-first: the voxel order is restored
-        only on the final 1-channel masks. ``tokens``: (B, d*h*w, C) image tokens.
+        LayerNorm3d, GELU, then the per-voxel dot product with each mask's hypernetwork
+        output), written as matrix products on rows in block order: the first product
+        gives, per 8^3 token, its 8 sub-voxels' channels side by side, so its rows viewed
+        8 times longer are the 16^3 voxels in (token, sub-voxel) order, and likewise for
+        the second. Nothing is permuted until the final 1-channel masks (32^3 values per
+        mask). ``tokens``: (B, d*h*w, C) image tokens.
         """
         conv1, norm, _, conv2, _ = self.output_upscaling
         b = tokens.shape[0]
         d, h, w = grid
         c1, c2 = conv1.out_channels, conv2.out_channels
-        # transposed conv 1: (B, dhw, C) @ (C, c1*8) -> (B, d, h, w, c1, 2, 2, 2)
-        bias1 = conv1.bias.repeat_interleave(8)  # one bias per (channel, sub-voxel) column
-        y = torch.addmm(bias1, tokens.reshape(-1, tokens.shape[-1]), conv1.weight.reshape(conv1.in_channels, -1))
-        y = y.reshape(b, d, h, w, c1, 2, 2, 2)
-        y = y.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, 2 * d, 2 * h, 2 * w, c1)
+        w1, b1 = derived(self, "upscale1", _block_columns, conv1.weight, conv1.bias)
+        w2, b2 = derived(self, "upscale2", _block_columns, conv2.weight, conv2.bias)
+        y = torch.addmm(b1, tokens.reshape(-1, tokens.shape[-1]), w1).view(-1, c1)
         y = F.gelu(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
-        # transposed conv 2 and GELU, still per coarse voxel: (B, 8dhw, c2, 8)
-        bias2 = conv2.bias.repeat_interleave(8)
-        z = torch.addmm(bias2, y.reshape(-1, c1), conv2.weight.reshape(c1, -1))
-        z = F.gelu(z.reshape(b, -1, c2, 8))
-        m = torch.einsum("bnck,bmc->bmnk", z, hyper_in)  # (B, M, 8dhw, 8)
+        z = torch.addmm(b2, y, w2).view(b, -1, c2)  # rows: (token, sub-voxel 1, sub-voxel 2)
+        z = torch.ops.aten.gelu_(z)  # in place: the largest array of the decoder (8 * 16^3 x c2)
+        m = torch.bmm(z, hyper_in.transpose(1, 2))  # (B, 64 dhw, M)
         n_masks = hyper_in.shape[1]
-        m = m.reshape(b, n_masks, 2 * d, 2 * h, 2 * w, 2, 2, 2).permute(0, 1, 2, 5, 3, 6, 4, 7)
+        # z = 4 * token + 2 * sub-voxel 1 + sub-voxel 2, on each axis
+        m = m.view(b, d, h, w, 2, 2, 2, 2, 2, 2, n_masks).permute(0, 10, 1, 4, 7, 2, 5, 8, 3, 6, 9)
         return m.reshape(b, n_masks, 4 * d, 4 * h, 4 * w)
+
+
+def _block_columns(weight: torch.Tensor, bias: torch.Tensor) -> tuple:
+    """A 2x2x2 stride-2 transposed convolution's ``(C_in, C_out, 2, 2, 2)`` kernel as a
+    ``(C_in, 8 * C_out)`` matrix whose columns follow the output block's voxels (z, y,
+    x) with the channels fastest, and its bias repeated to match."""
+    cin, cout = weight.shape[:2]
+    return weight.permute(0, 2, 3, 4, 1).reshape(cin, 8 * cout).contiguous(), bias.repeat(8)

@@ -5,7 +5,9 @@ encoded with random Fourier features (``sin, cos, sin`` of a fixed 3 x 128 Gauss
 projection, giving 384 channels) plus a learned positive/negative embedding; a
 "not a point" token is appended, as in SAM, when no box is given. The mask prompt
 (the previous click's 32^3 logits) is downscaled by two strided convolutions to the
-8^3 embedding grid.
+8^3 embedding grid; on the per-click path they run as three small matrix products on
+rows of 2x2x2 blocks (:func:`_downscale_mask`), channels-last, so that the result is
+the decoder's token layout without a copy.
 
 Two details of the reference are reproduced on purpose, because the released weights
 were trained with them: the point coordinates are shifted by half a voxel but the
@@ -19,9 +21,10 @@ import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm3d, run_sequential
+from .common import LayerNorm3d, derived
 
 
 class PositionEmbeddingRandom3D(nn.Module):
@@ -91,8 +94,13 @@ class PromptEncoder3D(nn.Module):
         return tuple(4 * s for s in self.image_embedding_size)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid, ``1 x C x 8 x 8 x 8``."""
-        return self.pe_layer.dense(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image embedding grid, ``1 x C x 8 x 8 x 8``.
+
+        A constant of the weights: computed once and reused (the decoder keys its own
+        per-network constants on this tensor), recomputed when the buffer changes.
+        """
+        return derived(self, "dense_pe", lambda g: self.pe_layer.dense(self.image_embedding_size).unsqueeze(0),
+                       self.pe_layer.positional_encoding_gaussian_matrix)
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool = True) -> torch.Tensor:
         """Sparse embeddings ``B x (N + pad) x C`` of points with labels 1 (in) / 0 (out)."""
@@ -130,7 +138,40 @@ class PromptEncoder3D(nn.Module):
         else:
             sparse = torch.empty((bs, 0, self.embed_dim), device=device)
         if masks is not None:
-            dense = run_sequential(self.mask_downscaling, masks)
+            dense = _downscale_mask(self.mask_downscaling, masks)
         else:
             dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1, 1).expand(bs, -1, *self.image_embedding_size)
         return sparse, dense
+
+
+def _block_rows(w: torch.Tensor) -> torch.Tensor:
+    """A ``(C_out, C_in, 2, 2, 2)`` kernel as the ``(8 * C_in, C_out)`` matrix whose rows
+    follow a 2x2x2 block's voxels (z, y, x) with the channels fastest."""
+    return w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0]).contiguous()
+
+
+def _downscale_mask(seq: nn.Sequential, masks: torch.Tensor) -> torch.Tensor:
+    """``seq(masks)`` for the mask prompt: two 2x2x2 stride-2 convolutions (each with
+    LayerNorm3d and GELU) and a 1x1 convolution, as matrix products.
+
+    The 32^3 mask is reordered once (32k values) so that every row holds one 2x2x2
+    block of the first convolution, ordered by (8^3 output voxel, position in its
+    second-level block); eight consecutive rows of the first product are then exactly
+    one input block of the second convolution, and the last product's rows are the
+    8^3 grid's tokens. Same sums as the convolutions, and layer norms over each row's
+    channels (``LayerNorm3d``'s formula; equal to float32 rounding). Returns
+    ``B x C x 8^3``, a channels-last view of ``B x 512 x C`` tokens.
+    """
+    conv1, norm1, _, conv2, norm2, _, conv3 = seq
+    b, _, d, h, w = masks.shape
+    g = (d // 4, h // 4, w // 4)
+    c1, c2, c3 = conv1.out_channels, conv2.out_channels, conv3.out_channels
+    # z = 4 * Z + 2 * a + i (Z: output voxel, a: second-level offset, i: first-level)
+    x = masks.reshape(b, g[0], 2, 2, g[1], 2, 2, g[2], 2, 2)
+    x = x.permute(0, 1, 4, 7, 2, 5, 8, 3, 6, 9).reshape(-1, 8)
+    y = torch.addmm(conv1.bias, x, derived(conv1, "rows", _block_rows, conv1.weight))
+    y = F.gelu(F.layer_norm(y, (c1,), norm1.weight, norm1.bias, norm1.eps))
+    y = torch.addmm(conv2.bias, y.view(-1, 8 * c1), derived(conv2, "rows", _block_rows, conv2.weight))
+    y = F.gelu(F.layer_norm(y, (c2,), norm2.weight, norm2.bias, norm2.eps))
+    y = torch.addmm(conv3.bias, y, conv3.weight.view(c3, c2).t())
+    return y.view(b, *g, c3).permute(0, 4, 1, 2, 3)
