@@ -18,10 +18,11 @@ the wall. The organ is the union of the compartments inside the wall, and the wa
    ``MAX_LUMEN_ML``;
 3. **belongs to the click's compartment**, which is not fat (a region of fat's value
    without gas specks: the mesentery touches every loop it surrounds; stool has fat's
-   mean value but is mottled with gas): the two share a wide interface (at least
-   ``CONTACT`` of the smaller one's surface: a gas-fluid level, a stool ball in gas), or
-   the click lies in the gas. A neighbouring loop that the click's region merely grazes
-   (a leak along a wall) shares a small fraction of its surface and is not added.
+   mean value but is mottled with gas): at least ``CONTACT`` of the region's surface lies
+   against the gas (a stool ball in gas, the fluid under a gas level), or the click lies
+   in the gas. An organ beside a loop (the liver under the colon's gas, the aorta beside
+   a loop) touches it along a small part of its own surface, however much of the gas's
+   surface faces it, and a region that leaked along a wall grazes the gas.
 
 Enclosed holes of the union (gas specks in stool, fluid pockets) are filled, and the
 **wall** is added: the voxels within ``WALL_MM`` (at least one voxel) of the content that
@@ -51,12 +52,12 @@ PURE_GAS_HU = -900.0
 #: a lumen holds at most this much gas (ml); a larger compartment is outside air or
 #: airways merged with the lungs
 MAX_LUMEN_ML = 2000.0
-#: a gas compartment joins the click's region when their interface is at least this
-#: fraction of the smaller one's surface
-CONTACT = 0.2
+#: a gas compartment joins the click's region when at least this fraction of the
+#: region's surface lies against it (an organ beside a loop: < 0.06 measured)
+CONTACT = 0.1
 #: a compartment and the click's region are in contact across gaps of up to this many
 #: voxels (growth stops short of a sharp border)
-GAP_VOXELS = 2
+GAP_VOXELS = 1
 #: the wall's thickness (mm, at least one voxel)
 WALL_MM = 3.0
 #: fat (HU): a shell voxel in this interval lies outside the wall
@@ -170,26 +171,24 @@ def _open(box: tuple, shape: tuple, faces: Sequence[Sequence[bool]]) -> bool:
 
 
 def _wide_contact(comp: np.ndarray, grown: np.ndarray, box: tuple, spacing: np.ndarray) -> bool:
-    """Whether ``comp`` (in ``box``) and ``grown`` share at least ``CONTACT`` of the smaller surface.
+    """Whether at least ``CONTACT`` of ``grown``'s surface lies against ``comp`` (in ``box``).
 
-    The interface is measured on both sides: the surface voxels of each within
-    ``GAP_VOXELS`` voxels of the other. Intensity growth stops a voxel or two inside
-    a sharp border (the smoothing spreads it), so the two rarely touch face to face.
+    Content lies against its gas over a good part of its surface (a stool ball in gas:
+    all of it; the fluid under a gas level: its top). An organ beside a loop (the liver
+    under the colon's gas, the aorta beside a loop) touches it along a small part of its
+    own surface, however much of the gas's surface faces it. The surface voxels within
+    ``GAP_VOXELS`` of the gas count: intensity growth stops short of a sharp border (the
+    smoothing spreads it).
     """
     reach = stepped_ball((GAP_VOXELS + 0.01) * float(spacing.max()), spacing)
     pad = GAP_VOXELS + 1
     big = tuple(slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, grown.shape))
     c = np.zeros(tuple(b.stop - b.start for b in big), dtype=bool)
     c[tuple(slice(b.start - p.start, b.stop - p.start) for b, p in zip(box, big))] = comp
-    g = grown[big]
-    shell_c = c & ~ndi.binary_erosion(c, border_value=1)
-    touch_c = int(np.count_nonzero(shell_c & dilate(g, reach)))
     gbox = bbox(grown, pad=1)
     sub = grown[gbox]
-    shell_g = sub & ~ndi.binary_erosion(sub, border_value=1)
-    n_g = int(np.count_nonzero(shell_g))
-    # the grown region's surface voxels near the compartment (only the part in reach of it)
-    near_c = np.zeros(grown.shape, dtype=bool)
-    near_c[big] = dilate(c, reach)
-    touch_g = int(np.count_nonzero(shell_g & near_c[gbox]))
-    return max(touch_c, touch_g) >= CONTACT * max(1, min(int(np.count_nonzero(shell_c)), n_g))
+    shell = sub & ~ndi.binary_erosion(sub, border_value=1)
+    near = np.zeros(grown.shape, dtype=bool)
+    near[big] = dilate(c, reach)
+    touch = int(np.count_nonzero(shell & near[gbox]))
+    return touch >= CONTACT * max(1, int(np.count_nonzero(shell)))
