@@ -219,15 +219,17 @@ RIBS_3MM = {"rib_left_9": 100, "rib_left_10": 101, "rib_left_11": 102, "rib_righ
 MUSCLES = {"autochthon_left": 86, "autochthon_right": 87, "iliopsoas_left": 88, "iliopsoas_right": 89}
 
 
-def _rib_scene(seed: int = 0, hu: float = 220.0, blur: float = 1.2):
-    """A thin osteopenic rib (a rod of ``hu``, 3 mm radius) beside a thick block of the
-    same bone (a vertebral body, 24 mm across) in 40 HU muscle, 1.5 mm voxels, blurred
-    like a 3 mm scan (the rod's peak ~190 HU) and noisy."""
+def _rib_scene(seed: int = 0, hu: float = 220.0, blur: float = 1.2, dim: float = None):
+    """A thin osteopenic rib (a rod of ``hu``, 3 mm radius; ``dim`` from x = 32 on when
+    given) beside a thick block of bone of ``hu`` (a vertebral body, 24 mm across) in 40 HU
+    muscle, 1.5 mm voxels, blurred like a 3 mm scan (the rod's peak ~190 HU) and noisy."""
     shape, sp = (40, 48, 64), 1.5
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     rod = np.broadcast_to(((z - 20) ** 2 + (y - 12) ** 2) * sp ** 2 <= 3.0 ** 2, shape) & (x >= 4) & (x < 60)
     block = (np.abs(z - 20) <= 8) & (np.abs(y - 34) <= 8) & (np.abs(x - 32) <= 8)
     img = np.where(rod | block, hu, 40.0)
+    if dim is not None:
+        img = np.where(rod & (x >= 32), dim, img)
     img = ndi.gaussian_filter(img, blur) + np.random.default_rng(seed).normal(0, 6, shape)
     vol = Volume(np.rint(img).astype(np.int16), spacing=(sp, sp, sp), modality="CT")
     return vol, np.asarray(rod), np.asarray(block)
@@ -276,6 +278,53 @@ def test_session_first_click_beside_a_thin_rib_gives_the_rib():
     mask = session.add_point((20, 14, 30)).mask
     assert dice(mask, rod) >= 0.8, dice(mask, rod)
     assert not (mask & block).any()
+
+
+def test_thin_rib_dimmer_along_its_length_is_one_object():
+    """A rib whose ridge falls from ~240 to ~140 HU along its length (a rib running
+    obliquely through 3 mm voxels): the 50 % threshold of the bright part's peak (~150 HU)
+    cuts the dim half off; the thin-bone threshold (35 % of the way) joins it, and the
+    block of bone beside it stays out."""
+    vol, rod, block = _rib_scene(hu=300.0, dim=180.0)
+    raw = vol.array.astype(np.float32)
+    assert raw[20, 12, 20] > 220.0 and raw[20, 12, 48] < 150.0
+    session = RegionGrowingSession()
+    session.set_volume(vol)
+    mask = session.add_point((20, 12, 16)).mask
+    dim = rod.copy()
+    dim[:, :, :40] = False
+    # Measured: 0.80 of the rod, 0.60 of its far dim part (the 50 % threshold: none of it).
+    assert np.count_nonzero(mask & rod) >= 0.7 * np.count_nonzero(rod)
+    assert np.count_nonzero(mask & dim) >= 0.5 * np.count_nonzero(dim)
+    assert not (mask & block).any()
+
+
+def test_enhancing_organ_cortex_is_not_thin_bone():
+    """The enhancing cortex of an organ (a 4 mm shell of 165 HU around a 100 HU medulla in
+    fat, 0.8 mm voxels, noise 12 HU: noise peaks reach 180 HU) is a thin bright shell, but
+    inside the organ: a click on it is no partial-volume bone click (a kidney click then
+    ran the neck split on the whole kidney: 3 s per corrective click at 512 x 512 x 300).
+    A rib in the same scene's fat is."""
+    shape, sp = (64, 64, 64), np.array([0.8, 0.8, 0.8])
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    r = np.sqrt(((z - 32) ** 2 + (y - 32) ** 2 + (x - 24) ** 2)) * 0.8
+    img = np.where(r <= 16.0, 100.0, -100.0)
+    img = np.where((r > 12.0) & (r <= 16.0), 165.0, img)
+    rib = np.broadcast_to(((z - 32) ** 2 + (y - 10) ** 2) * 0.64 <= 2.5 ** 2, shape) & (x >= 40)
+    img = np.where(rib, 300.0, img)
+    img = ndi.gaussian_filter(img, 1.0) + np.random.default_rng(0).normal(0, 12, shape)
+    raw = img.astype(np.float32)
+    cortex = (32, 32, 24 - int(14.0 / 0.8))  # mid-cortex, on the shell's side
+    assert 130.0 < raw[cortex] < 200.0
+    assert partial_volume_bone(raw, cortex, sp) is None
+    beside = (32, 12, 50)  # 1.6 mm from the rib's axis: its blurred rim
+    assert partial_volume_bone(raw, beside, sp) is not None
+    # Without the surroundings test the cortex click passes every other test.
+    _bone.SURROUND_FRACTION, keep = 0.0, _bone.SURROUND_FRACTION
+    try:
+        assert partial_volume_bone(raw, cortex, sp) is not None
+    finally:
+        _bone.SURROUND_FRACTION = keep
 
 
 def test_quantised_thin_rod_is_not_split_at_its_own_bumps():
@@ -338,9 +387,10 @@ def test_negative_click_on_an_even_thin_rod_removes_only_its_part():
 @pytest.mark.shared_data
 def test_real_ct_rib_first_clicks(real_ct):
     """First click on the four ribs of the real 3 mm CT (>= 200 voxels). Measured:
-    Dice 0.30 / 0.16 / 0.05 / 0.87 (rib left 9, 10, 11, rib right 11), mean 0.34; the
-    bone path before partial-volume clicks and quantisation-tolerant splitting gave
-    0.15 / 0.16 / 0.05 / 0.27, mean 0.16."""
+    Dice 0.30 / 0.85 / 0.01 / 0.87 (rib left 9, 10, 11, rib right 11), mean 0.51; with
+    the 50 % threshold on thin bone too (rib left 10 kept a 24-voxel piece of itself)
+    0.30 / 0.16 / 0.01 / 0.87, mean 0.34; the bone path before partial-volume clicks and
+    quantisation-tolerant splitting 0.15 / 0.16 / 0.05 / 0.27, mean 0.16."""
     volume, seg = real_ct
     scores = {}
     for name, i in RIBS_3MM.items():
@@ -350,8 +400,8 @@ def test_real_ct_rib_first_clicks(real_ct):
         session = RegionGrowingSession()
         session.set_volume(volume)
         scores[name] = dice(session.add_point(deepest_point(ref, volume.spacing_zyx)).mask, ref)
-    assert scores["rib_right_11"] >= 0.8, scores
-    assert np.mean(list(scores.values())) >= 0.30, scores
+    assert scores["rib_right_11"] >= 0.8 and scores["rib_left_10"] >= 0.75, scores
+    assert np.mean(list(scores.values())) >= 0.45, scores
 
 
 @pytest.mark.shared_data

@@ -91,6 +91,27 @@ PV_MM = 3.0
 PV_FRACTION = 0.2
 #: ... and the bone at its 50 % threshold is thin there (surface distance, mm)
 THIN_MM = 5.0
+#: ... and the peak lies in soft tissue, fat or air: at least ``SURROUND_FRACTION`` of
+#: the 10 mm ball around it is below ``SURROUND_HU`` (unenhanced soft tissue with its
+#: noise). A thin bone fills a small part of that ball (real-CT ribs 0.61-0.87); the
+#: bright cortex of an enhancing organ (a kidney's, 125-190 HU) is surrounded by the
+#: organ itself (0.09-0.45 on the CT phantom's kidneys at 0.8 mm, whose noisy cortex
+#: reaches 180 HU)
+SURROUND_HU = 80.0
+SURROUND_FRACTION = 0.5
+#: thin bone (at most ``THIN_MM`` deep at its 50 % threshold) is the click's component
+#: at this fraction of the way from the soft tissue to the bone instead of half-way:
+#: its brightest voxel is itself partial-volumed and, where the bone runs obliquely
+#: through the voxels, its ridge falls to 40-60 % of that voxel along its length (a
+#: 3 mm rib: 100-350 HU), so the 50 % threshold breaks it into pieces and the click
+#: keeps one of them
+THIN_FRACTION = 0.35
+#: ... kept when it holds all but this fraction of the 50 % object
+KEEP_SLACK = 0.05
+#: ... and is at least this many times its size (real-CT ribs: a lower threshold that
+#: joined the rib's pieces gave 2-8 times the 50 % object, one that added a rim or a
+#: neighbour's tip 1.35-1.5 times)
+JOIN_GROWTH = 1.75
 #: a negative click on thin bone with no joint towards the positive clicks removes
 #: only its own part, within 3 x its depth + ``LOCAL_MM`` of itself
 LOCAL_MM = 10.0
@@ -146,6 +167,13 @@ def bone_threshold(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
         Half-way between the click's bone intensity and the soft tissue around it
         (never below ``MIN_THRESHOLD_HU``); ``None`` when the click is not on bone.
     """
+    levels = _bone_levels(raw, click, spacing, enclosed)
+    return None if levels is None else _threshold(*levels, 0.5)
+
+
+def _bone_levels(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
+                 enclosed: float = 0.0) -> Optional[tuple]:
+    """``(soft, bone)`` intensities at a click on bone (:func:`bone_threshold`), or ``None``."""
     spacing = np.asarray(spacing, dtype=float)
     near = _values(raw, click, max(1.5, 1.01 * float(spacing.min())), spacing)
     if near.size == 0:
@@ -159,10 +187,22 @@ def bone_threshold(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
     # The click's bone: the brighter half of its neighbourhood (a click on a thin rib
     # at 3 mm is itself partial-volumed; its brightest neighbours are the rib).
     bone = max(level, float(np.percentile(near, 75)))
-    around = _values(raw, click, 10.0 + float(spacing.max()), spacing)
+    return _soft_around(raw, click, bone, spacing)[0], bone
+
+
+def _soft_around(raw: np.ndarray, centre: Sequence[int], bone: float, spacing: np.ndarray) -> tuple:
+    """``(soft, surrounded)``: the soft-tissue level within 10 mm of ``centre`` and the
+    fraction of that ball below ``SURROUND_HU``."""
+    around = _values(raw, centre, 10.0 + float(np.max(spacing)), spacing)
     soft_part = around[(around > -150.0) & (around < min(bone, 150.0))]
     soft = float(np.median(soft_part)) if soft_part.size >= 10 else SOFT_HU
-    return max(soft + 0.5 * (bone - soft), MIN_THRESHOLD_HU)
+    surrounded = float(np.mean(around < SURROUND_HU)) if around.size else 1.0
+    return soft, surrounded
+
+
+def _threshold(soft: float, bone: float, fraction: float) -> float:
+    """``fraction`` of the way from ``soft`` to ``bone``, never below ``MIN_THRESHOLD_HU``."""
+    return max(soft + fraction * (bone - soft), MIN_THRESHOLD_HU)
 
 
 def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
@@ -181,7 +221,10 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
       level beside a bone is not);
     * the bone at the 50 % threshold is thin there: its surface distance within
       ``THIN_MM`` of the peak stays below ``THIN_MM`` (a rib, a transverse process; not
-      a vertebral body, an enhanced aorta or a kidney).
+      a vertebral body, an enhanced aorta);
+    * the peak lies in soft tissue, fat or air (at least ``SURROUND_FRACTION`` of the
+      10 mm ball around it below ``SURROUND_HU``): the enhancing cortex of a kidney is
+      a thin bright shell too, but inside the organ.
 
     Parameters
     ----------
@@ -199,6 +242,12 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
         around it, never below ``MIN_THRESHOLD_HU``) and the peak voxel (the seed of
         the bone object).
     """
+    pv = _partial_volume(raw, click, spacing)
+    return None if pv is None else (_threshold(pv[0], pv[1], 0.5), pv[2])
+
+
+def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
+    """``(soft, peak, seed)`` of a partial-volume click beside thin bone (:func:`partial_volume_bone`)."""
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
     near = _values(raw, click, max(1.5, 1.01 * float(spacing.min())), spacing)
@@ -212,15 +261,12 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
         return None
     j = int(np.argmax(values))
     peak, seed = float(values[j]), tuple(int(v) for v in pts[j])
-    around = _values(raw, seed, 10.0 + float(spacing.max()), spacing)
-    soft_part = around[(around > -150.0) & (around < min(peak, 150.0))]
-    soft = float(np.median(soft_part)) if soft_part.size >= 10 else SOFT_HU
-    if float(np.median(near)) < soft + PV_FRACTION * (peak - soft):
+    soft, surrounded = _soft_around(raw, seed, peak, spacing)
+    if float(np.median(near)) < soft + PV_FRACTION * (peak - soft) or surrounded < SURROUND_FRACTION:
         return None
-    threshold = max(soft + 0.5 * (peak - soft), MIN_THRESHOLD_HU)
-    if not _thin_at(raw, threshold, seed, spacing):
+    if not _thin_at(raw, _threshold(soft, peak, 0.5), seed, spacing):
         return None
-    return threshold, seed
+    return soft, peak, seed
 
 
 def _thin_at(raw: np.ndarray, threshold: float, seed: tuple, spacing: np.ndarray) -> bool:
@@ -233,7 +279,9 @@ def _thin_at(raw: np.ndarray, threshold: float, seed: tuple, spacing: np.ndarray
     r = [int(math.ceil(2.0 * THIN_MM / s)) + 1 for s in spacing]
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(seed, r, raw.shape))
     sub = raw[box] >= np.float32(threshold)
-    local = tuple(c - b.start for c, b in zip(seed, box))
+    local = _nearest(sub, tuple(c - b.start for c, b in zip(seed, box)), spacing)
+    if local is None:
+        return False
     lab, _ = ndi.label(sub)
     sub = lab == lab[local]
     dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
@@ -305,38 +353,65 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     if not pos:
         return grown
     small = max(1.5, 1.01 * float(spacing.min()))
-    thresholds, starts, cancellous = [], [], False
+    thresholds, lows, starts, cancellous = [], [], [], False
     for p in pos:
         level = float(np.median(_values(raw, p, small, spacing)))
-        t = None
+        levels, enclosed = None, 0.0
         if level >= CANCELLOUS_HU:
-            t = bone_threshold(raw, p, spacing, enclosure(raw, p, spacing))
+            enclosed = enclosure(raw, p, spacing)
+            levels = _bone_levels(raw, p, spacing, enclosed)
             # Cancellous bone below the threshold: the intensity-grown interior joins
             # (only when wrapped in bone: elsewhere it may have leaked into soft tissue).
-            cancellous |= t is not None and bone_threshold(raw, p, spacing) is None
+            cancellous |= levels is not None and _bone_levels(raw, p, spacing) is None
         start = p
-        if t is None:
+        if levels is None:
             # A partial-volume voxel beside thin bone: grow from the bone's peak.
-            pv = partial_volume_bone(raw, p, spacing)
+            pv = _partial_volume(raw, p, spacing)
             if pv is None:
                 # Soft tissue, fat, air, fluid; a slab of it between two bones (a disc)
                 # is answered by its position (``_disc``).
                 disc = disc_object(raw, spacing, p, barrier) if len(pos) == 1 else None
                 return grown if disc is None else disc
-            t, start = pv
+            levels, start = pv[:2], pv[2]
+        t = _threshold(*levels, 0.5)
         thresholds.append(t)
         starts.append(start)
-    # One threshold for the object: the lowest (the partial-volume rule of the
-    # thinnest clicked part), so every click's bone is inside.
-    candidate = raw >= np.float32(min(thresholds))
-    if cancellous:
+        # Thin bone not wrapped in bone (a vertebral body's shell is thin at its 50 %
+        # threshold too): its ridge falls well below its brightest voxel along its
+        # length (``THIN_FRACTION``).
+        thin = enclosed < ENCLOSED and _thin_at(raw, t, start, spacing)
+        lows.append(_threshold(*levels, THIN_FRACTION) if thin else None)
+    out = _object_at(raw, spacing, min(thresholds), starts, neg, grown if cancellous else None, barrier)
+    if out is None:
+        return grown
+    if all(t is not None for t in lows) and min(lows) < min(thresholds):
+        # The lower threshold is for joining the pieces of a broken ridge: it is kept
+        # when it holds the 50 % object, at least ``JOIN_GROWTH`` times as large (less
+        # is a partial-volume rim around the same pieces or a neighbour's tip, as
+        # often outside the bone as inside it), and still thin (at a lower threshold
+        # a rib's joint with its vertebra fills in and the split no longer finds the
+        # neck).
+        low = _object_at(raw, spacing, min(lows), starts, neg, grown if cancellous else None, barrier)
+        n = np.count_nonzero(out)
+        if (low is not None and np.count_nonzero(out & ~low) <= KEEP_SLACK * n
+                and np.count_nonzero(low) >= JOIN_GROWTH * n and _depth(low, spacing) <= THIN_MM):
+            out = low
+    return out
+
+
+def _object_at(raw: np.ndarray, spacing: np.ndarray, threshold: float, starts: list, neg: list,
+               grown: Optional[np.ndarray], barrier: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The part holding ``starts`` of the bone above ``threshold`` (plus ``grown``), split
+    at its necks; ``None`` when no start is on or next to that bone."""
+    candidate = raw >= np.float32(threshold)
+    if grown is not None:
         candidate |= grown
     if barrier is not None:
         candidate &= ~barrier
     seeds = [_nearest(candidate, p, spacing) for p in starts]
     seeds = [s for s in seeds if s is not None]
     if not seeds:
-        return grown
+        return None
     lab, _ = ndi.label(candidate)
     ids = {int(lab[s]) for s in seeds}
     box = bbox(np.isin(lab, list(ids)), pad=1)
@@ -354,6 +429,15 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     out = np.zeros(raw.shape, dtype=bool)
     out[box] = part
     return out
+
+
+def _depth(mask: np.ndarray, spacing: np.ndarray) -> float:
+    """The largest surface distance in ``mask`` (mm; half a voxel inside the background)."""
+    box = bbox(mask, pad=1)
+    if box is None:
+        return 0.0
+    dist = ndi.distance_transform_edt(mask[box], sampling=spacing)
+    return float(dist.max()) - 0.5 * float(np.min(spacing))
 
 
 def _nearest(candidate: np.ndarray, p: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
