@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     import torch.nn.functional as F
 
     from napari_medseg.models.nnunet.winograd import transform_weight, winograd_conv3d, \
-        winograd_convolutions
+        winograd_convolutions, WinogradConv3d
 
     torch.set_num_threads(args.threads)
     row = bench.MATRIX[args.row]
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         for m in args.m:
             for mc in args.min_channels:
                 with winograd_convolutions(net, min_channels=mc, m=m) as wnet:
-                    n = sum(1 for c in wnet.modules() if "forward" in vars(c))
+                    n = sum(isinstance(c, WinogradConv3d) for c in wnet.modules())
                     t, y = _best(lambda: wnet.forward_features(x), args.repeats)
                 err = float((y - ref).abs().max()) / scale
                 print(f"window, F({m}) on {n} layers with >= {mc} channels: {t:.2f} s "

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from napari_medseg.models.nnunet.winograd import (  # noqa: E402
-    qualifies, transform_weight, winograd_conv3d, winograd_convolutions)
+    WinogradConv3d, qualifies, transform_weight, winograd_conv3d, winograd_convolutions)
 
 # F(2): coefficients 0/+-1/0.5, float32 rounding only; F(4): coefficients up to 8 and 1/24
 TOLERANCE = {2: 1e-5, 4: 1e-4}
@@ -90,11 +90,11 @@ def test_unet_window_equals_torch_and_layers_are_restored(model_factory, m):
     with torch.inference_mode():
         ref = net.forward_features(x)
         with winograd_convolutions(net, min_channels=4, m=m) as wnet:
-            swapped = [c for c in wnet.modules() if "forward" in vars(c)]
+            swapped = [c for c in wnet.modules() if isinstance(c, WinogradConv3d)]
             # every 3x3x3 stride-1 conv of the tiny U-Net except the 1-channel input conv
             assert len(swapped) == sum(qualifies(c, 4) for c in net.modules()) > 0
             out = wnet.forward_features(x)
-        assert not any("forward" in vars(c) for c in net.modules())
+        assert not any(isinstance(c, WinogradConv3d) for c in net.modules())
         assert torch.equal(net.forward_features(x), ref)
     assert_close_to_scale(out, ref, rel=TOLERANCE[m], name=f"U-Net window, Winograd F({m})")
     assert float((out - ref).abs().max()) > 0  # the Winograd path really ran
@@ -103,11 +103,22 @@ def test_unet_window_equals_torch_and_layers_are_restored(model_factory, m):
 def test_gradients_and_other_dtypes_use_torchs_convolution():
     conv = torch.nn.Conv3d(4, 4, 3, padding=1)
     x = torch.randn(1, 4, 6, 6, 6)
-    with winograd_convolutions(conv, min_channels=4):
-        y = conv(x)  # gradient enabled: the reference path, bit for bit
+    with winograd_convolutions(conv, min_channels=4) as wconv:
+        assert isinstance(wconv, WinogradConv3d) and wconv.weight is conv.weight
+        y = wconv(x)  # gradient enabled: the reference path, bit for bit
         assert y.requires_grad
         assert torch.equal(y, F.conv3d(x, conv.weight, conv.bias, padding=1))
     conv64 = torch.nn.Conv3d(4, 4, 3, padding=1).double()
-    with torch.no_grad(), winograd_convolutions(conv64, min_channels=4):
+    with torch.no_grad(), winograd_convolutions(conv64, min_channels=4) as wconv64:
         x64 = x.double()
-        assert torch.equal(conv64(x64), F.conv3d(x64, conv64.weight, conv64.bias, padding=1))
+        assert torch.equal(wconv64(x64), F.conv3d(x64, conv64.weight, conv64.bias, padding=1))
+
+
+def test_changed_weights_are_transformed_again():
+    conv = torch.nn.Conv3d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 6, 6, 6)
+    with torch.no_grad(), winograd_convolutions(conv, min_channels=4) as wconv:
+        wconv(x)
+        conv.weight.mul_(-2.0)  # the same tensor, changed in place (e.g. load_state_dict)
+        assert_close_to_scale(wconv(x), F.conv3d(x, conv.weight, conv.bias, padding=1),
+                              rel=TOLERANCE[2])

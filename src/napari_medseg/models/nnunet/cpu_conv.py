@@ -11,32 +11,46 @@ window in ``slow_conv3d``, 13 % in the channels-first norm; measured with
 
 * :func:`onednn_conv3d`: the same convolution through ``torch.mkldnn_convolution`` (the
   oneDNN kernel PyTorch uses above the threshold), channels-last in, channels-last out.
+* :func:`single_channel_conv3d`: a one-channel input (oneDNN refuses those) with an
+  all-zero second channel, which adds exact zeros.
 * :func:`transposed_conv3d_as_gemm`: a transposed convolution whose kernel equals its
   stride (nnU-Net's upsampling) is one matrix product, ``(voxels, C_in) @ (C_in,
   C_out x k^3)``, followed by a reshuffle into the upsampled channels-last output;
   PyTorch runs the small ones through ``slow_conv_transpose3d``.
-* :class:`onednn_convolutions`: both swapped into a module's layers for a ``with`` block
-  (used by the tests and ``benchmarks/bench_winograd.py --onednn``).
+* :class:`OneDNNConv3d` and :class:`GemmConvTranspose3d`: ``Conv3d`` /
+  ``ConvTranspose3d`` layers that take these paths themselves on CPU inference (the
+  nnU-Net networks are built from them) and PyTorch's otherwise.
+* :class:`swapped_layers`: replaces layers of a module for a ``with`` block (one place
+  for the module walking); :class:`onednn_convolutions` uses it to put the two classes
+  above into any torch network, ``winograd.winograd_convolutions`` its Winograd layers.
 
-Both compute the same sums as ``F.conv3d`` / ``F.conv_transpose3d`` in another order:
+All compute the same sums as ``F.conv3d`` / ``F.conv_transpose3d`` in another order:
 equal to float32 rounding (tested).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["onednn_conv3d", "transposed_conv3d_as_gemm", "onednn_applies",
-           "gemm_transposed_applies", "onednn_convolutions"]
+__all__ = ["cpu_inference", "onednn_conv3d", "single_channel_conv3d", "transposed_conv3d_as_gemm",
+           "onednn_applies", "gemm_transposed_applies", "OneDNNConv3d", "GemmConvTranspose3d",
+           "swapped_layers", "onednn_convolutions", "conv_like"]
+
+
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` is CPU inference that the fast paths may run: a CPU tensor, no
+    gradient, and not traced for a compiled runtime (OpenVINO fuses the reference graph,
+    ``Conv3d`` and ``InstanceNorm3d``, best)."""
+    return x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 def onednn_applies(conv: Any, x: torch.Tensor) -> bool:
     """Whether :func:`onednn_conv3d` runs ``conv(x)``: a zero-padded ``Conv3d`` on a float32
     CPU tensor with more than one input channel, no gradient."""
-    return (type(conv) is nn.Conv3d and conv.padding_mode == "zeros"
+    return (isinstance(conv, nn.Conv3d) and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.in_channels > 1
             and x.device.type == "cpu" and x.dtype == torch.float32
             and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available())
@@ -51,10 +65,23 @@ def onednn_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
                                     conv.dilation, conv.groups)
 
 
+def single_channel_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a one-channel input, about 4x faster on the CPU.
+
+    oneDNN does not take single-channel 3D convolutions, and PyTorch's fallback
+    (im2col) is slow. A second, all-zero input channel with all-zero weights
+    adds exact zeros to every sum, so the result is the same while oneDNN runs it.
+    """
+    x2 = torch.cat((x, torch.zeros_like(x)), 1).contiguous(memory_format=torch.channels_last_3d)
+    w2 = torch.cat((conv.weight, torch.zeros_like(conv.weight)), 1)
+    return torch.nn.functional.conv3d(x2, w2, conv.bias, conv.stride, conv.padding, conv.dilation,
+                                      conv.groups)
+
+
 def gemm_transposed_applies(tconv: Any, x: torch.Tensor) -> bool:
     """Whether :func:`transposed_conv3d_as_gemm` runs ``tconv(x)``: kernel == stride, no
     padding, dilation, groups or output padding; float32 CPU, no gradient."""
-    return (type(tconv) is nn.ConvTranspose3d
+    return (isinstance(tconv, nn.ConvTranspose3d)
             and tuple(tconv.kernel_size) == tuple(tconv.stride)
             and tuple(tconv.padding) == (0, 0, 0) and tuple(tconv.output_padding) == (0, 0, 0)
             and tuple(tconv.dilation) == (1, 1, 1) and tconv.groups == 1
@@ -82,40 +109,104 @@ def transposed_conv3d_as_gemm(tconv: nn.ConvTranspose3d, x: torch.Tensor) -> tor
     return out.permute(0, 4, 1, 2, 3)
 
 
-class onednn_convolutions:
-    """Within ``with``, the ``Conv3d`` layers of ``module`` run :func:`onednn_conv3d` and its
-    kernel == stride ``ConvTranspose3d`` layers :func:`transposed_conv3d_as_gemm`, whenever
-    their ``*_applies`` test holds for the input (else PyTorch's own path); restored on exit."""
+def conv_like(cls: type, layer: nn.Module, **extra: Any) -> nn.Module:
+    """A ``cls`` layer with ``layer``'s hyper-parameters and its very parameters (shared,
+    not copied); ``cls`` is a ``Conv3d`` / ``ConvTranspose3d`` subclass and ``extra`` its
+    own keyword arguments."""
+    kwargs = dict(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                  kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                  dilation=layer.dilation, groups=layer.groups, bias=layer.bias is not None,
+                  padding_mode=layer.padding_mode)
+    if isinstance(layer, nn.ConvTranspose3d):
+        kwargs["output_padding"] = layer.output_padding
+    with torch.device("meta"):  # no memory for weights that are replaced at once
+        new = cls(**kwargs, **extra)
+    new.weight = layer.weight
+    new.bias = layer.bias
+    return new.train(layer.training)
 
-    def __init__(self, module: nn.Module):
+
+class OneDNNConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs on oneDNN at every size on CPU inference.
+
+    :func:`onednn_conv3d` when :func:`onednn_applies`, :func:`single_channel_conv3d` for a
+    one-channel input, PyTorch's convolution otherwise (gradients, other devices,
+    tracing). Same parameters and state-dict keys as ``nn.Conv3d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if cpu_inference(x):
+            if x.shape[1] == 1:
+                return single_channel_conv3d(self, x)
+            if onednn_applies(self, x):
+                return onednn_conv3d(self, x)
+        return super().forward(x)
+
+
+class GemmConvTranspose3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` that runs :func:`transposed_conv3d_as_gemm` on CPU inference
+    when :func:`gemm_transposed_applies` (nnU-Net's kernel == stride upsampling), PyTorch's
+    transposed convolution otherwise. Same parameters and state-dict keys."""
+
+    def forward(self, x: torch.Tensor, output_size: Optional[list] = None) -> torch.Tensor:
+        if output_size is None and cpu_inference(x) and gemm_transposed_applies(self, x):
+            return transposed_conv3d_as_gemm(self, x)
+        return super().forward(x, output_size)
+
+
+class swapped_layers:
+    """Within ``with``, every layer of ``module`` for which ``replace(layer)`` returns a
+    module is replaced by it, wherever the module tree holds it (nnU-Net registers each
+    convolution twice: ``conv`` and ``all_modules.0``); restored on exit.
+
+    ``with`` gives the module to run: ``module`` itself, or its replacement when
+    ``module`` is such a layer.
+    """
+
+    def __init__(self, module: nn.Module, replace: Callable[[nn.Module], Optional[nn.Module]]):
         self.module = module
-        self.layers: list = []
+        self.replace = replace
+        self.swaps: list = []  # (parent, name, original layer)
+        self.root: Optional[nn.Module] = None
 
-    def __enter__(self):
-        for layer in {id(m): m for m in self.module.modules()}.values():
-            if type(layer) is nn.Conv3d:
-                layer.forward = self._wrap(layer, onednn_applies, onednn_conv3d)
-            elif type(layer) is nn.ConvTranspose3d:
-                layer.forward = self._wrap(layer, gemm_transposed_applies,
-                                           transposed_conv3d_as_gemm)
-            else:
+    def __enter__(self) -> nn.Module:
+        holders: dict = {}
+        for parent in self.module.modules():  # each module once
+            for name, child in parent._modules.items():
+                if child is not None:
+                    holders.setdefault(id(child), []).append((parent, name))
+        done: dict = {}
+        for layer in list(self.module.modules()):
+            if id(layer) in done:
                 continue
-            self.layers.append(layer)
-        return self.module
+            new = done[id(layer)] = self.replace(layer)
+            if new is None:
+                continue
+            for parent, name in holders.get(id(layer), []):
+                parent._modules[name] = new
+                self.swaps.append((parent, name, layer))
+        new_root = done.get(id(self.module))
+        self.root = self.module if new_root is None else new_root
+        return self.root
 
-    @staticmethod
-    def _wrap(layer, applies, fast):
-        reference = type(layer).forward.__get__(layer)
-
-        def forward(x, *args, **kwargs):
-            if args or kwargs or not applies(layer, x):
-                return reference(x, *args, **kwargs)
-            return fast(layer, x)
-
-        return forward
-
-    def __exit__(self, *exc):
-        for layer in self.layers:
-            del layer.forward
-        self.layers = []
+    def __exit__(self, *exc) -> bool:
+        for parent, name, layer in reversed(self.swaps):
+            parent._modules[name] = layer
+        self.swaps = []
         return False
+
+
+def _onednn_layer(layer: nn.Module) -> Optional[nn.Module]:
+    if type(layer) is nn.Conv3d:
+        return conv_like(OneDNNConv3d, layer)
+    if type(layer) is nn.ConvTranspose3d:
+        return conv_like(GemmConvTranspose3d, layer)
+    return None
+
+
+def onednn_convolutions(module: nn.Module) -> swapped_layers:
+    """Within ``with``, the plain ``Conv3d`` / ``ConvTranspose3d`` layers of ``module`` are
+    :class:`OneDNNConv3d` / :class:`GemmConvTranspose3d` sharing their parameters (for
+    torch networks not built from them; used by the tests and
+    ``benchmarks/bench_winograd.py --onednn``); restored on exit."""
+    return swapped_layers(module, _onednn_layer)

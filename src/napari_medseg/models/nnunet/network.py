@@ -6,10 +6,12 @@ checkpoints load with ``strict=True``: for example
 ``encoder.stages.0.0.convs.0.conv.weight`` and its alias
 ``encoder.stages.0.0.convs.0.all_modules.0.weight`` (the same tensor registered
 twice), and ``decoder.encoder.*`` (the decoder keeps a reference to the encoder).
-The forward computation is the reference's, with two CPU fast paths that compute
-the same sums (single-channel 3D convolutions and the 1x1 seg layer, see
-``_single_channel_conv3d`` and ``UNetDecoder.head``), so outputs equal the
-reference's to float32 rounding (the parity tests compare both).
+The forward computation is the reference's, with CPU fast paths that compute the
+same sums: the 3D convolutions are :class:`~.cpu_conv.OneDNNConv3d` and the
+upsampling :class:`~.cpu_conv.GemmConvTranspose3d` layers (``nn.Conv3d`` /
+``nn.ConvTranspose3d`` subclasses, same parameters), instance norms stay
+channels-last, and the 1x1 seg layer is one matrix product (``UNetDecoder.head``), so
+outputs equal the reference's to float32 rounding (the parity tests compare both).
 
 Only what inference needs is implemented: no deep-supervision outputs, no weight
 initialisation, no stochastic depth or squeeze-excitation (their presence in the
@@ -27,11 +29,13 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
-from .cpu_conv import gemm_transposed_applies, onednn_applies, onednn_conv3d, transposed_conv3d_as_gemm
+from .cpu_conv import GemmConvTranspose3d, OneDNNConv3d, cpu_inference
 
 __all__ = ["PlainConvUNet", "ResidualEncoderUNet", "build_network"]
 
 _CONV = {"Conv1d": nn.Conv1d, "Conv2d": nn.Conv2d, "Conv3d": nn.Conv3d}
+#: the layer classes built for a conv_op / transposed conv_op (CPU fast paths, cpu_conv.py)
+_FAST = {nn.Conv3d: OneDNNConv3d, nn.ConvTranspose3d: GemmConvTranspose3d}
 _TRANSP = {nn.Conv1d: nn.ConvTranspose1d, nn.Conv2d: nn.ConvTranspose2d, nn.Conv3d: nn.ConvTranspose3d}
 _AVGPOOL = {nn.Conv1d: nn.AvgPool1d, nn.Conv2d: nn.AvgPool2d, nn.Conv3d: nn.AvgPool3d}
 _NORM = {
@@ -78,8 +82,9 @@ class ConvDropoutNormReLU(nn.Module):
         kernel_size = _as_tuple(kernel_size, dim)
         self.stride = _as_tuple(stride, dim)
         ops = []
-        self.conv = conv_op(cin, cout, kernel_size, self.stride,
-                            padding=[(k - 1) // 2 for k in kernel_size], dilation=1, bias=conv_bias)
+        self.conv = _FAST.get(conv_op, conv_op)(cin, cout, kernel_size, self.stride,
+                                                padding=[(k - 1) // 2 for k in kernel_size], dilation=1,
+                                                bias=conv_bias)
         ops.append(self.conv)
         if dropout_op is not None:
             self.dropout = dropout_op(**(dropout_op_kwargs or {}))
@@ -95,41 +100,15 @@ class ConvDropoutNormReLU(nn.Module):
         self.all_modules = nn.Sequential(*ops)
 
     def forward(self, x):
-        if not _cpu_inference(x):
+        if not cpu_inference(x):
             return self.all_modules(x)
-        if x.shape[1] == 1 and isinstance(self.conv, nn.Conv3d):
-            x = _single_channel_conv3d(self.conv, x)
-        elif "forward" not in vars(self.conv) and onednn_applies(self.conv, x):
-            # PyTorch's size heuristic would run small maps through im2col (cpu_conv.py);
-            # a layer whose forward a block swapped (winograd_convolutions) runs that one
-            x = onednn_conv3d(self.conv, x)
-        else:
-            x = self.conv(x)
+        x = self.conv(x)  # its class picks the CPU path (cpu_conv.py, winograd.py)
         for module in self.all_modules[1:]:
             if module is getattr(self, "norm", None) and _channels_last_instance_norm_applies(module, x):
                 x = _channels_last_instance_norm(module, x)
             else:
                 x = module(x)
         return x
-
-
-def _cpu_inference(x: torch.Tensor) -> bool:
-    # not while tracing for a compiled runtime (OpenVINO): the reference graph
-    # (Conv3d, InstanceNorm3d) is what a compiler fuses best
-    return x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-
-
-def _single_channel_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a one-channel input, about 4x faster on the CPU.
-
-    oneDNN does not take single-channel 3D convolutions, and PyTorch's fallback
-    (im2col) is slow. A second, all-zero input channel with all-zero weights
-    adds exact zeros to every sum, so the result is the same while oneDNN runs it.
-    """
-    x2 = torch.cat((x, torch.zeros_like(x)), 1).contiguous(memory_format=torch.channels_last_3d)
-    w2 = torch.cat((conv.weight, torch.zeros_like(conv.weight)), 1)
-    return torch.nn.functional.conv3d(x2, w2, conv.bias, conv.stride, conv.padding, conv.dilation,
-                                      conv.groups)
 
 
 def _channels_last_instance_norm_applies(norm: nn.Module, x: torch.Tensor) -> bool:
@@ -325,7 +304,7 @@ class UNetDecoder(nn.Module):
             below = encoder.output_channels[-s]
             skip = encoder.output_channels[-(s + 1)]
             stride = encoder.strides[-s]
-            transpconvs.append(transp(below, skip, stride, stride, bias=encoder.conv_bias))
+            transpconvs.append(_FAST.get(transp, transp)(below, skip, stride, stride, bias=encoder.conv_bias))
             stages.append(StackedConvBlocks(
                 n_conv_per_stage[s - 1], encoder.conv_op, 2 * skip, skip, encoder.kernel_sizes[-(s + 1)], 1,
                 encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs, encoder.dropout_op,
@@ -342,11 +321,7 @@ class UNetDecoder(nn.Module):
         """The full-resolution decoder features (the input of the last seg layer)."""
         x = skips[-1]
         for s in range(len(self.stages)):
-            up = self.transpconvs[s]
-            if _cpu_inference(x) and gemm_transposed_applies(up, x):
-                x = transposed_conv3d_as_gemm(up, x)  # one GEMM instead of slow_conv_transpose3d
-            else:
-                x = up(x)
+            x = self.transpconvs[s](x)  # one GEMM on the CPU (GemmConvTranspose3d)
             x = torch.cat((x, skips[-(s + 2)]), 1)
             x = self.stages[s](x)
         return x

@@ -19,10 +19,12 @@ Here (channels-last throughout):
 4. the products transformed back one axis at a time with ``A^T``, the last axis
    written straight into the channels-last output (bias added there).
 
-:func:`winograd_conv3d` is the function; :class:`winograd_convolutions` swaps it into
-the qualifying ``Conv3d`` layers of a module (stride 1, kernel 3, padding 1, no
-dilation or groups, at least ``min_channels`` input and output channels) for the
-duration of a ``with`` block. The error is float32 rounding amplified by the transform
+:func:`winograd_conv3d` is the function; :class:`WinogradConv3d` a ``Conv3d`` layer that
+runs it (its transformed weights computed once), and :class:`winograd_convolutions`
+puts such layers, sharing the weights, in place of the qualifying ``Conv3d`` layers of
+a module (stride 1, kernel 3, padding 1, no dilation or groups, at least
+``min_channels`` input and output channels) for the duration of a ``with`` block.
+The error is float32 rounding amplified by the transform
 coefficients: ~1e-6 of the output's scale for F(2), ~1e-5 for F(4) (tested).
 """
 
@@ -36,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InvalidInputError
+from .cpu_conv import conv_like, cpu_inference, swapped_layers
 
-__all__ = ["winograd_conv3d", "transform_weight", "winograd_convolutions", "qualifies"]
+__all__ = ["winograd_conv3d", "transform_weight", "WinogradConv3d", "winograd_convolutions", "qualifies"]
 
 _F = Fraction
 
@@ -223,10 +226,47 @@ def qualifies(conv: Any, min_channels: int = 64) -> bool:
             and min(conv.in_channels, conv.out_channels) >= int(min_channels))
 
 
-class winograd_convolutions:
+class WinogradConv3d(nn.Conv3d):
+    """``nn.Conv3d`` computed by :func:`winograd_conv3d` on CPU float32 inference, by
+    PyTorch's convolution otherwise (gradients, other dtypes or devices, tracing).
+
+    Build it from a layer with :func:`~napari_medseg.models.nnunet.cpu_conv.conv_like`
+    (``conv_like(WinogradConv3d, conv, m=4)``); the transformed weights are computed on
+    the first call and again whenever the weights change.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As ``nn.Conv3d``'s; a 3x3x3 kernel, stride 1, equal padding 0-2.
+    m : {2, 4}
+        Output tile edge.
+    """
+
+    def __init__(self, *args: Any, m: int = 2, **kwargs: Any) -> None:
+        _matrices(m)
+        super().__init__(*args, **kwargs)
+        self.m = int(m)
+        self._transformed: Optional[tuple] = None  # (weight, (version, storage), transform)
+
+    def transformed_weight(self) -> torch.Tensor:
+        """:func:`transform_weight` of the current weights (cached)."""
+        w = self.weight
+        cached = self._transformed
+        if cached is None or cached[0] is not w or cached[1] != (w._version, w.data_ptr()):
+            cached = self._transformed = (w, (w._version, w.data_ptr()), transform_weight(w, self.m))
+        return cached[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if cpu_inference(x) and x.dtype == torch.float32:
+            return winograd_conv3d(x, self.weight, self.bias, self.padding[0], self.m,
+                                   self.transformed_weight())
+        return super().forward(x)
+
+
+def winograd_convolutions(module: nn.Module, min_channels: int = 64, m: int = 2) -> swapped_layers:
     """Within ``with``, the qualifying ``Conv3d`` layers of ``module`` (see
-    :func:`qualifies`) run :func:`winograd_conv3d` on CPU inference (no gradient); their
-    transformed weights are computed on entry. Restored on exit.
+    :func:`qualifies`) are :class:`WinogradConv3d` layers sharing their weights (the
+    transforms computed on entry); restored on exit. ``with`` gives the module to run.
 
     Parameters
     ----------
@@ -236,33 +276,13 @@ class winograd_convolutions:
     m : {2, 4}
         Output tile edge.
     """
+    _matrices(m)
 
-    def __init__(self, module: nn.Module, min_channels: int = 64, m: int = 2):
-        _matrices(m)
-        self.module, self.min_channels, self.m = module, int(min_channels), int(m)
-        self.layers: list = []
+    def replace(layer: nn.Module) -> Optional[nn.Module]:
+        if not qualifies(layer, int(min_channels)):
+            return None
+        new = conv_like(WinogradConv3d, layer, m=int(m))
+        new.transformed_weight()
+        return new
 
-    def __enter__(self):
-        for conv in {id(c): c for c in self.module.modules()
-                     if qualifies(c, self.min_channels)}.values():
-            u = transform_weight(conv.weight, self.m)
-            conv.forward = self._forward(conv, u)
-            self.layers.append(conv)
-        return self.module
-
-    def _forward(self, conv: nn.Conv3d, u: torch.Tensor):
-        m = self.m
-        reference = type(conv).forward.__get__(conv)
-
-        def forward(x):
-            if x.device.type != "cpu" or torch.is_grad_enabled() or x.dtype != torch.float32:
-                return reference(x)
-            return winograd_conv3d(x, conv.weight, conv.bias, conv.padding[0], m, u)
-
-        return forward
-
-    def __exit__(self, *exc):
-        for conv in self.layers:
-            del conv.forward
-        self.layers = []
-        return False
+    return swapped_layers(module, replace)
