@@ -251,9 +251,11 @@ class WinogradConv3d(nn.Conv3d):
     def transformed_weight(self) -> torch.Tensor:
         """:func:`transform_weight` of the current weights (cached)."""
         w = self.weight
+        # inference-mode weights have no version counter (and cannot change outside it)
+        key = (None if w.is_inference() else w._version, w.data_ptr())
         cached = self._transformed
-        if cached is None or cached[0] is not w or cached[1] != (w._version, w.data_ptr()):
-            cached = self._transformed = (w, (w._version, w.data_ptr()), transform_weight(w, self.m))
+        if cached is None or cached[0] is not w or cached[1] != key:
+            cached = self._transformed = (w, key, transform_weight(w, self.m))
         return cached[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

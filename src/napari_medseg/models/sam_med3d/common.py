@@ -15,9 +15,11 @@ def derived(module: nn.Module, name: str, make: Callable[..., torch.Tensor], *so
     projected once): a source counts as changed when it is another tensor, has been
     modified in place (its version counter) or moved (its storage). The cache holds the
     sources themselves, so an identity cannot be reused by a new tensor while it lives.
+    Inference-mode tensors have no version counter: their in-place changes (only possible
+    inside ``torch.inference_mode``) are not seen.
     """
     cache = module.__dict__.setdefault("_derived_cache", {})
-    key = tuple((t._version, t.data_ptr(), t.device, t.dtype) for t in sources)
+    key = tuple((None if t.is_inference() else t._version, t.data_ptr(), t.device, t.dtype) for t in sources)
     hit = cache.get(name)
     if hit is not None and len(hit[0]) == len(sources) and all(a is b for a, b in zip(hit[0], sources)) \
             and hit[1] == key:
