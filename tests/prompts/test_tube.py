@@ -1,0 +1,156 @@
+"""Vessels: a click on a tube follows the tube (``prompts._tube``).
+
+Intensity growing alone stops a few centimetres along a vessel whose contrast drifts
+along it, and spreads sideways into a neighbour of the vessel's own intensity; these
+tests fail on it (the numbers in the docstrings are measured).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_medseg.io.volume import Volume
+from napari_medseg.prompts import _tube
+from napari_medseg.prompts._tube import tube_object
+from napari_medseg.prompts.region_growing import RegionGrowingSession
+from napari_medseg.testing.clicker import deepest_point, dice, pieces
+
+#: TotalSegmentator v2 ids in example_seg.nii.gz
+VESSELS = {"aorta": 52, "inferior_vena_cava": 63, "portal_vein_and_splenic_vein": 64}
+
+SPACING = (1.5, 1.5, 2.0)  # x, y, z (Volume convention)
+SPACING_ZYX = (2.0, 1.5, 1.5)
+
+
+def _axis_yz(x_mm: np.ndarray) -> tuple:
+    """The synthetic vessel's axis: it runs along x and bends in y and z."""
+    return 70.0 + 25.0 * np.sin(x_mm / 60.0), 48.0 + 10.0 * np.cos(x_mm / 50.0)
+
+
+def _curved_vessel(shape=(48, 96, 128), radius=5.0, drift=(60.0, 120.0), blob=True, branch=False, seed=0):
+    """A curved vessel (radius 5 mm) in fat whose contrast rises from 60 to 120 HU along it.
+
+    ``blob``: an 18 mm ball of the vessel's own intensity touching its side 50 mm from
+    the click (a same-intensity organ beside it). ``branch``: a straight side branch of
+    radius 3.5 mm leaving it. Returns (volume, vessel mask, blob mask, click).
+    """
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, SPACING_ZYX)], indexing="ij")
+    cy, cz = _axis_yz(xx)
+    vessel = (yy - cy) ** 2 + (zz - cz) ** 2 <= radius ** 2
+    if branch:
+        # From the axis at x = 110 mm, towards +y and +z at 45 degrees to it.
+        y0, z0 = _axis_yz(np.float64(110.0))
+        t = ((xx - 110.0) + (zz - z0)) / np.sqrt(2.0)
+        dist2 = (xx - 110.0 - t / np.sqrt(2.0)) ** 2 + (zz - z0 - t / np.sqrt(2.0)) ** 2 + (yy - y0) ** 2
+        vessel |= (t >= 0) & (dist2 <= 3.5 ** 2)
+    value = drift[0] + (drift[1] - drift[0]) * xx / xx.max()
+    img = np.full(shape, -100.0)
+    img[vessel] = value[vessel]
+    ball = np.zeros(shape, dtype=bool)
+    if blob:
+        bx = 90.0
+        by, bz = _axis_yz(np.float64(bx))
+        ball = (xx - bx) ** 2 + (yy - by - radius - 17.0) ** 2 + (zz - bz) ** 2 <= 18.0 ** 2
+        img[ball & ~vessel] = drift[0] + (drift[1] - drift[0]) * bx / xx.max()
+    img = ndi.gaussian_filter(img, 0.7) + rng.normal(0.0, 8.0, shape)
+    cx = 40.0
+    cy0, cz0 = _axis_yz(np.float64(cx))
+    click = (int(round(cz0 / SPACING_ZYX[0])), int(round(cy0 / SPACING_ZYX[1])), int(round(cx / SPACING_ZYX[2])))
+    return Volume(img.astype(np.int16), spacing=SPACING, modality="CT"), vessel & ~ball, ball & ~vessel, click
+
+
+def _click(volume, click, tube_aware=True) -> np.ndarray:
+    session = RegionGrowingSession()
+    session.tube_aware = tube_aware
+    session.set_volume(volume)
+    return session.add_point(click).mask
+
+
+def test_click_follows_a_curved_vessel_with_drifting_contrast_past_a_same_intensity_blob():
+    """Measured: Dice 0.91, 84 % of the vessel, 0.7 % of the blob (intensity growing:
+    0.26 Dice, 15 % of the vessel: it stops where the contrast has drifted)."""
+    volume, vessel, blob, click = _curved_vessel()
+    mask = _click(volume, click)
+    assert np.count_nonzero(mask & vessel) >= 0.75 * np.count_nonzero(vessel)
+    assert np.count_nonzero(mask & blob) <= 0.05 * np.count_nonzero(blob)
+    assert dice(mask, vessel) >= 0.85
+    plain = _click(volume, click, tube_aware=False)
+    assert dice(plain, vessel) < 0.5  # the case is one intensity growing fails
+
+
+def test_fork_stops_the_walk_but_never_costs_the_vessel():
+    """At a fork the cross-section is two tubes side by side: flat, so the walk stops
+    there (branches are not followed). The object keeps what the growth gave (measured:
+    Dice 0.710, growth 0.721; 2414 voxels, growth 2260) and takes nothing beyond the
+    vessel's partial-volume rim."""
+    volume, vessel, _, click = _curved_vessel(blob=False, branch=True)
+    mask = _click(volume, click)
+    plain = _click(volume, click, tube_aware=False)
+    assert np.count_nonzero(mask & plain) >= 0.97 * np.count_nonzero(plain)
+    rim = ndi.binary_dilation(vessel, iterations=2)
+    assert np.count_nonzero(mask & ~rim) <= 0.02 * np.count_nonzero(mask)
+    assert dice(mask, vessel) >= dice(plain, vessel) - 0.03
+
+
+def test_drifting_vessel_without_neighbours_is_followed_to_both_ends():
+    """Measured: Dice 0.973 (growth 0.796: the contrast drifts 60 -> 120 HU along it)."""
+    volume, vessel, _, click = _curved_vessel(blob=False)
+    mask = _click(volume, click)
+    for end in (slice(0, 10), slice(-10, None)):
+        part = np.zeros(vessel.shape, dtype=bool)
+        part[:, :, end] = True
+        assert np.count_nonzero(mask & vessel & part) >= 0.8 * np.count_nonzero(vessel & part)
+    assert dice(mask, vessel) >= 0.93
+
+
+def test_organ_click_returns_the_grown_region_itself():
+    """A ball (an organ: no axis to follow at a steady calibre) is left to the organ rules."""
+    zz, yy, xx = np.mgrid[:40, :60, :60]
+    organ = (zz - 20) ** 2 + (yy - 30) ** 2 + (xx - 30) ** 2 <= 12 ** 2
+    image = np.where(organ, 60.0, -100.0).astype(np.float32)
+    grown = organ.copy()
+    out = tube_object(ndi.gaussian_filter(image, 0.7), (1.5, 1.5, 1.5), [(20, 30, 30)], grown)
+    assert out is grown
+
+
+def test_deep_click_and_several_clicks_are_not_followed():
+    volume, vessel, _, click = _curved_vessel(blob=False)
+    image = volume.array.astype(np.float32)
+    assert tube_object(image, SPACING_ZYX, [click, click], vessel) is vessel
+    slab = np.zeros(vessel.shape, dtype=bool)
+    slab[:, 10:90, 10:120] = True  # a click 30 mm deep: no vessel of the trunk is that thick
+    assert tube_object(image, SPACING_ZYX, [(24, 50, 64)], slab) is slab
+    assert _tube.MAX_RADIUS_MM < 30.0
+
+
+def test_flat_cross_section_stops_the_walk():
+    """A sheet of the click's intensity (a muscle, the bowel wall) is no tube: the region stays."""
+    zz, yy, xx = np.mgrid[:40, :80, :80]
+    sheet = (np.abs(zz - 20) <= 3) & (np.abs(yy - 40) <= 30) & (np.abs(xx - 40) <= 30)
+    image = ndi.gaussian_filter(np.where(sheet, 60.0, -100.0), 0.7).astype(np.float32)
+    grown = sheet & (np.abs(xx - 40) <= 12)  # the click's region stopped short in the sheet
+    out = tube_object(image, (1.5, 1.5, 1.5), [(20, 40, 40)], grown)
+    assert np.count_nonzero(out & ~grown) <= 0.05 * np.count_nonzero(grown)
+
+
+# ---------------------------------------------------------------- real CT
+@pytest.mark.shared_data
+def test_real_ct_vessels_first_click(real_ct):
+    """First click at the deepest point of each vessel of the real 3 mm CT (non-enhanced:
+    vessels are as bright as the liver and the crura). Measured with the tube rule:
+    aorta 0.768, inferior vena cava 0.723, portal and splenic vein 0.426 (without:
+    0.762, 0.723, 0.370: the portal vein's click at the confluence kept the confluence
+    only)."""
+    volume, seg = real_ct
+    scores = {}
+    for name, i in VESSELS.items():
+        ref = pieces(seg, i)[0]
+        session = RegionGrowingSession()
+        session.set_volume(volume)
+        scores[name] = dice(session.add_point(deepest_point(ref, volume.spacing_zyx)).mask, ref)
+    assert scores["aorta"] >= 0.74, scores
+    assert scores["inferior_vena_cava"] >= 0.70, scores
+    assert scores["portal_vein_and_splenic_vein"] >= 0.40, scores
