@@ -70,6 +70,7 @@ from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._bone import bone_object, looks_like_ct
 from ._lumen import lumen_object
+from ._tube import tube_object
 from ._corrections import incremental_click, local_addition, negative_cut
 from .base import Prediction, PromptSession, Prompts
 
@@ -247,6 +248,9 @@ class RegionGrowingSession(PromptSession):
         #: a click on bone in CT grows within the bone and stops at the narrowest
         #: connections to the neighbouring bones (``_bone``); False: intensity growing
         self.bone_aware = True
+        #: a single click on a vessel follows the tube's axis and drops what the region
+        #: holds beside it (``_tube``); False: intensity growing only
+        self.tube_aware = True
         self._hu = False
         #: MR's intensity model: the growth's edge term counts only monotone intensity
         #: change (a voxel on a ramp between two tissues), not a noise wiggle or the
@@ -597,12 +601,18 @@ class RegionGrowingSession(PromptSession):
         grown = np.zeros(shape, dtype=bool)
         if pos:
             grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light)
+            intensity = grown
             if self.bone_aware and self._hu and not light:
                 grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask)
                 # A click in bowel or stomach content: its gas compartments and wall (``_lumen``).
                 faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
                 grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
                                      None if box_mask is None else ~box_mask)
+            if self.tube_aware and not light and grown is intensity:
+                # A click on a vessel: the region follows the tube and loses what lies
+                # beside it (``_tube``).
+                grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
+                                    noise_floor=self._noise_floor, gradient=crop.gradient)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
