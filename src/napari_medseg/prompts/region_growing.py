@@ -608,9 +608,11 @@ class RegionGrowingSession(PromptSession):
                 faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
                 grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
                                      None if box_mask is None else ~box_mask)
-            if self.tube_aware and not light and grown is intensity:
+            if self.tube_aware and not light and grown is intensity and self._mask is None:
                 # A click on a vessel: the region follows the tube and loses what lies
-                # beside it (``_tube``).
+                # beside it (``_tube``). Not for a corrective click's own region: a
+                # correction adds what is near the click (``_corrections``), a walk
+                # along the tube from it reaches past what the user pointed at.
                 grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
                                     noise_floor=self._noise_floor, gradient=crop.gradient)
         result = grown if initial is None else (grown | initial)
