@@ -71,16 +71,20 @@ def abdomen():
 
 
 @pytest.mark.parametrize("where", ["fluid", "stool", "gas"])
-def test_click_in_content_gives_the_loop_with_its_wall(abdomen, monkeypatch, where):
-    """A click in the fluid below the gas, in the stool ball floating in it, or in the gas
-    gives the whole loop with its wall; intensity growing alone gives one compartment."""
+def test_click_in_content_gives_the_loop(abdomen, monkeypatch, where):
+    """A click in the fluid below the gas or in the stool ball floating in it gives the
+    loop with its wall, a click in the gas the whole gas compartment; intensity growing
+    alone gives a part of one compartment."""
     ct, loop, gas, _ = abdomen
     click = {"fluid": (20, 49, 30), "stool": (20, 42, 30), "gas": (20, 39, 30)}[where]
     with_lumen = _session(ct).add_point(click).mask
-    # measured: fluid 0.986 (the gas above it and the wall joined), stool and gas 0.855
-    # (the gas and its wall; the fluid below stays out: a compartment of another value)
-    assert dice(with_lumen, loop) >= (0.9 if where == "fluid" else 0.8), dice(with_lumen, loop)
-    assert with_lumen[gas].mean() >= 0.95
+    assert with_lumen[gas].all()
+    if where == "gas":
+        assert not (with_lumen & ~gas).any()
+    else:
+        # measured: fluid 0.986 (the gas above it and the wall joined), stool 0.855 (the
+        # gas and its wall; the fluid below stays out: a compartment of another value)
+        assert dice(with_lumen, loop) >= (0.9 if where == "fluid" else 0.8), dice(with_lumen, loop)
     _without_lumen(monkeypatch)
     plain = _session(ct).add_point(click).mask
     assert dice(plain, loop) < dice(with_lumen, loop) - 0.1, (dice(plain, loop), dice(with_lumen, loop))
@@ -150,7 +154,7 @@ def test_real_ct_colon_and_lungs(real_ct, monkeypatch):
     """Real 3 mm CT. The colon's deepest point is a stool ball at the edge of its gas:
     intensity growing gave the ball (Dice 0.025 after one click, 0.08 after three).
     Measured with the lumen rule: colon 0.683 / 0.780 after clicks 1 / 3, the second
-    colon piece (a click in gas) 0.814 / 0.820 (was 0.669 / 0.715). The lung lobes keep
+    colon piece (a click in gas) 0.817 / 0.852 (was 0.669 / 0.715). The lung lobes keep
     their masks (the lumen rule adds nothing to lung parenchyma)."""
     volume, seg = real_ct
     session = RegionGrowingSession()
@@ -159,7 +163,7 @@ def test_real_ct_colon_and_lungs(real_ct, monkeypatch):
     first = run_protocol(session, colon, n_clicks=3)
     assert first.dice[0] >= 0.6 and first.dice[-1] >= 0.7, first.dice
     second = run_protocol(session, colon2, n_clicks=3)
-    assert second.dice[0] >= 0.75 and second.dice[-1] >= 0.75, second.dice
+    assert second.dice[0] >= 0.75 and second.dice[-1] >= 0.8, second.dice
     lobes = [pieces(seg, lobe)[0] for lobe in (10, 11, 14)]
     masks = []
     for ref in lobes:

@@ -24,10 +24,13 @@ the wall. The organ is the union of the compartments inside the wall, and the wa
    a loop) touches it along a small part of its own surface, however much of the gas's
    surface faces it, and a region that leaked along a wall grazes the gas.
 
-Enclosed holes of the union (gas specks in stool, fluid pockets) are filled, and the
-**wall** is added: the voxels within ``WALL_MM`` (at least one voxel) of the content that
-are not fat (fat lies between ``FAT_HU``; a partial-volume voxel of gas and wall is darker,
-the wall's soft tissue brighter).
+Enclosed holes of the union (gas specks in stool, fluid pockets) are filled. When the
+click lies in content (not in the gas), the **wall** is added: the voxels within
+``WALL_MM`` (at least one voxel) of the content that are not fat (fat lies between
+``FAT_HU``; a partial-volume voxel of gas and wall is darker, the wall's soft tissue
+brighter). A click in the gas gives the gas compartment: a positive correction there
+then adds a region of the click's own value (the corrections read a region of mixed
+value as the rim of another tissue and keep only the click).
 
 CT only (Hounsfield units). On MR gas is a signal void like cortical bone, air outside the
 body and flowing blood, with no absolute scale to tell them apart, so MR is unchanged.
@@ -95,7 +98,8 @@ def lumen_object(raw: np.ndarray, smoothed: np.ndarray, spacing: Sequence[float]
     -------
     numpy.ndarray
         ``grown`` (the same object) when no gas compartment qualifies, else a new mask:
-        the region, the qualifying gas, the holes between them filled, and the wall.
+        the region, the qualifying gas, the holes between them filled, and the wall
+        (when a click lies in content, not in the gas).
     """
     spacing = np.asarray(spacing, dtype=float)
     if not pos or not grown.any() or raw.shape != grown.shape:
@@ -132,10 +136,14 @@ def lumen_object(raw: np.ndarray, smoothed: np.ndarray, spacing: Sequence[float]
     content = grown | added
     box = bbox(content, pad=[int(np.ceil(WALL_MM / s)) + 1 for s in spacing])
     sub = ndi.binary_fill_holes(content[box])
-    shell = dilate(sub, stepped_ball(max(WALL_MM, 1.01 * float(spacing.max())), spacing)) & ~sub
-    r = raw[box]
-    wall = shell & ~((r > np.float32(FAT_HU[0])) & (r < np.float32(FAT_HU[1])))
-    sub |= wall
+    if not all(gas[p] for p in pos):
+        # The wall goes with the content the user clicked in. A click in the gas asks for
+        # the gas compartment: a positive correction there adds the gas, whose value is
+        # the click's (with a wall it would be a region of mixed value, which the
+        # corrections read as the rim of another tissue).
+        shell = dilate(sub, stepped_ball(max(WALL_MM, 1.01 * float(spacing.max())), spacing)) & ~sub
+        r = raw[box]
+        sub |= shell & ~((r > np.float32(FAT_HU[0])) & (r < np.float32(FAT_HU[1])))
     if barrier is not None:
         sub &= ~barrier[box]
     anchors = [tuple(c - b.start for c, b in zip(p, box)) for p in pos]
