@@ -387,10 +387,11 @@ def test_negative_click_on_an_even_thin_rod_removes_only_its_part():
 @pytest.mark.shared_data
 def test_real_ct_rib_first_clicks(real_ct):
     """First click on the four ribs of the real 3 mm CT (>= 200 voxels). Measured:
-    Dice 0.30 / 0.85 / 0.01 / 0.87 (rib left 9, 10, 11, rib right 11), mean 0.51; with
-    the 50 % threshold on thin bone too (rib left 10 kept a 24-voxel piece of itself)
-    0.30 / 0.16 / 0.01 / 0.87, mean 0.34; the bone path before partial-volume clicks and
-    quantisation-tolerant splitting 0.15 / 0.16 / 0.05 / 0.27, mean 0.16."""
+    Dice 0.30 / 0.85 / 0.88 / 0.87 (rib left 9, 10, 11, rib right 11), mean 0.72; with
+    the 50 % threshold on thin bone too (rib left 10 kept a 24-voxel piece of itself) and
+    partial-volume peaks of >= 180 HU (rib left 11's is 164 HU) 0.30 / 0.16 / 0.01 / 0.87,
+    mean 0.34; the bone path before partial-volume clicks and quantisation-tolerant
+    splitting 0.15 / 0.16 / 0.05 / 0.27, mean 0.16."""
     volume, seg = real_ct
     scores = {}
     for name, i in RIBS_3MM.items():
@@ -400,8 +401,8 @@ def test_real_ct_rib_first_clicks(real_ct):
         session = RegionGrowingSession()
         session.set_volume(volume)
         scores[name] = dice(session.add_point(deepest_point(ref, volume.spacing_zyx)).mask, ref)
-    assert scores["rib_right_11"] >= 0.8 and scores["rib_left_10"] >= 0.75, scores
-    assert np.mean(list(scores.values())) >= 0.45, scores
+    assert min(scores["rib_right_11"], scores["rib_left_10"], scores["rib_left_11"]) >= 0.75, scores
+    assert np.mean(list(scores.values())) >= 0.6, scores
 
 
 @pytest.mark.shared_data

@@ -81,9 +81,11 @@ THIN_VOXELS = 2.0
 #: a click on a partial-volume voxel of thin bone (a rib whose reference is wider than
 #: the bone, a click on its rim): the click's neighbourhood is at least ``PV_LOW_HU``
 #: (fat partial-volumed with bone is no bone click), a bone peak of at least
-#: ``PV_PEAK_HU`` lies within ``PV_MM`` (at least one voxel) ...
+#: ``PV_PEAK_HU`` lies within ``PV_MM`` (at least one voxel; an osteopenic rib at 3 mm
+#: peaks at 160-170 HU beside some clicks; enhanced soft tissue as bright is kept out by
+#: the thinness and surroundings tests below) ...
 PV_LOW_HU = 20.0
-PV_PEAK_HU = 180.0
+PV_PEAK_HU = 150.0
 PV_MM = 3.0
 #: ... the click's neighbourhood is itself partial-volumed: at least this fraction
 #: of the way from the soft tissue to the peak (a disc or a muscle at its own
