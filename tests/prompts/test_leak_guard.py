@@ -93,3 +93,34 @@ def test_sheet_of_the_clicks_thickness_is_kept():
     leaked[:, 8:40, 8:40] = True
     cut = guard_leak(leaked, click, np.ones(3))
     assert (cut & ~shell).sum() < 0.2 * (leaked & ~shell).sum()
+
+
+def test_fill_holes_is_scipys():
+    from scipy import ndimage as ndi
+
+    from napari_medseg.prompts._leak_guard import fill_holes
+
+    rng = np.random.default_rng(3)
+    for shape, p in (((20, 30, 25), 0.45), ((9, 40, 40), 0.6), ((1, 12, 12), 0.5)):
+        mask = rng.random(shape) < p
+        mask[2:-2, 3:-3, 3:-3] |= ndi.binary_erosion(mask[2:-2, 3:-3, 3:-3])  # closed shells, real holes
+        assert np.array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
+    assert fill_holes(np.ones((4, 4, 4), bool)).all()
+
+
+def test_click_depth_is_the_distance_transform_at_the_click():
+    from scipy import ndimage as ndi
+
+    from napari_medseg.prompts._leak_guard import click_depth
+
+    rng = np.random.default_rng(4)
+    z, y, x = np.ogrid[:30, :50, :50]
+    blob = ((z - 15) ** 2 / 144 + (y - 25) ** 2 / 400 + (x - 25) ** 2 / 300) < 1
+    blob &= rng.random(blob.shape) > 0.02  # pinholes: closed and filled first
+    spacing = np.array([2.5, 0.8, 0.9])
+    for click in ((15, 25, 25), (12, 20, 30), (15, 10, 25)):
+        sub = ndi.binary_closing(np.pad(blob, 2, mode="edge"), ndi.generate_binary_structure(3, 1),
+                                 iterations=2)[2:-2, 2:-2, 2:-2] | blob
+        sub = ndi.binary_fill_holes(sub)
+        want = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        assert click_depth(blob, click, spacing, closing=True) == min(60.0, float(want[click]))

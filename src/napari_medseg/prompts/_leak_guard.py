@@ -32,6 +32,39 @@ from .._ndimage import bbox, components_at, dilate, erode, stepped_ball
 SHEET_RATIO = 1.5
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (face connectivity), by one labelling of the background.
+
+    SciPy fills by a dilation from the faces repeated until nothing changes, one pass
+    per voxel of the longest path through the background; labelling the background
+    once and keeping the parts that touch a face gives the same mask several times faster.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndi.label(~mask)
+    if n == 0 or mask.ndim == 0:
+        return mask.copy()
+    outer = np.zeros(n + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        outer[np.take(lab, 0, axis=axis)] = True
+        outer[np.take(lab, mask.shape[axis] - 1, axis=axis)] = True
+    outer[0] = False
+    return ~outer[lab]
+
+
+def _distance_to_outside(sub: np.ndarray, point: tuple, spacing: np.ndarray) -> float:
+    """Euclidean distance (mm) from ``point`` to the nearest voxel outside ``sub``.
+
+    Faces of the array are not outside (inf when ``sub`` is full). The same value as the
+    distance transform at ``point`` (same arithmetic) without transforming the whole box.
+    """
+    idx = np.argwhere(~sub)
+    if not len(idx):
+        return math.inf
+    d = (idx - np.asarray(point)[None, :]).astype(np.float64) * np.asarray(spacing, dtype=np.float64)[None, :]
+    np.multiply(d, d, out=d)
+    return float(np.sqrt(np.add.reduce(d, axis=1).min()))
+
+
 def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: float = 60.0,
                 near_mm: float = 0.0, closing: bool = False) -> float:
     """Distance (mm) from ``click`` to the nearest voxel outside ``region`` (capped at ``cap_mm``).
@@ -48,10 +81,12 @@ def click_depth(region: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: f
     if closing:
         sub = ndi.binary_closing(np.pad(sub, 2, mode="edge"), ndi.generate_binary_structure(3, 1),
                                  iterations=2)[2:-2, 2:-2, 2:-2] | sub
-    sub = ndi.binary_fill_holes(sub)
+    sub = fill_holes(sub)
     local = tuple(c - b.start for c, b in zip(click, box))
     if not sub[local]:
         return 0.0
+    if near_mm <= 0:
+        return float(min(cap_mm, _distance_to_outside(sub, local, spacing)))
     # Neither the box faces nor the volume's faces bound the object (it goes on past
     # the field of view: a click on the last slice of a liver is not shallow).
     padded = np.pad(sub, [(1, 1)] * 3, constant_values=True)
@@ -107,7 +142,7 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     if SHEET_RATIO > 0:
         # The region's own deepest voxel (after the same closing and hole filling as
         # the click's depth; the image's faces are not edges).
-        filled = ndi.binary_fill_holes(sub)
+        filled = fill_holes(sub)
         deepest = float(ndi.distance_transform_edt(filled, sampling=spacing).max())
         if deepest <= SHEET_RATIO * d:
             return region

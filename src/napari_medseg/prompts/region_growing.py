@@ -65,9 +65,10 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import click_depth, guard_leak
+from ._leak_guard import click_depth, fill_holes, guard_leak
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
+from ._sheet import thin_layer
 from ._bone import bone_object, looks_like_ct
 from ._lumen import lumen_object
 from ._tube import tube_object
@@ -235,6 +236,8 @@ class RegionGrowingSession(PromptSession):
         self._overview: Optional[_Crop] = None
         self._components: "OrderedDict[tuple, tuple]" = OrderedDict()
         self._click_values: dict = {}
+        #: the thin layers (``_sheet``) of the last segmentation, working grid
+        self._layers: Optional[np.ndarray] = None
         #: corrective clicks change the mask near the click only (False: re-segment
         #: from all clicks, the behaviour before local corrections)
         self.local_corrections = True
@@ -262,6 +265,10 @@ class RegionGrowingSession(PromptSession):
         #: coil's shading across a click's neighbourhood)
         self.mr_shading = 0.015
         self._mr = False
+        #: a click on a thin layer between two different tissues (the skin) grows the
+        #: layer on the unsmoothed image (``_sheet``); False: the click gives what the
+        #: growth gives
+        self.thin_layers = True
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -462,6 +469,7 @@ class RegionGrowingSession(PromptSession):
 
     def _predict_all(self, prompts: Prompts) -> Prediction:
         """Segment from all prompts at once (first click, box, initial mask, replays)."""
+        self._layers = None
         if self._overview is None:
             # Small volume: work on all of it at once (no crop growth needed).
             region = tuple(slice(0, n) for n in self.volume.shape)
@@ -478,7 +486,47 @@ class RegionGrowingSession(PromptSession):
             if bigger is None:
                 break
             region = bigger
-        return Prediction(mask=self._to_full(work_mask, crop), region=crop.region, state=None)
+        mask = self._to_full(work_mask, crop)
+        if self._layers is not None and self._layers.any() and crop.factors != (1, 1, 1):
+            mask = self._layers_at_full_resolution(mask, crop, prompts)
+        return Prediction(mask=mask, region=crop.region, state=None)
+
+    def _layers_at_full_resolution(self, mask: np.ndarray, crop: _Crop, prompts: Prompts) -> np.ndarray:
+        """The thin layers of ``mask`` redone on the full grid.
+
+        Block means blend a layer one or two voxels thin with its neighbours (a bright
+        skin beside air all but vanishes), and a working-grid voxel is several voxels
+        thick on the full grid: the layer is found again from its clicks on the
+        unsmoothed full-resolution crop (the crop already spans the layer), with the
+        same barriers (negative clicks, box).
+        """
+        coarse = self._to_full(self._layers, crop)
+        raw = np.asarray(self._array[crop.region], dtype=np.float32)
+        spacing = self._spacing
+        allowed = np.ones(mask.shape, dtype=bool)
+        neg_ball = ball_offsets(max(self.negative_radius_mm, 0.0), spacing)
+        for p in prompts.negative_points:
+            c = tuple(int(round(v)) - r.start for v, r in zip(p, crop.region))
+            _set_ball(allowed, c, neg_ball, False)
+        if prompts.box is not None:
+            inside = np.zeros(mask.shape, dtype=bool)
+            inside[tuple(slice(max(0, int(math.floor(a)) - r.start), max(0, int(math.ceil(b)) + 1 - r.start))
+                         for a, b, r in zip(prompts.box[0], prompts.box[1], crop.region))] = True
+            allowed &= inside
+        reach = np.abs(ball_offsets(self.seed_radius_mm, spacing)).max(axis=0)
+        fine = np.zeros(mask.shape, dtype=bool)
+        for p in prompts.positive_points:
+            c = tuple(int(round(v)) - r.start for v, r in zip(p, crop.region))
+            if not all(0 <= a < n for a, n in zip(c, mask.shape)) or not coarse[c] or fine[c]:
+                continue
+            window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(c, reach))
+            noise = max(_noise_level(raw[window]), self._noise_floor)
+            layer = thin_layer(raw, spacing, c, noise, allowed=allowed, radius_mm=self.seed_radius_mm)
+            if layer is not None:
+                fine |= layer
+        if not fine.any():
+            return mask
+        return (mask & ~coarse) | fine
 
     def _region_from_overview(self, prompts: Prompts, fallback: tuple) -> tuple:
         """The fine crop: the object's extent on the overview, plus a margin.
@@ -638,22 +686,29 @@ class RegionGrowingSession(PromptSession):
         # can only add to the object, never make an earlier click's part leak.
         grown = np.zeros(shape, dtype=bool)
         inside = np.zeros(shape, dtype=bool)
+        layers = np.zeros(shape, dtype=bool)  # thin layers (``_sheet``): kept as found
+        layer_clicks = []
         box_key = None if box_mask is None else (tuple(np.argwhere(box_mask)[0]), int(np.count_nonzero(box_mask)))
         for s, st in zip(pos, stats):
             key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light)
             cached = self._components.get(key)
             if cached is None:
-                cached = self._click_component(crop, s, st, neg, neg_stats, neg_ball, box_mask, len(seed_ball))
+                cached = self._click_component(crop, s, st, neg, neg_stats, neg_ball, box_mask, len(seed_ball),
+                                               light=light)
                 self._components[key] = cached
                 while len(self._components) > 16:
                     self._components.popitem(last=False)
+            if cached[2]:
+                layers |= cached[0]
+                layer_clicks.append(s)
+                continue
             grown |= cached[0]
             inside |= cached[1]
-        seeds = list(pos)
-        if light:
-            return grown
-        if not grown.any():
-            return grown
+        seeds = [s for s in pos if s not in layer_clicks]
+        if light or not grown.any() or not seeds:
+            if not light:
+                self._layers = layers
+            return grown | layers
         box = bbox(grown, pad=max(1, int(math.ceil(self.opening_mm / float(spacing.min())))) + 1)
         sub = grown[box]
         local_seeds = [tuple(c - b.start for c, b in zip(s, box)) for s in seeds]
@@ -712,7 +767,7 @@ class RegionGrowingSession(PromptSession):
         # One geodesic dilation call (scipy stops early once nothing changes).
         sub = ndi.binary_dilation(sub, structure=cross, mask=closer | sub,
                                   iterations=min(6, max(2, int(round(4.0 / float(spacing.min()))))))
-        sub = ndi.binary_fill_holes(sub)
+        sub = fill_holes(sub)
         anchors = [s for s in local_seeds if sub[s]]
         if not anchors:
             # The click sat on a thin spot the opening removed: the object is the part
@@ -729,11 +784,12 @@ class RegionGrowingSession(PromptSession):
             sub = guard_leak(sub, local_seeds[0], spacing, ratio=ratio)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
-        return out
+        self._layers = layers
+        return out | layers
 
     def _click_component(self, crop: _Crop, s: tuple, st: tuple, neg: list, neg_stats: list, neg_ball,
-                         box_mask, ball_voxels: int) -> tuple:
-        """The region grown from one positive click, and its in-range voxels.
+                         box_mask, ball_voxels: int, light: bool = False) -> tuple:
+        """The region grown from one positive click, its in-range voxels, and whether it is a thin layer.
 
         Per voxel, how many robust standard deviations it lies from the click's
         intensity ("k-map"), worsened by strong edges: the region at tolerance k is
@@ -774,6 +830,20 @@ class RegionGrowingSession(PromptSession):
         # neighbourhood (at low tolerance it is still filling in the object itself).
         seeds = [s] if moved == s or not np.isfinite(kmap[moved]) else [s, moved]
         comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels)
+        if self.thin_layers and not light and np.count_nonzero(comp) < 8:
+            # A thin layer between two different tissues (the skin between air and fat):
+            # every voxel of it is on an edge, but the unsmoothed image shows the layer
+            # (``_sheet``). It is the object as found: the opening and the boundary step
+            # of ``_grow`` are for thick objects and would erase it or add its neighbours.
+            # Not on the overview: strided samples of a partial-volume rim form chance
+            # layers there; the fine crop grows to a layer's extent instead.
+            reach = np.abs(ball_offsets(self.seed_radius_mm, spacing)).max(axis=0)
+            window = tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))
+            noise = max(_noise_level(crop.raw[window]), self._noise_floor)
+            layer = thin_layer(crop.raw, spacing, s, noise, allowed=np.isfinite(kint),
+                               radius_mm=self.seed_radius_mm)
+            if layer is not None:
+                return layer, layer, True
         if np.count_nonzero(comp) < 8:
             # The click sits on a rim (a gas-fluid level, a partial-volume voxel): grow
             # from the nearest voxel around it that looks like the object (``_reseed``).
@@ -796,7 +866,7 @@ class RegionGrowingSession(PromptSession):
         inside = (kint <= k + 0.5) | comp
         raw_ok = np.abs(crop.raw - np.float32(med)) <= np.float32((k + 0.5) * sd)
         raw_ok &= np.isfinite(kint)  # barriers (negative clicks, box) still hold
-        return comp, inside | raw_ok
+        return comp, inside | raw_ok, False
 
     def _adaptive_component(self, kmap: np.ndarray, seeds: list, min_voxels: int = 27) -> tuple:
         """Grow at increasing tolerances; stop before the volume jumps (a leak).
