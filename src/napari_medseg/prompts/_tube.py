@@ -210,13 +210,16 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         q = p + d * step / spacing
         if np.any(q < 0) or np.any(q > shape - 1):
             break
-        reach = 2.5 * rho + 1.5 * step
+        # The window holds every voxel looked at (within 2.5 rho + 2 voxels of the axis,
+        # from 1.5 steps back to half a step ahead), no more: its size is the cost.
+        reach = math.hypot(2.5 * rho + 2.0 * hmean, 1.5 * step) + hmean
         lo = np.maximum(0, np.floor(q - reach / spacing).astype(int))
         hi = np.minimum(shape, np.ceil(q + reach / spacing).astype(int) + 1)
         win = tuple(slice(a, b) for a, b in zip(lo, hi))
-        grids = np.meshgrid(*[(np.arange(a, b) - c) * h for a, b, c, h in zip(lo, hi, q, spacing)], indexing="ij")
-        along = grids[0] * d[0] + grids[1] * d[1] + grids[2] * d[2]
-        lat2 = grids[0] ** 2 + grids[1] ** 2 + grids[2] ** 2 - along ** 2
+        z, y, x = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        z, y, x = [((g - c) * h).astype(np.float32) for g, c, h in zip((z, y, x), q, spacing)]
+        along = z * np.float32(d[0]) + y * np.float32(d[1]) + x * np.float32(d[2])
+        lat2 = (z * z + y * y + x * x) - along * along
         c = (np.abs(img[win] - np.float32(ref)) <= np.float32(tolerance * sd)) & open_[win]
         near = c & (along >= -1.5 * step) & (along <= 0.5 * step) & (lat2 <= (2.5 * rho) ** 2)
         seen = (known[win] | mine[win]) & near
@@ -229,22 +232,24 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         conn = joined & slab
         area = np.count_nonzero(conn) * float(np.prod(spacing)) / step
         if area <= math.pi * (RADIUS_JUMP * rho) ** 2:
-            section = conn & (lat2 <= (RADIUS_JUMP * rho) ** 2)
-            mode = "free"
+            mode = "free"  # the section: the connected slab within RADIUS_JUMP radii
         else:
             # Through or along an organ: the tube's own cylinder, while it is filled.
-            cyl = slab & (lat2 <= rho ** 2)
-            section = joined & cyl
             inner = slab & (lat2 <= (0.8 * rho) ** 2)  # the axis is known to a voxel or so
             if np.count_nonzero(joined & inner) < ORGAN_FILL * np.count_nonzero(inner) or organ_run >= MAX_ORGAN_STEPS:
                 break
             mode = "organ"
-        if not section.any():
+        # Voxel indices of the connected slab once (the section is part of it).
+        cidx = np.nonzero(conn)
+        clat2 = lat2[cidx]
+        ins = clat2 <= ((RADIUS_JUMP * rho) ** 2 if mode == "free" else rho ** 2)
+        if not ins.any():
             break
-        idx = np.argwhere(section)
+        conn_idx = np.stack(cidx, axis=1)
+        idx = conn_idx[ins]
         # The centre from the section's core (within one radius of the axis): a
         # neighbour touching the tube's side does not pull the axis towards it.
-        core = idx[lat2[tuple(idx.T)] <= rho ** 2]
+        core = idx[clat2[ins] <= rho ** 2]
         centre = (core if len(core) else idx).mean(axis=0) + lo
         move = (centre - p) * spacing
         norm = float(np.linalg.norm(move))
@@ -256,7 +261,7 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         if mode == "free" and len(idx) >= 4:
             # The whole connected cross-section near the axis: a sheet of tissue is
             # flat there even where its part within the bound looks round.
-            lat = (np.argwhere(conn) + lo - q) * spacing
+            lat = (conn_idx + lo - q) * spacing
             lat -= np.outer(lat @ d, d)
             ev = np.sort(np.linalg.eigvalsh(np.cov(lat, rowvar=False)))[::-1]
             if ev[1] > 0 and math.sqrt(ev[0] / ev[1]) > MAX_FLATNESS:
@@ -272,7 +277,7 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
                 vals = img[win]
                 outside = np.float32(np.median(vals[ring]))
                 rim = slab & ~taken & (lat2 <= bound) & (np.abs(vals - np.float32(ref)) < np.abs(vals - outside))
-                taken |= rim & ndi.binary_dilation(taken)
+                taken |= rim & _face_neighbours(taken)
         mine[win] |= taken
         # The tube's envelope (its partial-volume rim included, which the candidates
         # leave out) and the slab it was measured in: what the region holds in the
@@ -286,7 +291,7 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
             rho = float(np.clip(math.sqrt(area / math.pi), 0.5 * rho, r0))
             # The reference follows the tube's contrast (half-way per step: one noisy
             # section does not move it far).
-            ref = 0.5 * ref + 0.5 * float(np.median(img[win][section]))
+            ref = 0.5 * ref + 0.5 * float(np.median(img[win][tuple(idx.T)]))
         else:
             organ_run += 1
         d = d + d_new
@@ -294,3 +299,15 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         travelled += norm
         p = centre
     return mine, env, slabs, free
+
+
+def _face_neighbours(mask: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by one voxel along each axis (6-connectivity), by shifted ORs."""
+    out = mask.copy()
+    for axis in range(mask.ndim):
+        lo = [slice(None)] * mask.ndim
+        hi = [slice(None)] * mask.ndim
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        out[tuple(lo)] |= mask[tuple(hi)]
+        out[tuple(hi)] |= mask[tuple(lo)]
+    return out
