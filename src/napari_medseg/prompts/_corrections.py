@@ -359,15 +359,19 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     of. (Not after the bone split: one bone's cortex and marrow differ by hundreds of
     HU, so value does not tell bone from bone.) When the negative click's value differs
     from the positive clicks' by more than ``INTENSITY_SD`` times the image noise over the
-    removal (:func:`_noise_in`; a few interpolated voxels at a click understate it)
+    removal's box (``region_growing._noise_level``, the lower quartile of neighbour
+    differences: right while most pairs straddle edges, as in a leak along a thin rib;
+    a few interpolated voxels at a click understate it)
     and the spread at the positive clicks (each click's value: the median of it and
     its face neighbours), but not so much that the intensity rule took the leak
     whole, the two are still told apart by value: a voxel of the removal closer in
     value to the object than to the click is the object's (a thin MR rib along the
     muscle it leaked into) and stays. Only the click-like voxels joined to the click
-    go (object-like specks enclosed in the leak with them), unless they are less than
-    ``LIKE_MIN`` of the removal. ``within``: a box holding the whole removal.
+    go (object-like specks enclosed in the leak with them), unless the click-like
+    voxels are less than ``LIKE_MIN`` of the removal. ``within``: a box holding the whole removal.
     """
+    from .region_growing import _noise_level
+
     if not pos or not remove[within if within is not None else ...].any():
         return remove
     vp, vn = _face_values(array, pos), _face_values(array, [click])
@@ -375,7 +379,7 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     mn = float(np.median(vn))
     box = _box_of(remove, within)
     img = np.asarray(array[box], dtype=np.float32)
-    if abs(mn - mp) <= INTENSITY_SD * max(sp, _noise_in(img, remove[box]), 1e-6):
+    if abs(mn - mp) <= INTENSITY_SD * max(sp, _noise_level(img), 1e-6):
         return remove  # one tissue: the shape decides alone
     like = remove[box] & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp)))
     local = tuple(int(round(c)) - b.start for c, b in zip(click, box))
@@ -387,7 +391,10 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     like = ndi.binary_fill_holes(like) & remove[box]
     lab, _ = ndi.label(like)
     keep = lab == lab[local] if lab[local] else np.zeros_like(like)
-    if np.count_nonzero(keep) < LIKE_MIN * np.count_nonzero(remove[box]):
+    # All the click-like voxels of the removal count here, not only those joined to
+    # the click: a leak along a thin object is cut into pieces by the object's
+    # partial-volume voxels between them (an MR rib beside the muscle it leaked into).
+    if np.count_nonzero(like) < LIKE_MIN * np.count_nonzero(remove[box]):
         # Only a sliver of the leak looks like the click: its value does not stand
         # for the leak (a mixed leak, a click on a partial-volume voxel), so value
         # cannot tell object from leak there and the shape decides alone.
