@@ -581,6 +581,17 @@ def _run_matrix(args) -> int:
         image = _make_image("3mm" if row["image"] == "real" else "1.5mm", workdir)
         model = _make_matrix_model(name, args.quick, workdir)
         prep = _run_prepare(model, args.threads, args.runtime, row["folds"], workdir)
+        mirrors = 8 if row["mirroring"] else 1
+        n_windows = _windows(image, model)
+        flops = prep["flops_per_window"] * n_windows * mirrors * row["folds"]
+        # the row's cost before it starts (stderr: the table stays one block): a quick
+        # network on a 512x512x300 CT with mirroring is still hundreds of windows
+        sys.stderr.write(
+            f"# {name}: {n_windows} windows x {mirrors} mirror(s) x {row['folds']} fold(s) x "
+            f"{prep['flops_per_window'] / 1e9:.1f} GFLOP = {flops / 1e12:.1f} TFLOP per engine run; "
+            f"{(3 if args.confidence else 2) * args.repeats} runs, each at least {flops / (gemm * 1e9) / 60:.1f} min at the "
+            f"GEMM ceiling (load {os.getloadavg()[0]:.1f})\n")
+        sys.stderr.flush()
         results = {"ours": [], "nnunet": []}
         if args.confidence:
             results["ours+conf"] = []
@@ -598,8 +609,6 @@ def _run_matrix(args) -> int:
                for e, v in results.items()}
         identical, dmin, _dmean, _n = _parity(outs["ours"], outs["nnunet"])
         o, n = med["ours"], med["nnunet"]
-        mirrors = 8 if row["mirroring"] else 1
-        flops = prep["flops_per_window"] * _windows(image, model) * mirrors * row["folds"]
         gflops = flops / o["predict_s"] / 1e9
         used = results["ours"][-1]["runtime"].get("used", "?")
         if results["ours"][-1]["runtime"].get("compiled"):
