@@ -118,9 +118,10 @@ def test_tube_walk_is_off_by_default():
 
 
 def test_organ_click_returns_the_grown_region_itself():
-    """A ball (an organ: no axis to follow at a steady calibre) is left to the organ rules."""
+    """A ball of 12 mm radius (an organ thinner than a trunk vessel's limit, but no axis
+    to follow over several steps at a steady calibre) is left to the organ rules."""
     zz, yy, xx = np.mgrid[:40, :60, :60]
-    organ = (zz - 20) ** 2 + (yy - 30) ** 2 + (xx - 30) ** 2 <= 12 ** 2
+    organ = (zz - 20) ** 2 + (yy - 30) ** 2 + (xx - 30) ** 2 <= 8 ** 2
     image = np.where(organ, 60.0, -100.0).astype(np.float32)
     grown = organ.copy()
     out = tube_object(ndi.gaussian_filter(image, 0.7), (1.5, 1.5, 1.5), [(20, 30, 30)], grown)
