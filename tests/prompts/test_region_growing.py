@@ -389,10 +389,12 @@ def _mr_layer(seed=0):
 @pytest.mark.parametrize("mr_model", [None, False])
 def test_thin_mr_layer_grows_whole_from_one_click(mr_model):
     """MR (the intensity model on by default): one click grows the whole 2-voxel layer;
-    without it the noisy layer's central-difference edges stop the growth near the click."""
+    without it the noisy layer's central-difference edges stop the growth near the click
+    (the thin-layer fallback, which would then find the layer, switched off too)."""
     vol, layer = _mr_layer()
     session = RegionGrowingSession()
     session.mr_model = mr_model
+    session.thin_layers = mr_model is None
     session.set_volume(vol)
     mask = session.add_point((11, 32, 32)).mask
     if mr_model is None:

@@ -488,10 +488,19 @@ class RegionGrowingSession(PromptSession):
             if bigger is None:
                 break
             region = bigger
-        mask = self._to_full(work_mask, crop)
         if self._layers is not None and self._layers.any() and crop.factors != (1, 1, 1):
-            mask = self._layers_at_full_resolution(mask, crop, prompts)
-        return Prediction(mask=mask, region=crop.region, state=None)
+            mask = self._layers_at_full_resolution(self._to_full(work_mask, crop), crop, prompts)
+            return Prediction(mask=mask, region=crop.region, state=None)
+        # Only the object's bounding box goes back to the full grid: the crop's margin
+        # is empty, and upsampling and pasting it cost as much as a growth step on a
+        # 512 x 512 x 300 volume (the session clears the previous mask's box itself).
+        box = bbox(work_mask)
+        if box is None:
+            return Prediction(mask=self._to_full(work_mask, crop), region=crop.region, state=None)
+        region = tuple(slice(r.start + b.start * f, min(r.stop, r.start + b.stop * f))
+                       for r, b, f in zip(crop.region, box, crop.factors))
+        mask = self._to_full(work_mask[box], crop, tuple(r.stop - r.start for r in region))
+        return Prediction(mask=mask, region=region, state=None)
 
     def _layers_at_full_resolution(self, mask: np.ndarray, crop: _Crop, prompts: Prompts) -> np.ndarray:
         """The thin layers of ``mask`` redone on the full grid.
@@ -556,8 +565,10 @@ class RegionGrowingSession(PromptSession):
             out.append(slice(lo, hi))
         return tuple(out)
 
-    def _to_full(self, work_mask: np.ndarray, crop: _Crop) -> np.ndarray:
-        shape = tuple(s.stop - s.start for s in crop.region)
+    def _to_full(self, work_mask: np.ndarray, crop: _Crop, shape: Optional[tuple] = None) -> np.ndarray:
+        """``work_mask`` on the full grid; ``shape``: its full-grid shape when it is a part of the crop."""
+        if shape is None:
+            shape = tuple(s.stop - s.start for s in crop.region)
         if crop.factors == (1, 1, 1):
             return work_mask
         # Nearest-neighbour upsampling by broadcasting into a block view (one pass,
