@@ -31,7 +31,8 @@ A click on bone is therefore answered by shape, not by gradient:
    positive clicks' group, so the split falls at the narrowest connection between
    them. Only its side is removed, only within the click's locality, and never a
    voxel nearer a positive click than the negative one (where no neck is clear the
-   split is no better than half-way).
+   split is no better than half-way). A click on a surface voxel less than half bone
+   (the partial-volume rim) removes only the voxels next to it that are no brighter.
 
 Nothing here knows anatomy by name: the session sees the image, the spacing, the
 modality and the clicks.
@@ -117,6 +118,9 @@ JOIN_GROWTH = 1.75
 #: a negative click on thin bone with no joint towards the positive clicks removes
 #: only its own part, within 3 x its depth + ``LOCAL_MM`` of itself
 LOCAL_MM = 10.0
+#: a negative click on a partial-volume voxel within this many voxels of the bone's
+#: surface (less than half bone) removes the voxels no brighter than it as near
+RIM_VOXELS = 1.5
 
 
 def looks_like_ct(modality: Optional[str], array: np.ndarray) -> bool:
@@ -610,6 +614,36 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     return keep
 
 
+def _partial_volume_voxel(raw: np.ndarray, region: np.ndarray, local: tuple, spacing: np.ndarray) -> bool:
+    """Whether ``local`` is less than half bone: below half-way from the soft tissue to
+    the brightest voxel of ``region`` next to it (the 50 % rule of the bone mask)."""
+    box = tuple(slice(max(0, c - 1), c + 2) for c in local)
+    peak = float(raw[box][region[box]].max())
+    soft = _soft_around(raw, local, peak, spacing)[0]
+    return float(raw[local]) < soft + 0.5 * (peak - soft)
+
+
+def _rim_cut(raw: np.ndarray, region: np.ndarray, spacing: np.ndarray, local: tuple, part: tuple,
+             shape: tuple, box: tuple) -> np.ndarray:
+    """A negative click on a partial-volume voxel on the bone's surface (less than half
+    bone): the voxels within ``RIM_VOXELS`` voxels of it that are no brighter than it.
+
+    The leak is then the bone's partial-volume rim beyond the reference (a 3 mm rib's
+    rim: leaks of 1-4 voxels): the brighter bone beside the click stays. The neck split
+    or an intensity cut from such a click took the rib's own voxels (real CT rib left 11
+    at 3 mm, 0.876 -> 0.833 / 0.80 after one negative click).
+    """
+    grids = np.ogrid[tuple(slice(0, n) for n in region.shape)]
+    reach = RIM_VOXELS * float(np.max(spacing))
+    near = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, local, spacing)) <= reach ** 2
+    remove = region & near & (raw <= raw[local])
+    out = np.zeros(shape, dtype=bool)
+    out[part] = remove
+    limit = np.zeros(shape, dtype=bool)
+    limit[box] = True
+    return out & limit
+
+
 def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tuple, pos: list,
              click: tuple) -> Optional[np.ndarray]:
     """What a negative ``click`` on bone removes from ``mask``: its side of the narrowest neck.
@@ -638,12 +672,15 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
     numpy.ndarray or None
         The voxels to remove, or ``None`` when the click is not on bone, no positive
         click is connected to it, or no neck separates them (the caller then splits
-        by intensity edges).
+        by intensity edges). A click on a surface voxel less than half bone removes
+        only the voxels next to it that are no brighter than it (the partial-volume rim).
     """
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(round(c)) for c in click)
     inside = [tuple(int(round(c)) for c in p) for p in pos]
-    inside = [p for p in inside if all(0 <= c < n for c, n in zip(p, mask.shape)) and mask[p]]
+    # A partial-volume click beside thin bone is off the bone: its nearest bone voxel.
+    inside = [_nearest(mask, p, spacing) for p in inside if all(0 <= c < n for c, n in zip(p, mask.shape))]
+    inside = [p for p in inside if p is not None]
     if not inside or not mask[click]:
         return None
     near = _values(array, click, max(1.5, 1.01 * float(spacing.min())), spacing)
@@ -660,6 +697,11 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
         return None
     local = tuple(c - b.start for c, b in zip(click, part))
     seeds = [tuple(c - b.start for c, b in zip(p, part)) for p in inside]
+    # On the object's surface (cancellous bone is less than half as bright as its
+    # cortex too, but a click in a leaked vertebra's body is deep inside the mask).
+    depth = ndi.distance_transform_edt(np.pad(region, 1), sampling=spacing)[1:-1, 1:-1, 1:-1][local]
+    if depth <= RIM_VOXELS * float(np.max(spacing)) and _partial_volume_voxel(raw, region, local, spacing):
+        return _rim_cut(raw, region, spacing, local, part, mask.shape, box)
     remove = split_at_necks(region, spacing, [local], seeds, own_basin_when_unclear=True)
     if not remove.any() or any(remove[p] for p in seeds):
         return None
