@@ -31,6 +31,13 @@ deepest part):
    voxel; through an organ, the radius plus a voxel), plus the tube's own sections.
    A trim that would take more than ``MAX_TRIM`` of the region is no leak beside a
    tube but the object itself (a kidney, a lung): the region is kept.
+
+On CT the click's intensity must be blood's: unenhanced blood is 30-60 HU (``BLOOD_HU``
+allows for partial volume) and contrast-enhanced blood is brighter than any enhanced
+parenchyma's 80-120 HU (``ENHANCED_HU``). Tubes of other contents (bowel loops of fluid,
+the gallbladder's bile, costal cartilage at 90-100 HU) have a round, steady
+cross-section too, but they are no vessels: the walk trims them where their wall or
+a neighbour of their own intensity belongs to them.
 """
 
 from __future__ import annotations
@@ -65,11 +72,16 @@ MIN_FREE_STEPS = 5
 MAX_RADIUS_CV = 0.3
 #: the trim beside a tube removes at most this fraction of the grown region
 MAX_TRIM = 0.1
+#: CT: unenhanced blood's range (HU), widened by partial volume and noise
+BLOOD_HU = (30.0, 70.0)
+#: CT: contrast-enhanced blood is at least this bright (HU)
+ENHANCED_HU = 120.0
 
 
 def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: np.ndarray,
                 barrier: Optional[np.ndarray] = None, *, tolerance: float = 3.0,
-                noise_floor: float = 0.0, gradient: Optional[np.ndarray] = None) -> np.ndarray:
+                noise_floor: float = 0.0, gradient: Optional[np.ndarray] = None,
+                hu: bool = False) -> np.ndarray:
     """The vessel holding a single positive click, or ``grown`` itself when it is no tube.
 
     Parameters
@@ -90,6 +102,9 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
         Smallest standard deviation of the intensity model (intensity units).
     gradient : numpy.ndarray, optional
         Gradient magnitude per mm of ``image`` (computed in the work box when omitted).
+    hu : bool
+        ``image`` is CT in Hounsfield units: only a click of blood's intensity
+        (``BLOOD_HU`` or at least ``ENHANCED_HU``) is followed.
 
     Returns
     -------
@@ -123,6 +138,15 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     if values.size < 5:
         return grown
     med, sd = _robust(values)
+    if hu:
+        # The content's value from the tube's core (within half its radius of the
+        # click): the rim's partial volume with the surrounding fat pulls a thin
+        # vessel's median over the whole section well below its blood value.
+        core = ball_offsets(max(0.5 * r, 1.01 * float(spacing.min())), spacing)
+        held = values_at(region.astype(np.uint8), local, core).astype(bool)
+        content = float(np.median(values_at(img, local, core)[held]))
+        if not (BLOOD_HU[0] <= content <= BLOOD_HU[1] or content >= ENHANCED_HU):
+            return grown
     sd = max(sd, noise_floor, 1e-6)
     axis = _axis(region, local, spacing, 2.0 * r)
     if axis is None:
