@@ -252,9 +252,9 @@ class RegionGrowingSession(PromptSession):
         #: connections to the neighbouring bones (``_bone``); False: intensity growing
         self.bone_aware = True
         #: a single first click on a vessel follows the tube's axis and drops what the
-        #: region holds beside it (``_tube``). Off by default: on the click protocol it
-        #: raises the vessels' first click (CT 0.725 -> 0.744) but lowers some class
-        #: means at later clicks (docs/interactive.md); True switches it on
+        #: region holds beside it (``_tube``; in CT only a click of blood's intensity).
+        #: Off by default: on the click protocol it raises the vessels' first click but
+        #: lowers the portal vein's later clicks (docs/interactive.md); True switches it on
         self.tube_aware = False
         self._hu = False
         #: MR's intensity model: the growth's edge term counts only monotone intensity
@@ -675,7 +675,7 @@ class RegionGrowingSession(PromptSession):
                 # correction adds what is near the click (``_corrections``), a walk
                 # along the tube from it reaches past what the user pointed at.
                 grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
-                                    noise_floor=self._noise_floor, gradient=crop.gradient)
+                                    noise_floor=self._noise_floor, gradient=crop.gradient, hu=self._hu)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
