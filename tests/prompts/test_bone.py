@@ -442,3 +442,110 @@ def test_real_ct_muscle_beside_bone_stays_muscle(real_ct):
         mask = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask
         assert np.count_nonzero(mask & (array >= 180)) <= 0.02 * np.count_nonzero(mask), name
         assert dice(mask, ref) >= 0.5, (name, dice(mask, ref))
+
+
+# ---------------------------------------------------------------- spine at 1.5 mm
+def _two_bodies(seed: int = 0):
+    """Two osteopenic vertebral bodies (110 HU marrow in a 3 mm 400 HU shell, 30 mm
+    across) with a 100 HU disc (6 mm) between them, in 40 HU muscle; 1.5 mm voxels,
+    blurred, noisy. Returns the volume, the marrow and the disc."""
+    shape = (40, 40, 40)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    r2 = ((y - 20) ** 2 + (x - 20) ** 2) * 2.25
+    img = np.full(shape, 40.0)
+    upper, disc, lower = (z >= 4) & (z < 18), (z >= 18) & (z < 22), (z >= 22) & (z < 36)
+    body = np.broadcast_to((r2 <= 15.0 ** 2) & (upper | lower), shape)
+    img[body] = 400.0
+    marrow = np.broadcast_to((r2 <= 12.0 ** 2) & (((z >= 6) & (z < 16)) | ((z >= 24) & (z < 34))), shape)
+    img[marrow] = 110.0
+    disc_mask = np.broadcast_to((r2 <= 15.0 ** 2) & disc, shape)
+    img[disc_mask] = 100.0
+    img = ndi.gaussian_filter(img, 0.7) + np.random.default_rng(seed).normal(0, 8, shape)
+    vol = Volume(np.rint(img).astype(np.int16), spacing=(1.5, 1.5, 1.5), modality="CT")
+    return vol, np.asarray(marrow), np.asarray(disc_mask)
+
+
+def test_wrapped_part_keeps_the_marrow_and_drops_the_disc():
+    """The intensity-grown interior of a body as dark as the disc runs through it; only
+    the voxels wrapped in bone join (the disc is open across the spine)."""
+    vol, marrow, disc = _two_bodies()
+    raw = vol.array.astype(np.float32)
+    sp = np.asarray(vol.spacing_zyx)
+    region = marrow | disc
+    kept = _bone.wrapped_part(raw, region, sp, shell=170.0)
+    assert np.count_nonzero(kept & marrow) >= 0.95 * np.count_nonzero(marrow)
+    # The disc's layers next to the endplates are partial-volumed with them (bright in
+    # the plane); its middle goes, so the two bodies' interiors no longer touch.
+    middle = disc.copy()
+    middle[[18, 21]] = False
+    assert np.count_nonzero(kept & middle) <= 0.1 * np.count_nonzero(middle)  # measured 36 of 634
+    lab, _ = ndi.label(kept)
+    assert lab[11, 20, 20] != lab[29, 20, 20]
+
+
+def test_negative_click_on_a_disc_removes_the_disc_not_the_body():
+    """A mask that ran from the upper body through the disc into the lower one; a
+    negative click on the disc removes the disc's slab, no voxel of the upper body."""
+    vol, marrow, disc = _two_bodies()
+    raw = vol.array.astype(np.float32)
+    sp = np.asarray(vol.spacing_zyx)
+    mask = ndi.binary_fill_holes(raw >= 100) | disc
+    full = tuple(slice(0, n) for n in mask.shape)
+    remove = bone_cut(raw, mask, sp, full, [(11, 20, 20)], (20, 20, 20))
+    assert remove is not None
+    upper = np.zeros(mask.shape, bool)
+    upper[:18] = True
+    assert not (remove & upper & mask & ~disc).any()
+    # The slab is the disc's click-like voxels: its layers partial-volumed with the
+    # endplates (~160 HU) stay, its middle goes.
+    middle = disc.copy()
+    middle[[18, 21]] = False
+    assert np.count_nonzero(remove & middle) >= 0.9 * np.count_nonzero(middle)
+    assert np.count_nonzero(remove & ~disc) <= 0.2 * np.count_nonzero(disc)
+
+
+@pytest.fixture(scope="module")
+def real_ct_fine(real_ct):
+    """The real CT resampled to 1.5 mm (linear image, nearest labels), as the protocol's
+    'real CT 1.5 mm' data set."""
+    import SimpleITK as sitk
+
+    volume, seg = real_ct
+    image = volume.to_sitk()
+    labels = sitk.GetImageFromArray(seg)
+    labels.CopyInformation(image)
+    size = [int(round(n * s / 1.5)) for n, s in zip(image.GetSize(), image.GetSpacing())]
+
+    def one(img, interp):
+        return sitk.Resample(img, size, sitk.Transform(), interp, img.GetOrigin(), (1.5,) * 3,
+                             img.GetDirection(), 0, img.GetPixelID())
+
+    fine = Volume.from_sitk(one(image, sitk.sitkLinear), modality="CT")
+    return fine, sitk.GetArrayFromImage(one(labels, sitk.sitkNearestNeighbor))
+
+
+@pytest.mark.shared_data
+def test_real_ct_fine_lumbar_click_stays_in_its_vertebra(real_ct_fine):
+    """First click on L2 of the real CT at 1.5 mm: its marrow is as dark as the discs,
+    and the intensity-grown interior ran through them into L1 and T12 (Dice 0.38, 29 k
+    voxels of the neighbours for a 14 k-voxel vertebra). Measured now: 0.76, 3.2 k."""
+    volume, seg = real_ct_fine
+    ref = seg == VERTEBRAE["L2"]
+    mask = _first_click(volume, ref)
+    others = np.isin(seg, [VERTEBRAE["L1"], VERTEBRAE["T12"]])
+    assert np.count_nonzero(mask & others) <= 0.3 * np.count_nonzero(ref)
+    assert dice(mask, ref) >= 0.7, dice(mask, ref)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["L2", "L1"])
+def test_real_ct_fine_vertebra_corrections_are_monotone(real_ct_fine, name):
+    """Five protocol clicks on L2 and L1 at 1.5 mm: the negative clicks in the disc the
+    mask ran through remove the disc (measured L1 click 5: 0.785 -> 0.786; the neck
+    split took 2738 voxels of L1, 0.705)."""
+    volume, seg = real_ct_fine
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    result = run_protocol(session, seg == VERTEBRAE[name], n_clicks=5)
+    assert result.worse() == [], result.dice
+    assert result.dice[-1] >= 0.75, result.dice
