@@ -124,3 +124,28 @@ def test_click_depth_is_the_distance_transform_at_the_click():
         sub = ndi.binary_fill_holes(sub)
         want = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
         assert click_depth(blob, click, spacing, closing=True) == min(60.0, float(want[click]))
+
+
+def test_click_depth_near_the_click_is_the_distance_transforms_maximum():
+    # The near-click depth searches only the region's outer rim (k-d tree): the same
+    # value as the largest distance transform within near_mm of the click, on
+    # irregular regions, anisotropic voxels, and boxes cut by the volume's faces.
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(5)
+    spacing = np.array([2.5, 0.8, 0.9])
+    z, y, x = np.ogrid[:30, :50, :50]
+    for trial in range(6):
+        c = rng.integers(8, 22), rng.integers(15, 35), rng.integers(15, 35)
+        blob = ((z - c[0]) ** 2 / rng.uniform(40, 200) + (y - c[1]) ** 2 / rng.uniform(100, 500)
+                + (x - c[2]) ** 2 / rng.uniform(100, 500)) < 1
+        blob &= rng.random(blob.shape) > 0.1  # holes and channels the distance must respect
+        for near, cap in ((6.0, 9.0), (4.0, 60.0)):
+            click = tuple(int(v) for v in c)
+            if not ndi.binary_fill_holes(blob)[click]:
+                continue
+            sub = ndi.binary_fill_holes(blob)  # no closing: click_depth's own pre-step is fill_holes only
+            want = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+            d2 = (z - click[0]) ** 2 * spacing[0] ** 2 + (y - click[1]) ** 2 * spacing[1] ** 2 + (x - click[2]) ** 2 * spacing[2] ** 2
+            expected = min(cap, float(want[(d2 <= near ** 2) & sub].max()))
+            assert click_depth(blob, click, spacing, cap_mm=cap, near_mm=near) == pytest.approx(expected, rel=1e-12)
