@@ -669,11 +669,16 @@ class RegionGrowingSession(PromptSession):
                 faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
                 grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
                                      None if box_mask is None else ~box_mask)
-            if self.tube_aware and not light and grown is intensity and self._mask is None:
+            if (self.tube_aware and not light and grown is intensity and self._mask is None
+                    and (prompts.box is not None or self._grow_region(crop.region, grown, crop) is None)):
                 # A click on a vessel: the region follows the tube and loses what lies
                 # beside it (``_tube``). Not for a corrective click's own region: a
                 # correction adds what is near the click (``_corrections``), a walk
-                # along the tube from it reaches past what the user pointed at.
+                # along the tube from it reaches past what the user pointed at. Only on
+                # the final crop: while the region touches the crop's faces the crop
+                # grows and is segmented again (a walk there costs a second walk, and
+                # one that trims the region off the faces stops the growth on a crop
+                # that cuts the tube).
                 grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
                                     noise_floor=self._noise_floor, gradient=crop.gradient, hu=self._hu)
         result = grown if initial is None else (grown | initial)
