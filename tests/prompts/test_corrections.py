@@ -69,6 +69,22 @@ def test_positive_correction_into_a_same_intensity_neighbour_stays_local():
     assert added.sum() < ball, added.sum()
 
 
+def test_unbounded_positive_correction_is_not_shrunk_by_a_channel_beside_the_click():
+    """The same unbounded region, crossed by a one-voxel channel (a small vessel, a
+    noisy line) beside the click: the added ball is still about the click's depth in
+    the missed part (7.5 mm to the mask), not the floor it would get from the channel
+    one voxel away, and still local."""
+    shape, spacing = (40, 60, 100), np.asarray((1.5, 1.5, 1.5))
+    old = _sphere(shape, (20, 30, 25), 15.0, spacing)
+    click = (20, 30, 25 + 10 + 5)  # ~7.5 mm outside the mask
+    grown = np.ones(shape, bool)
+    grown[:, 30, click[2] + 1] = False  # the channel: through the whole volume, beside the click
+    added = local_addition(grown, old, bbox(old), click, spacing)
+    assert added[click] and not (added & old).any()
+    ball = lambda r: 4.0 / 3.0 * np.pi * r ** 3 / np.prod(spacing)  # noqa: E731
+    assert ball(7.0) < added.sum() < ball(10.0), added.sum()
+
+
 def test_negative_click_of_other_intensity_removes_that_content_whole():
     """A lesion of clearly different intensity inside the mask: a negative click in it
     removes the lesion (whatever its depth), not the organ around it."""

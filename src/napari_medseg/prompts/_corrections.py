@@ -11,7 +11,8 @@ only near the click, and by no more than the click's own evidence supports:
   the missed region's depth (the click lies at its deepest point: the smaller of the
   click's depth in its own region and its distance to the mask), and to its part
   connected to the click. A region that fills that whole ball was bounded by no edge
-  there (a same-intensity neighbour): only a ball of the click's depth is added. A
+  there (a same-intensity neighbour): only a ball of the click's own depth is added
+  (depths are measured after closing gaps of a few voxels: noise, vessels). A
   positive click never removes anything. When the grown region is not made of the
   clicked tissue (a partial-volume click on the object's rim, moved by the session
   into the neighbour's interior), only its object-like voxels are added.
@@ -202,14 +203,17 @@ def _local_addition(added: np.ndarray, old: np.ndarray, click: tuple, spacing: n
     new = added & ~old
     to_mask = distance_to(old, local, spacing, radius)
     # The depth after closing small gaps (noise, vessels: a big organ does not look
-    # thin), and the plain depth for the fallback below.
+    # thin).
     depth = min(click_depth(new, local, spacing, cap_mm=radius, near_mm=NEAR_MM, closing=True), to_mask)
     limit = min(radius, max(ADD_REACH * depth, MIN_ADD_MM))
     out = limit_addition(added, old, click, spacing, limit)
     ball = (4.0 / 3.0) * math.pi * limit ** 3 / float(np.prod(spacing))
     if np.count_nonzero(out) > FILL_LIMIT * ball:
-        plain = min(click_depth(new, local, spacing, cap_mm=radius), to_mask)
-        out = limit_addition(added, old, click, spacing, max(plain, MIN_ADD_MM))
+        # Bounded by nothing: a ball of the click's own depth, gap-closed too (one noisy
+        # voxel or a vessel beside the click would shrink it to a voxel: a click in a
+        # missed muscle slab then added a few dozen voxels).
+        own = min(click_depth(new, local, spacing, cap_mm=radius, closing=True), to_mask)
+        out = limit_addition(added, old, click, spacing, max(own, MIN_ADD_MM))
     return out
 
 
