@@ -30,7 +30,11 @@ deepest part):
    slabs the walk measured, beyond the tube's envelope of ``RADIUS_JUMP`` radii plus a
    voxel; through an organ, the radius plus a voxel), plus the tube's own sections.
    A trim that would take more than ``MAX_TRIM`` of the region is no leak beside a
-   tube but the object itself (a kidney, a lung): the region is kept.
+   tube but the object itself (a kidney, a lung): the region is kept. With
+   ``extend=False`` the tube's sections outside the grown region are not added: the
+   walk only trims what lies beside the tube (a walked section that reaches into a
+   branch the reference leaves out is what costs later clicks; see the session's
+   ``tube_extend``).
 
 On CT the click's intensity must be blood's: unenhanced blood is 30-60 HU (``BLOOD_HU``
 allows for partial volume) and contrast-enhanced blood is brighter than any enhanced
@@ -81,7 +85,7 @@ ENHANCED_HU = 120.0
 def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: np.ndarray,
                 barrier: Optional[np.ndarray] = None, *, tolerance: float = 3.0,
                 noise_floor: float = 0.0, gradient: Optional[np.ndarray] = None,
-                hu: bool = False) -> np.ndarray:
+                hu: bool = False, extend: bool = True) -> np.ndarray:
     """The vessel holding a single positive click, or ``grown`` itself when it is no tube.
 
     Parameters
@@ -105,6 +109,9 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     hu : bool
         ``image`` is CT in Hounsfield units: only a click of blood's intensity
         (``BLOOD_HU`` or at least ``ENHANCED_HU``) is followed.
+    extend : bool
+        Add the tube's sections outside ``grown`` (True) or only trim what ``grown``
+        holds beside the tube (False).
 
     Returns
     -------
@@ -178,7 +185,7 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     kept = region & (env | ~slabs)
     if np.count_nonzero(region & ~kept) > MAX_TRIM * np.count_nonzero(region):
         return grown
-    sub = components_at(kept | tube, [local])
+    sub = components_at((kept | tube) if extend else kept, [local])
     out = grown.copy()
     out[box] = sub
     return out
