@@ -252,10 +252,12 @@ class RegionGrowingSession(PromptSession):
         #: connections to the neighbouring bones (``_bone``); False: intensity growing
         self.bone_aware = True
         #: a single first click on a vessel follows the tube's axis and drops what the
-        #: region holds beside it (``_tube``; in CT only a click of blood's intensity).
-        #: Off by default: on the click protocol it raises the vessels' first click but
-        #: lowers the portal vein's later clicks (docs/interactive.md); True switches it on
-        self.tube_aware = False
+        #: region holds beside it (``_tube``; in CT only a click of blood's intensity)
+        self.tube_aware = True
+        #: ... and adds the tube's sections the intensity growth did not reach. Off by
+        #: default: on the click protocol it raises the portal vein's first click but
+        #: lowers its later ones (docs/interactive.md); True switches it on
+        self.tube_extend = False
         self._hu = False
         #: MR's intensity model: the growth's edge term counts only monotone intensity
         #: change (a voxel on a ramp between two tissues), not a noise wiggle or the
@@ -680,7 +682,8 @@ class RegionGrowingSession(PromptSession):
                 # one that trims the region off the faces stops the growth on a crop
                 # that cuts the tube).
                 grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
-                                    noise_floor=self._noise_floor, gradient=crop.gradient, hu=self._hu)
+                                    noise_floor=self._noise_floor, gradient=crop.gradient, hu=self._hu,
+                                    extend=self.tube_extend)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
