@@ -83,3 +83,21 @@ def test_phantom_skin_click_grows_the_skin(phantom_3mm, modality):
     # Without the rule a click on the skin gives a handful of voxels.
     assert scores[False] < 0.05
     assert scores[True] > 0.8, scores
+
+
+def test_skin_of_a_large_crop_is_found_at_full_resolution_around_the_click(phantom_3mm):
+    """Beyond four working grids the layer is redone only in a box around the click (a
+    whole body's skin at full resolution is ~10^8 voxels): there it is the skin, and
+    the click still gives skin beyond the box at the working grid's resolution."""
+    volume = phantom_3mm.ct
+    skin = structures(phantom_3mm.labels, phantom_3mm.names)["skin"]
+    click = deepest_point(skin, volume.spacing_zyx)
+    session = RegionGrowingSession()
+    session.max_layer_voxels = 300_000   # the 64 x 192 x 192 crop is larger
+    session.set_volume(volume)
+    mask = session.add_point(click).mask
+    near = tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(click, (6, 15, 15)))
+    assert dice(mask[near], skin[near]) > 0.8
+    far = np.ones(skin.shape, dtype=bool)
+    far[near] = False
+    assert np.count_nonzero(mask & far & skin) > 0.2 * np.count_nonzero(skin & far)

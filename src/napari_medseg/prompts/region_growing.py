@@ -273,6 +273,9 @@ class RegionGrowingSession(PromptSession):
         #: layer on the unsmoothed image (``_sheet``); False: the click gives what the
         #: growth gives
         self.thin_layers = True
+        #: a thin layer found on a coarsened crop is redone at full resolution within a box
+        #: of at most this many voxels around each click (None: 4 x ``max_work_voxels``)
+        self.max_layer_voxels: Optional[int] = None
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -527,19 +530,34 @@ class RegionGrowingSession(PromptSession):
                          for a, b, r in zip(prompts.box[0], prompts.box[1], crop.region))] = True
             allowed &= inside
         reach = np.abs(ball_offsets(self.seed_radius_mm, spacing)).max(axis=0)
-        fine = np.zeros(mask.shape, dtype=bool)
+        # A layer wrapping the body (the skin of a whole CT) spans ~10^8 full-resolution
+        # voxels (13 s per click): beyond 4 working grids it is redone within a box of
+        # that size around each click (what the user looks at) and keeps the working
+        # grid's resolution beyond it.
+        budget = 4.0 * self.max_work_voxels if self.max_layer_voxels is None else float(self.max_layer_voxels)
+        if mask.size <= budget:
+            half = list(mask.shape)
+        else:
+            half_mm = 0.5 * (budget * float(np.prod(spacing))) ** (1.0 / 3.0)
+            half = [max(int(r), int(half_mm / s)) for r, s in zip(reach, spacing)]
+        out = mask.copy()
+        changed = False
+        done = np.zeros(mask.shape, dtype=bool)
         for p in prompts.positive_points:
             c = tuple(int(round(v)) - r.start for v, r in zip(p, crop.region))
-            if not all(0 <= a < n for a, n in zip(c, mask.shape)) or not coarse[c] or fine[c]:
+            if not all(0 <= a < n for a, n in zip(c, mask.shape)) or not coarse[c] or done[c]:
                 continue
-            window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(c, reach))
-            noise = max(_noise_level(raw[window]), self._noise_floor)
-            layer = thin_layer(raw, spacing, c, noise, allowed=allowed, radius_mm=self.seed_radius_mm)
+            local = tuple(slice(max(0, a - h), min(n, a + h + 1)) for a, h, n in zip(c, half, mask.shape))
+            lc = tuple(a - w.start for a, w in zip(c, local))
+            window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(lc, reach))
+            sub = raw[local]
+            noise = max(_noise_level(sub[window]), self._noise_floor)
+            layer = thin_layer(sub, spacing, lc, noise, allowed=allowed[local], radius_mm=self.seed_radius_mm)
             if layer is not None:
-                fine |= layer
-        if not fine.any():
-            return mask
-        return (mask & ~coarse) | fine
+                out[local] = (out[local] & ~coarse[local]) | layer
+                done[local] |= layer
+                changed = True
+        return out if changed else mask
 
     def _region_from_overview(self, prompts: Prompts, fallback: tuple) -> tuple:
         """The fine crop: the object's extent on the overview, plus a margin.
