@@ -549,3 +549,19 @@ def test_real_ct_fine_vertebra_corrections_are_monotone(real_ct_fine, name):
     result = run_protocol(session, seg == VERTEBRAE[name], n_clicks=5)
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= 0.75, result.dice
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name,label", [("rib_right_11", 114), ("rib_left_12", 103)])
+def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label):
+    """Five protocol clicks on two ribs at 1.5 mm whose negative clicks land on their
+    partial-volume tissue (75-167 HU): only voxels no brighter than the click go, not
+    the brighter rib in the click's basin. Measured: rib right 11 0.593 / 0.590 after
+    clicks 1 / 5 (the basin's removal: 0.532), rib left 12 0.716 / 0.727 (0.704)."""
+    volume, seg = real_ct_fine
+    ref = pieces(seg, label)[0]
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    result = run_protocol(session, ref, n_clicks=5)
+    assert [c[1] for c in result.clicks].count(False) >= 2, result.clicks
+    assert result.worse() == [], result.dice
