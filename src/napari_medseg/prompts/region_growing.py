@@ -517,7 +517,7 @@ class RegionGrowingSession(PromptSession):
         same barriers (negative clicks, box).
         """
         coarse = self._to_full(self._layers, crop)
-        raw = np.asarray(self._array[crop.region], dtype=np.float32)
+        raw = self._array[crop.region]
         spacing = self._spacing
         allowed = np.ones(mask.shape, dtype=bool)
         neg_ball = ball_offsets(max(self.negative_radius_mm, 0.0), spacing)
@@ -550,7 +550,7 @@ class RegionGrowingSession(PromptSession):
             local = tuple(slice(max(0, a - h), min(n, a + h + 1)) for a, h, n in zip(c, half, mask.shape))
             lc = tuple(a - w.start for a, w in zip(c, local))
             window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(lc, reach))
-            sub = raw[local]
+            sub = np.asarray(raw[local], dtype=np.float32)
             noise = max(_noise_level(sub[window]), self._noise_floor)
             layer = thin_layer(sub, spacing, lc, noise, allowed=allowed[local], radius_mm=self.seed_radius_mm)
             if layer is not None:
