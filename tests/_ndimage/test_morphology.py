@@ -118,3 +118,15 @@ def test_footprint_count_exact_when_prefix_sums_wrap():
 
     ref = ndimage.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="constant")
     np.testing.assert_array_equal(counts, ref)
+
+
+def test_face_dilate_is_one_step_of_six_connected_dilation():
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    from napari_medseg._ndimage import face_dilate
+
+    mask = np.random.default_rng(3).random((7, 9, 11)) > 0.85
+    expected = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1))
+    assert np.array_equal(face_dilate(mask), expected)
+    assert np.array_equal(face_dilate(mask[:1]), ndi.binary_dilation(mask[:1], structure=ndi.generate_binary_structure(3, 1)))

@@ -100,6 +100,22 @@ def dilate(mask: np.ndarray, footprint, *, within: Optional[np.ndarray] = None) 
     return ndi.binary_dilation(mask, structure=footprint, mask=within)
 
 
+def face_dilate(mask: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by one voxel along each axis (6-connectivity in 3D).
+
+    Shifted ORs in place: several times faster than ``binary_dilation`` for one step,
+    which hot paths (a tube's rim, a region's outer rim) take many times per click.
+    """
+    out = np.array(mask, dtype=bool, copy=True)
+    for axis in range(mask.ndim):
+        lo = [slice(None)] * mask.ndim
+        hi = [slice(None)] * mask.ndim
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        out[tuple(lo)] |= mask[tuple(hi)]
+        out[tuple(hi)] |= mask[tuple(lo)]
+    return out
+
+
 def erode(mask: np.ndarray, footprint, *, border_value: int = 0) -> np.ndarray:
     """Binary erosion of ``mask`` by ``footprint`` (an array or a decomposition).
 

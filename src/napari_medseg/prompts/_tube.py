@@ -52,7 +52,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, components_at, values_at
+from .._ndimage import ball_offsets, components_at, face_dilate, values_at
 from ._corrections import _robust
 from ._leak_guard import click_depth
 
@@ -308,7 +308,7 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
                 vals = img[win]
                 outside = np.float32(np.median(vals[ring]))
                 rim = slab & ~taken & (lat2 <= bound) & (np.abs(vals - np.float32(ref)) < np.abs(vals - outside))
-                taken |= rim & _face_neighbours(taken)
+                taken |= rim & face_dilate(taken)
         mine[win] |= taken
         # The tube's envelope (its partial-volume rim included, which the candidates
         # leave out) and the slab it was measured in: what the region holds in the
@@ -330,15 +330,3 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         travelled += norm
         p = centre
     return mine, env, slabs, free
-
-
-def _face_neighbours(mask: np.ndarray) -> np.ndarray:
-    """``mask`` dilated by one voxel along each axis (6-connectivity), by shifted ORs."""
-    out = mask.copy()
-    for axis in range(mask.ndim):
-        lo = [slice(None)] * mask.ndim
-        hi = [slice(None)] * mask.ndim
-        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-        out[tuple(lo)] |= mask[tuple(hi)]
-        out[tuple(hi)] |= mask[tuple(lo)]
-    return out
