@@ -249,14 +249,21 @@ class CroppedTorchSession(TorchPromptSession):
         if region is None:
             return Prediction(np.zeros((0, 0, 0), bool), _EMPTY, state)
         sl = _slices(region)
-        if prev_bounds is not None:
-            out = prev[sl].copy()
-            # clear the crop's part of the region: the prediction replaces it
-            inter = [(max(a, c0), min(b, c1)) for (a, b), (c0, c1) in zip(region, crop_bounds)]
-            if all(hi > lo for lo, hi in inter):
-                out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(inter, region))] = False
-        else:
+        if prev_bounds is None or all(c0 <= a and b <= c1 for (a, b), (c0, c1) in zip(prev_bounds, crop_bounds)):
+            # The whole previous object lies in this crop, where the prediction replaces it:
+            # nothing of it is kept, so the answer is the new mask alone (no copy of the
+            # previous one to clear; a crop-filling mask is 14 M voxels on a 0.7 mm grid).
+            if new_bounds is not None and tuple(new_bounds) == region:
+                return Prediction(new_mask, sl, state)
             out = np.zeros(tuple(b - a for a, b in region), dtype=bool)
+            if new_bounds is not None:
+                out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))] = new_mask
+            return Prediction(out, sl, state)
+        out = prev[sl].copy()
+        # clear the crop's part of the region: the prediction replaces it
+        inter = [(max(a, c0), min(b, c1)) for (a, b), (c0, c1) in zip(region, crop_bounds)]
+        if all(hi > lo for lo, hi in inter):
+            out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(inter, region))] = False
         if new_bounds is not None:
             out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))] |= new_mask
         return Prediction(out, sl, state)

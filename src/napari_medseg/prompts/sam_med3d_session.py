@@ -294,55 +294,73 @@ class SamMed3DSession(CroppedTorchSession):
         """Threshold the upsampled logits, and take them to the original grid, only
         where the object is.
 
-        The low-resolution logits are upsampled (trilinear, separable small matrix
-        products) only over the crop voxels that draw on cells near positive ones,
-        thresholded there (at most 128^3), and the original voxels then pick their
-        nearest crop voxel by three index gathers, restricted to the mask's bounding
-        box. Same voxels as upsampling the whole crop and resampling the whole grid
-        (the published recipe), at the cost of the object's size.
+        The low-resolution logits are interpolated (trilinear, separable small matrix
+        products, z then y then x) only over the voxels that draw on cells near positive
+        ones, and thresholded there. Along an axis where the original voxels are finer
+        than the crop's, the values are computed on the crop voxels and each original
+        voxel then takes its nearest crop voxel's answer (an index gather, done on the
+        thresholded booleans and restricted to the mask's bounding box); along an axis
+        where they are as coarse or coarser, the interpolation rows of the crop voxels
+        the original voxels sample are used directly, so nothing is computed that no
+        original voxel reads. Same voxels as upsampling the whole crop and resampling
+        the whole grid (the published recipe), at the cost of the object's size.
         """
         import torch
 
         pos = _bounds(bbox(logits > 0))
         if pos is None:
             return None, None
-        cells, orig, crop = [], [], []
+        cells, rows, origin, gathers = [], [], [], []
         for m, (lo, hi) in zip(maps, pos):
             a, b = m.support(lo, hi)
             if b <= a:
                 return None, None
             clo, chi = max(lo - 1, 0), min(hi + 1, LOW)  # neighbours of the positive cells
             idx = m.crop_index[a:b]  # nearest crop voxel of original voxels a..b-1 (sorted)
+            c0, c1 = int(idx[0]), int(idx[-1]) + 1
             cells.append((clo, chi))
-            orig.append(m.lo + a)
-            crop.append((int(idx[0]), int(idx[-1]) + 1, idx))
+            origin.append(m.lo + a)
+            if b - a <= c1 - c0:  # at most one original voxel per crop voxel: sample directly
+                rows.append(m.rows[a:b, clo:chi])
+                gathers.append(None)
+            else:
+                rows.append(_UP[c0:c1, clo:chi])
+                gathers.append(idx - c0)
         block = torch.from_numpy(np.ascontiguousarray(
             logits[cells[0][0]:cells[0][1], cells[1][0]:cells[1][1], cells[2][0]:cells[2][1]]))
-        r0, r1, r2 = (torch.from_numpy(np.ascontiguousarray(_UP[c0:c1, lo:hi]))
-                      for (c0, c1, _), (lo, hi) in zip(crop, cells))
-        # separable trilinear interpolation on the crop grid: contract z, then y, then x
+        r0, r1, r2 = (torch.from_numpy(np.ascontiguousarray(r)) for r in rows)
+        # separable trilinear interpolation: contract z, then y, then x
         t = (r0 @ block.reshape(block.shape[0], -1)).reshape(r0.shape[0], block.shape[1], block.shape[2])
         t = torch.matmul(r1, t)
         t = torch.matmul(t, r2.t())
-        on_crop = t > 0
-        tight = _bounds(bbox(on_crop.numpy()))
+        mask = (t > 0).numpy()
+        tight = _bounds(bbox(mask))
         if tight is None:
             return None, None
-        bounds, index = [], []
-        for (c0, _, idx), o0, (t0, t1) in zip(crop, orig, tight):
+        bounds, index, box = [], [], []
+        for g, o0, (t0, t1) in zip(gathers, origin, tight):
+            if g is None:  # rows are original voxels already: keep the tight range
+                bounds.append((o0 + t0, o0 + t1))
+                box.append(slice(t0, t1))
+                index.append(None)
+                continue
             # original voxels whose nearest crop voxel lies in the tight range
-            i0 = int(np.searchsorted(idx, c0 + t0, side="left"))
-            i1 = int(np.searchsorted(idx, c0 + t1, side="left"))
+            i0 = int(np.searchsorted(g, t0, side="left"))
+            i1 = int(np.searchsorted(g, t1, side="left"))
             if i1 <= i0:  # the positive crop voxels fall between original voxel centres
                 return None, None
             bounds.append((o0 + i0, o0 + i1))
-            index.append(torch.from_numpy(idx[i0:i1] - c0))
-        mask = on_crop.to(torch.uint8)
+            box.append(slice(None))
+            index.append(g[i0:i1])
+        mask = mask[tuple(box)]
         # last axis first: its gather is element by element, so it should run while the
-        # array is smallest; the others copy whole contiguous rows / planes
+        # array is smallest; the others copy whole contiguous rows / planes. NumPy's take
+        # (a plain loop) rather than torch's index_select, whose per-call threading costs
+        # more than the copy on a small machine.
         for axis in reversed(range(len(index))):
-            mask = torch.index_select(mask, axis, index[axis])
-        return tuple(bounds), mask.numpy().view(bool)
+            if index[axis] is not None:
+                mask = np.take(mask, index[axis], axis=axis)
+        return tuple(bounds), mask
 
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
         pos = logits > 0
@@ -371,7 +389,7 @@ class SamMed3DSession(CroppedTorchSession):
         """Whether ``mask`` holds object voxels on the plane ``index`` of ``axis``."""
         if mask is None or not 0 <= index < mask.shape[axis]:
             return False
-        return bool(np.take(mask, index, axis=axis).any())
+        return bool(mask[(slice(None),) * axis + (index,)].any())  # a view of the plane, not a copy
 
     def reset(self) -> None:
         super().reset()
