@@ -565,3 +565,61 @@ def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label
     result = run_protocol(session, ref, n_clicks=5)
     assert [c[1] for c in result.clicks].count(False) >= 2, result.clicks
     assert result.worse() == [], result.dice
+
+
+# ---------------------------------------------------------------- positive clicks on bone
+def _broken_rib(seed: int = 0):
+    """A rib (a rod of 400 HU, 3 mm radius, 108 mm long) broken by a 3 mm gap in 40 HU
+    muscle, 1.5 mm voxels, blurred and noisy: pieces A (x < 38) and B (x >= 40)."""
+    shape, sp = (24, 24, 80), 1.5
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    rod = np.broadcast_to(((z - 12) ** 2 + (y - 12) ** 2) * sp ** 2 <= 3.0 ** 2, shape) & (x >= 4) & (x < 76)
+    rod = rod & ((x < 38) | (x >= 40))
+    img = ndi.gaussian_filter(np.where(rod, 400.0, 40.0), 0.7) + np.random.default_rng(seed).normal(0, 8, shape)
+    vol = Volume(np.rint(img).astype(np.int16), spacing=(sp, sp, sp), modality="CT")
+    rod = np.asarray(rod)
+    piece_b = rod.copy()
+    piece_b[:, :, :40] = False
+    return vol, rod, piece_b
+
+
+def test_positive_click_on_a_missed_rib_segment_adds_it_along_the_bone(monkeypatch):
+    """The first click takes piece A; a positive click in the middle of B adds B along
+    its length within the correction's reach (15 mm each way), not a ball of twice the
+    missed part's depth (6 mm: a quarter of B). Measured: 0.53 of B with the rule
+    (Dice to the rib 0.85), 0.25 without it (0.75); nothing outside the rib either way."""
+    vol, rod, piece_b = _broken_rib()
+    n_b = np.count_nonzero(piece_b)
+
+    def second_click() -> np.ndarray:
+        session = RegionGrowingSession()
+        session.set_volume(vol)
+        first = session.add_point((12, 12, 20)).mask
+        assert np.count_nonzero(first & piece_b) <= 0.05 * n_b  # the gap stops the first click
+        return session.add_point((12, 12, 58)).mask
+
+    mask = second_click()
+    near_rod = ndi.binary_dilation(rod)
+    assert np.count_nonzero(mask & piece_b) >= 0.5 * n_b, np.count_nonzero(mask & piece_b) / n_b
+    assert not (mask & ~near_rod).any()
+    # Without the rule the correction's depth limit keeps a short stretch of B.
+    monkeypatch.setattr("napari_medseg.prompts.region_growing.bone_addition", lambda *a, **k: None)
+    assert np.count_nonzero(second_click() & piece_b) < 0.4 * n_b
+
+
+def test_bone_addition_leaves_thick_bone_and_soft_tissue_to_the_correction():
+    """A click on soft tissue, and a click on bone while the object is a thick bone (a
+    vertebral body 24 mm across: its depth is 12 mm), are not answered by the bone
+    addition (``None``: the correction's own rules apply)."""
+    vol, rod, block = _rib_scene(hu=400.0, blur=0.5)
+    raw = vol.array
+    sp = np.asarray(vol.spacing_zyx)
+    box = tuple(slice(0, n) for n in raw.shape)
+    click = (20, 12, 40)  # on the rib
+    grown = rod.copy()
+    assert _bone.bone_addition(raw, block, box, grown, click, sp) is None  # the object is thick
+    old = rod.copy()
+    old[:, :, 30:] = False
+    got = _bone.bone_addition(raw, old, box, grown, click, sp)
+    assert got is not None and got[click] and not (got & old).any()
+    assert _bone.bone_addition(raw, old, box, grown, (5, 40, 5), sp) is None  # muscle

@@ -69,7 +69,7 @@ from ._leak_guard import click_depth, fill_holes, guard_leak
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._sheet import thin_layer
-from ._bone import bone_object, looks_like_ct
+from ._bone import bone_addition, bone_object, looks_like_ct
 from ._lumen import lumen_object
 from ._tube import tube_object
 from ._corrections import incremental_click, local_addition, negative_cut
@@ -461,7 +461,12 @@ class RegionGrowingSession(PromptSession):
             added = np.zeros(old.shape, dtype=bool)
             added[grown.region] = grown.mask
             added[click] = True
-            added = local_addition(added, old, self._mask_box, click, spacing, array=self._array)
+            # A click on a missed part of a bone adds that bone near it (``_bone``);
+            # elsewhere the missed part's depth bounds the addition.
+            along = (bone_addition(self._array, old, self._mask_box, added, click, spacing)
+                     if self.bone_aware and self._hu else None)
+            added = along if along is not None else local_addition(added, old, self._mask_box, click, spacing,
+                                                                   array=self._array)
             region = union_box(self._mask_box, bbox(added))
             return Prediction(old[region] | added[region], region, None)
         if not old[click]:
