@@ -288,6 +288,75 @@ def test_map_back_on_coarse_and_fine_grids(shape, spacing, start):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("shape, spacing, start, objects", [
+    ((112, 101, 122), (3.0, 3.0, 3.0), (124, 102, 144), 12),  # coarser than the crop grid on every axis
+    ((50, 400, 300), (5.0, 0.4, 0.6), (-20, 30, 0), 12),  # coarse z, fine y and x; crop beyond the edge
+    ((300, 512, 512), (1.0, 0.7, 0.7), (36, 55, 55), 2),  # finer on every axis (0.7 mm in-plane)
+])
+def test_map_back_gives_the_reference_voxels_in_a_tight_box(shape, spacing, start, objects):
+    """Along axes whose original voxels are at least as coarse as the crop's, the logits are
+    interpolated at the crop voxels those original voxels sample; elsewhere on the crop grid
+    and gathered. Either way: the reference's voxels, and the returned box is the mask's own
+    bounding box (a loose box costs every later step: paste, undo copy, merge)."""
+    from napari_medseg._ndimage import bbox
+
+    rng = np.random.default_rng(4)
+    res_shape = resampled_shape(shape, spacing)
+    maps = [_AxisMap(n, r, s0) for n, r, s0 in zip(shape, res_shape, start)]
+    idx = [np.clip(np.floor((np.arange(n) + 0.5) * r / n).astype(int), 0, r - 1) - s0
+           for n, r, s0 in zip(shape, res_shape, start)]
+    inside = [(i >= 0) & (i < 128) for i in idx]
+    for _ in range(objects):  # blobs of ~13 mm radius at random places in the crop
+        grid = np.indices((32, 32, 32)) - rng.uniform(8, 24, 3)[:, None, None, None]
+        logits = (9.0 - np.sqrt((grid**2).sum(0)) + rng.normal(0, 0.3, (32, 32, 32))).astype(np.float32)
+        bounds, mask = SamMed3DSession._map_back(maps, logits)
+        up = F.interpolate(torch.from_numpy(logits)[None, None], size=(128,) * 3, mode="trilinear",
+                           align_corners=False)
+        expected = (up[0, 0] > 0).numpy()[np.ix_(*(np.clip(i, 0, 127) for i in idx))]
+        expected &= inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+        if not expected.any():
+            assert mask is None
+            continue
+        got = np.zeros(shape, bool)
+        got[tuple(slice(a, b) for a, b in bounds)] = mask
+        assert (got != expected).sum() <= int(1e-5 * expected.sum())  # float rounding at logit == 0 only
+        assert mask.shape == tuple(b - a for a, b in bounds)
+        assert bbox(mask) == tuple(slice(0, n) for n in mask.shape)
+
+
+@pytest.mark.parametrize("prev_box, new_box", [
+    (((4, 10), (8, 20), (8, 20)), ((3, 12), (6, 22), (6, 22))),  # old object inside the new box
+    (((4, 10), (8, 20), (8, 20)), ((5, 8), (10, 14), (12, 16))),  # the new mask is smaller
+    (((4, 10), (8, 20), (8, 20)), None),  # nothing found this time
+    (((4, 10), (8, 20), (30, 44)), ((3, 12), (6, 22), (28, 36))),  # the object leaves the crop
+])
+def test_merge_replaces_the_crop_part_and_keeps_the_rest(prev_box, new_box):
+    """Applying the merged prediction as the base session does gives: the previous object
+    outside the crop, plus the new mask (the previous object's crop part is dropped)."""
+    from napari_medseg._ndimage import bbox
+
+    shape = (16, 30, 48)
+    crop_bounds = ((0, 16), (0, 30), (0, 34))
+    rng = np.random.default_rng(5)
+    s = SamMed3DSession(network=ThresholdNet(), device="cpu")
+    s.set_volume(Volume(np.zeros(shape, np.int16)))
+    prev = np.zeros(shape, bool)
+    prev[tuple(slice(a, b) for a, b in prev_box)] = rng.random([b - a for a, b in prev_box]) < 0.7
+    s._mask, s._mask_box = prev.copy(), bbox(prev)  # as PromptSession keeps them
+    new = None
+    if new_box is not None:
+        new = rng.random([b - a for a, b in new_box]) < 0.6
+    pred = s._merge(new_box, new, crop_bounds, {"start": (0, 0, 0)})
+    expected = prev.copy()
+    expected[tuple(slice(a, b) for a, b in crop_bounds)] = False
+    if new_box is not None:
+        expected[tuple(slice(a, b) for a, b in new_box)] |= new
+    got = prev.copy()
+    got[s._mask_box] = False  # what PromptSession._apply does with the prediction
+    got[pred.region] = pred.mask
+    assert np.array_equal(got, expected)
+
+
 # --- bad input and faults
 
 
