@@ -353,13 +353,19 @@ class SamMed3DSession(CroppedTorchSession):
             box.append(slice(None))
             index.append(g[i0:i1])
         mask = mask[tuple(box)]
-        # last axis first: its gather is element by element, so it should run while the
-        # array is smallest; the others copy whole contiguous rows / planes. NumPy's take
-        # (a plain loop) rather than torch's index_select, whose per-call threading costs
-        # more than the copy on a small machine.
-        for axis in reversed(range(len(index))):
-            if index[axis] is not None:
-                mask = np.take(mask, index[axis], axis=axis)
+        # NumPy's gathers (plain loops) rather than torch's index_select, whose per-call
+        # threading costs more than the copy on a small machine. The last axis first: its
+        # gather is element by element, so it runs while the array is smallest; then z and
+        # y together, one pass that copies whole x rows (not two passes of row/plane copies).
+        iz, iy, ix = index
+        if ix is not None:
+            mask = np.take(mask, ix, axis=2)
+        if iz is not None and iy is not None:
+            mask = mask[iz[:, None], iy[None, :]]
+        elif iz is not None:
+            mask = np.take(mask, iz, axis=0)
+        elif iy is not None:
+            mask = np.take(mask, iy, axis=1)
         return tuple(bounds), mask
 
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
