@@ -27,9 +27,18 @@ conversion or cache read timed apart); each with its error relative to the fixtu
 embedding and its effective GFLOP/s against a 2048^2 float32 matmul measured in the same
 run (the machine's dense-GEMM ceiling at these threads). ``--encoder-only`` stops there.
 
+``--against DIR`` runs the clicks A/B instead: ``DIR`` holds another copy of the package
+(``DIR/napari_medseg``, e.g. ``cp -r src /tmp/A`` before a change), imported under another
+name; both sessions get the same volume, embedding and clicks, interleaved click by click,
+and every click's mask and message are compared. It prints, per volume and mask size, the
+medians of ``add_point`` (wall and process CPU), the decoder, the map back and the rest,
+and B/A ratios (the figure to trust on a shared machine). ``--skip-encoder`` leaves out
+the encoder block.
+
 Run: ``python benchmarks/bench_sam.py [--quick] [--threads N] [--runtime openvino]
-[--encoder-only] [--repeats N]``. The machine may be shared: the load average is printed
-with every block of timings; compare ratios measured in the same run.
+[--encoder-only | --skip-encoder] [--repeats N] [--against DIR]``. The machine may be
+shared: the load average is printed with every block of timings; compare ratios measured
+in the same run.
 """
 
 from __future__ import annotations
@@ -313,6 +322,106 @@ def bench_volume(name, vol, centre, net, n_clicks, runtime="auto"):
             "backend_ms": med_backend, "decoder_ms": t_dec * 1000, "ref_mapback_ms": t_ref * 1000, "mapback_ms": t_ours * 1000}
 
 
+def _import_copy(src_dir: str):
+    """The package copy under ``src_dir`` (``src_dir/napari_medseg``), imported as
+    ``medseg_baseline`` (its imports are relative, so it does not touch this one)."""
+    import importlib
+    import sys
+    import tempfile
+
+    pkg = Path(src_dir).resolve() / "napari_medseg"
+    if not (pkg / "__init__.py").is_file():
+        raise SystemExit(f"--against: {pkg} is not a copy of the package (no __init__.py)")
+    link_dir = Path(tempfile.mkdtemp(prefix="bench_sam_"))
+    (link_dir / "medseg_baseline").symlink_to(pkg, target_is_directory=True)
+    sys.path.insert(0, str(link_dir))
+    return importlib.import_module("medseg_baseline")
+
+
+def bench_against(baseline, cases, n_clicks: int) -> list:
+    """Click-by-click A/B of two package copies: A = ``baseline``, B = this one."""
+    import importlib
+
+    import torch
+
+    import napari_medseg
+
+    mods = {}
+    for name, pkg in (("A", baseline), ("B", napari_medseg)):
+        mods[name] = (importlib.import_module(pkg.__name__ + ".prompts.sam_med3d_session"),
+                      importlib.import_module(pkg.__name__ + ".models.sam_med3d"),
+                      importlib.import_module(pkg.__name__ + ".io.volume"))
+    from napari_medseg.testing.sam_med3d import deterministic_state_dict
+
+    shapes_file = SHARED / "fixtures" / "sam_med3d_state_dict.json"
+    torch.manual_seed(0)
+    state = (deterministic_state_dict(json.loads(shapes_file.read_text())["state_dict_shapes"])
+             if shapes_file.is_file() else mods["B"][1].build_sam_med3d().state_dict())
+    nets = {}
+    for name, (_, models, _) in mods.items():
+        net = models.build_sam_med3d()
+        net.load_state_dict(state)
+        nets[name] = net.eval()
+    print(f"\n== A/B, click by click: A = {Path(baseline.__file__).parent}, B = {Path(napari_medseg.__file__).parent}")
+    results = []
+    for label, vol, centre, wrap in cases:
+        sessions, emb = {}, None
+        for name, (session_mod, _, volume_mod) in mods.items():
+            s = session_mod.SamMed3DSession(network=wrap(nets[name]), device="cpu")
+            s.runtime = "torch"
+            s.set_volume(volume_mod.Volume(vol.array, spacing=vol.spacing, origin=vol.origin,
+                                           direction=vol.direction, modality=vol.modality))
+            start = s._crop_start(s._to_res(centre), session_mod.CROP)
+            if emb is None:  # one embedding for both: the clicks are what is compared
+                crop = session_mod.normalise_crop(s._crop_image(start))
+                emb = nets["B"].encode(torch.from_numpy(crop)[None, None])
+            s._embeddings[start] = emb
+            times = {"add_point": [], "cpu": [], "decoder": [], "map_back": []}
+            _time_calls(s, "_map_back", times["map_back"])
+            _time_calls(s._network, "decode", times["decoder"])
+            sessions[name] = (s, times)
+        rng = np.random.default_rng(1)
+        same = True
+        for i in range(n_clicks):
+            offset = rng.integers(-6, 7, size=3) if i else np.zeros(3, int)
+            p = tuple(int(np.clip(c + o, 0, n - 1)) for c, o, n in zip(centre, offset, vol.shape))
+            for name in (("A", "B") if i % 2 == 0 else ("B", "A")):
+                s, times = sessions[name]
+                t, c = time.perf_counter(), time.process_time()
+                s.add_point(p, positive=(i % 3 != 2))
+                times["add_point"].append(time.perf_counter() - t)
+                times["cpu"].append(time.process_time() - c)
+            (sa, _), (sb, _) = sessions["A"], sessions["B"]
+            same &= bool(np.array_equal(sa.mask, sb.mask)) and sa.message == sb.message
+        voxels = int(sessions["B"][0].mask.sum())
+        print(f"  {label}: {voxels} voxels; {n_clicks - 1} clicks after the first, torch threads "
+              f"{torch.get_num_threads()}; {load_average()}; masks and messages identical at every click: {same}")
+        row = {"case": label, "voxels": voxels, "identical": same}
+        med = {}
+        for key in ("add_point", "cpu", "decoder", "map_back"):
+            a, b = (statistics.median(sessions[n][1][key][1:]) * 1000 for n in ("A", "B"))
+            med[key] = (a, b)
+            print(f"    {key + (' (CPU)' if key == 'cpu' else ''):18s} A {a:7.1f} ms   B {b:7.1f} ms   B/A {b / a:5.2f}")
+        rest = [med["add_point"][k] - med["decoder"][k] - med["map_back"][k] for k in (0, 1)]
+        print(f"    {'rest of the click':18s} A {rest[0]:7.1f} ms   B {rest[1]:7.1f} ms")
+        row.update({k: {"A_ms": v[0], "B_ms": v[1]} for k, v in med.items()})
+        results.append(row)
+    return results
+
+
+def _time_calls(obj, attr: str, out: list) -> None:
+    """Wrap ``obj.attr`` so that each call's wall time is appended to ``out``."""
+    fn = getattr(obj, attr)
+
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        result = fn(*args, **kwargs)
+        out.append(time.perf_counter() - t)
+        return result
+
+    setattr(obj, attr, timed)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer clicks, smaller synthetic CT")
@@ -322,15 +431,23 @@ def main(argv=None) -> int:
                         help="what runs the image encoder in the click benchmark (default: auto)")
     parser.add_argument("--encoder-only", action="store_true",
                         help="time the image encoder (PyTorch and OpenVINO) and stop")
+    parser.add_argument("--skip-encoder", action="store_true", help="leave out the image-encoder block")
     parser.add_argument("--repeats", type=int, default=0, help="encoder timings per variant (default 3, quick 2)")
+    parser.add_argument("--against", metavar="DIR",
+                        help="A/B the clicks against the package copy DIR/napari_medseg (e.g. a copy of src/)")
     args = parser.parse_args(argv)
+    if args.encoder_only and (args.skip_encoder or args.against):
+        parser.error("--encoder-only cannot be combined with --skip-encoder or --against")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     n_clicks = args.clicks or (4 if args.quick else 8)
+    baseline = _import_copy(args.against) if args.against else None
     net = _net()
-    encoder = bench_encoder(net, args.repeats or (2 if args.quick else 3))
+    encoder = None
+    if not args.skip_encoder and not args.against:
+        encoder = bench_encoder(net, args.repeats or (2 if args.quick else 3))
     if args.encoder_only:
         print("\nsummary (JSON):")
         print(json.dumps({"encoder": encoder}, indent=1))
@@ -346,6 +463,15 @@ def main(argv=None) -> int:
         (f"synthetic CT {shape[2]}x{shape[1]}x{shape[0]}", vol, centre)]
     if real is None:
         print("real CT not found under ../shared/data: skipped")
+    if baseline is not None:
+        cases = []
+        for label, v, c in volumes:
+            cases.append((f"{label}, organ-sized mask", v, c, OrganSizedOutput))
+            cases.append((f"{label}, mask filling the crop", v, c, lambda n: n))
+        results = bench_against(baseline, cases, n_clicks)
+        print("\nsummary (JSON):")
+        print(json.dumps({"against": args.against, "ab": results}, indent=1))
+        return 0
     for label, v, c in volumes:
         results.append(bench_volume(f"{label}, organ-sized mask (6 cm sphere)", v, c, organ, n_clicks,
                                     args.runtime))
