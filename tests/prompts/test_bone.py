@@ -585,9 +585,9 @@ def _broken_rib(seed: int = 0):
 
 def test_positive_click_on_a_missed_rib_segment_adds_it_along_the_bone(monkeypatch):
     """The first click takes piece A; a positive click in the middle of B adds B along
-    its length within the correction's reach (15 mm each way), not a ball of twice the
-    missed part's depth (6 mm: a quarter of B). Measured: 0.53 of B with the rule
-    (Dice to the rib 0.85), 0.25 without it (0.75); nothing outside the rib either way."""
+    its length within the correction's reach (25 mm each way), not a ball of twice the
+    missed part's depth (6 mm: a quarter of B). Measured: 0.92 of B with the rule
+    (Dice to the rib 0.97), 0.25 without it (0.75); nothing outside the rib either way."""
     vol, rod, piece_b = _broken_rib()
     n_b = np.count_nonzero(piece_b)
 
@@ -600,7 +600,7 @@ def test_positive_click_on_a_missed_rib_segment_adds_it_along_the_bone(monkeypat
 
     mask = second_click()
     near_rod = ndi.binary_dilation(rod)
-    assert np.count_nonzero(mask & piece_b) >= 0.5 * n_b, np.count_nonzero(mask & piece_b) / n_b
+    assert np.count_nonzero(mask & piece_b) >= 0.8 * n_b, np.count_nonzero(mask & piece_b) / n_b
     assert not (mask & ~near_rod).any()
     # Without the rule the correction's depth limit keeps a short stretch of B.
     monkeypatch.setattr("napari_medseg.prompts.region_growing.bone_addition", lambda *a, **k: None)
