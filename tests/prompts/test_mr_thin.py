@@ -90,6 +90,24 @@ def test_a_neighbour_crossing_the_threshold_with_its_noise_stops_the_band():
     assert np.count_nonzero(mask & rib) > 0.5 * rib.sum()
 
 
+def test_tissue_valued_between_band_and_plateau_is_not_crossed():
+    """A bright band (880, a T2 disc) in a darker tissue (380): the lower threshold lies at
+    630. A thin sheet of a third tissue at 700 (fat) that the click's ball does not see
+    touches the band further along: only its voxels beside the band's own are partial
+    volume, the sheet itself is not the band's."""
+    image, rib = _wall(band=880.0, muscle=380.0, fat=380.0)
+    rng = np.random.default_rng(7)
+    sheet = np.zeros(rib.shape, dtype=bool)
+    sheet[7, 22:30, 60:80] = True  # one slice thick, against the band's side, 18 mm from the click
+    image[sheet] = np.abs(700.0 + rng.standard_normal(int(sheet.sum())) * NOISE)
+    found = thin_band(image, SPACING, (7, 20, 30), NOISE)
+    assert found is not None
+    mask = np.zeros(rib.shape, dtype=bool)
+    mask[found[0]] = found[1]
+    assert np.count_nonzero(mask & rib) > 0.9 * rib.sum()
+    assert np.count_nonzero(mask & sheet) <= 20  # its first row, beside the band (20 voxels)
+
+
 def test_thresholds_need_another_tissue_on_one_side_only():
     rng = np.random.default_rng(0)
     organ = rng.normal(600.0, NOISE, 300)

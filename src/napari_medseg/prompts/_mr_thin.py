@@ -18,7 +18,9 @@ between them lies three noise levels from each.
   skin, is ``_sheet``'s);
 * the band holds the voxels closer to the clicked tissue's value than to the plateau
   (the 50 % partial-volume rule; on the other side the band is as wide), connected to
-  the click;
+  the click; a voxel more than 3 noise levels from the band's value only beside one
+  within them (a partial-volume voxel lies on the band's face; a tissue valued between
+  the band and the plateau, which the ball did not see, is not crossed);
 * the coil's shading scales every tissue by the same slowly varying factor, so the
   thresholds follow the band's own local mean (a normalised convolution of the band's
   voxels within 2 noise levels of it, ``_drift.local_reference``). The band grows front
@@ -50,7 +52,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, grow_box, stepped_ball, values_at
+from .._ndimage import (ball_offsets, bbox, components_at, dilate, erode, face_dilate, grow_box, stepped_ball,
+                        values_at)
 from ._drift import drift_sigma_mm, local_reference
 from ._sheet import PLATEAU_NOISE, _nearest_plateau
 
@@ -58,6 +61,9 @@ _CROSS = ndi.generate_binary_structure(3, 1)
 #: new voxels of a round whose median lies farther than this many noise levels from the
 #: band's local mean are another tissue's noise tail, not the band
 NEW_VOXEL_NOISE = 1.5
+#: voxels within this many noise levels of the band's local mean are of its own value;
+#: those farther (but within the thresholds) join only beside them
+OWN_VALUE_NOISE = 3.0
 #: a round adding more than this many times the voxels of any earlier round has left the band
 MAX_FRONT_GROWTH = 4.0
 #: a corrective click within this many noise levels of the band's value is on the band's
@@ -176,6 +182,12 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
             if core.any():
                 ref = local_reference(sub, core, spacing, sigma, fallback=v)
         grown = (sub > lo_ratio * ref) & (sub < hi_ratio * ref)
+        # Voxels of the band's own value, and partial-volume voxels only beside them: a
+        # tissue valued between the band and its plateau that the click's ball did not
+        # see (fat between a T2-bright disc and the vertebra) is no partial volume, and
+        # the band does not run through it.
+        own = grown & (np.abs(sub - ref) <= np.float32(OWN_VALUE_NOISE * noise))
+        grown &= face_dilate(own)
         for n in negatives:
             _clear_ball(grown, tuple(int(round(c)) - b.start for c, b in zip(n, new_box)), neg_ball)
         grown |= prev
