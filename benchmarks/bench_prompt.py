@@ -31,6 +31,10 @@ CT phantom and of its MR-like contrast (``clicker.mr_like``). Prints Dice after 
 1..5 per object, the mean per data set, per structure class (:func:`structure_class`) and
 per modality, the corrections that lowered Dice by more than 0.02, and the latency per click. ``--backends`` picks the backends
 (default: region-growing, plus sam-med3d / nninteractive when their weights are installed).
+``--explain`` adds, under each object, one line per correction: its sign, the image value at
+the click, the size of the error region it was placed in, and the voxels it added and removed
+(how many inside the reference and inside that region), e.g. ``--protocol --explain --only
+pancreas --data "real CT 3"``.
 """
 
 from __future__ import annotations
@@ -256,11 +260,12 @@ def structure_class(name: str) -> str:
 
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
-             data: str = None, klass: str = None) -> dict:
+             data: str = None, klass: str = None, explain: bool = False) -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
 
     ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
     objects, data sets and structure classes: ``--only rib,vertebra --data "real CT 3"``).
+    ``explain``: one line per correction under each object (``clicker.Correction``).
     """
     def wanted(text, fragments):
         return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
@@ -286,7 +291,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
             print(f"  {name} ({len(objects)} objects)")
             rows = []
             for obj, mask in objects.items():
-                r = run_protocol(session, mask, n_clicks)
+                r = run_protocol(session, mask, n_clicks, explain=explain)
                 d = r.padded(n_clicks)
                 rows.append(d)
                 latencies += r.seconds
@@ -295,6 +300,8 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
                 all_worse += [(name, obj, i + 1, r.dice[i - 1], r.dice[i], r.clicks[i][1]) for i in worse]
                 flag = "  WORSE at " + ",".join(str(i + 1) for i in worse) if worse else ""
                 print(f"    {obj:28s} {int(mask.sum()):8d} vox  " + " ".join(f"{v:.3f}" for v in d) + flag)
+                for k, c in enumerate(r.corrections, start=2):
+                    print(f"      click {k} {c.describe()} -> Dice {r.dice[k - 1]:.3f}")
                 results[(backend, name, obj)] = r
             if rows:
                 mean = np.mean(rows, axis=0)
@@ -331,6 +338,8 @@ def main(argv=None) -> int:
                         help="protocol: data sets whose name contains one of these, e.g. 'real CT 3,MR'")
     parser.add_argument("--class", dest="klass", default=None,
                         help="protocol: structure classes containing one of these, e.g. 'ribs,spine'")
+    parser.add_argument("--explain", action="store_true",
+                        help="protocol: what each correction added and removed, under each object")
     args = parser.parse_args(argv)
 
     if args.protocol:
@@ -340,7 +349,7 @@ def main(argv=None) -> int:
         wanted = args.backends.split(",") if args.backends else [
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
         protocol(wanted, quick=args.quick, only=args.only, data=args.data,
-                 klass=args.klass)
+                 klass=args.klass, explain=args.explain)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses

@@ -8,7 +8,8 @@ is what a radiologist does: click where the mask is wrong.
 
 :func:`structures` lists the objects a protocol run clicks on (each connected part of
 >= 200 voxels of each label), :func:`run_protocol` runs the clicks on one object and
-records Dice and latency after each, :func:`mr_like` gives the MR-like contrast of the
+records Dice and latency after each (and, with ``explain=True``, what each correction
+added and removed: :class:`Correction`), :func:`mr_like` gives the MR-like contrast of the
 CT phantom the protocol benchmark uses (:func:`napari_medseg.phantom.mr_contrast`).
 """
 
@@ -66,6 +67,49 @@ def next_click(prediction: np.ndarray, reference: np.ndarray, spacing_zyx) -> tu
     return tuple(c + b.start for c, b in zip(p, box)), best[2]
 
 
+def error_region(prediction: np.ndarray, reference: np.ndarray, click: tuple, positive: bool) -> np.ndarray:
+    """The connected error region (face connectivity) holding ``click``: missed voxels
+    for a positive click, leaked ones for a negative click (empty if the click is in
+    neither)."""
+    error = (reference & ~prediction) if positive else (prediction & ~reference)
+    if not error[tuple(click)]:
+        return np.zeros(error.shape, dtype=bool)
+    box = _box(error)
+    lab, _ = ndi.label(error[box])
+    out = np.zeros(error.shape, dtype=bool)
+    out[box] = lab == lab[tuple(int(c) - b.start for c, b in zip(click, box))]
+    return out
+
+
+@dataclass
+class Correction:
+    """What one corrective click did, measured against the reference.
+
+    ``target``: voxels of the error region the click was placed in (the missed part for
+    a positive click, the leak for a negative one); ``added`` / ``removed``: voxels the
+    click added to / removed from the mask, ``*_in_reference``: of those, the ones inside
+    the reference (an addition's are right, a removal's are wrong), ``*_in_target``: the
+    ones inside the targeted error region; ``value``: the image's value at the click.
+    """
+
+    positive: bool
+    value: float
+    target: int
+    added: int
+    added_in_reference: int
+    added_in_target: int
+    removed: int
+    removed_in_reference: int
+    removed_in_target: int
+
+    def describe(self) -> str:
+        """One line: sign, click value, the targeted region and what changed in it."""
+        sign = "+" if self.positive else "-"
+        return (f"{sign} at {self.value:7.0f} | target {self.target:6d} | added {self.added:6d} "
+                f"(in reference {self.added_in_reference}, in target {self.added_in_target}) | removed "
+                f"{self.removed:6d} (in reference {self.removed_in_reference}, in target {self.removed_in_target})")
+
+
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice overlap of two masks (1.0 when both are empty)."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
@@ -80,6 +124,8 @@ class ProtocolResult:
     dice: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     clicks: list = field(default_factory=list)  # (zyx, positive)
+    #: what each corrective click did (:class:`Correction`; ``run_protocol(explain=True)``)
+    corrections: list = field(default_factory=list)
 
     def worse(self, drop: float = WORSE) -> list:
         """Indices (0-based click number) of corrections that lowered Dice by more than ``drop``."""
@@ -91,22 +137,40 @@ class ProtocolResult:
         return d + [d[-1]] * (n - len(d))
 
 
-def run_protocol(session, reference: np.ndarray, n_clicks: int = 5) -> ProtocolResult:
+def run_protocol(session, reference: np.ndarray, n_clicks: int = 5, explain: bool = False) -> ProtocolResult:
     """Click on ``reference`` like the standard protocol; the session must hold the volume.
 
     The session is reset first. Click 1 is at the deepest point of ``reference``;
     clicks 2..n correct the largest error region. Stops early when the mask is perfect.
+    ``explain``: also record what each correction added and removed
+    (``ProtocolResult.corrections``; costs a copy of the mask per click, outside the
+    timed call).
     """
     spacing = session.volume.spacing_zyx
     session.reset()
     out = ProtocolResult()
     click = (deepest_point(reference, spacing), True)
+    previous = None
     for _ in range(n_clicks):
+        target = None
+        if explain and previous is not None:
+            target = error_region(previous, reference, click[0], click[1])
         t = time.perf_counter()
         update = session.add_point(click[0], positive=click[1])
         out.seconds.append(time.perf_counter() - t)
         out.clicks.append(click)
         out.dice.append(dice(update.mask, reference))
+        if target is not None:
+            mask = np.asarray(update.mask, dtype=bool)
+            added, removed = mask & ~previous, previous & ~mask
+            out.corrections.append(Correction(
+                positive=bool(click[1]), value=float(session.volume.array[tuple(click[0])]),
+                target=int(target.sum()), added=int(added.sum()),
+                added_in_reference=int((added & reference).sum()), added_in_target=int((added & target).sum()),
+                removed=int(removed.sum()), removed_in_reference=int((removed & reference).sum()),
+                removed_in_target=int((removed & target).sum())))
+        if explain:
+            previous = np.array(update.mask, dtype=bool)
         click = next_click(update.mask, reference, spacing)
         if click is None:
             break
