@@ -44,7 +44,10 @@ voxels are handled):
    or the inside of a disc or a rib), a click's spread is measured against the noise
    (the unsmoothed voxels' differences times the smoothing's gain) instead of its
    neighbourhood, the boundary step adds partial-volume voxels but no plateau of another
-   tissue, and the region follows the coil's shading (``_drift``).
+   tissue, and the region follows the coil's shading (``_drift``). A click on a band a
+   few voxels thin inside one other tissue (a rib in muscle, a disc) grows the band on the
+   unsmoothed full-resolution image, half-way to that tissue (``_mr_thin``); its
+   corrections move that cut at the click.
 10. **Bone (CT).** A click on bone grows within a partial-volume bone threshold and is
     split from the bones it touches at the narrowest necks (``_bone``); a negative
     click on bone is another bone's seed.
