@@ -34,10 +34,20 @@ def bbox(mask: np.ndarray, pad: Union[Sequence[int], int] = 0) -> Optional[tuple
     if np.isscalar(pad):
         pad = [int(pad)] * mask.ndim
     out = []
+    if mask.ndim > 1:
+        # first axis: one pass over the rows (stops at each row's first true voxel); the
+        # others from one OR of the rows between its ends, instead of one reduction over
+        # the whole array per axis
+        first = np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim))))
+        if first.size == 0:
+            return None
+        rest = mask[first[0] : first[-1] + 1].any(axis=0)
+        projections = [first] + [np.flatnonzero(rest.any(axis=tuple(a for a in range(rest.ndim) if a != ax)))
+                                 for ax in range(rest.ndim)]
+    else:
+        projections = [np.flatnonzero(mask)]
     for ax in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != ax)
-        proj = mask.any(axis=other) if other else mask
-        idx = np.flatnonzero(proj)
+        idx = projections[ax]
         if idx.size == 0:
             return None
         lo = max(0, int(idx[0]) - int(pad[ax]))

@@ -86,8 +86,19 @@ def _pack(mask: Optional[np.ndarray], region: Optional[tuple]) -> Optional[tuple
     if region is None:
         return (mask.shape, None, None)
     sub = mask[region]
-    # 1 bit per voxel (np.packbits): 8 x smaller than a bool copy
-    return (mask.shape, region, (sub.shape, np.packbits(sub, axis=None)))
+    # 1 bit per voxel (np.packbits): 8 x smaller than a bool copy; packed along the last
+    # axis, which reads the box in place (axis=None would first copy it contiguous)
+    return (mask.shape, region, (sub.shape, np.packbits(sub, axis=-1)))
+
+
+def _inside(inner: tuple, outer: tuple, shape: tuple) -> bool:
+    """Whether the box ``inner`` lies in the box ``outer`` (tuples of unit-step slices)."""
+    for i, o, n in zip(inner, outer, shape):
+        i0, i1, _ = i.indices(n)
+        o0, o1, _ = o.indices(n)
+        if i0 < o0 or i1 > o1:
+            return False
+    return True
 
 
 def _unpack(packed: Optional[tuple]) -> Optional[np.ndarray]:
@@ -97,8 +108,7 @@ def _unpack(packed: Optional[tuple]) -> Optional[np.ndarray]:
     full = np.zeros(shape, dtype=bool)
     if region is not None:
         sub_shape, packed_bits = bits
-        n = int(np.prod(sub_shape))
-        full[region] = np.unpackbits(packed_bits, count=n).astype(bool).reshape(sub_shape)
+        full[region] = np.unpackbits(packed_bits, axis=-1, count=sub_shape[-1]).view(bool)
     return full
 
 
@@ -251,8 +261,8 @@ class PromptSession(ABC):
         full = self._mask if self._mask is not None else np.zeros(self.volume.shape, dtype=bool)
         # Voxels of the previous mask outside the predicted region belong to the object
         # only if the backend says so; the prediction's region replaces the old mask there.
-        if old_region is not None:
-            full[old_region] = False
+        if old_region is not None and not _inside(old_region, prediction.region, full.shape):
+            full[old_region] = False  # (inside the region, the paste below overwrites it)
         full[prediction.region] = sub
         new_box = bbox(sub)
         if new_box is not None:
