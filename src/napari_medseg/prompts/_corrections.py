@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox
 from ._leak_guard import click_depth
+from ._robust import robust_stats
 
 #: a leak is no thicker than where the user clicked in it: mask voxels deeper than
 #: this many times the negative click's depth (plus a voxel) are the object's core
@@ -135,12 +136,6 @@ def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tu
     return out
 
 
-def _robust(values: np.ndarray) -> tuple:
-    """Median and robust standard deviation (1.4826 MAD) of ``values``."""
-    m = float(np.median(values))
-    return m, 1.4826 * float(np.median(np.abs(values - m)))
-
-
 def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addition: np.ndarray,
                        click: tuple, within: Optional[tuple] = None) -> np.ndarray:
     """A positive correction's ``addition`` (full grid) when it is not made of the clicked tissue.
@@ -169,8 +164,8 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     obj_values = np.asarray(array[old_box][::step, ::step, ::step], dtype=np.float32)[obj_sub[::step, ::step, ::step]]
     if obj_values.size == 0:
         return addition
-    mo, so = _robust(obj_values)
-    ma, sa = _robust(img[new])
+    mo, so = robust_stats(obj_values)
+    ma, sa = robust_stats(img[new])
     if abs(ma - mo) <= PV_SD * max(min(so, sa), 1e-6):
         return addition  # the same tissue: an ordinary missed part
     # The click's value: the median of the voxel and its face neighbours (a mean
@@ -344,7 +339,7 @@ def _noise_in(img: np.ndarray, region: np.ndarray) -> float:
     if not both.any():
         return 0.0
     d = (img[..., 1:] - img[..., :-1])[both]
-    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+    return robust_stats(d)[1] / math.sqrt(2.0)
 
 
 def _box_of(mask: np.ndarray, within: Optional[tuple]) -> tuple:
@@ -379,7 +374,7 @@ def like_the_click(array: np.ndarray, remove: np.ndarray, pos: list, click: tupl
     if not pos or not remove[within if within is not None else ...].any():
         return remove
     vp, vn = _face_values(array, pos), _face_values(array, [click])
-    mp, sp = _robust(vp)
+    mp, sp = robust_stats(vp)
     mn = float(np.median(vn))
     box = _box_of(remove, within)
     img = np.asarray(array[box], dtype=np.float32)
@@ -558,8 +553,8 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     vn = values(click)
     if vp.size == 0 or vn.size == 0:
         return np.zeros(mask.shape, dtype=bool)
-    mp, mn = float(np.median(vp)), float(np.median(vn))
-    sd = max(1.4826 * float(np.median(np.abs(vp - mp))), 1.4826 * float(np.median(np.abs(vn - mn))), 1e-6)
+    (mp, sd_p), (mn, sd_n) = robust_stats(vp), robust_stats(vn)
+    sd = max(sd_p, sd_n, 1e-6)
     if abs(mn - mp) <= INTENSITY_SD * sd:
         return np.zeros(mask.shape, dtype=bool)
     sub = mask[box]

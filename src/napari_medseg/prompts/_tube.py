@@ -53,7 +53,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, components_at, face_dilate, values_at
-from ._corrections import _robust
+from ._robust import robust_stats
 from ._leak_guard import click_depth
 
 #: a cross-section wider than this many radii is an organ the tube runs into or along
@@ -144,7 +144,7 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     values = values_at(img, local, offsets)[inside]
     if values.size < 5:
         return grown
-    med, sd = _robust(values)
+    med, sd = robust_stats(values)
     if hu:
         # The content's value from the tube's core (within half its radius of the
         # click): the rim's partial volume with the surrounding fat pulls a thin

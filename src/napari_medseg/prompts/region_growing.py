@@ -77,6 +77,7 @@ from ._bone import bone_addition, bone_object, looks_like_ct
 from ._lumen import lumen_object
 from ._tube import tube_object
 from ._corrections import incremental_click, local_addition, negative_cut
+from ._robust import robust_stats
 from .base import Prediction, PromptSession, Prompts
 
 
@@ -154,22 +155,6 @@ def _set_ball(mask: np.ndarray, centre: tuple, offsets: np.ndarray, value: bool)
     keep = np.all((pts >= 0) & (pts < np.asarray(mask.shape)[None, :]), axis=1)
     pts = pts[keep]
     mask[pts[:, 0], pts[:, 1], pts[:, 2]] = value
-
-
-def _robust_stats(values: np.ndarray) -> tuple:
-    """Median and robust standard deviation (1.4826 MAD), with one outlier rejection pass.
-
-    The rejection keeps a click near an edge from mixing in the neighbour's voxels.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    med = float(np.median(values))
-    mad = 1.4826 * float(np.median(np.abs(values - med)))
-    if mad > 0:
-        kept = values[np.abs(values - med) <= 3.0 * mad]
-        if kept.size >= 3:
-            med = float(np.median(kept))
-            mad = 1.4826 * float(np.median(np.abs(kept - med)))
-    return med, mad
 
 
 class RegionGrowingSession(PromptSession):
@@ -731,7 +716,7 @@ class RegionGrowingSession(PromptSession):
             values = values_at(crop.smoothed, s, offsets)
             v0 = float(crop.smoothed[s])
             near = values[np.abs(values - v0) <= 4.0 * noise]
-            med, sd = _robust_stats(near if near.size >= 3 else np.array([v0]))
+            med, sd = robust_stats(near if near.size >= 3 else np.array([v0]), reject=True)
             if self._mr:
                 # The noise is measured correctly here, so a spread well above it is
                 # the neighbours a thin object's ball holds (a rib's muscle), not the
