@@ -12,7 +12,8 @@ SPACING = (3.0, 1.5, 1.5)
 NOISE = 18.0
 
 
-def _wall(shape=(16, 40, 96), band=250.0, muscle=360.0, fat=900.0, shading=0.0, seed=0):
+def _wall(shape=(16, 40, 96), band=250.0, muscle=360.0, fat=900.0, shading=0.0, seed=0,
+          rib_box=(slice(6, 9), slice(19, 22), slice(8, 88))):
     """A body wall: fat, a muscle slab and a rib-like band (3 x 3 voxels, 4.5 x 9 mm) in it.
 
     ``shading``: a multiplicative ramp along x (the coil's bias field), 1 -+ shading.
@@ -22,7 +23,7 @@ def _wall(shape=(16, 40, 96), band=250.0, muscle=360.0, fat=900.0, shading=0.0, 
     img = np.full(shape, fat, dtype=np.float32)
     img[:, 10:30, :] = muscle
     rib = np.zeros(shape, dtype=bool)
-    rib[6:9, 19:22, 8:88] = True
+    rib[rib_box] = True
     img[rib] = band
     ramp = np.linspace(1.0 - shading, 1.0 + shading, shape[2], dtype=np.float32)
     img *= ramp[None, None, :]
@@ -106,6 +107,16 @@ def test_tissue_valued_between_band_and_plateau_is_not_crossed():
     mask[found[0]] = found[1]
     assert np.count_nonzero(mask & rib) > 0.9 * rib.sum()
     assert np.count_nonzero(mask & sheet) <= 20  # its first row, beside the band (20 voxels)
+
+
+def test_band_many_voxels_across_is_left_to_the_growth():
+    """The same rib on a 1 x 0.8 x 0.8 mm grid is 7 voxels across: the edge-aware growth
+    spans it, and the click is no thin band's (a band is at most ~4 voxels across)."""
+    spacing = (1.0, 0.8, 0.8)
+    image, rib = _wall(shape=(20, 40, 96), rib_box=(slice(6, 13), slice(17, 24), slice(8, 88)))
+    assert thin_band(image, spacing, (9, 20, 48), NOISE) is None
+    found = thin_band(image, spacing, (9, 20, 48), NOISE, max_depth_voxels=10.0)
+    assert found is not None and found[1].sum() > 0.5 * rib.sum()
 
 
 def test_thresholds_need_another_tissue_on_one_side_only():

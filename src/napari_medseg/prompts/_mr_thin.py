@@ -38,7 +38,10 @@ between them lies three noise levels from each.
   front advances by its own cross-section each round; a sheet of another tissue does
   not).
 
-A band larger than ``max_volume_ml`` is no thin structure and gives ``None`` as well.
+A click deeper than 2.5 voxels inside its band (a band more than about 4 voxels across: a rib
+at 0.8 mm) or a band larger than ``max_volume_ml`` is no thin structure either: ``None``,
+and the edge-aware growth, which is built for objects that span its smoothing and edge
+stencil, handles it.
 
 :func:`band_correction` is a corrective click on such a band's boundary (a partial-volume
 voxel, the neighbour's noise tail): it moves the half-way cut at the click to the clicked
@@ -108,7 +111,7 @@ def band_thresholds(values: np.ndarray, click_value: float, noise: float) -> Opt
 def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int], noise: float, *,
               negatives: Sequence[Sequence[int]] = (), negative_radius_mm: float = 3.0,
               radius_mm: float = 6.0, max_thickness_mm: float = 8.0, max_volume_ml: float = 50.0,
-              rounds: int = 40, follow_shading: bool = True) -> Optional[tuple]:
+              rounds: int = 40, follow_shading: bool = True, max_depth_voxels: float = 2.5) -> Optional[tuple]:
     """The thin band of the clicked tissue, or ``None`` when the click is not on one.
 
     Parameters
@@ -137,6 +140,9 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
     follow_shading : bool
         Whether the thresholds follow the band's local mean (False: the click's
         thresholds everywhere).
+    max_depth_voxels : float
+        A band whose click lies deeper than this many voxels inside it (more than about
+        twice as many voxels across) is no thin band (``None``).
 
     Returns
     -------
@@ -201,6 +207,10 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         thick = dilate(erode(closed, footprint, border_value=1), footprint) & grown
         if thick[local]:
             return None
+        if k == 0 and _depth_voxels(closed, local) > max_depth_voxels:
+            # Thicker than a few voxels, the band is an object the edge-aware growth
+            # handles (the smoothing and the edge stencil no longer span it).
+            return None
         if thick.any():
             grown &= ~dilate(thick, footprint)
             grown[local] = True
@@ -223,6 +233,11 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
     if tight is None or np.count_nonzero(band) < 8:
         return None
     return (tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight)), band[tight])
+
+
+def _depth_voxels(mask: np.ndarray, point: tuple) -> float:
+    """Distance (voxels) from ``point`` to the nearest voxel outside ``mask``."""
+    return float(ndi.distance_transform_edt(mask)[point])
 
 
 def _clear_ball(mask: np.ndarray, centre: tuple, offsets: np.ndarray) -> None:
