@@ -623,3 +623,44 @@ def test_bone_addition_leaves_thick_bone_and_soft_tissue_to_the_correction():
     got = _bone.bone_addition(raw, old, box, grown, click, sp)
     assert got is not None and got[click] and not (got & old).any()
     assert _bone.bone_addition(raw, old, box, grown, (5, 40, 5), sp) is None  # muscle
+
+
+def _hollow_rib(seed: int = 0):
+    """A rib with fatty marrow: a tube of 350 HU cortex (4.5 mm outer, 2.6 mm inner
+    radius) around -60 HU marrow in 40 HU muscle, 1.5 mm voxels, blurred and noisy (the
+    marrow's centre reads about 50 HU over its 1.5 mm ball: darker than the soft
+    tissue's partial-volume level beside the cortex)."""
+    shape, sp = (24, 32, 48), 1.5
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    r2 = ((z - 12) ** 2 + (y - 16) ** 2) * sp ** 2
+    along = (x >= 4) & (x < 44)
+    rib = np.broadcast_to(r2 <= 4.5 ** 2, shape) & along
+    marrow = np.broadcast_to(r2 <= 2.6 ** 2, shape) & along
+    img = np.where(marrow, -60.0, np.where(rib, 350.0, 40.0))
+    img = ndi.gaussian_filter(img, 0.8) + np.random.default_rng(seed).normal(0, 6, shape)
+    return Volume(np.rint(img).astype(np.int16), spacing=(sp, sp, sp), modality="CT"), np.asarray(rib)
+
+
+def test_click_in_a_ribs_marrow_gives_the_rib(monkeypatch):
+    """The protocol's first click on a rib with fatty marrow lies in the marrow (real CT
+    resampled to 1.5 mm: rib left 9's deepest point, 32 HU inside a 150-270 HU ring):
+    not partial-volumed towards the cortex as a click beside the rib is, but with the
+    cortex on both sides of it within 3 mm it is a thin-bone click. Measured: Dice 0.71
+    to the rib; without the rule the click grew the whole muscle (36.9 k voxels, 0.06)."""
+    vol, rib = _hollow_rib()
+    raw = vol.array.astype(np.float32)
+    sp = np.asarray(vol.spacing_zyx)
+    click = (12, 16, 24)
+    assert partial_volume_bone(raw, click, sp) is not None
+
+    def first() -> np.ndarray:
+        session = RegionGrowingSession()
+        session.set_volume(vol)
+        return session.add_point(click).mask
+
+    mask = first()
+    assert dice(mask, rib) >= 0.65, dice(mask, rib)
+    assert not (mask & ~ndi.binary_dilation(rib)).any()
+    monkeypatch.setattr(_bone, "_between", lambda *a: False)
+    assert partial_volume_bone(raw, click, sp) is None
+    assert dice(first(), rib) < 0.3

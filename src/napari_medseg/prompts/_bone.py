@@ -237,7 +237,9 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
     * a bone peak (>= ``PV_PEAK_HU``) lies within ``PV_MM`` (at least one voxel);
     * the click's neighbourhood is partial-volumed: at least ``PV_FRACTION`` of the way
       from the soft tissue around the peak to the peak (a muscle or a disc at its own
-      level beside a bone is not);
+      level beside a bone is not), or the click lies between two bone voxels (at the 50 %
+      threshold) within ``PV_MM`` on opposite sides (:func:`_between`: a rib's fatty
+      marrow inside its cortical ring, darker than that level);
     * the bone at the 50 % threshold is thin there: its surface distance within
       ``THIN_MM`` of the peak stays below ``THIN_MM`` (a rib, a transverse process; not
       a vertebral body, an enhanced aorta);
@@ -281,11 +283,32 @@ def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) 
     j = int(np.argmax(values))
     peak, seed = float(values[j]), tuple(int(v) for v in pts[j])
     soft, surrounded = _soft_around(raw, seed, peak, spacing)
-    if float(np.median(near)) < soft + PV_FRACTION * (peak - soft) or surrounded < SURROUND_FRACTION:
+    if surrounded < SURROUND_FRACTION:
+        return None
+    if (float(np.median(near)) < soft + PV_FRACTION * (peak - soft)
+            and not _between(raw, click, _threshold(soft, peak, 0.5), spacing)):
         return None
     if not _thin_at(raw, _threshold(soft, peak, 0.5), seed, spacing):
         return None
     return soft, peak, seed
+
+
+def _between(raw: np.ndarray, click: tuple, threshold: float, spacing: np.ndarray) -> bool:
+    """Whether bone (``raw >= threshold``) lies on both sides of ``click`` within ``PV_MM``
+    along one of the 13 axes through it: the click is inside a thin bone (a rib's fatty
+    marrow, darker than the soft tissue around the rib, inside its cortical ring), not
+    beside it."""
+    spacing = np.asarray(spacing, dtype=float)
+    shape = np.asarray(raw.shape)
+    steps = np.arange(float(spacing.min()), PV_MM + 1e-6, float(spacing.min()))
+    dirs = _directions()
+
+    def hit(d: np.ndarray) -> bool:
+        idx = np.rint(np.asarray(click)[None, :] + d[None, :] * steps[:, None] / spacing[None, :]).astype(int)
+        idx = idx[np.all((idx >= 0) & (idx < shape[None, :]), axis=1)]
+        return bool(idx.size) and bool((raw[idx[:, 0], idx[:, 1], idx[:, 2]] >= threshold).any())
+
+    return any(hit(dirs[k]) and hit(dirs[25 - k]) for k in range(13))
 
 
 def _thin_at(raw: np.ndarray, threshold: float, seed: tuple, spacing: np.ndarray) -> bool:
@@ -796,6 +819,10 @@ def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.
     new &= np.isin(lab, [i for i in {int(lab[local]), int(lab[start])} if i])
     if _depth(new, spacing) > SEGMENT_MM:
         return None  # the click's bone is thick: not a missed segment of thin bone
+    if np.count_nonzero(new & (np.asarray(array[box]) >= MIN_THRESHOLD_HU)) < 0.5 * np.count_nonzero(new):
+        # Not the bone: the session grew the click by intensity (on a coarsened
+        # working grid a partial-volume click's bone is blended away).
+        return None
     out = np.zeros(old.shape, dtype=bool)
     out[box] = new
     return out
