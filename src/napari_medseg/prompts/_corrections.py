@@ -15,7 +15,9 @@ only near the click, and by no more than the click's own evidence supports:
   (depths are measured after closing gaps of a few voxels: noise, vessels). A
   positive click never removes anything. When the grown region is not made of the
   clicked tissue (a partial-volume click on the object's rim, moved by the session
-  into the neighbour's interior), only its object-like voxels are added.
+  into the neighbour's interior), only its object-like voxels are added; a click apart
+  from the mask whose value is nearer the region's than the object's is the region's
+  tissue (another compartment), not a rim.
 * **negative** (a leak): a leak of clearly different intensity (a lesion inside the
   organ, fat, bowel content) goes whole, by intensity: the mask voxels joined to the
   click whose value is nearer the click's than the object's and not beyond the click's
@@ -151,9 +153,12 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     and the click's own value is not the region's (farther from its interior's median
     than ``REGION_LIKE`` of the object-to-region difference). A click in another
     compartment of a mixed object (gas in the colon) has the compartment's value and
-    its region is kept whole. Otherwise only the addition's voxels closer in value to
-    the object than to the region (the 50 % partial-volume rule) that join the click
-    or the object are added, and the click's voxel itself. ``within``: a box holding
+    its region is kept whole; so is the region of a click nearer the region's value
+    than the object's with no mask voxel among its 26 neighbours (partial volume lies
+    on the object's boundary: such a click is the compartment's, blurred). Otherwise
+    only the addition's voxels closer in value to the object than to the region (the
+    50 % partial-volume rule) that join the click or the object are added, and the
+    click's voxel itself. ``within``: a box holding
     the whole addition (spares a bounding box search over the full grid).
     """
     box = _box_of(addition, within)
@@ -177,6 +182,14 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     mc = float(np.median(img[core])) if np.count_nonzero(core) >= 27 else ma
     if abs(v - mc) <= REGION_LIKE * abs(mc - mo):
         return addition  # the click looks like its region: another compartment of the object
+    near = tuple(slice(max(0, int(c) - 1), int(c) + 2) for c in click)
+    if abs(v - mc) < abs(v - mo) and not old[near].any():
+        # Partial volume lies where the object meets its neighbour: a click nearer the
+        # region's value than the object's (the 50 % rule) with no mask voxel among its
+        # 26 neighbours is not the object's rim but a voxel of the region's tissue (a
+        # bowel's gas compartment whose deepest missed voxel reads -740 HU on a grid
+        # interpolated from thicker slices), and the region is another compartment.
+        return addition
     like_object = new & (np.abs(img - np.float32(mo)) < np.abs(img - np.float32(ma)))
     local = tuple(int(c) - b.start for c, b in zip(click, box))
     seeds = like_object | old[box]
