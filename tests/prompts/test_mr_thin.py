@@ -115,6 +115,8 @@ def test_band_many_voxels_across_is_left_to_the_growth():
     spacing = (1.0, 0.8, 0.8)
     image, rib = _wall(shape=(20, 40, 96), rib_box=(slice(6, 13), slice(17, 24), slice(8, 88)))
     assert thin_band(image, spacing, (9, 20, 48), NOISE) is None
+    # nor is a click on its rim (a corrective click in a missed partial-volume shell)
+    assert thin_band(image, spacing, (6, 20, 48), NOISE) is None
     found = thin_band(image, spacing, (9, 20, 48), NOISE, max_depth_voxels=10.0)
     assert found is not None and found[1].sum() > 0.5 * rib.sum()
 

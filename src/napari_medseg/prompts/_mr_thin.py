@@ -38,8 +38,8 @@ between them lies three noise levels from each.
   front advances by its own cross-section each round; a sheet of another tissue does
   not).
 
-A click deeper than 2.5 voxels inside its band (a band more than about 4 voxels across: a rib
-at 0.8 mm) or a band larger than ``max_volume_ml`` is no thin structure either: ``None``,
+A band deeper than 2.5 voxels near the click (more than about 4 voxels across: a rib at
+0.8 mm) or a band larger than ``max_volume_ml`` is no thin structure either: ``None``,
 and the edge-aware growth, which is built for objects that span its smoothing and edge
 stencil, handles it.
 
@@ -141,8 +141,8 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         Whether the thresholds follow the band's local mean (False: the click's
         thresholds everywhere).
     max_depth_voxels : float
-        A band whose click lies deeper than this many voxels inside it (more than about
-        twice as many voxels across) is no thin band (``None``).
+        A band deeper than this many voxels within ``radius_mm`` of the click (more than
+        about twice as many voxels across) is no thin band (``None``).
 
     Returns
     -------
@@ -207,7 +207,7 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         thick = dilate(erode(closed, footprint, border_value=1), footprint) & grown
         if thick[local]:
             return None
-        if k == 0 and _depth_voxels(closed, local) > max_depth_voxels:
+        if k == 0 and _depth_voxels(closed, local, spacing, radius_mm) > max_depth_voxels:
             # Thicker than a few voxels, the band is an object the edge-aware growth
             # handles (the smoothing and the edge stencil no longer span it).
             return None
@@ -235,9 +235,16 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
     return (tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight)), band[tight])
 
 
-def _depth_voxels(mask: np.ndarray, point: tuple) -> float:
-    """Distance (voxels) from ``point`` to the nearest voxel outside ``mask``."""
-    return float(ndi.distance_transform_edt(mask)[point])
+def _depth_voxels(mask: np.ndarray, point: tuple, spacing: np.ndarray, radius_mm: float) -> float:
+    """How deep (voxels to the nearest voxel outside) ``mask`` is within ``radius_mm`` of ``point``.
+
+    The deepest voxel near the click, not the click's own depth: a click on the rim of
+    a thick object (a corrective click in its missed partial-volume shell) is shallow
+    itself.
+    """
+    grid = np.ogrid[tuple(slice(-c, n - c) for c, n in zip(point, mask.shape))]
+    near = sum((g * s) ** 2 for g, s in zip(grid, spacing)) <= radius_mm ** 2
+    return float(ndi.distance_transform_edt(mask)[near & mask].max(initial=0.0))
 
 
 def _clear_ball(mask: np.ndarray, centre: tuple, offsets: np.ndarray) -> None:
