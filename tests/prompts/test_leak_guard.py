@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medseg.prompts._leak_guard import click_depth, fills_in, guard_leak
+from napari_medseg.prompts._leak_guard import click_depth, fills_in, guard_leak, is_sheet
 from napari_medseg.prompts.region_growing import RegionGrowingSession
 from napari_medseg.testing.clicker import deepest_point, dice
 
@@ -217,3 +217,47 @@ def test_real_ct_noisy_back_muscle_one_click(shared_data):
     session = RegionGrowingSession()
     session.set_volume(volume)
     assert dice(session.add_point(deepest_point(ref, volume.spacing_zyx)).mask, ref) >= 0.75
+
+
+def test_is_sheet_needs_a_large_region_thin_everywhere():
+    """The shell around a box is a sheet; the same shell with a thick block joined to it
+    is not (a leak into a thicker neighbour), nor is a region the size prior allows."""
+    shape = (40, 80, 80)
+    outer = np.zeros(shape, bool)
+    outer[:, 5:75, 5:75] = True
+    inner = np.zeros(shape, bool)
+    inner[:, 8:72, 8:72] = True
+    shell = outer & ~inner
+    click = (20, 6, 40)
+    assert is_sheet(shell, click, np.ones(3), ratio=50.0)
+    leaked = shell.copy()
+    leaked[:, 8:40, 8:40] = True
+    assert not is_sheet(leaked, click, np.ones(3), ratio=50.0)
+    assert not is_sheet(shell, click, np.ones(3), ratio=1e6)
+    assert not is_sheet(shell, (20, 40, 40), np.ones(3), ratio=50.0)  # click outside
+
+
+def _fat_sheet_volume():
+    """A CT-like box (40 HU) wrapped in a fat sheet (-100 HU, noise 5): 16 voxels thick
+    at the front, 7 at the sides and back (thinner than the opening's 8 mm)."""
+    from napari_medseg.io.volume import Volume
+
+    rng = np.random.default_rng(0)
+    shape = (40, 110, 110)
+    _, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    outer = (np.abs(y - 55) <= 50) & (np.abs(x - 55) <= 50)
+    inner = (y >= 21) & (y <= 98) & (np.abs(x - 55) <= 43)
+    sheet = np.broadcast_to(outer & ~inner, shape).copy()
+    image = np.where(sheet, -100.0, 40.0) + rng.normal(0.0, 5.0, shape)
+    return Volume(image.astype(np.float32), spacing=(1.0, 1.0, 1.0), modality="CT"), sheet
+
+
+def test_one_click_on_a_fat_sheet_keeps_its_thin_parts():
+    """One click in the thick front of a fat sheet: the growth's light opening (4 mm)
+    cut its thinner sides off as if they were bridges (0.62 Dice, measured); a region
+    far larger than its click's depth allows and no thicker anywhere is a sheet, and is
+    not opened (CT phantom subcutaneous fat 0.68 -> 0.87 after one click)."""
+    volume, sheet = _fat_sheet_volume()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    assert dice(session.add_point((20, 13, 55)).mask, sheet) >= 0.95

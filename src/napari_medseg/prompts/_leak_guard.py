@@ -17,6 +17,10 @@ A region that is as thin everywhere as at the click (its deepest voxel no deeper
 spinal canal running through the field of view) has not run into a thicker neighbour
 and is kept.
 
+:func:`is_sheet` is that test alone: the growth skips its light opening (which cuts
+every part thinner than 8 mm as if it were a bridge) for such a sheet, whose thin parts
+are the sheet itself.
+
 :func:`fills_in` tells the growth's leak test (a tolerance step that more than doubles
 the region) a leak from a noisy tissue still filling in: a leak enters a neighbour
 through a narrow contact, a noisy muscle at a tight tolerance is a sponge that the next
@@ -199,6 +203,37 @@ def fills_in(before: np.ndarray, after: np.ndarray, click: tuple, spacing: np.nd
                                                                           near_mm=near_mm)[0]
 
 
+def _thin_everywhere(region: np.ndarray, spacing: np.ndarray, depth: float) -> bool:
+    """Whether ``region`` is nowhere deeper than ``SHEET_RATIO`` x ``depth`` (mm).
+
+    The region's own deepest voxel, after hole filling (as the click's depth is
+    measured); the array's faces are not edges.
+    """
+    if SHEET_RATIO <= 0:
+        return False
+    filled = fill_holes(region)
+    return float(ndi.distance_transform_edt(filled, sampling=spacing).max()) <= SHEET_RATIO * depth
+
+
+def is_sheet(region: np.ndarray, click: tuple, spacing: np.ndarray, ratio: float) -> bool:
+    """Whether ``region`` (grown from ``click``) is a sheet of tissue: too large for the click's depth, no thicker anywhere.
+
+    :func:`guard_leak`'s test for the regions it keeps: more voxels than ``ratio`` balls
+    of the click's depth (an organ's region that large has leaked) and no deeper
+    anywhere than ``SHEET_RATIO`` click depths (a leak runs into a thicker neighbour;
+    the subcutaneous fat, or a muscle wall running on from the back muscles, is as
+    thick as where it was clicked). Such a region's thin parts are the sheet itself,
+    not bridges to a neighbour, and an opening that cuts thin parts would cut it up.
+    """
+    n = int(np.count_nonzero(region))
+    if n == 0 or not region[click]:
+        return False
+    limit, d = size_limit(region, click, spacing, ratio)
+    if n <= limit:
+        return False
+    return _thin_everywhere(region[bbox(region, pad=1)], spacing, d)
+
+
 def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: float = 25.0,
                open_factor: float = 0.6, reach: float = 4.0, min_depth_mm: float = 2.0,
                near_mm: float = 0.0) -> np.ndarray:
@@ -238,13 +273,8 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     box = bbox(region, pad=1)
     sub = region[box]
     local = tuple(c - b.start for c, b in zip(click, box))
-    if SHEET_RATIO > 0:
-        # The region's own deepest voxel (after the same closing and hole filling as
-        # the click's depth; the image's faces are not edges).
-        filled = fill_holes(sub)
-        deepest = float(ndi.distance_transform_edt(filled, sampling=spacing).max())
-        if deepest <= SHEET_RATIO * d:
-            return region
+    if _thin_everywhere(sub, spacing, d):
+        return region
     r = open_factor * d
     if r >= 1.01 * float(spacing.min()):
         core = erode(sub, stepped_ball(r, spacing), border_value=1)

@@ -68,7 +68,7 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import click_depth, fill_holes, fills_in, guard_leak
+from ._leak_guard import click_depth, fill_holes, fills_in, guard_leak, is_sheet
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._sheet import thin_layer
@@ -839,6 +839,13 @@ class RegionGrowingSession(PromptSession):
             opening = min(opening, depth)
             if opening < 1.01 * float(spacing.min()):
                 opening = 0.0
+        if (opening > 0 and self.leak_guard and len(local_seeds) == 1
+                and is_sheet(sub, local_seeds[0], spacing, self.leak_guard * (4.0 if self._mr else 1.0))):
+            # A sheet of tissue (far larger than the click's depth predicts, yet no
+            # thicker anywhere: the subcutaneous fat, a muscle wall running on from the
+            # back muscles): its thin parts are the sheet itself, not bridges to a
+            # neighbour, and the opening would cut it up (``_leak_guard.is_sheet``).
+            opening = 0.0
         if opening > 0:
             core = erode(sub, stepped_ball(opening, spacing), border_value=1)
             # Every click keeps its part: a click on a thin spot (gone after erosion)
