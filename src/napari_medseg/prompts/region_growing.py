@@ -842,9 +842,9 @@ class RegionGrowingSession(PromptSession):
         if (opening > 0 and self.leak_guard and len(local_seeds) == 1
                 and is_sheet(sub, local_seeds[0], spacing, self.leak_guard * (4.0 if self._mr else 1.0))):
             # A sheet of tissue (far larger than the click's depth predicts, yet no
-            # thicker anywhere: the subcutaneous fat, a muscle wall running on from the
-            # back muscles): its thin parts are the sheet itself, not bridges to a
-            # neighbour, and the opening would cut it up (``_leak_guard.is_sheet``).
+            # thicker anywhere: the subcutaneous fat, thinner than 8 mm in places): its
+            # thin parts are the sheet itself, not bridges to a neighbour, and the
+            # opening would cut it up (``_leak_guard.is_sheet``).
             opening = 0.0
         if opening > 0:
             core = erode(sub, stepped_ball(opening, spacing), border_value=1)
