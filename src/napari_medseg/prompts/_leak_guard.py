@@ -160,17 +160,19 @@ def fills_in(before: np.ndarray, after: np.ndarray, click: tuple, spacing: np.nd
 
     A leak reaches a neighbour through a narrow contact (a partial-volume bridge, a gap
     in a vessel's wall): the new voxels touch the previous region at a few voxels, far
-    fewer than the surface of what they add (measured on the real CT and the phantoms:
-    0.002-0.1 of ``added ** (2 / 3)`` for the aorta, portal vein, pancreas and iliopsoas
-    leaks, up to 2.3 through a thick contact). A large noisy tissue grown at a tight
-    tolerance (a back muscle of the 3 mm CT: a spread of 6 HU against noise and fat
-    streaks of the same order) is a sponge that the next step joins along its whole
-    surface: the new voxels touch it on 2.5-5 times their surface scale. Such a step is
-    the tissue itself and is not taken for a leak, while ``before`` is still of a
-    plausible size (at most ``ratio`` balls of the click's depth, the size prior of
-    :func:`guard_leak`): a region already that large has leaked at the lower tolerance
-    (a click on a thin structure among same-intensity tissue), and its step joins more
-    of the neighbour (measured: 10-17 balls for the muscles, 200-470 for those leaks).
+    fewer than the surface of what they add (measured over the first clicks of the real
+    CT and the phantoms: 0.02-0.16 x ``added ** (2 / 3)`` for the aorta, portal vein,
+    pancreas and iliopsoas leaks, up to 2.3 through a thick contact: a vertebra, a
+    kidney at 1.5 mm). A large noisy tissue grown at a tight tolerance (a back muscle of
+    the 3 mm CT: a spread of 6 HU against noise and fat streaks of the same order) is a
+    sponge that the next step joins along its whole surface: the new voxels touch it on
+    2.6-4.8 times their surface scale. Such a step is the tissue itself and is not taken
+    for a leak, while ``before`` is still of a plausible size (at most ``ratio`` balls of
+    the click's depth, the size prior of :func:`guard_leak`): a region already that
+    large has leaked at the lower tolerance (a click on a thin structure among
+    same-intensity tissue), and its step joins more of the neighbour (measured: 10-17
+    balls for the muscles; 200-470 for the adrenal, iliopsoas and rib clicks at 1.5 mm
+    whose steps also touch along 3-17 times their surface scale).
 
     Parameters
     ----------
