@@ -218,6 +218,27 @@ def test_negative_click_in_a_same_intensity_leak_splits_by_shape_alone():
     assert (removed & obj).sum() < 0.01 * obj.sum()
 
 
+def test_negative_click_in_a_leak_widening_into_the_object_takes_the_leak_not_its_rim():
+    """A same-intensity leak joined broadly to the object and thinning away from it (a
+    plate 14 voxels thick at the object, 4 at its far end), no neck between them: the
+    negative click in its middle is shallower than the leak's part next to the object.
+    Depth-first flooding alone gives that deeper part to the object's front and the
+    click only the thin end around it (28 % of the leak on this scene); with depth
+    counted up to the click's own it takes the leak up to the object, none of the
+    object."""
+    image, spacing = _uniform(shape=(40, 80, 80), spacing=(1.0, 1.0, 1.0))
+    image = image + np.random.default_rng(0).normal(0.0, 5.0, image.shape).astype(np.float32)
+    z, y, x = np.ogrid[:40, :80, :80]
+    centre = (20, 40, 30)
+    obj = _sphere(image.shape, centre, 12.0, spacing)
+    half = 7.0 - 5.0 * (x - 30) / 42.0
+    leak = (np.abs(z - 20) <= half) & (np.abs(y - 40) <= 12) & (x >= 30) & (x <= 72) & ~obj
+    click = (20, 40, 56)
+    removed = negative_cut(image, obj | leak, spacing, [click], [centre], click)
+    assert (removed & leak).sum() > 0.45 * leak.sum(), (removed & leak).sum() / leak.sum()
+    assert not (removed & obj).any()
+
+
 def _gas_pocket_scene(click_offset: int):
     """Bowel wall (40 HU, the mask) around a missed gas pocket (-950 HU, radius 6 voxels);
     the click's voxel and its face neighbours read -740 (a grid interpolated from

@@ -28,9 +28,12 @@ only near the click, and by no more than the click's own evidence supports:
   those beyond a locality radius, and the mask's *core* (voxels deeper than the
   negative click: a leak is no thicker than where it was clicked). The fronts meet
   at the narrowest neck or the strongest edge between them (marker watershed on the
-  larger of the gradient and the mask's shallowness); only what the negative click
-  wins is removed, and of that, when the click's tissue still differs from the
-  object's (a thin rib along the muscle it leaked into), only the click-like voxels.
+  larger of the gradient and the mask's shallowness); for a leak thinner than the
+  mask at the positive clicks the split is made twice, with the mask's depth counted
+  fully and only up to the click's own depth (a leak widening into its junction with
+  the object has no neck), and the click takes what it wins in either; of that, when
+  the click's tissue still differs from the object's (a thin rib along the muscle it
+  leaked into), only the click-like voxels.
 
 So the rest of the mask is never redrawn: a correction cannot lower the overlap far
 from where the user clicked.
@@ -68,6 +71,8 @@ WORK_VOXELS = 1_000_000
 FAR_DEPTH_MM = 6.0
 #: no correction reaches farther from its click (mm)
 MAX_REACH_MM = 150.0
+#: the object's depth at a positive click is measured up to this distance (mm)
+OBJECT_DEPTH_CAP_MM = 40.0
 #: a negative click this many robust SDs from the positive clicks is another tissue
 INTENSITY_SD = 4.0
 #: a positive click whose value is within this fraction of the object-to-region
@@ -111,6 +116,13 @@ def distance_to(mask: np.ndarray, click: tuple, spacing: np.ndarray, cap_mm: flo
     # transform of the box, without transforming every voxel of it).
     d2 = (((np.argwhere(sub) - local) * np.asarray(spacing, dtype=float)) ** 2).sum(axis=1)
     return float(min(cap_mm, math.sqrt(float(d2.min()))))
+
+
+def _depth_at(mask: np.ndarray, point: tuple, spacing: np.ndarray, cap_mm: float) -> float:
+    """Distance (mm) from ``point`` to the nearest voxel outside ``mask`` (at most ``cap_mm``)."""
+    box = _ball_box(mask.shape, point, cap_mm + float(np.max(spacing)), spacing)
+    local = tuple(int(round(c)) - b.start for c, b in zip(point, box))
+    return distance_to(~mask[box], local, spacing, cap_mm)
 
 
 def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tuple,
@@ -311,6 +323,9 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
             return by_shape
     n_neg = len(neg)
     pos_values = _click_values(array, pos, spacing, smoothing_mm) if pos else None
+    # How thick the object is where the user said "object": the mask's depth at the
+    # positive clicks (the split's second pass is for a leak thinner than the object).
+    object_depth = max([_depth_at(mask, p, spacing, OBJECT_DEPTH_CAP_MM) for p in pos] or [0.0])
 
     def run(subs, clicks, sp):
         sub_mask = subs[1]
@@ -319,7 +334,7 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
             sub_mask = sub_mask.copy()  # the clicked voxel fell between the samples
             sub_mask[c] = True
         return _negative_cut(subs[0], sub_mask, sp, clicks[:n_neg], clicks[n_neg:-1], c,
-                             smoothing_mm, max_voxels, barrier_mm, pos_values)
+                             smoothing_mm, max_voxels, barrier_mm, pos_values, object_depth)
 
     remove = _on_work_grid(run, (array, mask), box, list(neg) + list(pos) + [click], spacing,
                            within=lambda b: mask[b])
@@ -458,7 +473,8 @@ def _bone_negative(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, pos
 
 def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: list, pos: list,
                   click: tuple, smoothing_mm: float = 1.0, max_voxels: int = 400_000,
-                  barrier_mm: float = 3.0, pos_values: Optional[np.ndarray] = None) -> np.ndarray:
+                  barrier_mm: float = 3.0, pos_values: Optional[np.ndarray] = None,
+                  object_depth: float = 0.0) -> np.ndarray:
     """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
 
     The like-intensity part of the mask joined to the click when its intensity clearly
@@ -466,7 +482,10 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
     the larger of the smoothed gradient and the mask's shallowness: the negative clicks'
     barrier balls against the positive clicks, the mask's core deeper than the click,
     the voxels nearer a positive click, and every mask voxel farther than the locality
-    radius from ``click`` (three times its depth in the mask plus 10 mm).
+    radius from ``click`` (three times its depth in the mask plus 10 mm). For a click
+    deeper than one voxel and shallower than the mask at the positive clicks
+    (``object_depth``, mm) the split is also made with the shallowness counted only up
+    to the click's depth; the click removes what it wins in either split.
     """
     from .region_growing import _marker_watershed
 
@@ -521,19 +540,35 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
     floor = float(np.percentile(inner, 50)) if inner.size else 0.0
     scale = float(np.percentile(inner, 99)) if inner.size else 1.0
     n_levels = 48.0
-    levels = np.clip(np.floor((grad - floor) / max(scale - floor, 1e-12) * n_levels), 0, n_levels)
+    edge_levels = np.clip(np.floor((grad - floor) / max(scale - floor, 1e-12) * n_levels), 0, n_levels)
     # Shape: the mask's depth (distance to its edge, box faces excluded). Flooding the
     # deep voxels first puts the split at the narrowest neck between the clicks, where
     # a leak joins the object, unless a stronger edge lies elsewhere.
     dcap = max(float(dist[region].max()), 1e-6)
-    levels = np.maximum(levels, np.clip(np.floor((1.0 - dist / dcap) * n_levels), 0, n_levels))
-    levels = levels.astype(np.uint8)
-    levels[~region] = 255
+
+    def split(depth_mm: np.ndarray) -> np.ndarray:
+        levels = np.maximum(edge_levels, np.clip(np.floor((1.0 - depth_mm / dcap) * n_levels), 0, n_levels))
+        levels = levels.astype(np.uint8)
+        levels[~region] = 255
+        return (_marker_watershed(levels, markers, max_voxels) == 2) & region
+
     if not (markers == 1).any():
         remove = region.copy()
     else:
-        ws = _marker_watershed(levels, markers, max_voxels)
-        remove = (ws == 2) & region
+        remove = split(dist)
+        if float(spacing.max()) < depth < object_depth:
+            # A leak that widens into its junction with the object has no neck: its
+            # voxels between the click and the object are deeper than the click, so
+            # deep-first flooding gives them to the object's front and leaves the click
+            # the thin rim around it. A leak is as thick as where the user clicked in it,
+            # so depth beyond the click's own does not tell leak from object there: the
+            # split is made again with depth counted up to the click's, and the click
+            # takes what it wins in either split (the object's core, the positive clicks
+            # and the far mask stay markers of the object in both). Only for a leak
+            # thinner than the object where the user clicked it (a thin object beside
+            # an as thick leak has no such junction: the pass would cut into it), and
+            # not for a click one voxel deep: its depth only says it lies on the rim.
+            remove |= split(np.minimum(dist, depth))
     out = np.zeros(mask.shape, dtype=bool)
     out[box] = remove
     return out
