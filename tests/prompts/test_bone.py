@@ -664,3 +664,27 @@ def test_click_in_a_ribs_marrow_gives_the_rib(monkeypatch):
     monkeypatch.setattr(_bone, "_between", lambda *a: False)
     assert partial_volume_bone(raw, click, sp) is None
     assert dice(first(), rib) < 0.3
+
+
+def test_positive_click_beside_a_thin_bone_adds_its_rim_not_the_muscle():
+    """A positive click on the muscle 3 mm from a rib's axis (not a bone click) while the
+    object is the rib: the voxels next to the click no darker than it are added, not the
+    region grown from the click (the muscle: real CT at 1.5 mm, 150-210 voxels, Dice
+    0.676 -> 0.638). Only for an object started on bone: beside an enhanced vessel the
+    correction's own rules apply (``None``)."""
+    vol, rod, block = _rib_scene(hu=400.0, blur=0.5)
+    raw = vol.array
+    sp = np.asarray(vol.spacing_zyx)
+    box = tuple(slice(0, n) for n in raw.shape)
+    old = rod & (raw >= 200)
+    click = (20, 16, 30)  # the muscle beside the rib (see the partial-volume tests above)
+    assert _bone.bone_seed(raw, click, sp) is None
+    muscle = np.abs(raw.astype(np.float32) - 40.0) < 25.0  # the region grown from the click
+    first = (20, 12, 16)  # the object's first click, on the rib
+    got = _bone.bone_addition(raw, old, box, muscle, click, sp, first=first)
+    assert got is not None and got[click]
+    z, y, x = np.nonzero(got)
+    assert (((z - 20) ** 2 + (y - 16) ** 2 + (x - 30) ** 2) * 1.5 ** 2 <= 2.25 ** 2 + 1e-6).all()
+    assert (raw[got] >= raw[click]).all() and not (got & old).any()
+    assert _bone.bone_addition(raw, old, box, muscle, click, sp, first=None) is None
+    assert _bone.bone_addition(raw, old, box, muscle, click, sp, first=(5, 40, 5)) is None  # started on muscle

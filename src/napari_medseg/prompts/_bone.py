@@ -754,7 +754,7 @@ def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> O
 
 
 def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.ndarray, click: tuple,
-                  spacing: np.ndarray) -> Optional[np.ndarray]:
+                  spacing: np.ndarray, first: Optional[tuple] = None) -> Optional[np.ndarray]:
     """What a positive corrective ``click`` on bone outside the mask adds, or ``None``.
 
     A positive click on a missed segment of a bone (a rib's, past where the first
@@ -784,24 +784,32 @@ def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.
         The positive click (outside ``old``).
     spacing : numpy.ndarray
         Spacing (mm, z, y, x).
+    first : tuple, optional
+        The object's first positive click: a click beside the object's bright voxels is
+        its partial-volume rim only when the object was started on bone (an enhanced
+        vessel is as bright and as thin).
 
     Returns
     -------
     numpy.ndarray or None
-        The voxels to add (full grid), or ``None`` when the click is not on bone or
-        the object or the clicked bone is thicker than ``SEGMENT_MM``.
+        The voxels to add (full grid), or ``None`` when the click is not on bone (nor on
+        the soft tissue right beside the bone of an object started on bone,
+        :func:`_rim_addition`) or the object or the clicked bone is thicker than
+        ``SEGMENT_MM``.
     """
     from ._corrections import object_radius_mm
 
     spacing = np.asarray(spacing, dtype=float)
-    seed = bone_seed(array, click, spacing)
-    if seed is None or _depth(old[old_box], spacing) > SEGMENT_MM:
-        # Off bone, or the object is thick (a vertebra: its missed part is no narrow
-        # segment that a ball of the missed part's depth cuts short, and the object
-        # of a click on its rim or a process runs on across the facet joints into its
-        # neighbours, whose cortex is as thin at the 50 % threshold): the correction's
-        # own rules apply.
+    if _depth(old[old_box], spacing) > SEGMENT_MM:
+        # The object is thick (a vertebra: its missed part is no narrow segment that a
+        # ball of the missed part's depth cuts short, and the object of a click on its
+        # rim or a process runs on across the facet joints into its neighbours, whose
+        # cortex is as thin at the 50 % threshold): the correction's own rules apply.
         return None
+    seed = bone_seed(array, click, spacing)
+    if seed is None:
+        on_bone = first is not None and bone_seed(array, first, spacing) is not None
+        return _rim_addition(array, old, click, spacing) if on_bone else None
     radius = max(SEGMENT_REACH_MM, 1.5 * object_radius_mm(old[old_box], spacing))
     r = [int(math.ceil(radius / s)) for s in spacing]
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, r, old.shape))
@@ -825,6 +833,41 @@ def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.
         return None
     out = np.zeros(old.shape, dtype=bool)
     out[box] = new
+    return out
+
+
+def _rim_addition(array: np.ndarray, old: np.ndarray, click: tuple, spacing: np.ndarray) -> Optional[np.ndarray]:
+    """A positive click on the soft tissue right beside the object's thin bone: the voxels
+    within ``RIM_VOXELS`` voxels of it that are no darker than it; ``None`` elsewhere.
+
+    The click (not itself a bone click) lies within ``PV_MM`` of a bone voxel of the
+    object (>= ``PV_PEAK_HU``) and is soft tissue or brighter (>= ``PV_LOW_HU``): the
+    object's partial-volume rim there is missing, not the muscle beside the bone,
+    which the region grown from the click is (real CT resampled to 1.5 mm: clicks on
+    51-64 HU beside ribs added 150-210 voxels of muscle, Dice 0.676 -> 0.638). The
+    mirror of a negative click's rim cut. A darker click (fat, a rib's fatty marrow, air)
+    is left to the correction's own rules.
+    """
+    click = tuple(int(c) for c in click)
+    reach = [int(math.ceil((10.0 + PV_MM + 2.0 * float(np.max(spacing))) / s)) + 1 for s in spacing]
+    box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, reach, array.shape))
+    raw = np.asarray(array[box], dtype=np.float32)
+    sub = old[box]
+    local = tuple(c - b.start for c, b in zip(click, box))
+    grids = np.ogrid[tuple(slice(0, n) for n in raw.shape)]
+    d2 = sum(((g - c) * s_) ** 2 for g, c, s_ in zip(grids, local, spacing))
+    beside = sub & (d2 <= max(PV_MM, 1.01 * float(np.max(spacing))) ** 2)
+    if not beside.any() or float(raw[beside].max()) < PV_PEAK_HU:
+        return None
+    value = float(raw[local])
+    if value < PV_LOW_HU:
+        return None
+    add = (d2 <= (RIM_VOXELS * float(np.max(spacing))) ** 2) & (raw >= value) & ~sub
+    add[local] = True
+    lab, _ = ndi.label(add | sub)
+    add &= lab == lab[local]
+    out = np.zeros(old.shape, dtype=bool)
+    out[box] = add
     return out
 
 

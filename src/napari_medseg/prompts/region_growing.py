@@ -464,9 +464,11 @@ class RegionGrowingSession(PromptSession):
             added = np.zeros(old.shape, dtype=bool)
             added[grown.region] = grown.mask
             added[click] = True
-            # A click on a missed part of a bone adds that bone near it (``_bone``);
+            # A click on a missed part of thin bone adds that bone near it, a click on
+            # the soft tissue beside it the bone's rim there (``_bone.bone_addition``);
             # elsewhere the missed part's depth bounds the addition.
-            along = (bone_addition(self._array, old, self._mask_box, added, click, spacing)
+            along = (bone_addition(self._array, old, self._mask_box, added, click, spacing,
+                                   first=tuple(int(round(c)) for c in prompts.positive_points[0]))
                      if self.bone_aware and self._hu else None)
             added = along if along is not None else local_addition(added, old, self._mask_box, click, spacing,
                                                                    array=self._array)
