@@ -33,6 +33,11 @@ A click on bone is therefore answered by shape, not by gradient:
    voxel nearer a positive click than the negative one (where no neck is clear the
    split is no better than half-way). A click on a surface voxel less than half bone
    (the partial-volume rim) removes only the voxels next to it that are no brighter.
+6. **Positive corrections** (:func:`bone_addition`, used by the session for a positive
+   click outside the mask): while the object is thin bone (a rib), a click on bone adds
+   the clicked bone within ``SEGMENT_REACH_MM`` of the click (a missed segment of a
+   tube, whose length its depth does not tell), and a click on the soft tissue right
+   beside the object's bone adds only the rim voxels next to it, not the muscle.
 
 Nothing here knows anatomy by name: the session sees the image, the spacing, the
 modality and the clicks.
