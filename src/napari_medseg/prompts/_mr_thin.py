@@ -60,7 +60,6 @@ from .._ndimage import (ball_offsets, bbox, components_at, dilate, erode, face_d
 from ._drift import drift_sigma_mm, local_reference
 from ._sheet import PLATEAU_NOISE, _nearest_plateau
 
-_CROSS = ndi.generate_binary_structure(3, 1)
 #: new voxels of a round whose median lies farther than this many noise levels from the
 #: band's local mean are another tissue's noise tail, not the band
 NEW_VOXEL_NOISE = 1.5
@@ -203,8 +202,9 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         # (Found after closing the band's one-voxel holes: a tissue near one of the
         # band's thresholds has its noise tail outside the band, and holes that
         # scattered keep the opening from finding it thick.)
-        closed = ndi.binary_closing(grown, structure=_CROSS) | grown
-        thick = dilate(erode(closed, footprint, border_value=1), footprint) & grown
+        closed = ~face_dilate(~face_dilate(grown)) | grown
+        core = erode(closed, footprint, border_value=1)
+        thick = dilate(core, footprint) & grown if core.any() else np.zeros_like(grown)
         if thick[local]:
             return None
         if k == 0 and _depth_voxels(closed, local, spacing, radius_mm) > max_depth_voxels:
