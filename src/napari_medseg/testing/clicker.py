@@ -68,9 +68,23 @@ def next_click(prediction: np.ndarray, reference: np.ndarray, spacing_zyx) -> tu
 
 
 def error_region(prediction: np.ndarray, reference: np.ndarray, click: tuple, positive: bool) -> np.ndarray:
-    """The connected error region (face connectivity) holding ``click``: missed voxels
-    for a positive click, leaked ones for a negative click (empty if the click is in
-    neither)."""
+    """The connected error region (face connectivity) holding ``click``.
+
+    Parameters
+    ----------
+    prediction, reference : numpy.ndarray
+        Boolean masks of the same shape (z, y, x).
+    click : tuple of int
+        The click's voxel (z, y, x).
+    positive : bool
+        True: the region of missed voxels (reference, not predicted); False: of leaked
+        voxels (predicted, not reference).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the region (all False when the click lies in no such error).
+    """
     error = (reference & ~prediction) if positive else (prediction & ~reference)
     if not error[tuple(click)]:
         return np.zeros(error.shape, dtype=bool)
