@@ -805,16 +805,18 @@ def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.
     from ._corrections import object_radius_mm
 
     spacing = np.asarray(spacing, dtype=float)
-    if _depth(old[old_box], spacing) > SEGMENT_MM:
-        # The object is thick (a vertebra: its missed part is no narrow segment that a
-        # ball of the missed part's depth cuts short, and the object of a click on its
-        # rim or a process runs on across the facet joints into its neighbours, whose
-        # cortex is as thin at the 50 % threshold): the correction's own rules apply.
-        return None
+    # The local tests first: most positive clicks on CT are not on or beside bone.
     seed = bone_seed(array, click, spacing)
-    if seed is None:
-        on_bone = first is not None and bone_seed(array, first, spacing) is not None
-        return _rim_addition(array, old, click, spacing) if on_bone else None
+    rim = seed is None and first is not None and bone_seed(array, first, spacing) is not None
+    if (seed is None and not rim) or _depth(old[old_box], spacing) > SEGMENT_MM:
+        # Off bone, or the object is thick (a vertebra: its missed part is no narrow
+        # segment that a ball of the missed part's depth cuts short, and the object of
+        # a click on its rim or a process runs on across the facet joints into its
+        # neighbours, whose cortex is as thin at the 50 % threshold): the correction's
+        # own rules apply.
+        return None
+    if rim:
+        return _rim_addition(array, old, click, spacing)
     radius = max(SEGMENT_REACH_MM, 1.5 * object_radius_mm(old[old_box], spacing))
     r = [int(math.ceil(radius / s)) for s in spacing]
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, r, old.shape))
