@@ -27,9 +27,10 @@ between them lies three noise levels from each.
   by front: each round reaches at most one local-mean width (8 mm) beyond the band
   found so far, where that local mean is known, instead of running along a fixed
   threshold into a part of the image shaded differently;
-* the band is thin: parts of it thicker than ``max_thickness_mm`` (an opening keeps
-  them), and the band within that distance of them, are another tissue of the band's
-  value that the band touches (a bowel loop beside a rib) and are left out. A click on
+* the band is thin: parts of it thicker than ``max_thickness_mm`` (an opening of the
+  band with its one-voxel noise holes closed keeps them), and the band's voxels touching
+  them, are another tissue of the band's value that the band touches (a bowel loop
+  beside a rib) and are left out; the band runs on beside them. A click on
   such a thick part is not on a band (``None``: the caller's growth handles it);
 * a round that leaves the band is stopped, and the band found before it kept: its new
   voxels are not of the band's value (their median lies more than 1.5 noise levels from
@@ -198,7 +199,8 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         grown |= prev
         grown[local] = True
         grown = components_at(grown, [local])
-        # Thick parts (and the band near them) are a thick tissue of the band's value.
+        # Thick parts (and the band's voxels touching them) are a thick tissue of the
+        # band's value; the band itself may run on beside them (a rib along a bowel loop).
         # (Found after closing the band's one-voxel holes: a tissue near one of the
         # band's thresholds has its noise tail outside the band, and holes that
         # scattered keep the opening from finding it thick.)
@@ -212,7 +214,7 @@ def thin_band(image: np.ndarray, spacing: Sequence[float], click: Sequence[int],
             # handles (the smoothing and the edge stencil no longer span it).
             return None
         if thick.any():
-            grown &= ~dilate(thick, footprint)
+            grown &= ~face_dilate(thick)
             grown[local] = True
             grown = components_at(grown, [local])
         new = grown & ~prev
