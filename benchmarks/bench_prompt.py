@@ -184,8 +184,13 @@ def memory_run(volume, mask, n: int = 50) -> None:
           f"(= {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3 / (volume.array.size * 4):.1f} x float32 volume)")
 
 
-def protocol_datasets(quick: bool = False) -> list:
-    """``(name, modality, volume, {object: mask})`` for the protocol run."""
+def protocol_datasets(quick: bool = False, t2: bool = False) -> list:
+    """``(name, modality, volume, {object: mask})`` for the protocol run.
+
+    ``t2`` adds the phantom's T2-weighted-like contrast (bright discs and canal, a rib only
+    1.7 noise levels darker than muscle); it is opt-in so that the default MR means stay
+    those of the T1-like contrast.
+    """
     import SimpleITK as sitk
 
     from napari_medseg.io.volume import Volume
@@ -214,6 +219,9 @@ def protocol_datasets(quick: bool = False) -> list:
     objects = structures(ph.labels, ph.names)
     out.append((f"CT phantom {shape[2]}x{shape[1]}x{shape[0]}", "CT", ph.ct, objects))
     out.append((f"MR-like phantom {shape[2]}x{shape[1]}x{shape[0]}", "MR", mr_like(ph), objects))
+    if t2:
+        out.append((f"MR-like T2 phantom {shape[2]}x{shape[1]}x{shape[0]}", "MR",
+                    mr_like(ph, weighting="T2"), objects))
     return out
 
 
@@ -260,12 +268,13 @@ def structure_class(name: str) -> str:
 
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
-             data: str = None, klass: str = None, explain: bool = False) -> dict:
+             data: str = None, klass: str = None, explain: bool = False, t2: bool = False) -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
 
     ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
     objects, data sets and structure classes: ``--only rib,vertebra --data "real CT 3"``).
     ``explain``: one line per correction under each object (``clicker.Correction``).
+    ``t2``: also the T2-like contrast of the MR phantom (it joins the MR mean).
     """
     def wanted(text, fragments):
         return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
@@ -274,7 +283,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
     results = {}
-    datasets = protocol_datasets(quick)
+    datasets = protocol_datasets(quick, t2=t2)
     for backend in backends:
         print(f"\n== protocol: {backend} (Dice after clicks 1..{n_clicks})")
         by_modality: dict = {}
@@ -340,6 +349,9 @@ def main(argv=None) -> int:
                         help="protocol: structure classes containing one of these, e.g. 'ribs,spine'")
     parser.add_argument("--explain", action="store_true",
                         help="protocol: what each correction added and removed, under each object")
+    parser.add_argument("--t2", action="store_true",
+                        help="protocol: also the MR phantom's T2-like contrast (joins the MR mean; "
+                             "--data T2 runs it alone)")
     args = parser.parse_args(argv)
 
     if args.protocol:
@@ -349,7 +361,7 @@ def main(argv=None) -> int:
         wanted = args.backends.split(",") if args.backends else [
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
         protocol(wanted, quick=args.quick, only=args.only, data=args.data,
-                 klass=args.klass, explain=args.explain)
+                 klass=args.klass, explain=args.explain, t2=args.t2)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses
