@@ -236,10 +236,19 @@ def _totalseg_names(path) -> dict:
 def _resample(image, seg, spacing_mm: float):
     import SimpleITK as sitk
 
+    import numpy as np
+
     size = [int(round(n * s / spacing_mm)) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    # The fine grid covers the coarse voxels' extent, whole fine voxels inside each coarse
+    # one: with the coarse origin kept, every other fine voxel centre would lie on a coarse
+    # voxel boundary, where nearest-neighbour labels break the tie to one side and shift
+    # the reference half a fine voxel against the image.
+    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    half = 0.5 * (spacing_mm - np.asarray(image.GetSpacing(), float))
+    origin = tuple(float(v) for v in np.asarray(image.GetOrigin(), float) + direction @ half)
 
     def one(img, interp):
-        return sitk.Resample(img, size, sitk.Transform(), interp, img.GetOrigin(), (spacing_mm,) * 3,
+        return sitk.Resample(img, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3,
                              img.GetDirection(), 0, img.GetPixelID())
 
     return one(image, sitk.sitkLinear), one(seg, sitk.sitkNearestNeighbor)
