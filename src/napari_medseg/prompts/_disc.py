@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, values_at
+from ._robust import robust_stats
 
 #: bone: at least this bright (HU) ...
 BONE_HU = 150.0
@@ -174,8 +175,7 @@ def disc_object(raw: np.ndarray, spacing: np.ndarray, click: Sequence[int],
     local = tuple(c - b.start for c, b in zip(click, box))
     vals = values_at(sub, local, ball_offsets(max(3.0, 1.01 * float(spacing.max())), spacing))
     vals = vals[vals < bone_level]
-    med = float(np.median(vals)) if vals.size else float(sub[local])
-    sd = 1.4826 * float(np.median(np.abs(vals - med))) if vals.size else 0.0
+    med, sd = robust_stats(vals) if vals.size else (float(sub[local]), 0.0)
     band = max(BAND_SD * sd, MIN_BAND_HU)
     bone = sub >= np.float32(bone_level)
     length = float(np.sqrt(((np.asarray(step) * spacing) ** 2).sum()))
