@@ -553,12 +553,12 @@ def test_real_ct_fine_vertebra_corrections_are_monotone(real_ct_fine, name):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("name,label", [("rib_right_11", 114), ("rib_left_12", 103)])
+@pytest.mark.parametrize("name,label", [("rib_left_12", 103)])
 def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label):
-    """Five protocol clicks on two ribs at 1.5 mm whose negative clicks land on their
+    """Five protocol clicks on a rib at 1.5 mm whose negative clicks land on its
     partial-volume tissue (75-167 HU): only voxels no brighter than the click go, not
-    the brighter rib in the click's basin. Measured after clicks 1 / 5: rib right 11
-    0.32 / 0.71 (one negative click), rib left 12 0.75 / 0.78 (four)."""
+    the brighter rib in the click's basin. Measured after clicks 1 / 5: rib left 12
+    0.75 / 0.78 (four negative clicks)."""
     volume, seg = real_ct_fine
     ref = pieces(seg, label)[0]
     session = RegionGrowingSession()
@@ -566,6 +566,22 @@ def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label
     result = run_protocol(session, ref, n_clicks=5)
     assert [c[1] for c in result.clicks].count(False) >= 1, result.clicks
     assert result.worse() == [], result.dice
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name,label,least", [("rib_right_11", 114, 0.7), ("rib_left_9", 100, 0.2)])
+def test_real_ct_fine_rib_first_click_on_a_full_resolution_crop(real_ct_fine, name, label, least):
+    """First clicks on ribs at 1.5 mm whose partial-volume click grows the soft tissue
+    beside the rib on the overview: on the overview's crop (coarsened to 3 x 3 x 1.5 mm)
+    the rib's peak falls below the bone tests' thresholds and the click gave the soft
+    tissue (rib right 11: 0.32, rib left 9: 0.04, into the spleen); the click is bone on
+    the full grid, so the crop starts around it (measured: 0.74 and 0.25)."""
+    volume, seg = real_ct_fine
+    ref = pieces(seg, label)[0]
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    mask = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask
+    assert dice(mask, ref) >= least, dice(mask, ref)
 
 
 # ---------------------------------------------------------------- positive clicks on bone
@@ -689,3 +705,28 @@ def test_positive_click_beside_a_thin_bone_adds_its_rim_not_the_muscle():
     assert (raw[got] >= raw[click]).all() and not (got & old).any()
     assert _bone.bone_addition(raw, old, box, muscle, click, sp, first=None) is None
     assert _bone.bone_addition(raw, old, box, muscle, click, sp, first=(5, 40, 5)) is None  # started on muscle
+
+
+def test_first_click_beside_thin_bone_is_not_answered_on_the_overviews_coarse_crop():
+    """A partial-volume click beside a thin rod of bone (2.25 mm radius, ~210 HU peak) in
+    noisy soft tissue (12 HU noise): the overview grows the soft tissue around the
+    click through the whole volume, and a crop that large is coarsened (2 x 2 x 2 block
+    means), on which the rod's peak no longer reads as bone. The click is bone on the
+    full grid (``_bone.bone_seed``), so the crop starts around it at full resolution and
+    grows with the bone object (measured: Dice 0.96; 0.76 on the overview's coarse crop)."""
+    shape, sp = (40, 48, 64), 1.5
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    rod = np.broadcast_to(((z - 20) ** 2 + (y - 13) ** 2) * sp ** 2 <= 2.25 ** 2, shape) & (x >= 4) & (x < 60)
+    img = ndi.gaussian_filter(np.where(rod, 300.0, 40.0), 1.2)
+    img = img + np.random.default_rng(0).normal(0, 12, shape)
+    vol = Volume(np.rint(img).astype(np.int16), spacing=(sp, sp, sp), modality="CT")
+    click = (20, 15, 30)  # 3 mm from the rod's axis: its blurred rim, ~110 HU
+    raw = vol.array.astype(np.float32)
+    assert 60.0 < raw[click] < 150.0
+    assert _bone.bone_seed(raw, click, np.asarray(vol.spacing_zyx)) is not None
+    # Small working budgets put a volume of this size on an overview and coarsen a
+    # crop spanning it, as a 512 x 512 x 300 CT does with the defaults.
+    session = RegionGrowingSession(max_work_voxels=20000, overview_voxels=20000, margin_mm=12.0)
+    session.set_volume(vol)
+    mask = session.add_point(click).mask
+    assert dice(mask, rod) >= 0.9, dice(mask, rod)
