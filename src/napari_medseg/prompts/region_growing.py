@@ -68,7 +68,7 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import click_depth, fill_holes, fills_in, guard_leak, is_sheet
+from ._leak_guard import click_depth, fill_holes, fills_in, guard_leak, is_sheet, size_limit
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._sheet import thin_layer
@@ -924,7 +924,18 @@ class RegionGrowingSession(PromptSession):
             # MR's fat and muscle compartments (followed along the coil's shading) are
             # sheets of hundreds of click depths: the size prior is 4 x looser there.
             ratio = self.leak_guard * (4.0 if self._mr else 1.0)
-            sub = guard_leak(sub, local_seeds[0], spacing, ratio=ratio)
+            # A click next to a gap of another tissue (a kidney's sinus fat, a vessel) is
+            # shallow while the organ around it is thick: when a voxel a few mm from the
+            # click lies at least 25 % deeper, a region within that voxel's size prior is
+            # kept whole. Otherwise (the depth is the region's own geometry) a region
+            # beyond the click's own size prior is cut around the click, as before. First
+            # clicks only: a correction's region is merged into the object near the click
+            # (``_corrections``), where a whole neighbour kept would redraw the object.
+            seed = local_seeds[0]
+            own = size_limit(sub, seed, spacing, ratio)
+            near = size_limit(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm)
+            if not (self._mask is None and near[1] >= 1.25 * own[1] and np.count_nonzero(sub) <= near[0]):
+                sub = guard_leak(sub, seed, spacing, ratio=ratio)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         self._layers = layers
