@@ -522,7 +522,7 @@ class RegionGrowingSession(PromptSession):
         return Prediction(mask=mask, region=region, state=None)
 
     def _on_bone(self, prompts: Prompts) -> bool:
-        """Whether every positive click is on bone in CT, read on the full grid (``_bone.bone_seed``).
+        """Whether every positive click is a partial-volume click beside thin bone in CT, read on the full grid (``_bone.bone_seed``).
 
         Such clicks are answered by the bone's shape (``_bone.bone_object``), not by the
         intensity growth, so the crop starts around the clicks and grows with the bone
@@ -537,8 +537,14 @@ class RegionGrowingSession(PromptSession):
         if not (self.bone_aware and self._hu and self._mask is None and prompts.initial_mask is None
                 and prompts.positive_points):
             return False
-        return all(bone_seed(self._array, tuple(int(round(c)) for c in p), self._spacing) is not None
-                   for p in prompts.positive_points)
+        for p in prompts.positive_points:
+            click = tuple(int(round(c)) for c in p)
+            seed = bone_seed(self._array, click, self._spacing)
+            # A click on bone itself is as bright on a coarse grid; only a click beside
+            # thin bone (its seed the bone's peak, not the click) loses the bone there.
+            if seed is None or seed == click:
+                return False
+        return True
 
     def _thin_bands(self, prompts: Prompts) -> Optional[Prediction]:
         """The union of the positive clicks' thin bands (``_mr_thin``), or ``None``.
