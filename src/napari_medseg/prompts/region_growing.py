@@ -937,11 +937,18 @@ class RegionGrowingSession(PromptSession):
             # beyond the click's own size prior is cut around the click, as before. First
             # clicks only: a correction's region is merged into the object near the click
             # (``_corrections``), where a whole neighbour kept would redraw the object.
+            # (Each size limit is a closing and a depth search: the near one only for a
+            # first click whose region is beyond its own limit, where guard_leak would cut.)
             seed = local_seeds[0]
+            n_sub = int(np.count_nonzero(sub))
             own = size_limit(sub, seed, spacing, ratio)
-            near = size_limit(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm)
-            if not (self._mask is None and near[1] >= 1.25 * own[1] and np.count_nonzero(sub) <= near[0]):
-                sub = guard_leak(sub, seed, spacing, ratio=ratio)
+            if n_sub > own[0]:
+                keep = False
+                if self._mask is None:
+                    near = size_limit(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm)
+                    keep = near[1] >= 1.25 * own[1] and n_sub <= near[0]
+                if not keep:
+                    sub = guard_leak(sub, seed, spacing, ratio=ratio)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         self._layers = layers
