@@ -19,6 +19,16 @@ def _tube_into_slab(spacing=(1.0, 1.0, 1.0)):
     return tube, tube | slab
 
 
+def _box_shell():
+    """A 3-voxel shell around a box (40 x 80 x 80, 1 mm voxels) and a click in it."""
+    shape = (40, 80, 80)
+    outer = np.zeros(shape, bool)
+    outer[:, 5:75, 5:75] = True
+    inner = np.zeros(shape, bool)
+    inner[:, 8:72, 8:72] = True
+    return outer & ~inner, (20, 6, 40)
+
+
 def test_plausible_region_is_kept_as_is():
     tube, _ = _tube_into_slab()
     click = (30, 30, 15)
@@ -79,13 +89,7 @@ def test_sheet_of_the_clicks_thickness_is_kept():
     click: no thicker neighbour was reached, nothing is cut (the guard cut such a shell
     to 4 depths around the click: CT phantom subcutaneous fat 0.24 -> 0.68 Dice after
     one click, measured)."""
-    shape = (40, 80, 80)
-    outer = np.zeros(shape, bool)
-    outer[:, 5:75, 5:75] = True
-    inner = np.zeros(shape, bool)
-    inner[:, 8:72, 8:72] = True
-    shell = outer & ~inner
-    click = (20, 6, 40)
+    shell, click = _box_shell()
     out = guard_leak(shell, click, np.ones(3))
     assert out is shell
     # The same shell touching a thick block of the same value is still cut.
@@ -222,13 +226,7 @@ def test_real_ct_noisy_back_muscle_one_click(shared_data):
 def test_is_sheet_needs_a_large_region_thin_everywhere():
     """The shell around a box is a sheet; the same shell with a thick block joined to it
     is not (a leak into a thicker neighbour), nor is a region the size prior allows."""
-    shape = (40, 80, 80)
-    outer = np.zeros(shape, bool)
-    outer[:, 5:75, 5:75] = True
-    inner = np.zeros(shape, bool)
-    inner[:, 8:72, 8:72] = True
-    shell = outer & ~inner
-    click = (20, 6, 40)
+    shell, click = _box_shell()
     assert is_sheet(shell, click, np.ones(3), ratio=50.0)
     leaked = shell.copy()
     leaked[:, 8:40, 8:40] = True
