@@ -554,16 +554,11 @@ class RegionGrowingSession(PromptSession):
         when every positive click is on a band, else the clicks grow as usual.
         """
         spacing = self._spacing
-        # The noise from twice the click's ball: in the ball alone a third of the
-        # neighbour differences cross the band's faces, and the estimate (the lower
-        # quartile) reads 20-30 % high, enough to miss a plateau 6 noise levels away.
-        reach = np.abs(ball_offsets(2.0 * self.seed_radius_mm, spacing)).max(axis=0)
         neg = [tuple(int(round(c)) for c in p) for p in prompts.negative_points]
         found = []
         for p in prompts.positive_points:
             c = tuple(int(round(v)) for v in p)
-            window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(c, reach))
-            noise = max(_noise_level(np.asarray(self._array[window], dtype=np.float32)), self._noise_floor)
+            noise = self._noise_near(c)
             band = thin_band(self._array, spacing, c, noise, negatives=neg,
                              negative_radius_mm=self.negative_radius_mm, radius_mm=self.seed_radius_mm)
             if band is None:
@@ -579,6 +574,17 @@ class RegionGrowingSession(PromptSession):
             mask[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] |= band
         return Prediction(mask=mask, region=region, state=_BAND)
 
+    def _noise_near(self, click: tuple) -> float:
+        """The image noise (``_noise_level``, at least the noise floor) within two seed radii of ``click``.
+
+        Twice the click's ball: in the ball alone a third of the neighbour differences
+        cross a thin band's faces, and the estimate (the lower quartile) reads 20-30 %
+        high, enough to miss a plateau 6 noise levels away.
+        """
+        reach = np.abs(ball_offsets(2.0 * self.seed_radius_mm, self._spacing)).max(axis=0)
+        window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(click, reach))
+        return max(_noise_level(np.asarray(self._array[window], dtype=np.float32)), self._noise_floor)
+
     def _band_correction(self, prompts: Prompts, i: int) -> Optional[Prediction]:
         """A corrective click on a thin band's boundary (``_mr_thin.band_correction``), or ``None``."""
         old = self._mask
@@ -586,9 +592,7 @@ class RegionGrowingSession(PromptSession):
         positive = bool(prompts.labels[i])
         if bool(old[click]) == positive:
             return None  # inside with a positive click, outside with a negative one: no change
-        reach = np.abs(ball_offsets(2.0 * self.seed_radius_mm, self._spacing)).max(axis=0)
-        window = tuple(slice(max(0, a - r), a + r + 1) for a, r in zip(click, reach))
-        noise = max(_noise_level(np.asarray(self._array[window], dtype=np.float32)), self._noise_floor)
+        noise = self._noise_near(click)
         neg = [tuple(int(round(c)) for c in p) for p in prompts.negative_points]
         found = band_correction(self._array, old, self._spacing, click, positive, noise,
                                 radius_mm=self.seed_radius_mm, negatives=neg,
