@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Optional
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -240,7 +242,7 @@ def is_sheet(region: np.ndarray, click: tuple, spacing: np.ndarray, ratio: float
 
 def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: float = 25.0,
                open_factor: float = 0.6, reach: float = 4.0, min_depth_mm: float = 2.0,
-               near_mm: float = 0.0) -> np.ndarray:
+               near_mm: float = 0.0, limit: Optional[tuple] = None) -> np.ndarray:
     """``region`` (the connected region grown from ``click``) with an implausible leak cut.
 
     Parameters
@@ -262,6 +264,9 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     near_mm : float
         The depth is the largest within this distance of the click (a vessel or a noisy
         gap next to the click does not make a big organ look thin).
+    limit : tuple, optional
+        ``(limit, depth)`` of :func:`size_limit` for these arguments, when the caller
+        has it already (each is a closing and a depth search).
 
     Returns
     -------
@@ -271,7 +276,8 @@ def guard_leak(region: np.ndarray, click: tuple, spacing: np.ndarray, *, ratio: 
     n = int(np.count_nonzero(region))
     if n == 0 or not region[click]:
         return region
-    limit, d = size_limit(region, click, spacing, ratio, min_depth_mm=min_depth_mm, near_mm=near_mm)
+    limit, d = limit if limit is not None else size_limit(region, click, spacing, ratio,
+                                                          min_depth_mm=min_depth_mm, near_mm=near_mm)
     if n <= limit:
         return region
     box = bbox(region, pad=1)

@@ -952,7 +952,7 @@ class RegionGrowingSession(PromptSession):
                     near = size_limit(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm)
                     keep = near[1] >= 1.25 * own[1] and n_sub <= near[0]
                 if not keep:
-                    sub = guard_leak(sub, seed, spacing, ratio=ratio)
+                    sub = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         self._layers = layers
