@@ -74,6 +74,7 @@ from ._reseed import reseed
 from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
 from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct
+from ._cartilage import bar_levels
 from ._lumen import lumen_object
 from ._tube import tube_object
 from ._corrections import incremental_click, local_addition, negative_cut
@@ -791,7 +792,13 @@ class RegionGrowingSession(PromptSession):
             grown = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light)
             intensity = grown
             if self.bone_aware and self._hu and not light:
-                grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask)
+                # A bright bar of soft tissue (costal cartilage, ``_cartilage``) answers a
+                # first click, and a correction only of an object started on one.
+                first = self.prompts.positive_points[:1]
+                bar = self._mask is None or (bool(first) and bar_levels(
+                    self._array, tuple(int(round(c)) for c in first[0]), self._spacing) is not None)
+                grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask,
+                                    bar=bar)
                 # A click in bowel or stomach content: its gas compartments and wall (``_lumen``).
                 faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
                 grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
