@@ -796,7 +796,7 @@ class RegionGrowingSession(PromptSession):
                 # first click, and a correction only of an object started on one.
                 first = self.prompts.positive_points[:1]
                 bar = self._mask is None or (bool(first) and bar_levels(
-                    self._array, tuple(int(round(c)) for c in first[0]), self._spacing) is not None)
+                    self._array, self._spacing, tuple(int(round(c)) for c in first[0])) is not None)
                 grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask,
                                     bar=bar)
                 # A click in bowel or stomach content: its gas compartments and wall (``_lumen``).
