@@ -85,6 +85,49 @@ def test_unbounded_positive_correction_is_not_shrunk_by_a_channel_beside_the_cli
     assert ball(7.0) < added.sum() < ball(10.0), added.sum()
 
 
+def _object_with_a_missed_rod(length_mm: float, rod_value: float = 100.0, seed: int = 0):
+    """A sphere (the mask, 12 mm) and a missed rod of radius 6 mm running on from it
+    along x for ``length_mm``, in a dark background; the rod's middle is the click."""
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray((1.5, 1.5, 1.5))
+    shape = (30, 30, 30 + int(length_mm / 1.5) + 20)
+    old = _sphere(shape, (15, 15, 15), 12.0, spacing)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    start = 15 + 8  # inside the sphere's rim: the rod joins the object
+    stop = start + int(length_mm / 1.5)
+    rod = (((z - 15) * 1.5) ** 2 + ((y - 15) * 1.5) ** 2 <= 6.0 ** 2) & (x >= start) & (x < stop) & ~old
+    image = np.where(old, 100.0, 0.0) + np.where(rod, rod_value, 0.0) + rng.normal(0, 5.0, shape)
+    click = (15, 15, (start + stop) // 2)
+    grown = old | rod  # what the session grows from the click alone: the rod and the object it joins
+    return image.astype(np.float32), spacing, old, rod, grown, click
+
+
+def test_positive_click_in_a_long_missed_part_adds_it_whole():
+    """A missed part of the object's tissue that runs on past the click (a lobe's tip, a
+    kidney pole) holds few balls of its depth: it is added whole, not just the ball of
+    twice its depth around the click (a third of its length here)."""
+    image, spacing, old, rod, grown, click = _object_with_a_missed_rod(60.0)
+    added = local_addition(grown, old, bbox(old), click, spacing, array=image)
+    assert not (added & old).any() and not (added & ~grown).any()
+    assert (added & rod).sum() > 0.95 * rod.sum(), (added & rod).sum() / rod.sum()
+    near = _sphere(rod.shape, click, 12.0, spacing) & rod  # the most the ball rule adds
+    assert added.sum() > 2.0 * near.sum()
+
+
+def test_positive_click_in_a_missed_part_too_large_for_its_depth_stays_local():
+    """The same rod running on for 25 of its depths, or a rod of another tissue: not a
+    compact part of the object (a neighbour beyond, a compartment of other content), so
+    the ball around the click bounds what is added."""
+    from napari_medseg.prompts._corrections import whole_missed_part
+
+    image, spacing, old, rod, grown, click = _object_with_a_missed_rod(150.0)
+    assert whole_missed_part(image, grown, old, bbox(old), click, spacing, 40.0) is None
+    added = local_addition(grown, old, bbox(old), click, spacing, array=image)
+    assert added[click] and (added & rod).sum() < 0.5 * rod.sum()
+    image, spacing, old, rod, grown, click = _object_with_a_missed_rod(60.0, rod_value=200.0)
+    assert whole_missed_part(image, grown, old, bbox(old), click, spacing, 40.0) is None
+
+
 def test_negative_click_of_other_intensity_removes_that_content_whole():
     """A lesion of clearly different intensity inside the mask: a negative click in it
     removes the lesion (whatever its depth), not the organ around it."""

@@ -63,6 +63,9 @@ MIN_ADD_MM = 6.0
 FILL_LIMIT = 0.6
 #: the missed region's depth is measured within this distance of the click (mm)
 NEAR_MM = 6.0
+#: a missed part of the object's own tissue holding at most this many balls of its
+#: depth is added whole, wherever it reaches (the volume of the ``ADD_REACH`` ball)
+WHOLE_BALLS = ADD_REACH ** 3
 #: a correction works on at most this many voxels (a strided grid around the click beyond)
 WORK_VOXELS = 1_000_000
 #: a negative click at least this deep (mm) in the mask may compete for the mask beyond
@@ -136,18 +139,106 @@ def local_addition(added: np.ndarray, old: np.ndarray, old_box: tuple, click: tu
     whole ball was not bounded by an edge there (a neighbour of the same intensity: the
     portal vein in a non-enhanced liver): only a ball of the click's depth is added.
 
-    With the image (``array``, full grid), a click on a partial-volume voxel between
-    the object and another tissue adds only what looks like the object (see
-    :func:`partial_volume_rim`).
+    With the image (``array``, full grid), a missed part of the object's own tissue
+    small for its depth is added whole (:func:`whole_missed_part`), and a click on a
+    partial-volume voxel between the object and another tissue adds only what looks
+    like the object (see :func:`partial_volume_rim`).
     """
     spacing = np.asarray(spacing, dtype=float)
     radius = max(15.0, 1.5 * object_radius_mm(old[old_box], spacing))
+    if array is not None:
+        whole = whole_missed_part(array, added, old, old_box, click, spacing, radius)
+        if whole is not None:
+            return whole
     box = _ball_box(old.shape, click, radius + float(np.max(spacing)), spacing)
     out = _on_work_grid(lambda subs, clicks, sp: _local_addition(subs[0], subs[1], clicks[0], sp, radius),
                         (added, old), box, [click], spacing, within=lambda b: added[b] & ~old[b])
     if array is not None and out[box].any():
         out = partial_volume_rim(array, old, old_box, out, click, within=box)
     return out
+
+
+def whole_missed_part(array: np.ndarray, added: np.ndarray, old: np.ndarray, old_box: tuple, click: tuple,
+                      spacing: np.ndarray, cap_mm: float) -> Optional[np.ndarray]:
+    """The whole missed part a positive ``click`` grew (full grid), or ``None`` when it is not one.
+
+    The ball of :func:`local_addition` guards against a region that ran on into a
+    neighbour, but it also cuts a missed part that is simply long: the rest of a lung
+    lobe beyond the click, a kidney pole, a bowel loop. Such a part holds few balls of
+    its own depth, while a leak into a neighbour (a thicker organ beyond a neck, a
+    sheet along a fascia) holds many more for the depth at the click. So the part of
+    the grown region joined to the click (through the mask too) is added whole when it
+    holds at most ``WHOLE_BALLS`` balls of the missed part's depth (the volume of the
+    ``ADD_REACH`` ball: the same amount, not the same shape) and is made of the
+    object's tissue (medians within ``PV_SD`` robust SDs of the more homogeneous of the
+    two, as in :func:`partial_volume_rim`: another tissue is left to that rule).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        The image (full grid).
+    added : numpy.ndarray
+        Boolean, full grid: the region grown from the click alone.
+    old : numpy.ndarray
+        Boolean, full grid: the current mask; ``old_box`` its bounding box.
+    click : tuple of int
+        The positive click (outside ``old``).
+    spacing : numpy.ndarray
+        Voxel size (mm, z y x).
+    cap_mm : float
+        The most the missed part's depth is taken to be (mm).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The voxels to add, or ``None`` (the ball rule decides).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    box = bbox(added, pad=1)
+    if box is None or old[click]:
+        return None
+    new = added[box] & ~old[box]
+    local = tuple(int(c) - b.start for c, b in zip(click, box))
+    if not new[local]:
+        return None
+    # The missed part's depth as :func:`_local_addition` measures it: the click's
+    # depth in its region after closing small gaps, at most its distance to the mask.
+    depth = min(click_depth(new, local, spacing, cap_mm=cap_mm, near_mm=NEAR_MM, closing=True),
+                distance_to(old, click, spacing, cap_mm))
+    budget = WHOLE_BALLS * (4.0 / 3.0) * math.pi * depth ** 3 / float(np.prod(spacing))
+    # The region was grown from the click alone, so it is joined to the click (through
+    # the mask where the mask cuts it): its count bounds the joined part's before any
+    # labelling of a large region.
+    if np.count_nonzero(new) > budget:
+        return None
+    lab, _ = ndi.label(new | old[box])
+    part = (lab == lab[local]) & new
+    stats = _object_stats(array, old, old_box)
+    if stats is None or not _same_tissue(stats, robust_stats(np.asarray(array[box], dtype=np.float32)[part])):
+        return None
+    out = np.zeros(added.shape, dtype=bool)
+    out[box] = part
+    return out
+
+
+def _object_stats(array: np.ndarray, old: np.ndarray, old_box: tuple) -> Optional[tuple]:
+    """Median and robust SD of the mask's values (``old`` in ``old_box``, about 200 000 sampled), or ``None``."""
+    obj_sub = old[old_box]
+    if not obj_sub.any():
+        return None
+    step = max(1, int(round((np.count_nonzero(obj_sub) / 200_000) ** (1 / 3))))
+    obj_values = np.asarray(array[old_box][::step, ::step, ::step], dtype=np.float32)[obj_sub[::step, ::step, ::step]]
+    return robust_stats(obj_values) if obj_values.size else None
+
+
+def _same_tissue(object_stats: tuple, region_stats: tuple) -> bool:
+    """Whether two ``(median, robust SD)`` are one tissue.
+
+    The medians differ by at most ``PV_SD`` robust SDs of the more homogeneous of the
+    two: two tissues farther apart are told apart by the half-way value.
+    """
+    (mo, so), (ma, sa) = object_stats, region_stats
+    return abs(ma - mo) <= PV_SD * max(min(so, sa), 1e-6)
 
 
 def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addition: np.ndarray,
@@ -176,14 +267,12 @@ def partial_volume_rim(array: np.ndarray, old: np.ndarray, old_box: tuple, addit
     box = _box_of(addition, within)
     new = addition[box]
     img = np.asarray(array[box], dtype=np.float32)
-    obj_sub = old[old_box]
-    step = max(1, int(round((np.count_nonzero(obj_sub) / 200_000) ** (1 / 3)))) if obj_sub.any() else 1
-    obj_values = np.asarray(array[old_box][::step, ::step, ::step], dtype=np.float32)[obj_sub[::step, ::step, ::step]]
-    if obj_values.size == 0:
+    stats = _object_stats(array, old, old_box)
+    if stats is None:
         return addition
-    mo, so = robust_stats(obj_values)
-    ma, sa = robust_stats(img[new])
-    if abs(ma - mo) <= PV_SD * max(min(so, sa), 1e-6):
+    region = robust_stats(img[new])
+    mo, ma = stats[0], region[0]
+    if _same_tissue(stats, region):
         return addition  # the same tissue: an ordinary missed part
     # The click's value: the median of the voxel and its face neighbours (a mean
     # would be pulled by a bright neighbour such as bone).
