@@ -2,7 +2,7 @@
 
 The bar's interior is uneven (calcified spots, a darker core): intensity growing within
 a few noise levels of the click stops after a part of it, and the click is no bone
-click. These tests fail without the rule.
+click.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_medseg.io.volume import Volume
-from napari_medseg.prompts._cartilage import bright_bar
+from napari_medseg.prompts._bone import started_on_bar
+from napari_medseg.prompts._cartilage import bar_levels, bright_bar
 from napari_medseg.prompts.region_growing import RegionGrowingSession
 from napari_medseg.testing.clicker import deepest_point, dice
 
@@ -101,3 +102,36 @@ def test_a_slab_wider_than_a_bar_is_left_to_the_growth():
     # 1.5 mm voxels: the slab's half-thickness is 12 mm; the 12 mm ball around the
     # click still holds enough of the darker muscle for the step tests.
     assert bright_bar(img.astype(np.float32), np.array([1.5, 1.5, 1.5]), (16, 32, 12)) is None
+
+
+def _rib_into_cartilage(seed: int = 0):
+    """A rib (a rod of 3.5 mm radius, 200 HU: partial-volumed, as at 3 mm or resampled from
+    it) running on without a neck into a cartilage bar of the same radius (135 HU), in
+    45 HU muscle; 1.5 mm voxels, blurred, noisy."""
+    sp = 1.5
+    shape = (32, 40, 80)
+    z, y, x = np.meshgrid(*[np.arange(k) * sp for k in shape], indexing="ij")
+    rod = (z - 24.0) ** 2 + (y - 30.0) ** 2 <= 3.5 ** 2
+    rib = rod & (x >= 6.0) & (x < 60.0)
+    bar = rod & (x >= 60.0) & (x < 114.0)
+    img = np.full(shape, 45.0)
+    img[rib] = 200.0
+    img[bar] = 135.0
+    img = ndi.gaussian_filter(img, 0.6 / sp) + np.random.default_rng(seed).normal(0.0, 10.0, shape)
+    vol = Volume(np.rint(img).astype(np.int16), spacing=(sp,) * 3, modality="CT")
+    return vol, rib, bar
+
+
+def test_corrections_get_the_bar_only_for_an_object_started_on_one():
+    """``_bone.started_on_bar``: a click on the bar yes; a click on the rib beside it (it
+    passes the bar's level tests too, but it is a bone click) no."""
+    vol, bar, rib = _scene()
+    raw = np.asarray(vol.array, dtype=np.float32)
+    sp = np.asarray(vol.spacing_zyx)
+    assert started_on_bar(raw, deepest_point(bar & (raw < 160), sp), sp)
+    vol2, rib2, _ = _rib_into_cartilage()
+    raw2 = np.asarray(vol2.array, dtype=np.float32)
+    sp2 = np.asarray(vol2.spacing_zyx)
+    click = deepest_point(rib2 & (np.arange(rib2.shape[2])[None, None, :] < 20), sp2)
+    assert bar_levels(raw2, sp2, click) is not None
+    assert not started_on_bar(raw2, click, sp2)

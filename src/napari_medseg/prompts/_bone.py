@@ -54,7 +54,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox, values_at
-from ._cartilage import bright_bar
+from ._cartilage import bar_levels, bright_bar
 from ._disc import disc_object
 
 #: a click's neighbourhood at or above this (HU, median) may be bone
@@ -458,9 +458,9 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
         Voxels that are never part of the object (outside a box).
     bar : bool
         Whether a click on a bright bar gives the bar. The session passes False for a
-        correction of an object not started on one: a click on the soft tissue beside
-        a rib passes the bar's tests, and the bar there is that tissue (real CT at
-        1.5 mm: rib right 12 0.717 -> 0.642 after a positive click).
+        correction of an object not started on one (:func:`started_on_bar`): a click on
+        the soft tissue beside a rib passes the bar's tests, and the bar there is that
+        tissue.
 
     Returns
     -------
@@ -772,6 +772,33 @@ def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> O
         return click
     pv = _partial_volume(raw, local, spacing)
     return None if pv is None else tuple(int(c) + b.start for c, b in zip(pv[2], box))
+
+
+def started_on_bar(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> bool:
+    """Whether an object's first ``click`` was answered by a bright bar (costal cartilage).
+
+    The click passes the bar's tests (:func:`._cartilage.bar_levels`) and is no bone
+    click (:func:`bone_seed`): a click on a thin rib passes the bar's tests too, but the
+    bone's shape answers it, and corrections of a rib must not add the bar of soft
+    tissue beside it (real CT at 1.5 mm: rib right 12 0.717 -> 0.642 after a positive
+    click).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        CT intensities (HU); only the click's neighbourhood is read.
+    click : sequence of int
+        The object's first positive click (indices into ``array``).
+    spacing : numpy.ndarray
+        Spacing (mm, z, y, x).
+
+    Returns
+    -------
+    bool
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    click = tuple(int(c) for c in click)
+    return bar_levels(array, spacing, click) is not None and bone_seed(array, click, spacing) is None
 
 
 def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.ndarray, click: tuple,

@@ -73,8 +73,7 @@ from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
 from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
-from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct
-from ._cartilage import bar_levels
+from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct, started_on_bar
 from ._lumen import lumen_object
 from ._tube import tube_object
 from ._corrections import incremental_click, local_addition, negative_cut
@@ -795,8 +794,8 @@ class RegionGrowingSession(PromptSession):
                 # A bright bar of soft tissue (costal cartilage, ``_cartilage``) answers a
                 # first click, and a correction only of an object started on one.
                 first = self.prompts.positive_points[:1]
-                bar = self._mask is None or (bool(first) and bar_levels(
-                    self._array, self._spacing, tuple(int(round(c)) for c in first[0])) is not None)
+                bar = self._mask is None or (bool(first) and started_on_bar(
+                    self._array, tuple(int(round(c)) for c in first[0]), self._spacing))
                 grown = bone_object(crop.raw, spacing, pos, neg, grown, None if box_mask is None else ~box_mask,
                                     bar=bar)
                 # A click in bowel or stomach content: its gas compartments and wall (``_lumen``).
