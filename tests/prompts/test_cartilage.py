@@ -85,6 +85,13 @@ def test_bright_bar_is_not_muscle_beside_fat_nor_an_organ_nor_bone():
     organ[4:28, 6:42, 6:42] = 110.0
     organ = ndi.gaussian_filter(organ, 0.5) + np.random.default_rng(1).normal(0.0, 12.0, organ.shape)
     assert bright_bar(organ.astype(np.float32), sp, (16, 24, 24)) is None
+    # A contrast-filled vessel (180 HU, 5 mm radius) in an enhancing organ (110 HU):
+    # a bright tube, but not in muscle and fat.
+    liver = np.full((32, 48, 48), 110.0)
+    zz, yy, _ = np.ogrid[:32, :48, :48]
+    liver[np.broadcast_to(((zz - 16) ** 2 + (yy - 24) ** 2) * 2.25 <= 5.0 ** 2, liver.shape)] = 180.0
+    liver = ndi.gaussian_filter(liver, 0.5) + np.random.default_rng(3).normal(0.0, 12.0, liver.shape)
+    assert bright_bar(liver.astype(np.float32), sp, (16, 24, 24)) is None
     # Compact bone is no bar.
     assert bright_bar(raw, sp, tuple(int(v) for v in np.argwhere(rib & (raw > 300))[0])) is None
     # A bar whose step over the muscle is too small (a muscle's own brighter part).

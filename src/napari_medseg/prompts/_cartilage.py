@@ -12,7 +12,8 @@ tissue's.
 1. **Is it a bright bar?** Only on CT (Hounsfield units): the click's neighbourhood
    (median) within ``LEVEL_HU``, at least ``STEP_HU`` above the soft tissue within
    ``AROUND_MM`` (the median of its voxels between ``SOFT_LOW_HU`` and the click's level:
-   muscle, not fat, so a click at the level of muscle beside fat is no step), with at
+   muscle, not fat, so a click at the level of muscle beside fat is no step; at most
+   ``SOFT_HIGH_HU``, not an enhancing organ around a contrast-filled vessel), with at
    least ``DARK_FRACTION`` of that ball below the threshold (the bar is a small part of
    its surroundings; an organ's interior is not).
 2. **The bar.** Voxels of the lightly smoothed image at least ``FRACTION`` of the way
@@ -49,6 +50,10 @@ AROUND_MM = 12.0
 #: ... the median of its voxels above this (HU; fat and its partial volume below) and
 #: below the click's level
 SOFT_LOW_HU = -30.0
+#: ... at most this (HU): the bar lies in muscle and fat; a brighter tissue around the
+#: click is an enhancing organ (a contrast-filled vessel in the liver is a bright tube in
+#: 100-130 HU, the vessel rules' business)
+SOFT_HIGH_HU = 80.0
 #: ... and at least this fraction of that ball below the bar's threshold
 DARK_FRACTION = 0.5
 #: the bar's voxels lie at least this fraction of the way from the soft tissue to the
@@ -100,7 +105,7 @@ def bar_levels(raw: np.ndarray, spacing: Sequence[float], click: Sequence[int]) 
     if soft_part.size < 10:
         return None
     soft = float(np.median(soft_part))
-    if level - soft < STEP_HU:
+    if soft > SOFT_HIGH_HU or level - soft < STEP_HU:
         return None
     if float(np.mean(around < soft + FRACTION * (level - soft))) < DARK_FRACTION:
         return None
