@@ -140,6 +140,27 @@ def test_negative_click_of_other_intensity_removes_that_content_whole():
     assert (removed & organ & ~ndi.binary_dilation(lesion, iterations=2)).sum() == 0
 
 
+def test_negative_click_in_a_leak_like_the_drifting_organ_beside_it_keeps_the_organ():
+    """An organ whose value drifts across it (22 on one side, 40 on the other) leaked into
+    a 42 layer on its bright side. The click differs clearly from the positive click's
+    value (23) but not from the organ's core beside it (about 34): split half-way to the
+    positive click's value, the organ's bright third went with the leak. The object's
+    value there is its core's, so the organ stays."""
+    rng = np.random.default_rng(0)
+    spacing = np.asarray((1.5, 1.5, 1.5))
+    shape = (40, 60, 60)
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    organ = _sphere(shape, (20, 30, 30), 20.0, spacing)  # x from 17 to 43
+    leak = (x >= 40) & (x < 52) & (abs(z - 20) <= 10) & (abs(y - 30) <= 14) & ~organ
+    image = np.where(organ, 22.0 + 18.0 * np.clip((x - 17) / 26.0, 0, 1), 0.0) + np.where(leak, 42.0, 0.0)
+    image = (image + rng.normal(0, 5.0, shape)).astype(np.float32)
+    mask = organ | leak
+    pos, click = (20, 30, 19), (20, 30, 48)
+    removed = negative_cut(image, mask, spacing, [click], [pos], click)
+    assert removed[click] and not (removed & ~mask).any()
+    assert (removed & organ).sum() < 0.01 * organ.sum(), (removed & organ).sum() / organ.sum()
+
+
 def test_incremental_click_is_one_appended_prompt():
     pts = ((1, 2, 3), (4, 5, 6))
     assert incremental_click(pts[:1], (True,), pts, (True, False)) == 1

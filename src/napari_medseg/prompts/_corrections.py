@@ -54,6 +54,9 @@ from ._robust import robust_stats
 #: a leak is no thicker than where the user clicked in it: mask voxels deeper than
 #: this many times the negative click's depth (plus a voxel) are the object's core
 CORE_DEPTH = 1.25
+#: the object's core around a negative click tells the object's value there when it
+#: holds at least this many voxels
+CORE_MIN_VOXELS = 27
 #: a positive correction adds at most this many times the missed region's depth
 #: around the click (and never less than ``MIN_ADD_MM``)
 ADD_REACH = 2.0
@@ -672,7 +675,8 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     neighbourhood values when the clicks lie outside ``array``): a leak into a
     neighbour of another intensity is then removed whole. ``depth``: the click's depth
     in the mask (mm); the mask's core deeper than ``CORE_DEPTH`` times it is never
-    taken (see below).
+    taken, and the object's value is that core's around the click when it has one
+    (``CORE_MIN_VOXELS``; an organ's value drifts across it).
     """
     box = bbox(mask, pad=1)
     img = ndi.gaussian_filter(np.asarray(array[box], dtype=np.float32),
@@ -695,6 +699,20 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     if abs(mn - mp) <= INTENSITY_SD * sd:
         return np.zeros(mask.shape, dtype=bool)
     sub = mask[box]
+    dist = None
+    if depth is not None:
+        dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        core = sub & (dist > CORE_DEPTH * depth + float(np.max(spacing)))
+        # The object's value where the user clicked is its core's around the click (a
+        # leak is no thicker than the click's depth, so the core is the object's), not
+        # the positive click's: an organ's value drifts across it (the real CT's
+        # spleen: 28 HU at the positive click, 36 HU beside a 41 HU leak), and split
+        # half-way to the positive click's value, its brighter part went with the leak
+        # (1.5 mm spleen 0.905 -> 0.874, 5349 of its voxels).
+        if np.count_nonzero(core) >= CORE_MIN_VOXELS:
+            mp = float(np.median(img[core]))
+            if abs(mn - mp) <= INTENSITY_SD * sd:
+                return np.zeros(mask.shape, dtype=bool)
     # Closer to the click's value than to the object's, and no farther beyond the
     # click's value than half the step (or the noise): a voxel far beyond it is the
     # object's rim blurred with a third tissue (MR: the spleen beside bright fat reads
@@ -703,13 +721,12 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     like = sub & (np.abs(img - np.float32(mn)) < np.abs(img - np.float32(mp))) \
         & (np.abs(img - np.float32(mn)) <= np.float32(half))
     centre = tuple(int(c) - b.start for c, b in zip(click, box))
-    if depth is not None:
+    if dist is not None:
         # A leak is no thicker than where the user clicked in it: the object's core
         # stays even where it looks like the click. Without this, a neighbour only a
         # few noise levels brighter (MR: the kidney beside the spleen, the bias field
         # raising the spleen near it) is joined to the click through the object's
         # own brighter noise and takes a slab of the object with it.
-        dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
         like &= dist <= CORE_DEPTH * depth + float(np.max(spacing))
         like[centre] = bool(sub[centre])
     lab, _ = ndi.label(like)
