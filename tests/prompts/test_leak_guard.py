@@ -259,3 +259,22 @@ def test_one_click_on_a_fat_sheet_keeps_its_thin_parts():
     session = RegionGrowingSession()
     session.set_volume(volume)
     assert dice(session.add_point((20, 13, 55)).mask, sheet) >= 0.95
+
+
+def test_beyond_prior_flags_a_leak_and_spares_an_organ_beside_a_gap():
+    """``beyond_prior``: a tube that ran into a slab has leaked; a ball has not; a ball
+    clicked beside a channel of another tissue (a kidney's sinus) has not when a voxel
+    near the click is deeper, for a first click only."""
+    from napari_medseg.prompts._leak_guard import beyond_prior
+
+    spacing = np.ones(3)
+    tube, leaked = _tube_into_slab()
+    assert beyond_prior(leaked, (30, 30, 15), spacing, 50.0)[0]
+    z, y, x = np.ogrid[:60, :60, :60]
+    ball = (z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 18 ** 2
+    assert not beyond_prior(ball, (30, 30, 30), spacing, 50.0)[0]
+    organ = ball & ~(((y - 30) ** 2 + (z - 30) ** 2 <= 9) & (x >= 30))  # a channel to the surface
+    click = (30, 26, 40)  # 1 voxel beside the channel
+    out, (limit, depth) = beyond_prior(organ, click, spacing, 50.0, near_mm=6.0, first=False)
+    assert out and depth < 2.5 and np.count_nonzero(organ) > limit
+    assert not beyond_prior(organ, click, spacing, 50.0, near_mm=6.0, first=True)[0]

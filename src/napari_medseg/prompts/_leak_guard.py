@@ -156,6 +156,51 @@ def size_limit(region: np.ndarray, click: tuple, spacing: np.ndarray, ratio: flo
     return ratio * (4.0 / 3.0 * math.pi * d ** 3) / float(np.prod(spacing)), d
 
 
+def beyond_prior(region: np.ndarray, click: tuple, spacing: np.ndarray, ratio: float, *,
+                 near_mm: float = 0.0, first: bool = True) -> tuple:
+    """``(leaked, limit)``: whether ``region`` (grown from ``click``) is beyond the click's size prior.
+
+    ``limit`` is :func:`size_limit`'s ``(limit, depth)`` for the click itself (what
+    :func:`guard_leak` cuts to). A region within it has not leaked. A first click beside
+    a gap of another tissue (a kidney's sinus fat, a vessel) is shallow while the organ
+    around it is thick: when a voxel within ``near_mm`` of the click lies at least 25 %
+    deeper than the click and the region is within that voxel's size prior, it has not
+    leaked either. Only for a first click (``first``): a correction's region is merged
+    into the object near the click, where a whole neighbour kept would redraw the
+    object. (Each size limit is a closing and a depth search: the near one only for a
+    region beyond the click's own.)
+
+    Parameters
+    ----------
+    region : numpy.ndarray
+        Boolean region grown from the click.
+    click : tuple
+        The click (integer indices into ``region``).
+    spacing : numpy.ndarray
+        Voxel spacing (mm, z, y, x).
+    ratio : float
+        Balls of the click's depth a plausible region holds at most.
+    near_mm : float
+        How far from the click a deeper voxel speaks for the organ around a gap.
+    first : bool
+        The click is a first click (no mask yet).
+
+    Returns
+    -------
+    tuple
+        ``(bool, (limit, depth))``.
+    """
+    n = int(np.count_nonzero(region))
+    own = size_limit(region, click, spacing, ratio)
+    if n <= own[0]:
+        return False, own
+    if first and near_mm > 0:
+        near = size_limit(region, click, spacing, ratio, near_mm=near_mm)
+        if near[1] >= 1.25 * own[1] and n <= near[0]:
+            return False, own
+    return True, own
+
+
 def fills_in(before: np.ndarray, after: np.ndarray, click: tuple, spacing: np.ndarray, ratio: float,
              near_mm: float = 6.0, contact: float = FILL_CONTACT) -> bool:
     """Whether ``after`` (grown at a higher tolerance) fills in ``before``'s own tissue rather than leaking.

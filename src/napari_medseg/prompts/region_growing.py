@@ -68,9 +68,10 @@ from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import click_depth, fill_holes, fills_in, guard_leak, is_sheet, size_limit
+from ._leak_guard import beyond_prior, click_depth, fill_holes, fills_in, guard_leak, is_sheet
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import reseed
+from ._resolution import edge_length, interpolation_factors
 from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
 from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct, started_on_bar
@@ -222,6 +223,7 @@ class RegionGrowingSession(PromptSession):
         self._cache: "OrderedDict[tuple, _Crop]" = OrderedDict()
         self._cache_size = max(1, int(cache_size))
         self._spacing = np.ones(3)
+        self._resolution = np.ones(3)
         self._noise_floor = 1.0
         self._array: Optional[np.ndarray] = None
         self._overview: Optional[_Crop] = None
@@ -299,6 +301,9 @@ class RegionGrowingSession(PromptSession):
         self._noise_floor = max(float(hi - lo) * 0.005, 1e-6)
         self._spacing = np.asarray(volume.spacing_zyx, dtype=float)
         self._array = array
+        # The image's own resolution per axis (mm, ``_resolution``): a grid finer than the
+        # scan resolves (thin reconstructions, MR zero-filling, a resampled volume).
+        self._resolution = self._spacing * np.asarray(interpolation_factors(array), dtype=float)
         self._drift = (str(volume.modality).upper() == "MR") if self.follow_drift is None else bool(self.follow_drift)
         self._hu = looks_like_ct(volume.modality, array)
         self._mr = (str(volume.modality).upper() == "MR") if self.mr_model is None else bool(self.mr_model)
@@ -828,7 +833,13 @@ class RegionGrowingSession(PromptSession):
             return sub > 0.5
         return _block_mean(sub, crop.factors) >= 0.5
 
-    def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask, light: bool = False) -> np.ndarray:
+    def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask, light: bool = False,
+              strict: bool = False) -> np.ndarray:
+        """The positive clicks' object on the crop's working grid.
+
+        ``strict``: the edge term per resolution element of the image, and None when that
+        region is beyond the size prior too (see the size prior below).
+        """
         spacing = crop.spacing
         shape = crop.shape
         stats = self._seed_stats(crop, pos, seed_ball)
@@ -842,11 +853,11 @@ class RegionGrowingSession(PromptSession):
         layer_clicks = []
         box_key = None if box_mask is None else (tuple(np.argwhere(box_mask)[0]), int(np.count_nonzero(box_mask)))
         for s, st in zip(pos, stats):
-            key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light)
+            key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light, strict)
             cached = self._components.get(key)
             if cached is None:
                 cached = self._click_component(crop, s, st, neg, neg_stats, neg_ball, box_mask, len(seed_ball),
-                                               light=light)
+                                               light=light, strict=strict)
                 self._components[key] = cached
                 while len(self._components) > 16:
                     self._components.popitem(last=False)
@@ -940,32 +951,42 @@ class RegionGrowingSession(PromptSession):
             # MR's fat and muscle compartments (followed along the coil's shading) are
             # sheets of hundreds of click depths: the size prior is 4 x looser there.
             ratio = self.leak_guard * (4.0 if self._mr else 1.0)
-            # A click next to a gap of another tissue (a kidney's sinus fat, a vessel) is
-            # shallow while the organ around it is thick: when a voxel a few mm from the
-            # click lies at least 25 % deeper, a region within that voxel's size prior is
-            # kept whole. Otherwise (the depth is the region's own geometry) a region
-            # beyond the click's own size prior is cut around the click, as before. First
-            # clicks only: a correction's region is merged into the object near the click
-            # (``_corrections``), where a whole neighbour kept would redraw the object.
-            # (Each size limit is a closing and a depth search: the near one only for a
-            # first click whose region is beyond its own limit, where guard_leak would cut.)
+            # A region beyond the click's size prior is cut around the click; a first
+            # click beside a gap of another tissue (a kidney's sinus fat) keeps a region
+            # within the prior of a deeper voxel a few mm away (``_leak_guard.beyond_prior``).
             seed = local_seeds[0]
-            n_sub = int(np.count_nonzero(sub))
-            own = size_limit(sub, seed, spacing, ratio)
-            if n_sub > own[0]:
-                keep = False
-                if self._mask is None:
-                    near = size_limit(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm)
-                    keep = near[1] >= 1.25 * own[1] and n_sub <= near[0]
-                if not keep:
-                    sub = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
+            leaked, own = beyond_prior(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm,
+                                       first=self._mask is None)
+            if (leaked and not strict and self._mask is None
+                    and edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))):
+                # A grid finer than the image resolves (``_resolution``) spreads each
+                # partial-volume rim over several voxels: the intensity change per voxel
+                # is a fraction of the rim's, and the growth passes rims that stop it on
+                # the native grid (the real CT resampled from 3 to 1.5 mm: the aorta into
+                # the liver and the vena cava). A region that leaked is grown
+                # again with the edge term counted per resolution element, and that
+                # region is kept when it is within the prior and no larger than the
+                # prior's cut of this one (a stricter growth that still spans more has
+                # leaked elsewhere: the stomach's textured content). Only for a leak:
+                # textured tissue (a kidney, a back muscle) is full of such edges and
+                # stops short of the organ. First clicks only: a correction's region is
+                # limited near its click.
+                cut = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
+                tight = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light, strict=True)
+                if tight is not None and np.count_nonzero(tight) <= np.count_nonzero(cut):
+                    return tight
+                leaked, sub = False, cut
+            if leaked and strict:
+                return None  # the stricter growth leaked too: the caller cuts its own region
+            if leaked:
+                sub = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         self._layers = layers
         return out | layers
 
     def _click_component(self, crop: _Crop, s: tuple, st: tuple, neg: list, neg_stats: list, neg_ball,
-                         box_mask, ball_voxels: int, light: bool = False) -> tuple:
+                         box_mask, ball_voxels: int, light: bool = False, strict: bool = False) -> tuple:
         """The region grown from one positive click, its in-range voxels, and whether it is a thin layer.
 
         Per voxel, how many robust standard deviations it lies from the click's
@@ -980,7 +1001,8 @@ class RegionGrowingSession(PromptSession):
         # voxel where the image changes by more than k standard deviations per voxel
         # lies on an edge and is not crossed at tolerance k (partial-volume rims
         # between fat and soft tissue would otherwise connect everything).
-        h = float(np.mean(spacing))
+        # ``strict``: per resolution element of the image (``_resolution``), see ``_grow``.
+        h = edge_length(spacing, self._resolution) if strict else float(np.mean(spacing))
         edge = grad * np.float32(h / (sd * self.edge_factor)) if crop.edge is None else (
             crop.edge * np.float32(1.0 / (sd * self.edge_factor)))
         kmap = np.maximum(kint, edge)
