@@ -70,7 +70,7 @@ from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
 from ._leak_guard import beyond_prior, click_depth, fill_holes, fills_in, guard_leak, is_sheet
 from ._drift import drift_sigma_mm, follow_drift
-from ._reseed import reseed
+from ._reseed import dominant_seed, reseed
 from ._resolution import edge_length, interpolation_factors
 from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
@@ -851,6 +851,7 @@ class RegionGrowingSession(PromptSession):
         inside = np.zeros(shape, dtype=bool)
         layers = np.zeros(shape, dtype=bool)  # thin layers (``_sheet``): kept as found
         layer_clicks = []
+        moved = {}
         box_key = None if box_mask is None else (tuple(np.argwhere(box_mask)[0]), int(np.count_nonzero(box_mask)))
         for s, st in zip(pos, stats):
             key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light, strict)
@@ -861,13 +862,16 @@ class RegionGrowingSession(PromptSession):
                 self._components[key] = cached
                 while len(self._components) > 16:
                     self._components.popitem(last=False)
+            moved[s] = cached[3]
             if cached[2]:
                 layers |= cached[0]
                 layer_clicks.append(s)
                 continue
             grown |= cached[0]
             inside |= cached[1]
-        seeds = [s for s in pos if s not in layer_clicks]
+        # A click on a speck smaller than its neighbourhood grew from that tissue's seed
+        # (``_reseed.dominant_seed``): the object's depth and anchor are measured there.
+        seeds = [moved[s] for s in pos if s not in layer_clicks]
         if light or not grown.any() or not seeds:
             if not light:
                 self._layers = layers
@@ -986,8 +990,12 @@ class RegionGrowingSession(PromptSession):
         return out | layers
 
     def _click_component(self, crop: _Crop, s: tuple, st: tuple, neg: list, neg_stats: list, neg_ball,
-                         box_mask, ball_voxels: int, light: bool = False, strict: bool = False) -> tuple:
-        """The region grown from one positive click, its in-range voxels, and whether it is a thin layer.
+                         box_mask, ball_voxels: int, light: bool = False, strict: bool = False,
+                         reseeded: bool = False) -> tuple:
+        """The region grown from one positive click, its in-range voxels, whether it is a thin layer, and its seed.
+
+        The seed is the click, or the voxel the growth moved to when the click lies on a
+        speck smaller than its neighbourhood (``reseeded``: already moved once).
 
         Per voxel, how many robust standard deviations it lies from the click's
         intensity ("k-map"), worsened by strong edges: the region at tolerance k is
@@ -1042,7 +1050,7 @@ class RegionGrowingSession(PromptSession):
             layer = thin_layer(crop.raw, spacing, s, noise, allowed=np.isfinite(kint),
                                radius_mm=self.seed_radius_mm)
             if layer is not None:
-                return layer, layer, True
+                return layer, layer, True, s
         if np.count_nonzero(comp) < 8:
             # The click sits on a rim (a gas-fluid level, a partial-volume voxel): grow
             # from the nearest voxel around it that looks like the object (``_reseed``).
@@ -1051,6 +1059,23 @@ class RegionGrowingSession(PromptSession):
                 kmap[alt] = 0.0
                 seeds = seeds + [alt]
                 comp, k = self._adaptive_component(kmap, seeds, 4 * ball_voxels, spacing)
+        if np.count_nonzero(comp) < 8 and not light and not reseeded:
+            # Nothing around the click looks like it: the click lies on a speck smaller
+            # than its neighbourhood (the rim of a gas or fat speck in the stomach's
+            # content). The tissue most of the ball of twice the seed radius holds (the
+            # speck may fill the click's own ball) is grown instead, with its own
+            # intensity model, from its voxel nearest the click (``_reseed``).
+            wide = ball_offsets(2.0 * self.seed_radius_mm, spacing)
+            reach = np.abs(wide).max(axis=0)
+            window = tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(s, reach))
+            alt = dominant_seed(img, edge * np.float32(sd * self.edge_factor), s, wide, spacing,
+                                max(_noise_level(img[window]), self._noise_floor))
+            if alt is not None:
+                st_alt = self._seed_stats(crop, [alt], ball_offsets(self.seed_radius_mm, spacing))[0]
+                found = self._click_component(crop, alt, st_alt, neg, neg_stats, neg_ball, box_mask, ball_voxels,
+                                              light=light, strict=strict, reseeded=True)
+                if not found[2] and np.count_nonzero(found[0]) >= 8:
+                    return found
         if self._drift:
             # The MR model's spread is the noise's (tighter than the neighbourhood's):
             # the reference moves less per round, so it gets twice the rounds, each on a
@@ -1065,7 +1090,7 @@ class RegionGrowingSession(PromptSession):
         inside = (kint <= k + 0.5) | comp
         raw_ok = np.abs(crop.raw - np.float32(med)) <= np.float32((k + 0.5) * sd)
         raw_ok &= np.isfinite(kint)  # barriers (negative clicks, box) still hold
-        return comp, inside | raw_ok, False
+        return comp, inside | raw_ok, False, s
 
     def _adaptive_component(self, kmap: np.ndarray, seeds: list, min_voxels: int = 27,
                             spacing: Optional[np.ndarray] = None) -> tuple:
