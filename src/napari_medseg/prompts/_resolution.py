@@ -5,10 +5,12 @@ half their thickness (overlapping slices), MR zero-filled to twice its matrix, a
 resampled to a finer grid for a model. Its edges are then as wide, in millimetres, as on
 the native grid, and the intensity change across one voxel of the fine grid is a
 fraction of the change across the edge. The region growing's edge term (intensity change
-per voxel, ``RegionGrowingSession._click_component``) would stop the growth only at
-edges twice as strong on a grid interpolated by two: leaks through partial-volume rims
-that the native grid blocks (the real CT resampled from 3 to 1.5 mm: the aorta into the
-liver, the pancreas and the adrenals into everything around them).
+per voxel, ``RegionGrowingSession._click_component``) stops the growth only at edges
+twice as strong on a grid interpolated by two, and the growth leaks through
+partial-volume rims that the native grid blocks (the real CT resampled from 3 to 1.5 mm:
+the aorta into the liver and the vena cava). A first click whose region leaked beyond
+the size prior on such a grid is grown again with the edge counted per resolution
+element (``RegionGrowingSession._grow``).
 
 The noise tells the two apart. On a grid at the image's resolution neighbouring voxels
 carry independent noise, so second differences over one and over two voxels
