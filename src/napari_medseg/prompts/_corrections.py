@@ -204,18 +204,18 @@ def whole_missed_part(array: np.ndarray, added: np.ndarray, old: np.ndarray, old
     local = tuple(int(c) - b.start for c, b in zip(click, box))
     if not new[local]:
         return None
-    # The missed part's depth as :func:`_local_addition` measures it: the click's
-    # depth in its region after closing small gaps, at most its distance to the mask.
-    depth = min(click_depth(new, local, spacing, cap_mm=cap_mm, near_mm=NEAR_MM, closing=True),
-                distance_to(old, click, spacing, cap_mm))
-    budget = WHOLE_BALLS * (4.0 / 3.0) * math.pi * depth ** 3 / float(np.prod(spacing))
-    # The region was grown from the click alone, so it is joined to the click (through
-    # the mask where the mask cuts it): its count bounds the joined part's before any
-    # labelling of a large region.
-    if np.count_nonzero(new) > budget:
+    # The region was grown from the click alone, so all of it is joined to the click
+    # (through the mask where the mask cuts it): it is the part. Its count says how deep
+    # the missed part must be for it to hold at most WHOLE_BALLS balls; the depth (as
+    # :func:`_local_addition` measures it: the click's depth in its region after closing
+    # small gaps, at most its distance to the mask) is then searched only that far, so
+    # the cost follows the part's size, not the object's.
+    n = np.count_nonzero(new)
+    need = (3.0 * n * float(np.prod(spacing)) / (4.0 * math.pi * WHOLE_BALLS)) ** (1.0 / 3.0)
+    if need > cap_mm or click_depth(new, local, spacing, cap_mm=need, near_mm=NEAR_MM, closing=True) < need \
+            or distance_to(old, click, spacing, need) < need:
         return None
-    lab, _ = ndi.label(new | old[box])
-    part = (lab == lab[local]) & new
+    part = new
     stats = _object_stats(array, old, old_box)
     if stats is None or not _same_tissue(stats, robust_stats(np.asarray(array[box], dtype=np.float32)[part])):
         return None
