@@ -951,6 +951,20 @@ def _rim_cut(raw: np.ndarray, region: np.ndarray, spacing: np.ndarray, local: tu
     return out & limit
 
 
+def _nearer(shape: tuple, click: tuple, others: list, spacing: np.ndarray) -> np.ndarray:
+    """The voxels of a ``shape`` grid no farther from ``click`` than from any of ``others`` (mm)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+
+    def d2(c):
+        return sum(((g - k) * s) ** 2 for g, k, s in zip(grids, c, spacing))
+
+    d_click = d2(click)
+    out = np.ones(shape, dtype=bool)
+    for p in others:
+        out &= d_click <= d2(p)
+    return out
+
+
 def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tuple, pos: list,
              click: tuple) -> Optional[np.ndarray]:
     """What a negative ``click`` on bone removes from ``mask``: its side of the narrowest neck.
@@ -994,9 +1008,7 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
     if float(np.median(near)) < CANCELLOUS_HU:
         return None
     lab, _ = ndi.label(mask)
-    inside = [p for p in inside if lab[p] == lab[click]]
-    if not inside:
-        return None
+    connected = [p for p in inside if lab[p] == lab[click]]
     part = bbox(lab == lab[click], pad=1)
     region = lab[part] == lab[click]
     raw = np.asarray(array[part], dtype=np.float32)
@@ -1004,6 +1016,17 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
         return None
     limit = np.zeros(mask.shape, dtype=bool)
     limit[box] = True
+    if not connected:
+        # Bone the object holds apart from every positive click (a leak into the next
+        # vertebra's arch that an earlier negative click cut off): no neck to split,
+        # the click's piece goes within its locality (an intensity cut would keep its
+        # cortex or its marrow), as far as it lies nearer the click than any positive
+        # click (the piece may join the object beyond the box).
+        out = np.zeros(mask.shape, dtype=bool)
+        out[part] = region & _nearer(region.shape, tuple(c - b.start for c, b in zip(click, part)),
+                                     [tuple(c - b.start for c, b in zip(p, part)) for p in inside], spacing)
+        return out & limit
+    inside = connected
     # A click on a disc the mask ran through (soft tissue between two endplates, open
     # across them): the disc's slab goes, not a side of a neck split, which falls
     # inside the vertebra when the disc is as thick as its body (real CT at 1.5 mm:
@@ -1034,14 +1057,7 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
         remove &= raw <= raw[local]
     # The click speaks for its own side only: voxels nearer a positive click stay
     # (where the neck is not clear, the split is no better than half-way).
-    grids = np.ogrid[tuple(slice(0, n) for n in region.shape)]
-
-    def d2(c):
-        return sum(((g - k) * s) ** 2 for g, k, s in zip(grids, c, spacing))
-
-    d_neg = d2(local)
-    for p in seeds:
-        remove &= d_neg <= d2(p)
+    remove &= _nearer(region.shape, local, seeds, spacing)
     out = np.zeros(mask.shape, dtype=bool)
     out[part] = remove
     return out & limit
