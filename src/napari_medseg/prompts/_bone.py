@@ -33,8 +33,11 @@ A click on bone is therefore answered by shape, not by gradient:
    positive clicks' group, so the split falls at the narrowest connection between
    them. Only its side is removed, only within the click's locality, and never a
    voxel nearer a positive click than the negative one (where no neck is clear the
-   split is no better than half-way). A click on a surface voxel less than half bone
-   (the partial-volume rim) removes only the voxels next to it that are no brighter.
+   split is no better than half-way). A click on bone that the mask holds apart from
+   every positive click (a neighbour's arch left behind when an earlier negative click
+   cut the leak through it) removes that piece, on the same two conditions. A click on
+   a surface voxel less than half bone (the partial-volume rim) removes only the voxels
+   next to it that are no brighter.
 6. **Positive corrections** (:func:`bone_addition`, used by the session for a positive
    click outside the mask): while the object is thin bone (a rib), a click on bone adds
    the clicked bone within ``SEGMENT_REACH_MM`` of the click (a missed segment of a
@@ -971,7 +974,9 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
 
     The mask's part connected to the click is split by :func:`split_at_necks` with the
     negative click as one seed and the positive clicks as the other; the negative
-    click's side is removed within ``box`` (the click's locality).
+    click's side is removed within ``box`` (the click's locality). A part that holds no
+    positive click is removed within ``box`` whole. Either way no voxel nearer a
+    positive click than the negative one is removed.
 
     Parameters
     ----------
@@ -991,8 +996,8 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
     Returns
     -------
     numpy.ndarray or None
-        The voxels to remove, or ``None`` when the click is not on bone, no positive
-        click is connected to it, or no neck separates them (the caller then splits
+        The voxels to remove, or ``None`` when the click is not on bone or no neck
+        separates it from the positive clicks (the caller then splits
         by intensity edges). A click on a surface voxel less than half bone removes
         only the voxels next to it that are no brighter than it (the partial-volume rim).
     """
