@@ -13,6 +13,28 @@ def real_ct(ct_small, shared_data):
 
 
 @pytest.fixture(scope="module")
+def real_ct_fine(real_ct):
+    """The real CT resampled to 1.5 mm (linear image, nearest labels) by the protocol's
+    own resampler: its 'real CT 1.5 mm' data set."""
+    import sys
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    from napari_medseg.io.volume import Volume
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_prompt import _resample
+
+    volume, seg = real_ct
+    image = volume.to_sitk()
+    labels = sitk.GetImageFromArray(seg)
+    labels.CopyInformation(image)
+    fine_image, fine_labels = _resample(image, labels, 1.5)
+    return Volume.from_sitk(fine_image, modality="CT"), sitk.GetArrayFromImage(fine_labels)
+
+
+@pytest.fixture(scope="module")
 def phantom_3mm():
     """The CT phantom on the protocol's grid (64 x 192 x 192 at 3 x 1.5 x 1.5 mm)."""
     from napari_medseg.phantom import make_phantom

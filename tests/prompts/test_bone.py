@@ -519,26 +519,6 @@ def test_negative_click_on_a_disc_removes_the_disc_not_the_body():
     assert np.count_nonzero(remove & ~disc) <= 0.2 * np.count_nonzero(disc)
 
 
-@pytest.fixture(scope="module")
-def real_ct_fine(real_ct):
-    """The real CT resampled to 1.5 mm (linear image, nearest labels) by the protocol's
-    own resampler: its 'real CT 1.5 mm' data set."""
-    import sys
-    from pathlib import Path
-
-    import SimpleITK as sitk
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_prompt import _resample
-
-    volume, seg = real_ct
-    image = volume.to_sitk()
-    labels = sitk.GetImageFromArray(seg)
-    labels.CopyInformation(image)
-    fine_image, fine_labels = _resample(image, labels, 1.5)
-    return Volume.from_sitk(fine_image, modality="CT"), sitk.GetArrayFromImage(fine_labels)
-
-
 @pytest.mark.shared_data
 def test_real_ct_fine_lumbar_click_stays_in_its_vertebra(real_ct_fine):
     """First click on L2 of the real CT at 1.5 mm: its marrow is as dark as the discs,

@@ -72,25 +72,6 @@ def test_session_reads_the_resolution_of_an_interpolated_volume():
     assert np.allclose(session._resolution, 3.0)
 
 
-@pytest.fixture(scope="module")
-def real_ct_fine(real_ct):
-    """The real CT resampled to 1.5 mm by the protocol's own resampler ('real CT 1.5 mm')."""
-    import sys
-    from pathlib import Path
-
-    import SimpleITK as sitk
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_prompt import _resample
-
-    volume, seg = real_ct
-    image = volume.to_sitk()
-    labels = sitk.GetImageFromArray(seg)
-    labels.CopyInformation(image)
-    fine_image, fine_labels = _resample(image, labels, 1.5)
-    return Volume.from_sitk(fine_image, modality="CT"), sitk.GetArrayFromImage(fine_labels)
-
-
 #: TotalSegmentator v2 label ids
 _AORTA, _KIDNEY_LEFT = 52, 3
 

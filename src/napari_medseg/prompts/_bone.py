@@ -57,6 +57,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox, values_at
+from ._robust import click_level
 from ._cartilage import bar_levels, bright_bar
 from ._disc import disc_object
 
@@ -368,7 +369,7 @@ def enclosure(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray, reach_
     idx = np.rint(pts).astype(int)
     inside = np.all((idx >= 0) & (idx < np.asarray(raw.shape)), axis=2)
     idx = np.clip(idx, 0, np.asarray(raw.shape) - 1)
-    level = float(np.median(_values(raw, tuple(int(v) for v in click), max(1.5, 1.01 * float(spacing.min())), spacing)))
+    level = click_level(raw, click, spacing)
     hit = (raw[idx[..., 0], idx[..., 1], idx[..., 2]] >= max(SHELL_HU, level + SHELL_STEP)) & inside
     hits = hit.any(axis=1)
     # dirs[k] and dirs[25 - k] are opposite (the list is symmetric about its middle).
@@ -770,8 +771,8 @@ def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> O
     box = tuple(slice(max(0, c - k), min(n, c + k + 1)) for c, k, n in zip(click, reach, array.shape))
     raw = np.asarray(array[box], dtype=np.float32)
     local = tuple(c - b.start for c, b in zip(click, box))
-    level = float(np.median(_values(raw, local, max(1.5, 1.01 * float(spacing.min())), spacing)))
-    if level >= CANCELLOUS_HU and _bone_levels(raw, local, spacing, enclosure(raw, local, spacing)) is not None:
+    level = click_level(raw, local, spacing)
+    if level is not None and level >= CANCELLOUS_HU and _bone_levels(raw, local, spacing, enclosure(raw, local, spacing)) is not None:
         return click
     pv = _partial_volume(raw, local, spacing)
     return None if pv is None else tuple(int(c) + b.start for c, b in zip(pv[2], box))
@@ -1009,8 +1010,8 @@ def bone_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, box: tupl
     inside = [p for p in inside if p is not None]
     if not inside or not mask[click]:
         return None
-    near = _values(array, click, max(1.5, 1.01 * float(spacing.min())), spacing)
-    if float(np.median(near)) < CANCELLOUS_HU:
+    level = click_level(array, click, spacing)
+    if level is None or level < CANCELLOUS_HU:
         return None
     lab, _ = ndi.label(mask)
     connected = [p for p in inside if lab[p] == lab[click]]

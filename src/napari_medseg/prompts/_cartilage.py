@@ -39,6 +39,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox, values_at
+from ._robust import click_level
 
 #: the click's neighbourhood (median, HU) within this range: brighter than muscle,
 #: below compact bone
@@ -95,11 +96,8 @@ def bar_levels(raw: np.ndarray, spacing: Sequence[float], click: Sequence[int]) 
     """
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
-    near = values_at(raw, click, ball_offsets(max(1.5, 1.01 * float(spacing.min())), spacing))
-    if near.size == 0:
-        return None
-    level = float(np.median(near))
-    if not LEVEL_HU[0] <= level < LEVEL_HU[1]:
+    level = click_level(raw, click, spacing)
+    if level is None or not LEVEL_HU[0] <= level < LEVEL_HU[1]:
         return None
     around = values_at(raw, click, ball_offsets(AROUND_MM + float(spacing.max()), spacing))
     soft_part = around[(around > SOFT_LOW_HU) & (around < level)]

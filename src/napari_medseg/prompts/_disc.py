@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, values_at
-from ._robust import robust_stats
+from ._robust import click_level, robust_stats
 
 #: bone: at least this bright (HU) ...
 BONE_HU = 150.0
@@ -95,11 +95,8 @@ def sandwich_axis(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) ->
     """
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
-    near = values_at(raw, click, ball_offsets(max(1.5, 1.01 * float(spacing.min())), spacing))
-    if near.size == 0:
-        return None
-    level = float(np.median(near))
-    if not SOFT_RANGE[0] <= level <= SOFT_RANGE[1]:
+    level = click_level(raw, click, spacing)
+    if level is None or not SOFT_RANGE[0] <= level <= SOFT_RANGE[1]:
         return None
     bone_level = max(BONE_HU, level + BONE_STEP)
     reach = max(SIDE_MM, OPEN_MM) + float(spacing.max())

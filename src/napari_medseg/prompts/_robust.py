@@ -7,7 +7,11 @@ median and the median absolute deviation describe the tissue and ignore the rest
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import numpy as np
+
+from .._ndimage import ball_offsets, values_at
 
 #: MAD -> standard deviation for Gaussian noise
 MAD_TO_SD = 1.4826
@@ -45,3 +49,28 @@ def robust_stats(values: np.ndarray, reject: bool = False) -> tuple:
             med = float(np.median(kept))
             sd = MAD_TO_SD * float(np.median(np.abs(kept - med)))
     return med, sd
+
+
+def click_level(raw: np.ndarray, click: Sequence[int], spacing: Sequence[float]) -> Optional[float]:
+    """The clicked tissue's level: the median of the click's 1.5 mm neighbourhood.
+
+    At least the click's face neighbours on the finest axis are included, so one noisy
+    or partial-volume voxel does not decide what the click is on.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        The image (z, y, x).
+    click : sequence of int
+        The click (indices into ``raw``).
+    spacing : sequence of float
+        Spacing (mm, z, y, x).
+
+    Returns
+    -------
+    float or None
+        The median, or ``None`` when the neighbourhood holds no voxel of ``raw``.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    near = values_at(raw, tuple(int(c) for c in click), ball_offsets(max(1.5, 1.01 * float(spacing.min())), spacing))
+    return float(np.median(near)) if near.size else None
