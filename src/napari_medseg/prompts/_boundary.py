@@ -100,12 +100,14 @@ def partial_volume_boundary(mask: np.ndarray, image: np.ndarray, centre: float, 
     # The object's own plateau: the grown region and the voxels of the object's value
     # joined to it directly (not through a partial-volume voxel).
     plateau = cur.copy()
+    cur_flat, cand_flat, plateau_flat = cur.ravel(), candidates.ravel(), plateau.ravel()
+    blocked = (cur | outside).ravel()
+    # The first layer's voxels from one dilation; later layers from the neighbours of
+    # the voxels just added (the cost follows the object's surface, not its box).
+    idx = np.flatnonzero(ndi.binary_dilation(cur, structure=_CROSS) & ~cur & candidates)
     for _ in range(layers):
-        front = ndi.binary_dilation(cur, structure=_CROSS) & ~cur & candidates
-        idx = np.flatnonzero(front)
         if idx.size == 0:
             break
-        blocked = (cur | outside).ravel()
         v = flat[idx]
         off = np.abs(v - c)
         nb = idx[:, None] + offsets[None, :]
@@ -119,14 +121,18 @@ def partial_volume_boundary(mask: np.ndarray, image: np.ndarray, centre: float, 
         # volume lies farther out. One beside a partial-volume voxel only is a
         # neighbour of the same value behind a thin gap (a bowel loop beside the
         # pancreas), not the object.
-        flat_ok = (off <= threshold) & plateau.ravel()[nb].any(axis=1)
+        flat_ok = (off <= threshold) & plateau_flat[nb].any(axis=1)
         ok |= flat_ok
         ok &= may.ravel()[idx]
         ok |= always.ravel()[idx]
         if not ok.any():
             break
-        cur.ravel()[idx[ok]] = True
-        plateau.ravel()[idx[ok & flat_ok]] = True
+        added = idx[ok]
+        cur_flat[added] = True
+        blocked[added] = True
+        plateau_flat[idx[ok & flat_ok]] = True
+        near = (added[:, None] + offsets[None, :]).ravel()
+        idx = np.union1d(idx[~ok], near[~cur_flat[near] & cand_flat[near]])
     return cur[1:-1, 1:-1, 1:-1].copy()
 
 
