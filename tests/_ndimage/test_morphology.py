@@ -9,6 +9,7 @@ from napari_medseg._ndimage import (
     dilate,
     ellipsoid,
     erode,
+    fill_holes,
     footprint_count,
     majority,
     octagon_disk,
@@ -130,3 +131,13 @@ def test_face_dilate_is_one_step_of_six_connected_dilation():
     expected = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1))
     assert np.array_equal(face_dilate(mask), expected)
     assert np.array_equal(face_dilate(mask[:1]), ndi.binary_dilation(mask[:1], structure=ndi.generate_binary_structure(3, 1)))
+
+
+def test_fill_holes_is_scipys():
+    rng = np.random.default_rng(3)
+    for shape, p in (((20, 30, 25), 0.45), ((9, 40, 40), 0.6), ((1, 12, 12), 0.5)):
+        mask = rng.random(shape) < p
+        mask[2:-2, 3:-3, 3:-3] |= ndimage.binary_erosion(mask[2:-2, 3:-3, 3:-3])  # closed shells, real holes
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    assert fill_holes(np.ones((4, 4, 4), bool)).all()
+    assert not fill_holes(np.zeros((3, 3, 3), bool)).any()

@@ -99,19 +99,6 @@ def test_sheet_of_the_clicks_thickness_is_kept():
     assert (cut & ~shell).sum() < 0.2 * (leaked & ~shell).sum()
 
 
-def test_fill_holes_is_scipys():
-    from scipy import ndimage as ndi
-
-    from napari_medseg.prompts._leak_guard import fill_holes
-
-    rng = np.random.default_rng(3)
-    for shape, p in (((20, 30, 25), 0.45), ((9, 40, 40), 0.6), ((1, 12, 12), 0.5)):
-        mask = rng.random(shape) < p
-        mask[2:-2, 3:-3, 3:-3] |= ndi.binary_erosion(mask[2:-2, 3:-3, 3:-3])  # closed shells, real holes
-        assert np.array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
-    assert fill_holes(np.ones((4, 4, 4), bool)).all()
-
-
 def test_click_depth_is_the_distance_transform_at_the_click():
     from scipy import ndimage as ndi
 

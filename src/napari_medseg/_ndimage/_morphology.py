@@ -167,3 +167,27 @@ def majority(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     if n == 1:
         return mask.copy()
     return footprint_count(mask, footprint) > n // 2  # n is odd; no doubling (int16)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its enclosed holes filled, like ``scipy.ndimage.binary_fill_holes``.
+
+    Face connectivity. SciPy fills by a dilation from the array's faces repeated until
+    nothing changes, one pass per voxel of the longest path through the background;
+    one labelling of the background, keeping the parts that touch a face, gives the
+    same mask several times faster.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim == 0:
+        return mask.copy()
+    lab, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    outer = np.zeros(n + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        outer[np.take(lab, 0, axis=axis)] = True
+        outer[np.take(lab, mask.shape[axis] - 1, axis=axis)] = True
+    outer[0] = False
+    return ~outer[lab]

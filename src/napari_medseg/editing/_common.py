@@ -329,28 +329,6 @@ def clustered_boxes(mask: np.ndarray, pad: Sequence[int]) -> list:
     return [tuple(slice(int(a), int(b)) for a, b in zip(l, h)) for l, h in zip(lo, hi)]
 
 
-def fill_enclosed(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with its enclosed holes filled (like ``scipy.ndimage.binary_fill_holes``).
-
-    One connected-component labelling of the background instead of the iterative
-    dilation ``binary_fill_holes`` does: background components touching the array
-    border are outside, the others are holes (face connectivity).
-    """
-    from scipy import ndimage
-
-    bg = ~mask
-    comp, n = ndimage.label(bg)
-    if n == 0:
-        return mask.copy()
-    border = np.zeros(n + 1, bool)
-    for ax in range(mask.ndim):
-        for end in (0, -1):
-            face = np.take(comp, end, axis=ax)
-            border[np.unique(face)] = True
-    border[0] = True  # the mask itself
-    return mask | ~border[comp]
-
-
 def label_pieces(original: np.ndarray, lab_id: int, box: tuple, pad: Sequence[int]) -> list:
     """Independent boxes (in ``original``'s indices) to process label ``lab_id`` in.
 

@@ -8,7 +8,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidInputError
-from ._common import check_size, check_spacing, fill_enclosed, prepare_boxes, voxel_volume_ml
+from .._ndimage import fill_holes as fill_mask_holes
+from ._common import check_size, check_spacing, prepare_boxes, voxel_volume_ml
 
 
 def fill_holes(
@@ -67,9 +68,9 @@ def fill_holes(
             for k in range(mask.shape[slice_axis]):
                 key = [slice(None)] * 3
                 key[slice_axis] = k
-                filled[tuple(key)] = fill_enclosed(mask[tuple(key)])
+                filled[tuple(key)] = fill_mask_holes(mask[tuple(key)])
         else:
-            filled = fill_enclosed(mask)
+            filled = fill_mask_holes(mask)
         holes = filled & ~mask
         if max_ml is not None and holes.any():
             comp, n = ndimage.label(holes)

@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import bbox, components_at, dilate, erode, face_dilate, stepped_ball
+from .._ndimage import bbox, components_at, dilate, erode, face_dilate, fill_holes, stepped_ball
 
 #: a region no deeper anywhere than this many click depths is a sheet or a tube of the
 #: click's own thickness, not a leak into a thicker neighbour
@@ -45,25 +45,6 @@ SHEET_RATIO = 1.5
 #: a tolerance step's new voxels touching the previous region on at least this many
 #: times their own surface scale (``added ** (2 / 3)`` voxels) fill the object in
 FILL_CONTACT = 2.5
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes`` (face connectivity), by one labelling of the background.
-
-    SciPy fills by a dilation from the faces repeated until nothing changes, one pass
-    per voxel of the longest path through the background; labelling the background
-    once and keeping the parts that touch a face gives the same mask several times faster.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    lab, n = ndi.label(~mask)
-    if n == 0 or mask.ndim == 0:
-        return mask.copy()
-    outer = np.zeros(n + 1, dtype=bool)
-    for axis in range(mask.ndim):
-        outer[np.take(lab, 0, axis=axis)] = True
-        outer[np.take(lab, mask.shape[axis] - 1, axis=axis)] = True
-    outer[0] = False
-    return ~outer[lab]
 
 
 def _outer_rim(sub: np.ndarray) -> np.ndarray:

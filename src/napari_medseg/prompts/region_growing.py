@@ -64,12 +64,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, stepped_ball, values_at
+from .._ndimage import ball_offsets, bbox, components_at, dilate, erode, fill_holes, stepped_ball, values_at
 from ..errors import InvalidInputError
 from ..io.volume import Volume
 from ..progress import CancelLike, ProgressCallback, check_cancel, report
 from .._ndimage import union_box
-from ._leak_guard import beyond_prior, click_depth, fill_holes, fills_in, guard_leak, is_sheet
+from ._leak_guard import beyond_prior, click_depth, fills_in, guard_leak, is_sheet
 from ._drift import drift_sigma_mm, follow_drift
 from ._reseed import dominant_seed, reseed
 from ._resolution import edge_length, interpolation_factors
