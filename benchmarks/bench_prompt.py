@@ -334,7 +334,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
             print(f"    {label}: {len(rows)} objects, mean Dice " + " ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)))
         for modality, rows in by_modality.items():
             mean = np.mean(rows, axis=0)
-            print(f"    {modality}: {len(rows)} objects, mean Dice " + " ".join(f"{v:.3f}" for v in mean)
+            print(f"    {modality}: {len(rows)} objects, mean Dice " + " ".join(f"{v:.4f}" for v in mean)
                   + f" | >= 0.85 after 1 click: {sum(r[0] >= 0.85 for r in rows)}, after 5: {sum(r[-1] >= 0.85 for r in rows)}")
         print(f"    corrections that lowered Dice by > {WORSE}: {len(all_worse)} of {all_corr}")
         for w in all_worse:
