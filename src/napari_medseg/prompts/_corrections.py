@@ -54,7 +54,7 @@ from ._robust import robust_stats
 #: a leak is no thicker than where the user clicked in it: mask voxels deeper than
 #: this many times the negative click's depth (plus a voxel) are the object's core
 CORE_DEPTH = 1.25
-#: the object's core around a negative click tells the object's value there when it
+#: the object's core (deeper than a negative click) tells the object's value when it
 #: holds at least this many voxels
 CORE_MIN_VOXELS = 27
 #: a positive correction adds at most this many times the missed region's depth
@@ -215,12 +215,11 @@ def whole_missed_part(array: np.ndarray, added: np.ndarray, old: np.ndarray, old
     if need > cap_mm or click_depth(new, local, spacing, cap_mm=need, near_mm=NEAR_MM, closing=True) < need \
             or distance_to(old, click, spacing, need) < need:
         return None
-    part = new
     stats = _object_stats(array, old, old_box)
-    if stats is None or not _same_tissue(stats, robust_stats(np.asarray(array[box], dtype=np.float32)[part])):
+    if stats is None or not _same_tissue(stats, robust_stats(np.asarray(array[box], dtype=np.float32)[new])):
         return None
     out = np.zeros(added.shape, dtype=bool)
-    out[box] = part
+    out[box] = new
     return out
 
 
@@ -675,7 +674,7 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     neighbourhood values when the clicks lie outside ``array``): a leak into a
     neighbour of another intensity is then removed whole. ``depth``: the click's depth
     in the mask (mm); the mask's core deeper than ``CORE_DEPTH`` times it is never
-    taken, and the object's value is that core's around the click when it has one
+    taken, and the object's value is that core's median when it has one
     (``CORE_MIN_VOXELS``; an organ's value drifts across it).
     """
     box = bbox(mask, pad=1)
@@ -703,9 +702,9 @@ def _intensity_leak(array, mask, spacing, pos, click, smoothing_mm, pos_values=N
     if depth is not None:
         dist = ndi.distance_transform_edt(np.pad(sub, 1, constant_values=True), sampling=spacing)[1:-1, 1:-1, 1:-1]
         core = sub & (dist > CORE_DEPTH * depth + float(np.max(spacing)))
-        # The object's value where the user clicked is its core's around the click (a
-        # leak is no thicker than the click's depth, so the core is the object's), not
-        # the positive click's: an organ's value drifts across it (the real CT's
+        # The object's value is its core's median (a leak is no thicker than the
+        # click's depth, so the core is the object's), not the positive click's: an
+        # organ's value drifts across it and the click may sit in a dim part (the real CT's
         # spleen: 28 HU at the positive click, 36 HU beside a 41 HU leak), and split
         # half-way to the positive click's value, its brighter part went with the leak
         # (1.5 mm spleen 0.905 -> 0.874, 5349 of its voxels).
