@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ._robust import robust_stats
+
 
 def reseed(kmap: np.ndarray, click: Sequence[int], offsets: np.ndarray, spacing: Sequence[float],
            level: float = 1.0, exclude: Sequence[Sequence[int]] = ()) -> Optional[tuple]:
@@ -47,9 +49,7 @@ def reseed(kmap: np.ndarray, click: Sequence[int], offsets: np.ndarray, spacing:
     tuple or None
         Integer index of the new seed.
     """
-    pts = np.asarray(click, dtype=np.int64)[None, :] + np.asarray(offsets, dtype=np.int64)
-    keep = np.all((pts >= 0) & (pts < np.asarray(kmap.shape)[None, :]), axis=1)
-    pts = pts[keep]
+    pts = _ball_points(kmap.shape, click, offsets)
     if not len(pts):
         return None
     ok = kmap[pts[:, 0], pts[:, 1], pts[:, 2]] <= level
@@ -57,9 +57,7 @@ def reseed(kmap: np.ndarray, click: Sequence[int], offsets: np.ndarray, spacing:
         ok &= ~np.all(pts == np.asarray(e, dtype=np.int64)[None, :], axis=1)
     if not ok.any():
         return None
-    pts = pts[ok]
-    d2 = (((pts - np.asarray(click)[None, :]) * np.asarray(spacing, dtype=float)[None, :]) ** 2).sum(axis=1)
-    return tuple(int(v) for v in pts[int(np.argmin(d2))])
+    return _nearest(pts[ok], click, spacing)
 
 
 def dominant_seed(image: np.ndarray, change: np.ndarray, click: Sequence[int], offsets: np.ndarray,
@@ -100,12 +98,8 @@ def dominant_seed(image: np.ndarray, change: np.ndarray, click: Sequence[int], o
     tuple or None
         Integer index of the seed.
     """
-    from ._robust import robust_stats
-
     click = tuple(int(c) for c in click)
-    pts = np.asarray(click, dtype=np.int64)[None, :] + np.asarray(offsets, dtype=np.int64)
-    keep = np.all((pts >= 0) & (pts < np.asarray(image.shape)[None, :]), axis=1)
-    pts = pts[keep]
+    pts = _ball_points(image.shape, click, offsets)
     if len(pts) < 3:
         return None
     values = np.asarray(image[pts[:, 0], pts[:, 1], pts[:, 2]], dtype=np.float64)
@@ -117,6 +111,16 @@ def dominant_seed(image: np.ndarray, change: np.ndarray, click: Sequence[int], o
     ok = (np.abs(values - centre) <= level * spread) & (steep <= level * spread)
     if not ok.any():
         return None
-    pts = pts[ok]
+    return _nearest(pts[ok], click, spacing)
+
+
+def _ball_points(shape: Sequence[int], click: Sequence[int], offsets: np.ndarray) -> np.ndarray:
+    """``click + offsets`` inside an array of ``shape`` (``(n, 3)`` integer indices)."""
+    pts = np.asarray(click, dtype=np.int64)[None, :] + np.asarray(offsets, dtype=np.int64)
+    return pts[np.all((pts >= 0) & (pts < np.asarray(shape)[None, :]), axis=1)]
+
+
+def _nearest(pts: np.ndarray, click: Sequence[int], spacing: Sequence[float]) -> tuple:
+    """The point of ``pts`` nearest to ``click`` in millimetres."""
     d2 = (((pts - np.asarray(click)[None, :]) * np.asarray(spacing, dtype=float)[None, :]) ** 2).sum(axis=1)
     return tuple(int(v) for v in pts[int(np.argmin(d2))])
