@@ -283,8 +283,8 @@ def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) 
     """``(soft, peak, seed)`` of a partial-volume click beside thin bone (:func:`partial_volume_bone`)."""
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
-    near = _values(raw, click, max(1.5, 1.01 * float(spacing.min())), spacing)
-    if near.size == 0 or float(np.median(near)) < PV_LOW_HU:
+    level = click_level(raw, click, spacing)
+    if level is None or level < PV_LOW_HU:
         return None
     offsets = ball_offsets(max(PV_MM, 1.01 * float(spacing.max())), spacing)
     pts = np.asarray(click)[None, :] + offsets
@@ -297,7 +297,7 @@ def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) 
     soft, surrounded = _soft_around(raw, seed, peak, spacing)
     if surrounded < SURROUND_FRACTION:
         return None
-    if (float(np.median(near)) < soft + PV_FRACTION * (peak - soft)
+    if (level < soft + PV_FRACTION * (peak - soft)
             and not _between(raw, click, _threshold(soft, peak, 0.5), spacing)):
         return None
     if not _thin_at(raw, _threshold(soft, peak, 0.5), seed, spacing):
@@ -474,10 +474,9 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     spacing = np.asarray(spacing, dtype=float)
     if not pos:
         return grown
-    small = max(1.5, 1.01 * float(spacing.min()))
     thresholds, lows, starts, shells, cancellous = [], [], [], [], False
     for p in pos:
-        level = float(np.median(_values(raw, p, small, spacing)))
+        level = click_level(raw, p, spacing)
         shells.append(max(SHELL_HU, level + SHELL_STEP))
         levels, enclosed = None, 0.0
         if level >= CANCELLOUS_HU:
