@@ -16,6 +16,9 @@ A click on bone is therefore answered by shape, not by gradient:
    bone intensity and the surrounding soft tissue (the 50 % rule: a voxel half filled
    with bone belongs to it; never below ``MIN_THRESHOLD_HU``), plus the intensity-grown
    interior for cancellous bone, connected to the click; enclosed cavities are filled.
+   For cancellous bone the voxels below the shell's level join only as the cortex's
+   rim or where the shell wraps them (a disc partial-volumed with its endplates is as
+   bright as osteopenic marrow, but open across the spine).
 3. **Split at the narrowest connections** (:func:`split_at_necks`). The distance
    transform of the bone mask is flooded from its regional maxima (a watershed of the
    inverted distance: one basin per thick part). Touching basins are merged, widest
@@ -249,9 +252,9 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
     * a bone peak (>= ``PV_PEAK_HU``) lies within ``PV_MM`` (at least one voxel);
     * the click's neighbourhood is partial-volumed: at least ``PV_FRACTION`` of the way
       from the soft tissue around the peak to the peak (a muscle or a disc at its own
-      level beside a bone is not), or the click lies between two bone voxels (at the 50 %
-      threshold) within ``PV_MM`` on opposite sides (:func:`_between`: a rib's fatty
-      marrow inside its cortical ring, darker than that level);
+      level beside a bone is not), or the click lies inside the bone's cortical ring (at
+      the 50 % threshold; :func:`_between`: a rib's fatty marrow, darker than that
+      level);
     * the bone at the 50 % threshold is thin there: its surface distance within
       ``THIN_MM`` of the peak stays below ``THIN_MM`` (a rib, a transverse process; not
       a vertebral body, an enhanced aorta);
@@ -306,13 +309,26 @@ def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) 
 
 
 def _between(raw: np.ndarray, click: tuple, threshold: float, spacing: np.ndarray) -> bool:
-    """Whether bone (``raw >= threshold``) lies on both sides of ``click`` within ``PV_MM``
-    along one of the 13 axes through it: the click is inside a thin bone (a rib's fatty
-    marrow, darker than the soft tissue around the rib, inside its cortical ring), not
-    beside it."""
+    """Whether ``click`` lies inside a thin bone's cortical ring (a rib's fatty marrow,
+    darker than the soft tissue around the rib), not beside the bone.
+
+    Bone (``raw >= threshold``) lies on both sides of the click within ``PV_MM`` along
+    one of the 13 axes through it, or within ``THIN_MM`` along at least two: the ring of
+    a wide, flat rib is up to ``2 THIN_MM`` across (a thin bone's depth limit) and
+    surrounds the click in its cross-section, so several axes meet it; two bones on
+    either side of soft tissue meet a second axis only when both lie within
+    ``THIN_MM / sqrt(2)`` of the click.
+    """
+    return (_between_axes(raw, click, threshold, spacing, PV_MM) >= 1
+            or _between_axes(raw, click, threshold, spacing, THIN_MM) >= 2)
+
+
+def _between_axes(raw: np.ndarray, click: tuple, threshold: float, spacing: np.ndarray, reach_mm: float) -> int:
+    """How many of the 13 axes through ``click`` meet bone (``raw >= threshold``) on both
+    sides within ``reach_mm``."""
     spacing = np.asarray(spacing, dtype=float)
     shape = np.asarray(raw.shape)
-    steps = np.arange(float(spacing.min()), PV_MM + 1e-6, float(spacing.min()))
+    steps = np.arange(float(spacing.min()), reach_mm + 1e-6, float(spacing.min()))
     dirs = _directions()
 
     def hit(d: np.ndarray) -> bool:
@@ -320,7 +336,7 @@ def _between(raw: np.ndarray, click: tuple, threshold: float, spacing: np.ndarra
         idx = idx[np.all((idx >= 0) & (idx < shape[None, :]), axis=1)]
         return bool(idx.size) and bool((raw[idx[:, 0], idx[:, 1], idx[:, 2]] >= threshold).any())
 
-    return any(hit(dirs[k]) and hit(dirs[25 - k]) for k in range(13))
+    return sum(1 for k in range(13) if hit(dirs[k]) and hit(dirs[25 - k]))
 
 
 def _thin_at(raw: np.ndarray, threshold: float, seed: tuple, spacing: np.ndarray) -> bool:
@@ -516,6 +532,13 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
         # (real CT resampled to 1.5 mm: L2's interior 37 k voxels, 2.6 x the
         # vertebra), and a disc is open across the spine.
         interior = wrapped_part(raw, grown, spacing, min(shells))
+        # Below the shell's level the same holds for the bone mask: a disc
+        # partial-volumed with its endplates reads as bright as osteopenic marrow
+        # (real CT resampled to 1.5 mm: 100-160 HU between L1 and T12, whose threshold
+        # is the ``MIN_THRESHOLD_HU`` floor, and L1's object took T12's body).
+        band = _wrapped_band(raw, spacing, min(thresholds), min(shells), starts, interior, barrier)
+        if band is not None:
+            interior, thresholds = band, [min(shells)]
     out = _object_at(raw, spacing, min(thresholds), starts, neg, interior, barrier)
     if out is None:
         return grown
@@ -531,6 +554,36 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
         if (low is not None and np.count_nonzero(out & ~low) <= KEEP_SLACK * n
                 and np.count_nonzero(low) >= JOIN_GROWTH * n and _depth(low, spacing) <= THIN_MM):
             out = low
+    return out
+
+
+def _wrapped_band(raw: np.ndarray, spacing: np.ndarray, threshold: float, shell: float, starts: list,
+                  interior: np.ndarray, barrier: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Cancellous bone's voxels between ``threshold`` and the ``shell`` level that belong to it.
+
+    Of the bone mask's part holding ``starts`` (``raw >= threshold`` or ``interior``), the
+    voxels below the shell's level are kept where they are the cortex's partial-volume
+    rim (next to a voxel at the shell's level) or wrapped in the shell
+    (:func:`wrapped_part`); ``interior`` is kept whole. ``None`` when no start lies in
+    that part.
+    """
+    candidate = (raw >= np.float32(threshold)) | interior
+    if barrier is not None:
+        candidate &= ~barrier
+    lab, _ = ndi.label(candidate)
+    ids = [int(lab[s]) for s in starts if lab[s]]
+    if not ids:
+        return None
+    part = np.isin(lab, ids)
+    box = bbox(part, pad=1)
+    band = part[box] & (raw[box] < np.float32(shell)) & ~interior[box]
+    cortex = raw[box] >= np.float32(shell)
+    rim = band & ndi.binary_dilation(cortex, structure=np.ones((3, 3, 3), dtype=bool))
+    inner = np.zeros(raw.shape, dtype=bool)
+    inner[box] = band & ~rim
+    # On the whole working grid: a ray leaving it meets the shell (:func:`wrapped_part`).
+    out = interior | wrapped_part(raw, inner, spacing, shell)
+    out[box] |= rim
     return out
 
 
