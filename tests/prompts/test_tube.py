@@ -15,7 +15,7 @@ from napari_medseg.io.volume import Volume
 from napari_medseg.prompts import _tube
 from napari_medseg.prompts._tube import tube_object
 from napari_medseg.prompts.region_growing import RegionGrowingSession
-from napari_medseg.testing.clicker import deepest_point, dice, pieces
+from napari_medseg.testing.clicker import deepest_point, dice, pieces, run_protocol
 
 #: TotalSegmentator v2 ids in example_seg.nii.gz
 VESSELS = {"aorta": 52, "inferior_vena_cava": 63, "portal_vein_and_splenic_vein": 64}
@@ -62,6 +62,24 @@ def _curved_vessel(shape=(48, 96, 128), radius=5.0, drift=(60.0, 120.0), blob=Tr
     return Volume(img.astype(np.int16), spacing=SPACING, modality="CT"), vessel & ~ball, ball & ~vessel, click
 
 
+def _vessel_with_plate(shape=(40, 80, 128), radius=5.0, width=15.0, seed=0):
+    """A straight vessel (radius 5 mm, 50 HU) in fat with a plate of its own intensity
+    (three 2 mm slices thick, ``width`` mm wide, 50 mm long) along its side: a neighbour
+    the vessel touches. Returns (volume, vessel mask, plate mask, click 40 mm from the
+    plate)."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, SPACING_ZYX)], indexing="ij")
+    cz, cy = 40.0, 50.0
+    vessel = (yy - cy) ** 2 + (zz - cz) ** 2 <= radius ** 2
+    plate = ((np.abs(zz - cz) <= 2.0) & (yy > cy) & (yy <= cy + radius + width) & (xx >= 70.0) & (xx <= 120.0)
+             & ~vessel)
+    img = np.full(shape, -100.0)
+    img[vessel | plate] = 50.0
+    img = ndi.gaussian_filter(img, 0.7) + rng.normal(0.0, 8.0, shape)
+    click = (int(round(cz / SPACING_ZYX[0])), int(round(cy / SPACING_ZYX[1])), int(round(30.0 / SPACING_ZYX[2])))
+    return Volume(img.astype(np.int16), spacing=SPACING, modality="CT"), vessel, plate, click
+
+
 def _click(volume, click, tube_aware=True, extend=True) -> np.ndarray:
     session = RegionGrowingSession()
     session.tube_aware = tube_aware
@@ -82,11 +100,12 @@ def test_click_follows_a_curved_vessel_with_drifting_contrast_past_a_same_intens
     assert dice(plain, vessel) < 0.5  # the case is one intensity growing fails
 
 
-def test_fork_stops_the_walk_but_never_costs_the_vessel():
-    """At a fork the cross-section is two tubes side by side: flat, so the walk stops
-    there (branches are not followed). The object keeps what the growth gave (measured:
-    Dice 0.710, growth 0.721; 2414 voxels, growth 2260) and takes nothing beyond the
-    vessel's partial-volume rim."""
+def test_fork_branch_is_not_followed_and_never_costs_the_vessel():
+    """At a fork the cross-section is two tubes side by side: flat, so only the vessel's
+    own cylinder is taken there and the walk goes on along the vessel (branches are not
+    followed). The object keeps what the growth gave (measured: Dice 0.896, growth
+    0.721; 3495 voxels, growth 2260) and takes nothing beyond the vessel's
+    partial-volume rim."""
     volume, vessel, _, click = _curved_vessel(blob=False, branch=True)
     mask = _click(volume, click)
     plain = _click(volume, click, tube_aware=False)
@@ -162,6 +181,22 @@ def test_deep_click_and_several_clicks_are_not_followed():
     assert _tube.MAX_RADIUS_MM < 30.0
 
 
+def test_vessel_is_followed_past_a_flat_neighbour_of_its_intensity():
+    """Where a plate of the vessel's intensity lies along its side the cross-section is
+    flat: the walk takes the vessel's own cylinder there and goes on, and the plate
+    beside it is trimmed (measured: Dice 0.957, 30 % of the plate; intensity growing
+    and a walk that stops at the flat section: 0.872, 99 % of the plate)."""
+    volume, vessel, plate, click = _vessel_with_plate()
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    mask = session.add_point(click).mask
+    assert np.count_nonzero(mask & vessel) >= 0.97 * np.count_nonzero(vessel)
+    assert np.count_nonzero(mask & plate) <= 0.5 * np.count_nonzero(plate)
+    assert dice(mask, vessel) >= 0.93
+    plain = _click(volume, click, tube_aware=False)
+    assert dice(plain, vessel) < 0.9
+
+
 def test_flat_cross_section_stops_the_walk():
     """A ribbon of the click's intensity (a muscle, the bowel wall: 6 mm thick, 30 mm
     wide) has a cross-section no larger than a tube's but flat: the walk takes no step."""
@@ -181,8 +216,8 @@ def test_flat_cross_section_stops_the_walk():
 def test_real_ct_vessels_first_click(real_ct):
     """First click at the deepest point of each vessel of the real 3 mm CT (non-enhanced:
     vessels are as bright as the liver and the crura). Measured with the extending tube rule:
-    aorta 0.768, inferior vena cava 0.723, portal and splenic vein 0.426 (without:
-    0.762, 0.723, 0.370: the portal vein's click at the confluence kept the confluence
+    aorta 0.768, inferior vena cava 0.774, portal and splenic vein 0.452 (without:
+    0.775, 0.751, 0.370: the portal vein's click at the confluence keeps the confluence
     only)."""
     volume, seg = real_ct
     scores = {}
@@ -195,3 +230,36 @@ def test_real_ct_vessels_first_click(real_ct):
     assert scores["aorta"] >= 0.74, scores
     assert scores["inferior_vena_cava"] >= 0.70, scores
     assert scores["portal_vein_and_splenic_vein"] >= 0.40, scores
+
+
+@pytest.mark.shared_data
+def test_real_ct_vena_cava_session_follows_it_along_its_neighbours(real_ct):
+    """Five protocol clicks on the 3 mm vena cava: its first section above the click is
+    flat (the vessel with a neighbour of its intensity along its side), where the walk
+    goes on in the vessel's cylinder and trims what lies beside it. Measured: Dice 0.751
+    / 0.833 after one / five clicks (a walk stopping at the flat section: 0.723 / 0.795)."""
+    volume, seg = real_ct
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    result = run_protocol(session, pieces(seg, VESSELS["inferior_vena_cava"])[0], n_clicks=5)
+    assert result.dice[0] >= 0.74, result.dice
+    assert result.dice[-1] >= 0.82, result.dice
+    assert not result.worse(), result.dice
+
+
+@pytest.mark.shared_data
+def test_real_ct_fine_vessel_leaks_into_the_liver_are_trimmed(real_ct_fine):
+    """On the 1.5 mm grid the first clicks on the vena cava and the portal vein leak into
+    the liver (and the portal vein into the stomach and the vena cava): what lies beside
+    the tube is 17 % and 35 % of the region, and the walk trims it (with what that cuts
+    off from the click). Measured: Dice 0.773 and 0.427 after one click, 0.808 and 0.614
+    after five (a trim bounded at a tenth of the region is refused: 0.689 / 0.260 and
+    0.802 / 0.429)."""
+    volume, seg = real_ct_fine
+    session = RegionGrowingSession()
+    session.set_volume(volume)
+    vena = run_protocol(session, pieces(seg, VESSELS["inferior_vena_cava"])[0], n_clicks=5)
+    portal = run_protocol(session, pieces(seg, VESSELS["portal_vein_and_splenic_vein"])[0], n_clicks=5)
+    assert vena.dice[0] >= 0.75 and vena.dice[-1] >= 0.80, vena.dice
+    assert portal.dice[0] >= 0.40 and portal.dice[-1] >= 0.55, portal.dice
+    assert not vena.worse() and not portal.worse(), (vena.dice, portal.dice)

@@ -18,19 +18,21 @@ deepest part):
    the cross-section is the part of the candidates (within ``tolerance`` robust standard
    deviations of a reference intensity that follows the tube, off strong edges)
    connected to what was already accepted. Where it is no wider than ``RADIUS_JUMP``
-   radii the tube runs free: centre, radius ``rho`` and reference follow it. Where it is
-   wider the tube runs through or along an organ of its own intensity: only the
-   cylinder of the last free radius is taken, while candidates fill it. The walk stops
-   where the cross-section turns sharply, ends, or is flat (a sheet of tissue; also a
-   fork, two tubes side by side: branches are not followed, the region the growth gave
-   them stays);
+   radii and round the tube runs free: centre, radius ``rho`` and reference follow it.
+   Where it is wider the tube runs through an organ of its own intensity; where it is
+   flat a neighbour of its intensity lies along its side (an organ or a muscle the
+   vessel touches), or the section is a sheet of tissue or a fork (two tubes side by
+   side). There only the cylinder of the last free radius is taken, while candidates
+   fill it: a sheet thinner than the tube and a fork's diverging branch leave it empty
+   (branches are not followed, the region the growth gave them stays). The walk stops
+   where the cross-section turns sharply or ends, or where the cylinder is not filled;
 3. the result is a tube when it was followed freely over ``MIN_FREE_STEPS`` steps with a
    steady calibre (coefficient of variation of the free radii <= ``MAX_RADIUS_CV``);
    then the object is the grown region without what it holds beside the tube (in the
    slabs the walk measured, beyond the tube's envelope of ``RADIUS_JUMP`` radii plus a
    voxel; through an organ, the radius plus a voxel), plus the tube's own sections.
-   A trim that would take more than ``MAX_TRIM`` of the region is no leak beside a
-   tube but the object itself (a kidney, a lung): the region is kept. With
+   A trim that would take more than ``MAX_TRIM`` (half) of the region is no leak
+   beside a tube but the object itself (a kidney, a lung): the region is kept. With
    ``extend=False`` the tube's sections outside the grown region are not added: the
    walk only trims what lies beside the tube (a walked section that reaches into a
    branch the reference leaves out is what costs later clicks; see the session's
@@ -74,8 +76,10 @@ MAX_ORGAN_STEPS = 12
 MIN_FREE_STEPS = 5
 #: ... with radii this steady (standard deviation over mean)
 MAX_RADIUS_CV = 0.3
-#: the trim beside a tube removes at most this fraction of the grown region
-MAX_TRIM = 0.1
+#: the trim beside a tube removes at most this fraction of the grown region: a leak
+#: into an organ of the tube's intensity (the liver beside the vena cava) can be as
+#: large as the tube itself, but a region mostly beside the tube is the object
+MAX_TRIM = 0.5
 #: CT: unenhanced blood's range (HU), widened by partial volume and noise
 BLOOD_HU = (30.0, 70.0)
 #: CT: contrast-enhanced blood is at least this bright (HU)
@@ -208,12 +212,13 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
            known: np.ndarray) -> tuple:
     """Follow a tube's axis from ``start`` (voxel indices) along ``direction`` (mm space).
 
-    Where the connected cross-section is no wider than ``RADIUS_JUMP`` radii (the tube
-    runs free between tissues of other intensity) it is taken within that bound and the
-    radius, centre and reference intensity follow it. Where it is wider (the tube runs
-    through or along an organ of its own intensity: the vena cava in the liver), only the
-    cylinder of the tube's last free radius is taken, and only while the candidates fill
-    most of it. ``known`` (the grown region) connects the first cross-section to the click.
+    Where the connected cross-section is no wider than ``RADIUS_JUMP`` radii and round
+    (the tube runs free between tissues of other intensity) it is taken within that
+    bound and the radius, centre and reference intensity follow it. Where it is wider
+    (the tube runs through an organ of its own intensity: the vena cava in the liver) or
+    flat (:func:`_flat`: a neighbour of its intensity along its side), only the cylinder
+    of the tube's last free radius is taken, and only while the candidates fill most of
+    it. ``known`` (the grown region) connects the first cross-section to the click.
 
     Returns
     -------
@@ -262,21 +267,25 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         slab = np.abs(along) <= 0.5 * step
         conn = joined & slab
         area = np.count_nonzero(conn) * float(np.prod(spacing)) / step
-        if area <= math.pi * (RADIUS_JUMP * rho) ** 2:
-            mode = "free"  # the section: the connected slab within RADIUS_JUMP radii
+        # Voxel indices of the connected slab once (the section is part of it).
+        cidx = np.nonzero(conn)
+        clat2 = lat2[cidx]
+        conn_idx = np.stack(cidx, axis=1)
+        # Free: the connected slab within RADIUS_JUMP radii, and round (the whole
+        # connected section near the axis: a sheet of tissue is flat there even where
+        # its part within the bound looks round).
+        if area <= math.pi * (RADIUS_JUMP * rho) ** 2 and not _flat((conn_idx + lo - q) * spacing, d):
+            mode = "free"
         else:
-            # Through or along an organ: the tube's own cylinder, while it is filled.
+            # Through an organ, or along a neighbour of the tube's intensity: the
+            # tube's own cylinder, while it is filled.
             inner = slab & (lat2 <= (0.8 * rho) ** 2)  # the axis is known to a voxel or so
             if np.count_nonzero(joined & inner) < ORGAN_FILL * np.count_nonzero(inner) or organ_run >= MAX_ORGAN_STEPS:
                 break
             mode = "organ"
-        # Voxel indices of the connected slab once (the section is part of it).
-        cidx = np.nonzero(conn)
-        clat2 = lat2[cidx]
         ins = clat2 <= ((RADIUS_JUMP * rho) ** 2 if mode == "free" else rho ** 2)
         if not ins.any():
             break
-        conn_idx = np.stack(cidx, axis=1)
         idx = conn_idx[ins]
         # The centre from the section's core (within one radius of the axis): a
         # neighbour touching the tube's side does not pull the axis towards it.
@@ -289,14 +298,6 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         d_new = move / norm
         if float(np.dot(d_new, d)) < math.cos(math.radians(MAX_TURN_DEG)):
             break
-        if mode == "free" and len(idx) >= 4:
-            # The whole connected cross-section near the axis: a sheet of tissue is
-            # flat there even where its part within the bound looks round.
-            lat = (conn_idx + lo - q) * spacing
-            lat -= np.outer(lat @ d, d)
-            ev = np.sort(np.linalg.eigvalsh(np.cov(lat, rowvar=False)))[::-1]
-            if ev[1] > 0 and math.sqrt(ev[0] / ev[1]) > MAX_FLATNESS:
-                break
         bound = (RADIUS_JUMP * rho) ** 2 if mode == "free" else rho ** 2
         taken = joined & (lat2 <= bound) & (along <= 0.5 * step)
         if mode == "free":
@@ -330,3 +331,17 @@ def _track(img: np.ndarray, open_: np.ndarray, spacing: np.ndarray, start: Seque
         travelled += norm
         p = centre
     return mine, env, slabs, free
+
+
+def _flat(offsets: np.ndarray, direction: np.ndarray) -> bool:
+    """Whether a cross-section is longer than ``MAX_FLATNESS`` times its width.
+
+    ``offsets``: its voxels' positions (mm) relative to a point of the axis;
+    ``direction``: the axis (unit vector, mm space). Length and width are the standard
+    deviations of the offsets across the axis along their two principal directions.
+    """
+    if len(offsets) < 4:
+        return False
+    lat = offsets - np.outer(offsets @ direction, direction)
+    ev = np.sort(np.linalg.eigvalsh(np.cov(lat, rowvar=False)))[::-1]
+    return bool(ev[1] > 0 and math.sqrt(ev[0] / ev[1]) > MAX_FLATNESS)
