@@ -10,10 +10,12 @@ tissue around it in the plane across that axis.
 
 1. **Is it sandwiched?** Along each of 13 directions from the click, the nearest bone
    (a voxel at least ``BONE_STEP`` brighter than the click and at least ``BONE_HU``)
-   on both sides within ``SIDE_MM``, the two together no more than ``GAP_MM`` apart;
-   and in the plane across the best such direction, at least ``OPEN_FRACTION`` of
-   the directions run ``OPEN_MM`` without meeting bone (a disc; not the spinal canal
-   or a vertebral body's marrow, which are walled in within the plane too).
+   on both sides within ``SIDE_MM``, the two together no more than ``GAP_MM`` apart
+   (the working grid's face stands for the bone on one side: a disc cut by the first
+   or last slice has its far endplate beyond it); and in the plane across the best such
+   direction, at least ``OPEN_FRACTION`` of the directions run ``OPEN_MM`` without
+   meeting bone (a disc; not the spinal canal or a vertebral body's marrow, which are
+   walled in within the plane too).
 2. **The slab.** The voxels like the click (within ``BAND_SD`` robust standard
    deviations, at least ``MIN_BAND_HU``) that have bone on both sides along that
    direction within the click's gap (plus a voxel), connected to the click; holes
@@ -62,14 +64,18 @@ def _directions() -> np.ndarray:
     return np.asarray(dirs, dtype=int)
 
 
-def _first_hit(bone: np.ndarray, click: tuple, step: np.ndarray, spacing: np.ndarray, reach_mm: float) -> float:
-    """Distance (mm) along integer ``step`` from ``click`` to the first ``bone`` voxel (inf if none)."""
+def _first_hit(bone: np.ndarray, click: tuple, step: np.ndarray, spacing: np.ndarray, reach_mm: float,
+               face: bool = False) -> float:
+    """Distance (mm) along integer ``step`` from ``click`` to the first ``bone`` voxel (inf if none).
+
+    ``face``: the first voxel beyond ``bone``'s faces counts as bone.
+    """
     length = float(np.sqrt(((step * spacing) ** 2).sum()))
     pos = np.asarray(click)
     for k in range(1, int(reach_mm / length) + 1):
         q = pos + k * step
         if np.any(q < 0) or np.any(q >= np.asarray(bone.shape)):
-            return math.inf
+            return k * length if face else math.inf
         if bone[tuple(q)]:
             return k * length
     return math.inf
@@ -105,9 +111,15 @@ def sandwich_axis(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) ->
     bone = raw[box] >= np.float32(bone_level)
     local = tuple(c - b.start for c, b in zip(click, box))
     best = None
+    # The grid's faces count as bone on one side, not on both: what lies beyond them is
+    # unknown (a disc cut by the first or last slice has its far endplate there; a
+    # crop's face goes when the object touches it and the crop grows).
     for d in _directions():
         a = _first_hit(bone, local, d, spacing, SIDE_MM)
         b = _first_hit(bone, local, -d, spacing, SIDE_MM)
+        if math.isinf(a) != math.isinf(b):
+            a = min(a, _first_hit(bone, local, d, spacing, SIDE_MM, face=True))
+            b = min(b, _first_hit(bone, local, -d, spacing, SIDE_MM, face=True))
         if a + b <= GAP_MM and (best is None or a + b < best[1]):
             best = (d, a + b)
     if best is None:
@@ -177,7 +189,14 @@ def disc_object(raw: np.ndarray, spacing: np.ndarray, click: Sequence[int],
     bone = sub >= np.float32(bone_level)
     length = float(np.sqrt(((np.asarray(step) * spacing) ** 2).sum()))
     count = int(math.ceil(gap / length)) + 1
-    between = _shifted_any(bone, step, count) & _shifted_any(bone, tuple(-s for s in step), count)
+    # Beyond the grid's faces lies the far endplate of a disc cut by them (as above),
+    # on one side only.
+    pad = [(count if b.start == 0 else 0, count if b.stop == n else 0) for b, n in zip(box, raw.shape)]
+    walled = np.pad(bone, pad, constant_values=True)
+    inner = tuple(slice(lo, lo + k) for (lo, _), k in zip(pad, bone.shape))
+    back = tuple(-s for s in step)
+    between = ((_shifted_any(walled, step, count) & _shifted_any(walled, back, count))[inner]
+               & (_shifted_any(bone, step, count) | _shifted_any(bone, back, count)))
     cand = between & ~bone & (np.abs(sub - np.float32(med)) <= np.float32(band))
     if barrier is not None:
         cand &= ~barrier[box]
