@@ -24,10 +24,11 @@ voxels are handled):
 5. **Growth and clean-up.** The connected candidate regions holding the positive clicks
    are kept. A light spacing-aware opening (by reconstruction: thin bridges are cut,
    the object's own detail is restored) stops leaks into neighbours; boundary voxels
-   on the object's edge are added back (with ``partial_volume_surface``, up to its
-   50 % partial-volume surface: ``_boundary``), holes are filled and islands not
-   connected to a positive click are dropped. A region holding more than 50 balls of the click's
-   depth has leaked into a same-intensity neighbour and is cut back (``_leak_guard``).
+   on the object's edge are added back (a rim of ~4 mm in whole voxels; with
+   ``partial_volume_surface``, up to its 50 % partial-volume surface: ``_boundary``),
+   holes are filled and islands not connected to a positive click are dropped. A region
+   holding more than 50 balls of the click's depth has leaked into a same-intensity
+   neighbour and is cut back (``_leak_guard``).
 6. **Negative clicks.** A small barrier ball around each negative click is never part
    of the object. If the negative click's intensity differs from the object's, the
    interval is cut half-way between them. If the object still connects to the negative
@@ -52,6 +53,9 @@ voxels are handled):
 10. **Bone (CT).** A click on bone grows within a partial-volume bone threshold and is
     split from the bones it touches at the narrowest necks (``_bone``); a negative
     click on bone is another bone's seed.
+11. **Lung (CT).** A first click in aerated lung gives the lung within its 50 %
+    partial-volume surface against the soft tissue around it (``_lung``): growth from
+    the click gives a porous patch of the parenchyma's texture.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
 from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct, started_on_bar
 from ._lumen import lumen_object
+from ._lung import lung_object
 from ._tube import tube_object
 from ._boundary import partial_volume_boundary
 from ._corrections import incremental_click, local_addition, negative_cut
@@ -86,6 +91,9 @@ from .base import Prediction, PromptSession, Prompts
 
 #: MR: grid step of the drift's local mean, as a fraction of its width
 _MR_DRIFT_CELL = 0.5
+#: width (mm) of the rim the boundary step adds to the grown region: the smoothing's and
+#: the scanner's blur (growth stops a voxel or two inside a border), rounded to whole voxels
+_RIM_MM = 4.0
 #: the state of an object grown as a thin band (``_mr_thin``): its corrections move the band's cut
 _BAND = "thin band"
 
@@ -249,6 +257,9 @@ class RegionGrowingSession(PromptSession):
         #: a single first click on a vessel follows the tube's axis and drops what the
         #: region holds beside it (``_tube``; in CT only a click of blood's intensity)
         self.tube_aware = True
+        #: a first click in aerated lung on CT gives the lung within its 50 % partial-volume
+        #: surface (``_lung``); False: intensity growing
+        self.lung_aware = True
         #: ... and adds the tube's sections the intensity growth did not reach. Off by
         #: default: on the click protocol it raises the portal vein's first click but
         #: lowers its later ones (docs/interactive.md); True switches it on
@@ -817,6 +828,11 @@ class RegionGrowingSession(PromptSession):
                 faces = [(r.start == 0, r.stop == n) for r, n in zip(crop.region, self.volume.shape)]
                 grown = lumen_object(crop.raw, crop.smoothed, spacing, pos, neg, grown, faces,
                                      None if box_mask is None else ~box_mask)
+            if self.lung_aware and self._hu and not light and self._mask is None and len(pos) == 1 and not neg:
+                # A first click in aerated lung: the lung within its partial-volume surface
+                # (``_lung``); growth gives a porous patch of its texture.
+                lung = lung_object(img, spacing, pos[0], seed_ball, None if box_mask is None else ~box_mask)
+                grown = grown if lung is None else lung
             if (self.tube_aware and not light and grown is intensity and self._mask is None
                     and (prompts.box is not None or self._grow_region(crop.region, grown, crop) is None)):
                 # A click on a vessel: the region follows the tube and loses what lies
@@ -965,10 +981,21 @@ class RegionGrowingSession(PromptSession):
             closer &= allowed
         closer |= inside[box]
         cross = ndi.generate_binary_structure(3, 1)
-        # One geodesic dilation call (scipy stops early once nothing changes).
-        sub = ndi.binary_dilation(sub, structure=cross, mask=closer | sub,
-                                  iterations=min(6, max(2, int(round(4.0 / float(spacing.min()))))))
-        sub = fill_holes(sub)
+        # One geodesic dilation call (scipy stops early once nothing changes). The shape
+        # tests close gaps of at least two voxels. The object's own rim is ``_RIM_MM``
+        # wide: one voxel beyond the grown region (before the opening) on a grid coarser
+        # than 2.7 mm, where two reach 6 mm into the neighbours of the same value (real CT
+        # 3 mm, one click: spinal cord 0.58 -> 0.80, iliopsoas 0.65 -> 0.75; ``rim``,
+        # applied at the end). First clicks only: a positive correction's region is added
+        # near its click (``_corrections``), and a narrower one there made a correction in
+        # the colon add 1156 voxels, 154 of them colon (real CT 3 mm colon#2, click 2:
+        # 0.817 -> 0.686, 0.838 with the two-voxel rim).
+        steps = min(6, max(1, int(round(_RIM_MM / float(spacing.min())))))
+        rim = None
+        if steps < 2 and self._mask is None:
+            before = grown[box]
+            rim = fill_holes(ndi.binary_dilation(before, structure=cross, mask=closer | before, iterations=steps))
+        sub = fill_holes(ndi.binary_dilation(sub, structure=cross, mask=closer | sub, iterations=max(2, steps)))
         anchors = [s for s in local_seeds if sub[s]]
         if not anchors:
             # The click sat on a thin spot the opening removed: the object is the part
@@ -1015,6 +1042,8 @@ class RegionGrowingSession(PromptSession):
             # The object within its partial-volume surface (the shape tests above
             # measured the closed region).
             sub &= precise
+        if rim is not None:
+            sub &= rim
         out = np.zeros(grown.shape, dtype=bool)
         out[box] = sub
         self._layers = layers
