@@ -19,6 +19,7 @@ from napari_medseg.testing.clicker import deepest_point, dice, pieces, run_proto
 
 #: TotalSegmentator v2 ids in example_seg.nii.gz
 LOWER_LOBES = {"left": 11, "right": 14}
+UPPER_LOBE_LEFT = 10
 
 
 def _chest(seed: int = 0) -> tuple:
@@ -96,8 +97,7 @@ def test_session_first_click_in_lung():
 def test_real_ct_lower_lobe_one_click(real_ct, real_ct_fine, side):
     """First click on the lower lobes of the real CT (lung bases above the domes, 3 mm and
     1.5 mm). Measured: 3 mm left 0.86, right 0.96 (intensity growing: 0.47 / 0.43); 1.5 mm
-    left 0.83, right 0.94 (0.75 / 0.04). The lobes are not told apart at 1.5 mm: the left
-    lower lobe's mask holds the upper lobe's part of the bases."""
+    left 0.82, right 0.93 (0.75 / 0.04)."""
     for volume, seg in (real_ct, real_ct_fine):
         ref = pieces(seg, LOWER_LOBES[side])[0]
         session = RegionGrowingSession()
@@ -107,8 +107,22 @@ def test_real_ct_lower_lobe_one_click(real_ct, real_ct_fine, side):
 
 
 @pytest.mark.shared_data
+def test_real_ct_upper_lobe_one_click_stays_out_of_the_lower_lobe(real_ct, real_ct_fine):
+    """The left upper lobe's part of the bases touches the lower lobe across a fissure the
+    scan does not resolve; the opening of one resolution element of the image (3 mm, also
+    on the 1.5 mm grid resampled from it) cuts their contact. Measured after one click:
+    3 mm 0.75, 1.5 mm 0.71 (an opening of one 1.5 mm voxel: 0.28, the whole left base)."""
+    for volume, seg in (real_ct, real_ct_fine):
+        ref = pieces(seg, UPPER_LOBE_LEFT)[0]
+        session = RegionGrowingSession()
+        session.set_volume(volume)
+        mask = session.add_point(deepest_point(ref, volume.spacing_zyx)).mask
+        assert dice(mask, ref) >= 0.65, (volume.spacing_zyx, dice(mask, ref))
+
+
+@pytest.mark.shared_data
 def test_real_ct_fine_right_lower_lobe_protocol(real_ct_fine):
-    """Five protocol clicks on the right lower lobe at 1.5 mm: 0.94 from the first click on,
+    """Five protocol clicks on the right lower lobe at 1.5 mm: 0.93 from the first click on,
     no correction lowers it (intensity growing: 0.04 / 0.39 / 0.44 / 0.49 / 0.62)."""
     volume, seg = real_ct_fine
     session = RegionGrowingSession()

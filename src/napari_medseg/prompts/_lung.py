@@ -20,8 +20,9 @@ brighter, gas darker, and the ball around a click on the thin rim between gas an
 soft tissue holds mostly one of the two.
 
 CT only (Hounsfield units); nothing here knows anatomy by name: the session sees the
-image, the spacing, the modality and the clicks. The lobes are not told apart (a fissure
-is a sheet thinner than a voxel of most scans): the object is the lung around the click.
+image, the spacing, the modality and the clicks. A fissure is a sheet thinner than a voxel
+of most scans: lobes are told apart only where the opening cuts their contact (the real
+CT's left lobes at its bases), else the object is the lung around the click.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ LUNG_HU = (AIR_HU, -500.0)
 
 
 def lung_object(smoothed: np.ndarray, spacing: Sequence[float], click: tuple, offsets: np.ndarray,
-                barrier: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+                barrier: Optional[np.ndarray] = None,
+                resolution_mm: Optional[Sequence[float]] = None) -> Optional[np.ndarray]:
     """The aerated lung holding ``click``, or ``None`` when the click is not in aerated lung.
 
     Parameters
@@ -57,6 +59,8 @@ def lung_object(smoothed: np.ndarray, spacing: Sequence[float], click: tuple, of
         Offsets (n, 3) of the click's neighbourhood (its statistics ball).
     barrier : numpy.ndarray, optional
         Voxels the object may not hold (outside a box).
+    resolution_mm : sequence of float, optional
+        The image's own resolution per axis (mm, ``_resolution``); None: the grid's.
 
     Returns
     -------
@@ -77,10 +81,15 @@ def lung_object(smoothed: np.ndarray, spacing: Sequence[float], click: tuple, of
         return None
     region = components_at(candidates, [click])
     # The partial-volume shell around a space of pure air (an airway's lumen inside its
-    # wall, bowel gas) passes through the lung's values too, one or two voxels thin: an
-    # opening by reconstruction (one voxel) cuts it where it leaves the lung.
-    core = erode(region, stepped_ball(float(np.max(spacing)), spacing), border_value=1)
+    # wall, bowel gas) passes through the lung's values too, one resolution element of
+    # the image thin (a grid finer than the image spreads it over several voxels): an
+    # opening by reconstruction of that radius cuts it where it leaves the lung.
+    step = np.asarray(spacing, dtype=float)
+    if resolution_mm is not None:
+        step = np.maximum(step, np.asarray(resolution_mm, dtype=float))
+    radius = float(step.max())
+    core = erode(region, stepped_ball(radius, spacing), border_value=1)
     if core[click]:
         core = components_at(core, [click])
-        region = dilate(core, stepped_ball(2.0 * float(np.max(spacing)), spacing), within=region)
+        region = dilate(core, stepped_ball(radius + float(np.max(spacing)), spacing), within=region)
     return fill_holes(region)

@@ -831,7 +831,8 @@ class RegionGrowingSession(PromptSession):
             if self.lung_aware and self._hu and not light and self._mask is None and len(pos) == 1 and not neg:
                 # A first click in aerated lung: the lung within its partial-volume surface
                 # (``_lung``); growth gives a porous patch of its texture.
-                lung = lung_object(img, spacing, pos[0], seed_ball, None if box_mask is None else ~box_mask)
+                lung = lung_object(img, spacing, pos[0], seed_ball, None if box_mask is None else ~box_mask,
+                                   resolution_mm=self._resolution)
                 grown = grown if lung is None else lung
             if (self.tube_aware and not light and grown is intensity and self._mask is None
                     and (prompts.box is not None or self._grow_region(crop.region, grown, crop) is None)):
