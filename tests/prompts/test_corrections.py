@@ -489,3 +489,23 @@ def test_negative_click_in_a_leak_cut_into_pieces_along_a_thin_object_keeps_the_
     removed = negative_cut(image, rib | muscle, spacing, [neg], [pos], neg)
     assert removed[neg] and (removed & muscle & ~septa).sum() >= 50
     assert not (removed & rib).any(), (removed & rib).sum()
+
+
+def test_negative_click_in_a_layer_along_a_thick_organ_runs_along_the_layer(phantom_3mm):
+    """The CT phantom's left kidney (the protocol's grid) leaks a thin layer along its
+    surface; the negative click at the layer's deepest point takes a large part of that
+    layer (not only a patch around itself) and almost none of the kidney: the mask at
+    the positive click is deeper than the click's core, so a split on the gradient alone
+    runs along the layer, which is as shallow as the kidney's own rim beside it."""
+    from napari_medseg.prompts.region_growing import RegionGrowingSession
+    from napari_medseg.testing.clicker import run_protocol, structures
+
+    reference = structures(phantom_3mm.labels, phantom_3mm.names)["kidney_left"]
+    session = RegionGrowingSession()
+    session.set_volume(phantom_3mm.ct)
+    result = run_protocol(session, reference, n_clicks=2, explain=True)
+    (negative,) = result.corrections
+    assert not negative.positive
+    assert negative.removed_in_target >= 0.4 * negative.target, negative.describe()
+    assert negative.removed_in_reference <= 0.1 * negative.removed, negative.describe()
+    assert result.dice[1] > result.dice[0] + 0.008, result.dice
