@@ -79,9 +79,10 @@ _AORTA, _KIDNEY_LEFT = 52, 3
 @pytest.mark.shared_data
 def test_real_ct_fine_leaked_first_click_regrown_per_resolution_element(real_ct_fine, monkeypatch):
     """The first click on the unenhanced aorta of the real CT resampled to 1.5 mm: its region
-    leaked into the liver and the vena cava through rims the 3 mm grid stops (0.37 Dice
-    without the rule); grown again with the edge counted per resolution element it stays
-    in the aorta (0.76). Measured on the protocol's aligned grid."""
+    leaked into the liver and the vena cava through rims the 3 mm grid stops (0.48 Dice
+    without the rule, after the vessel walk has trimmed part of the leak); grown again with
+    the edge counted per resolution element it stays in the aorta (0.75). Measured on the
+    protocol's aligned grid."""
     from napari_medseg.testing.clicker import pieces
 
     volume, seg = real_ct_fine
@@ -94,7 +95,7 @@ def test_real_ct_fine_leaked_first_click_regrown_per_resolution_element(real_ct_
     monkeypatch.setattr(region_growing, "interpolation_factors", lambda array: (1, 1, 1))
     native = RegionGrowingSession()
     native.set_volume(volume)
-    assert dice(native.add_point(click).mask, ref) < 0.45
+    assert dice(native.add_point(click).mask, ref) < 0.55
 
 
 @pytest.mark.shared_data
