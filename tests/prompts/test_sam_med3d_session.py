@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_medseg._ndimage import resample_linear, target_shape
+from napari_medseg._ndimage import bbox, resample_linear, target_shape
 from napari_medseg.errors import CheckpointMismatchError, ImageReadError, InvalidInputError, UnsafeCheckpointError
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts.sam_med3d_session import (
@@ -463,3 +463,16 @@ def test_one_object_longer_than_the_crop_is_reported_then_completed_by_recrops()
     xs = np.flatnonzero(right.any(axis=(0, 1)))
     assert xs[0] <= 22 and xs[-1] >= 417  # end to end (the stand-in's 4x pooling thins z)
     assert s.message == ""  # the last crop's left face lies inside what earlier crops found
+
+
+def test_face_check_skips_planes_outside_the_mask_box():
+    """A plane outside the mask's bounding box is empty: the answer without reading it
+    is the one reading it gives."""
+    rng = np.random.default_rng(5)
+    mask = np.zeros((20, 30, 40), bool)
+    mask[4:11, 9:25, 3:17] = rng.random((7, 16, 14)) > 0.7
+    box = bbox(mask)
+    for axis, n in enumerate(mask.shape):
+        got = [SamMed3DSession._continues(mask, axis, i, box[axis]) for i in range(-1, n + 1)]
+        assert got == [SamMed3DSession._continues(mask, axis, i) for i in range(-1, n + 1)]
+        assert any(got)

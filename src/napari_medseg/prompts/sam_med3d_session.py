@@ -356,12 +356,14 @@ class SamMed3DSession(CroppedTorchSession):
         # NumPy's gathers (plain loops) rather than torch's index_select, whose per-call
         # threading costs more than the copy on a small machine. The last axis first: its
         # gather is element by element, so it runs while the array is smallest; then z and
-        # y together, one pass that copies whole x rows (not two passes of row/plane copies).
+        # y together, one ``take`` of whole x rows by their flat (z, y) index (a row copy
+        # each; two index arrays would go through NumPy's slower advanced indexing).
         iz, iy, ix = index
         if ix is not None:
             mask = np.take(mask, ix, axis=2)
         if iz is not None and iy is not None:
-            mask = mask[iz[:, None], iy[None, :]]
+            rows = (iz[:, None] * mask.shape[1] + iy[None, :]).ravel()  # (z, y) rows of the x-gathered mask
+            mask = np.take(mask.reshape(-1, mask.shape[2]), rows, axis=0).reshape(len(iz), len(iy), -1)
         elif iz is not None:
             mask = np.take(mask, iz, axis=0)
         elif iy is not None:
@@ -371,15 +373,17 @@ class SamMed3DSession(CroppedTorchSession):
     def _set_message(self, maps: list, logits: np.ndarray) -> None:
         pos = logits > 0
         before = self._mask  # the object before this click (other crops' parts)
+        box = self._mask_box
         touching = []
         for axis, (m, name) in enumerate(zip(maps, "zyx")):
             first = np.take(pos, 0, axis=axis).any()
             last = np.take(pos, LOW - 1, axis=axis).any()
+            span = box[axis] if box is not None else None
             # a face counts only when the volume continues beyond it and the object is not
             # already there (an earlier crop covered that side: nothing was cut)
-            if first and m.start > 0 and not self._continues(before, axis, m.lo - 1):
+            if first and m.start > 0 and not self._continues(before, axis, m.lo - 1, span):
                 touching.append(name)
-            elif last and m.start + CROP < m.n_res and not self._continues(before, axis, m.hi):
+            elif last and m.start + CROP < m.n_res and not self._continues(before, axis, m.hi, span):
                 touching.append(name)
         if touching:
             self.message = (
@@ -391,9 +395,16 @@ class SamMed3DSession(CroppedTorchSession):
             self.message = ""
 
     @staticmethod
-    def _continues(mask: Optional[np.ndarray], axis: int, index: int) -> bool:
-        """Whether ``mask`` holds object voxels on the plane ``index`` of ``axis``."""
+    def _continues(mask: Optional[np.ndarray], axis: int, index: int, span: Optional[slice] = None) -> bool:
+        """Whether ``mask`` holds object voxels on the plane ``index`` of ``axis``.
+
+        ``span``: the mask's extent along ``axis`` (its bounding box), when known; a plane
+        outside it is empty without reading it (a plane of a 512 x 512 x 300 grid is up to
+        a quarter of a million voxels).
+        """
         if mask is None or not 0 <= index < mask.shape[axis]:
+            return False
+        if span is not None and not span.start <= index < span.stop:
             return False
         return bool(mask[(slice(None),) * axis + (index,)].any())  # a view of the plane, not a copy
 
