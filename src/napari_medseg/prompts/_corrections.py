@@ -630,8 +630,16 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
     for p in pos:
         _mark(markers, tuple(int(round(c)) - b.start for c, b in zip(p, box)), offsets, 1)
     markers[~region] = 0
+    # Every negative click bars the object's front, but this click removes its own
+    # front only: what the earlier ones win was decided at their own click (where
+    # ``like_the_click`` may have kept the object-like voxels of it), and won again
+    # here it would bypass that (a rim click beside earlier ones took the object
+    # voxels their barrier balls cover).
+    # (Labels: 1 the object, 2 the earlier negative clicks, 3 this click; the
+    # highest wins a block of the coarse watershed, so this click keeps its seed.)
     for n in neg:
         _mark(markers, tuple(int(round(c)) - b.start for c, b in zip(n, box)), offsets, 2)
+    _mark(markers, local_centre, offsets, 3)
     inner = grad[region]
     floor = float(np.percentile(inner, 50)) if inner.size else 0.0
     scale = float(np.percentile(inner, 99)) if inner.size else 1.0
@@ -648,7 +656,7 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
             np.maximum(edge_levels, np.clip(np.floor((1.0 - depth_mm / dcap) * n_levels), 0, n_levels))
         levels = levels.astype(np.uint8)
         levels[~region] = 255
-        return (_marker_watershed(levels, markers, max_voxels) == 2) & region
+        return (_marker_watershed(levels, markers, max_voxels) == 3) & region
 
     if not (markers == 1).any():
         remove = region.copy()
