@@ -59,7 +59,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._ndimage import ball_offsets, bbox, values_at
+from .._ndimage import ball_offsets, bbox, closing, components_at, ellipsoid, values_at
 from ._robust import click_level
 from ._cartilage import bar_levels, bright_bar
 from ._disc import disc_object
@@ -249,7 +249,10 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
     intensity growing from it gives the soft tissue. Such a click is a thin-bone click
     when
 
-    * a bone peak (>= ``PV_PEAK_HU``) lies within ``PV_MM`` (at least one voxel);
+    * a bone peak (>= ``PV_PEAK_HU``) lies within ``PV_MM`` (at least one voxel), or
+      within ``THIN_MM`` when the click lies inside the cortical ring (below: a wide
+      rib's marrow, whose ring may be up to its half-width away); the object of such a
+      click holds the marrow around it (the ring's closing, :func:`bone_object`);
     * the click's neighbourhood is partial-volumed: at least ``PV_FRACTION`` of the way
       from the soft tissue around the peak to the peak (a muscle or a disc at its own
       level beside a bone is not), or the click lies inside the bone's cortical ring (at
@@ -282,30 +285,49 @@ def partial_volume_bone(raw: np.ndarray, click: Sequence[int], spacing: np.ndarr
     return None if pv is None else (_threshold(pv[0], pv[1], 0.5), pv[2])
 
 
-def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
-    """``(soft, peak, seed)`` of a partial-volume click beside thin bone (:func:`partial_volume_bone`)."""
+def _partial_volume(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray,
+                    ring: bool = True) -> Optional[tuple]:
+    """``(soft, peak, seed)`` of a partial-volume click beside thin bone (:func:`partial_volume_bone`).
+
+    ``ring``: a click in the marrow of a wide ring (:func:`_between`) may find the peak
+    within ``THIN_MM`` when none lies within ``PV_MM``.
+    """
     spacing = np.asarray(spacing, dtype=float)
     click = tuple(int(c) for c in click)
     level = click_level(raw, click, spacing)
     if level is None or level < PV_LOW_HU:
         return None
-    offsets = ball_offsets(max(PV_MM, 1.01 * float(spacing.max())), spacing)
+    # Beside the bone its peak lies within ``PV_MM``; inside a wide rib's cortical ring
+    # (its marrow) the ring may be up to ``THIN_MM`` away, its half-width.
+    found = _peak(raw, click, spacing, PV_MM)
+    far = found is None
+    if far:
+        found = _peak(raw, click, spacing, THIN_MM) if ring else None
+        if found is None:
+            return None
+    peak, seed = found
+    soft, surrounded = _soft_around(raw, seed, peak, spacing)
+    if surrounded < SURROUND_FRACTION:
+        return None
+    inside = _between(raw, click, _threshold(soft, peak, 0.5), spacing)
+    if not inside and (far or level < soft + PV_FRACTION * (peak - soft)):
+        return None
+    if not _thin_at(raw, _threshold(soft, peak, 0.5), seed, spacing):
+        return None
+    return soft, peak, seed
+
+
+def _peak(raw: np.ndarray, click: tuple, spacing: np.ndarray, reach_mm: float) -> Optional[tuple]:
+    """``(value, voxel)`` of the brightest voxel within ``reach_mm`` of ``click`` (at least
+    one voxel), or ``None`` when it is below ``PV_PEAK_HU``."""
+    offsets = ball_offsets(max(reach_mm, 1.01 * float(spacing.max())), spacing)
     pts = np.asarray(click)[None, :] + offsets
     pts = pts[np.all((pts >= 0) & (pts < np.asarray(raw.shape)[None, :]), axis=1)]
     values = raw[pts[:, 0], pts[:, 1], pts[:, 2]]
     if values.size == 0 or float(values.max()) < PV_PEAK_HU:
         return None
     j = int(np.argmax(values))
-    peak, seed = float(values[j]), tuple(int(v) for v in pts[j])
-    soft, surrounded = _soft_around(raw, seed, peak, spacing)
-    if surrounded < SURROUND_FRACTION:
-        return None
-    if (level < soft + PV_FRACTION * (peak - soft)
-            and not _between(raw, click, _threshold(soft, peak, 0.5), spacing)):
-        return None
-    if not _thin_at(raw, _threshold(soft, peak, 0.5), seed, spacing):
-        return None
-    return soft, peak, seed
+    return float(values[j]), tuple(int(v) for v in pts[j])
 
 
 def _between(raw: np.ndarray, click: tuple, threshold: float, spacing: np.ndarray) -> bool:
@@ -490,7 +512,7 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     spacing = np.asarray(spacing, dtype=float)
     if not pos:
         return grown
-    thresholds, lows, starts, shells, cancellous = [], [], [], [], False
+    thresholds, lows, starts, shells, rings, cancellous = [], [], [], [], [], False
     for p in pos:
         level = click_level(raw, p, spacing)
         shells.append(max(SHELL_HU, level + SHELL_STEP))
@@ -517,6 +539,8 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
                     disc = bright_bar(raw, spacing, p, barrier, neg)
                 return grown if disc is None else disc
             levels, start = pv[:2], pv[2]
+            if np.sqrt(np.sum(((np.asarray(start) - p) * spacing) ** 2)) > max(PV_MM, float(spacing.max())):
+                rings.append(p)  # a click in a wide ring's marrow (its peak beyond ``PV_MM``)
         t = _threshold(*levels, 0.5)
         thresholds.append(t)
         starts.append(start)
@@ -554,6 +578,32 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
         if (low is not None and np.count_nonzero(out & ~low) <= KEEP_SLACK * n
                 and np.count_nonzero(low) >= JOIN_GROWTH * n and _depth(low, spacing) <= THIN_MM):
             out = low
+    out = _with_marrow(out, rings, spacing, barrier)
+    return grown if out is None else out
+
+
+def _with_marrow(out: np.ndarray, clicks: list, spacing: np.ndarray,
+                 barrier: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """``out`` plus the marrow around each click inside its cortical ring; ``None`` when
+    the ring does not close around a click (it lies beside the bone, not in it).
+
+    The ring's bone at its threshold leaves the marrow (darker than the soft tissue
+    around the rib) out, and a click there asks for it: the part of the bone's closing
+    by a ball of ``THIN_MM`` (the ring's half-width) that holds the click.
+    """
+    clicks = [p for p in clicks if not out[p]]
+    box = bbox(out, pad=[int(math.ceil(THIN_MM / s)) + 1 for s in spacing])
+    if not clicks or box is None:
+        return out
+    sub = out[box]
+    closed = closing(sub, ellipsoid(THIN_MM, spacing)) & ~sub
+    if barrier is not None:
+        closed &= ~barrier[box]
+    marrow = components_at(closed, [tuple(c - b.start for c, b in zip(p, box)) for p in clicks])
+    if not all(marrow[tuple(c - b.start for c, b in zip(p, box))] for p in clicks):
+        return None
+    out = out.copy()
+    out[box] |= marrow
     return out
 
 
@@ -796,12 +846,13 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     return keep
 
 
-def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
+def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray, ring: bool = True) -> Optional[tuple]:
     """The bone voxel a click on bone grows from, as :func:`bone_object` reads it; ``None`` off bone.
 
     The click itself on compact bone or on cancellous bone wrapped in a shell
     (:func:`enclosure`); the bone's peak within ``PV_MM`` for a partial-volume voxel
-    beside thin bone (:func:`partial_volume_bone`).
+    beside thin bone (:func:`partial_volume_bone`), or within ``THIN_MM`` for a click in
+    the marrow of a wide rib's cortical ring.
 
     Parameters
     ----------
@@ -811,6 +862,8 @@ def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> O
         The click (indices into ``array``).
     spacing : numpy.ndarray
         Spacing (mm, z, y, x).
+    ring : bool
+        Whether a click in a ring's marrow with no peak within ``PV_MM`` is a bone click.
 
     Returns
     -------
@@ -826,7 +879,7 @@ def bone_seed(array: np.ndarray, click: Sequence[int], spacing: np.ndarray) -> O
     level = click_level(raw, local, spacing)
     if level is not None and level >= CANCELLOUS_HU and _bone_levels(raw, local, spacing, enclosure(raw, local, spacing)) is not None:
         return click
-    pv = _partial_volume(raw, local, spacing)
+    pv = _partial_volume(raw, local, spacing, ring)
     return None if pv is None else tuple(int(c) + b.start for c, b in zip(pv[2], box))
 
 
@@ -905,7 +958,9 @@ def bone_addition(array: np.ndarray, old: np.ndarray, old_box: tuple, grown: np.
 
     spacing = np.asarray(spacing, dtype=float)
     # The local tests first: most positive clicks on CT are not on or beside bone.
-    seed = bone_seed(array, click, spacing)
+    # A click in a ring's marrow asks for the marrow, not for the ring's bone (which the
+    # object of a first click there already holds): it is the rim's case below.
+    seed = bone_seed(array, click, spacing, ring=False)
     rim = seed is None and first is not None and bone_seed(array, first, spacing) is not None
     if (seed is None and not rim) or _depth(old[old_box], spacing) > SEGMENT_MM:
         # Off bone, or the object is thick (a vertebra: its missed part is no narrow
