@@ -94,8 +94,17 @@ _MR_DRIFT_CELL = 0.5
 #: width (mm) of the rim the boundary step adds to the grown region: the smoothing's and
 #: the scanner's blur (growth stops a voxel or two inside a border), rounded to whole voxels
 _RIM_MM = 4.0
+#: a leaked first click is grown again from a ball of this fraction of ``seed_radius_mm``
+#: (``_thin_object``): 4 mm fits inside an adrenal limb's or a pancreas's core
+THIN_SEED = 2.0 / 3.0
+#: ... when the default ball's spread exceeds the narrow ball's by this factor (beyond the
+#: sampling error of a spread from a few dozen voxels: the wide ball holds other tissue)
+THIN_SPREAD = 1.1
 #: the state of an object grown as a thin band (``_mr_thin``): its corrections move the band's cut
 _BAND = "thin band"
+#: the state of an object whose first click grew from a thin object's core
+#: (``_thin_object``): its positive corrections measure their clicks in the same narrow ball
+_THIN = "thin object"
 
 
 @dataclass
@@ -296,6 +305,8 @@ class RegionGrowingSession(PromptSession):
         #: intensity model (``mr_model``)
         self.mr_bands: Optional[bool] = None
         self._bands = False
+        #: the last first click grew from a thin object's core (``_thin_object``)
+        self._thin = False
 
     # ------------------------------------------------------------------ prepare
     def _prepare(self, volume: Volume, progress: Optional[ProgressCallback], cancel: Optional[CancelLike]) -> None:
@@ -468,16 +479,26 @@ class RegionGrowingSession(PromptSession):
                 and any(prev.labels)):
             i = incremental_click(prev.points, prev.labels, prompts.points, prompts.labels)
             if i is not None:
+                if previous_state == _THIN:
+                    fixed = self._correct(prompts, i, seed_radius_mm=THIN_SEED * self.seed_radius_mm)
+                    return Prediction(fixed.mask, fixed.region, _THIN)
                 if previous_state != _BAND:
                     return self._correct(prompts, i)
                 # A thin band (``_mr_thin``) stays one through its corrections.
                 fixed = self._band_correction(prompts, i)
                 fixed = self._correct(prompts, i) if fixed is None else fixed
                 return Prediction(fixed.mask, fixed.region, _BAND)
-        return self._predict_all(prompts)
+        prediction = self._predict_all(prompts)
+        if self._thin and prediction.state is None:
+            return Prediction(prediction.mask, prediction.region, _THIN)
+        return prediction
 
-    def _correct(self, prompts: Prompts, i: int) -> Prediction:
-        """A corrective click changes the current mask near the click only (see ``_corrections``)."""
+    def _correct(self, prompts: Prompts, i: int, seed_radius_mm: Optional[float] = None) -> Prediction:
+        """A corrective click changes the current mask near the click only (see ``_corrections``).
+
+        ``seed_radius_mm``: the click's neighbourhood for a positive click's region (a thin
+        object's missed parts are as thin as its core: the default ball mixes in its rim).
+        """
         old = self._mask
         click = tuple(int(round(c)) for c in prompts.points[i])
         spacing = self._spacing
@@ -486,7 +507,12 @@ class RegionGrowingSession(PromptSession):
                 return Prediction(old[self._mask_box].copy(), self._mask_box, None)
             alone = Prompts((prompts.points[i],) + tuple(prompts.negative_points),
                             (True,) + (False,) * len(prompts.negative_points), prompts.box, None)
-            grown = self._predict_all(alone)
+            default = self.seed_radius_mm
+            self.seed_radius_mm = default if seed_radius_mm is None else seed_radius_mm
+            try:
+                grown = self._predict_all(alone)
+            finally:
+                self.seed_radius_mm = default
             added = np.zeros(old.shape, dtype=bool)
             added[grown.region] = grown.mask
             added[click] = True
@@ -513,6 +539,7 @@ class RegionGrowingSession(PromptSession):
     def _predict_all(self, prompts: Prompts) -> Prediction:
         """Segment from all prompts at once (first click, box, initial mask, replays)."""
         self._layers = None
+        self._thin = False
         if self._bands and prompts.box is None and prompts.initial_mask is None:
             bands = self._thin_bands(prompts)
             if bands is not None:
@@ -526,6 +553,7 @@ class RegionGrowingSession(PromptSession):
                 region = self._region_from_overview(prompts, region)
         for _ in range(12):
             crop = self._get_crop(region)
+            self._thin = False  # the final crop's growth tells
             work_mask = self._segment(crop, prompts)
             if prompts.box is not None:
                 break
@@ -861,11 +889,13 @@ class RegionGrowingSession(PromptSession):
         return _block_mean(sub, crop.factors) >= 0.5
 
     def _grow(self, crop: _Crop, pos: list, neg: list, seed_ball, neg_ball, box_mask, light: bool = False,
-              strict: bool = False) -> np.ndarray:
+              strict: bool = False, narrow: bool = False) -> Optional[np.ndarray]:
         """The positive clicks' object on the crop's working grid.
 
         ``strict``: the edge term per resolution element of the image, and None when that
-        region is beyond the size prior too (see the size prior below).
+        region is beyond the size prior too (see the size prior below). ``narrow``: the
+        clicks' statistics come from ``seed_ball`` narrowed to a thin object (see the size
+        prior below), and None when that region is beyond the prior too.
         """
         spacing = crop.spacing
         shape = crop.shape
@@ -881,7 +911,7 @@ class RegionGrowingSession(PromptSession):
         moved = {}
         box_key = None if box_mask is None else (tuple(np.argwhere(box_mask)[0]), int(np.count_nonzero(box_mask)))
         for s, st in zip(pos, stats):
-            key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light, strict)
+            key = (tuple((r.start, r.stop) for r in crop.region), s, tuple(neg), box_key, light, strict, len(seed_ball))
             cached = self._components.get(key)
             if cached is None:
                 cached = self._click_component(crop, s, st, neg, neg_stats, neg_ball, box_mask, len(seed_ball),
@@ -1016,7 +1046,13 @@ class RegionGrowingSession(PromptSession):
             seed = local_seeds[0]
             leaked, own = beyond_prior(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm,
                                        first=self._mask is None)
-            if (leaked and not strict and self._mask is None
+            if leaked and not (strict or narrow or light) and self._mask is None:
+                # A click in an object thinner than its neighbourhood ball leaks through the
+                # object's own partial-volume rim (``_thin_object``).
+                thin = self._thin_object(crop, pos, neg, neg_ball, box_mask, seeds[0])
+                if thin is not None:
+                    return thin
+            if (leaked and not (strict or narrow) and self._mask is None
                     and edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))):
                 # A grid finer than the image resolves (``_resolution``) spreads each
                 # partial-volume rim over several voxels: the intensity change per voxel
@@ -1035,7 +1071,7 @@ class RegionGrowingSession(PromptSession):
                 if tight is not None and np.count_nonzero(tight) <= np.count_nonzero(cut):
                     return tight
                 leaked, sub = False, cut
-            if leaked and strict:
+            if leaked and (strict or narrow):
                 return None  # the stricter growth leaked too: the caller cuts its own region
             if leaked:
                 sub = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
@@ -1049,6 +1085,40 @@ class RegionGrowingSession(PromptSession):
         out[box] = sub
         self._layers = layers
         return out | layers
+
+    def _thin_object(self, crop: _Crop, pos: list, neg: list, neg_ball, box_mask, seed: tuple) -> Optional[np.ndarray]:
+        """A leaked first click's region grown again from a thin object's core, or None.
+
+        The click's statistics come from a ball of ``seed_radius_mm``; around a click in an
+        object thinner than that ball (an adrenal limb, 3-6 mm thick) the ball holds the
+        object's partial-volume rim and its neighbours, whose spread lets the growth
+        through the rim at the lowest tolerance. The click is grown again from a ball of
+        ``THIN_SEED`` of that radius when the wide ball's spread exceeds the narrow one's
+        by ``THIN_SPREAD`` (the wide ball holds more than the click's tissue), and that
+        region is kept when it is within the size prior and the click lies less deep in
+        it than the wide ball's radius (the wide ball did not fit inside the object). A
+        grid on which the narrow ball does not reach two voxels from the click along its
+        finest axis does not resolve such an object (a 3 mm grid: the ball is the click's
+        six neighbours, too few for a spread).
+        """
+        spacing = crop.spacing
+        radius = THIN_SEED * self.seed_radius_mm
+        if radius < 2.0 * float(spacing.min()):
+            return None
+        narrow = ball_offsets(radius, spacing)
+        wide = ball_offsets(max(self.seed_radius_mm, 1.01 * float(spacing.min())), spacing)
+        sd_wide = self._seed_stats(crop, [seed], wide)[0][1]
+        sd_narrow = self._seed_stats(crop, [seed], narrow)[0][1]
+        if sd_wide < THIN_SPREAD * sd_narrow:
+            return None
+        region = self._grow(crop, pos, neg, narrow, neg_ball, box_mask, narrow=True)
+        if region is None or not region[seed]:
+            return None
+        depth = click_depth(region, seed, spacing, cap_mm=2.0 * self.seed_radius_mm, closing=True)
+        if depth >= self.seed_radius_mm:
+            return None
+        self._thin = True
+        return region
 
     def _click_component(self, crop: _Crop, s: tuple, st: tuple, neg: list, neg_stats: list, neg_ball,
                          box_mask, ball_voxels: int, light: bool = False, strict: bool = False,
