@@ -1046,14 +1046,16 @@ class RegionGrowingSession(PromptSession):
             seed = local_seeds[0]
             leaked, own = beyond_prior(sub, seed, spacing, ratio, near_mm=0.5 * self.seed_radius_mm,
                                        first=self._mask is None)
+            thin = None
             if leaked and not (strict or narrow or light) and self._mask is None:
                 # A click in an object thinner than its neighbourhood ball leaks through the
                 # object's own partial-volume rim (``_thin_object``).
                 thin = self._thin_object(crop, pos, neg, neg_ball, box_mask, seeds[0])
-                if thin is not None:
-                    return thin
-            if (leaked and not (strict or narrow) and self._mask is None
-                    and edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))):
+                thin_layers = self._layers
+            fine = edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))
+            if thin is not None and not fine:
+                return thin
+            if leaked and not (strict or narrow) and self._mask is None and fine:
                 # A grid finer than the image resolves (``_resolution``) spreads each
                 # partial-volume rim over several voxels: the intensity change per voxel
                 # is a fraction of the rim's, and the growth passes rims that stop it on
@@ -1066,10 +1068,20 @@ class RegionGrowingSession(PromptSession):
                 # textured tissue (a kidney, a back muscle) is full of such edges and
                 # stops short of the organ. First clicks only: a correction's region is
                 # limited near its click.
+                # The thin object's core ball answers a leak the default ball cannot
+                # avoid: when the default ball's stricter growth stays within the prior
+                # and spans at least the core ball's region, the core ball only lost the
+                # statistics of the object's wider part (the ball's few voxels stop the
+                # growth early), and the stricter region is the object.
                 cut = guard_leak(sub, seed, spacing, ratio=ratio, limit=own)
                 tight = self._grow(crop, pos, neg, seed_ball, neg_ball, box_mask, light=light, strict=True)
-                if tight is not None and np.count_nonzero(tight) <= np.count_nonzero(cut):
+                if tight is not None and np.count_nonzero(tight) <= np.count_nonzero(cut) and (
+                        thin is None or np.count_nonzero(tight) >= np.count_nonzero(thin)):
+                    self._thin = False
                     return tight
+                if thin is not None:
+                    self._layers = thin_layers
+                    return thin
                 leaked, sub = False, cut
             if leaked and (strict or narrow):
                 return None  # the stricter growth leaked too: the caller cuts its own region
@@ -1096,8 +1108,11 @@ class RegionGrowingSession(PromptSession):
         ``THIN_SEED`` of that radius when the wide ball's spread exceeds the narrow one's
         by ``THIN_SPREAD`` (the wide ball holds more than the click's tissue), and that
         region is kept when it is within the size prior and the click lies less deep in
-        it than the wide ball's radius (the wide ball did not fit inside the object). A
-        grid on which the narrow ball does not reach two voxels from the click along its
+        it than the wide ball's radius (the wide ball did not fit inside the object). On a
+        grid finer than the image resolves, the caller keeps the wide ball's stricter
+        growth instead when that one stays within the prior and spans at least this region
+        (a pancreas piece wider than the narrow ball: the narrow ball's few voxels stop the
+        growth inside the organ). A grid on which the narrow ball does not reach two voxels from the click along its
         finest axis does not resolve such an object (a 3 mm grid: the ball is the click's
         six neighbours, too few for a spread).
         """
