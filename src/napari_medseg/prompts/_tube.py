@@ -13,7 +13,8 @@ deepest part):
 
 1. the click's radius ``r`` is its depth in the grown region
    (:func:`._leak_guard.click_depth`); the axis at the click is the principal axis of
-   the region within ``2 r``;
+   the region within ``AXIS_RADII_BLOOD`` (3) radii of a click in blood on CT,
+   ``AXIS_RADII`` (2) otherwise;
 2. the axis is followed both ways (:func:`_track`), one step of ``0.75 rho`` at a time:
    the cross-section is the part of the candidates (within ``tolerance`` robust standard
    deviations of a reference intensity that follows the tube, off strong edges)
@@ -62,6 +63,15 @@ from ._leak_guard import click_depth
 RADIUS_JUMP = 1.5
 #: vessels of the trunk are at most this thick (radius, mm): deeper clicks are organs
 MAX_RADIUS_MM = 16.0
+#: the axis at the click is the principal axis of the region within this many radii;
+#: where the click's content is blood (CT) the tube's piece in a ball of three radii is
+#: three times longer than wide, so a leak beside it (a neighbour of the vessel's
+#: intensity, such as the diaphragm's crus along the aorta) tilts the axis less than in
+#: a ball of two radii, where the piece is only twice as long. Without a content test
+#: (MR) the larger ball finds an axis in an organ as deep as a vessel (a lung's piece),
+#: which the walk's shape tests alone do not refuse: there the smaller ball is used
+AXIS_RADII = 2.0
+AXIS_RADII_BLOOD = 3.0
 #: the tube is followed this many millimetres each way from the click at most
 REACH_MM = 200.0
 #: a tube turns by at most this much per step
@@ -159,7 +169,7 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
         if not (BLOOD_HU[0] <= content <= BLOOD_HU[1] or content >= ENHANCED_HU):
             return grown
     sd = max(sd, noise_floor, 1e-6)
-    axis = _axis(region, local, spacing, 2.0 * r)
+    axis = _axis(region, local, spacing, (AXIS_RADII_BLOOD if hu else AXIS_RADII) * r)
     if axis is None:
         return grown
     if gradient is None:
