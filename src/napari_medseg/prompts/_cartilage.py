@@ -25,9 +25,6 @@ tissue's.
    closer to the click's level than to the threshold: a threshold that lets the
    surrounding muscle's noise through gives a region mostly of muscle) and a bar (no
    deeper than ``DEPTH_MM``); otherwise the caller keeps its intensity-grown region.
-   A region that fails them at the ball's soft level ran into the tissue the bar
-   touches (muscle, where the ball mixes it with fat's partial volume, so its median
-   reads low): the bar is looked for once more from that region's median.
 
 Nothing here knows anatomy by name: the session sees the image, the spacing, the
 modality and the clicks.
@@ -158,47 +155,6 @@ def bright_bar(raw: np.ndarray, spacing: Sequence[float], click: Sequence[int],
         lq = tuple(int(c) - b.start for c, b in zip(q, box))
         if all(0 <= c < n for c, n in zip(lq, never.shape)):
             never[tuple(slice(max(0, c - 1), c + 2) for c in lq)] = True
-    values = np.asarray(raw[box], dtype=np.float32)
-    obj, median = _bar_at(sub, values, low, high, level, never, local, spacing)
-    if obj is None and median is not None and soft < median < level:
-        # The threshold let the bar run into the tissue it touches, brighter than the
-        # ball's soft level (muscle, where the ball's median mixes it with fat's partial
-        # volume): the region is mostly that tissue, and the same fraction of the way
-        # from its level (the region's median) to the click's separates the two.
-        obj, _ = _bar_at(sub, values, median + FRACTION * (level - median), high, level, never, local, spacing)
-    if obj is None:
-        return None
-    out = np.zeros(raw.shape, dtype=bool)
-    out[box] = obj
-    return out
-
-
-def _bar_at(sub: np.ndarray, values: np.ndarray, low: float, high: float, level: float,
-            never: np.ndarray, local: tuple, spacing: np.ndarray) -> tuple:
-    """The bar between ``low`` and ``high`` holding ``local`` (steps 2 and 3 of the module).
-
-    Parameters
-    ----------
-    sub, values : numpy.ndarray
-        The lightly smoothed and the raw intensities (HU) of the box around the click.
-    low, high : float
-        The bar's threshold and the bone side's threshold (HU).
-    level : float
-        The click's level (HU).
-    never : numpy.ndarray
-        Voxels never part of the bar (negative clicks, outside a box).
-    local : tuple
-        The click (indices into the box).
-    spacing : numpy.ndarray
-        The spacing (mm, z, y, x).
-
-    Returns
-    -------
-    tuple
-        ``(mask, median)``: the mask is ``None`` when the region fails the plausibility
-        tests (its median, HU, is then given) or when a negative click cuts the click
-        off (median ``None``).
-    """
     cand = (sub >= np.float32(low)) & (sub < np.float32(high)) & ~never
     cand[local] = True
     lab, _ = ndi.label(cand)
@@ -209,13 +165,15 @@ def _bar_at(sub: np.ndarray, values: np.ndarray, low: float, high: float, level:
         # Filling must not bring back a negative click's voxels (nor the box's outside).
         obj &= ~never
         if not obj[local]:
-            return None, None
+            return None
         lab, _ = ndi.label(obj)
         obj = lab == lab[local]
-    median = float(np.median(values[obj]))
-    if median < low + 0.5 * (level - low):
-        return None, median  # mostly the surrounding tissue's noise above the threshold
-    dist = ndi.distance_transform_edt(np.pad(obj[bbox(obj, pad=1)], 1), sampling=spacing)
+    values = np.asarray(raw[box], dtype=np.float32)[obj]
+    if float(np.median(values)) < low + 0.5 * (level - low):
+        return None  # mostly the surrounding tissue's noise above the threshold
+    dist = ndi.distance_transform_edt(np.pad(obj[inner], 1), sampling=spacing)
     if float(dist.max()) - 0.5 * float(spacing.min()) > DEPTH_MM:
-        return None, median  # not a bar
-    return obj, median
+        return None  # not a bar
+    out = np.zeros(raw.shape, dtype=bool)
+    out[box] = obj
+    return out
