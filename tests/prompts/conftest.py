@@ -40,3 +40,18 @@ def phantom_3mm():
     from napari_medseg.phantom import make_phantom
 
     return make_phantom(seed=0, shape=(64, 192, 192), spacing_zyx=(3.0, 1.5, 1.5))
+
+
+@pytest.fixture
+def protocol():
+    """The click protocol on a fresh default region-growing session:
+    ``protocol(volume, reference, n_clicks)`` returns its ``ProtocolResult``."""
+    from napari_medseg.prompts.region_growing import RegionGrowingSession
+    from napari_medseg.testing.clicker import run_protocol
+
+    def run(volume, reference, n_clicks=5):
+        session = RegionGrowingSession()
+        session.set_volume(volume)
+        return run_protocol(session, reference, n_clicks=n_clicks)
+
+    return run

@@ -59,31 +59,27 @@ def test_real_ct_vertebra_click_stays_in_its_vertebra(real_ct):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", list(VERTEBRAE))
-def test_real_ct_vertebra_corrections_are_monotone(real_ct, name):
+def test_real_ct_vertebra_corrections_are_monotone(real_ct, name, protocol):
     """Five protocol clicks on each vertebra: no correction lowers Dice by > 0.02 (a
     negative click in the next vertebra splits at the neck between them, not by
     intensity: cortex and marrow of one bone differ by hundreds of HU). Measured:
     L2 0.61 -> 0.68, L1 0.71 -> 0.77, T12 0.75 -> 0.83."""
     volume, seg = real_ct
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, seg == VERTEBRAE[name], n_clicks=5)
+    result = protocol(volume, seg == VERTEBRAE[name], n_clicks=5)
     assert len(result.clicks) >= 2
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= 0.62, result.dice
 
 
 @pytest.mark.shared_data
-def test_real_ct_negative_clicks_remove_the_arches_cut_off_from_l2(real_ct):
+def test_real_ct_negative_clicks_remove_the_arches_cut_off_from_l2(real_ct, protocol):
     """L2's first click on the real 3 mm CT runs through the arches into L1 and T12
     (1,470 of their voxels); the first negative click cuts the leak at a neck, the next
     ones land on arch pieces that are no longer joined to L2 and remove them (they
     removed 48, 23 and 17 voxels of ~400 while such clicks fell back to the intensity
     cut: 0.726 after five clicks). Measured: 0.619 / 0.712 / 0.781 / 0.833 / 0.847."""
     volume, seg = real_ct
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, seg == VERTEBRAE["L2"], n_clicks=5)
+    result = protocol(volume, seg == VERTEBRAE["L2"], n_clicks=5)
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= 0.80, result.dice
 
@@ -535,30 +531,26 @@ def test_real_ct_fine_lumbar_click_stays_in_its_vertebra(real_ct_fine):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["L2", "L1"])
-def test_real_ct_fine_vertebra_corrections_are_monotone(real_ct_fine, name):
+def test_real_ct_fine_vertebra_corrections_are_monotone(real_ct_fine, name, protocol):
     """Five protocol clicks on L2 and L1 at 1.5 mm: no correction lowers Dice (the
     negative clicks in the disc the mask ran through remove the disc; the neck split
     took 2738 voxels of L1). Measured after clicks 1 / 5: L2 0.58 / 0.65, L1 0.63 / 0.74."""
     volume, seg = real_ct_fine
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, seg == VERTEBRAE[name], n_clicks=5)
+    result = protocol(volume, seg == VERTEBRAE[name], n_clicks=5)
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= 0.6, result.dice
 
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name,label", [("rib_left_12", 103)])
-def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label):
+def test_real_ct_fine_rib_negative_clicks_are_monotone(real_ct_fine, name, label, protocol):
     """Five protocol clicks on a rib at 1.5 mm whose negative clicks land on its
     partial-volume tissue (75-167 HU): only voxels no brighter than the click go, not
     the brighter rib in the click's basin. Measured after clicks 1 / 5: rib left 12
     0.75 / 0.78 (four negative clicks)."""
     volume, seg = real_ct_fine
     ref = pieces(seg, label)[0]
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, ref, n_clicks=5)
+    result = protocol(volume, ref, n_clicks=5)
     assert [c[1] for c in result.clicks].count(False) >= 1, result.clicks
     assert result.worse() == [], result.dice
 
@@ -704,7 +696,7 @@ def test_click_inside_a_wide_ring_is_between_and_two_rods_are_not():
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_click_in_a_wide_ribs_marrow_gives_the_rib(real_ct_fine):
+def test_real_ct_fine_click_in_a_wide_ribs_marrow_gives_the_rib(real_ct_fine, protocol):
     """Rib left 8 at 1.5 mm: the protocol's first click lies in the marrow (46 HU) of a
     flat rib whose cortical ring (130-190 HU) is more than ``PV_MM`` from it on every
     axis; with the ring within ``THIN_MM`` on both sides along two axes it is a thin-bone
@@ -712,15 +704,13 @@ def test_real_ct_fine_click_in_a_wide_ribs_marrow_gives_the_rib(real_ct_fine):
     the click grew 12 voxels of marrow)."""
     volume, seg = real_ct_fine
     ref = pieces(seg, 99)[0]
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, ref, n_clicks=3)
+    result = protocol(volume, ref, n_clicks=3)
     assert result.dice[0] >= 0.2 and result.dice[-1] >= 0.7, result.dice
     assert result.worse() == [], result.dice
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_click_in_a_ring_with_no_peak_within_pv_mm_gives_the_rib(real_ct_fine):
+def test_real_ct_fine_click_in_a_ring_with_no_peak_within_pv_mm_gives_the_rib(real_ct_fine, protocol):
     """Rib right 9 at 1.5 mm: the protocol's first click lies in the marrow (69 HU) of a
     wide ring whose brightest voxel within ``PV_MM`` is 141 HU (below ``PV_PEAK_HU``);
     its 171 HU peak lies within ``THIN_MM`` and the ring surrounds the click there, so
@@ -728,9 +718,7 @@ def test_real_ct_fine_click_in_a_ring_with_no_peak_within_pv_mm_gives_the_rib(re
     after clicks 1 / 3: 0.27 / 0.75 (0.05 / 0.71 when the click was soft tissue)."""
     volume, seg = real_ct_fine
     ref = pieces(seg, 112)[0]
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, ref, n_clicks=3)
+    result = protocol(volume, ref, n_clicks=3)
     assert result.dice[0] >= 0.2 and result.dice[-1] >= 0.72, result.dice
     assert result.worse() == [], result.dice
 

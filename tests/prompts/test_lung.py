@@ -15,7 +15,7 @@ from napari_medseg._ndimage import ball_offsets
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts._lung import lung_object
 from napari_medseg.prompts.region_growing import RegionGrowingSession
-from napari_medseg.testing.clicker import deepest_point, dice, pieces, run_protocol
+from napari_medseg.testing.clicker import deepest_point, dice, pieces
 
 #: TotalSegmentator v2 ids in example_seg.nii.gz
 LOWER_LOBES = {"left": 11, "right": 14}
@@ -121,12 +121,10 @@ def test_real_ct_upper_lobe_one_click_stays_out_of_the_lower_lobe(real_ct, real_
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_right_lower_lobe_protocol(real_ct_fine):
+def test_real_ct_fine_right_lower_lobe_protocol(real_ct_fine, protocol):
     """Five protocol clicks on the right lower lobe at 1.5 mm: 0.93 from the first click on,
     no correction lowers it (intensity growing: 0.04 / 0.39 / 0.44 / 0.49 / 0.62)."""
     volume, seg = real_ct_fine
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, pieces(seg, LOWER_LOBES["right"])[0], n_clicks=5)
+    result = protocol(volume, pieces(seg, LOWER_LOBES["right"])[0], n_clicks=5)
     assert result.worse() == [], result.dice
     assert min(result.dice) >= 0.9, result.dice

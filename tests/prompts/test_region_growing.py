@@ -307,17 +307,13 @@ PROTOCOL_IDS = {"spleen": 1, "kidney_right": 2, "liver": 5, "aorta": 52, "portal
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", list(PROTOCOL_IDS))
-def test_protocol_corrections_do_not_lower_dice(real_ct, name):
+def test_protocol_corrections_do_not_lower_dice(real_ct, name, protocol):
     """Five protocol clicks (deepest point, then the largest error region): no click
     lowers Dice by more than 0.02 on these structures of the real CT."""
-    from napari_medseg.testing.clicker import run_protocol
-
     volume, seg = real_ct
     ref = seg == PROTOCOL_IDS[name]
     assert ref.sum() >= 200
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, ref, n_clicks=5)
+    result = protocol(volume, ref, n_clicks=5)
     assert len(result.clicks) >= 2, "the protocol made no correction"
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= result.dice[0] - 0.02, result.dice
@@ -330,17 +326,15 @@ PHANTOM_PROTOCOL = ["aorta", "inferior_vena_cava", "liver", "bowel", "spinal_can
 
 @pytest.mark.parametrize("contrast", ["CT", "MR"])
 @pytest.mark.parametrize("name", PHANTOM_PROTOCOL)
-def test_phantom_protocol_corrections_do_not_lower_dice(phantom, name, contrast):
+def test_phantom_protocol_corrections_do_not_lower_dice(phantom, name, contrast, protocol):
     """The same protocol on the CT phantom and its MR-like contrast: every correction
     changes Dice by >= -0.02."""
-    from napari_medseg.testing.clicker import mr_like, run_protocol
+    from napari_medseg.testing.clicker import mr_like
 
     volume = phantom.ct if contrast == "CT" else mr_like(phantom)
     lab, _ = ndi.label(phantom.labels == phantom.label_ids[name])
     ref = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, ref, n_clicks=5)
+    result = protocol(volume, ref, n_clicks=5)
     assert len(result.clicks) >= 2, "the protocol made no correction"
     assert result.worse() == [], result.dice
 
@@ -520,17 +514,13 @@ RIM_IDS = {"spinal_cord": 79, "iliopsoas_left": 88, "gallbladder": 4}
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", list(RIM_IDS))
-def test_real_ct_first_click_rim_is_one_voxel_on_a_3mm_grid(real_ct, name):
+def test_real_ct_first_click_rim_is_one_voxel_on_a_3mm_grid(real_ct, name, protocol):
     """The boundary step adds a rim of ~4 mm: one voxel of the 3 mm CT, not two (6 mm, into
     the tissue of the same value behind a weak edge). Measured after clicks 1 / 5: spinal
     cord 0.80 / 0.80 (two voxels: 0.58 / 0.61), iliopsoas left 0.75 / 0.83 (0.65 / 0.75),
     gallbladder 0.74 / 0.92 (0.69 / 0.86); no correction lowers Dice."""
-    from napari_medseg.testing.clicker import run_protocol
-
     volume, seg = real_ct
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, seg == RIM_IDS[name], n_clicks=5)
+    result = protocol(volume, seg == RIM_IDS[name], n_clicks=5)
     assert result.dice[0] >= 0.72, result.dice
     assert result.worse() == [], result.dice
 
@@ -574,32 +564,26 @@ def test_real_ct_first_click_on_a_3mm_grid_keeps_the_wide_ball(real_ct):
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_thin_organ_positive_corrections_use_its_core_ball(real_ct_fine):
+def test_real_ct_fine_thin_organ_positive_corrections_use_its_core_ball(real_ct_fine, protocol):
     """The left adrenal's protocol on the 1.5 mm real CT: a positive correction on its rim
     measured in the 6 mm ball added 2558 voxels, 362 of them the gland's (0.65 -> 0.48);
     in the narrow ball of its first click no correction lowers Dice (0.52 -> 0.66)."""
-    from napari_medseg.testing.clicker import run_protocol
-
     volume, seg = real_ct_fine
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, seg == ADRENAL_IDS["adrenal_gland_left"], n_clicks=5)
+    result = protocol(volume, seg == ADRENAL_IDS["adrenal_gland_left"], n_clicks=5)
     assert result.worse() == [], result.dice
     assert result.dice[-1] >= 0.62, result.dice
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_thin_core_ball_yields_to_a_strict_wide_region(real_ct_fine):
+def test_real_ct_fine_thin_core_ball_yields_to_a_strict_wide_region(real_ct_fine, protocol):
     """The second pancreas piece of the 1.5 mm real CT: its wide ball's spread passes the
     thin-object test, but its 4 mm core ball grows 491 voxels of the 2496-voxel piece. The
     wide ball's stricter growth stays within the size prior and spans more (651 voxels,
     637 of them the pancreas's): kept, the protocol's Dice after clicks 1 and 3 is 0.40 /
     0.70 (0.32 / 0.60 from the core ball)."""
-    from napari_medseg.testing.clicker import pieces, run_protocol
+    from napari_medseg.testing.clicker import pieces
 
     volume, seg = real_ct_fine
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, pieces(seg, 7)[1], n_clicks=3)
+    result = protocol(volume, pieces(seg, 7)[1], n_clicks=3)
     assert result.dice[0] >= 0.38 and result.dice[2] >= 0.68, result.dice
     assert result.worse() == [], result.dice

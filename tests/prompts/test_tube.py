@@ -233,15 +233,13 @@ def test_real_ct_vessels_first_click(real_ct):
 
 
 @pytest.mark.shared_data
-def test_real_ct_vena_cava_session_follows_it_along_its_neighbours(real_ct):
+def test_real_ct_vena_cava_session_follows_it_along_its_neighbours(real_ct, protocol):
     """Five protocol clicks on the 3 mm vena cava: its first section above the click is
     flat (the vessel with a neighbour of its intensity along its side), where the walk
     goes on in the vessel's cylinder and trims what lies beside it. Measured: Dice 0.759
     / 0.833 after one / five clicks (a walk stopping at the flat section: 0.723 / 0.795)."""
     volume, seg = real_ct
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, pieces(seg, VESSELS["inferior_vena_cava"])[0], n_clicks=5)
+    result = protocol(volume, pieces(seg, VESSELS["inferior_vena_cava"])[0], n_clicks=5)
     assert result.dice[0] >= 0.74, result.dice
     assert result.dice[-1] >= 0.82, result.dice
     assert not result.worse(), result.dice
@@ -266,7 +264,7 @@ def test_real_ct_fine_vessel_leaks_into_the_liver_are_trimmed(real_ct_fine):
 
 
 @pytest.mark.shared_data
-def test_real_ct_fine_aorta_axis_is_not_tilted_by_the_crura(real_ct_fine):
+def test_real_ct_fine_aorta_axis_is_not_tilted_by_the_crura(real_ct_fine, protocol):
     """Five protocol clicks on the 1.5 mm aorta (non-enhanced, as bright as the crura of
     the diaphragm along its side): the first click's region holds a piece of the crus,
     and the principal axis of the region within two radii of the click leans towards
@@ -275,9 +273,7 @@ def test_real_ct_fine_aorta_axis_is_not_tilted_by_the_crura(real_ct_fine):
     set the axis. Measured: Dice 0.799 / 0.833 after one / five clicks (axis within two
     radii: 0.746 / 0.798)."""
     volume, seg = real_ct_fine
-    session = RegionGrowingSession()
-    session.set_volume(volume)
-    result = run_protocol(session, pieces(seg, VESSELS["aorta"])[0], n_clicks=5)
+    result = protocol(volume, pieces(seg, VESSELS["aorta"])[0], n_clicks=5)
     assert result.dice[0] >= 0.78, result.dice
     assert result.dice[-1] >= 0.82, result.dice
     assert not result.worse(), result.dice
