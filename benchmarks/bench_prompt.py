@@ -34,7 +34,8 @@ per modality (all data, and the real data only), the corrections that lowered Di
 ``--explain`` adds, under each object, one line per correction: its sign, the image value at
 the click, the size of the error region it was placed in, and the voxels it added and removed
 (how many inside the reference and inside that region), e.g. ``--protocol --explain --only
-pancreas --data "real CT 3"``.
+pancreas --data "real CT 3"``. ``--fine-labels linear`` takes the 1.5 mm set's reference
+labels interpolated like its image instead of copied from the 3 mm voxels (:func:`_resample`).
 """
 
 from __future__ import annotations
@@ -184,12 +185,13 @@ def memory_run(volume, mask, n: int = 50) -> None:
           f"(= {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3 / (volume.array.size * 4):.1f} x float32 volume)")
 
 
-def protocol_datasets(quick: bool = False, t2: bool = False) -> list:
+def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = "nearest") -> list:
     """``(name, modality, volume, {object: mask})`` for the protocol run.
 
     ``t2`` adds the phantom's T2-weighted-like contrast (bright discs and canal, a rib only
     1.7 noise levels darker than muscle); it is opt-in so that the default MR means stay
-    those of the T1-like contrast.
+    those of the T1-like contrast. ``fine_labels`` is how the 1.5 mm set's reference is
+    resampled (:func:`_resample`).
     """
     import SimpleITK as sitk
 
@@ -209,8 +211,9 @@ def protocol_datasets(quick: bool = False, t2: bool = False) -> list:
         if not quick:
             # The same scan on a 1.5 mm grid (linear image, nearest labels): finer voxels,
             # the object sizes in mm unchanged.
-            fine_img, fine_seg = _resample(image, seg_image, 1.5)
-            out.append(("real CT 1.5 mm", "CT", Volume.from_sitk(fine_img, modality="CT"),
+            fine_img, fine_seg = _resample(image, seg_image, 1.5, labels=fine_labels)
+            name = "real CT 1.5 mm" + (" (linear labels)" if fine_labels == "linear" else "")
+            out.append((name, "CT", Volume.from_sitk(fine_img, modality="CT"),
                         structures(sitk.GetArrayFromImage(fine_seg), names)))
     else:
         print("real CT: not found at", SHARED, "(protocol runs on the phantoms only)")
@@ -233,7 +236,12 @@ def _totalseg_names(path) -> dict:
     return {} if table is None else {int(i): str(n) for i, n in table.names.items()}
 
 
-def _resample(image, seg, spacing_mm: float):
+def _resample(image, seg, spacing_mm: float, labels: str = "nearest"):
+    """``image`` (linear) and ``seg`` on an isotropic ``spacing_mm`` grid aligned with it.
+
+    ``labels="nearest"`` copies each coarse voxel's label onto the fine voxels inside it;
+    ``"linear"`` interpolates each label's indicator like the image and keeps the largest.
+    """
     import SimpleITK as sitk
 
     import numpy as np
@@ -247,11 +255,32 @@ def _resample(image, seg, spacing_mm: float):
     half = 0.5 * (spacing_mm - np.asarray(image.GetSpacing(), float))
     origin = tuple(float(v) for v in np.asarray(image.GetOrigin(), float) + direction @ half)
 
-    def one(img, interp):
+    def one(img, interp, pixel=None):
         return sitk.Resample(img, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3,
-                             img.GetDirection(), 0, img.GetPixelID())
+                             img.GetDirection(), 0, img.GetPixelID() if pixel is None else pixel)
 
-    return one(image, sitk.sitkLinear), one(seg, sitk.sitkNearestNeighbor)
+    if labels == "nearest":
+        return one(image, sitk.sitkLinear), one(seg, sitk.sitkNearestNeighbor)
+    # Each label's indicator interpolated like the image, the largest weight wins
+    # (background competing too): the boundary the interpolated image implies. For an
+    # object of uniform intensity on a uniform background, the image thresholded half-way
+    # is exactly this label; nearest labels keep the coarse voxels' staircase instead.
+    seg_array = sitk.GetArrayFromImage(seg)
+    best = best_weight = None
+    for value in np.unique(seg_array):
+        indicator = sitk.GetImageFromArray((seg_array == value).astype(np.float32))
+        indicator.CopyInformation(seg)
+        weight = sitk.GetArrayFromImage(one(indicator, sitk.sitkLinear, sitk.sitkFloat32))
+        if best is None:
+            best, best_weight = np.full(weight.shape, value, seg_array.dtype), weight
+        else:
+            wins = weight > best_weight
+            best[wins], best_weight[wins] = value, weight[wins]
+    fine = sitk.GetImageFromArray(best)
+    fine.SetOrigin(origin)
+    fine.SetSpacing((spacing_mm,) * 3)
+    fine.SetDirection(seg.GetDirection())
+    return one(image, sitk.sitkLinear), fine
 
 
 #: structure classes of the protocol summary: (class, name fragments), first match wins
@@ -277,13 +306,15 @@ def structure_class(name: str) -> str:
 
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
-             data: str = None, klass: str = None, explain: bool = False, t2: bool = False) -> dict:
+             data: str = None, klass: str = None, explain: bool = False, t2: bool = False,
+             fine_labels: str = "nearest") -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
 
     ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
     objects, data sets and structure classes: ``--only rib,vertebra --data "real CT 3"``).
     ``explain``: one line per correction under each object (``clicker.Correction``).
     ``t2``: also the T2-like contrast of the MR phantom (it joins the MR mean).
+    ``fine_labels``: ``"nearest"`` or ``"linear"``, the 1.5 mm set's reference labels.
     """
     def wanted(text, fragments):
         return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
@@ -292,7 +323,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
     results = {}
-    datasets = protocol_datasets(quick, t2=t2)
+    datasets = protocol_datasets(quick, t2=t2, fine_labels=fine_labels)
     for backend in backends:
         print(f"\n== protocol: {backend} (Dice after clicks 1..{n_clicks})")
         by_modality: dict = {}
@@ -364,6 +395,9 @@ def main(argv=None) -> int:
     parser.add_argument("--t2", action="store_true",
                         help="protocol: also the MR phantom's T2-like contrast (joins the MR mean; "
                              "--data T2 runs it alone)")
+    parser.add_argument("--fine-labels", choices=("nearest", "linear"), default="nearest",
+                        help="protocol: the 1.5 mm set's reference, copied from the 3 mm voxels "
+                             "(nearest) or interpolated like the image (linear, see _resample)")
     args = parser.parse_args(argv)
 
     if args.protocol:
@@ -373,7 +407,7 @@ def main(argv=None) -> int:
         wanted = args.backends.split(",") if args.backends else [
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
         protocol(wanted, quick=args.quick, only=args.only, data=args.data,
-                 klass=args.klass, explain=args.explain, t2=args.t2)
+                 klass=args.klass, explain=args.explain, t2=args.t2, fine_labels=args.fine_labels)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses
