@@ -36,6 +36,11 @@ the click, the size of the error region it was placed in, and the voxels it adde
 (how many inside the reference and inside that region), e.g. ``--protocol --explain --only
 pancreas --data "real CT 3"``. ``--fine-labels linear`` takes the 1.5 mm set's reference
 labels interpolated like its image instead of copied from the 3 mm voxels (:func:`_resample`).
+
+``--first-clicks N``: on the protocol's objects, one click at the deepest point and at N
+other points at least half as deep (where else a user clicks first), each on a reset
+session; prints the deepest point's Dice, the mean and minimum over the others, and the
+means per modality (:func:`first_click_spread`).
 """
 
 from __future__ import annotations
@@ -379,6 +384,55 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     return results
 
 
+def first_click_spread(backends: list, n_points: int = 6, only: str = None, data: str = None,
+                       klass: str = None, t2: bool = False, fine_labels: str = "nearest") -> dict:
+    """Dice after one click at the deepest point and at ``n_points`` other interior points.
+
+    A user's first click lands anywhere well inside the object, not at its deepest
+    voxel: the other points are drawn (fixed seed) among the voxels at least half as deep
+    as the deepest (:func:`clicker.interior_points`), each clicked on a reset session.
+    Prints per object the deepest point's Dice, the mean and the minimum over the other
+    points, and the means per modality; a method that depends on the exact voxel shows a
+    low minimum.
+    """
+    def wanted(text, fragments):
+        return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
+
+    from napari_medseg.prompts.factory import make_session
+    from napari_medseg.testing.clicker import deepest_point, dice, interior_points
+
+    results = {}
+    for backend in backends:
+        print(f"\n== first click at the deepest point and at {n_points} other interior points: {backend}")
+        by_modality: dict = {}
+        for name, modality, volume, objects in protocol_datasets(False, t2=t2, fine_labels=fine_labels):
+            objects = {o: m for o, m in objects.items()
+                       if wanted(o, only) and wanted(structure_class(o), klass)}
+            if not wanted(name, data) or not objects:
+                continue
+            session = make_session(backend)
+            session.set_volume(volume)
+            spacing = volume.spacing_zyx
+            print(f"  {name} ({len(objects)} objects): deepest | other points: mean min")
+            for obj, mask in objects.items():
+                scores = []
+                for point in [deepest_point(mask, spacing)] + interior_points(mask, spacing, n_points):
+                    session.reset()
+                    scores.append(dice(session.add_point(point).mask, mask))
+                others = scores[1:] or scores
+                row = (scores[0], float(np.mean(others)), float(np.min(others)))
+                results[(backend, name, obj)] = row
+                by_modality.setdefault(modality, []).append(row)
+                if name.startswith("real"):
+                    by_modality.setdefault(f"{modality}, real data only", []).append(row)
+                print(f"    {obj:28s} {row[0]:.3f} | {row[1]:.3f} {row[2]:.3f}")
+        for modality, rows in by_modality.items():
+            d, m, lo = np.mean(rows, axis=0)
+            print(f"    {modality}: {len(rows)} objects, one click: deepest point {d:.4f}, "
+                  f"other interior points {m:.4f} (mean of the per-object minima {lo:.4f})")
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller synthetic CT, fewer clicks")
@@ -398,7 +452,16 @@ def main(argv=None) -> int:
     parser.add_argument("--fine-labels", choices=("nearest", "linear"), default="nearest",
                         help="protocol: the 1.5 mm set's reference, copied from the 3 mm voxels "
                              "(nearest) or interpolated like the image (linear, see _resample)")
+    parser.add_argument("--first-clicks", type=int, default=0, metavar="N",
+                        help="one click at the deepest point and at N other interior points per "
+                             "object (the protocol's data and filters), instead of the protocol")
     args = parser.parse_args(argv)
+
+    if args.first_clicks:
+        backends = args.backends.split(",") if args.backends else ["region-growing"]
+        first_click_spread(backends, args.first_clicks, only=args.only, data=args.data,
+                           klass=args.klass, t2=args.t2, fine_labels=args.fine_labels)
+        return 0
 
     if args.protocol:
         from napari_medseg.prompts.factory import backend_statuses

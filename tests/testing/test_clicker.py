@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from napari_medseg.testing.clicker import error_region, next_click, run_protocol
+from napari_medseg.testing.clicker import deepest_point, error_region, interior_points, next_click, run_protocol
 
 
 class _Scripted:
@@ -70,3 +70,23 @@ def test_error_region_is_the_clicked_component_only():
     region = error_region(pred, ref, click, positive)
     assert positive and region[click] and region.sum() == 32
     assert not error_region(pred, ref, (0, 0, 0), True).any()
+
+
+def test_interior_points_are_deep_distinct_and_reproducible():
+    """Points at least half as deep as the deepest voxel, on an anisotropic grid (mm)."""
+    from scipy import ndimage as ndi
+
+    mask = np.zeros((20, 40, 50), bool)
+    mask[4:16, 5:35, 8:45] = True
+    spacing = (3.0, 1.0, 1.0)
+    points = interior_points(mask, spacing, 8, seed=3)
+    depth = ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    deepest = depth[deepest_point(mask, spacing)]
+    assert len(set(points)) == 8
+    assert all(mask[p] and depth[p] >= 0.5 * deepest for p in points)
+    assert points == interior_points(mask, spacing, 8, seed=3)
+    assert points != interior_points(mask, spacing, 8, seed=4)
+    # a one-voxel object offers one point only
+    single = np.zeros_like(mask)
+    single[10, 20, 20] = True
+    assert interior_points(single, spacing, 5) == [(10, 20, 20)]

@@ -41,6 +41,21 @@ def deepest_point(mask: np.ndarray, spacing_zyx) -> tuple:
     return tuple(int(v) + b.start for v, b in zip(j, box))
 
 
+def interior_points(mask: np.ndarray, spacing_zyx, n: int, seed: int = 0, depth: float = 0.5) -> list:
+    """``n`` voxels of ``mask`` drawn at random among those at least ``depth`` times the
+    deepest point's distance from the boundary (mm): where else a user might click first.
+
+    The draw is reproducible (``seed``); fewer points come back when fewer voxels qualify.
+    """
+    box = _box(mask)
+    sub = mask[box]
+    dist = ndi.distance_transform_edt(np.pad(sub, 1), sampling=spacing_zyx)[1:-1, 1:-1, 1:-1]
+    candidates = np.argwhere(dist >= depth * dist.max())
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(candidates), size=min(n, len(candidates)), replace=False)
+    return [tuple(int(v) + b.start for v, b in zip(candidates[i], box)) for i in sorted(chosen)]
+
+
 def next_click(prediction: np.ndarray, reference: np.ndarray, spacing_zyx) -> tuple:
     """``(zyx, positive)`` of the next corrective click, or ``None`` if nothing is wrong.
 
