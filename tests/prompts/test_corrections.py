@@ -268,6 +268,30 @@ def test_negative_click_on_a_thin_object_keeps_the_object_voxels():
     assert (removed & rib).sum() <= 2, (removed & rib).sum()
 
 
+def test_negative_click_in_a_layer_of_another_tissue_takes_it_past_the_positive_click():
+    """A thin bright object (a costal cartilage, 75) whose mask ran into the darker
+    muscle layer (40) along it, the positive click at the layer's end: the negative
+    click is a seed of the muscle's tissue, so the layer's voxels nearer the positive
+    click than the negative one go too (they are muscle, not the object: none of them
+    went when that whole half-space was the object's), and no voxel of the object."""
+    rng = np.random.default_rng(3)
+    shape, spacing = (30, 40, 90), np.asarray((1.5, 1.5, 1.5))
+    image = np.full(shape, -100.0, np.float32)  # fat around
+    rod = np.zeros(shape, bool)
+    rod[13:16, 17:20, 5:85] = True
+    layer = np.zeros(shape, bool)
+    layer[9:20, 20:26, 34:85] = True
+    image[layer] = 40.0
+    image[rod] = 75.0
+    image += rng.normal(0.0, 5.0, shape).astype(np.float32)
+    pos, neg = (14, 17, 34), (14, 23, 50)
+    removed = negative_cut(image, rod | layer, spacing, [neg], [pos], neg)
+    beside = layer.copy()
+    beside[:, :, 42:] = False  # the layer nearer the positive click than the negative one
+    assert (removed & beside).sum() > 0.5 * beside.sum(), (removed & beside).sum()
+    assert not (removed & rod).any(), (removed & rod).sum()
+
+
 def test_negative_click_in_a_same_intensity_leak_splits_by_shape_alone():
     """Same intensity on both sides: the value rule stays out and the neck split
     removes the leak (as on a flat image)."""

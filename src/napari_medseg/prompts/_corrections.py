@@ -27,8 +27,10 @@ only near the click, and by no more than the click's own evidence supports:
   positive clicks, the mask voxels nearer a positive click than the negative one
   (for a click at least 6 mm deep and deeper than the mask at the positive clicks,
   only those no deeper than twice that: a thin object's thick leak goes on its side
-  too),
-  those beyond a locality radius, and the mask's *core* (voxels deeper than the
+  too; when the click's value differs from the object's by more than ``PV_SD``
+  spreads, only those nearer the object's value than the click's: the click is a
+  seed of its tissue, a muscle layer a thin cartilage leaked into runs past the
+  positive click), those beyond a locality radius, and the mask's *core* (voxels deeper than the
   negative click: a leak is no thicker than where it was clicked). The fronts meet
   at the narrowest neck or the strongest edge between them (marker watershed on the
   larger of the gradient and the mask's shallowness); for a leak thinner than the
@@ -424,6 +426,11 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
     # positive clicks (the split's second pass is for a leak thinner than the object).
     object_depth = max([_depth_at(mask, p, spacing, OBJECT_DEPTH_CAP_MM) for p in pos] or [0.0])
 
+    tissues = None
+    if pos:
+        # The object's value and spread at the positive clicks, the click's value.
+        tissues = (*robust_stats(_face_values(array, pos)), float(np.median(_face_values(array, [click]))))
+
     def run(subs, clicks, sp):
         sub_mask = subs[1]
         c = clicks[-1]
@@ -431,7 +438,7 @@ def negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: 
             sub_mask = sub_mask.copy()  # the clicked voxel fell between the samples
             sub_mask[c] = True
         return _negative_cut(subs[0], sub_mask, sp, clicks[:n_neg], clicks[n_neg:-1], c,
-                             smoothing_mm, max_voxels, barrier_mm, pos_values, object_depth)
+                             smoothing_mm, max_voxels, barrier_mm, pos_values, object_depth, tissues)
 
     remove = _on_work_grid(run, (array, mask), box, list(neg) + list(pos) + [click], spacing,
                            within=lambda b: mask[b])
@@ -571,7 +578,7 @@ def _bone_negative(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, pos
 def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg: list, pos: list,
                   click: tuple, smoothing_mm: float = 1.0, max_voxels: int = 400_000,
                   barrier_mm: float = 3.0, pos_values: Optional[np.ndarray] = None,
-                  object_depth: float = 0.0) -> np.ndarray:
+                  object_depth: float = 0.0, tissues: Optional[tuple] = None) -> np.ndarray:
     """The voxels of ``mask`` that the negative ``click`` wins (to remove); full grid.
 
     The like-intensity part of the mask joined to the click when its intensity clearly
@@ -579,7 +586,9 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
     the larger of the smoothed gradient and the mask's shallowness: the negative clicks'
     barrier balls against the positive clicks, the mask's core deeper than the click,
     the voxels nearer a positive click (for a click at least ``FAR_DEPTH_MM`` deep and
-    deeper than ``object_depth``, only those no deeper than ``ADD_REACH`` times it), and
+    deeper than ``object_depth``, only those no deeper than ``ADD_REACH`` times it; of
+    them only the object-like ones when the click's tissue differs, ``tissues``: see
+    :func:`_object_like`), and
     every mask voxel farther than the locality radius from ``click`` (three times its
     depth in the mask plus 10 mm). The earlier negative clicks are seeds too, but only
     this click's front is removed. For a click
@@ -616,13 +625,14 @@ def _negative_cut(array: np.ndarray, mask: np.ndarray, spacing: np.ndarray, neg:
         d_pos = np.minimum(d_pos, _distance_from(region.shape, tuple(int(round(c)) - b.start
                                                                      for c, b in zip(p, box)), spacing))
     far = (d_neg > radius) & (d_pos < d_neg) if depth >= FAR_DEPTH_MM else (d_neg > radius)
+    raw = np.asarray(array[box], dtype=np.float32)
+    sigma = [max(0.5, smoothing_mm / s) for s in spacing]
+    img = ndi.gaussian_filter(raw, sigma, mode="nearest")
     # Voxels nearer a positive click than the negative one stay (the click speaks for
     # its own side only): a thin object that ran into a thick neighbour is not taken
-    # with the neighbour; a big leak goes in a few clicks.
-    far |= d_pos < d_neg
-    img = np.asarray(array[box], dtype=np.float32)
-    sigma = [max(0.5, smoothing_mm / s) for s in spacing]
-    img = ndi.gaussian_filter(img, sigma, mode="nearest")
+    # with the neighbour; a big leak goes in a few clicks. Of them, only the voxels
+    # that look like the object when the click's tissue differs from it.
+    far |= (d_pos < d_neg) & _object_like(img, raw, region, tissues)
     grad = np.sqrt(sum(g.astype(np.float32) ** 2 for g in np.gradient(img, *spacing))) if min(img.shape) > 1 \
         else np.zeros_like(img)
     markers = np.zeros(region.shape, dtype=np.uint8)
@@ -799,6 +809,24 @@ def _click_values(array: np.ndarray, points: list, spacing: np.ndarray, smoothin
         local = local[keep]
         out.append(img[local[:, 0], local[:, 1], local[:, 2]])
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _object_like(img: np.ndarray, raw: np.ndarray, region: np.ndarray, tissues: Optional[tuple]) -> np.ndarray:
+    """Where ``img`` (smoothed) looks like the object rather than the negative click (all True when alike).
+
+    A negative click is a seed of "not this tissue": when its value differs from the
+    object's (at the positive clicks) by more than ``PV_SD`` times the larger of their
+    spread and the image noise over ``region`` (``raw``: unsmoothed), a voxel nearer
+    the click's value than the object's is the click's tissue on whichever side of the
+    click it lies (a muscle layer that a thin cartilage leaked into runs past the
+    positive click). ``tissues``: ``(object median, object robust SD, click value)``.
+    """
+    if tissues is None:
+        return np.ones(img.shape, dtype=bool)
+    mp, sp, mn = tissues
+    if abs(mn - mp) <= PV_SD * max(sp, _noise_in(raw, region), 1e-6):
+        return np.ones(img.shape, dtype=bool)
+    return np.abs(img - np.float32(mp)) < np.abs(img - np.float32(mn))
 
 
 def _mark(markers: np.ndarray, centre: tuple, offsets: np.ndarray, value: int) -> None:
