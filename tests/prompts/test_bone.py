@@ -821,3 +821,58 @@ def test_negative_click_on_bone_held_apart_from_the_positive_clicks_removes_it()
     remove = bone_cut(raw, mask, sp, near, [(20, 20, 16)], (19, 19, 45))
     assert remove is not None and remove[:, :, 40:][arch[:, :, 40:]].all()
     assert not remove[:, :, :40].any()
+
+
+def _blob_chain() -> tuple:
+    """Thin bone as an interpolated grid shows it: blobs five voxels across (1.5 mm
+    voxels, 3.75 mm deep) joined by one-voxel contacts, and a block 11 voxels across
+    touching its end through one voxel."""
+    mask = np.zeros((13, 13, 46), bool)
+    for x0 in range(2, 30, 7):
+        mask[4:9, 4:9, x0:x0 + 6] = True
+        mask[6, 6, x0 + 6] = True  # the contact to the next blob
+    mask[:, :, 29:31] = False
+    mask[6, 6, 30] = True  # the joint to the block
+    mask[1:12, 1:12, 31:43] = True
+    rod = mask.copy()
+    rod[:, :, 30:] = False
+    return mask, rod
+
+
+def test_split_at_necks_counts_the_slack_of_thin_parts_in_resolution_elements():
+    """On a 1.5 mm grid interpolated from 3 mm (one resolution element is two voxels)
+    the contacts between a thin bone's blobs are thinner than the image resolves: with
+    the slack counted in elements the rod is one part, and the thick block it touches
+    through one voxel stays apart; counted in voxels the rod falls apart at its bumps,
+    and so it does at a blob that holds no bone-bright voxel."""
+    sp = np.array([1.5, 1.5, 1.5])
+    mask, rod = _blob_chain()
+    got = split_at_necks(mask, sp, [(6, 6, 4)], resolution=(3.0, 3.0, 3.0))
+    assert got[rod].all()
+    assert not got[:, :, 31:].any()
+    # Measured: in voxels the click keeps its own blob.
+    assert np.count_nonzero(split_at_necks(mask, sp, [(6, 6, 4)]) & rod) < 0.3 * np.count_nonzero(rod)
+    # A blob with no voxel as bright as bone (the cartilage a rib runs into) keeps the
+    # voxels' slack.
+    bone = mask.copy()
+    bone[:, :, 23:30] = False
+    got = split_at_necks(mask, sp, [(6, 6, 4)], resolution=(3.0, 3.0, 3.0), bone=bone)
+    assert got[:, :, :22][rod[:, :, :22]].all()
+    assert not got[:, :, 23:].any()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name,label,least", [("rib_left_8", 99, 0.7), ("rib_right_8", 111, 0.7),
+                                              ("rib_right_9", 112, 0.7), ("rib_left_12", 103, 0.7)])
+def test_real_ct_fine_thin_rib_is_not_split_at_its_own_bumps(real_ct_fine, name, label, least):
+    """First clicks on ribs at 1.5 mm (the real CT interpolated from 3 mm): at the 50 %
+    threshold a rib is a chain of parts 3-4 mm deep joined through one-voxel contacts,
+    which the neck split cut (rib left 8 / right 8 / right 9: 0.27 / 0.49 / 0.27 after
+    one click); with the slack in resolution elements for a partial-volume click they
+    are one bone, their costal cartilage (no voxel of ``PV_PEAK_HU``) kept at the
+    voxels' slack (measured 0.78 / 0.77 / 0.79). Rib left 12 (a compact-bone click beside
+    the osteopenic spine, 0.75) keeps the voxel slack, which holds it off the spine."""
+    volume, seg = real_ct_fine
+    ref = pieces(seg, label)[0]
+    mask = _first_click(volume, ref)
+    assert dice(mask, ref) >= least, dice(mask, ref)

@@ -60,6 +60,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._ndimage import ball_offsets, bbox, closing, components_at, ellipsoid, values_at
+from ._resolution import interpolation_factors
 from ._robust import click_level
 from ._cartilage import bar_levels, bright_bar
 from ._disc import disc_object
@@ -91,7 +92,11 @@ NECK_RATIO = 0.6
 #: thick (surface distance): the distance transform of a part two or three voxels thick
 #: is quantised to whole voxels (a 3 mm rib's thickness reads 1.5 or 4.5 mm along its
 #: length), so without it a thin bone falls apart at its own bumps; a thin part against
-#: a thick one (a rib against its vertebra) gets no slack
+#: a thick one (a rib against its vertebra) gets no slack. For a thin-bone click on a
+#: grid finer than the image resolves, both count resolution elements (``_resolution``)
+#: between parts that both hold bone (``PV_PEAK_HU``): the bone's cross-section at its
+#: 50 % threshold varies by a whole element along its length, so its bumps touch
+#: through contacts thinner than the image resolves, which are no joints
 NECK_SLACK = 1.0
 THIN_VOXELS = 2.0
 #: a click on a partial-volume voxel of thin bone (a rib whose reference is wider than
@@ -512,7 +517,7 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
     spacing = np.asarray(spacing, dtype=float)
     if not pos:
         return grown
-    thresholds, lows, starts, shells, rings, cancellous = [], [], [], [], [], False
+    thresholds, lows, starts, shells, rings, cancellous, pvs = [], [], [], [], [], False, []
     for p in pos:
         level = click_level(raw, p, spacing)
         shells.append(max(SHELL_HU, level + SHELL_STEP))
@@ -539,6 +544,7 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
                     disc = bright_bar(raw, spacing, p, barrier, neg)
                 return grown if disc is None else disc
             levels, start = pv[:2], pv[2]
+            pvs.append(p)
             if np.sqrt(np.sum(((np.asarray(start) - p) * spacing) ** 2)) > max(PV_MM, float(spacing.max())):
                 rings.append(p)  # a click in a wide ring's marrow (its peak beyond ``PV_MM``)
         t = _threshold(*levels, 0.5)
@@ -563,7 +569,16 @@ def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
         band = _wrapped_band(raw, spacing, min(thresholds), min(shells), starts, interior, barrier)
         if band is not None:
             interior, thresholds = band, [min(shells)]
-    out = _object_at(raw, spacing, min(thresholds), starts, neg, interior, barrier)
+    # Thin bone on a grid finer than the image resolves (every click a partial-volume
+    # click, whose bone is thin at its threshold and lies in soft tissue): its parts
+    # touch through contacts thinner than one resolution element, which the neck test's
+    # slack joins when counted in elements (``split_at_necks``; real CT resampled to
+    # 1.5 mm: ribs cut to a piece 3-4 mm deep around the click). Not for the lower
+    # threshold below, whose object then runs on into the soft tissue the bone runs
+    # into (a rib's costal cartilage), nor for a compact-bone click, which is not known
+    # to be thin bone in soft tissue (a rib's head beside an osteopenic spine).
+    resolution = _resolution(raw, spacing) if pvs and len(pvs) == len(pos) else None
+    out = _object_at(raw, spacing, min(thresholds), starts, neg, interior, barrier, resolution)
     if out is None:
         return grown
     if all(t is not None for t in lows) and min(lows) < min(thresholds):
@@ -638,9 +653,11 @@ def _wrapped_band(raw: np.ndarray, spacing: np.ndarray, threshold: float, shell:
 
 
 def _object_at(raw: np.ndarray, spacing: np.ndarray, threshold: float, starts: list, neg: list,
-               grown: Optional[np.ndarray], barrier: Optional[np.ndarray]) -> Optional[np.ndarray]:
+               grown: Optional[np.ndarray], barrier: Optional[np.ndarray],
+               resolution: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """The part holding ``starts`` of the bone above ``threshold`` (plus ``grown``), split
-    at its necks; ``None`` when no start is on or next to that bone."""
+    at its necks (``resolution``: :func:`split_at_necks`); ``None`` when no start is on or
+    next to that bone."""
     candidate = raw >= np.float32(threshold)
     if grown is not None:
         candidate |= grown
@@ -663,7 +680,8 @@ def _object_at(raw: np.ndarray, spacing: np.ndarray, threshold: float, starts: l
     # The bone goes on past the working grid's faces (the crop grows while the object
     # touches a face that is not the volume's).
     faces = [(b.start == 0, b.stop == n) for b, n in zip(box, raw.shape)]
-    part = split_at_necks(sub, spacing, local, local_neg, open_faces=faces)
+    bone = None if resolution is None else raw[box] >= np.float32(PV_PEAK_HU)
+    part = split_at_necks(sub, spacing, local, local_neg, open_faces=faces, resolution=resolution, bone=bone)
     out = np.zeros(raw.shape, dtype=bool)
     out[box] = part
     return out
@@ -692,9 +710,17 @@ def _nearest(candidate: np.ndarray, p: Sequence[int], spacing: np.ndarray) -> Op
     return tuple(int(v) for v in idx[int(np.argmin(d))])
 
 
+def _resolution(raw: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The image's resolution on ``raw``'s grid per axis (mm): the spacing times the
+    interpolation factor measured from its noise (``_resolution.interpolation_factors``)."""
+    return np.asarray(spacing, dtype=float) * np.asarray(interpolation_factors(raw), dtype=float)
+
+
 def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list = (),
                    ratio: float = NECK_RATIO, own_basin_when_unclear: bool = False,
-                   open_faces: Optional[Sequence[tuple]] = None) -> np.ndarray:
+                   open_faces: Optional[Sequence[tuple]] = None,
+                   resolution: Optional[Sequence[float]] = None,
+                   bone: Optional[np.ndarray] = None) -> np.ndarray:
     """The part of ``mask`` holding ``pos``, cut from the rest at necks thinner than its parts.
 
     A watershed of the inverted distance transform (surface distance, mm) from its
@@ -720,6 +746,17 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
         as one rod from ``pos`` to ``neg``), return only the watershed basin holding
         the first positive click, within 3 x its depth + ``LOCAL_MM`` of it: where no
         joint is clear the split would fall anywhere along the rod.
+    open_faces : sequence of (bool, bool), optional
+        Per axis, whether ``mask``'s first and last faces are no surface (the bone goes
+        on beyond them).
+    resolution : sequence of float, optional
+        The image's resolution per axis (mm; the spacing when not given): between two
+        parts that both hold a ``bone`` voxel, the slack of thin parts (``NECK_SLACK``,
+        ``THIN_VOXELS``) is counted in its elements instead of voxels.
+    bone : numpy.ndarray, optional
+        Boolean mask on ``mask``'s grid of the voxels as bright as bone (all of ``mask``
+        when not given). A part without one is partial-volumed soft tissue (the costal
+        cartilage a rib runs into), not a bump of the bone: it gets the voxels' slack.
 
     Returns
     -------
@@ -729,8 +766,11 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     import SimpleITK as sitk
 
     spacing = np.asarray(spacing, dtype=float)
-    slack = NECK_SLACK * float(spacing.min())
-    thin = THIN_VOXELS * float(spacing.max())
+    element = spacing if resolution is None else np.maximum(spacing, np.asarray(resolution, dtype=float))
+    # (slack, thin) per voxel and per resolution element (equal on a grid at the
+    # image's resolution).
+    voxel_slack = (NECK_SLACK * float(spacing.min()), THIN_VOXELS * float(spacing.max()))
+    element_slack = (NECK_SLACK * float(element.min()), THIN_VOXELS * float(element.max()))
     # Distance to the bone's surface (half a voxel inside the nearest background
     # voxel's centre), so a one-voxel contact is thin at any voxel size.
     padded = np.pad(mask, 1)
@@ -766,6 +806,10 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     ws = np.where(mask, ws, 0).astype(np.int64)
     peak = np.zeros(n + 1, dtype=np.float64)
     np.maximum.at(peak, ws.ravel(), dist.ravel())
+    # Whether each basin (then each group) holds a voxel as bright as bone.
+    gbone = np.ones(n + 1, dtype=bool)
+    if bone is not None:
+        gbone = np.bincount(ws[bone & mask].ravel(), minlength=n + 1) > 0
     # Necks: per pair of touching basins, the thickest contact (face neighbours).
     keys, necks = [], []
     for axis in range(3):
@@ -801,6 +845,7 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     pos_list = sorted(pos_ids)
     for i in pos_list[1:]:
         gpeak[pos_list[0]] = max(gpeak[pos_list[0]], gpeak[find(i)])
+        gbone[pos_list[0]] = gbone[pos_list[0]] or gbone[find(i)]
         parent[find(i)] = find(pos_list[0])
     if keys:
         k = np.concatenate(keys)
@@ -816,6 +861,7 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
                 continue
             # Against the groups' thickest parts, not the touching basins': a chain of
             # small bumps must not carry a merge across a joint.
+            slack, thin = element_slack if gbone[ra] and gbone[rb] else voxel_slack
             tol = slack if max(gpeak[ra], gpeak[rb]) <= thin else 0.0
             if v[j] + tol < ratio * min(gpeak[ra], gpeak[rb]):
                 continue
@@ -826,6 +872,7 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
             parent[rb] = ra
             side[ra] = sa or sb
             gpeak[ra] = max(gpeak[ra], gpeak[rb])
+            gbone[ra] = gbone[ra] or gbone[rb]
     if not pos_ids:
         return mask.copy()
     root = find(next(iter(pos_ids)))
