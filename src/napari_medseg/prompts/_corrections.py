@@ -27,7 +27,7 @@ only near the click, and by no more than the click's own evidence supports:
   positive clicks, the mask voxels nearer a positive click than the negative one
   (for a click at least 6 mm deep and deeper than the mask at the positive clicks,
   only those no deeper than twice that: a thin object's thick leak goes on its side
-  too; when the click's value differs from the object's by more than ``PV_SD``
+  too; when the click's value differs from the object's by more than ``MARKER_SD``
   spreads, only those nearer the object's value than the click's: the click is a
   seed of its tissue, a muscle layer a thin cartilage leaked into runs past the
   positive click), those beyond a locality radius, and the mask's *core* (voxels deeper than the
@@ -96,6 +96,12 @@ REGION_LIKE = 0.15
 #: two tissues whose medians differ by this many robust SDs (of the more homogeneous
 #: one) are told apart by the half-way value with few errors (< 7 % each side)
 PV_SD = 3.0
+#: a negative click's value differing from the object's by this many robust SDs (or
+#: noise levels) makes only the object-like voxels on the positive clicks' side object
+#: markers of its split: fewer than ``PV_SD``, since a marker left out is not removed,
+#: only contested by the shape and the edges (a thin cartilage's spread at its click is
+#: half partial volume)
+MARKER_SD = 2.0
 #: a negative click's value rule applies only when the click-like voxels are at
 #: least this fraction of the shape split's removal
 LIKE_MIN = 0.25
@@ -815,7 +821,7 @@ def _object_like(img: np.ndarray, raw: np.ndarray, region: np.ndarray, tissues: 
     """Where ``img`` (smoothed) looks like the object rather than the negative click (all True when alike).
 
     A negative click is a seed of "not this tissue": when its value differs from the
-    object's (at the positive clicks) by more than ``PV_SD`` times the larger of their
+    object's (at the positive clicks) by more than ``MARKER_SD`` times the larger of their
     spread and the image noise over ``region`` (``raw``: unsmoothed), a voxel nearer
     the click's value than the object's is the click's tissue on whichever side of the
     click it lies (a muscle layer that a thin cartilage leaked into runs past the
@@ -824,7 +830,7 @@ def _object_like(img: np.ndarray, raw: np.ndarray, region: np.ndarray, tissues: 
     if tissues is None:
         return np.ones(img.shape, dtype=bool)
     mp, sp, mn = tissues
-    if abs(mn - mp) <= PV_SD * max(sp, _noise_in(raw, region), 1e-6):
+    if abs(mn - mp) <= MARKER_SD * max(sp, _noise_in(raw, region), 1e-6):
         return np.ones(img.shape, dtype=bool)
     return np.abs(img - np.float32(mp)) < np.abs(img - np.float32(mn))
 
