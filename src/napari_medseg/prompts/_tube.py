@@ -200,6 +200,10 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     if np.count_nonzero(region & ~kept) > MAX_TRIM * np.count_nonzero(region):
         return grown
     sub = components_at((kept | tube) if extend else kept, [local])
+    if not sub[local]:
+        # The trim took the clicked voxel itself: the click said it is the object, so
+        # the walk found some other tube beside it; the grown region stands.
+        return grown
     out = grown.copy()
     out[box] = sub
     return out
