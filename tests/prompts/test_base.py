@@ -79,3 +79,67 @@ def test_bad_prompts_raise_clear_errors(session):
 def test_volume_required_first():
     with pytest.raises(InvalidInputError, match="set_volume"):
         CubeSession().add_point((0, 0, 0))
+
+
+class BoxedCubeSession(CubeSession):
+    """CubeSession whose predictions carry their box (as the SAM sessions' do): the tight
+    region of the cubes, with the mask cut to it, and its box in the mask's coordinates."""
+
+    def _predict(self, prompts, previous_state):
+        from napari_medseg._ndimage import bbox
+
+        full = super()._predict(prompts, previous_state)
+        box = bbox(full.mask)
+        if box is None:
+            return full
+        return Prediction(np.ascontiguousarray(full.mask[box]), box, full.state,
+                          box=tuple(slice(0, s.stop - s.start) for s in box))
+
+
+def test_prediction_box_is_trusted_and_undo_restores_every_state(monkeypatch):
+    """A prediction that carries its box is pasted without a pass over the mask; the undo
+    copies (packed from the prediction's array, or the restored entry after an undo) give
+    back every earlier mask and box exactly, as the session without boxes does."""
+    import napari_medseg.prompts.base as base
+
+    clicks = [((5, 5, 5), True), ((5, 6, 7), True), ((15, 15, 15), True), ((5, 5, 5), False),
+              ((10, 3, 12), True)]
+    states = {}
+    for cls in (CubeSession, BoxedCubeSession):
+        s = cls()
+        s.set_volume(Volume(np.zeros((20, 20, 20), dtype=np.int16)))
+        if cls is BoxedCubeSession:  # the box is given: the session never scans the mask
+            monkeypatch.setattr(base, "bbox", lambda *a: pytest.fail("bbox of a boxed prediction"))
+        seen = []
+        before = np.zeros((20, 20, 20), bool)
+        for zyx, positive in clicks:
+            update = s.add_point(zyx, positive=positive)
+            outside = np.ones_like(before)
+            outside[update.changed] = False
+            assert not (outside & (update.mask != before)).any()  # the changed box holds every change
+            before = update.mask.copy()
+            seen.append((before, s._mask_box))
+        s.undo()
+        s.undo()
+        s.add_point((2, 2, 2))  # an undo copy pushed right after an undo
+        while s.can_undo:
+            seen.append((s.undo().mask.copy(), s._mask_box))
+        states[cls] = seen
+        monkeypatch.undo()
+    for (a, *rest_a), (b, *rest_b) in zip(states[CubeSession], states[BoxedCubeSession]):
+        np.testing.assert_array_equal(a, b)
+        assert rest_a == rest_b
+    assert not states[CubeSession][-1][0].any()  # back to the empty object
+
+
+def test_undo_copies_of_contiguous_boxes_and_box_views_round_trip():
+    from napari_medseg.prompts.base import _pack, _pack_box, _unpack
+
+    rng = np.random.default_rng(0)
+    full = np.zeros((9, 11, 13), bool)
+    region = (slice(1, 8), slice(2, 11), slice(3, 12))
+    full[region] = rng.random((7, 9, 9)) > 0.5
+    for packed in (_pack(full, region), _pack_box(np.ascontiguousarray(full[region]), full.shape, region)):
+        np.testing.assert_array_equal(_unpack(packed), full)
+    assert _pack_box(np.ascontiguousarray(full[region]), full.shape, region)[2][1].ndim == 1  # flat bits
+    assert _unpack(_pack(full, None)).sum() == 0

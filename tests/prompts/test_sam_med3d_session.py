@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_medseg._ndimage import bbox, resample_linear, target_shape
+from napari_medseg._ndimage import bbox, nearest_index, resample_linear, target_shape
 from napari_medseg.errors import CheckpointMismatchError, ImageReadError, InvalidInputError, UnsafeCheckpointError
 from napari_medseg.io.volume import Volume
 from napari_medseg.prompts.sam_med3d_session import (
@@ -355,6 +355,47 @@ def test_merge_replaces_the_crop_part_and_keeps_the_rest(prev_box, new_box):
     got[s._mask_box] = False  # what PromptSession._apply does with the prediction
     got[pred.region] = pred.mask
     assert np.array_equal(got, expected)
+    if pred.box is not None:  # a box the prediction carries is the mask's own
+        assert pred.box == bbox(pred.mask)
+
+
+def test_clicks_in_the_crop_carry_their_box_and_undo_restores_them(sphere, monkeypatch):
+    """Clicks inside one crop: each answer carries its mask's bounding box, so the session
+    pastes it without scanning the mask (a 128^3 crop is 14 M voxels on a 0.7 mm grid); the
+    box it keeps is the mask's own, and undo gives back every earlier mask."""
+    import napari_medseg.prompts.base as base
+
+    vol, truth = sphere
+    s = SamMed3DSession(network=ThresholdNet(), device="cpu")
+    s.set_volume(vol)
+    monkeypatch.setattr(base, "bbox", lambda *a: pytest.fail("the session scanned a mask whose box it was given"))
+    masks = []
+    for zyx, positive in [((24, 80, 85), True), ((24, 90, 95), True), ((24, 20, 20), False), ((20, 75, 80), True)]:
+        masks.append(s.add_point(zyx, positive=positive).mask.copy())
+        assert s._mask_box == bbox(masks[-1])
+    assert _dice(masks[-1], truth) > 0.85
+    for expected in reversed(masks[:-1]):
+        np.testing.assert_array_equal(s.undo().mask, expected)
+        assert s._mask_box == bbox(expected)
+
+
+@pytest.mark.parametrize("tile", [(2048, 64), (7, 5)])
+def test_banded_product_equals_the_whole_product(tile, monkeypatch):
+    """The last axis' interpolation product, tile by tile over the columns each tile uses
+    (the weights left out are zeros): the same voxels as the whole product."""
+    from napari_medseg._ndimage import linear_upsample_matrix
+    from napari_medseg.prompts import sam_med3d_session as sam
+
+    monkeypatch.setattr(sam, "TILE", tile)
+    rng = np.random.default_rng(6)
+    up = linear_upsample_matrix(32, CROP)
+    for n_orig, lo, hi in [(274, 3, 30), (64, 0, 32), (300, 10, 14)]:
+        rows = up[nearest_index(n_orig, CROP)][:, lo:hi]  # the original voxels' rows, some all zero
+        t = torch.from_numpy(rng.normal(0, 2, (9, 13, hi - lo)).astype(np.float32))
+        r = torch.from_numpy(np.ascontiguousarray(rows))
+        got = sam._positive_product(t, r)
+        assert np.array_equal(got, torch.matmul(t, r.t()).numpy() > 0)
+        assert got.shape == (9, 13, n_orig)
 
 
 # --- bad input and faults
@@ -476,3 +517,31 @@ def test_face_check_skips_planes_outside_the_mask_box():
         got = [SamMed3DSession._continues(mask, axis, i, box[axis]) for i in range(-1, n + 1)]
         assert got == [SamMed3DSession._continues(mask, axis, i) for i in range(-1, n + 1)]
         assert any(got)
+
+
+@pytest.mark.parametrize("load, expected", [(0.5, 2), (7.0, 1)])
+def test_decoder_runs_on_one_thread_while_the_cpus_are_oversubscribed(sphere, monkeypatch, load, expected):
+    """A load average above this process's cores: the per-click decoder runs on one thread
+    (OpenMP workers would wait for descheduled siblings: 680 ms instead of 78 ms at load 7
+    on 2 cores); otherwise on the session's threads. Torch's setting is restored after."""
+    import os
+
+    threads_seen = []
+
+    class ThreadProbe(ThresholdNet):
+        def decode(self, *args, **kwargs):
+            threads_seen.append(torch.get_num_threads())
+            return super().decode(*args, **kwargs)
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vol, _ = sphere
+        s = SamMed3DSession(network=ThreadProbe(), device="cpu")
+        s.set_volume(vol)
+        s.add_point((24, 80, 85))
+        assert threads_seen == [expected] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -136,6 +136,15 @@ def _slices(bounds: tuple) -> tuple:
 _EMPTY = (slice(0, 0),) * 3
 
 
+def _touches_every_face(mask: np.ndarray) -> bool:
+    """Whether ``mask`` has a true voxel on each of the six faces of its array, i.e. its
+    bounding box is the whole array (the faces are views: no copy)."""
+    if 0 in mask.shape:
+        return False
+    return all(bool(mask[(slice(None),) * axis + (end,)].any())
+               for axis in range(mask.ndim) for end in (0, -1))
+
+
 class CroppedTorchSession(TorchPromptSession):
     """A torch session that works on cubic crops of the volume resampled to an isotropic grid.
 
@@ -237,11 +246,18 @@ class CroppedTorchSession(TorchPromptSession):
         bounds = self._previous_bounds() if prev is not None else None
         if bounds is None:
             return Prediction(np.zeros((0, 0, 0), bool), _EMPTY, state or None)
-        return Prediction(prev[_slices(bounds)].copy(), _slices(bounds), state or None)
+        # the previous bounds are the object's bounding box: the region is its tight box
+        return Prediction(prev[_slices(bounds)].copy(), _slices(bounds), state or None,
+                          box=_slices((0, hi - lo) for lo, hi in bounds))
 
     def _merge(self, new_bounds, new_mask, crop_bounds: tuple, state) -> Prediction:
         """Prediction region = new mask's box plus the previous object's box, so that the
-        part of the object outside this crop is kept and the crop's part is replaced."""
+        part of the object outside this crop is kept and the crop's part is replaced.
+
+        When the answer is the new mask alone, the prediction carries its bounding box
+        (``new_bounds``, if the mask touches all six faces of its array: a few planes read
+        instead of the whole mask).
+        """
         prev = self._mask
         prev_bounds = self._previous_bounds() if prev is not None else None
         region = _bounds(union_box(None if prev_bounds is None else _slices(prev_bounds),
@@ -253,12 +269,15 @@ class CroppedTorchSession(TorchPromptSession):
             # The whole previous object lies in this crop, where the prediction replaces it:
             # nothing of it is kept, so the answer is the new mask alone (no copy of the
             # previous one to clear; a crop-filling mask is 14 M voxels on a 0.7 mm grid).
+            box = None
+            if new_bounds is not None and _touches_every_face(new_mask):
+                box = tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))
             if new_bounds is not None and tuple(new_bounds) == region:
-                return Prediction(new_mask, sl, state)
+                return Prediction(new_mask, sl, state, box=box)
             out = np.zeros(tuple(b - a for a, b in region), dtype=bool)
             if new_bounds is not None:
                 out[tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(new_bounds, region))] = new_mask
-            return Prediction(out, sl, state)
+            return Prediction(out, sl, state, box=box)
         out = prev[sl].copy()
         # clear the crop's part of the region: the prediction replaces it
         inter = [(max(a, c0), min(b, c1)) for (a, b), (c0, c1) in zip(region, crop_bounds)]

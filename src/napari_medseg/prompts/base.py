@@ -53,11 +53,17 @@ class Prediction:
 
     ``state`` is anything the backend wants back at the next interaction (e.g. SAM's
     low-resolution logits, fed back as the mask prompt).
+
+    ``box`` is the bounding box of the mask's true voxels in ``mask``'s own coordinates
+    (tuple of 3 slices), when the backend already knows it: it must be the tight box
+    (the session keeps it as the object's box). ``None``: the session computes it, a
+    pass over the whole mask (14 M voxels for a 128^3 SAM crop on a 0.7 mm grid).
     """
 
     mask: np.ndarray
     region: tuple  # tuple of 3 slices
     state: Any = None
+    box: Optional[tuple] = None
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,19 @@ def _pack(mask: Optional[np.ndarray], region: Optional[tuple]) -> Optional[tuple
         return None
     if region is None:
         return (mask.shape, None, None)
-    sub = mask[region]
-    # 1 bit per voxel (np.packbits): 8 x smaller than a bool copy; packed along the last
-    # axis, which reads the box in place (axis=None would first copy it contiguous)
-    return (mask.shape, region, (sub.shape, np.packbits(sub, axis=-1)))
+    return _pack_box(mask[region], mask.shape, region)
+
+
+def _pack_box(sub: np.ndarray, shape: tuple, region: tuple) -> tuple:
+    """:func:`_pack`'s form of a mask whose bounding box ``region`` holds ``sub``.
+
+    1 bit per voxel (np.packbits): 8 x smaller than a bool copy. A contiguous ``sub`` is
+    packed as one flat run of bits, the fastest pass; a view (a box of a larger array) is
+    packed along its last axis, which reads it in place (axis=None would first copy it
+    contiguous).
+    """
+    axis = None if sub.flags.c_contiguous else -1
+    return (shape, region, (sub.shape, np.packbits(sub, axis=axis)))
 
 
 def _inside(inner: tuple, outer: tuple, shape: tuple) -> bool:
@@ -101,6 +116,11 @@ def _inside(inner: tuple, outer: tuple, shape: tuple) -> bool:
     return True
 
 
+def _is_whole(box: tuple, shape: tuple) -> bool:
+    """Whether the box (tuple of unit-step slices) covers an array of ``shape``."""
+    return all(b.indices(n)[:2] == (0, n) for b, n in zip(box, shape))
+
+
 def _unpack(packed: Optional[tuple]) -> Optional[np.ndarray]:
     if packed is None:
         return None
@@ -108,7 +128,11 @@ def _unpack(packed: Optional[tuple]) -> Optional[np.ndarray]:
     full = np.zeros(shape, dtype=bool)
     if region is not None:
         sub_shape, packed_bits = bits
-        full[region] = np.unpackbits(packed_bits, axis=-1, count=sub_shape[-1]).view(bool)
+        if packed_bits.ndim == 1:  # packed flat (see _pack_box)
+            sub = np.unpackbits(packed_bits, count=int(np.prod(sub_shape))).reshape(sub_shape)
+        else:
+            sub = np.unpackbits(packed_bits, axis=-1, count=sub_shape[-1])
+        full[region] = sub.view(bool)
     return full
 
 
@@ -137,6 +161,10 @@ class PromptSession(ABC):
         self._history: list = []  # (Prompts, packed mask, state, box) before each interaction
         self._mask: Optional[np.ndarray] = None
         self._mask_box: Optional[tuple] = None  # bounding box of self._mask's voxels
+        # (box, packed): an undo copy of self._mask made ahead (from a contiguous prediction,
+        # or the history entry undo restores), valid while box is self._mask_box; None:
+        # _push_history packs the mask's box from the full grid
+        self._packed: Optional[tuple] = None
         self._state: Any = None
 
     # ----------------------------------------------------------- to implement
@@ -185,6 +213,7 @@ class PromptSession(ABC):
         self._history.clear()
         self._mask = None
         self._mask_box = None
+        self._packed = None
         self._state = None
 
     def _check_point(self, zyx: Sequence[float]) -> tuple:
@@ -226,10 +255,16 @@ class PromptSession(ABC):
         self._prompts = Prompts(p.points, p.labels, p.box, mask)
         self._mask = mask.copy()
         self._mask_box = new_box
+        self._packed = None
         return Update(self.mask, changed or (slice(0, 0),) * 3)
 
     def _push_history(self) -> None:
-        self._history.append((self._prompts, _pack(self._mask, self._mask_box), self._state, self._mask_box))
+        cached = self._packed
+        if cached is not None and cached[0] is self._mask_box:
+            packed = cached[1]
+        else:
+            packed = _pack(self._mask, self._mask_box)
+        self._history.append((self._prompts, packed, self._state, self._mask_box))
         if len(self._history) > self.max_undo:
             del self._history[: len(self._history) - self.max_undo]
 
@@ -240,6 +275,7 @@ class PromptSession(ABC):
         before_box = self._mask_box
         self._prompts, packed, self._state, self._mask_box = self._history.pop()
         self._mask = _unpack(packed)
+        self._packed = (self._mask_box, packed)  # the restored mask's undo copy, as it was
         changed = union_box(before_box, self._mask_box)
         return Update(self.mask, changed or (slice(0, 0),) * 3)
 
@@ -264,10 +300,17 @@ class PromptSession(ABC):
         if old_region is not None and not _inside(old_region, prediction.region, full.shape):
             full[old_region] = False  # (inside the region, the paste below overwrites it)
         full[prediction.region] = sub
-        new_box = bbox(sub)
-        if new_box is not None:
-            new_box = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(prediction.region, new_box))
+        sub_box = prediction.box if prediction.box is not None else bbox(sub)
+        new_box = None
+        if sub_box is not None:
+            new_box = tuple(slice(r.start + b.start, r.start + b.stop) for r, b in zip(prediction.region, sub_box))
         self._prompts, self._mask, self._state = prompts, full, prediction.state
         self._mask_box = new_box
+        # When the prediction's array is exactly the mask's box and contiguous, the next
+        # interaction's undo copy is packed from it now, flat: ~3x faster than packing the
+        # full grid's box, a strided view, then (14 M voxels per SAM crop on a 0.7 mm grid).
+        self._packed = None
+        if new_box is not None and sub.flags.c_contiguous and _is_whole(sub_box, sub.shape):
+            self._packed = (new_box, _pack_box(sub, full.shape, new_box))
         changed = union_box(old_region, prediction.region) or (slice(0, 0),) * 3
         return Update(full, changed, time.perf_counter() - t0)

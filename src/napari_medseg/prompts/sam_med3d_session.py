@@ -106,6 +106,46 @@ class _AxisMap:
         return int(hit[0]), int(hit[-1]) + 1
 
 
+#: output tile of :func:`_positive_product`: rows x columns per matrix product (512 KB of
+#: float32, which stays in a core's cache until it is thresholded)
+TILE = (2048, 64)
+
+
+def _positive_product(t, rows) -> np.ndarray:
+    """``(t @ rows.T) > 0`` as a NumPy bool array, for interpolation ``rows`` (torch).
+
+    A linear-interpolation row has two non-zero weights, next to each other, and the
+    rows are sorted: a block of output columns draws on a few adjacent input columns
+    only. Each tile of the output is one product over its block's columns (a tenth of
+    the multiply-adds of the whole product on a fine grid); the weights left out are
+    zeros, whose terms add nothing, so each value is the same two-term sum as in the
+    whole product (bit for bit with the BLAS of the development machine). Each tile is
+    thresholded while in cache, straight into the result.
+    """
+    import torch
+
+    t2 = t.reshape(-1, t.shape[-1])
+    n_rows, n = t2.shape[0], rows.shape[0]
+    tile_rows, tile_cols = TILE
+    if n_rows <= tile_rows and n <= tile_cols:  # one tile: no bands to look for
+        return torch.matmul(t, rows.t()).numpy() > 0
+    out = np.empty((n_rows, n), dtype=bool)
+    used = (rows != 0).numpy()
+    for c0 in range(0, n, tile_cols):
+        c1 = min(c0 + tile_cols, n)
+        cols = np.flatnonzero(used[c0:c1].any(axis=0))
+        if not cols.size:
+            out[:, c0:c1] = False
+            continue
+        k0, k1 = int(cols[0]), int(cols[-1]) + 1
+        weights = rows[c0:c1, k0:k1].t()
+        for r0 in range(0, n_rows, tile_rows):
+            part = torch.matmul(t2[r0:r0 + tile_rows, k0:k1], weights)
+            # NumPy's comparison: several times faster than torch's at 1 thread
+            np.greater(part.numpy(), 0, out=out[r0:r0 + tile_rows, c0:c1])
+    return out.reshape(t.shape[:-1] + (n,))
+
+
 # --------------------------------------------------------------------------- session
 class SamMed3DSession(CroppedTorchSession):
     """Interactive SAM-Med3D segmentation of one object at a time.
@@ -134,7 +174,8 @@ class SamMed3DSession(CroppedTorchSession):
     #: At most this many torch CPU threads for the per-click decoder (None: torch's
     #: setting). Its matrices are small (512 image tokens): past a few threads the
     #: synchronisation costs more than it saves. On the idle 2-core development
-    #: machine 2 threads took the decoder from ~47 ms to ~28 ms.
+    #: machine 2 threads took the decoder from ~47 ms to ~28 ms. One thread while the
+    #: CPUs are oversubscribed (:func:`_oversubscribed`).
     decoder_threads: Optional[int] = 4
 
     def __init__(
@@ -257,6 +298,8 @@ class SamMed3DSession(CroppedTorchSession):
         threads = None
         if device.type == "cpu" and self.decoder_threads:
             threads = max(1, min(int(self.decoder_threads), torch.get_num_threads()))
+            if threads > 1 and _oversubscribed():
+                threads = 1
         with _torch_threads(threads):
             low_res, iou = self._model().decode(emb, c, lt, mask_prompt)
             self.last_iou = float(iou.reshape(-1)[0])
@@ -302,8 +345,10 @@ class SamMed3DSession(CroppedTorchSession):
         thresholded booleans and restricted to the mask's bounding box); along an axis
         where they are as coarse or coarser, the interpolation rows of the crop voxels
         the original voxels sample are used directly, so nothing is computed that no
-        original voxel reads. Same voxels as upsampling the whole crop and resampling
-        the whole grid (the published recipe), at the cost of the object's size.
+        original voxel reads. Along x, the last axis, the original voxels' rows are used
+        for large outputs too (:func:`_positive_product`: a banded product, no gather).
+        Same voxels as upsampling the whole crop and resampling the whole grid (the
+        published recipe), at the cost of the object's size.
         """
         import torch
 
@@ -320,7 +365,12 @@ class SamMed3DSession(CroppedTorchSession):
             c0, c1 = int(idx[0]), int(idx[-1]) + 1
             cells.append((clo, chi))
             origin.append(m.lo + a)
-            if b - a <= c1 - c0:  # at most one original voxel per crop voxel: sample directly
+            # Along x (the last axis), for an output of more than one tile, the rows of the
+            # original voxels are used: its product is banded (_positive_product), so it costs
+            # about the same per row either way, and a gather along the last axis is element
+            # by element, the slowest one.
+            big = len(rows) == 2 and rows[0].shape[0] * rows[1].shape[0] * (b - a) > TILE[0] * TILE[1]
+            if b - a <= c1 - c0 or big:  # sample directly
                 rows.append(m.rows[a:b, clo:chi])
                 gathers.append(None)
             else:
@@ -332,8 +382,7 @@ class SamMed3DSession(CroppedTorchSession):
         # separable trilinear interpolation: contract z, then y, then x
         t = (r0 @ block.reshape(block.shape[0], -1)).reshape(r0.shape[0], block.shape[1], block.shape[2])
         t = torch.matmul(r1, t)
-        t = torch.matmul(t, r2.t())
-        mask = (t > 0).numpy()
+        mask = _positive_product(t, r2)
         tight = _bounds(bbox(mask))
         if tight is None:
             return None, None
@@ -411,6 +460,21 @@ class SamMed3DSession(CroppedTorchSession):
     def reset(self) -> None:
         super().reset()
         self.last_iou = None
+
+
+def _oversubscribed() -> bool:
+    """Whether more threads have been runnable than this process has cores (the 1-minute
+    load average above its CPU count).
+
+    Then a small multi-threaded product waits for workers the scheduler has put aside:
+    one decoder call at 2 threads took 680 ms, at 1 thread 78 ms, at load 7 on 2 cores.
+    """
+    import os
+
+    try:
+        return os.getloadavg()[0] > len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no load average or affinity on this platform
+        return False
 
 
 class _torch_threads:
