@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from napari_medseg.errors import InvalidInputError
 from napari_medseg.io.volume import Volume
-from napari_medseg.prompts._boundary import partial_volume_boundary
+from napari_medseg.prompts._boundary import half_way_surface, partial_volume_boundary
 from napari_medseg.prompts.region_growing import RegionGrowingSession
 
 ORGAN, FAT, AIR = 50.0, -100.0, -1000.0
@@ -159,3 +159,47 @@ def test_organ_radius_at_the_true_surface(spacing):
     line = mask[click[0], click[1]]
     face = centres[line].max() + 0.5 * spacing
     assert abs(face - 12.0) <= 0.5 * spacing, face
+
+
+def _interpolated_step(level: float, neighbour: float, extra: int):
+    """A flat border of the object (x < 10 mm) on a 3 mm grid, linearly interpolated to 1.5 mm.
+
+    The fine voxels just inside the border read 0.75 object + 0.25 neighbour, those just
+    outside 0.25 + 0.75: the 50 % surface is the coarse border. Returns the profile, the
+    object's 50 % mask and a mask ``extra`` fine voxels wider.
+    """
+    coarse = np.array([level] * 4 + [neighbour] * 4, dtype=np.float32)
+    centres = (np.arange(16) + 0.5) * 1.5
+    profile = np.interp(centres, (np.arange(8) + 0.5) * 3.0, coarse)
+    truth = _profile_volume(centres < 12.0) > 0.5
+    wide = _profile_volume(centres < 12.0 + 1.5 * extra) > 0.5
+    return _profile_volume(profile), truth, wide
+
+
+@pytest.mark.parametrize("extra", [1, 2])
+def test_half_way_surface_peels_the_neighbours_mixes(extra):
+    """A mask one or two fine voxels past an interpolated border loses those voxels and no more."""
+    image, truth, wide = _interpolated_step(ORGAN, FAT, extra)
+    out = half_way_surface(wide, image, ORGAN, 5.0, (1.5,) * 3)
+    assert np.array_equal(out[2, 2], truth[2, 2]), out[2, 2].astype(int)
+
+
+def test_half_way_surface_keeps_a_neighbour_the_noise_hides():
+    """A neighbour less than 4 noise levels from the object is not told apart from it."""
+    image, truth, wide = _interpolated_step(ORGAN, ORGAN - 30.0, 2)
+    assert np.array_equal(half_way_surface(wide, image, ORGAN, 10.0, (1.5,) * 3), wide)
+    assert np.array_equal(half_way_surface(wide, image, ORGAN, 5.0, (1.5,) * 3)[2, 2], truth[2, 2])
+
+
+def test_half_way_surface_ceiling_keeps_the_rim_towards_bone():
+    """A rim facing a level at or above ``ceiling`` (bone on CT) stays: marrow's cortex is the object's."""
+    image, truth, wide = _interpolated_step(ORGAN, 400.0, 2)
+    assert np.array_equal(half_way_surface(wide, image, ORGAN, 5.0, (1.5,) * 3, ceiling=120.0), wide)
+    assert np.array_equal(half_way_surface(wide, image, ORGAN, 5.0, (1.5,) * 3)[2, 2], truth[2, 2])
+
+
+def test_half_way_surface_bad_input():
+    with pytest.raises(InvalidInputError, match="3-D"):
+        half_way_surface(np.zeros((4, 4), bool), np.zeros((4, 4)), 0.0, 1.0, (1.0, 1.0))
+    with pytest.raises(InvalidInputError, match="shape"):
+        half_way_surface(np.zeros((4, 4, 4), bool), np.zeros((4, 4, 5)), 0.0, 1.0, (1.0,) * 3)

@@ -28,7 +28,9 @@ voxels are handled):
    ``partial_volume_surface``, up to its 50 % partial-volume surface: ``_boundary``),
    holes are filled and islands not connected to a positive click are dropped. A region
    holding more than 50 balls of the click's depth has leaked into a same-intensity
-   neighbour and is cut back (``_leak_guard``).
+   neighbour and is cut back (``_leak_guard``). On a grid finer than the image resolves
+   (an edge two voxels wide or more) a first click's object then loses the rim voxels
+   nearer the level of the tissue they face than its own (``_boundary.half_way_surface``).
 6. **Negative clicks.** A small barrier ball around each negative click is never part
    of the object. If the negative click's intensity differs from the object's, the
    interval is cut half-way between them. If the object still connects to the negative
@@ -79,11 +81,11 @@ from ._reseed import dominant_seed, reseed
 from ._resolution import edge_length, interpolation_factors
 from ._sheet import thin_layer
 from ._mr_thin import band_correction, thin_band
-from ._bone import bone_addition, bone_object, bone_seed, looks_like_ct, started_on_bar
+from ._bone import BONE_HU, bone_addition, bone_object, bone_seed, looks_like_ct, started_on_bar
 from ._lumen import lumen_object
 from ._lung import lung_object
 from ._tube import tube_object
-from ._boundary import partial_volume_boundary
+from ._boundary import half_way_surface, partial_volume_boundary
 from ._corrections import incremental_click, local_addition, negative_cut
 from ._robust import robust_stats
 from .base import Prediction, PromptSession, Prompts
@@ -100,6 +102,11 @@ THIN_SEED = 2.0 / 3.0
 #: ... when the default ball's spread exceeds the narrow ball's by this factor (beyond the
 #: sampling error of a spread from a few dozen voxels: the wide ball holds other tissue)
 THIN_SPREAD = 1.1
+#: the width (mm) of a blurred edge (the scanner's and the smoothing's): a region's voxels
+#: deeper than this are free of partial volume (``_half_way_rim``)
+_EDGE_BLUR_MM = 3.0
+#: ... and a region of which less than this share is that deep has no plateau of its own
+_PLATEAU_SHARE = 0.4
 #: the state of an object grown as a thin band (``_mr_thin``): its corrections move the band's cut
 _BAND = "thin band"
 #: the state of an object whose first click grew from a thin object's core
@@ -281,6 +288,13 @@ class RegionGrowingSession(PromptSession):
         #: lung base's, are left out) and corrections take longer (docs/interactive.md);
         #: True switches it on
         self.partial_volume_surface = False
+        #: a first click's object loses the rim voxels whose value is nearer the tissue
+        #: facing them than the object's (``_boundary.half_way_surface``): the growth
+        #: and the rim step take whole voxels that are mostly the neighbour where an edge
+        #: spans several voxels. None: on a grid finer than the image resolves
+        #: (``_resolution``: every edge two voxels wide or more); True: on every grid (the
+        #: CT phantom's native 1.5 mm grid gains too, docs/interactive.md); False: never
+        self.half_way_rim: Optional[bool] = None
         self._hu = False
         #: MR's intensity model: the growth's edge term counts only monotone intensity
         #: change (a voxel on a ramp between two tissues), not a noise wiggle or the
@@ -862,6 +876,12 @@ class RegionGrowingSession(PromptSession):
                 lung = lung_object(img, spacing, pos[0], seed_ball, None if box_mask is None else ~box_mask,
                                    resolution_mm=self._resolution)
                 grown = grown if lung is None else lung
+            # A first click's intensity-grown object (a vessel's after its walk along the
+            # tube, which reads the region as grown) ends at its 50 % partial-volume surface
+            # (``_boundary.half_way_surface``); the bone, bar, lumen and lung objects draw
+            # their own surfaces, and a correction never redraws one.
+            peel = (self.half_way_rim is not False and not (light or self._mr) and self._mask is None
+                    and grown is intensity and (self.half_way_rim or self._finer_than_image(spacing)))
             if (self.tube_aware and not light and grown is intensity and self._mask is None
                     and (prompts.box is not None or self._grow_region(crop.region, grown, crop) is None)):
                 # A click on a vessel: the region follows the tube and loses what lies
@@ -875,6 +895,8 @@ class RegionGrowingSession(PromptSession):
                 grown = tube_object(crop.smoothed, spacing, pos, grown, None if box_mask is None else ~box_mask,
                                     noise_floor=self._noise_floor, gradient=crop.gradient, hu=self._hu,
                                     extend=self.tube_extend)
+            if peel:
+                grown = self._half_way_rim(crop, grown, pos)
         result = grown if initial is None else (grown | initial)
         if box_mask is not None:
             result &= box_mask
@@ -1052,7 +1074,7 @@ class RegionGrowingSession(PromptSession):
                 # object's own partial-volume rim (``_thin_object``).
                 thin = self._thin_object(crop, pos, neg, neg_ball, box_mask, seeds[0])
                 thin_layers = self._layers
-            fine = edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))
+            fine = self._finer_than_image(spacing)
             if thin is not None and not fine:
                 return thin
             if leaked and not (strict or narrow) and self._mask is None and fine:
@@ -1097,6 +1119,47 @@ class RegionGrowingSession(PromptSession):
         out[box] = sub
         self._layers = layers
         return out | layers
+
+    def _finer_than_image(self, spacing: np.ndarray) -> bool:
+        """Whether a working grid of ``spacing`` is finer than the image resolves (``_resolution``)."""
+        return edge_length(spacing, self._resolution) > 1.01 * float(np.mean(spacing))
+
+    def _half_way_rim(self, crop: _Crop, grown: np.ndarray, pos: list) -> np.ndarray:
+        """``grown`` without the rim voxels that are mostly the tissue they face (``_boundary.half_way_surface``).
+
+        The object's level is the median of its voxels deeper than the blur of an edge
+        (about 3 mm: the scanner's and the smoothing's): the rim voxels are mixes. An
+        object with too few such voxels (thinner than two blurred edges) has no plateau
+        of its own, its level is unknown and it stays as grown. The noise is the
+        unsmoothed image's around the first click. The clicks keep their part; a peel
+        that takes every click's voxel leaves the object as it was.
+        """
+        spacing = crop.spacing
+        box = bbox(grown, pad=3)
+        if box is None:
+            return grown
+        sub = grown[box]
+        image = crop.raw[box]
+        blur = max(1, int(round(_EDGE_BLUR_MM / float(spacing.min()))))
+        deep = ndi.binary_erosion(sub, structure=ndi.generate_binary_structure(3, 1), iterations=blur)
+        if np.count_nonzero(deep) < _PLATEAU_SHARE * np.count_nonzero(sub):
+            return grown
+        centre = float(np.median(image[deep]))
+        # The noise of one voxel's value, from differences over one resolution element of
+        # the image (``_resolution``): on a finer grid neighbours share their noise, and
+        # their differences understate it.
+        step = tuple(max(1, int(round(r / s))) for r, s in zip(self._resolution, spacing))
+        reach = np.abs(ball_offsets(self.seed_radius_mm, spacing)).max(axis=0)
+        window = tuple(slice(max(0, c - r), c + r + 1, k) for c, r, k in zip(pos[0], reach, step))
+        noise = max(_noise_level(crop.raw[window]), self._noise_floor)
+        peeled = half_way_surface(sub, image, centre, noise, spacing, ceiling=BONE_HU if self._hu else None)
+        anchors = [tuple(c - b.start for c, b in zip(p, box)) for p in pos]
+        anchors = [a for a in anchors if all(0 <= v < n for v, n in zip(a, sub.shape)) and peeled[a]]
+        if not anchors:
+            return grown
+        out = grown.copy()
+        out[box] = components_at(peeled, anchors)
+        return out
 
     def _thin_object(self, crop: _Crop, pos: list, neg: list, neg_ball, box_mask, seed: tuple) -> Optional[np.ndarray]:
         """A leaked first click's region grown again from a thin object's core, or None.
