@@ -59,12 +59,14 @@ def _drifting_tubes(seed: int = 0):
 @pytest.mark.parametrize("follow", [None, False])
 def test_click_on_a_drifting_tube_grows_along_it_without_entering_its_neighbour(follow):
     """MR (drift on by default): the whole tube, nothing of the touching one; switched off,
-    the region stops where the drift leaves the click's intensity band (the old behaviour;
-    the thin-layer fallback, which grows a thin tube between two other tissues, off too)."""
+    the region stops where the drift leaves the click's intensity band (the thin-layer
+    fallback, which grows a thin tube between two other tissues, and the vessel walk,
+    which follows a tube past the drift by its shape, off too)."""
     vol, a, b = _drifting_tubes()
     session = RegionGrowingSession()
     session.follow_drift = follow
     session.thin_layers = follow is None
+    session.tube_aware = follow is None
     session.set_volume(vol)
     click = (12, 24, 18)  # a quarter of the way along the tube
     mask = session.add_point(click).mask

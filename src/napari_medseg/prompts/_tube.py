@@ -37,7 +37,11 @@ deepest part):
    ``extend=False`` the tube's sections outside the grown region are not added: the
    walk only trims what lies beside the tube (a walked section that reaches into a
    branch the reference leaves out is what costs later clicks; see the session's
-   ``tube_extend``).
+   ``tube_extend``), unless the grown region holds less than ``MIN_COVER`` (half) of
+   the tube's sections: then the growth stopped short inside the vessel (the intensity
+   model of the click's neighbourhood ended it within a few voxels: a click off the
+   centre line, or a vein whose value drifts along it), and the sections the walk
+   followed are the vessel.
 
 On CT the click's intensity must be blood's: unenhanced blood is 30-60 HU (``BLOOD_HU``
 allows for partial volume) and contrast-enhanced blood is brighter than any enhanced
@@ -90,6 +94,11 @@ MAX_RADIUS_CV = 0.3
 #: into an organ of the tube's intensity (the liver beside the vena cava) can be as
 #: large as the tube itself, but a region mostly beside the tube is the object
 MAX_TRIM = 0.5
+#: a grown region holding less than this fraction of the tube's walked sections
+#: stopped short inside the vessel: the sections are added even with ``extend=False``.
+#: A region that fills most of the tube is the vessel as grown, and the walk's
+#: sections beyond it (into a branch, along a neighbour) are left out
+MIN_COVER = 0.5
 #: CT: unenhanced blood's range (HU), widened by partial volume and noise
 BLOOD_HU = (30.0, 70.0)
 #: CT: contrast-enhanced blood is at least this bright (HU)
@@ -125,7 +134,8 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
         (``BLOOD_HU`` or at least ``ENHANCED_HU``) is followed.
     extend : bool
         Add the tube's sections outside ``grown`` (True) or only trim what ``grown``
-        holds beside the tube (False).
+        holds beside the tube (False; the sections are still added where ``grown``
+        holds less than ``MIN_COVER`` of them).
 
     Returns
     -------
@@ -199,7 +209,10 @@ def tube_object(image: np.ndarray, spacing: Sequence[float], pos: list, grown: n
     kept = region & (env | ~slabs)
     if np.count_nonzero(region & ~kept) > MAX_TRIM * np.count_nonzero(region):
         return grown
-    sub = components_at((kept | tube) if extend else kept, [local])
+    # A region holding little of the tube stopped short inside it: the walk's sections
+    # are the vessel there, whatever the caller's extend says.
+    short = np.count_nonzero(tube & region) < MIN_COVER * np.count_nonzero(tube)
+    sub = components_at((kept | tube) if extend or short else kept, [local])
     if not sub[local]:
         # The trim took the clicked voxel itself: the click said it is the object, so
         # the walk found some other tube beside it; the grown region stands.
