@@ -276,10 +276,11 @@ class RegionGrowingSession(PromptSession):
         #: a first click in aerated lung on CT gives the lung within its 50 % partial-volume
         #: surface (``_lung``); False: intensity growing
         self.lung_aware = True
-        #: ... and adds the tube's sections the intensity growth did not reach. Off by
-        #: default: on the click protocol it raises the portal vein's first click but
-        #: lowers its later ones (docs/interactive.md); True switches it on
-        self.tube_extend = False
+        #: ... and adds the tube's sections the intensity growth did not reach (the
+        #: growth stops where a vein's value drifts, or a few voxels from a click off the
+        #: centre line); False: the walk only trims, and adds its sections only where the
+        #: region holds less than half of them (``_tube.MIN_COVER``; docs/interactive.md)
+        self.tube_extend = True
         #: the object ends at its 50 % partial-volume surface (``_boundary``): the
         #: voxels of the grown region's rim nearer the tissue right behind them than the
         #: object's value are left out (CT and MR-like phantoms: the masks were about one
