@@ -302,6 +302,21 @@ CLASSES = (
 )
 
 
+def _wanted(text: str, fragments: str) -> bool:
+    """Whether ``text`` contains one of the comma-separated ``fragments`` (all when empty)."""
+    return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
+
+
+def _selected(datasets: list, only: str = None, data: str = None, klass: str = None):
+    """The protocol's data sets restricted by ``--only``, ``--data`` and ``--class``:
+    ``(name, modality, volume, objects)`` for each set with an object left."""
+    for name, modality, volume, objects in datasets:
+        objects = {o: m for o, m in objects.items()
+                   if _wanted(o, only) and _wanted(structure_class(o), klass)}
+        if _wanted(name, data) and objects:
+            yield name, modality, volume, objects
+
+
 def structure_class(name: str) -> str:
     """The summary class of a protocol object (``"other"`` when no fragment matches)."""
     for label, fragments in CLASSES:
@@ -321,9 +336,6 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     ``t2``: also the T2-like contrast of the MR phantom (it joins the MR mean).
     ``fine_labels``: ``"nearest"`` or ``"linear"``, the 1.5 mm set's reference labels.
     """
-    def wanted(text, fragments):
-        return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
-
     from napari_medseg.prompts.factory import make_session
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
@@ -333,11 +345,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
         print(f"\n== protocol: {backend} (Dice after clicks 1..{n_clicks})")
         by_modality: dict = {}
         all_worse, all_corr, latencies = [], 0, []
-        for name, modality, volume, objects in datasets:
-            objects = {o: m for o, m in objects.items()
-                       if wanted(o, only) and wanted(structure_class(o), klass)}
-            if not wanted(name, data) or not objects:
-                continue
+        for name, modality, volume, objects in _selected(datasets, only, data, klass):
             # The installed weights: Dice of random weights would mean nothing (the
             # protocol lists only backends whose weights are installed).
             session = make_session(backend)
@@ -395,9 +403,6 @@ def first_click_spread(backends: list, n_points: int = 6, only: str = None, data
     points, and the means per modality; a method that depends on the exact voxel shows a
     low minimum.
     """
-    def wanted(text, fragments):
-        return not fragments or any(f.strip() and f.strip() in text for f in fragments.split(","))
-
     from napari_medseg.prompts.factory import make_session
     from napari_medseg.testing.clicker import deepest_point, dice, interior_points
 
@@ -405,11 +410,8 @@ def first_click_spread(backends: list, n_points: int = 6, only: str = None, data
     for backend in backends:
         print(f"\n== first click at the deepest point and at {n_points} other interior points: {backend}")
         by_modality: dict = {}
-        for name, modality, volume, objects in protocol_datasets(False, t2=t2, fine_labels=fine_labels):
-            objects = {o: m for o, m in objects.items()
-                       if wanted(o, only) and wanted(structure_class(o), klass)}
-            if not wanted(name, data) or not objects:
-                continue
+        datasets = protocol_datasets(False, t2=t2, fine_labels=fine_labels)
+        for name, modality, volume, objects in _selected(datasets, only, data, klass):
             session = make_session(backend)
             session.set_volume(volume)
             spacing = volume.spacing_zyx

@@ -72,12 +72,7 @@ def partial_volume_boundary(mask: np.ndarray, image: np.ndarray, centre: float, 
     ndarray of bool
         The object with its boundary voxels.
     """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3:
-        raise InvalidInputError(f"partial_volume_boundary needs a 3-D mask, got {mask.ndim}-D")
-    if image.shape != mask.shape:
-        raise InvalidInputError(f"image shape {image.shape} differs from mask shape {mask.shape}")
-    spacing = np.asarray(spacing, dtype=float)
+    mask, spacing = _checked(image, mask, spacing, "partial_volume_boundary")
     if not mask.any():
         return mask.copy()
     layers = min(int(max_layers), max(int(min_layers), int(round(reach_mm / float(spacing.min())))))
@@ -226,12 +221,7 @@ def half_way_surface(mask: np.ndarray, image: np.ndarray, centre: float, noise: 
     ndarray of bool
         The peeled object (a copy).
     """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3:
-        raise InvalidInputError(f"half_way_surface needs a 3-D mask, got {mask.ndim}-D")
-    if image.shape != mask.shape:
-        raise InvalidInputError(f"image shape {image.shape} differs from mask shape {mask.shape}")
-    spacing = np.asarray(spacing, dtype=float)
+    mask, spacing = _checked(image, mask, spacing, "half_way_surface")
     if not mask.any():
         return mask.copy()
     layers = max(1, int(round(reach_mm / float(spacing.min()))))
@@ -275,3 +265,14 @@ def half_way_surface(mask: np.ndarray, image: np.ndarray, centre: float, noise: 
         plateau_flat[free[~cur_flat[free[:, None] + faces[None, :]].any(axis=1)]] = True
         idx = near[cur_flat[near]]
     return cur[pad:-pad, pad:-pad, pad:-pad].copy()
+
+
+def _checked(image: np.ndarray, mask: np.ndarray, spacing, caller: str) -> tuple:
+    """``(mask as bool, spacing as float array)``, after checking both arrays are 3-D
+    and of one shape (a clear error naming ``caller`` otherwise)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise InvalidInputError(f"{caller} needs a 3-D mask, got {mask.ndim}-D")
+    if image.shape != mask.shape:
+        raise InvalidInputError(f"image shape {image.shape} differs from mask shape {mask.shape}")
+    return mask, np.asarray(spacing, dtype=float)
