@@ -126,15 +126,14 @@ def test_drifting_vessel_without_neighbours_is_followed_to_both_ends():
     assert dice(mask, vessel) >= 0.93
 
 
-def test_tube_walk_extends_where_the_growth_stopped_short_even_without_tube_extend():
-    """Without ``tube_extend`` the walk adds the tube's sections only where the grown
-    region holds less than ``MIN_COVER`` of them: the drifting vessel's growth stops a
-    few centimetres from the click (Dice 0.26), so the trimming session's mask is the
+def test_tube_walk_extends_by_default_where_the_growth_stopped_short():
+    """By default the walk adds the tube's sections only where the grown region holds
+    less than ``MIN_COVER`` of them: the drifting vessel's growth stops a few
+    centimetres from the click (Dice 0.26), so the default session's mask is the
     extending walk's (0.91), far past what intensity growing gives."""
     volume, vessel, _, click = _curved_vessel()
     session = RegionGrowingSession()
-    assert session.tube_aware is True and session.tube_extend is True
-    session.tube_extend = False
+    assert session.tube_aware is True and session.tube_extend is False
     session.set_volume(volume)
     default = session.add_point(click).mask
     plain = _click(volume, click, tube_aware=False)
@@ -240,10 +239,8 @@ def test_real_ct_vessel_clicks_off_the_centre_line_keep_the_vessel(real_ct, prot
     """First clicks at six interior points of the 3 mm aorta (at least half as deep as
     its deepest point): off the centre line the growth can stop within a few voxels
     (268-645 voxels of a 997-voxel aorta), holding less than half of the tube the walk
-    follows, and the walk's sections are added (with ``tube_extend`` and, below
-    ``MIN_COVER``, without it). At the deepest point the growth holds 74 % of the tube,
-    so without ``tube_extend`` the walk only trims (the mask is part of intensity
-    growing's).
+    follows, and the walk's sections are added. At the deepest point the growth holds
+    74 % of the tube and the walk only trims (the mask is part of intensity growing's).
     The portal vein's deepest click holds 28 % of its tube. Measured: aorta mean / min
     over the six points 0.800 / 0.755 (trim only: 0.634 / 0.386); portal vein 0.589 /
     0.665 after one / five protocol clicks (trim only: 0.329 / 0.655)."""
@@ -256,13 +253,6 @@ def test_real_ct_vessel_clicks_off_the_centre_line_keep_the_vessel(real_ct, prot
         session.reset()
         scores.append(dice(session.add_point(point).mask, aorta))
     assert min(scores) >= 0.7 and np.mean(scores) >= 0.76, scores
-    session.reset()
-    session.tube_extend = False
-    trimmed = []
-    for point in interior_points(aorta, volume.spacing_zyx, 6):
-        session.reset()
-        trimmed.append(dice(session.add_point(point).mask, aorta))
-    assert min(trimmed) >= 0.7, trimmed
     session.reset()
     deepest = session.add_point(deepest_point(aorta, volume.spacing_zyx)).mask
     plain = _click(volume, deepest_point(aorta, volume.spacing_zyx), tube_aware=False)
