@@ -55,3 +55,21 @@ def protocol():
         return run_protocol(session, reference, n_clicks=n_clicks)
 
     return run
+
+
+@pytest.fixture
+def first_click():
+    """One click on a fresh default region-growing session with some options changed:
+    ``first_click(volume, zyx, **options)`` returns the mask (e.g. ``thin_layers=False``)."""
+    from napari_medseg.prompts.region_growing import RegionGrowingSession
+
+    def run(volume, zyx, **options):
+        session = RegionGrowingSession()
+        for name, value in options.items():
+            if not hasattr(session, name):
+                raise AttributeError(f"RegionGrowingSession has no option {name!r}")
+            setattr(session, name, value)
+        session.set_volume(volume)
+        return session.add_point(zyx).mask
+
+    return run
