@@ -36,6 +36,10 @@ the click, the size of the error region it was placed in, and the voxels it adde
 (how many inside the reference and inside that region), e.g. ``--protocol --explain --only
 pancreas --data "real CT 3"``. ``--fine-labels linear`` takes the 1.5 mm set's reference
 labels interpolated like its image instead of copied from the 3 mm voxels (:func:`_resample`).
+``--variants all`` (or some of ``aniso,aniso-noise,noise,fine-noise``) adds the real CT as
+scans users load differ from it: on a 1 x 1 x 3 mm grid (fine in plane, thick slices), with
+correlated noise (10 HU at 3 mm, 15 HU at 1 x 1 x 3 and 1.5 mm), each in its own mean, e.g.
+``--protocol --variants all --data variant``.
 
 ``--first-clicks N``: on the protocol's objects, one click at the deepest point and at N
 other points at least half as deep (where else a user clicks first), each on a reset
@@ -190,13 +194,28 @@ def memory_run(volume, mask, n: int = 50) -> None:
           f"(= {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3 / (volume.array.size * 4):.1f} x float32 volume)")
 
 
-def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = "nearest") -> list:
+#: ``--variants``: the real CT as scans users load differ from it, (name, grid x/y/z in mm
+#: or None for the native 3 mm, added noise SD in HU). Real thin-slice CT is noisier than
+#: this 3 mm scan (noise grows as the voxel shrinks) and mostly anisotropic (fine in plane,
+#: 2.5-5 mm slices); an upsampled image is smoother than either.
+VARIANTS = {
+    "aniso": ("real CT 1x1x3 mm (variant)", (1.0, 1.0, 3.0), 0.0),
+    "aniso-noise": ("real CT 1x1x3 mm + noise 15 HU (variant)", (1.0, 1.0, 3.0), 15.0),
+    "noise": ("real CT 3 mm + noise 10 HU (variant)", None, 10.0),
+    "fine-noise": ("real CT 1.5 mm + noise 15 HU (variant)", (1.5, 1.5, 1.5), 15.0),
+}
+
+
+def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = "nearest",
+                      variants: str = "") -> list:
     """``(name, modality, volume, {object: mask})`` for the protocol run.
 
     ``t2`` adds the phantom's T2-weighted-like contrast (bright discs and canal, a rib only
     1.7 noise levels darker than muscle); it is opt-in so that the default MR means stay
     those of the T1-like contrast. ``fine_labels`` is how the 1.5 mm set's reference is
-    resampled (:func:`_resample`).
+    resampled (:func:`_resample`). ``variants``: comma-separated keys of :data:`VARIANTS`
+    (``"all"``: every one), the real CT on another grid and/or with noise added
+    (:func:`_with_noise`), after the other sets.
     """
     import SimpleITK as sitk
 
@@ -230,6 +249,35 @@ def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = 
     if t2:
         out.append((f"MR-like T2 phantom {shape[2]}x{shape[1]}x{shape[0]}", "MR",
                     mr_like(ph, weighting="T2"), objects))
+    keys = list(VARIANTS) if variants == "all" else [v.strip() for v in (variants or "").split(",") if v.strip()]
+    unknown = [k for k in keys if k not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)} or 'all'")
+    if keys and not ct.exists():
+        print("variants: the real CT is not found at", SHARED, "(none run)")
+        keys = []
+    for seed, key in enumerate(keys):
+        name, grid, noise_sd = VARIANTS[key]
+        img, lab = (image, seg_image) if grid is None else _resample(image, seg_image, grid)
+        if noise_sd:
+            img = _with_noise(img, noise_sd, seed=seed)
+        out.append((name, "CT", Volume.from_sitk(img, modality="CT"),
+                    structures(sitk.GetArrayFromImage(lab), names)))
+    return out
+
+
+def _with_noise(image, sd_hu: float, correlation_mm: float = 0.8, seed: int = 0):
+    """``image`` plus Gaussian noise of ``sd_hu``, correlated over ``correlation_mm``
+    (a Gaussian kernel's sigma, like a CT reconstruction kernel's), rounded to integers."""
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal(array.shape).astype(np.float32)
+    sigma = [correlation_mm / s for s in image.GetSpacing()[::-1]]
+    noise = ndi.gaussian_filter(noise, sigma)
+    noise *= np.float32(sd_hu / noise.std())
+    out = sitk.GetImageFromArray(np.round(array + noise).astype(np.int16))
+    out.CopyInformation(image)
     return out
 
 
@@ -241,8 +289,10 @@ def _totalseg_names(path) -> dict:
     return {} if table is None else {int(i): str(n) for i, n in table.names.items()}
 
 
-def _resample(image, seg, spacing_mm: float, labels: str = "nearest"):
-    """``image`` (linear) and ``seg`` on an isotropic ``spacing_mm`` grid aligned with it.
+def _resample(image, seg, spacing_mm, labels: str = "nearest"):
+    """``image`` (linear) and ``seg`` on a ``spacing_mm`` grid aligned with it.
+
+    ``spacing_mm``: one spacing for an isotropic grid, or (x, y, z) in mm.
 
     ``labels="nearest"`` copies each coarse voxel's label onto the fine voxels inside it;
     ``"linear"`` interpolates each label's indicator like the image and keeps the largest.
@@ -251,17 +301,18 @@ def _resample(image, seg, spacing_mm: float, labels: str = "nearest"):
 
     import numpy as np
 
-    size = [int(round(n * s / spacing_mm)) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (3,))
+    size = [int(round(n * s / t)) for n, s, t in zip(image.GetSize(), image.GetSpacing(), spacing)]
     # The fine grid covers the coarse voxels' extent, whole fine voxels inside each coarse
     # one: with the coarse origin kept, every other fine voxel centre would lie on a coarse
     # voxel boundary, where nearest-neighbour labels break the tie to one side and shift
     # the reference half a fine voxel against the image.
     direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    half = 0.5 * (spacing_mm - np.asarray(image.GetSpacing(), float))
+    half = 0.5 * (spacing - np.asarray(image.GetSpacing(), float))
     origin = tuple(float(v) for v in np.asarray(image.GetOrigin(), float) + direction @ half)
 
     def one(img, interp, pixel=None):
-        return sitk.Resample(img, size, sitk.Transform(), interp, origin, (spacing_mm,) * 3,
+        return sitk.Resample(img, size, sitk.Transform(), interp, origin, tuple(float(t) for t in spacing),
                              img.GetDirection(), 0, img.GetPixelID() if pixel is None else pixel)
 
     if labels == "nearest":
@@ -283,7 +334,7 @@ def _resample(image, seg, spacing_mm: float, labels: str = "nearest"):
             best[wins], best_weight[wins] = value, weight[wins]
     fine = sitk.GetImageFromArray(best)
     fine.SetOrigin(origin)
-    fine.SetSpacing((spacing_mm,) * 3)
+    fine.SetSpacing(tuple(float(t) for t in spacing))
     fine.SetDirection(seg.GetDirection())
     return one(image, sitk.sitkLinear), fine
 
@@ -317,6 +368,15 @@ def _selected(datasets: list, only: str = None, data: str = None, klass: str = N
             yield name, modality, volume, objects
 
 
+def _groups(name: str, modality: str) -> tuple:
+    """The summary means a data set's objects join: its modality's, and the real data's
+    (the goals name the real data; a phantom's mean would carry a modality's). The
+    ``--variants`` sets join only their own mean: they are the same scan again."""
+    if name.endswith("(variant)"):
+        return (f"{modality}, variants of the real scan",)
+    return (modality, f"{modality}, real data only") if name.startswith("real") else (modality,)
+
+
 def structure_class(name: str) -> str:
     """The summary class of a protocol object (``"other"`` when no fragment matches)."""
     for label, fragments in CLASSES:
@@ -327,7 +387,7 @@ def structure_class(name: str) -> str:
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
              data: str = None, klass: str = None, explain: bool = False, t2: bool = False,
-             fine_labels: str = "nearest") -> dict:
+             fine_labels: str = "nearest", variants: str = "") -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
 
     ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
@@ -335,12 +395,13 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     ``explain``: one line per correction under each object (``clicker.Correction``).
     ``t2``: also the T2-like contrast of the MR phantom (it joins the MR mean).
     ``fine_labels``: ``"nearest"`` or ``"linear"``, the 1.5 mm set's reference labels.
+    ``variants``: also the real CT on other grids and with noise (:data:`VARIANTS`).
     """
     from napari_medseg.prompts.factory import make_session
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
     results = {}
-    datasets = protocol_datasets(quick, t2=t2, fine_labels=fine_labels)
+    datasets = protocol_datasets(quick, t2=t2, fine_labels=fine_labels, variants=variants)
     for backend in backends:
         print(f"\n== protocol: {backend} (Dice after clicks 1..{n_clicks})")
         by_modality: dict = {}
@@ -356,7 +417,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
                 r = run_protocol(session, mask, n_clicks, explain=explain)
                 d = r.padded(n_clicks)
                 rows.append(d)
-                latencies += r.seconds
+                latencies += [(t, name, obj, k) for k, t in enumerate(r.seconds, start=1)]
                 all_corr += len(r.dice) - 1
                 worse = r.worse()
                 all_worse += [(name, obj, i + 1, r.dice[i - 1], r.dice[i], r.clicks[i][1]) for i in worse]
@@ -367,10 +428,8 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
                 results[(backend, name, obj)] = r
             if rows:
                 mean = np.mean(rows, axis=0)
-                by_modality.setdefault(modality, []).extend(rows)
-                if name.startswith("real"):
-                    # The goals name the real data; a phantom's mean would carry a modality's.
-                    by_modality.setdefault(f"{modality}, real data only", []).extend(rows)
+                for group in _groups(name, modality):
+                    by_modality.setdefault(group, []).extend(rows)
                 print(f"    {'mean':28s} {'':12s} " + " ".join(f"{v:.3f}" for v in mean))
         print(f"  -- {backend} summary")
         by_class: dict = {}
@@ -387,13 +446,15 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
         for w in all_worse:
             print(f"      {w[0]} / {w[1]}: click {w[2]} ({'positive' if w[5] else 'negative'}) {w[3]:.3f} -> {w[4]:.3f}")
         if latencies:
-            print(f"    latency per click: median {statistics.median(latencies) * 1000:.0f} ms, "
-                  f"max {max(latencies) * 1000:.0f} ms")
+            slowest = max(latencies)
+            print(f"    latency per click: median {statistics.median(t for t, *_ in latencies) * 1000:.0f} ms, "
+                  f"max {slowest[0] * 1000:.0f} ms ({slowest[1]} / {slowest[2]}, click {slowest[3]})")
     return results
 
 
 def first_click_spread(backends: list, n_points: int = 6, only: str = None, data: str = None,
-                       klass: str = None, t2: bool = False, fine_labels: str = "nearest") -> dict:
+                       klass: str = None, t2: bool = False, fine_labels: str = "nearest",
+                       variants: str = "") -> dict:
     """Dice after one click at the deepest point and at ``n_points`` other interior points.
 
     A user's first click lands anywhere well inside the object, not at its deepest
@@ -410,7 +471,7 @@ def first_click_spread(backends: list, n_points: int = 6, only: str = None, data
     for backend in backends:
         print(f"\n== first click at the deepest point and at {n_points} other interior points: {backend}")
         by_modality: dict = {}
-        datasets = protocol_datasets(False, t2=t2, fine_labels=fine_labels)
+        datasets = protocol_datasets(False, t2=t2, fine_labels=fine_labels, variants=variants)
         for name, modality, volume, objects in _selected(datasets, only, data, klass):
             session = make_session(backend)
             session.set_volume(volume)
@@ -424,9 +485,8 @@ def first_click_spread(backends: list, n_points: int = 6, only: str = None, data
                 others = scores[1:] or scores
                 row = (scores[0], float(np.mean(others)), float(np.min(others)))
                 results[(backend, name, obj)] = row
-                by_modality.setdefault(modality, []).append(row)
-                if name.startswith("real"):
-                    by_modality.setdefault(f"{modality}, real data only", []).append(row)
+                for group in _groups(name, modality):
+                    by_modality.setdefault(group, []).append(row)
                 print(f"    {obj:28s} {row[0]:.3f} | {row[1]:.3f} {row[2]:.3f}")
         for modality, rows in by_modality.items():
             d, m, lo = np.mean(rows, axis=0)
@@ -457,12 +517,15 @@ def main(argv=None) -> int:
     parser.add_argument("--first-clicks", type=int, default=0, metavar="N",
                         help="one click at the deepest point and at N other interior points per "
                              "object (the protocol's data and filters), instead of the protocol")
+    parser.add_argument("--variants", default="", metavar="KEYS",
+                        help="protocol / --first-clicks: also the real CT on another grid or with noise "
+                             f"({', '.join(VARIANTS)}, or 'all'); reported in their own mean")
     args = parser.parse_args(argv)
 
     if args.first_clicks:
         backends = args.backends.split(",") if args.backends else ["region-growing"]
         first_click_spread(backends, args.first_clicks, only=args.only, data=args.data,
-                           klass=args.klass, t2=args.t2, fine_labels=args.fine_labels)
+                           klass=args.klass, t2=args.t2, fine_labels=args.fine_labels, variants=args.variants)
         return 0
 
     if args.protocol:
@@ -472,7 +535,8 @@ def main(argv=None) -> int:
         wanted = args.backends.split(",") if args.backends else [
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
         protocol(wanted, quick=args.quick, only=args.only, data=args.data,
-                 klass=args.klass, explain=args.explain, t2=args.t2, fine_labels=args.fine_labels)
+                 klass=args.klass, explain=args.explain, t2=args.t2, fine_labels=args.fine_labels,
+                 variants=args.variants)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses
