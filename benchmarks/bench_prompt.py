@@ -39,7 +39,7 @@ labels interpolated like its image instead of copied from the 3 mm voxels (:func
 ``--variants all`` (or some of ``aniso,aniso-noise,noise,fine-noise``) adds the real CT as
 scans users load differ from it: on a 1 x 1 x 3 mm grid (fine in plane, thick slices), with
 correlated noise (10 HU at 3 mm, 15 HU at 1 x 1 x 3 and 1.5 mm), each in its own mean, e.g.
-``--protocol --variants all --data variant``.
+``--protocol --variants all --data variant``; ``--noise-seed N`` draws other noise.
 
 ``--first-clicks N``: on the protocol's objects, one click at the deepest point and at N
 other points at least half as deep (where else a user clicks first), each on a reset
@@ -207,7 +207,7 @@ VARIANTS = {
 
 
 def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = "nearest",
-                      variants: str = "") -> list:
+                      variants: str = "", noise_seed: int = 0) -> list:
     """``(name, modality, volume, {object: mask})`` for the protocol run.
 
     ``t2`` adds the phantom's T2-weighted-like contrast (bright discs and canal, a rib only
@@ -215,7 +215,7 @@ def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = 
     those of the T1-like contrast. ``fine_labels`` is how the 1.5 mm set's reference is
     resampled (:func:`_resample`). ``variants``: comma-separated keys of :data:`VARIANTS`
     (``"all"``: every one), the real CT on another grid and/or with noise added
-    (:func:`_with_noise`), after the other sets.
+    (:func:`_with_noise`), after the other sets; ``noise_seed`` picks another noise draw.
     """
     import SimpleITK as sitk
 
@@ -256,11 +256,15 @@ def protocol_datasets(quick: bool = False, t2: bool = False, fine_labels: str = 
     if keys and not ct.exists():
         print("variants: the real CT is not found at", SHARED, "(none run)")
         keys = []
-    for seed, key in enumerate(keys):
+    for key in keys:
         name, grid, noise_sd = VARIANTS[key]
         img, lab = (image, seg_image) if grid is None else _resample(image, seg_image, grid)
         if noise_sd:
-            img = _with_noise(img, noise_sd, seed=seed)
+            # One seed per variant, whichever others run with it; ``noise_seed`` draws
+            # another noise image (a result that holds for one draw only is luck).
+            img = _with_noise(img, noise_sd, seed=list(VARIANTS).index(key) + 100 * noise_seed)
+            if noise_seed:
+                name = name.replace(" (variant)", f", draw {noise_seed} (variant)")
         out.append((name, "CT", Volume.from_sitk(img, modality="CT"),
                     structures(sitk.GetArrayFromImage(lab), names)))
     return out
@@ -387,7 +391,7 @@ def structure_class(name: str) -> str:
 
 def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str = None,
              data: str = None, klass: str = None, explain: bool = False, t2: bool = False,
-             fine_labels: str = "nearest", variants: str = "") -> dict:
+             fine_labels: str = "nearest", variants: str = "", noise_seed: int = 0) -> dict:
     """Run the click protocol; print per-object Dice, means, worsening corrections, latency.
 
     ``only``, ``data`` and ``klass`` restrict the run (comma-separated name fragments of
@@ -401,7 +405,8 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
     from napari_medseg.testing.clicker import WORSE, run_protocol
 
     results = {}
-    datasets = protocol_datasets(quick, t2=t2, fine_labels=fine_labels, variants=variants)
+    datasets = protocol_datasets(quick, t2=t2, fine_labels=fine_labels, variants=variants,
+                                 noise_seed=noise_seed)
     for backend in backends:
         print(f"\n== protocol: {backend} (Dice after clicks 1..{n_clicks})")
         by_modality: dict = {}
@@ -454,7 +459,7 @@ def protocol(backends: list, quick: bool = False, n_clicks: int = 5, only: str =
 
 def first_click_spread(backends: list, n_points: int = 6, only: str = None, data: str = None,
                        klass: str = None, t2: bool = False, fine_labels: str = "nearest",
-                       variants: str = "") -> dict:
+                       variants: str = "", noise_seed: int = 0) -> dict:
     """Dice after one click at the deepest point and at ``n_points`` other interior points.
 
     A user's first click lands anywhere well inside the object, not at its deepest
@@ -471,7 +476,8 @@ def first_click_spread(backends: list, n_points: int = 6, only: str = None, data
     for backend in backends:
         print(f"\n== first click at the deepest point and at {n_points} other interior points: {backend}")
         by_modality: dict = {}
-        datasets = protocol_datasets(False, t2=t2, fine_labels=fine_labels, variants=variants)
+        datasets = protocol_datasets(False, t2=t2, fine_labels=fine_labels, variants=variants,
+                                     noise_seed=noise_seed)
         for name, modality, volume, objects in _selected(datasets, only, data, klass):
             session = make_session(backend)
             session.set_volume(volume)
@@ -520,12 +526,15 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="", metavar="KEYS",
                         help="protocol / --first-clicks: also the real CT on another grid or with noise "
                              f"({', '.join(VARIANTS)}, or 'all'); reported in their own mean")
+    parser.add_argument("--noise-seed", type=int, default=0, metavar="N",
+                        help="--variants: another draw of the added noise (0: the reported one)")
     args = parser.parse_args(argv)
 
     if args.first_clicks:
         backends = args.backends.split(",") if args.backends else ["region-growing"]
         first_click_spread(backends, args.first_clicks, only=args.only, data=args.data,
-                           klass=args.klass, t2=args.t2, fine_labels=args.fine_labels, variants=args.variants)
+                           klass=args.klass, t2=args.t2, fine_labels=args.fine_labels, variants=args.variants,
+                           noise_seed=args.noise_seed)
         return 0
 
     if args.protocol:
@@ -536,7 +545,7 @@ def main(argv=None) -> int:
             b for b in ("region-growing", "sam-med3d", "nninteractive") if b in avail]
         protocol(wanted, quick=args.quick, only=args.only, data=args.data,
                  klass=args.klass, explain=args.explain, t2=args.t2, fine_labels=args.fine_labels,
-                 variants=args.variants)
+                 variants=args.variants, noise_seed=args.noise_seed)
         return 0
 
     from napari_medseg.prompts.factory import backend_statuses
