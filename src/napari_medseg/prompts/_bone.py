@@ -92,7 +92,11 @@ NECK_RATIO = 0.6
 #: thick (surface distance): the distance transform of a part two or three voxels thick
 #: is quantised to whole voxels (a 3 mm rib's thickness reads 1.5 or 4.5 mm along its
 #: length), so without it a thin bone falls apart at its own bumps; a thin part against
-#: a thick one (a rib against its vertebra) gets no slack. For a thin-bone click on a
+#: a thick one (a rib against its vertebra) gets no slack. Voxels of the mean spacing:
+#: on a grid of thick slices (1 x 1 x 3 mm) twice the largest spacing (6 mm) counts the
+#: vertebra's parts a rib touches (5.8 mm deep) as thin, and the rib joins the spine
+#: through a contact one slice thick (real CT: rib left 12, 35-42 k voxels for a 1 k-voxel
+#: rib); on a grid of equal spacings that is the largest spacing. For a thin-bone click on a
 #: grid finer than the image resolves, both count resolution elements (``_resolution``)
 #: between parts that both hold bone (``PV_PEAK_HU``): the bone's cross-section at its
 #: 50 % threshold varies by a whole element along its length, so its bumps touch
@@ -753,6 +757,51 @@ def _depth(mask: np.ndarray, spacing: np.ndarray) -> float:
     return float(dist.max()) - 0.5 * float(np.min(spacing))
 
 
+def surface_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) from each voxel of ``mask`` to its surface: to the face of the nearest
+    background voxel, half a voxel inside that voxel's centre along the way there.
+
+    Along the finest axis the half voxel is half its spacing; along a coarser axis half
+    of that axis's spacing. On a grid of thick slices (1 x 1 x 3 mm) a bone one slice
+    above its background is then 1.5 mm deep, not 2.5 mm: a contact between two slices
+    reads as thin as it is, not as thick as a thin bone's own parts, which the neck test
+    would otherwise never cut (:func:`split_at_necks`).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean mask (z, y, x).
+    spacing : sequence of float
+        Spacing (mm, z, y, x).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float distances, 0 outside ``mask``.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    finest = float(spacing.min())
+    dist = ndi.distance_transform_edt(mask, sampling=spacing) - 0.5 * finest
+    for axis in np.flatnonzero(spacing > 1.05 * finest):
+        # Where the nearest surface lies across the thick slices: the distance along
+        # that axis alone, less its own half voxel.
+        along = _distance_along(mask, int(axis)) * spacing[axis] - 0.5 * spacing[axis]
+        dist = np.minimum(dist, along)
+    return np.where(mask, dist, 0.0)
+
+
+def _distance_along(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Per voxel, the number of steps along ``axis`` to the nearest voxel outside ``mask``
+    (infinite on a line with none)."""
+    n = mask.shape[axis]
+    shape = [1] * mask.ndim
+    shape[axis] = n
+    idx = np.arange(n, dtype=np.float32).reshape(shape)
+    before = np.maximum.accumulate(np.where(mask, -np.inf, idx), axis=axis)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(mask, np.inf, idx), axis), axis=axis), axis)
+    return np.minimum(idx - before, after - idx)
+
+
 def _nearest(candidate: np.ndarray, p: Sequence[int], spacing: np.ndarray) -> Optional[tuple]:
     """``p`` if it is a candidate, else the nearest candidate within 1.5 voxels (a click on a rim)."""
     p = tuple(int(c) for c in p)
@@ -826,10 +875,14 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
     element = spacing if resolution is None else np.maximum(spacing, np.asarray(resolution, dtype=float))
     # (slack, thin) per voxel and per resolution element (equal on a grid at the
     # image's resolution).
-    voxel_slack = (NECK_SLACK * float(spacing.min()), THIN_VOXELS * float(spacing.max()))
-    element_slack = (NECK_SLACK * float(element.min()), THIN_VOXELS * float(element.max()))
+    # "Thin" in voxels of the mean spacing (thick slices, ``THIN_VOXELS``), times the
+    # voxels one resolution element spans along the coarsest axis.
+    thin = THIN_VOXELS * float(spacing.mean())
+    voxel_slack = (NECK_SLACK * float(spacing.min()), thin)
+    element_slack = (NECK_SLACK * float(element.min()), thin * float(element.max() / spacing.max()))
     # Distance to the bone's surface (half a voxel inside the nearest background
-    # voxel's centre), so a one-voxel contact is thin at any voxel size.
+    # voxel's centre, along each axis its own half voxel), so a one-voxel contact is
+    # thin at any voxel size and a contact between two thick slices thin across them.
     padded = np.pad(mask, 1)
     for axis, faces in enumerate(open_faces or ()):
         for side, is_open in zip((0, -1), faces):
@@ -837,8 +890,8 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
                 idx = [slice(None)] * 3
                 idx[axis] = side
                 padded[tuple(idx)] = True
-    dist = ndi.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
-    dist = np.where(mask, dist - 0.5 * float(spacing.min()), 0.0).astype(np.float32)
+    dist = surface_distance(padded, spacing)[1:-1, 1:-1, 1:-1]
+    dist = np.where(mask, dist, 0.0).astype(np.float32)
     # Regional maxima (plateaus joined), one marker each.
     peaks = mask & (dist >= ndi.maximum_filter(dist, size=3, mode="constant"))
     markers, n = ndi.label(peaks, structure=np.ones((3, 3, 3), bool))
