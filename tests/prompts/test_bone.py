@@ -527,6 +527,43 @@ def test_wrapped_part_keeps_the_marrow_and_drops_the_disc():
     assert lab[11, 20, 20] != lab[29, 20, 20]
 
 
+def _wrapped_reference(raw, region, spacing, shell, reach_mm):
+    """wrapped_part's definition, voxel by voxel: each ray stepped at the finest spacing."""
+    steps = np.arange(float(spacing.min()), reach_mm + 1e-6, float(spacing.min()))
+    out = np.zeros(region.shape, dtype=bool)
+    for v in np.argwhere(region):
+        hit = []
+        for d in _bone._directions():
+            met = False
+            for o in np.unique(np.rint(d[None, :] * steps[:, None] / spacing[None, :]).astype(int), axis=0):
+                p = v + o
+                if not o.any():
+                    continue
+                if np.any(p < 0) or np.any(p >= raw.shape) or raw[tuple(p)] >= shell:
+                    met = True
+                    break
+            hit.append(met)
+        hit = np.asarray(hit)
+        out[tuple(v)] = np.sum(~hit[:13] & ~hit[25:12:-1]) <= _bone.OPEN_PAIRS
+    return out
+
+
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (3.0, 1.0, 1.0), (2.5, 0.7, 0.8)])
+def test_wrapped_part_is_its_ray_definition(spacing):
+    """The whole-array form gives each voxel's own rays' answer, rays leaving the array
+    meeting the shell, on isotropic and anisotropic grids and regions touching the faces."""
+    rng = np.random.default_rng(3)
+    shape = (8, 12, 11)
+    raw = ndi.gaussian_filter(rng.normal(0.0, 1.0, shape), 1.0).astype(np.float32)
+    shell = float(np.quantile(raw, 0.8))
+    region = (raw < shell) & (rng.random(shape) < 0.5)
+    sp = np.asarray(spacing)
+    expected = _wrapped_reference(raw, region, sp, shell, 6.0)
+    got = _bone.wrapped_part(raw, region, sp, shell, reach_mm=6.0)
+    assert 0 < np.count_nonzero(expected) < np.count_nonzero(region)
+    assert np.array_equal(got, expected)
+
+
 def test_negative_click_on_a_disc_removes_the_disc_not_the_body():
     """A mask that ran from the upper body through the disc into the lower one; a
     negative click on the disc removes the disc's slab, no voxel of the upper body."""

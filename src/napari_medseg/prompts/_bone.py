@@ -504,29 +504,44 @@ def wrapped_part(raw: np.ndarray, region: np.ndarray, spacing: np.ndarray, shell
         Boolean mask, a subset of ``region``.
     """
     spacing = np.asarray(spacing, dtype=float)
-    idx = np.argwhere(region)
-    if idx.size == 0:
+    box = bbox(region)
+    if box is None:
         return region
-    shape = np.asarray(raw.shape)
-    bright = raw >= np.float32(shell)
-    steps = np.arange(float(spacing.min()), reach_mm + 1e-6, float(spacing.min()))
-    hits = np.zeros((len(idx), 26), dtype=bool)
-    for k, d in enumerate(_directions()):
-        offsets = np.unique(np.rint(d[None, :] * steps[:, None] / spacing[None, :]).astype(int), axis=0)
-        for off in offsets:
-            if not off.any():
-                continue
-            pts = idx + off[None, :]
-            inside = np.all((pts >= 0) & (pts < shape[None, :]), axis=1)
-            hit = ~inside
-            q = pts[inside]
-            hit[inside] = bright[q[:, 0], q[:, 1], q[:, 2]]
-            hits[:, k] |= hit
-    open_pairs = np.sum(~hits[:, :13] & ~hits[:, 25:12:-1], axis=1)
+    rays = _ray_offsets(spacing, reach_mm)
+    reach = np.max([np.abs(o).max(axis=0) for o in rays if len(o)] or [np.zeros(3, int)], axis=0)
+    # Each ray is a set of voxel offsets: a voxel's ray meets the shell when the shell
+    # holds one of them. Evaluated for the region's whole box at once, as shifted views
+    # of the shell mask around it (outside ``raw`` counted as shell), not voxel by voxel.
+    lo = np.array([b.start for b in box])
+    shape = np.array([b.stop - b.start for b in box])
+    shell_mask = np.ones(tuple(shape + 2 * reach), dtype=bool)
+    src_lo, src_hi = np.maximum(lo - reach, 0), np.minimum(lo + shape + reach, raw.shape)
+    shell_mask[tuple(slice(a - b + r, c - b + r) for a, b, c, r in zip(src_lo, lo, src_hi, reach))] = (
+        raw[tuple(slice(a, c) for a, c in zip(src_lo, src_hi))] >= np.float32(shell))
+
+    def meets(k: int) -> np.ndarray:
+        hit = np.zeros(tuple(shape), dtype=bool)
+        for off in rays[k]:
+            hit |= shell_mask[tuple(slice(r + o, r + o + n) for r, o, n in zip(reach, off, shape))]
+        return hit
+
+    open_pairs = np.zeros(tuple(shape), dtype=np.uint8)
+    for k in range(13):
+        open_pairs += ~meets(k) & ~meets(25 - k)
     out = np.zeros(region.shape, dtype=bool)
-    keep = idx[open_pairs <= OPEN_PAIRS]
-    out[keep[:, 0], keep[:, 1], keep[:, 2]] = True
+    out[box] = region[box] & (open_pairs <= OPEN_PAIRS)
     return out
+
+
+def _ray_offsets(spacing: np.ndarray, reach_mm: float) -> list:
+    """Per direction of :func:`_directions`, the voxel offsets a ray passes within
+    ``reach_mm``, stepped at the finest spacing (the origin left out)."""
+    steps = np.arange(float(spacing.min()), reach_mm + 1e-6, float(spacing.min()))
+    rays = []
+    for d in _directions():
+        offsets = np.unique(np.rint(d[None, :] * steps[:, None] / spacing[None, :]).astype(int), axis=0)
+        rays.append(offsets[offsets.any(axis=1)])
+    return rays
 
 
 def bone_object(raw: np.ndarray, spacing: np.ndarray, pos: list, neg: list,
