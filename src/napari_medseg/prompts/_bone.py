@@ -451,9 +451,7 @@ def enclosure(raw: np.ndarray, click: Sequence[int], spacing: np.ndarray, reach_
     """
     spacing = np.asarray(spacing, dtype=float)
     c = np.asarray(click, dtype=float)
-    dirs = np.array([(a, b, d) for a in (-1, 0, 1) for b in (-1, 0, 1) for d in (-1, 0, 1) if (a, b, d) != (0, 0, 0)],
-                    dtype=float)
-    dirs /= np.linalg.norm(dirs, axis=1)[:, None]
+    dirs = _directions()
     steps = np.arange(0.5 * float(spacing.min()), reach_mm, 0.5 * float(spacing.min()))
     pts = c[None, None, :] + dirs[:, None, :] * steps[None, :, None] / spacing[None, None, :]
     idx = np.rint(pts).astype(int)
