@@ -903,8 +903,8 @@ def split_at_necks(mask: np.ndarray, spacing: np.ndarray, pos: list, neg: list =
                 idx = [slice(None)] * 3
                 idx[axis] = side
                 padded[tuple(idx)] = True
-    dist = surface_distance(padded, spacing)[1:-1, 1:-1, 1:-1]
-    dist = np.where(mask, dist, 0.0).astype(np.float32)
+    # (0 outside ``mask``: the padding only opens the border layer.)
+    dist = surface_distance(padded, spacing)[1:-1, 1:-1, 1:-1].astype(np.float32)
     # Regional maxima (plateaus joined), one marker each.
     peaks = mask & (dist >= ndi.maximum_filter(dist, size=3, mode="constant"))
     markers, n = ndi.label(peaks, structure=np.ones((3, 3, 3), bool))
